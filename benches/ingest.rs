@@ -1,0 +1,3 @@
+//! Ingest benchmarks (being written).
+
+fn main() {}

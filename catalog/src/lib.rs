@@ -1,0 +1,19 @@
+//! # lakehose-catalog
+//!
+//! The base crate of lakehose. Everything else points down to it:
+//!
+//! ```text
+//! ingest ──▶ catalog ◀── query ◀── transform
+//!                           ▲
+//!                       dashboards
+//! ```
+//!
+//! It owns [`storage`]: how an `s3://bucket/key` location maps onto the one
+//! object store the process was started with (on the embedded default, bucket
+//! `B` is the folder `<data-dir>/B/`), and where lakehose keeps its own state
+//! (`_lakehose/`). The Glue-style catalog model and the crawler build on it.
+
+pub mod awsjson;
+pub mod storage;
+
+pub use storage::{Location, Storage, StorageError};

@@ -1,0 +1,359 @@
+//! Storage locations and the object store behind them.
+//!
+//! Every location an API accepts is an `s3://bucket/key` URL. lakehose runs
+//! over one [`ObjectStore`]; a location maps onto it as the object path
+//! `bucket/key`. On the embedded default that store is a local folder, so
+//! bucket `B` is the folder `<data-dir>/B/`. lakehose's own state lives under
+//! the system prefix [`SYSTEM_PREFIX`] (`_lakehose/`), which can never collide
+//! with a bucket because bucket names may not contain `_`.
+
+use std::fmt;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+/// The folder (object prefix) that holds lakehose's own state.
+pub const SYSTEM_PREFIX: &str = "_lakehose";
+
+/// Errors about locations and storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A location string that is not a valid `s3://bucket/key` URL.
+    #[error("invalid location {location:?}: {reason}")]
+    InvalidLocation {
+        /// The location as given.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A bucket ARN that is not `arn:<partition>:s3:::<bucket>`.
+    #[error("invalid bucket ARN {arn:?}: expected arn:aws:s3:::<bucket>")]
+    InvalidBucketArn {
+        /// The ARN as given.
+        arn: String,
+    },
+    /// The object store failed.
+    #[error("object store error: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// A local file operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Result type of this module.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// A parsed `s3://bucket/key` location.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Location {
+    bucket: String,
+    key: String,
+}
+
+impl Location {
+    /// Parses an `s3://bucket/key` URL (`s3a://` and `s3n://` are accepted as
+    /// aliases). The key may be empty or end in `/`.
+    pub fn parse(url: &str) -> Result<Self> {
+        let invalid = |reason: &str| StorageError::InvalidLocation {
+            location: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let rest = ["s3://", "s3a://", "s3n://"]
+            .iter()
+            .find_map(|scheme| url.strip_prefix(scheme))
+            .ok_or_else(|| invalid("must start with s3://"))?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        validate_bucket(bucket).map_err(|reason| invalid(&reason))?;
+        validate_key(key).map_err(|reason| invalid(&reason))?;
+        Ok(Self {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        })
+    }
+
+    /// The location of a whole bucket, from an S3 bucket ARN
+    /// (`arn:aws:s3:::my-bucket`).
+    pub fn from_bucket_arn(arn: &str) -> Result<Self> {
+        let invalid = || StorageError::InvalidBucketArn {
+            arn: arn.to_string(),
+        };
+        let mut parts = arn.splitn(6, ':');
+        let (Some("arn"), Some(partition), Some("s3"), Some(""), Some(""), Some(bucket)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(invalid());
+        };
+        if partition.is_empty() {
+            return Err(invalid());
+        }
+        validate_bucket(bucket).map_err(|_| invalid())?;
+        Ok(Self {
+            bucket: bucket.to_string(),
+            key: String::new(),
+        })
+    }
+
+    /// The bucket name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The key (may be empty, may end in `/`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// This location with `suffix` appended to the key as plain text (no
+    /// separator is added, as in S3 prefixes).
+    pub fn join(&self, suffix: &str) -> Result<Self> {
+        let key = format!("{}{}", self.key, suffix);
+        validate_key(&key).map_err(|reason| StorageError::InvalidLocation {
+            location: format!("s3://{}/{}", self.bucket, key),
+            reason,
+        })?;
+        Ok(Self {
+            bucket: self.bucket.clone(),
+            key,
+        })
+    }
+
+    /// The object-store path of this location: `bucket/key`.
+    pub fn object_path(&self) -> ObjectPath {
+        // Validated at construction, so parsing cannot fail.
+        ObjectPath::parse(format!("{}/{}", self.bucket, self.key))
+            .unwrap_or_else(|_| ObjectPath::from(self.bucket.as_str()))
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// S3's bucket naming rules: 3–63 characters of lowercase letters, digits,
+/// dots and hyphens, starting and ending with a letter or digit.
+fn validate_bucket(bucket: &str) -> std::result::Result<(), String> {
+    if !(3..=63).contains(&bucket.len()) {
+        return Err(format!(
+            "bucket name {bucket:?} must be 3 to 63 characters long"
+        ));
+    }
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
+    if !bucket.chars().all(ok_char) {
+        return Err(format!(
+            "bucket name {bucket:?} may only contain lowercase letters, digits, '.' and '-'"
+        ));
+    }
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !edge_ok(bucket.chars().next()) || !edge_ok(bucket.chars().last()) {
+        return Err(format!(
+            "bucket name {bucket:?} must start and end with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_key(key: &str) -> std::result::Result<(), String> {
+    if key.is_empty() {
+        return Ok(());
+    }
+    if key.len() > 1024 {
+        return Err("key is longer than 1024 bytes".into());
+    }
+    if key.starts_with('/') {
+        return Err("key must not start with '/'".into());
+    }
+    let trimmed = key.strip_suffix('/').unwrap_or(key);
+    for segment in trimmed.split('/') {
+        if segment.is_empty() {
+            return Err(format!("key {key:?} has an empty path segment ('//')"));
+        }
+        if segment == "." || segment == ".." {
+            return Err(format!("key {key:?} has a '.' or '..' segment"));
+        }
+        if segment.chars().any(|c| c.is_control() || c == '\\') {
+            return Err(format!(
+                "key {key:?} contains a control character or backslash"
+            ));
+        }
+    }
+    ObjectPath::parse(key).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The object store lakehose runs over, plus the local root when it is a
+/// folder on this machine.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    local_root: Option<PathBuf>,
+}
+
+impl Storage {
+    /// The embedded default: a local folder (created if missing) holding one
+    /// sub-folder per bucket plus `_lakehose/`.
+    pub fn local(root: impl AsRef<FsPath>) -> Result<Self> {
+        let root = root.as_ref();
+        std::fs::create_dir_all(root).map_err(|source| StorageError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let root = root.canonicalize().map_err(|source| StorageError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let store = LocalFileSystem::new_with_prefix(&root)?;
+        Ok(Self {
+            store: Arc::new(store),
+            local_root: Some(root),
+        })
+    }
+
+    /// Any object store (S3, memory, ...).
+    pub fn from_store(store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            store,
+            local_root: None,
+        }
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The local folder of the embedded store, if it is one.
+    pub fn local_root(&self) -> Option<&FsPath> {
+        self.local_root.as_deref()
+    }
+
+    /// The path of a system object, `_lakehose/<relative>`.
+    pub fn system_path(&self, relative: &str) -> ObjectPath {
+        ObjectPath::from(SYSTEM_PREFIX).child_path(relative)
+    }
+
+    /// Writes an object atomically (readers see the old object or the new
+    /// one, never a torn one) and, on a local folder, fsyncs it so the write
+    /// survives a machine crash, not only a process crash.
+    pub async fn put_durable(&self, path: &ObjectPath, bytes: bytes::Bytes) -> Result<()> {
+        self.store.put(path, PutPayload::from(bytes)).await?;
+        if let Some(root) = &self.local_root {
+            let file = root.join(path.as_ref());
+            let dir = file.parent().map(FsPath::to_path_buf);
+            sync_file(&file)?;
+            if let Some(dir) = dir {
+                sync_file(&dir)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sync_file(path: &FsPath) -> Result<()> {
+    let io = |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::File::open(path)
+        .map_err(io)?
+        .sync_all()
+        .map_err(io)
+}
+
+/// Extension to make child paths from `a/b/c` strings.
+trait ChildPath {
+    fn child_path(self, relative: &str) -> ObjectPath;
+}
+
+impl ChildPath for ObjectPath {
+    fn child_path(self, relative: &str) -> ObjectPath {
+        relative
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .fold(self, |path, part| path.join(part))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_s3_urls() {
+        let loc = Location::parse("s3://logs-bucket/raw/app/").unwrap();
+        assert_eq!(loc.bucket(), "logs-bucket");
+        assert_eq!(loc.key(), "raw/app/");
+        assert_eq!(loc.to_string(), "s3://logs-bucket/raw/app/");
+        assert_eq!(loc.object_path().as_ref(), "logs-bucket/raw/app");
+        let bucket_only = Location::parse("s3://logs-bucket").unwrap();
+        assert_eq!(bucket_only.key(), "");
+        assert_eq!(bucket_only.object_path().as_ref(), "logs-bucket");
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for bad in [
+            "http://bucket/key",
+            "s3://Upper/key",
+            "s3://ab/key",
+            "s3://_lakehose/x",
+            "s3://bucket//key",
+            "s3://bucket/a/../b",
+            "s3://-bucket/key",
+        ] {
+            let err = Location::parse(bad).unwrap_err();
+            assert!(
+                matches!(err, StorageError::InvalidLocation { .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_bucket_arns() {
+        let loc = Location::from_bucket_arn("arn:aws:s3:::my.bucket-1").unwrap();
+        assert_eq!(loc.bucket(), "my.bucket-1");
+        assert!(Location::from_bucket_arn("arn:aws:s3:::").is_err());
+        assert!(Location::from_bucket_arn("arn:aws:sqs:::bucket").is_err());
+        assert!(Location::from_bucket_arn("bucket").is_err());
+    }
+
+    #[test]
+    fn join_appends_text() {
+        let loc = Location::parse("s3://bucket/logs/").unwrap();
+        let joined = loc.join("year=2026/file.parquet").unwrap();
+        assert_eq!(joined.key(), "logs/year=2026/file.parquet");
+        assert!(loc.join("a//b").is_err());
+    }
+
+    #[tokio::test]
+    async fn local_storage_writes_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let loc = Location::parse("s3://bucket/a/b.txt").unwrap();
+        storage
+            .put_durable(&loc.object_path(), bytes::Bytes::from_static(b"hi"))
+            .await
+            .unwrap();
+        let on_disk = std::fs::read(dir.path().join("bucket/a/b.txt")).unwrap();
+        assert_eq!(on_disk, b"hi");
+        assert_eq!(
+            storage.system_path("firehose/streams/x.json").as_ref(),
+            "_lakehose/firehose/streams/x.json"
+        );
+    }
+}

@@ -1,0 +1,622 @@
+//! Delivery stream definitions: the Firehose `ExtendedS3DestinationConfiguration`
+//! as given, validated and compiled into a [`DeliveryPlan`].
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lakehose_catalog::Location;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::jq::MetadataQuery;
+use crate::schema::JType;
+use crate::template::{PrefixKind, PrefixTemplate, RenderContext};
+use crate::wal::{RecordError, WalRecord};
+
+/// Firehose's default buffer size hint (MiB).
+pub const DEFAULT_SIZE_MB: u64 = 5;
+/// Firehose's default buffer interval hint (seconds).
+pub const DEFAULT_INTERVAL_S: u64 = 300;
+
+/// `BufferingHints`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BufferingHints {
+    /// Flush when a buffer holds this many MiB (1–128).
+    pub size_in_m_bs: Option<u64>,
+    /// Flush when a buffer is this old (0–900 s).
+    pub interval_in_seconds: Option<u64>,
+}
+
+/// The part of `ExtendedS3DestinationConfiguration` lakehose acts on; every
+/// other member is kept and echoed back by `DescribeDeliveryStream`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct S3Destination {
+    /// `RoleARN` (kept, not used: lakehose has no IAM roles).
+    #[serde(rename = "RoleARN", skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// `arn:aws:s3:::bucket`.
+    #[serde(rename = "BucketARN", skip_serializing_if = "Option::is_none")]
+    pub bucket_arn: Option<String>,
+    /// Data prefix template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Error prefix template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_output_prefix: Option<String>,
+    /// Buffering hints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buffering_hints: Option<BufferingHints>,
+    /// `UNCOMPRESSED|GZIP|Snappy|...` for JSON output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression_format: Option<String>,
+    /// Processors (MetadataExtraction, AppendDelimiterToRecord).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processing_configuration: Option<Value>,
+    /// Parquet conversion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_format_conversion_configuration: Option<Value>,
+    /// Dynamic partitioning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic_partitioning_configuration: Option<Value>,
+    /// Overrides the file extension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_extension: Option<String>,
+    /// Time zone of `!{timestamp}` (only UTC is supported).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_time_zone: Option<String>,
+    /// Everything else, echoed back.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
+}
+
+/// A persisted delivery stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamDefinition {
+    /// Name.
+    pub name: String,
+    /// Internal id; a stream deleted and created again gets a new one.
+    pub id: u64,
+    /// ARN.
+    pub arn: String,
+    /// Creation time, epoch ms.
+    pub created_ms: i64,
+    /// `VersionId`; part of every object name.
+    pub version_id: u64,
+    /// `DeliveryStreamType`.
+    pub stream_type: String,
+    /// The destination as configured.
+    pub destination: S3Destination,
+    /// The running record schema of Parquet output.
+    #[serde(default)]
+    pub schema: Option<JType>,
+}
+
+/// Output format of data objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Parquet with a column compression.
+    Parquet(ParquetCompression),
+    /// JSON lines, whole-file compression.
+    Json(FileCompression),
+}
+
+/// Parquet column compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParquetCompression {
+    /// zstd (lakehose's default).
+    Zstd,
+    /// Snappy (Firehose's default).
+    Snappy,
+    /// gzip.
+    Gzip,
+    /// None.
+    Uncompressed,
+}
+
+/// Whole-file compression of JSON output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileCompression {
+    /// None.
+    Uncompressed,
+    /// gzip.
+    Gzip,
+    /// Snappy framing format.
+    Snappy,
+}
+
+/// A stream's destination, compiled.
+#[derive(Debug)]
+pub struct DeliveryPlan {
+    /// The bucket.
+    pub bucket: Location,
+    /// Data prefix.
+    pub prefix: PrefixTemplate,
+    /// Error prefix.
+    pub error_prefix: PrefixTemplate,
+    /// Size hint in bytes.
+    pub size_bytes: u64,
+    /// Interval hint.
+    pub interval: Duration,
+    /// Output format.
+    pub output: OutputFormat,
+    /// JQ metadata extraction.
+    pub query: Option<MetadataQuery>,
+    /// Lowercase JSON keys (OpenX `CaseInsensitive`, default true).
+    pub lowercase_keys: bool,
+    /// `ConvertDotsInJsonKeysToUnderscores`.
+    pub dots_to_underscores: bool,
+    /// File extension of data objects.
+    pub extension: String,
+}
+
+/// A configuration error, reported as `InvalidArgumentException`.
+pub type ConfigError = String;
+
+fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| v.get(k))
+}
+
+impl DeliveryPlan {
+    /// Validates and compiles a destination.
+    pub fn compile(dest: &S3Destination) -> Result<Self, ConfigError> {
+        let bucket_arn = dest
+            .bucket_arn
+            .as_deref()
+            .ok_or("ExtendedS3DestinationConfiguration.BucketARN is required")?;
+        let bucket = Location::from_bucket_arn(bucket_arn).map_err(|e| e.to_string())?;
+
+        let hints = dest.buffering_hints.unwrap_or(BufferingHints {
+            size_in_m_bs: None,
+            interval_in_seconds: None,
+        });
+        let size_mb = hints.size_in_m_bs.unwrap_or(DEFAULT_SIZE_MB);
+        if !(1..=128).contains(&size_mb) {
+            return Err(format!(
+                "BufferingHints.SizeInMBs must be between 1 and 128, got {size_mb}"
+            ));
+        }
+        let interval_s = hints.interval_in_seconds.unwrap_or(DEFAULT_INTERVAL_S);
+        if interval_s > 900 {
+            return Err(format!(
+                "BufferingHints.IntervalInSeconds must be between 0 and 900, got {interval_s}"
+            ));
+        }
+
+        if let Some(tz) = &dest.custom_time_zone
+            && !matches!(tz.as_str(), "" | "UTC" | "Etc/UTC")
+        {
+            return Err(format!(
+                "CustomTimeZone {tz:?} is not supported; lakehose renders !{{timestamp}} in UTC"
+            ));
+        }
+
+        // Processors.
+        let mut query = None;
+        if let Some(pc) = &dest.processing_configuration
+            && pc.get("Enabled").and_then(Value::as_bool).unwrap_or(true)
+        {
+            for p in pc
+                .get("Processors")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let ty = p.get("Type").and_then(Value::as_str).unwrap_or("");
+                let params: Vec<(&str, &str)> = p
+                    .get("Parameters")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|kv| {
+                        Some((
+                            kv.get("ParameterName")?.as_str()?,
+                            kv.get("ParameterValue")?.as_str()?,
+                        ))
+                    })
+                    .collect();
+                match ty {
+                    "MetadataExtraction" => {
+                        let text = params
+                            .iter()
+                            .find(|(k, _)| *k == "MetadataExtractionQuery")
+                            .map(|(_, v)| *v)
+                            .ok_or("the MetadataExtraction processor needs a MetadataExtractionQuery parameter")?;
+                        if let Some((_, engine)) =
+                            params.iter().find(|(k, _)| *k == "JsonParsingEngine")
+                            && *engine != "JQ-1.6"
+                        {
+                            return Err(format!(
+                                "JsonParsingEngine {engine:?} is not supported (expected JQ-1.6)"
+                            ));
+                        }
+                        query = Some(MetadataQuery::compile(text)?);
+                    }
+                    // lakehose always ends each record with a newline.
+                    "AppendDelimiterToRecord" => {}
+                    other => {
+                        return Err(format!(
+                            "processor type {other:?} is not supported (supported: MetadataExtraction, AppendDelimiterToRecord)"
+                        ));
+                    }
+                }
+            }
+        }
+
+        let dynamic = dest
+            .dynamic_partitioning_configuration
+            .as_ref()
+            .and_then(|d| d.get("Enabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+
+        let prefix_text = dest.prefix.as_deref().unwrap_or("");
+        let mut prefix = PrefixTemplate::parse(prefix_text, PrefixKind::Data)
+            .map_err(|e| format!("invalid Prefix: {e}"))?;
+        let keys: Vec<String> = prefix.query_keys().map(str::to_string).collect();
+        if !keys.is_empty() {
+            if !dynamic {
+                return Err(
+                    "Prefix uses !{partitionKeyFromQuery:...}, which needs DynamicPartitioningConfiguration.Enabled = true".into(),
+                );
+            }
+            if query.is_none() {
+                return Err(
+                    "Prefix uses !{partitionKeyFromQuery:...}, which needs a MetadataExtraction processor with a MetadataExtractionQuery".into(),
+                );
+            }
+        }
+        if dynamic {
+            if dest.prefix.as_deref().unwrap_or("").is_empty() {
+                return Err("dynamic partitioning needs a Prefix".into());
+            }
+            if dest.error_output_prefix.as_deref().unwrap_or("").is_empty() {
+                return Err("dynamic partitioning needs an ErrorOutputPrefix".into());
+            }
+        } else if !prefix.has_timestamp() {
+            prefix = prefix.with_default_time_suffix();
+        }
+
+        let error_text = dest.error_output_prefix.as_deref().unwrap_or("");
+        if error_text.is_empty()
+            && PrefixTemplate::parse(prefix_text, PrefixKind::Data)
+                .is_ok_and(|p| p.has_expressions())
+        {
+            return Err("ErrorOutputPrefix is required when Prefix uses expressions".into());
+        }
+        let error_prefix = if error_text.is_empty() {
+            PrefixTemplate::parse(
+                "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH/}",
+                PrefixKind::Error,
+            )?
+        } else {
+            PrefixTemplate::parse(error_text, PrefixKind::Error)
+                .map_err(|e| format!("invalid ErrorOutputPrefix: {e}"))?
+        };
+
+        // Output format.
+        let compression = dest.compression_format.as_deref().unwrap_or("UNCOMPRESSED");
+        let conversion = dest
+            .data_format_conversion_configuration
+            .as_ref()
+            .filter(|c| c.get("Enabled").and_then(Value::as_bool).unwrap_or(true));
+        let mut lowercase_keys = true;
+        let mut dots_to_underscores = false;
+        let (output, default_ext) = if let Some(conv) = conversion {
+            if compression != "UNCOMPRESSED" {
+                return Err(format!(
+                    "CompressionFormat must be UNCOMPRESSED when DataFormatConversionConfiguration is enabled (got {compression}); set ParquetSerDe.Compression instead"
+                ));
+            }
+            if get(
+                conv,
+                &["OutputFormatConfiguration", "Serializer", "OrcSerDe"],
+            )
+            .is_some()
+            {
+                return Err("OrcSerDe output is not supported; use ParquetSerDe".into());
+            }
+            let serde = get(
+                conv,
+                &["OutputFormatConfiguration", "Serializer", "ParquetSerDe"],
+            );
+            let codec = match serde
+                .and_then(|s| s.get("Compression"))
+                .and_then(Value::as_str)
+            {
+                None | Some("ZSTD") => ParquetCompression::Zstd,
+                Some("SNAPPY") => ParquetCompression::Snappy,
+                Some("GZIP") => ParquetCompression::Gzip,
+                Some("UNCOMPRESSED") => ParquetCompression::Uncompressed,
+                Some(other) => {
+                    return Err(format!(
+                        "ParquetSerDe.Compression {other:?} is not supported (ZSTD, SNAPPY, GZIP or UNCOMPRESSED)"
+                    ));
+                }
+            };
+            if get(
+                conv,
+                &["InputFormatConfiguration", "Deserializer", "HiveJsonSerDe"],
+            )
+            .is_some()
+            {
+                lowercase_keys = false;
+            }
+            if let Some(openx) = get(
+                conv,
+                &["InputFormatConfiguration", "Deserializer", "OpenXJsonSerDe"],
+            ) {
+                lowercase_keys = openx
+                    .get("CaseInsensitive")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true);
+                dots_to_underscores = openx
+                    .get("ConvertDotsInJsonKeysToUnderscores")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+            }
+            (OutputFormat::Parquet(codec), ".parquet")
+        } else {
+            match compression {
+                "UNCOMPRESSED" => (OutputFormat::Json(FileCompression::Uncompressed), ""),
+                "GZIP" => (OutputFormat::Json(FileCompression::Gzip), ".gz"),
+                "Snappy" => (OutputFormat::Json(FileCompression::Snappy), ".snappy"),
+                other => {
+                    return Err(format!(
+                        "CompressionFormat {other:?} is not supported (UNCOMPRESSED, GZIP or Snappy)"
+                    ));
+                }
+            }
+        };
+        let extension = match &dest.file_extension {
+            Some(ext) if !ext.is_empty() => {
+                let valid = ext.starts_with('.')
+                    && ext.len() <= 128
+                    && ext[1..].chars().all(|c| {
+                        c.is_ascii_digit() || c.is_ascii_lowercase() || "!-_.*'()".contains(c)
+                    });
+                if !valid {
+                    return Err(format!(
+                        "FileExtension {ext:?} must start with '.' and use only 0-9 a-z ! - _ . * ' ( )"
+                    ));
+                }
+                ext.clone()
+            }
+            _ => default_ext.to_string(),
+        };
+
+        Ok(Self {
+            bucket,
+            prefix,
+            error_prefix,
+            size_bytes: size_mb * 1024 * 1024,
+            interval: Duration::from_secs(interval_s),
+            output,
+            query,
+            lowercase_keys,
+            dots_to_underscores,
+            extension,
+        })
+    }
+
+    /// Whether records must be JSON (Parquet output or JQ partitioning).
+    pub fn needs_json(&self) -> bool {
+        self.query.is_some() || matches!(self.output, OutputFormat::Parquet(_))
+    }
+
+    /// Routes one record: evaluates its prefix, or the error prefix with the
+    /// reason it cannot be delivered as data.
+    pub fn route(&self, data: bytes::Bytes, arrival: DateTime<Utc>, seed: u64) -> WalRecord {
+        match self.data_prefix(&data, arrival, seed) {
+            Ok(prefix) => WalRecord {
+                prefix,
+                error: None,
+                data,
+            },
+            Err(error) => self.error_record(data, arrival, seed, error),
+        }
+    }
+
+    /// A record that goes to the error prefix.
+    pub fn error_record(
+        &self,
+        data: bytes::Bytes,
+        arrival: DateTime<Utc>,
+        seed: u64,
+        error: RecordError,
+    ) -> WalRecord {
+        WalRecord {
+            prefix: self.render_error_prefix(&error.output_type, arrival, seed),
+            error: Some(error),
+            data,
+        }
+    }
+
+    /// Renders the error prefix for an error output type.
+    pub fn render_error_prefix(&self, output_type: &str, time: DateTime<Utc>, seed: u64) -> String {
+        let no_keys = |_: &str| None;
+        self.error_prefix
+            .render(&RenderContext {
+                time,
+                keys: &no_keys,
+                error_output_type: Some(output_type),
+                random_seed: seed,
+            })
+            // The error prefix has no partition keys, and its length was
+            // bounded at creation; fall back to a fixed folder regardless.
+            .unwrap_or_else(|_| format!("{output_type}/"))
+    }
+
+    fn data_prefix(
+        &self,
+        data: &[u8],
+        arrival: DateTime<Utc>,
+        seed: u64,
+    ) -> Result<String, RecordError> {
+        let keys = match &self.query {
+            Some(q) => q.extract(data).map_err(|e| RecordError {
+                output_type: "processing-failed".into(),
+                code: match e {
+                    crate::jq::ExtractError::InvalidJson(_) => "Invalid.JSON".into(),
+                    _ => "DynamicPartitioning.MetadataExtractionFailed".into(),
+                },
+                message: e.to_string(),
+            })?,
+            None => Default::default(),
+        };
+        if self.query.is_none() && self.needs_json() {
+            check_json_object(data)?;
+        }
+        let lookup = |k: &str| keys.get(k).cloned();
+        let prefix = self
+            .prefix
+            .render(&RenderContext {
+                time: arrival,
+                keys: &lookup,
+                error_output_type: None,
+                random_seed: seed,
+            })
+            .map_err(|e| RecordError {
+                output_type: "processing-failed".into(),
+                code: "DynamicPartitioning.MissingPartitionKey".into(),
+                message: e.to_string(),
+            })?;
+        self.bucket.join(&prefix).map_err(|e| RecordError {
+            output_type: "processing-failed".into(),
+            code: "DynamicPartitioning.InvalidPrefix".into(),
+            message: format!("the evaluated prefix {prefix:?} is not a valid S3 key: {e}"),
+        })?;
+        Ok(prefix)
+    }
+}
+
+/// Checks that a record is one JSON object (what Parquet rows need).
+fn check_json_object(data: &[u8]) -> Result<(), RecordError> {
+    let fail = |code: &str, message: String| RecordError {
+        output_type: "format-conversion-failed".into(),
+        code: code.into(),
+        message,
+    };
+    let first = data.iter().find(|c| !c.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(fail(
+            "DataFormatConversion.NotAnObject",
+            "record is not a JSON object".into(),
+        ));
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(data)
+        .map(|_| ())
+        .map_err(|e| fail("Invalid.JSON", format!("record is not valid JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn dest(v: Value) -> S3Destination {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn compiles_a_dynamic_parquet_stream() {
+        let d = dest(json!({
+            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+            "BucketARN": "arn:aws:s3:::lake",
+            "Prefix": "logs/service=!{partitionKeyFromQuery:service}/dt=!{timestamp:yyyy-MM-dd}/",
+            "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+            "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
+            "DynamicPartitioningConfiguration": {"Enabled": true},
+            "ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "MetadataExtraction", "Parameters": [
+                {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{service: .service}"},
+                {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]}]},
+            "DataFormatConversionConfiguration": {"Enabled": true,
+                "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
+                "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {"Compression": "SNAPPY"}}}},
+            "CloudWatchLoggingOptions": {"Enabled": false}
+        }));
+        assert!(d.other.contains_key("CloudWatchLoggingOptions"));
+        let plan = DeliveryPlan::compile(&d).unwrap();
+        assert_eq!(
+            plan.output,
+            OutputFormat::Parquet(ParquetCompression::Snappy)
+        );
+        assert_eq!(plan.extension, ".parquet");
+        let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let ok = plan.route(bytes::Bytes::from_static(br#"{"service":"web"}"#), t, 1);
+        assert_eq!(ok.prefix, "logs/service=web/dt=2026-01-02/");
+        assert!(ok.error.is_none());
+        let missing = plan.route(bytes::Bytes::from_static(br#"{"other":1}"#), t, 1);
+        assert_eq!(missing.prefix, "errors/processing-failed/");
+        assert_eq!(
+            missing.error.unwrap().code,
+            "DynamicPartitioning.MissingPartitionKey"
+        );
+        let bad = plan.route(bytes::Bytes::from_static(b"{oops"), t, 1);
+        assert_eq!(bad.error.unwrap().code, "Invalid.JSON");
+    }
+
+    #[test]
+    fn default_prefix_and_json_output() {
+        let plan = DeliveryPlan::compile(&dest(json!({
+            "BucketARN": "arn:aws:s3:::lake", "Prefix": "raw/", "CompressionFormat": "GZIP"
+        })))
+        .unwrap();
+        assert_eq!(plan.output, OutputFormat::Json(FileCompression::Gzip));
+        assert_eq!(plan.extension, ".gz");
+        let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        // Raw streams accept any bytes.
+        let r = plan.route(bytes::Bytes::from_static(b"not json at all"), t, 1);
+        assert_eq!(r.prefix, "raw/2026/01/02/03/");
+        assert!(r.error.is_none());
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        for (v, needle) in [
+            (json!({}), "BucketARN is required"),
+            (json!({"BucketARN": "nope"}), "invalid bucket ARN"),
+            (
+                json!({"BucketARN": "arn:aws:s3:::lake", "BufferingHints": {"SizeInMBs": 0, "IntervalInSeconds": 60}}),
+                "SizeInMBs",
+            ),
+            (
+                json!({"BucketARN": "arn:aws:s3:::lake", "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 901}}),
+                "IntervalInSeconds",
+            ),
+            (
+                json!({"BucketARN": "arn:aws:s3:::lake", "Prefix": "a/!{partitionKeyFromQuery:x}/", "ErrorOutputPrefix": "e/!{firehose:error-output-type}/"}),
+                "DynamicPartitioningConfiguration",
+            ),
+            (
+                json!({"BucketARN": "arn:aws:s3:::lake", "Prefix": "a/!{timestamp:yyyy}/"}),
+                "ErrorOutputPrefix is required",
+            ),
+            (
+                json!({"BucketARN": "arn:aws:s3:::lake", "CompressionFormat": "ZIP"}),
+                "not supported",
+            ),
+            (
+                json!({"BucketARN": "arn:aws:s3:::lake", "CompressionFormat": "GZIP", "DataFormatConversionConfiguration": {"OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}}}}),
+                "must be UNCOMPRESSED",
+            ),
+            (
+                json!({"BucketARN": "arn:aws:s3:::lake", "ProcessingConfiguration": {"Processors": [{"Type": "Lambda"}]}}),
+                "not supported",
+            ),
+            (
+                json!({"BucketARN": "arn:aws:s3:::lake", "DynamicPartitioningConfiguration": {"Enabled": true}, "Prefix": "x/"}),
+                "ErrorOutputPrefix",
+            ),
+            (
+                json!({"BucketARN": "arn:aws:s3:::lake", "CustomTimeZone": "Europe/Paris"}),
+                "CustomTimeZone",
+            ),
+        ] {
+            let err = DeliveryPlan::compile(&dest(v.clone())).unwrap_err();
+            assert!(err.contains(needle), "{v}: {err}");
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Errors of the ingest crate.
+
+use std::path::PathBuf;
+
+/// Errors of the ingest crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A local file operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A write-ahead log segment is damaged somewhere other than its tail.
+    #[error(
+        "write-ahead log segment {path} is corrupt at byte {offset}; move it aside to start without it (its records would be lost)"
+    )]
+    WalCorrupt {
+        /// The segment.
+        path: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+    },
+    /// The write-ahead log is shut down.
+    #[error("the write-ahead log is closed")]
+    WalClosed,
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] lakehose_catalog::StorageError),
+    /// Object store failure.
+    #[error("object store error: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// Arrow failure.
+    #[error("arrow error: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Parquet failure.
+    #[error("parquet error: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// A persisted file could not be read.
+    #[error("could not parse {what}: {source}")]
+    Corrupt {
+        /// What was being read.
+        what: String,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// A background task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// Result type of the ingest crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,269 @@
+//! The Amazon Data Firehose JSON 1.1 API (`X-Amz-Target: Firehose_20150804.*`).
+//!
+//! Shapes and errors follow the botocore service model, so an unmodified
+//! `aws-sdk-firehose` client, boto3 or the aws CLI works with only an
+//! endpoint override.
+
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use lakehose_catalog::awsjson::{self, AwsError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::{DEFAULT_INTERVAL_S, DEFAULT_SIZE_MB, S3Destination, StreamDefinition};
+use crate::service::IngestService;
+
+/// The `X-Amz-Target` prefix of Firehose.
+pub const TARGET_PREFIX: &str = "Firehose_20150804";
+/// Most records in one `PutRecordBatch`.
+pub const MAX_BATCH_RECORDS: usize = 500;
+/// Most bytes (decoded) in one `PutRecordBatch`.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Most bytes (decoded) in one record: 1,000 KiB.
+pub const MAX_RECORD_BYTES: usize = 1_024_000;
+
+fn invalid(message: impl Into<String>) -> AwsError {
+    AwsError::client("InvalidArgumentException", message)
+}
+
+fn required<T>(value: Option<T>, member: &str) -> Result<T, AwsError> {
+    value.ok_or_else(|| invalid(format!("{member} is required")))
+}
+
+/// Handles one Firehose operation.
+pub async fn handle(service: &IngestService, operation: &str, body: &[u8]) -> Response {
+    let result = match operation {
+        "CreateDeliveryStream" => create(service, body).await,
+        "DescribeDeliveryStream" => describe(service, body),
+        "ListDeliveryStreams" => list(service, body),
+        "DeleteDeliveryStream" => delete(service, body).await,
+        "PutRecord" => put_record(service, body).await,
+        "PutRecordBatch" => put_record_batch(service, body).await,
+        "ListTagsForDeliveryStream"
+        | "TagDeliveryStream"
+        | "UntagDeliveryStream"
+        | "UpdateDestination"
+        | "StartDeliveryStreamEncryption"
+        | "StopDeliveryStreamEncryption" => {
+            Err(invalid(format!("{operation} is not supported by lakehose")))
+        }
+        other => Err(AwsError::unknown_operation(&format!(
+            "{TARGET_PREFIX}.{other}"
+        ))),
+    };
+    match result {
+        Ok(v) => awsjson::ok(v),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateInput {
+    delivery_stream_name: Option<String>,
+    delivery_stream_type: Option<String>,
+    extended_s3_destination_configuration: Option<S3Destination>,
+    s3_destination_configuration: Option<S3Destination>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
+}
+
+async fn create(service: &IngestService, body: &[u8]) -> Result<Value, AwsError> {
+    let input: CreateInput = awsjson::parse(body)?;
+    let name = required(input.delivery_stream_name, "DeliveryStreamName")?;
+    if let Some(other) = input.other.keys().find(|k| {
+        k.ends_with("DestinationConfiguration")
+            || k.ends_with("SourceConfiguration") && k.as_str() != "DirectPutSourceConfiguration"
+    }) {
+        return Err(invalid(format!(
+            "{other} is not supported; lakehose delivers to S3 destinations (ExtendedS3DestinationConfiguration)"
+        )));
+    }
+    let destination = match (
+        input.extended_s3_destination_configuration,
+        input.s3_destination_configuration,
+    ) {
+        (Some(d), None) | (None, Some(d)) => d,
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "give exactly one destination configuration, not both S3DestinationConfiguration and ExtendedS3DestinationConfiguration",
+            ));
+        }
+        (None, None) => {
+            return Err(invalid(
+                "a destination is required: ExtendedS3DestinationConfiguration",
+            ));
+        }
+    };
+    let arn = service
+        .create_stream(&name, input.delivery_stream_type.as_deref(), destination)
+        .await?;
+    Ok(json!({ "DeliveryStreamARN": arn }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NameInput {
+    delivery_stream_name: Option<String>,
+}
+
+fn describe(service: &IngestService, body: &[u8]) -> Result<Value, AwsError> {
+    let input: NameInput = awsjson::parse(body)?;
+    let name = required(input.delivery_stream_name, "DeliveryStreamName")?;
+    let def = service.describe_stream(&name)?;
+    Ok(json!({ "DeliveryStreamDescription": description(&def) }))
+}
+
+fn description(def: &StreamDefinition) -> Value {
+    let mut dest = serde_json::to_value(&def.destination).unwrap_or_else(|_| json!({}));
+    if let Some(obj) = dest.as_object_mut() {
+        let hints = obj.entry("BufferingHints").or_insert_with(|| json!({}));
+        if let Some(h) = hints.as_object_mut() {
+            h.entry("SizeInMBs").or_insert(json!(DEFAULT_SIZE_MB));
+            h.entry("IntervalInSeconds")
+                .or_insert(json!(DEFAULT_INTERVAL_S));
+        }
+        obj.entry("CompressionFormat")
+            .or_insert(json!("UNCOMPRESSED"));
+        obj.entry("EncryptionConfiguration")
+            .or_insert(json!({"NoEncryptionConfig": "NoEncryption"}));
+        obj.entry("RoleARN")
+            .or_insert(json!("arn:aws:iam::000000000000:role/lakehose"));
+        obj.entry("S3BackupMode").or_insert(json!("Disabled"));
+    }
+    json!({
+        "DeliveryStreamName": def.name,
+        "DeliveryStreamARN": def.arn,
+        "DeliveryStreamStatus": "ACTIVE",
+        "DeliveryStreamType": def.stream_type,
+        "VersionId": def.version_id.to_string(),
+        "CreateTimestamp": def.created_ms as f64 / 1000.0,
+        "DeliveryStreamEncryptionConfiguration": {"Status": "DISABLED"},
+        "Destinations": [{
+            "DestinationId": "destinationId-000000000001",
+            "ExtendedS3DestinationDescription": dest,
+        }],
+        "HasMoreDestinations": false,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListInput {
+    limit: Option<i64>,
+    delivery_stream_type: Option<String>,
+    exclusive_start_delivery_stream_name: Option<String>,
+}
+
+fn list(service: &IngestService, body: &[u8]) -> Result<Value, AwsError> {
+    let input: ListInput = awsjson::parse(body)?;
+    let limit = input.limit.unwrap_or(10);
+    if !(1..=10_000).contains(&limit) {
+        return Err(invalid(format!(
+            "Limit must be between 1 and 10000, got {limit}"
+        )));
+    }
+    if input
+        .delivery_stream_type
+        .as_deref()
+        .is_some_and(|t| t != "DirectPut")
+    {
+        // lakehose only has DirectPut streams.
+        return Ok(json!({"DeliveryStreamNames": [], "HasMoreDeliveryStreams": false}));
+    }
+    let (names, more) = service.list_streams(
+        limit as usize,
+        input.exclusive_start_delivery_stream_name.as_deref(),
+    );
+    Ok(json!({"DeliveryStreamNames": names, "HasMoreDeliveryStreams": more}))
+}
+
+async fn delete(service: &IngestService, body: &[u8]) -> Result<Value, AwsError> {
+    let input: NameInput = awsjson::parse(body)?;
+    let name = required(input.delivery_stream_name, "DeliveryStreamName")?;
+    service.delete_stream(&name).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RecordInput {
+    data: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordInput {
+    delivery_stream_name: Option<String>,
+    record: Option<RecordInput>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordBatchInput {
+    delivery_stream_name: Option<String>,
+    records: Option<Vec<RecordInput>>,
+}
+
+/// Decodes base64 record data; undecodable data is kept raw (`Err`) so it
+/// goes to the error prefix instead of failing its neighbours.
+fn decode_records(records: Vec<RecordInput>) -> Result<Vec<Result<Bytes, Bytes>>, AwsError> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(records.len());
+    for (i, r) in records.into_iter().enumerate() {
+        let text = required(r.data, &format!("Records[{i}].Data"))?;
+        let decoded = engine.decode(text.as_bytes());
+        let len = decoded.as_ref().map_or(text.len(), Vec::len);
+        if len > MAX_RECORD_BYTES {
+            return Err(invalid(format!(
+                "record {i} is {len} bytes; a record may be at most {MAX_RECORD_BYTES} bytes (1,000 KiB)"
+            )));
+        }
+        total += len;
+        out.push(match decoded {
+            Ok(bytes) => Ok(Bytes::from(bytes)),
+            Err(_) => Err(Bytes::from(text)),
+        });
+    }
+    if total > MAX_BATCH_BYTES {
+        return Err(invalid(format!(
+            "the batch holds {total} bytes of data; PutRecordBatch accepts at most {MAX_BATCH_BYTES} bytes (4 MiB)"
+        )));
+    }
+    Ok(out)
+}
+
+async fn put_record(service: &IngestService, body: &[u8]) -> Result<Value, AwsError> {
+    let input: PutRecordInput = awsjson::parse(body)?;
+    let name = required(input.delivery_stream_name, "DeliveryStreamName")?;
+    let record = required(input.record, "Record")?;
+    let records = decode_records(vec![record])?;
+    let accepted = service.put_records(&name, records).await?;
+    let id = accepted
+        .into_iter()
+        .next()
+        .map(|a| a.record_id)
+        .unwrap_or_default();
+    Ok(json!({"RecordId": id, "Encrypted": false}))
+}
+
+async fn put_record_batch(service: &IngestService, body: &[u8]) -> Result<Value, AwsError> {
+    let input: PutRecordBatchInput = awsjson::parse(body)?;
+    let name = required(input.delivery_stream_name, "DeliveryStreamName")?;
+    let records = required(input.records, "Records")?;
+    if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
+        return Err(invalid(format!(
+            "PutRecordBatch takes 1 to {MAX_BATCH_RECORDS} records, got {}",
+            records.len()
+        )));
+    }
+    let records = decode_records(records)?;
+    let accepted = service.put_records(&name, records).await?;
+    let responses: Vec<Value> = accepted
+        .into_iter()
+        .map(|a| json!({"RecordId": a.record_id}))
+        .collect();
+    Ok(json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses}))
+}

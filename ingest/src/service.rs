@@ -1,0 +1,1152 @@
+//! The ingest service: delivery streams, admission, buffering, flushing and
+//! crash recovery.
+//!
+//! ```text
+//! put_records ─▶ route (JQ, prefix) ─▶ WAL append + fsync ─▶ ack
+//!                                         │ (writer thread, log order)
+//!                                         ▼
+//!                          buffers per (stream, evaluated prefix)
+//!                                         │ size / interval / shutdown
+//!                                         ▼
+//!   encode (blocking pool) ─▶ WAL: FlushIntent ─▶ put objects ─▶ WAL: FlushDone
+//! ```
+//!
+//! **Exactly once.** A flush intent names precisely which records a flush
+//! delivers (every record of one buffer between two log positions) and the
+//! schema it writes them with. Object names derive from the first position,
+//! and the intent is durable before any object is written. On restart the
+//! log is replayed: records covered by a completed intent are skipped, an
+//! intent without its completion is executed again (rewriting the same
+//! objects with the same rows), and every other record is buffered again.
+//! So an acknowledged record lands exactly once, whenever the process dies.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::StreamExt;
+use lakehose_catalog::Storage;
+use lakehose_catalog::awsjson::AwsError;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::config::{DeliveryPlan, OutputFormat, S3Destination, StreamDefinition};
+use crate::encode::{self, ErrorDocument, KeyOptions};
+use crate::error::{Error, Result};
+use crate::metrics::IngestMetrics;
+use crate::schema::JType;
+use crate::wal::{
+    BufferKey, DurableSink, Entry, FlushIntent, OpenedWal, Pos, RecordError, RecordsEntry, Wal,
+    WalOptions, WalRecord,
+};
+
+/// Default bound on bytes accepted but not yet delivered.
+pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 512 * 1024 * 1024;
+/// Default number of flushes encoding or writing at once.
+pub const DEFAULT_MAX_CONCURRENT_FLUSHES: usize = 4;
+/// Most delivery streams one server holds.
+pub const MAX_STREAMS: usize = 5000;
+
+const STREAMS_DIR: &str = "firehose/streams";
+
+/// Settings of the ingest service.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Folder of the write-ahead log (local disk).
+    pub wal_dir: std::path::PathBuf,
+    /// Bytes accepted but not yet delivered, past which requests get
+    /// `ServiceUnavailableException`.
+    pub max_buffer_bytes: u64,
+    /// Write-ahead log segment size.
+    pub wal_segment_bytes: u64,
+    /// How often buffers are checked against their interval hint.
+    pub flush_tick: Duration,
+    /// Flushes encoding or writing at once.
+    pub max_concurrent_flushes: usize,
+    /// Account id used in ARNs.
+    pub account_id: String,
+    /// Region used in ARNs.
+    pub region: String,
+}
+
+impl IngestConfig {
+    /// Defaults with the log in `wal_dir`.
+    pub fn new(wal_dir: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            wal_dir: wal_dir.into(),
+            max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
+            wal_segment_bytes: crate::wal::DEFAULT_SEGMENT_BYTES,
+            flush_tick: Duration::from_millis(100),
+            max_concurrent_flushes: DEFAULT_MAX_CONCURRENT_FLUSHES,
+            account_id: "000000000000".into(),
+            region: "us-east-1".into(),
+        }
+    }
+}
+
+/// One record waiting in a buffer.
+#[derive(Debug, Clone)]
+struct Buffered {
+    pos: Pos,
+    arrival_ms: i64,
+    data: Bytes,
+    error: Option<RecordError>,
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    records: Vec<Buffered>,
+    bytes: u64,
+    oldest_ms: i64,
+}
+
+struct Stream {
+    name: String,
+    id: u64,
+    plan: DeliveryPlan,
+    def: Mutex<StreamDefinition>,
+    buffers: Mutex<HashMap<BufferKey, Buffer>>,
+    schema: Mutex<JType>,
+    deleting: AtomicBool,
+    /// Puts hold it shared while they append; delete takes it exclusively.
+    puts: tokio::sync::RwLock<()>,
+    inflight: AtomicUsize,
+    idle: Notify,
+}
+
+struct Inner {
+    config: IngestConfig,
+    storage: Storage,
+    wal: std::sync::OnceLock<Wal>,
+    streams: RwLock<HashMap<String, Arc<Stream>>>,
+    by_id: RwLock<HashMap<u64, Arc<Stream>>>,
+    buffered: AtomicU64,
+    metrics: IngestMetrics,
+    permits: Semaphore,
+    inflight: AtomicUsize,
+    idle: Notify,
+    wake: Notify,
+    closing: AtomicBool,
+    control: tokio::sync::Mutex<()>,
+}
+
+/// The ingest service. Cloning shares it.
+#[derive(Clone)]
+pub struct IngestService {
+    inner: Arc<Inner>,
+}
+
+/// The outcome of accepting one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The record id (derived from its log position).
+    pub record_id: String,
+}
+
+/// What a `lakehose` client sees of a stream.
+pub type StreamDescription = StreamDefinition;
+
+fn record_id(pos: Pos) -> String {
+    format!("{:016x}{:08x}", pos.seq, pos.idx)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn not_found(name: &str) -> AwsError {
+    AwsError::client(
+        "ResourceNotFoundException",
+        format!("Firehose {name} not found."),
+    )
+}
+
+/// A logged flush, as replay sees it.
+struct LoggedFlush {
+    from: Pos,
+    to: Pos,
+    intent_seq: u64,
+    completed: bool,
+}
+
+/// Records of one log entry that replay buffers again.
+struct Requeue {
+    seq: u64,
+    stream_id: u64,
+    arrival_ms: i64,
+    records: Vec<(u32, WalRecord)>,
+}
+
+struct Sink(Weak<Inner>);
+
+impl DurableSink for Sink {
+    fn durable(&self, seq: u64, entry: Entry) {
+        let (Some(inner), Entry::Records(entry)) = (self.0.upgrade(), entry) else {
+            return;
+        };
+        inner.buffer_records(seq, entry);
+    }
+}
+
+impl Inner {
+    fn wal(&self) -> Result<&Wal> {
+        self.wal.get().ok_or(Error::WalClosed)
+    }
+
+    fn stream_by_name(&self, name: &str) -> Option<Arc<Stream>> {
+        self.streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn buffer_records(&self, seq: u64, entry: RecordsEntry) {
+        let stream = self
+            .by_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&entry.stream_id)
+            .cloned();
+        let Some(stream) = stream else {
+            tracing::warn!(
+                stream_id = entry.stream_id,
+                records = entry.records.len(),
+                "Records logged for a deleted stream are dropped."
+            );
+            if let Ok(wal) = self.wal() {
+                wal.release(entry.records.iter().map(|_| seq));
+            }
+            return;
+        };
+        let mut over_size = false;
+        {
+            let mut buffers = lock(&stream.buffers);
+            for (idx, rec) in entry.records.into_iter().enumerate() {
+                let key = BufferKey {
+                    prefix: rec.prefix,
+                    error: rec.error.is_some(),
+                };
+                let buffer = buffers.entry(key).or_default();
+                if buffer.records.is_empty() {
+                    buffer.oldest_ms = entry.arrival_ms;
+                }
+                buffer.bytes += rec.data.len() as u64;
+                over_size |= buffer.bytes >= stream.plan.size_bytes;
+                buffer.records.push(Buffered {
+                    pos: Pos {
+                        seq,
+                        idx: idx as u32,
+                    },
+                    arrival_ms: entry.arrival_ms,
+                    data: rec.data,
+                    error: rec.error,
+                });
+            }
+        }
+        if over_size {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Everything one flush writes.
+struct Encoded {
+    objects: Vec<(ObjectPath, Bytes)>,
+    schema: Option<JType>,
+    delivered: u64,
+    failed: u64,
+}
+
+impl IngestService {
+    /// Opens the service over `storage`: loads stream definitions, replays the
+    /// write-ahead log (re-running interrupted flushes), and starts the
+    /// flusher.
+    pub async fn open(config: IngestConfig, storage: Storage) -> Result<Self> {
+        let inner = Arc::new(Inner {
+            permits: Semaphore::new(config.max_concurrent_flushes.max(1)),
+            config,
+            storage,
+            wal: std::sync::OnceLock::new(),
+            streams: RwLock::new(HashMap::new()),
+            by_id: RwLock::new(HashMap::new()),
+            buffered: AtomicU64::new(0),
+            metrics: IngestMetrics::default(),
+            inflight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            wake: Notify::new(),
+            closing: AtomicBool::new(false),
+            control: tokio::sync::Mutex::new(()),
+        });
+        let service = Self { inner };
+        service.load_streams().await?;
+        let (opened, replay) = Wal::open(WalOptions {
+            dir: service.inner.config.wal_dir.clone(),
+            segment_bytes: service.inner.config.wal_segment_bytes,
+        })?;
+        service.recover(opened, replay.entries).await?;
+        let flusher = service.clone();
+        tokio::spawn(async move { flusher.flush_loop().await });
+        Ok(service)
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &IngestMetrics {
+        &self.inner.metrics
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// Bytes accepted but not yet delivered.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.inner.buffered.load(Ordering::Relaxed)
+    }
+
+    async fn load_streams(&self) -> Result<()> {
+        let store = self.inner.storage.store();
+        let prefix = self.inner.storage.system_path(STREAMS_DIR);
+        let mut listing = store.list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            if !meta.location.as_ref().ends_with(".json") {
+                continue;
+            }
+            let bytes = store.get(&meta.location).await?.bytes().await?;
+            let def: StreamDefinition =
+                serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt {
+                    what: meta.location.to_string(),
+                    source,
+                })?;
+            let plan = match DeliveryPlan::compile(&def.destination) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    tracing::error!(stream = %def.name, error = %e, "Stream definition no longer valid; skipped.");
+                    continue;
+                }
+            };
+            self.insert_stream(def, plan);
+        }
+        Ok(())
+    }
+
+    fn insert_stream(&self, def: StreamDefinition, plan: DeliveryPlan) -> Arc<Stream> {
+        let stream = Arc::new(Stream {
+            name: def.name.clone(),
+            id: def.id,
+            plan,
+            schema: Mutex::new(def.schema.clone().unwrap_or(JType::Null)),
+            def: Mutex::new(def),
+            buffers: Mutex::new(HashMap::new()),
+            deleting: AtomicBool::new(false),
+            puts: tokio::sync::RwLock::new(()),
+            inflight: AtomicUsize::new(0),
+            idle: Notify::new(),
+        });
+        self.inner
+            .streams
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stream.name.clone(), Arc::clone(&stream));
+        self.inner
+            .by_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stream.id, Arc::clone(&stream));
+        stream
+    }
+
+    async fn save_definition(&self, def: &StreamDefinition) -> Result<()> {
+        let path = self
+            .inner
+            .storage
+            .system_path(&format!("{STREAMS_DIR}/{}.json", def.name));
+        let bytes = serde_json::to_vec_pretty(def).unwrap_or_default();
+        self.inner.storage.put_durable(&path, bytes.into()).await?;
+        Ok(())
+    }
+
+    /// Replays the log: skips delivered records, re-runs interrupted
+    /// flushes, and buffers the rest.
+    async fn recover(&self, mut opened: OpenedWal, entries: Vec<(u64, Entry)>) -> Result<()> {
+        let mut done = HashSet::new();
+        let mut intents: BTreeMap<u64, FlushIntent> = BTreeMap::new();
+        for (seq, entry) in &entries {
+            match entry {
+                Entry::Intent(i) => {
+                    intents.insert(*seq, i.clone());
+                }
+                Entry::Done { intent_seq } => {
+                    done.insert(*intent_seq);
+                }
+                Entry::Records(_) => {}
+            }
+        }
+        // (stream, buffer) -> [(from, to, intent seq, completed)]
+        let mut ranges: HashMap<(u64, BufferKey), Vec<LoggedFlush>> = HashMap::new();
+        for (seq, i) in &intents {
+            ranges
+                .entry((i.stream_id, i.buffer.clone()))
+                .or_default()
+                .push(LoggedFlush {
+                    from: i.from,
+                    to: i.to,
+                    intent_seq: *seq,
+                    completed: done.contains(seq),
+                });
+        }
+        let mut redo: BTreeMap<u64, Vec<Buffered>> = BTreeMap::new();
+        let mut pending: Vec<Requeue> = Vec::new();
+        let (mut skipped, mut requeued) = (0u64, 0u64);
+        for (seq, entry) in entries {
+            let Entry::Records(entry) = entry else {
+                continue;
+            };
+            let mut keep = Vec::new();
+            let mut retained = 0;
+            for (idx, rec) in entry.records.into_iter().enumerate() {
+                let pos = Pos {
+                    seq,
+                    idx: idx as u32,
+                };
+                let key = BufferKey {
+                    prefix: rec.prefix.clone(),
+                    error: rec.error.is_some(),
+                };
+                let covering = ranges.get(&(entry.stream_id, key)).and_then(|flushes| {
+                    flushes
+                        .iter()
+                        .find(|f| f.from <= pos && pos <= f.to)
+                        .map(|f| (f.intent_seq, f.completed))
+                });
+                match covering {
+                    Some((_, true)) => skipped += 1,
+                    Some((intent_seq, false)) => {
+                        retained += 1;
+                        redo.entry(intent_seq).or_default().push(Buffered {
+                            pos,
+                            arrival_ms: entry.arrival_ms,
+                            data: rec.data,
+                            error: rec.error,
+                        });
+                    }
+                    None => {
+                        retained += 1;
+                        requeued += 1;
+                        keep.push((idx as u32, rec));
+                    }
+                }
+            }
+            opened.retain(seq, retained);
+            if !keep.is_empty() {
+                pending.push(Requeue {
+                    seq,
+                    stream_id: entry.stream_id,
+                    arrival_ms: entry.arrival_ms,
+                    records: keep,
+                });
+            }
+        }
+        let wal = opened.start(Arc::new(Sink(Arc::downgrade(&self.inner))))?;
+        let _ = self.inner.wal.set(wal);
+
+        // Re-run interrupted flushes with exactly their recorded records.
+        let redone = redo.len();
+        for (intent_seq, records) in redo {
+            let Some(intent) = intents.remove(&intent_seq) else {
+                continue;
+            };
+            let stream = self
+                .inner
+                .by_id
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&intent.stream_id)
+                .cloned();
+            let Some(stream) = stream else {
+                tracing::warn!(
+                    stream_id = intent.stream_id,
+                    "Interrupted flush of a deleted stream skipped."
+                );
+                continue;
+            };
+            if records.len() as u32 != intent.count {
+                tracing::warn!(
+                    stream = %stream.name,
+                    expected = intent.count,
+                    found = records.len(),
+                    "Interrupted flush has a different record count than logged."
+                );
+            }
+            let bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
+            self.inner.buffered.fetch_add(bytes, Ordering::Relaxed);
+            let fixed = intent.schema.as_deref().and_then(encode::parse_schema_text);
+            self.run_flush(
+                &stream,
+                intent.buffer.clone(),
+                records,
+                Some((intent_seq, fixed)),
+            )
+            .await;
+        }
+
+        // Buffer what was never flushed, with its original positions.
+        for Requeue {
+            seq,
+            stream_id,
+            arrival_ms,
+            records,
+        } in pending
+        {
+            let stream = self
+                .inner
+                .by_id
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&stream_id)
+                .cloned();
+            let Some(stream) = stream else {
+                tracing::warn!(stream_id, "Records of a deleted stream dropped on replay.");
+                if let Ok(wal) = self.inner.wal() {
+                    wal.release(records.iter().map(|_| seq));
+                }
+                continue;
+            };
+            let mut buffers = lock(&stream.buffers);
+            for (idx, rec) in records {
+                let bytes = rec.data.len() as u64;
+                self.inner.buffered.fetch_add(bytes, Ordering::Relaxed);
+                let key = BufferKey {
+                    prefix: rec.prefix,
+                    error: rec.error.is_some(),
+                };
+                let buffer = buffers.entry(key).or_default();
+                if buffer.records.is_empty() {
+                    buffer.oldest_ms = arrival_ms;
+                }
+                buffer.bytes += bytes;
+                buffer.records.push(Buffered {
+                    pos: Pos { seq, idx },
+                    arrival_ms,
+                    data: rec.data,
+                    error: rec.error,
+                });
+            }
+        }
+        self.inner
+            .metrics
+            .buffer_bytes
+            .set(self.buffered_bytes() as i64);
+        if skipped + requeued > 0 || redone > 0 {
+            tracing::info!(
+                delivered_before = skipped,
+                requeued,
+                flushes_redone = redone,
+                "Write-ahead log replayed."
+            );
+        }
+        Ok(())
+    }
+
+    // ---- control plane -------------------------------------------------
+
+    /// `CreateDeliveryStream`. Returns the ARN.
+    pub async fn create_stream(
+        &self,
+        name: &str,
+        stream_type: Option<&str>,
+        destination: S3Destination,
+    ) -> Result<String, AwsError> {
+        validate_stream_name(name)?;
+        let stream_type = stream_type.unwrap_or("DirectPut");
+        if stream_type != "DirectPut" {
+            return Err(AwsError::client(
+                "InvalidArgumentException",
+                format!(
+                    "DeliveryStreamType {stream_type:?} is not supported; lakehose streams are DirectPut"
+                ),
+            ));
+        }
+        let plan = DeliveryPlan::compile(&destination)
+            .map_err(|e| AwsError::client("InvalidArgumentException", e))?;
+        let _control = self.inner.control.lock().await;
+        if self.inner.stream_by_name(name).is_some() {
+            return Err(AwsError::client(
+                "ResourceInUseException",
+                format!(
+                    "Firehose {name} under account {} already exists.",
+                    self.inner.config.account_id
+                ),
+            ));
+        }
+        if self
+            .inner
+            .streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+            >= MAX_STREAMS
+        {
+            return Err(AwsError::client(
+                "LimitExceededException",
+                format!("at most {MAX_STREAMS} delivery streams may exist"),
+            ));
+        }
+        let arn = format!(
+            "arn:aws:firehose:{}:{}:deliverystream/{name}",
+            self.inner.config.region, self.inner.config.account_id
+        );
+        let def = StreamDefinition {
+            name: name.to_string(),
+            id: loop {
+                let id = rand_id();
+                if !self
+                    .inner
+                    .by_id
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains_key(&id)
+                {
+                    break id;
+                }
+            },
+            arn: arn.clone(),
+            created_ms: Utc::now().timestamp_millis(),
+            version_id: 1,
+            stream_type: stream_type.to_string(),
+            destination,
+            schema: None,
+        };
+        self.save_definition(&def).await.map_err(|e| {
+            AwsError::internal("InternalFailure", format!("could not save the stream: {e}"))
+                .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+        })?;
+        self.insert_stream(def, plan);
+        tracing::info!(stream = name, "Delivery stream created.");
+        Ok(arn)
+    }
+
+    /// `DescribeDeliveryStream`.
+    pub fn describe_stream(&self, name: &str) -> Result<StreamDescription, AwsError> {
+        let stream = self
+            .inner
+            .stream_by_name(name)
+            .ok_or_else(|| not_found(name))?;
+        Ok(lock(&stream.def).clone())
+    }
+
+    /// `ListDeliveryStreams`: names in alphabetical order after
+    /// `exclusive_start`, at most `limit`, and whether more exist.
+    pub fn list_streams(&self, limit: usize, exclusive_start: Option<&str>) -> (Vec<String>, bool) {
+        let streams = self.inner.streams.read().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<&String> = streams
+            .keys()
+            .filter(|n| exclusive_start.is_none_or(|s| n.as_str() > s))
+            .collect();
+        names.sort();
+        let more = names.len() > limit;
+        (names.into_iter().take(limit).cloned().collect(), more)
+    }
+
+    /// `DeleteDeliveryStream`: stops accepting records, delivers everything
+    /// buffered, then removes the stream.
+    pub async fn delete_stream(&self, name: &str) -> Result<(), AwsError> {
+        let _control = self.inner.control.lock().await;
+        let stream = self
+            .inner
+            .stream_by_name(name)
+            .ok_or_else(|| not_found(name))?;
+        stream.deleting.store(true, Ordering::SeqCst);
+        // Wait for puts that already passed the lookup.
+        drop(stream.puts.write().await);
+        self.flush_stream(&stream, true).await;
+        loop {
+            let idle = stream.idle.notified();
+            if stream.inflight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            idle.await;
+        }
+        let path = self
+            .inner
+            .storage
+            .system_path(&format!("{STREAMS_DIR}/{name}.json"));
+        if let Err(e) = self.inner.storage.store().delete(&path).await {
+            tracing::warn!(stream = name, error = %e, "Could not delete the stream definition.");
+        }
+        self.inner
+            .streams
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.inner
+            .by_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&stream.id);
+        tracing::info!(stream = name, "Delivery stream deleted.");
+        Ok(())
+    }
+
+    // ---- data plane ----------------------------------------------------
+
+    /// Accepts records (already base64-decoded; an `Err` holds the raw text
+    /// of a record that could not be decoded). Returns once they are durable.
+    pub async fn put_records(
+        &self,
+        name: &str,
+        records: Vec<std::result::Result<Bytes, Bytes>>,
+    ) -> Result<Vec<Accepted>, AwsError> {
+        let inner = &self.inner;
+        let n = records.len() as u64;
+        let bytes: u64 = records
+            .iter()
+            .map(|r| match r {
+                Ok(b) | Err(b) => b.len() as u64,
+            })
+            .sum();
+        inner.metrics.records_received.inc_by(n);
+        inner.metrics.bytes_received.inc_by(bytes);
+        let stream = inner
+            .stream_by_name(name)
+            .filter(|s| !s.deleting.load(Ordering::SeqCst))
+            .ok_or_else(|| not_found(name))?;
+        let _put = stream.puts.read().await;
+        if stream.deleting.load(Ordering::SeqCst) {
+            return Err(not_found(name));
+        }
+        if inner.closing.load(Ordering::SeqCst) {
+            return Err(unavailable("the server is shutting down"));
+        }
+        // Admission: reserve buffer space or refuse.
+        let reserved = inner.buffered.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if reserved > inner.config.max_buffer_bytes && reserved > bytes {
+            inner.buffered.fetch_sub(bytes, Ordering::SeqCst);
+            inner.metrics.requests_throttled.inc();
+            return Err(unavailable("buffers are full; slow down and retry"));
+        }
+        let arrival = Utc::now();
+        let stream_for_route = Arc::clone(&stream);
+        let route = move || -> Vec<WalRecord> {
+            let plan = &stream_for_route.plan;
+            let seed = arrival.timestamp_millis() as u64;
+            records
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| match r {
+                    Ok(data) => plan.route(data, arrival, seed ^ i as u64),
+                    Err(raw) => plan.error_record(
+                        raw,
+                        arrival,
+                        seed,
+                        RecordError {
+                            output_type: "processing-failed".into(),
+                            code: "Invalid.Base64".into(),
+                            message: "record Data is not valid base64".into(),
+                        },
+                    ),
+                })
+                .collect()
+        };
+        let routed = if stream.plan.needs_json() {
+            tokio::task::spawn_blocking(route)
+                .await
+                .map_err(|e| AwsError::internal("InternalFailure", e.to_string()))?
+        } else {
+            route()
+        };
+        let entry = Entry::Records(RecordsEntry {
+            stream_id: stream.id,
+            arrival_ms: arrival.timestamp_millis(),
+            records: routed,
+        });
+        let appended = match inner.wal() {
+            Ok(wal) => wal.append(entry).await,
+            Err(e) => Err(e),
+        };
+        let seq = match appended {
+            Ok(seq) => seq,
+            Err(e) => {
+                inner.buffered.fetch_sub(bytes, Ordering::SeqCst);
+                tracing::error!(error = %e, "Write-ahead log append failed.");
+                return Err(unavailable("the write-ahead log is unavailable"));
+            }
+        };
+        inner.metrics.records_acked.inc_by(n);
+        inner.metrics.buffer_bytes.set(self.buffered_bytes() as i64);
+        Ok((0..n as u32)
+            .map(|idx| Accepted {
+                record_id: record_id(Pos { seq, idx }),
+            })
+            .collect())
+    }
+
+    // ---- flushing ------------------------------------------------------
+
+    async fn flush_loop(self) {
+        let tick = self.inner.config.flush_tick;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = self.inner.wake.notified() => {}
+            }
+            if self.inner.closing.load(Ordering::SeqCst) {
+                break;
+            }
+            let streams: Vec<Arc<Stream>> = self
+                .inner
+                .streams
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            for stream in streams {
+                self.flush_stream(&stream, false).await;
+            }
+        }
+    }
+
+    /// Takes the due buffers of a stream (all of them when `force`) and
+    /// starts their flushes.
+    async fn flush_stream(&self, stream: &Arc<Stream>, force: bool) {
+        let now = Utc::now().timestamp_millis();
+        let interval = stream.plan.interval.as_millis() as i64;
+        let due: Vec<(BufferKey, Buffer)> = {
+            let mut buffers = lock(&stream.buffers);
+            let keys: Vec<BufferKey> = buffers
+                .iter()
+                .filter(|(_, b)| {
+                    !b.records.is_empty()
+                        && (force
+                            || b.bytes >= stream.plan.size_bytes
+                            || now - b.oldest_ms >= interval)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| buffers.remove(&k).map(|b| (k, b)))
+                .collect()
+        };
+        for (key, buffer) in due {
+            self.inner.inflight.fetch_add(1, Ordering::SeqCst);
+            stream.inflight.fetch_add(1, Ordering::SeqCst);
+            let service = self.clone();
+            let stream = Arc::clone(stream);
+            tokio::spawn(async move {
+                service.run_flush(&stream, key, buffer.records, None).await;
+                service.inner.inflight.fetch_sub(1, Ordering::SeqCst);
+                stream.inflight.fetch_sub(1, Ordering::SeqCst);
+                service.inner.idle.notify_waiters();
+                stream.idle.notify_waiters();
+            });
+        }
+    }
+
+    /// Delivers one buffer. With `replay`, re-runs a logged intent (its
+    /// sequence number and schema) instead of logging a new one.
+    async fn run_flush(
+        &self,
+        stream: &Arc<Stream>,
+        key: BufferKey,
+        records: Vec<Buffered>,
+        replay: Option<(u64, Option<JType>)>,
+    ) {
+        let Ok(_permit) = self.inner.permits.acquire().await else {
+            return;
+        };
+        let started = Instant::now();
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return;
+        };
+        let (from, to) = (first.pos, last.pos);
+        let count = records.len();
+        let bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
+        let seqs: Vec<u64> = records.iter().map(|r| r.pos.seq).collect();
+        let (intent_seq, fixed) = match replay {
+            Some((seq, fixed)) => (Some(seq), fixed),
+            None => (None, None),
+        };
+        let running = lock(&stream.schema).clone();
+        let job = {
+            let stream = Arc::clone(stream);
+            let key = key.clone();
+            move || encode_buffer(&stream, &key, &records, &running, fixed.as_ref())
+        };
+        let encoded = match tokio::task::spawn_blocking(job).await {
+            Ok(Ok(e)) => e,
+            Ok(Err(e)) => {
+                tracing::error!(stream = %stream.name, prefix = %key.prefix, error = %e, "Encoding a buffer failed; its records stay in the write-ahead log for the next start.");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(stream = %stream.name, error = %e, "Encoding task failed.");
+                return;
+            }
+        };
+        let Ok(wal) = self.inner.wal() else { return };
+        let intent_seq = match intent_seq {
+            Some(seq) => seq,
+            None => {
+                let intent = FlushIntent {
+                    stream_id: stream.id,
+                    buffer: key.clone(),
+                    from,
+                    to,
+                    count: count as u32,
+                    schema: encoded.schema.as_ref().map(encode::schema_text),
+                };
+                match wal.append(Entry::Intent(intent)).await {
+                    Ok(seq) => seq,
+                    Err(e) => {
+                        tracing::error!(stream = %stream.name, error = %e, "Could not log a flush; its records stay in the write-ahead log for the next start.");
+                        return;
+                    }
+                }
+            }
+        };
+        // Write every object, retrying with backoff (Firehose retries S3
+        // delivery for a day); stop only at shutdown, when replay finishes
+        // the job on the next start.
+        let mut object_bytes = 0u64;
+        for (path, data) in &encoded.objects {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match self.inner.storage.put_durable(path, data.clone()).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        self.inner.metrics.flush_retries.inc();
+                        tracing::warn!(path = %path, error = %e, "Writing an object failed; retrying.");
+                        if self.inner.closing.load(Ordering::SeqCst)
+                            && delay > Duration::from_secs(5)
+                        {
+                            return;
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+            object_bytes += data.len() as u64;
+        }
+        if let Err(e) = wal.append(Entry::Done { intent_seq }).await {
+            tracing::warn!(error = %e, "Could not log a flush completion; the next start rewrites the same objects.");
+        }
+        wal.release(seqs);
+        self.inner.buffered.fetch_sub(bytes, Ordering::SeqCst);
+        let m = &self.inner.metrics;
+        m.buffer_bytes.set(self.buffered_bytes() as i64);
+        m.records_delivered.inc_by(encoded.delivered);
+        m.records_failed.inc_by(encoded.failed);
+        m.objects_written.inc_by(encoded.objects.len() as u64);
+        m.object_bytes_written.inc_by(object_bytes);
+        m.flush_latency.observe(started.elapsed().as_secs_f64());
+        tracing::debug!(stream = %stream.name, prefix = %key.prefix, records = count, objects = encoded.objects.len(), "Buffer delivered.");
+        if let Some(schema) = encoded.schema {
+            let changed = {
+                let mut running = lock(&stream.schema);
+                let merged = running.merge(&schema, "").unwrap_or(schema);
+                let changed = *running != merged;
+                *running = merged;
+                changed
+            };
+            if changed {
+                let def = {
+                    let mut def = lock(&stream.def);
+                    def.schema = Some(lock(&stream.schema).clone());
+                    def.clone()
+                };
+                if !stream.deleting.load(Ordering::SeqCst)
+                    && let Err(e) = self.save_definition(&def).await
+                {
+                    tracing::warn!(stream = %stream.name, error = %e, "Could not save the stream's schema.");
+                }
+            }
+        }
+    }
+
+    /// Delivers every buffer now and waits for all flushes to finish.
+    pub async fn flush_all(&self) {
+        let streams: Vec<Arc<Stream>> = self
+            .inner
+            .streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for stream in &streams {
+            self.flush_stream(stream, true).await;
+        }
+        loop {
+            let idle = self.inner.idle.notified();
+            if self.inner.inflight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            idle.await;
+        }
+    }
+
+    /// Graceful shutdown: refuses new records, delivers every buffer, and
+    /// closes the write-ahead log.
+    pub async fn shutdown(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_one();
+        self.flush_all().await;
+        if let Some(wal) = self.inner.wal.get() {
+            let wal = wal.clone();
+            let _ = tokio::task::spawn_blocking(move || wal.close()).await;
+        }
+        tracing::info!("Ingest buffers flushed; write-ahead log closed.");
+    }
+}
+
+fn unavailable(message: &str) -> AwsError {
+    AwsError::client("ServiceUnavailableException", message)
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+fn rand_id() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0 | 1
+}
+
+/// `DeliveryStreamName`: 1–64 of `[a-zA-Z0-9_.-]`.
+pub fn validate_stream_name(name: &str) -> Result<(), AwsError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AwsError::client(
+            "InvalidArgumentException",
+            format!(
+                "DeliveryStreamName {name:?} must be 1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'"
+            ),
+        ))
+    }
+}
+
+fn object_time(ms: i64) -> String {
+    let t: DateTime<Utc> = Utc.timestamp_millis_opt(ms).single().unwrap_or_default();
+    t.format("%Y-%m-%d-%H-%M-%S").to_string()
+}
+
+/// Encodes one buffer into its objects (CPU work, blocking pool).
+fn encode_buffer(
+    stream: &Stream,
+    key: &BufferKey,
+    records: &[Buffered],
+    running: &JType,
+    fixed: Option<&JType>,
+) -> Result<Encoded> {
+    let plan = &stream.plan;
+    let version = lock(&stream.def).version_id;
+    let first = &records[0];
+    let oldest = records
+        .iter()
+        .map(|r| r.arrival_ms)
+        .min()
+        .unwrap_or(first.arrival_ms);
+    let name = format!(
+        "{}-{}-{}-{:016x}-{:08x}",
+        stream.name,
+        version,
+        object_time(oldest),
+        first.pos.seq,
+        first.pos.idx
+    );
+    let object = |prefix: &str, ext: &str| -> Result<ObjectPath> {
+        Ok(plan
+            .bucket
+            .join(&format!("{prefix}{name}{ext}"))?
+            .object_path())
+    };
+    if key.error {
+        let items: Vec<(&Buffered, &RecordError)> = records
+            .iter()
+            .filter_map(|r| r.error.as_ref().map(|e| (r, e)))
+            .collect();
+        let body = encode::encode_errors(&stream.name, &error_docs(&items));
+        return Ok(Encoded {
+            objects: vec![(object(&key.prefix, "")?, body)],
+            schema: None,
+            delivered: 0,
+            failed: items.len() as u64,
+        });
+    }
+    let data: Vec<Bytes> = records.iter().map(|r| r.data.clone()).collect();
+    match plan.output {
+        OutputFormat::Json(compression) => Ok(Encoded {
+            objects: vec![(
+                object(&key.prefix, &plan.extension)?,
+                encode::encode_json_lines(&data, compression)?,
+            )],
+            schema: None,
+            delivered: records.len() as u64,
+            failed: 0,
+        }),
+        OutputFormat::Parquet(compression) => {
+            let out = encode::encode_parquet(
+                &data,
+                running,
+                fixed,
+                KeyOptions {
+                    lowercase: plan.lowercase_keys,
+                    dots_to_underscores: plan.dots_to_underscores,
+                },
+                compression,
+            )?;
+            let mut objects = Vec::new();
+            if let Some(bytes) = out.bytes {
+                objects.push((object(&key.prefix, &plan.extension)?, bytes));
+            }
+            // Conversion failures go to the error prefix, grouped by its
+            // rendering (which depends on each record's arrival time).
+            let mut groups: BTreeMap<String, Vec<(&Buffered, &RecordError)>> = BTreeMap::new();
+            for (i, err) in &out.failed {
+                let r = &records[*i];
+                let prefix = plan.render_error_prefix(
+                    &err.output_type,
+                    Utc.timestamp_millis_opt(r.arrival_ms)
+                        .single()
+                        .unwrap_or_default(),
+                    r.pos.seq ^ u64::from(r.pos.idx),
+                );
+                groups.entry(prefix).or_default().push((r, err));
+            }
+            for (prefix, items) in &groups {
+                objects.push((
+                    object(prefix, "")?,
+                    encode::encode_errors(&stream.name, &error_docs(items)),
+                ));
+            }
+            Ok(Encoded {
+                objects,
+                schema: Some(out.schema),
+                delivered: out.rows as u64,
+                failed: out.failed.len() as u64,
+            })
+        }
+    }
+}
+
+fn error_docs<'a>(items: &[(&'a Buffered, &'a RecordError)]) -> Vec<ErrorDocument<'a>> {
+    items
+        .iter()
+        .map(|(r, e)| ErrorDocument {
+            data: &r.data,
+            error: e,
+            arrival_ms: r.arrival_ms,
+            record_id: record_id(r.pos),
+        })
+        .collect()
+}

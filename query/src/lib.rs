@@ -1,0 +1,12 @@
+//! # lakehose-query
+//!
+//! The query service: a DataFusion session over the lakehose catalog with a
+//! Presto/Trino function library, Athena DDL, the Athena API and the Postgres
+//! wire protocol.
+//!
+//! ```text
+//! Athena API · `lakehose sql` · Postgres wire ──▶ query (DataFusion) ──▶ catalog + object store
+//! ```
+//!
+//! This crate is intentionally empty until the query capability lands; nothing
+//! here pretends to work yet.

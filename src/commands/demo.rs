@@ -1,0 +1,389 @@
+//! `lakehose demo`: the server plus a built-in fleet of containers shipping
+//! realistic logs through the Firehose API (with the real AWS SDK), and a
+//! running account of what lands where.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use aws_sdk_firehose::Client;
+use aws_sdk_firehose::primitives::Blob;
+use aws_sdk_firehose::types::Record;
+use chrono::Utc;
+
+use crate::commands::serve::ServerArgs;
+use crate::loggen::LogGenerator;
+use crate::server;
+
+/// `lakehose demo`.
+#[derive(Debug, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// Containers in the simulated fleet (spread over web, api, checkout,
+    /// auth, search and payments).
+    #[arg(long, default_value_t = 12)]
+    containers: usize,
+
+    /// Records per second the whole fleet ships; 0 ships as fast as the
+    /// server acknowledges.
+    #[arg(long, default_value_t = 5000)]
+    rate: u64,
+
+    /// Seconds to run; 0 runs until Ctrl-C.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+
+    /// Records per PutRecordBatch call (1-500).
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u16).range(1..=500))]
+    batch: u16,
+
+    /// Name of the delivery stream the fleet ships to.
+    #[arg(long, default_value = "app-logs")]
+    stream: String,
+
+    /// Bucket the stream delivers to (a folder under --data-dir).
+    #[arg(long, default_value = "demo-lake")]
+    bucket: String,
+
+    /// Buffer interval hint of the stream, seconds.
+    #[arg(long, default_value_t = 10)]
+    interval: u64,
+}
+
+/// A Firehose client for a lakehose endpoint.
+pub fn firehose_client(endpoint: &str) -> Client {
+    let config = aws_sdk_firehose::Config::builder()
+        .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_firehose::config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "lakehose", "lakehose", None, None, "demo",
+        ))
+        .retry_config(
+            aws_sdk_firehose::config::retry::RetryConfig::standard().with_max_attempts(10),
+        )
+        .build();
+    Client::from_conf(config)
+}
+
+#[derive(Default)]
+struct Counters {
+    acked: AtomicU64,
+    bytes: AtomicU64,
+    malformed: AtomicU64,
+    failed_calls: AtomicU64,
+}
+
+/// Runs the demo.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = server::runtime(config.server.worker_threads)?;
+    runtime.block_on(demo(config))
+}
+
+async fn demo(config: Config) -> anyhow::Result<()> {
+    let running = server::start(config.server.options()).await?;
+    let endpoint = format!("http://{}", running.addr());
+    println!("lakehose listening on {endpoint}");
+    let client = firehose_client(&endpoint);
+
+    let prefix = "logs/service=!{partitionKeyFromQuery:service}/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/";
+    let error_prefix = "errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/";
+    create_stream(&client, &config, prefix, error_prefix).await?;
+    println!(
+        "delivery stream {:?} → s3://{}/{prefix}\n  Parquet (zstd), partitioned by service and hour; malformed records → s3://{}/{error_prefix}",
+        config.stream, config.bucket, config.bucket
+    );
+    println!(
+        "fleet: {} containers shipping {} through PutRecordBatch ({} records per call){}",
+        config.containers,
+        if config.rate == 0 {
+            "as fast as acknowledged".to_string()
+        } else {
+            format!("~{} records/s", config.rate)
+        },
+        config.batch,
+        if config.duration == 0 {
+            ", until Ctrl-C".to_string()
+        } else {
+            format!(", for {} s", config.duration)
+        }
+    );
+
+    let counters = Arc::new(Counters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut fleet = Vec::new();
+    let per_container = if config.rate == 0 {
+        0.0
+    } else {
+        config.rate as f64 / config.containers.max(1) as f64
+    };
+    for i in 0..config.containers.max(1) {
+        let client = client.clone();
+        let counters = Arc::clone(&counters);
+        let stop = Arc::clone(&stop);
+        let stream = config.stream.clone();
+        let batch = config.batch as usize;
+        fleet.push(tokio::spawn(async move {
+            container(i, client, stream, batch, per_container, counters, stop).await
+        }));
+    }
+
+    let started = Instant::now();
+    let deadline = (config.duration > 0).then(|| started + Duration::from_secs(config.duration));
+    let signal = server::shutdown_signal();
+    tokio::pin!(signal);
+    let mut last = (Instant::now(), 0u64);
+    let metrics = running.ingest().metrics();
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        let acked = counters.acked.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let rate = (acked - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+        last = (now, acked);
+        println!(
+            "[{:>4}s] acked {:>9} records ({:>7.0}/s) | delivered {:>9} | error prefix {:>5} | objects {:>5} | buffered {:>7.2} MiB",
+            started.elapsed().as_secs(),
+            acked,
+            rate,
+            metrics.records_delivered.get(),
+            metrics.records_failed.get(),
+            metrics.objects_written.get(),
+            running.ingest().buffered_bytes() as f64 / 1048576.0,
+        );
+        if deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for task in fleet {
+        let _ = task.await;
+    }
+    println!("stopping: delivering every buffer...");
+    running.shutdown().await?;
+
+    let acked = counters.acked.load(Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "\nshipped {} records ({:.1} MiB of JSON) in {:.1} s: {:.0} records/s; {} malformed on purpose; {} calls failed",
+        acked,
+        counters.bytes.load(Ordering::Relaxed) as f64 / 1048576.0,
+        elapsed,
+        acked as f64 / elapsed.max(0.001),
+        counters.malformed.load(Ordering::Relaxed),
+        counters.failed_calls.load(Ordering::Relaxed),
+    );
+    print_landing(&config.server.data_dir.join(&config.bucket))?;
+    Ok(())
+}
+
+async fn create_stream(
+    client: &Client,
+    config: &Config,
+    prefix: &str,
+    error_prefix: &str,
+) -> anyhow::Result<()> {
+    use aws_sdk_firehose::types::*;
+    let query = r#"{service: .service}"#;
+    let dest = ExtendedS3DestinationConfiguration::builder()
+        .role_arn("arn:aws:iam::000000000000:role/lakehose-demo")
+        .bucket_arn(format!("arn:aws:s3:::{}", config.bucket))
+        .prefix(prefix)
+        .error_output_prefix(error_prefix)
+        .buffering_hints(
+            BufferingHints::builder()
+                .size_in_mbs(64)
+                .interval_in_seconds(config.interval as i32)
+                .build(),
+        )
+        .dynamic_partitioning_configuration(
+            DynamicPartitioningConfiguration::builder()
+                .enabled(true)
+                .build(),
+        )
+        .processing_configuration(
+            ProcessingConfiguration::builder()
+                .enabled(true)
+                .processors(
+                    Processor::builder()
+                        .r#type(ProcessorType::MetadataExtraction)
+                        .parameters(
+                            ProcessorParameter::builder()
+                                .parameter_name(ProcessorParameterName::MetadataExtractionQuery)
+                                .parameter_value(query)
+                                .build()?,
+                        )
+                        .parameters(
+                            ProcessorParameter::builder()
+                                .parameter_name(ProcessorParameterName::JsonParsingEngine)
+                                .parameter_value("JQ-1.6")
+                                .build()?,
+                        )
+                        .build()?,
+                )
+                .build(),
+        )
+        .data_format_conversion_configuration(
+            DataFormatConversionConfiguration::builder()
+                .enabled(true)
+                .input_format_configuration(
+                    InputFormatConfiguration::builder()
+                        .deserializer(
+                            Deserializer::builder()
+                                .open_x_json_ser_de(OpenXJsonSerDe::builder().build())
+                                .build(),
+                        )
+                        .build(),
+                )
+                .output_format_configuration(
+                    OutputFormatConfiguration::builder()
+                        .serializer(
+                            Serializer::builder()
+                                .parquet_ser_de(
+                                    ParquetSerDe::builder()
+                                        .compression(ParquetCompression::from("ZSTD"))
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build()?;
+    match client
+        .create_delivery_stream()
+        .delivery_stream_name(&config.stream)
+        .extended_s3_destination_configuration(dest)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            println!(
+                "delivery stream {:?} already exists; reusing it",
+                config.stream
+            );
+            Ok(())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("CreateDeliveryStream failed")),
+    }
+}
+
+async fn container(
+    index: usize,
+    client: Client,
+    stream: String,
+    batch: usize,
+    rate: f64,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut generator = LogGenerator::new(index, 0x1a4e_4053);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let mut records = Vec::with_capacity(batch);
+        let mut bytes = 0u64;
+        let mut malformed = 0;
+        for _ in 0..batch {
+            n += 1;
+            let mut line = if n.is_multiple_of(997) {
+                // A container that occasionally writes a broken line.
+                malformed += 1;
+                format!("{{\"service\": \"{}\", \"message\": \"truncated", index)
+            } else {
+                generator.record(Utc::now()).to_string()
+            };
+            line.push('\n');
+            bytes += line.len() as u64;
+            records.push(
+                Record::builder()
+                    .data(Blob::new(line.into_bytes()))
+                    .build()
+                    .expect("data is set"),
+            );
+        }
+        match client
+            .put_record_batch()
+            .delivery_stream_name(&stream)
+            .set_records(Some(records))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let ok = batch as u64 - out.failed_put_count() as u64;
+                counters.acked.fetch_add(ok, Ordering::Relaxed);
+                counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+                counters.malformed.fetch_add(malformed, Ordering::Relaxed);
+            }
+            Err(e) => {
+                counters.failed_calls.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %aws_sdk_firehose::error::DisplayErrorContext(&e), "PutRecordBatch failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        sent += batch as u64;
+        if rate > 0.0 {
+            let due = Duration::from_secs_f64(sent as f64 / rate);
+            let elapsed = started.elapsed();
+            if due > elapsed {
+                tokio::time::sleep(due - elapsed).await;
+            }
+        }
+    }
+}
+
+/// Prints the folders that received objects, with file counts and sizes.
+fn print_landing(bucket_dir: &Path) -> anyhow::Result<()> {
+    let mut folders: std::collections::BTreeMap<PathBuf, (u64, u64)> = Default::default();
+    let mut stack = vec![bucket_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !entry.file_name().to_string_lossy().starts_with('.') {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                let slot = folders.entry(dir.clone()).or_default();
+                slot.0 += 1;
+                slot.1 += size;
+            }
+        }
+    }
+    println!("\nwhat landed under {}:", bucket_dir.display());
+    if folders.is_empty() {
+        println!("  (nothing yet)");
+    }
+    let (mut files, mut bytes) = (0, 0);
+    for (dir, (n, size)) in &folders {
+        files += n;
+        bytes += size;
+        let rel = dir.strip_prefix(bucket_dir).unwrap_or(dir);
+        println!(
+            "  {:<60} {:>4} files {:>10.1} KiB",
+            rel.display(),
+            n,
+            *size as f64 / 1024.0
+        );
+    }
+    println!(
+        "  total: {files} files, {:.2} MiB",
+        bytes as f64 / 1048576.0
+    );
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! `lakehose serve`: the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::server::{self, ServerOptions};
+
+/// Flags shared by every command that runs the server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The warehouse folder: bucket `B` is `<data-dir>/B/`, lakehose's own
+    /// state is under `<data-dir>/_lakehose/`.
+    #[arg(long, env = "LAKEHOSE_DATA_DIR", default_value = "./lakehose-data")]
+    pub data_dir: PathBuf,
+
+    /// HTTP address for the AWS APIs, NDJSON ingest, /health and /metrics.
+    /// Loopback by default; use 0.0.0.0:4570 to accept other machines.
+    #[arg(long, env = "LAKEHOSE_LISTEN", default_value = "127.0.0.1:4570")]
+    pub listen: SocketAddr,
+
+    /// Folder of the ingest write-ahead log (local disk)
+    /// [default: <data-dir>/_lakehose/wal].
+    #[arg(long, env = "LAKEHOSE_WAL_DIR")]
+    pub wal_dir: Option<PathBuf>,
+
+    /// MiB of acknowledged records not yet delivered, past which ingest
+    /// answers ServiceUnavailableException (503) until buffers drain.
+    #[arg(long, env = "LAKEHOSE_MAX_BUFFER_MB", default_value_t = 512)]
+    pub max_buffer_mb: u64,
+
+    /// Tokio worker threads [default: one per core].
+    #[arg(long, env = "LAKEHOSE_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+}
+
+impl ServerArgs {
+    /// The server options these flags describe.
+    pub fn options(&self) -> ServerOptions {
+        ServerOptions {
+            data_dir: self.data_dir.clone(),
+            listen: self.listen,
+            wal_dir: self.wal_dir.clone(),
+            max_buffer_bytes: self.max_buffer_mb.max(1) * 1024 * 1024,
+        }
+    }
+}
+
+/// `lakehose serve`.
+#[derive(Debug, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Runs the server until SIGINT or SIGTERM, then flushes every buffer.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = server::runtime(config.server.worker_threads)?;
+    runtime.block_on(async move {
+        let running = server::start(config.server.options()).await?;
+        println!("lakehose listening on http://{}", running.addr());
+        println!("data folder: {}", config.server.data_dir.display());
+        server::shutdown_signal().await;
+        eprintln!("shutting down: delivering every buffer...");
+        running.shutdown().await?;
+        eprintln!("stopped cleanly");
+        Ok(())
+    })
+}

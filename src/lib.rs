@@ -1,0 +1,75 @@
+//! # lakehose
+//!
+//! A self-hosted analytics data lake in one binary. This crate is the CLI
+//! (`clap`) and the one HTTP server that mounts every crate's handlers:
+//!
+//! ```text
+//!                 ┌──────────── lakehose serve (one port) ────────────┐
+//! POST /  X-Amz-Target: Firehose_20150804.*  ──▶ lakehose-ingest (Firehose API)
+//! POST /v1/streams/{name}/records (NDJSON)   ──▶ lakehose-ingest
+//! GET  /health, GET /metrics (Prometheus)
+//!                 └───────────────────────────────────────────────────┘
+//! ```
+//!
+//! See `DESIGN.md` for the whole architecture.
+
+pub mod commands;
+pub mod loggen;
+pub mod server;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// lakehose: a self-hosted analytics data lake in one binary.
+///
+/// Containers ship logs over the Firehose API or NDJSON; lakehose makes them
+/// durable in a write-ahead log and lands them as partitioned Parquet in
+/// buckets under a local folder.
+#[derive(Debug, Parser)]
+#[command(name = "lakehose", version, about, long_about)]
+pub struct Cli {
+    /// Log filter (e.g. `info`, `lakehose_ingest=debug`).
+    #[arg(long, global = true, env = "LAKEHOSE_LOG", default_value = "info")]
+    pub log: String,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: the Firehose API and NDJSON ingest on one HTTP port.
+    Serve(commands::serve::Config),
+    /// Run the server plus a built-in fleet of containers shipping logs
+    /// through the Firehose API, and show what lands where.
+    Demo(commands::demo::Config),
+}
+
+/// Parses the command line, runs the command and returns the exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let result = match cli.command {
+        Command::Serve(config) => commands::serve::run(config),
+        Command::Demo(config) => commands::demo::run(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,202 @@
+//! The one HTTP server: every crate's handlers on one port.
+//!
+//! - `POST /` with `X-Amz-Target: <service>.<Operation>`: the AWS JSON 1.1
+//!   APIs, dispatched on the target prefix (`Firehose_20150804`).
+//! - `POST /v1/streams/{name}/records`: NDJSON ingest.
+//! - `GET /health`, `GET /metrics` (Prometheus text format).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use lakehose_catalog::Storage;
+use lakehose_catalog::awsjson::AwsError;
+use lakehose_ingest::{IngestConfig, IngestService, firehose};
+use prometheus_client::registry::Registry;
+use tokio::sync::oneshot;
+
+/// Largest request body accepted (a full NDJSON request; Firehose batches
+/// are at most 4 MiB of data, ~5.4 MiB base64).
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// What the server is started with.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The warehouse folder.
+    pub data_dir: PathBuf,
+    /// The HTTP address.
+    pub listen: SocketAddr,
+    /// The write-ahead log folder (default `<data-dir>/_lakehose/wal`).
+    pub wal_dir: Option<PathBuf>,
+    /// Bytes accepted but not yet delivered before requests get 503.
+    pub max_buffer_bytes: u64,
+}
+
+#[derive(Clone)]
+struct AppState {
+    ingest: IngestService,
+    registry: Arc<Registry>,
+}
+
+/// A running server.
+pub struct RunningServer {
+    addr: SocketAddr,
+    ingest: IngestService,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The ingest service.
+    pub fn ingest(&self) -> &IngestService {
+        &self.ingest
+    }
+
+    /// Stops accepting connections, finishes in-flight requests, delivers
+    /// every buffer and closes the write-ahead log.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task)
+            .await
+            .context("the HTTP server task failed")?
+            .context("the HTTP server failed")?;
+        self.ingest.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Opens the warehouse, replays the write-ahead log and starts serving.
+pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
+    let storage = Storage::local(&options.data_dir).with_context(|| {
+        format!(
+            "could not open the data folder {}",
+            options.data_dir.display()
+        )
+    })?;
+    let wal_dir = options
+        .wal_dir
+        .clone()
+        .unwrap_or_else(|| options.data_dir.join("_lakehose").join("wal"));
+    let mut config = IngestConfig::new(wal_dir);
+    config.max_buffer_bytes = options.max_buffer_bytes;
+    let ingest = IngestService::open(config, storage)
+        .await
+        .context("could not start the ingest service")?;
+    let mut registry = Registry::default();
+    ingest.metrics().register(&mut registry);
+    let state = AppState {
+        ingest: ingest.clone(),
+        registry: Arc::new(registry),
+    };
+    let app = Router::new()
+        .route("/", post(aws_json))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .merge(lakehose_ingest::router(ingest.clone()))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(RunningServer {
+        addr,
+        ingest,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// Dispatches an AWS JSON 1.1 call on its `X-Amz-Target`.
+async fn aws_json(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some((service, operation)) = target.split_once('.') else {
+        return AwsError::unknown_operation(target).into_response();
+    };
+    match service {
+        firehose::TARGET_PREFIX => firehose::handle(&state.ingest, operation, &body).await,
+        _ => AwsError::unknown_operation(target).into_response(),
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "buffered_bytes": state.ingest.buffered_bytes(),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &state.registry).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Resolves when the process gets SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Builds the Tokio runtime (no `#[tokio::main]`: the thread count is a
+/// setting).
+pub fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("lakehose-io");
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n.max(1));
+    }
+    builder.build().context("could not start the Tokio runtime")
+}

@@ -1,0 +1,272 @@
+//! Shared fixtures: a server process, clients, and readers for what landed.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use aws_sdk_firehose::Client;
+use aws_sdk_firehose::types::*;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+/// A `lakehose serve` process on a random loopback port.
+pub struct Server {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Server {
+    /// Starts a server over `data_dir` with extra flags.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start lakehose");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines
+            .next()
+            .expect("the server printed nothing")
+            .expect("read stdout");
+        let endpoint = first
+            .strip_prefix("lakehose listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, endpoint }
+    }
+
+    /// A Firehose client for this server.
+    pub fn client(&self) -> Client {
+        lakehose::commands::demo::firehose_client(&self.endpoint)
+    }
+
+    /// SIGTERM, then wait for a clean exit (which flushes every buffer).
+    pub fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "lakehose exited with {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lakehose did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file under `dir` (recursively) whose name ends with `suffix`,
+/// skipping hidden files and lakehose's own state.
+pub fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') || name == "_lakehose" {
+                continue;
+            }
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Reads a Parquet file.
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Rows of Parquet files as JSON objects, each with the file it came from.
+pub fn parquet_rows(dir: &Path) -> Vec<(PathBuf, serde_json::Map<String, Value>)> {
+    let mut rows = Vec::new();
+    for path in files(dir, ".parquet") {
+        for batch in read_parquet(&path) {
+            let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+            writer.write(&batch).unwrap();
+            writer.finish().unwrap();
+            let buf = writer.into_inner();
+            if buf.is_empty() {
+                continue;
+            }
+            let values: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&buf).unwrap();
+            rows.extend(values.into_iter().map(|v| (path.clone(), v)));
+        }
+    }
+    rows
+}
+
+/// Error documents (JSON lines) under a folder.
+pub fn error_docs(dir: &Path) -> Vec<Value> {
+    let mut docs = Vec::new();
+    for path in files(dir, "") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            docs.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    docs
+}
+
+/// Waits until `f` returns true, polling; panics after `secs`.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Counts values of `key` over rows.
+pub fn count_by(
+    rows: &[(PathBuf, serde_json::Map<String, Value>)],
+    key: &str,
+) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (_, row) in rows {
+        *counts.entry(row[key].to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// A Parquet stream partitioned by `.service` with JQ, flushing every
+/// `interval` seconds.
+pub async fn create_parquet_stream(client: &Client, name: &str, bucket: &str, interval: i32) {
+    let dest = ExtendedS3DestinationConfiguration::builder()
+        .role_arn("arn:aws:iam::123456789012:role/firehose")
+        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+        .prefix("logs/service=!{partitionKeyFromQuery:service}/dt=!{timestamp:yyyy-MM-dd}/")
+        .error_output_prefix("errors/!{firehose:error-output-type}/")
+        .buffering_hints(
+            BufferingHints::builder()
+                .size_in_mbs(64)
+                .interval_in_seconds(interval)
+                .build(),
+        )
+        .dynamic_partitioning_configuration(
+            DynamicPartitioningConfiguration::builder()
+                .enabled(true)
+                .build(),
+        )
+        .processing_configuration(
+            ProcessingConfiguration::builder()
+                .enabled(true)
+                .processors(
+                    Processor::builder()
+                        .r#type(ProcessorType::MetadataExtraction)
+                        .parameters(
+                            ProcessorParameter::builder()
+                                .parameter_name(ProcessorParameterName::MetadataExtractionQuery)
+                                .parameter_value("{service: .service}")
+                                .build()
+                                .unwrap(),
+                        )
+                        .parameters(
+                            ProcessorParameter::builder()
+                                .parameter_name(ProcessorParameterName::JsonParsingEngine)
+                                .parameter_value("JQ-1.6")
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .data_format_conversion_configuration(
+            DataFormatConversionConfiguration::builder()
+                .enabled(true)
+                .input_format_configuration(
+                    InputFormatConfiguration::builder()
+                        .deserializer(
+                            Deserializer::builder()
+                                .open_x_json_ser_de(OpenXJsonSerDe::builder().build())
+                                .build(),
+                        )
+                        .build(),
+                )
+                .output_format_configuration(
+                    OutputFormatConfiguration::builder()
+                        .serializer(
+                            Serializer::builder()
+                                .parquet_ser_de(ParquetSerDe::builder().build())
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+        .unwrap();
+    client
+        .create_delivery_stream()
+        .delivery_stream_name(name)
+        .extended_s3_destination_configuration(dest)
+        .send()
+        .await
+        .expect("CreateDeliveryStream");
+}
+
+/// A record for `put_record_batch`.
+pub fn record(data: impl Into<Vec<u8>>) -> Record {
+    Record::builder()
+        .data(aws_sdk_firehose::primitives::Blob::new(data.into()))
+        .build()
+        .unwrap()
+}
+
+/// A current-thread runtime for a test body.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
