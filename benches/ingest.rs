@@ -1,3 +1,218 @@
-//! Ingest benchmarks (being written).
+//! Ingest benchmarks.
+//!
+//! - `e2e_http`: records sent over HTTP with `PutRecordBatch` (500 records a
+//!   call, 8 calls in flight) to an in-process server, acknowledged after the
+//!   write-ahead log fsync, partitioned with JQ and written as zstd Parquet;
+//!   each iteration ends when every record is in a Parquet file.
+//! - `direct_parquet`: the same records parsed by arrow-json and written by
+//!   the parquet crate directly: the physical limit of this machine.
+//!
+//! It also prints the size of the Parquet output against gzip'd JSON of the
+//! same records. Run with `cargo bench --bench ingest`.
 
-fn main() {}
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use chrono::Utc;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use lakehose::loggen::LogGenerator;
+use lakehose::server::{self, ServerOptions};
+
+const BATCH: usize = 500;
+const BATCHES_PER_ITER: usize = 80; // 40,000 records per iteration
+const IN_FLIGHT: usize = 8;
+
+fn records(n: usize) -> Vec<Vec<u8>> {
+    let mut gens: Vec<LogGenerator> = (0..12).map(|i| LogGenerator::new(i, 42)).collect();
+    let now = Utc::now();
+    (0..n)
+        .map(|i| {
+            let n = gens.len();
+            let mut line = gens[i % n].record(now).to_string().into_bytes();
+            line.push(b'\n');
+            line
+        })
+        .collect()
+}
+
+fn batch_bodies(records: &[Vec<u8>], stream: &str) -> Vec<Bytes> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    records
+        .chunks(BATCH)
+        .map(|chunk| {
+            let recs: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|r| serde_json::json!({"Data": engine.encode(r)}))
+                .collect();
+            Bytes::from(
+                serde_json::json!({"DeliveryStreamName": stream, "Records": recs}).to_string(),
+            )
+        })
+        .collect()
+}
+
+fn create_stream_body(stream: &str) -> String {
+    serde_json::json!({
+        "DeliveryStreamName": stream,
+        "ExtendedS3DestinationConfiguration": {
+            "RoleARN": "arn:aws:iam::000000000000:role/bench",
+            "BucketARN": "arn:aws:s3:::bench",
+            "Prefix": "logs/service=!{partitionKeyFromQuery:service}/dt=!{timestamp:yyyy-MM-dd}/",
+            "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+            "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 900},
+            "DynamicPartitioningConfiguration": {"Enabled": true},
+            "ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "MetadataExtraction",
+                "Parameters": [{"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{service: .service}"},
+                               {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]}]},
+            "DataFormatConversionConfiguration": {"Enabled": true,
+                "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}}}
+        }
+    })
+    .to_string()
+}
+
+fn e2e_http(c: &mut Criterion) {
+    let rt = server::runtime(None).expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = rt
+        .block_on(server::start(ServerOptions {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            wal_dir: None,
+            max_buffer_bytes: 1024 * 1024 * 1024,
+        }))
+        .expect("server");
+    let endpoint = format!("http://{}", running.addr());
+    let http = reqwest::Client::new();
+    let recs = records(BATCH * BATCHES_PER_ITER);
+    let json_bytes: usize = recs.iter().map(Vec::len).sum();
+    println!(
+        "e2e: {} records per iteration, {:.0} bytes of JSON per record on average",
+        recs.len(),
+        json_bytes as f64 / recs.len() as f64
+    );
+    let bodies = Arc::new(batch_bodies(&recs, "bench"));
+    rt.block_on(async {
+        let resp = http
+            .post(&endpoint)
+            .header("x-amz-target", "Firehose_20150804.CreateDeliveryStream")
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(create_stream_body("bench"))
+            .send()
+            .await
+            .expect("create");
+        assert!(resp.status().is_success());
+    });
+
+    let mut group = c.benchmark_group("ingest");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(recs.len() as u64));
+    group.bench_function("e2e_http_firehose_to_parquet", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let mut tasks = Vec::new();
+                    for worker in 0..IN_FLIGHT {
+                        let http = http.clone();
+                        let endpoint = endpoint.clone();
+                        let bodies = Arc::clone(&bodies);
+                        tasks.push(tokio::spawn(async move {
+                            for body in bodies.iter().skip(worker).step_by(IN_FLIGHT) {
+                                let resp = http
+                                    .post(&endpoint)
+                                    .header("x-amz-target", "Firehose_20150804.PutRecordBatch")
+                                    .header("content-type", "application/x-amz-json-1.1")
+                                    .body(body.clone())
+                                    .send()
+                                    .await
+                                    .expect("put");
+                                assert!(resp.status().is_success(), "{}", resp.status());
+                            }
+                        }));
+                    }
+                    for t in tasks {
+                        t.await.expect("worker");
+                    }
+                    let sent = start.elapsed();
+                    running.ingest().flush_all().await;
+                    if std::env::var("PHASES").is_ok() {
+                        eprintln!("send {:?} total {:?}", sent, start.elapsed());
+                    }
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+    rt.block_on(running.shutdown()).expect("shutdown");
+}
+
+fn direct_parquet(c: &mut Criterion) {
+    use arrow::json::ReaderBuilder;
+    use arrow::json::reader::infer_json_schema_from_iterator;
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+
+    let recs = records(BATCH * BATCHES_PER_ITER);
+    let json_bytes: usize = recs.iter().map(Vec::len).sum();
+    let all: Vec<u8> = recs.concat();
+    let values: Vec<serde_json::Value> = recs
+        .iter()
+        .map(|r| serde_json::from_slice(r).expect("json"))
+        .collect();
+    let schema = Arc::new(
+        infer_json_schema_from_iterator(values.iter().map(|v| Ok(v.clone()))).expect("schema"),
+    );
+    let write = |data: &[u8]| -> Vec<u8> {
+        let mut decoder = ReaderBuilder::new(Arc::clone(&schema))
+            .with_batch_size(8192)
+            .build_decoder()
+            .expect("decoder");
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level")))
+            .build();
+        let mut writer =
+            ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props)).expect("writer");
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = decoder.decode(rest).expect("decode");
+            rest = &rest[n..];
+            if let Some(batch) = decoder.flush().expect("flush") {
+                writer.write(&batch).expect("write");
+            }
+        }
+        if let Some(batch) = decoder.flush().expect("flush") {
+            writer.write(&batch).expect("write");
+        }
+        writer.into_inner().expect("close")
+    };
+
+    // Size of Parquet against gzip'd JSON of the same records.
+    let parquet = write(&all);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&all).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    println!(
+        "sizes for {} records: JSON {:.2} MiB, gzip'd JSON {:.2} MiB, zstd Parquet {:.2} MiB ({:.1}% of gzip)",
+        recs.len(),
+        json_bytes as f64 / 1048576.0,
+        gz.len() as f64 / 1048576.0,
+        parquet.len() as f64 / 1048576.0,
+        100.0 * parquet.len() as f64 / gz.len() as f64
+    );
+
+    let mut group = c.benchmark_group("ingest");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(recs.len() as u64));
+    group.bench_function("direct_arrow_json_to_parquet", |b| b.iter(|| write(&all)));
+    group.finish();
+}
+
+criterion_group!(benches, direct_parquet, e2e_http);
+criterion_main!(benches);

@@ -13,6 +13,12 @@
 //!
 //! See `DESIGN.md` for the whole architecture.
 
+/// Ingest allocates and frees many small buffers per record (JSON values,
+/// JQ values, record bytes); mimalloc handles that pattern far better than
+/// the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod commands;
 pub mod loggen;
 pub mod server;
@@ -70,6 +76,7 @@ fn init_logging(filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

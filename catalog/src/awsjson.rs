@@ -8,7 +8,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 /// The content type of AWS JSON 1.1.
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -111,10 +111,24 @@ pub fn ok(body: serde_json::Value) -> Response {
     response
 }
 
+/// A 200 response with `body` serialized as JSON.
+pub fn ok_json<T: serde::Serialize>(body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = (StatusCode::OK, bytes).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            response
+        }
+        Err(e) => AwsError::internal("InternalFailure", e.to_string()).into_response(),
+    }
+}
+
 /// Parses a request body (`{}` when empty) into `T`, or a
 /// `SerializationException` naming the problem.
-pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AwsError> {
+    let body: &'a [u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         body

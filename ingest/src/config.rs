@@ -151,6 +151,21 @@ pub struct DeliveryPlan {
     pub extension: String,
 }
 
+/// What routing one batch remembers between its records: evaluated
+/// prefixes already checked to be valid S3 keys, and JQ results (records of
+/// one batch mostly share a handful of partitions).
+#[derive(Debug, Default)]
+pub struct PrefixCache {
+    keys: crate::jq::KeyCache,
+    /// No keys (streams without a JQ query).
+    empty: Option<crate::jq::Keys>,
+    /// Rendered and validated prefixes by (keys, arrival time).
+    rendered: Vec<(crate::jq::Keys, i64, Result<String, RecordError>)>,
+}
+
+/// Most rendered prefixes a [`PrefixCache`] keeps.
+const RENDERED_ENTRIES: usize = 256;
+
 /// A configuration error, reported as `InvalidArgumentException`.
 pub type ConfigError = String;
 
@@ -407,8 +422,14 @@ impl DeliveryPlan {
 
     /// Routes one record: evaluates its prefix, or the error prefix with the
     /// reason it cannot be delivered as data.
-    pub fn route(&self, data: bytes::Bytes, arrival: DateTime<Utc>, seed: u64) -> WalRecord {
-        match self.data_prefix(&data, arrival, seed) {
+    pub fn route(
+        &self,
+        data: bytes::Bytes,
+        arrival: DateTime<Utc>,
+        seed: u64,
+        cache: &mut PrefixCache,
+    ) -> WalRecord {
+        match self.data_prefix(&data, arrival, seed, cache) {
             Ok(prefix) => WalRecord {
                 prefix,
                 error: None,
@@ -453,21 +474,57 @@ impl DeliveryPlan {
         data: &[u8],
         arrival: DateTime<Utc>,
         seed: u64,
+        cache: &mut PrefixCache,
     ) -> Result<String, RecordError> {
         let keys = match &self.query {
-            Some(q) => q.extract(data).map_err(|e| RecordError {
-                output_type: "processing-failed".into(),
-                code: match e {
-                    crate::jq::ExtractError::InvalidJson(_) => "Invalid.JSON".into(),
-                    _ => "DynamicPartitioning.MetadataExtractionFailed".into(),
-                },
-                message: e.to_string(),
-            })?,
-            None => Default::default(),
+            Some(q) => Some(
+                q.extract_cached(data, &mut cache.keys)
+                    .map_err(|e| RecordError {
+                        output_type: "processing-failed".into(),
+                        code: match e {
+                            crate::jq::ExtractError::InvalidJson(_) => "Invalid.JSON".into(),
+                            _ => "DynamicPartitioning.MetadataExtractionFailed".into(),
+                        },
+                        message: e.to_string(),
+                    })?,
+            ),
+            None => None,
         };
         if self.query.is_none() && self.needs_json() {
             check_json_object(data)?;
         }
+        let keys = match keys {
+            Some(keys) => keys,
+            None => cache.empty.get_or_insert_with(Default::default).clone(),
+        };
+        // Records of a batch share their arrival time, and mostly their
+        // keys: render and validate each distinct prefix once.
+        let reusable = !self.prefix.has_random_string();
+        let arrival_ms = arrival.timestamp_millis();
+        if reusable
+            && let Some((_, _, hit)) = cache
+                .rendered
+                .iter()
+                .find(|(k, t, _)| *t == arrival_ms && std::sync::Arc::ptr_eq(k, &keys))
+        {
+            return hit.clone();
+        }
+        let result = self.render_prefix(&keys, arrival, seed);
+        if reusable {
+            if cache.rendered.len() >= RENDERED_ENTRIES {
+                cache.rendered.clear();
+            }
+            cache.rendered.push((keys, arrival_ms, result.clone()));
+        }
+        result
+    }
+
+    fn render_prefix(
+        &self,
+        keys: &crate::jq::Keys,
+        arrival: DateTime<Utc>,
+        seed: u64,
+    ) -> Result<String, RecordError> {
         let lookup = |k: &str| keys.get(k).cloned();
         let prefix = self
             .prefix
@@ -545,16 +602,31 @@ mod tests {
         );
         assert_eq!(plan.extension, ".parquet");
         let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
-        let ok = plan.route(bytes::Bytes::from_static(br#"{"service":"web"}"#), t, 1);
+        let ok = plan.route(
+            bytes::Bytes::from_static(br#"{"service":"web"}"#),
+            t,
+            1,
+            &mut PrefixCache::default(),
+        );
         assert_eq!(ok.prefix, "logs/service=web/dt=2026-01-02/");
         assert!(ok.error.is_none());
-        let missing = plan.route(bytes::Bytes::from_static(br#"{"other":1}"#), t, 1);
+        let missing = plan.route(
+            bytes::Bytes::from_static(br#"{"other":1}"#),
+            t,
+            1,
+            &mut PrefixCache::default(),
+        );
         assert_eq!(missing.prefix, "errors/processing-failed/");
         assert_eq!(
             missing.error.unwrap().code,
             "DynamicPartitioning.MissingPartitionKey"
         );
-        let bad = plan.route(bytes::Bytes::from_static(b"{oops"), t, 1);
+        let bad = plan.route(
+            bytes::Bytes::from_static(b"{oops"),
+            t,
+            1,
+            &mut PrefixCache::default(),
+        );
         assert_eq!(bad.error.unwrap().code, "Invalid.JSON");
     }
 
@@ -568,9 +640,40 @@ mod tests {
         assert_eq!(plan.extension, ".gz");
         let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         // Raw streams accept any bytes.
-        let r = plan.route(bytes::Bytes::from_static(b"not json at all"), t, 1);
+        let r = plan.route(
+            bytes::Bytes::from_static(b"not json at all"),
+            t,
+            1,
+            &mut PrefixCache::default(),
+        );
         assert_eq!(r.prefix, "raw/2026/01/02/03/");
         assert!(r.error.is_none());
+    }
+
+    #[test]
+    fn zstd_is_the_default_and_record_fields_can_partition() {
+        let plan = DeliveryPlan::compile(&dest(json!({
+            "BucketARN": "arn:aws:s3:::lake",
+            "Prefix": "events/dt=!{partitionKeyFromQuery:day}/hour=!{partitionKeyFromQuery:hour}/",
+            "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+            "DynamicPartitioningConfiguration": {"Enabled": true},
+            "ProcessingConfiguration": {"Processors": [{"Type": "MetadataExtraction", "Parameters": [
+                {"ParameterName": "MetadataExtractionQuery",
+                 "ParameterValue": "{day: .ts[0:10], hour: .ts[11:13]}"}]}]},
+            "DataFormatConversionConfiguration": {
+                "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}}}
+        })))
+        .unwrap();
+        assert_eq!(plan.output, OutputFormat::Parquet(ParquetCompression::Zstd));
+        // The record's own time, not its arrival time, picks the partition.
+        let arrival = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let r = plan.route(
+            bytes::Bytes::from_static(br#"{"ts": "2026-11-23T08:15:00Z"}"#),
+            arrival,
+            0,
+            &mut PrefixCache::default(),
+        );
+        assert_eq!(r.prefix, "events/dt=2026-11-23/hour=08/");
     }
 
     #[test]

@@ -67,53 +67,30 @@ pub fn encode_parquet(
     compression: ParquetCompression,
 ) -> Result<ParquetOutput> {
     let mut failed = Vec::new();
-    let (schema, prepared): (JType, Vec<Option<Cow<'_, [u8]>>>) = match fixed {
-        Some(schema) => (schema.clone(), prepare(records, keys, &mut failed, None)),
-        None => {
-            let fast = matches!(running, JType::Struct { fields } if !fields.is_empty())
-                && decode(records.iter().map(|r| &r[..]), running, true).is_ok();
-            if fast {
-                (
-                    running.clone(),
-                    records
-                        .iter()
-                        .map(|r| Some(Cow::Borrowed(&r[..])))
-                        .collect(),
-                )
-            } else {
-                let mut schema = match running {
-                    JType::Struct { .. } => running.clone(),
-                    _ => JType::Struct { fields: vec![] },
-                };
-                let prepared = prepare(records, keys, &mut failed, Some(&mut schema));
-                (schema, prepared)
-            }
+    // Fast path: the running schema already fits every record (no new
+    // field, no new type, no key to rename): decode once, strictly.
+    let fast = match (fixed, running) {
+        (None, JType::Struct { fields }) if !fields.is_empty() => {
+            decode(records.iter().map(|r| &r[..]), running, true).ok()
         }
+        _ => None,
     };
-
-    // Decode everything that is left; isolate failures record by record.
-    let good: Vec<(usize, &[u8])> = prepared
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.as_deref().map(|r| (i, r)))
-        .collect();
-    let batches = match decode(good.iter().map(|(_, r)| *r), &schema, false) {
-        Ok(batches) => batches,
-        Err(_) => {
-            let mut batches = Vec::new();
-            for (i, r) in &good {
-                match decode(std::iter::once(*r), &schema, false) {
-                    Ok(mut b) => batches.append(&mut b),
-                    Err(e) => failed.push((
-                        *i,
-                        conversion_error(
-                            "DataFormatConversion.MalformedData",
-                            format!("record does not fit the table schema: {e}"),
-                        ),
-                    )),
+    let (schema, batches) = match fast {
+        Some(batches) => (running.clone(), batches),
+        None => {
+            let (schema, prepared) = match fixed {
+                Some(schema) => (schema.clone(), prepare(records, keys, &mut failed, None)),
+                None => {
+                    let mut schema = match running {
+                        JType::Struct { .. } => running.clone(),
+                        _ => JType::Struct { fields: vec![] },
+                    };
+                    let prepared = prepare(records, keys, &mut failed, Some(&mut schema));
+                    (schema, prepared)
                 }
-            }
-            batches
+            };
+            let batches = decode_isolating(&prepared, &schema, &mut failed);
+            (schema, batches)
         }
     };
     failed.sort_by_key(|(i, _)| *i);
@@ -143,6 +120,37 @@ pub fn encode_parquet(
         rows,
         failed,
     })
+}
+
+/// Decodes the prepared records; when the batch fails, decodes record by
+/// record so only the records that do not fit are reported.
+fn decode_isolating(
+    prepared: &[Option<Cow<'_, [u8]>>],
+    schema: &JType,
+    failed: &mut Vec<(usize, RecordError)>,
+) -> Vec<RecordBatch> {
+    let good: Vec<(usize, &[u8])> = prepared
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_deref().map(|r| (i, r)))
+        .collect();
+    if let Ok(batches) = decode(good.iter().map(|(_, r)| *r), schema, false) {
+        return batches;
+    }
+    let mut batches = Vec::new();
+    for (i, r) in &good {
+        match decode(std::iter::once(*r), schema, false) {
+            Ok(mut b) => batches.append(&mut b),
+            Err(e) => failed.push((
+                *i,
+                conversion_error(
+                    "DataFormatConversion.MalformedData",
+                    format!("record does not fit the table schema: {e}"),
+                ),
+            )),
+        }
+    }
+    batches
 }
 
 /// Parses records, normalises keys, and (when `schema` is given) merges

@@ -4,11 +4,13 @@
 //! `aws-sdk-firehose` client, boto3 or the aws CLI works with only an
 //! endpoint override.
 
+use std::borrow::Cow;
+
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
 use lakehose_catalog::awsjson::{self, AwsError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::{DEFAULT_INTERVAL_S, DEFAULT_SIZE_MB, S3Destination, StreamDefinition};
@@ -39,7 +41,12 @@ pub async fn handle(service: &IngestService, operation: &str, body: &[u8]) -> Re
         "ListDeliveryStreams" => list(service, body),
         "DeleteDeliveryStream" => delete(service, body).await,
         "PutRecord" => put_record(service, body).await,
-        "PutRecordBatch" => put_record_batch(service, body).await,
+        "PutRecordBatch" => {
+            return match put_record_batch(service, body).await {
+                Ok(out) => awsjson::ok_json(&out),
+                Err(e) => e.into_response(),
+            };
+        }
         "ListTagsForDeliveryStream"
         | "TagDeliveryStream"
         | "UntagDeliveryStream"
@@ -186,53 +193,87 @@ async fn delete(service: &IngestService, body: &[u8]) -> Result<Value, AwsError>
     Ok(json!({}))
 }
 
+/// A record as sent: base64 text, borrowed from the request body when it
+/// has no JSON escapes (the usual case), so a batch is parsed without a copy.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct RecordInput {
-    data: Option<String>,
+struct RecordInput<'a> {
+    #[serde(borrow)]
+    data: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct PutRecordInput {
+struct PutRecordInput<'a> {
     delivery_stream_name: Option<String>,
-    record: Option<RecordInput>,
+    #[serde(borrow)]
+    record: Option<RecordInput<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct PutRecordBatchInput {
+struct PutRecordBatchInput<'a> {
     delivery_stream_name: Option<String>,
-    records: Option<Vec<RecordInput>>,
+    #[serde(borrow)]
+    records: Option<Vec<RecordInput<'a>>>,
 }
 
-/// Decodes base64 record data; undecodable data is kept raw (`Err`) so it
-/// goes to the error prefix instead of failing its neighbours.
-fn decode_records(records: Vec<RecordInput>) -> Result<Vec<Result<Bytes, Bytes>>, AwsError> {
+/// Decodes base64 record data into one buffer shared by the batch's
+/// records; undecodable data is kept raw (`Err`) so it goes to the error
+/// prefix instead of failing its neighbours.
+fn decode_records(records: Vec<RecordInput<'_>>) -> Result<Vec<Result<Bytes, Bytes>>, AwsError> {
     let engine = base64::engine::general_purpose::STANDARD;
-    let mut total = 0usize;
-    let mut out = Vec::with_capacity(records.len());
-    for (i, r) in records.into_iter().enumerate() {
-        let text = required(r.data, &format!("Records[{i}].Data"))?;
-        let decoded = engine.decode(text.as_bytes());
-        let len = decoded.as_ref().map_or(text.len(), Vec::len);
-        if len > MAX_RECORD_BYTES {
-            return Err(invalid(format!(
-                "record {i} is {len} bytes; a record may be at most {MAX_RECORD_BYTES} bytes (1,000 KiB)"
-            )));
+    let texts = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| required(r.data, &format!("Records[{i}].Data")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let capacity: usize = texts.iter().map(|t| t.len() / 4 * 3 + 3).sum();
+    let mut buf = Vec::with_capacity(capacity);
+    // (start, end) in `buf`, or the index of undecodable text.
+    let mut spans = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
+        let start = buf.len();
+        match engine.decode_vec(text.as_bytes(), &mut buf) {
+            Ok(()) => {
+                let len = buf.len() - start;
+                if len > MAX_RECORD_BYTES {
+                    return Err(invalid(format!(
+                        "record {i} is {len} bytes; a record may be at most {MAX_RECORD_BYTES} bytes (1,000 KiB)"
+                    )));
+                }
+                spans.push(Ok((start, buf.len())));
+            }
+            Err(_) => {
+                buf.truncate(start);
+                if text.len() > MAX_RECORD_BYTES {
+                    return Err(invalid(format!(
+                        "record {i} is {} bytes; a record may be at most {MAX_RECORD_BYTES} bytes (1,000 KiB)",
+                        text.len()
+                    )));
+                }
+                spans.push(Err(i));
+            }
         }
-        total += len;
-        out.push(match decoded {
-            Ok(bytes) => Ok(Bytes::from(bytes)),
-            Err(_) => Err(Bytes::from(text)),
-        });
     }
+    let raw_bytes: usize = spans
+        .iter()
+        .filter_map(|s| s.as_ref().err().map(|i| texts[*i].len()))
+        .sum();
+    let total = buf.len() + raw_bytes;
     if total > MAX_BATCH_BYTES {
         return Err(invalid(format!(
             "the batch holds {total} bytes of data; PutRecordBatch accepts at most {MAX_BATCH_BYTES} bytes (4 MiB)"
         )));
     }
-    Ok(out)
+    let buf = Bytes::from(buf);
+    Ok(spans
+        .into_iter()
+        .map(|span| match span {
+            Ok((start, end)) => Ok(buf.slice(start..end)),
+            Err(i) => Err(Bytes::from(texts[i].clone().into_owned())),
+        })
+        .collect())
 }
 
 async fn put_record(service: &IngestService, body: &[u8]) -> Result<Value, AwsError> {
@@ -249,7 +290,24 @@ async fn put_record(service: &IngestService, body: &[u8]) -> Result<Value, AwsEr
     Ok(json!({"RecordId": id, "Encrypted": false}))
 }
 
-async fn put_record_batch(service: &IngestService, body: &[u8]) -> Result<Value, AwsError> {
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordBatchOutput {
+    failed_put_count: u32,
+    encrypted: bool,
+    request_responses: Vec<RecordResponse>,
+}
+
+#[derive(Serialize)]
+struct RecordResponse {
+    #[serde(rename = "RecordId")]
+    record_id: String,
+}
+
+async fn put_record_batch(
+    service: &IngestService,
+    body: &[u8],
+) -> Result<PutRecordBatchOutput, AwsError> {
     let input: PutRecordBatchInput = awsjson::parse(body)?;
     let name = required(input.delivery_stream_name, "DeliveryStreamName")?;
     let records = required(input.records, "Records")?;
@@ -261,9 +319,14 @@ async fn put_record_batch(service: &IngestService, body: &[u8]) -> Result<Value,
     }
     let records = decode_records(records)?;
     let accepted = service.put_records(&name, records).await?;
-    let responses: Vec<Value> = accepted
-        .into_iter()
-        .map(|a| json!({"RecordId": a.record_id}))
-        .collect();
-    Ok(json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses}))
+    Ok(PutRecordBatchOutput {
+        failed_put_count: 0,
+        encrypted: false,
+        request_responses: accepted
+            .into_iter()
+            .map(|a| RecordResponse {
+                record_id: a.record_id,
+            })
+            .collect(),
+    })
 }

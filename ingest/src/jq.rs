@@ -7,7 +7,12 @@
 
 use std::collections::HashMap;
 
-use jaq_core::load::{Arena, File, Loader};
+use std::borrow::Cow;
+
+use jaq_core::load::lex::StrPart;
+use jaq_core::load::parse::{BinaryOp, Term};
+use jaq_core::load::{Arena, File, Lexer, Loader, Parser};
+use jaq_core::path::Part;
 use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
 use jaq_json::Val;
 
@@ -17,6 +22,50 @@ type JqFilter = jaq_core::Filter<data::JustLut<Val>>;
 pub struct MetadataQuery {
     text: String,
     filter: JqFilter,
+    /// When the query provably reads the record only through top-level
+    /// fields (`.service`, `.http.method`, `{level}`, ...), their names: the
+    /// query then runs on just those fields, which spares parsing the rest
+    /// of every record into jq values. `None` runs it on the whole record.
+    fields: Option<Vec<String>>,
+    /// Whether equal inputs always give equal outputs (no `now`, `input`,
+    /// `$ENV`, ...), so results may be reused for records whose projected
+    /// fields are equal.
+    pure: bool,
+}
+
+/// Partition keys extracted from one record.
+pub type Keys = std::sync::Arc<HashMap<String, String>>;
+
+/// Reuses extraction results within a batch: records that agree on the
+/// fields the query reads get the same keys without running it again.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    map: HashMap<Vec<u8>, Result<Keys, ExtractError>>,
+}
+
+/// Most results a [`KeyCache`] holds before it starts over.
+const KEY_CACHE_ENTRIES: usize = 4096;
+
+/// Builtins whose result does not depend on the input alone.
+const IMPURE: &[&str] = &[
+    "now",
+    "input",
+    "inputs",
+    "debug",
+    "stderr",
+    "env",
+    "$ENV",
+    "halt",
+    "halt_error",
+    "input_filename",
+    "input_line_number",
+    "$__loc__",
+    "$__prog_args",
+];
+
+fn is_pure(text: &str) -> bool {
+    let words = text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'));
+    !words.into_iter().any(|w| IMPURE.contains(&w))
 }
 
 impl std::fmt::Debug for MetadataQuery {
@@ -66,7 +115,14 @@ impl MetadataQuery {
         Ok(Self {
             text: text.to_string(),
             filter,
+            fields: record_fields(text),
+            pure: is_pure(text),
         })
+    }
+
+    /// The top-level fields the query reads, when that is provable.
+    pub fn fields(&self) -> Option<&[String]> {
+        self.fields.as_deref()
     }
 
     /// The query text.
@@ -77,8 +133,42 @@ impl MetadataQuery {
     /// Runs the query on one JSON record and returns its partition keys.
     /// Keys whose value is `null` are left out (so a prefix that needs them
     /// reports a missing key).
-    pub fn extract(&self, record: &[u8]) -> Result<HashMap<String, String>, ExtractError> {
-        let input = jaq_json::read::parse_single(record)
+    pub fn extract(&self, record: &[u8]) -> Result<Keys, ExtractError> {
+        self.extract_with(record, None)
+    }
+
+    /// [`extract`](Self::extract), reusing results from `cache` when the
+    /// query reads only top-level fields and is pure.
+    pub fn extract_cached(
+        &self,
+        record: &[u8],
+        cache: &mut KeyCache,
+    ) -> Result<Keys, ExtractError> {
+        self.extract_with(record, Some(cache))
+    }
+
+    fn extract_with(
+        &self,
+        record: &[u8],
+        cache: Option<&mut KeyCache>,
+    ) -> Result<Keys, ExtractError> {
+        let projected = self.fields.as_deref().and_then(|f| project(record, f));
+        if let (Some(p), Some(cache), true) = (&projected, cache, self.pure) {
+            if let Some(hit) = cache.map.get(p) {
+                return hit.clone();
+            }
+            let result = self.run(p);
+            if cache.map.len() >= KEY_CACHE_ENTRIES {
+                cache.map.clear();
+            }
+            cache.map.insert(p.clone(), result.clone());
+            return result;
+        }
+        self.run(projected.as_deref().unwrap_or(record))
+    }
+
+    fn run(&self, input: &[u8]) -> Result<Keys, ExtractError> {
+        let input = jaq_json::read::parse_single(input)
             .map_err(|e| ExtractError::InvalidJson(e.to_string()))?;
         let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
         let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
@@ -112,7 +202,188 @@ impl MetadataQuery {
             };
             keys.insert(key, value);
         }
-        Ok(keys)
+        Ok(Keys::new(keys))
+    }
+}
+
+/// The record reduced to the given top-level fields, as JSON text; `None`
+/// when it is not a JSON object (the query then sees the whole record and
+/// reports the problem itself).
+fn project(record: &[u8], fields: &[String]) -> Option<Vec<u8>> {
+    let top: Vec<(Cow<'_, str>, &serde_json::value::RawValue)> =
+        serde_json::from_slice::<TopLevel<'_>>(record).ok()?.0;
+    let mut out = Vec::with_capacity(64);
+    out.push(b'{');
+    // Later duplicates win, as in jq.
+    for (i, (key, value)) in top.iter().enumerate() {
+        if !fields.iter().any(|f| f == key) || top[i + 1..].iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key).ok()?;
+        out.push(b':');
+        out.extend_from_slice(value.get().as_bytes());
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// A JSON object's top-level members in order, values left unparsed.
+struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(key) = map.next_key::<CowStr<'de>>()? {
+                    members.push((key.0, map.next_value()?));
+                }
+                Ok(TopLevel(members))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// A string borrowed from the input unless it has escapes.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
+/// The top-level fields through which the query reads its input, when the
+/// query reads it in no other way; `None` when that cannot be shown (a bare
+/// `.`, `..`, a call of a filter, a variable binding over the input, ...).
+fn record_fields(text: &str) -> Option<Vec<String>> {
+    let tokens = Lexer::new(text).lex().ok()?;
+    let term = Parser::new(&tokens).parse(Parser::term).ok()?;
+    let mut fields = Vec::new();
+    reads_only_fields(&term, &mut fields).then_some(fields)
+}
+
+/// A string literal without interpolation.
+fn const_str(t: &Term<&str>) -> Option<String> {
+    match t {
+        Term::Str(None, parts) => {
+            let mut s = String::new();
+            for p in parts {
+                match p {
+                    StrPart::Str(x) => s.push_str(x),
+                    StrPart::Char(c) => s.push(*c),
+                    StrPart::Term(_) => return None,
+                }
+            }
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `t`, run with the record as its input, reads the record only
+/// through top-level fields (collected into `fields`).
+fn reads_only_fields(t: &Term<&str>, fields: &mut Vec<String>) -> bool {
+    let add = |name: String, fields: &mut Vec<String>| {
+        if !fields.contains(&name) {
+            fields.push(name);
+        }
+    };
+    match t {
+        Term::Num(_) | Term::Var(_) | Term::Break(_) => true,
+        Term::Str(None, parts) => parts.iter().all(|p| match p {
+            StrPart::Term(t) => reads_only_fields(t, fields),
+            _ => true,
+        }),
+        Term::Arr(None) => true,
+        Term::Arr(Some(t)) | Term::Neg(t) => reads_only_fields(t, fields),
+        Term::Obj(entries) => entries.iter().all(|(k, v)| match v {
+            // `{name}` and `{"name"}` read `.name`.
+            None => match const_str(k) {
+                Some(name) => {
+                    add(name, fields);
+                    true
+                }
+                None => matches!(k, Term::Var(_)),
+            },
+            Some(v) => reads_only_fields(k, fields) && reads_only_fields(v, fields),
+        }),
+        Term::BinOp(l, op, r) => match op {
+            // The right side runs on the left side's outputs, not on the record.
+            BinaryOp::Pipe(None) => reads_only_fields(l, fields),
+            BinaryOp::Comma
+            | BinaryOp::Alt
+            | BinaryOp::Or
+            | BinaryOp::And
+            | BinaryOp::Math(_)
+            | BinaryOp::Cmp(_) => reads_only_fields(l, fields) && reads_only_fields(r, fields),
+            _ => false,
+        },
+        Term::IfThenElse(branches, otherwise) => {
+            branches
+                .iter()
+                .all(|(c, b)| reads_only_fields(c, fields) && reads_only_fields(b, fields))
+                && otherwise
+                    .as_deref()
+                    .is_none_or(|o| reads_only_fields(o, fields))
+        }
+        // A catch handler runs on the error, not on the record.
+        Term::TryCatch(t, _) => reads_only_fields(t, fields),
+        Term::Call(name, args) => {
+            args.is_empty() && matches!(*name, "null" | "true" | "false" | "empty")
+        }
+        Term::Path(head, path) => {
+            let mut parts = path.0.iter();
+            let head_ok = match head.as_ref() {
+                // `.name...`: the first part must be a constant field name.
+                Term::Id => match parts.next() {
+                    Some((Part::Index(k), _)) => match const_str(k) {
+                        Some(name) => {
+                            add(name, fields);
+                            true
+                        }
+                        None => false,
+                    },
+                    _ => false,
+                },
+                other => reads_only_fields(other, fields),
+            };
+            // Index and range expressions run on the record too.
+            head_ok
+                && parts.all(|(part, _)| match part {
+                    Part::Index(i) => reads_only_fields(i, fields),
+                    Part::Range(a, b) => {
+                        a.as_ref().is_none_or(|a| reads_only_fields(a, fields))
+                            && b.as_ref().is_none_or(|b| reads_only_fields(b, fields))
+                    }
+                })
+        }
+        _ => false,
     }
 }
 
@@ -158,6 +429,87 @@ mod tests {
         let q = MetadataQuery::compile(r#"{year: (.event_timestamp | strftime("%Y"))}"#).unwrap();
         let keys = q.extract(br#"{"event_timestamp": 1700000000}"#).unwrap();
         assert_eq!(keys["year"], "2023");
+    }
+
+    #[test]
+    fn field_analysis_is_conservative() {
+        let fields = |q: &str| {
+            MetadataQuery::compile(q)
+                .unwrap()
+                .fields()
+                .map(<[String]>::to_vec)
+        };
+        assert_eq!(
+            fields("{service: .service}"),
+            Some(vec!["service".to_string()])
+        );
+        assert_eq!(
+            fields(
+                r#"{a: .http.method, b: (.ts | strftime("%Y")), c: .x[0:2], level, "q": (.s // "none")}"#
+            ),
+            Some(vec![
+                "http".into(),
+                "ts".into(),
+                "x".into(),
+                "level".into(),
+                "s".into()
+            ])
+        );
+        assert_eq!(
+            fields(r#"{a: (if .n > 1 then "big" else .m end)}"#),
+            Some(vec!["n".into(), "m".into()])
+        );
+        // Anything that can see the whole record runs on the whole record.
+        for q in [
+            "{a: .}",
+            "{a: keys[0]}",
+            "{a: (. | length)}",
+            "{a: ..}",
+            ".a as $x | {a: .b}",
+            "{a: .[.k]}",
+            "{a: tojson}",
+            "def f: .; {a: f}",
+            "{a: .[]}",
+        ] {
+            assert_eq!(fields(q), None, "{q}");
+        }
+        // .[.k] reads .k as well as the field it names: not provable.
+        assert_eq!(fields("{a: .x[.k]}"), Some(vec!["x".into(), "k".into()]));
+    }
+
+    #[test]
+    fn projection_gives_the_same_keys() {
+        let q = MetadataQuery::compile(r#"{service: .service, m: .http.method}"#).unwrap();
+        assert!(q.fields().is_some());
+        let rec = br#"{"big": {"deep": [1,2,3]}, "service": "x", "http": {"method": "GET"}, "service": "last", "escaped": 1}"#;
+        let keys = q.extract(rec).unwrap();
+        assert_eq!(keys["service"], "last");
+        assert_eq!(keys["m"], "GET");
+        // Escaped keys still match.
+        let q = MetadataQuery::compile("{a: .escaped}").unwrap();
+        assert_eq!(q.extract(rec).unwrap()["a"], "1");
+        // Results are reused for equal projections, and only then.
+        let q = MetadataQuery::compile("{s: .service}").unwrap();
+        let mut cache = KeyCache::default();
+        let a = q
+            .extract_cached(br#"{"service":"web","n":1}"#, &mut cache)
+            .unwrap();
+        let b = q
+            .extract_cached(br#"{"n":2,"service":"web"}"#, &mut cache)
+            .unwrap();
+        let c = q
+            .extract_cached(br#"{"service":"api"}"#, &mut cache)
+            .unwrap();
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        assert_eq!(c["s"], "api");
+        assert!(!MetadataQuery::compile("{t: (.x | now)}").unwrap().pure);
+        let q = MetadataQuery::compile("{a: .escaped}").unwrap();
+        // Not an object: the full query reports the problem.
+        assert!(q.extract(b"[1]").is_err());
+        assert!(matches!(
+            q.extract(b"{bad"),
+            Err(ExtractError::InvalidJson(_))
+        ));
     }
 
     #[test]

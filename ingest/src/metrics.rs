@@ -30,6 +30,10 @@ pub struct IngestMetrics {
     pub flush_latency: Histogram,
     /// Object writes that failed and were retried.
     pub flush_retries: Counter,
+    /// Write-ahead log fsyncs (one per group commit).
+    pub wal_fsyncs: Counter,
+    /// Write-ahead log entries written.
+    pub wal_entries: Counter,
 }
 
 impl Default for IngestMetrics {
@@ -46,6 +50,8 @@ impl Default for IngestMetrics {
             buffer_bytes: Gauge::default(),
             flush_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             flush_retries: Counter::default(),
+            wal_fsyncs: Counter::default(),
+            wal_entries: Counter::default(),
         }
     }
 }
@@ -108,6 +114,16 @@ impl IngestMetrics {
             "flush_retries",
             "Object writes that failed and were retried",
             self.flush_retries.clone(),
+        );
+        r.register(
+            "wal_fsyncs",
+            "Write-ahead log fsyncs; each commits a group of entries",
+            self.wal_fsyncs.clone(),
+        );
+        r.register(
+            "wal_entries",
+            "Write-ahead log entries written (requests, flush intents and completions)",
+            self.wal_entries.clone(),
         );
     }
 }

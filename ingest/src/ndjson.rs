@@ -22,8 +22,12 @@ use crate::service::IngestService;
 /// Largest request body after decompression.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    (status, Json(json!({"error": code, "message": message}))).into_response()
+fn error(status: StatusCode, code: &str, message: String) -> NdjsonError {
+    NdjsonError {
+        status,
+        code: code.to_string(),
+        message,
+    }
 }
 
 impl From<AwsError> for NdjsonError {
@@ -32,16 +36,25 @@ impl From<AwsError> for NdjsonError {
             "ResourceNotFoundException" => StatusCode::NOT_FOUND,
             _ => e.status,
         };
-        NdjsonError(error(status, &e.code, e.message))
+        error(status, &e.code, e.message)
     }
 }
 
-/// An error response of the NDJSON endpoint.
-pub struct NdjsonError(Response);
+/// An error of the NDJSON endpoint: `{"error": code, "message": ..}`.
+#[derive(Debug)]
+pub struct NdjsonError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
 
 impl IntoResponse for NdjsonError {
     fn into_response(self) -> Response {
-        self.0
+        (
+            self.status,
+            Json(json!({"error": self.code, "message": self.message})),
+        )
+            .into_response()
     }
 }
 
@@ -56,23 +69,48 @@ pub async fn put_lines(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    // Decompressing and splitting a large body is CPU work: off the runtime.
+    let records = tokio::task::spawn_blocking(move || split_lines(body, gzip))
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailure",
+                e.to_string(),
+            )
+        })??;
+    if records.is_empty() {
+        return Ok(Json(json!({"accepted": 0})).into_response());
+    }
+    let accepted = service.put_records(&name, records).await?;
+    Ok(Json(json!({
+        "accepted": accepted.len(),
+        "firstRecordId": accepted.first().map(|a| a.record_id.clone()),
+        "lastRecordId": accepted.last().map(|a| a.record_id.clone()),
+    }))
+    .into_response())
+}
+
+/// Decompresses (when `gzip`) and splits a body into records, one per
+/// non-empty line.
+fn split_lines(body: Bytes, gzip: bool) -> Result<Vec<Result<Bytes, Bytes>>, NdjsonError> {
     let body = if gzip {
         let mut out = Vec::with_capacity(body.len() * 4);
         let mut reader =
             flate2::read::MultiGzDecoder::new(&body[..]).take(MAX_BODY_BYTES as u64 + 1);
         reader.read_to_end(&mut out).map_err(|e| {
-            NdjsonError(error(
+            error(
                 StatusCode::BAD_REQUEST,
                 "InvalidBody",
                 format!("the gzip body could not be decompressed: {e}"),
-            ))
+            )
         })?;
         if out.len() > MAX_BODY_BYTES {
-            return Err(NdjsonError(error(
+            return Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "BodyTooLarge",
                 format!("the body is larger than {MAX_BODY_BYTES} bytes once decompressed"),
-            )));
+            ));
         }
         Bytes::from(out)
     } else {
@@ -91,7 +129,7 @@ pub async fn put_lines(
             continue;
         }
         if slice.len() > MAX_RECORD_BYTES {
-            return Err(NdjsonError(error(
+            return Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RecordTooLarge",
                 format!(
@@ -99,18 +137,9 @@ pub async fn put_lines(
                     line_no + 1,
                     slice.len()
                 ),
-            )));
+            ));
         }
         records.push(Ok(slice));
     }
-    if records.is_empty() {
-        return Ok(Json(json!({"accepted": 0})).into_response());
-    }
-    let accepted = service.put_records(&name, records).await?;
-    Ok(Json(json!({
-        "accepted": accepted.len(),
-        "firstRecordId": accepted.first().map(|a| a.record_id.clone()),
-        "lastRecordId": accepted.last().map(|a| a.record_id.clone()),
-    }))
-    .into_response())
+    Ok(records)
 }

@@ -35,7 +35,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::config::{DeliveryPlan, OutputFormat, S3Destination, StreamDefinition};
+use crate::config::{DeliveryPlan, OutputFormat, PrefixCache, S3Destination, StreamDefinition};
 use crate::encode::{self, ErrorDocument, KeyOptions};
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
@@ -119,6 +119,42 @@ struct Stream {
     idle: Notify,
 }
 
+impl Stream {
+    /// Appends records of log entry `seq` (with their indexes in it) to
+    /// their buffers. Returns their bytes and whether a buffer reached the
+    /// size hint.
+    fn enqueue(
+        &self,
+        seq: u64,
+        arrival_ms: i64,
+        records: impl IntoIterator<Item = (u32, WalRecord)>,
+    ) -> (u64, bool) {
+        let mut buffers = lock(&self.buffers);
+        let (mut bytes, mut over_size) = (0, false);
+        for (idx, rec) in records {
+            let key = BufferKey {
+                prefix: rec.prefix,
+                error: rec.error.is_some(),
+            };
+            let buffer = buffers.entry(key).or_default();
+            if buffer.records.is_empty() {
+                buffer.oldest_ms = arrival_ms;
+            }
+            let len = rec.data.len() as u64;
+            buffer.bytes += len;
+            bytes += len;
+            over_size |= buffer.bytes >= self.plan.size_bytes;
+            buffer.records.push(Buffered {
+                pos: Pos { seq, idx },
+                arrival_ms,
+                data: rec.data,
+                error: rec.error,
+            });
+        }
+        (bytes, over_size)
+    }
+}
+
 struct Inner {
     config: IngestConfig,
     storage: Storage,
@@ -151,8 +187,17 @@ pub struct Accepted {
 /// What a `lakehose` client sees of a stream.
 pub type StreamDescription = StreamDefinition;
 
+/// A record's id: its log position as 24 hex digits.
 fn record_id(pos: Pos) -> String {
-    format!("{:016x}{:08x}", pos.seq, pos.idx)
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(24);
+    for shift in (0..16).rev() {
+        id.push(HEX[((pos.seq >> (shift * 4)) & 0xf) as usize] as char);
+    }
+    for shift in (0..8).rev() {
+        id.push(HEX[((pos.idx >> (shift * 4)) & 0xf) as usize] as char);
+    }
+    id
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -206,14 +251,16 @@ impl Inner {
             .cloned()
     }
 
-    fn buffer_records(&self, seq: u64, entry: RecordsEntry) {
-        let stream = self
-            .by_id
+    fn stream_by_id(&self, id: u64) -> Option<Arc<Stream>> {
+        self.by_id
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&entry.stream_id)
-            .cloned();
-        let Some(stream) = stream else {
+            .get(&id)
+            .cloned()
+    }
+
+    fn buffer_records(&self, seq: u64, entry: RecordsEntry) {
+        let Some(stream) = self.stream_by_id(entry.stream_id) else {
             tracing::warn!(
                 stream_id = entry.stream_id,
                 records = entry.records.len(),
@@ -224,31 +271,15 @@ impl Inner {
             }
             return;
         };
-        let mut over_size = false;
-        {
-            let mut buffers = lock(&stream.buffers);
-            for (idx, rec) in entry.records.into_iter().enumerate() {
-                let key = BufferKey {
-                    prefix: rec.prefix,
-                    error: rec.error.is_some(),
-                };
-                let buffer = buffers.entry(key).or_default();
-                if buffer.records.is_empty() {
-                    buffer.oldest_ms = entry.arrival_ms;
-                }
-                buffer.bytes += rec.data.len() as u64;
-                over_size |= buffer.bytes >= stream.plan.size_bytes;
-                buffer.records.push(Buffered {
-                    pos: Pos {
-                        seq,
-                        idx: idx as u32,
-                    },
-                    arrival_ms: entry.arrival_ms,
-                    data: rec.data,
-                    error: rec.error,
-                });
-            }
-        }
+        let (_, over_size) = stream.enqueue(
+            seq,
+            entry.arrival_ms,
+            entry
+                .records
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (i as u32, r)),
+        );
         if over_size {
             self.wake.notify_one();
         }
@@ -288,6 +319,8 @@ impl IngestService {
         let (opened, replay) = Wal::open(WalOptions {
             dir: service.inner.config.wal_dir.clone(),
             segment_bytes: service.inner.config.wal_segment_bytes,
+            fsyncs: service.inner.metrics.wal_fsyncs.clone(),
+            entries: service.inner.metrics.wal_entries.clone(),
         })?;
         service.recover(opened, replay.entries).await?;
         let flusher = service.clone();
@@ -463,14 +496,7 @@ impl IngestService {
             let Some(intent) = intents.remove(&intent_seq) else {
                 continue;
             };
-            let stream = self
-                .inner
-                .by_id
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&intent.stream_id)
-                .cloned();
-            let Some(stream) = stream else {
+            let Some(stream) = self.inner.stream_by_id(intent.stream_id) else {
                 tracing::warn!(
                     stream_id = intent.stream_id,
                     "Interrupted flush of a deleted stream skipped."
@@ -505,40 +531,15 @@ impl IngestService {
             records,
         } in pending
         {
-            let stream = self
-                .inner
-                .by_id
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&stream_id)
-                .cloned();
-            let Some(stream) = stream else {
+            let Some(stream) = self.inner.stream_by_id(stream_id) else {
                 tracing::warn!(stream_id, "Records of a deleted stream dropped on replay.");
                 if let Ok(wal) = self.inner.wal() {
                     wal.release(records.iter().map(|_| seq));
                 }
                 continue;
             };
-            let mut buffers = lock(&stream.buffers);
-            for (idx, rec) in records {
-                let bytes = rec.data.len() as u64;
-                self.inner.buffered.fetch_add(bytes, Ordering::Relaxed);
-                let key = BufferKey {
-                    prefix: rec.prefix,
-                    error: rec.error.is_some(),
-                };
-                let buffer = buffers.entry(key).or_default();
-                if buffer.records.is_empty() {
-                    buffer.oldest_ms = arrival_ms;
-                }
-                buffer.bytes += bytes;
-                buffer.records.push(Buffered {
-                    pos: Pos { seq, idx },
-                    arrival_ms,
-                    data: rec.data,
-                    error: rec.error,
-                });
-            }
+            let (bytes, _) = stream.enqueue(seq, arrival_ms, records);
+            self.inner.buffered.fetch_add(bytes, Ordering::Relaxed);
         }
         self.inner
             .metrics
@@ -737,11 +738,12 @@ impl IngestService {
         let route = move || -> Vec<WalRecord> {
             let plan = &stream_for_route.plan;
             let seed = arrival.timestamp_millis() as u64;
+            let mut cache = PrefixCache::default();
             records
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| match r {
-                    Ok(data) => plan.route(data, arrival, seed ^ i as u64),
+                    Ok(data) => plan.route(data, arrival, seed ^ i as u64, &mut cache),
                     Err(raw) => plan.error_record(
                         raw,
                         arrival,
@@ -1149,4 +1151,19 @@ fn error_docs<'a>(items: &[(&'a Buffered, &'a RecordError)]) -> Vec<ErrorDocumen
             record_id: record_id(r.pos),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_ids_are_positions_in_hex() {
+        let id = record_id(Pos {
+            seq: 0x1234_abcd,
+            idx: 499,
+        });
+        assert_eq!(id, format!("{:016x}{:08x}", 0x1234_abcdu64, 499u32));
+        assert_eq!(id.len(), 24);
+    }
 }

@@ -171,6 +171,12 @@ impl PrefixTemplate {
         self.parts.iter().any(|p| matches!(p, Part::Timestamp(_)))
     }
 
+    /// Whether the template has `!{firehose:random-string}` (which renders
+    /// differently for every record).
+    pub fn has_random_string(&self) -> bool {
+        self.parts.contains(&Part::RandomString)
+    }
+
     /// The partition keys the template refers to.
     pub fn query_keys(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {

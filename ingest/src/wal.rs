@@ -291,6 +291,10 @@ pub struct WalOptions {
     pub dir: PathBuf,
     /// Segment size at which a new segment starts.
     pub segment_bytes: u64,
+    /// Counts fsyncs (one per group commit).
+    pub fsyncs: prometheus_client::metrics::counter::Counter,
+    /// Counts entries written; entries per fsync is the group size.
+    pub entries: prometheus_client::metrics::counter::Counter,
 }
 
 struct Request {
@@ -611,6 +615,8 @@ impl Writer {
             return;
         }
         self.written += buf.len() as u64;
+        self.opts.fsyncs.inc();
+        self.opts.entries.inc_by(seqs.len() as u64);
         {
             let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
             *live.segments.entry(self.segment_start).or_default() += records;
@@ -696,6 +702,8 @@ mod tests {
         WalOptions {
             dir: dir.to_path_buf(),
             segment_bytes,
+            fsyncs: Default::default(),
+            entries: Default::default(),
         }
     }
 

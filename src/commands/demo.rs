@@ -54,8 +54,9 @@ pub struct Config {
     interval: u64,
 }
 
-/// A Firehose client for a lakehose endpoint.
-pub fn firehose_client(endpoint: &str) -> Client {
+/// A Firehose client for a lakehose endpoint that makes up to
+/// `max_attempts` attempts per call (1 = no retries).
+pub fn firehose_client(endpoint: &str, max_attempts: u32) -> Client {
     let config = aws_sdk_firehose::Config::builder()
         .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -64,7 +65,8 @@ pub fn firehose_client(endpoint: &str) -> Client {
             "lakehose", "lakehose", None, None, "demo",
         ))
         .retry_config(
-            aws_sdk_firehose::config::retry::RetryConfig::standard().with_max_attempts(10),
+            aws_sdk_firehose::config::retry::RetryConfig::standard()
+                .with_max_attempts(max_attempts.max(1)),
         )
         .build();
     Client::from_conf(config)
@@ -88,7 +90,7 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     let running = server::start(config.server.options()).await?;
     let endpoint = format!("http://{}", running.addr());
     println!("lakehose listening on {endpoint}");
-    let client = firehose_client(&endpoint);
+    let client = firehose_client(&endpoint, 10);
 
     let prefix = "logs/service=!{partitionKeyFromQuery:service}/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/";
     let error_prefix = "errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/";
@@ -137,7 +139,8 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     let signal = server::shutdown_signal();
     tokio::pin!(signal);
     let mut last = (Instant::now(), 0u64);
-    let metrics = running.ingest().metrics();
+    let ingest = running.ingest().clone();
+    let metrics = ingest.metrics();
     loop {
         tokio::select! {
             _ = &mut signal => break,
@@ -155,7 +158,7 @@ async fn demo(config: Config) -> anyhow::Result<()> {
             metrics.records_delivered.get(),
             metrics.records_failed.get(),
             metrics.objects_written.get(),
-            running.ingest().buffered_bytes() as f64 / 1048576.0,
+            ingest.buffered_bytes() as f64 / 1048576.0,
         );
         if deadline.is_some_and(|d| now >= d) {
             break;
@@ -168,6 +171,9 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     println!("stopping: delivering every buffer...");
     running.shutdown().await?;
 
+    let delivered = metrics.records_delivered.get();
+    let failed = metrics.records_failed.get();
+    let objects = metrics.objects_written.get();
     let acked = counters.acked.load(Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     println!(
@@ -179,27 +185,67 @@ async fn demo(config: Config) -> anyhow::Result<()> {
         counters.malformed.load(Ordering::Relaxed),
         counters.failed_calls.load(Ordering::Relaxed),
     );
+    println!(
+        "delivered {delivered} records as Parquet and {failed} to the error prefix, in {objects} objects"
+    );
     print_landing(&config.server.data_dir.join(&config.bucket))?;
     Ok(())
 }
 
-async fn create_stream(
-    client: &Client,
-    config: &Config,
+/// An `ExtendedS3DestinationConfiguration` delivering zstd Parquet to
+/// `bucket`, partitioned with the JQ metadata query `query` into `prefix`.
+pub fn parquet_destination(
+    bucket: &str,
     prefix: &str,
     error_prefix: &str,
-) -> anyhow::Result<()> {
+    query: &str,
+    interval_seconds: i32,
+) -> anyhow::Result<aws_sdk_firehose::types::ExtendedS3DestinationConfiguration> {
     use aws_sdk_firehose::types::*;
-    let query = r#"{service: .service}"#;
-    let dest = ExtendedS3DestinationConfiguration::builder()
-        .role_arn("arn:aws:iam::000000000000:role/lakehose-demo")
-        .bucket_arn(format!("arn:aws:s3:::{}", config.bucket))
+    let parameter = |name: ProcessorParameterName, value: &str| {
+        ProcessorParameter::builder()
+            .parameter_name(name)
+            .parameter_value(value)
+            .build()
+    };
+    let metadata = Processor::builder()
+        .r#type(ProcessorType::MetadataExtraction)
+        .parameters(parameter(
+            ProcessorParameterName::MetadataExtractionQuery,
+            query,
+        )?)
+        .parameters(parameter(
+            ProcessorParameterName::JsonParsingEngine,
+            "JQ-1.6",
+        )?)
+        .build()?;
+    let input = InputFormatConfiguration::builder()
+        .deserializer(
+            Deserializer::builder()
+                .open_x_json_ser_de(OpenXJsonSerDe::builder().build())
+                .build(),
+        )
+        .build();
+    let output = OutputFormatConfiguration::builder()
+        .serializer(
+            Serializer::builder()
+                .parquet_ser_de(
+                    ParquetSerDe::builder()
+                        .compression(ParquetCompression::from("ZSTD"))
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    Ok(ExtendedS3DestinationConfiguration::builder()
+        .role_arn("arn:aws:iam::000000000000:role/lakehose")
+        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
         .prefix(prefix)
         .error_output_prefix(error_prefix)
         .buffering_hints(
             BufferingHints::builder()
                 .size_in_mbs(64)
-                .interval_in_seconds(config.interval as i32)
+                .interval_in_seconds(interval_seconds)
                 .build(),
         )
         .dynamic_partitioning_configuration(
@@ -210,53 +256,32 @@ async fn create_stream(
         .processing_configuration(
             ProcessingConfiguration::builder()
                 .enabled(true)
-                .processors(
-                    Processor::builder()
-                        .r#type(ProcessorType::MetadataExtraction)
-                        .parameters(
-                            ProcessorParameter::builder()
-                                .parameter_name(ProcessorParameterName::MetadataExtractionQuery)
-                                .parameter_value(query)
-                                .build()?,
-                        )
-                        .parameters(
-                            ProcessorParameter::builder()
-                                .parameter_name(ProcessorParameterName::JsonParsingEngine)
-                                .parameter_value("JQ-1.6")
-                                .build()?,
-                        )
-                        .build()?,
-                )
+                .processors(metadata)
                 .build(),
         )
         .data_format_conversion_configuration(
             DataFormatConversionConfiguration::builder()
                 .enabled(true)
-                .input_format_configuration(
-                    InputFormatConfiguration::builder()
-                        .deserializer(
-                            Deserializer::builder()
-                                .open_x_json_ser_de(OpenXJsonSerDe::builder().build())
-                                .build(),
-                        )
-                        .build(),
-                )
-                .output_format_configuration(
-                    OutputFormatConfiguration::builder()
-                        .serializer(
-                            Serializer::builder()
-                                .parquet_ser_de(
-                                    ParquetSerDe::builder()
-                                        .compression(ParquetCompression::from("ZSTD"))
-                                        .build(),
-                                )
-                                .build(),
-                        )
-                        .build(),
-                )
+                .input_format_configuration(input)
+                .output_format_configuration(output)
                 .build(),
         )
-        .build()?;
+        .build()?)
+}
+
+async fn create_stream(
+    client: &Client,
+    config: &Config,
+    prefix: &str,
+    error_prefix: &str,
+) -> anyhow::Result<()> {
+    let dest = parquet_destination(
+        &config.bucket,
+        prefix,
+        error_prefix,
+        "{service: .service}",
+        config.interval as i32,
+    )?;
     match client
         .create_delivery_stream()
         .delivery_stream_name(&config.stream)

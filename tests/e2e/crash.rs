@@ -9,21 +9,6 @@ use serde_json::json;
 
 use crate::util::*;
 
-/// A client that never retries, so an acknowledgement means exactly one
-/// accepted call.
-fn no_retry_client(endpoint: &str) -> aws_sdk_firehose::Client {
-    let config = aws_sdk_firehose::Config::builder()
-        .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_sdk_firehose::config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "a", "b", None, None, "test",
-        ))
-        .retry_config(aws_sdk_firehose::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_firehose::Client::from_conf(config)
-}
-
 #[test]
 fn sigkill_mid_stream_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,7 +26,8 @@ fn sigkill_mid_stream_loses_and_duplicates_nothing() {
                 1,
             ));
         }
-        let client = no_retry_client(&server.endpoint);
+        // No retries: an acknowledgement means exactly one accepted call.
+        let client = lakehose::commands::demo::firehose_client(&server.endpoint, 1);
         let stop_at = Instant::now() + Duration::from_millis(run_ms);
         let sent = Arc::new(Mutex::new(0usize));
         let tasks: Vec<_> = (0..4)

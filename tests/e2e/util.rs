@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use aws_sdk_firehose::Client;
-use aws_sdk_firehose::types::*;
+use aws_sdk_firehose::types::Record;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
@@ -48,7 +48,7 @@ impl Server {
 
     /// A Firehose client for this server.
     pub fn client(&self) -> Client {
-        lakehose::commands::demo::firehose_client(&self.endpoint)
+        lakehose::commands::demo::firehose_client(&self.endpoint, 3)
     }
 
     /// SIGTERM, then wait for a clean exit (which flushes every buffer).
@@ -179,72 +179,14 @@ pub fn count_by(
 /// A Parquet stream partitioned by `.service` with JQ, flushing every
 /// `interval` seconds.
 pub async fn create_parquet_stream(client: &Client, name: &str, bucket: &str, interval: i32) {
-    let dest = ExtendedS3DestinationConfiguration::builder()
-        .role_arn("arn:aws:iam::123456789012:role/firehose")
-        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
-        .prefix("logs/service=!{partitionKeyFromQuery:service}/dt=!{timestamp:yyyy-MM-dd}/")
-        .error_output_prefix("errors/!{firehose:error-output-type}/")
-        .buffering_hints(
-            BufferingHints::builder()
-                .size_in_mbs(64)
-                .interval_in_seconds(interval)
-                .build(),
-        )
-        .dynamic_partitioning_configuration(
-            DynamicPartitioningConfiguration::builder()
-                .enabled(true)
-                .build(),
-        )
-        .processing_configuration(
-            ProcessingConfiguration::builder()
-                .enabled(true)
-                .processors(
-                    Processor::builder()
-                        .r#type(ProcessorType::MetadataExtraction)
-                        .parameters(
-                            ProcessorParameter::builder()
-                                .parameter_name(ProcessorParameterName::MetadataExtractionQuery)
-                                .parameter_value("{service: .service}")
-                                .build()
-                                .unwrap(),
-                        )
-                        .parameters(
-                            ProcessorParameter::builder()
-                                .parameter_name(ProcessorParameterName::JsonParsingEngine)
-                                .parameter_value("JQ-1.6")
-                                .build()
-                                .unwrap(),
-                        )
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .data_format_conversion_configuration(
-            DataFormatConversionConfiguration::builder()
-                .enabled(true)
-                .input_format_configuration(
-                    InputFormatConfiguration::builder()
-                        .deserializer(
-                            Deserializer::builder()
-                                .open_x_json_ser_de(OpenXJsonSerDe::builder().build())
-                                .build(),
-                        )
-                        .build(),
-                )
-                .output_format_configuration(
-                    OutputFormatConfiguration::builder()
-                        .serializer(
-                            Serializer::builder()
-                                .parquet_ser_de(ParquetSerDe::builder().build())
-                                .build(),
-                        )
-                        .build(),
-                )
-                .build(),
-        )
-        .build()
-        .unwrap();
+    let dest = lakehose::commands::demo::parquet_destination(
+        bucket,
+        "logs/service=!{partitionKeyFromQuery:service}/dt=!{timestamp:yyyy-MM-dd}/",
+        "errors/!{firehose:error-output-type}/",
+        "{service: .service}",
+        interval,
+    )
+    .unwrap();
     client
         .create_delivery_stream()
         .delivery_stream_name(name)
