@@ -23,6 +23,14 @@ pub enum Error {
         /// Where the damage starts.
         offset: u64,
     },
+    /// Another process holds the write-ahead log.
+    #[error(
+        "the write-ahead log in {path} is in use by another lakehose process; stop it or give this one its own --data-dir / --wal-dir"
+    )]
+    WalLocked {
+        /// The log folder.
+        path: PathBuf,
+    },
     /// The write-ahead log is shut down.
     #[error("the write-ahead log is closed")]
     WalClosed,

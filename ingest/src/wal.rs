@@ -339,6 +339,7 @@ pub struct OpenedWal {
     opts: WalOptions,
     next_seq: u64,
     live: Live,
+    lock: File,
 }
 
 impl OpenedWal {
@@ -356,6 +357,7 @@ impl OpenedWal {
             opts,
             next_seq,
             mut live,
+            lock,
         } = self;
         let (file, path) = create_segment(&opts.dir, next_seq)?;
         live.segments.insert(next_seq, 0);
@@ -370,6 +372,7 @@ impl OpenedWal {
             next_seq,
             live: Arc::clone(&live),
             sink,
+            _lock: lock,
         };
         let thread = std::thread::Builder::new()
             .name("lakehose-wal".into())
@@ -396,6 +399,28 @@ impl Wal {
             move |source| Error::Io { path, source }
         };
         std::fs::create_dir_all(&opts.dir).map_err(io(&opts.dir))?;
+        // One process per log: a second one would interleave writes.
+        let lock_path = opts.dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::WalLocked {
+                    path: opts.dir.clone(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
         let mut segments: Vec<(u64, PathBuf)> = Vec::new();
         for item in std::fs::read_dir(&opts.dir).map_err(io(&opts.dir))? {
             let item = item.map_err(io(&opts.dir))?;
@@ -456,6 +481,7 @@ impl Wal {
                 opts,
                 next_seq,
                 live,
+                lock,
             },
             Replay { entries },
         ))
@@ -552,6 +578,8 @@ struct Writer {
     next_seq: u64,
     live: Arc<Mutex<Live>>,
     sink: Arc<dyn DurableSink>,
+    /// Held while the writer runs: one process per log.
+    _lock: File,
 }
 
 impl Writer {
@@ -749,6 +777,58 @@ mod tests {
         assert_eq!(replay.entries[20].1, intent);
     }
 
+    /// Blocks the writer after its first commit, so later appends queue up.
+    struct SlowFirst(Mutex<bool>);
+    impl DurableSink for SlowFirst {
+        fn durable(&self, _seq: u64, _entry: Entry) {
+            let mut first = self.0.lock().unwrap();
+            if !*first {
+                *first = true;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(dir.path(), DEFAULT_SEGMENT_BYTES);
+        let (fsyncs, entries) = (o.fsyncs.clone(), o.entries.clone());
+        let (opened, _) = Wal::open(o).unwrap();
+        let wal = opened
+            .start(Arc::new(SlowFirst(Mutex::new(false))))
+            .unwrap();
+        let first = {
+            let wal = wal.clone();
+            tokio::spawn(async move { wal.append(records(1, 1)).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // These queue while the writer is busy with the first group.
+        let rest: Vec<_> = (0..50)
+            .map(|_| {
+                let wal = wal.clone();
+                tokio::spawn(async move { wal.append(records(1, 2)).await })
+            })
+            .collect();
+        first.await.unwrap().unwrap();
+        for r in rest {
+            r.await.unwrap().unwrap();
+        }
+        wal.close();
+        assert_eq!(entries.get(), 51);
+        assert!(fsyncs.get() <= 3, "51 appends took {} fsyncs", fsyncs.get());
+    }
+
+    #[test]
+    fn a_second_process_cannot_open_the_same_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_held, _) = Wal::open(opts(dir.path(), DEFAULT_SEGMENT_BYTES)).unwrap();
+        let Err(err) = Wal::open(opts(dir.path(), DEFAULT_SEGMENT_BYTES)) else {
+            panic!("opened a locked log");
+        };
+        assert!(matches!(err, Error::WalLocked { .. }), "{err}");
+    }
+
     #[tokio::test]
     async fn torn_tail_is_cut_and_later_appends_continue() {
         let dir = tempfile::tempdir().unwrap();
@@ -761,10 +841,9 @@ mod tests {
         // Simulate a crash mid-write: append half an entry.
         let seg = std::fs::read_dir(dir.path())
             .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "wal"))
+            .unwrap();
         let full = std::fs::read(&seg).unwrap();
         let mut torn = BytesMut::new();
         records(1, 5).encode_into(3, &mut torn);

@@ -168,3 +168,23 @@ fn full_buffers_answer_503_until_they_drain() {
         .sum();
     assert_eq!(total, 4, "two accepted batches of two records");
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lakehose"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in use by another lakehose process"),
+        "{stderr}"
+    );
+    server.terminate();
+}
