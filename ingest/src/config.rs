@@ -478,15 +478,19 @@ impl DeliveryPlan {
     ) -> Result<String, RecordError> {
         let keys = match &self.query {
             Some(q) => Some(
-                q.extract_cached(data, &mut cache.keys)
-                    .map_err(|e| RecordError {
-                        output_type: "processing-failed".into(),
-                        code: match e {
-                            crate::jq::ExtractError::InvalidJson(_) => "Invalid.JSON".into(),
-                            _ => "DynamicPartitioning.MetadataExtractionFailed".into(),
-                        },
-                        message: e.to_string(),
-                    })?,
+                q.extract_cached(
+                    data,
+                    &mut cache.keys,
+                    matches!(self.output, OutputFormat::Parquet(_)),
+                )
+                .map_err(|e| RecordError {
+                    output_type: "processing-failed".into(),
+                    code: match e {
+                        crate::jq::ExtractError::InvalidJson(_) => "Invalid.JSON".into(),
+                        _ => "DynamicPartitioning.MetadataExtractionFailed".into(),
+                    },
+                    message: e.to_string(),
+                })?,
             ),
             None => None,
         };

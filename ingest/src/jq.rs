@@ -134,25 +134,33 @@ impl MetadataQuery {
     /// Keys whose value is `null` are left out (so a prefix that needs them
     /// reports a missing key).
     pub fn extract(&self, record: &[u8]) -> Result<Keys, ExtractError> {
-        self.extract_with(record, None)
+        self.extract_with(record, None, false)
     }
 
     /// [`extract`](Self::extract), reusing results from `cache` when the
     /// query reads only top-level fields and is pure.
+    ///
+    /// With `lenient`, the record's JSON is checked later (Parquet
+    /// conversion), so only the fields the query reads are checked here.
     pub fn extract_cached(
         &self,
         record: &[u8],
         cache: &mut KeyCache,
+        lenient: bool,
     ) -> Result<Keys, ExtractError> {
-        self.extract_with(record, Some(cache))
+        self.extract_with(record, Some(cache), lenient)
     }
 
     fn extract_with(
         &self,
         record: &[u8],
         cache: Option<&mut KeyCache>,
+        lenient: bool,
     ) -> Result<Keys, ExtractError> {
-        let projected = self.fields.as_deref().and_then(|f| project(record, f));
+        let projected = self
+            .fields
+            .as_deref()
+            .and_then(|f| project(record, f, lenient));
         if let (Some(p), Some(cache), true) = (&projected, cache, self.pure) {
             if let Some(hit) = cache.map.get(p) {
                 return hit.clone();
@@ -209,9 +217,22 @@ impl MetadataQuery {
 /// The record reduced to the given top-level fields, as JSON text; `None`
 /// when it is not a JSON object (the query then sees the whole record and
 /// reports the problem itself).
-fn project(record: &[u8], fields: &[String]) -> Option<Vec<u8>> {
-    let top: Vec<(Cow<'_, str>, &serde_json::value::RawValue)> =
-        serde_json::from_slice::<TopLevel<'_>>(record).ok()?.0;
+fn project(record: &[u8], fields: &[String], lenient: bool) -> Option<Vec<u8>> {
+    let scanned;
+    let parsed;
+    let top: Vec<(Cow<'_, str>, &[u8])> = match lenient.then(|| scan_top_level(record)).flatten() {
+        Some(members) => {
+            scanned = members;
+            scanned
+        }
+        None => {
+            parsed = serde_json::from_slice::<TopLevel<'_>>(record).ok()?.0;
+            parsed
+                .into_iter()
+                .map(|(k, v)| (k, v.get().as_bytes()))
+                .collect()
+        }
+    };
     let mut out = Vec::with_capacity(64);
     out.push(b'{');
     // Later duplicates win, as in jq.
@@ -224,10 +245,104 @@ fn project(record: &[u8], fields: &[String]) -> Option<Vec<u8>> {
         }
         serde_json::to_writer(&mut out, key).ok()?;
         out.push(b':');
-        out.extend_from_slice(value.get().as_bytes());
+        out.extend_from_slice(value);
     }
     out.push(b'}');
     Some(out)
+}
+
+/// A fast structural scan of a JSON object's top-level members, for records
+/// whose JSON is validated later anyway (Parquet conversion): strings and
+/// brackets are matched, but values are not checked. Gives up (`None`) on
+/// anything unusual — escaped keys, malformed structure — and the caller
+/// parses properly instead.
+fn scan_top_level(rec: &[u8]) -> Option<Vec<(Cow<'_, str>, &[u8])>> {
+    fn ws(rec: &[u8], mut i: usize) -> usize {
+        while i < rec.len() && matches!(rec[i], b' ' | b'\t' | b'\n' | b'\r') {
+            i += 1;
+        }
+        i
+    }
+    /// `i` is just after an opening quote; returns the index after the
+    /// closing one.
+    fn string_end(rec: &[u8], mut i: usize) -> Option<usize> {
+        loop {
+            i += memchr::memchr2(b'"', b'\\', &rec[i..])?;
+            if rec[i] == b'"' {
+                return Some(i + 1);
+            }
+            i += 2;
+        }
+    }
+    fn value_end(rec: &[u8], i: usize) -> Option<usize> {
+        match *rec.get(i)? {
+            b'"' => string_end(rec, i + 1),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                let mut j = i;
+                while j < rec.len() {
+                    match rec[j] {
+                        b'"' => {
+                            j = string_end(rec, j + 1)?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Some(j + 1);
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                None
+            }
+            _ => {
+                let mut j = i;
+                while j < rec.len()
+                    && !matches!(rec[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                {
+                    j += 1;
+                }
+                (j > i).then_some(j)
+            }
+        }
+    }
+    let mut members = Vec::with_capacity(16);
+    let mut i = ws(rec, 0);
+    if rec.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = ws(rec, i + 1);
+    if rec.get(i) == Some(&b'}') {
+        return (ws(rec, i + 1) == rec.len()).then_some(members);
+    }
+    loop {
+        if rec.get(i) != Some(&b'"') {
+            return None;
+        }
+        let end = string_end(rec, i + 1)?;
+        let key = &rec[i + 1..end - 1];
+        if key.contains(&b'\\') {
+            return None;
+        }
+        let key = std::str::from_utf8(key).ok()?;
+        i = ws(rec, end);
+        if rec.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = ws(rec, i + 1);
+        let stop = value_end(rec, start)?;
+        members.push((Cow::Borrowed(key), &rec[start..stop]));
+        i = ws(rec, stop);
+        match rec.get(i) {
+            Some(b',') => i = ws(rec, i + 1),
+            Some(b'}') => return (ws(rec, i + 1) == rec.len()).then_some(members),
+            _ => return None,
+        }
+    }
 }
 
 /// A JSON object's top-level members in order, values left unparsed.
@@ -481,7 +596,7 @@ mod tests {
     fn projection_gives_the_same_keys() {
         let q = MetadataQuery::compile(r#"{service: .service, m: .http.method}"#).unwrap();
         assert!(q.fields().is_some());
-        let rec = br#"{"big": {"deep": [1,2,3]}, "service": "x", "http": {"method": "GET"}, "service": "last", "escaped": 1}"#;
+        let rec = br#"{"big": {"deep": [1,2,3]}, "service": "x", "http": {"method": "GET"}, "service": "last", "esc\u0061ped": 1}"#;
         let keys = q.extract(rec).unwrap();
         assert_eq!(keys["service"], "last");
         assert_eq!(keys["m"], "GET");
@@ -492,13 +607,13 @@ mod tests {
         let q = MetadataQuery::compile("{s: .service}").unwrap();
         let mut cache = KeyCache::default();
         let a = q
-            .extract_cached(br#"{"service":"web","n":1}"#, &mut cache)
+            .extract_cached(br#"{"service":"web","n":1}"#, &mut cache, false)
             .unwrap();
         let b = q
-            .extract_cached(br#"{"n":2,"service":"web"}"#, &mut cache)
+            .extract_cached(br#"{"n":2,"service":"web"}"#, &mut cache, false)
             .unwrap();
         let c = q
-            .extract_cached(br#"{"service":"api"}"#, &mut cache)
+            .extract_cached(br#"{"service":"api"}"#, &mut cache, false)
             .unwrap();
         assert!(std::sync::Arc::ptr_eq(&a, &b));
         assert_eq!(c["s"], "api");
@@ -510,6 +625,46 @@ mod tests {
             q.extract(b"{bad"),
             Err(ExtractError::InvalidJson(_))
         ));
+    }
+
+    #[test]
+    fn the_fast_scan_agrees_with_the_parser() {
+        let records: &[&[u8]] = &[
+            br#"{"a": 1, "s": "x,}]", "n": {"b": [1, {"c": "]"}]}, "e": "q\"uote", "t": true}"#,
+            br#"  {"a":-1.5e3,"s":null}  "#,
+            br#"{}"#,
+            br#"{"k\u0061": 1, "a": 2}"#,
+            br#"{"a": 1,}"#,
+            br#"{"a" 1}"#,
+            br#"[1]"#,
+            br#"{"a": {"unclosed": 1}"#,
+        ];
+        for rec in records {
+            let fast = scan_top_level(rec);
+            let slow = serde_json::from_slice::<TopLevel<'_>>(rec).ok();
+            match (&fast, &slow) {
+                (Some(f), Some(s)) => {
+                    let s: Vec<(String, String)> =
+                        s.0.iter()
+                            .map(|(k, v)| (k.to_string(), v.get().to_string()))
+                            .collect();
+                    let f: Vec<(String, String)> = f
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).to_string()))
+                        .collect();
+                    assert_eq!(f, s, "{}", String::from_utf8_lossy(rec));
+                }
+                // The scan may give up where the parser succeeds (escaped
+                // keys), never the reverse on valid JSON.
+                (None, _) => {}
+                (Some(_), None) => panic!("scan accepted invalid {}", String::from_utf8_lossy(rec)),
+            }
+        }
+        assert!(scan_top_level(br#"{"k\u0061": 1}"#).is_none());
+        let q = MetadataQuery::compile("{s: .s}").unwrap();
+        let mut cache = KeyCache::default();
+        let keys = q.extract_cached(records[0], &mut cache, true).unwrap();
+        assert_eq!(keys["s"], "x,}]");
     }
 
     #[test]
