@@ -14,6 +14,9 @@
 //! (`_lakehose/`). The Glue-style catalog model and the crawler build on it.
 
 pub mod awsjson;
+pub mod catalog;
+pub mod model;
 pub mod storage;
 
+pub use catalog::{Catalog, CatalogError, CatalogRef, EmbeddedCatalog};
 pub use storage::{Location, Storage, StorageError};

@@ -263,6 +263,34 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// Writes an object only if none exists at `path` (atomically, also on
+    /// S3 with conditional writes). Returns `false` when one already exists.
+    pub async fn create_durable(&self, path: &ObjectPath, bytes: bytes::Bytes) -> Result<bool> {
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(path, PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(root) = &self.local_root {
+            let file = root.join(path.as_ref());
+            sync_file(&file)?;
+            if let Some(dir) = file.parent() {
+                sync_file(dir)?;
+            }
+        }
+        Ok(true)
+    }
+}
+
 fn sync_file(path: &FsPath) -> Result<()> {
     let io = |source| StorageError::Io {
         path: path.to_path_buf(),

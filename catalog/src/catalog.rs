@@ -1,0 +1,681 @@
+//! The [`Catalog`] trait and its embedded implementation.
+//!
+//! # Contract
+//!
+//! - Names of databases and tables are case-insensitive and stored
+//!   lowercase, as Glue does.
+//! - Every update is atomic: a reader sees a table before or after an
+//!   update, never in between.
+//! - Updates are versioned: every create, update and delete of a table is a
+//!   new version (`VersionId`), and [`Catalog::table_versions`] lists them.
+//! - Several processes may share one catalog. A lost race is retried where
+//!   the operation is defined without a precondition (creating a database
+//!   that does not exist yet, updating without an expected version) and
+//!   reported where it is not ([`CatalogError::ConcurrentModification`]);
+//!   an update is never silently lost from the version history.
+//!
+//! # The embedded catalog
+//!
+//! State lives in the warehouse under `_lakehose/catalog/`, one folder per
+//! entity holding numbered, immutable versions:
+//!
+//! ```text
+//! _lakehose/catalog/databases/<db>/00000000000000000001.json
+//! _lakehose/catalog/tables/<db>/<table>/00000000000000000003.json
+//! ```
+//!
+//! A change writes version N+1 with a create-only conditional put
+//! (object_store's `PutMode::Create`, which the local store implements with
+//! an atomic no-clobber link and S3 with `If-None-Match`); when another
+//! process took N+1 first, the write fails and the change is re-read and
+//! retried or reported. A delete writes a tombstone version.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Database, Table};
+use crate::storage::{Storage, StorageError};
+
+/// Errors of the catalog, mapped one to one onto Glue's exceptions.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// `EntityNotFoundException`.
+    #[error("{0} not found.")]
+    NotFound(String),
+    /// `AlreadyExistsException`.
+    #[error("{0} already exists.")]
+    AlreadyExists(String),
+    /// `InvalidInputException`.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// `ConcurrentModificationException`: another writer changed the entity.
+    #[error("{0}")]
+    ConcurrentModification(String),
+    /// Storage failed (`InternalServiceException`).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A persisted version could not be read.
+    #[error("catalog object {path} is corrupt: {source}")]
+    Corrupt {
+        /// The object.
+        path: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+impl From<object_store::Error> for CatalogError {
+    fn from(e: object_store::Error) -> Self {
+        CatalogError::Storage(StorageError::ObjectStore(e))
+    }
+}
+
+/// Result type of the catalog.
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// A shared catalog.
+pub type CatalogRef = Arc<dyn Catalog>;
+
+/// A Glue-style data catalog. See the module docs for the contract.
+#[async_trait]
+pub trait Catalog: Send + Sync + std::fmt::Debug {
+    /// Creates a database.
+    async fn create_database(&self, database: Database) -> Result<()>;
+    /// A database by name.
+    async fn get_database(&self, name: &str) -> Result<Database>;
+    /// Every database, sorted by name.
+    async fn list_databases(&self) -> Result<Vec<Database>>;
+    /// Deletes a database and every table in it.
+    async fn delete_database(&self, name: &str) -> Result<()>;
+    /// Creates a table in an existing database.
+    async fn create_table(&self, database: &str, table: Table) -> Result<()>;
+    /// A table by name.
+    async fn get_table(&self, database: &str, name: &str) -> Result<Table>;
+    /// Every table of a database, sorted by name.
+    async fn list_tables(&self, database: &str) -> Result<Vec<Table>>;
+    /// Replaces a table's definition. With `expected_version`, fails with
+    /// [`CatalogError::ConcurrentModification`] unless that is the current
+    /// version.
+    async fn update_table(
+        &self,
+        database: &str,
+        table: Table,
+        expected_version: Option<&str>,
+    ) -> Result<()>;
+    /// Deletes a table.
+    async fn delete_table(&self, database: &str, name: &str) -> Result<()>;
+    /// Every version of a table since it was last created, newest first.
+    async fn table_versions(&self, database: &str, name: &str) -> Result<Vec<Table>>;
+}
+
+/// Checks a database or table name and returns it lowercased. Names become
+/// path segments, so separators, dot segments and control characters are
+/// refused; Glue allows 1–255 characters.
+pub fn normalize_name(kind: &str, name: &str) -> Result<String> {
+    let bad = |why: &str| CatalogError::InvalidInput(format!("{kind} name {name:?} {why}"));
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(bad("must be 1 to 255 characters long"));
+    }
+    if name == "."
+        || name == ".."
+        || name.starts_with('_') && kind == "database" && name == "_lakehose"
+    {
+        return Err(bad("is reserved"));
+    }
+    if name.chars().any(|c| {
+        c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
+    }) {
+        return Err(bad(
+            "must not contain control characters or any of / \\ : * ? \" < > |",
+        ));
+    }
+    Ok(name.to_lowercase())
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// One persisted version of an entity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Version<T> {
+    Put { value: T },
+    Delete,
+}
+
+/// How many times a lost race is retried before it is reported.
+const MAX_RETRIES: usize = 32;
+
+/// The embedded catalog, stored in the warehouse.
+#[derive(Debug, Clone)]
+pub struct EmbeddedCatalog {
+    storage: Storage,
+    catalog_id: String,
+}
+
+impl EmbeddedCatalog {
+    /// The catalog in `storage`'s `_lakehose/catalog/`.
+    pub fn new(storage: Storage) -> Self {
+        Self {
+            storage,
+            catalog_id: "000000000000".into(),
+        }
+    }
+
+    fn database_dir(&self, db: &str) -> ObjectPath {
+        self.storage.system_path("catalog/databases").join(db)
+    }
+
+    fn table_dir(&self, db: &str, table: &str) -> ObjectPath {
+        self.storage
+            .system_path("catalog/tables")
+            .join(db)
+            .join(table)
+    }
+
+    /// Version numbers under `dir`, ascending.
+    async fn versions(&self, dir: &ObjectPath) -> Result<Vec<u64>> {
+        let listing = self.storage.store().list_with_delimiter(Some(dir)).await?;
+        let mut versions: Vec<u64> = listing
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename()?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    async fn read<T: DeserializeOwned>(
+        &self,
+        dir: &ObjectPath,
+        version: u64,
+    ) -> Result<Version<T>> {
+        let path = dir.clone().join(format!("{version:020}.json"));
+        let bytes = self.storage.store().get(&path).await?.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|source| CatalogError::Corrupt {
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// The newest version number and its value (`None` when never written
+    /// or deleted last).
+    async fn latest<T: DeserializeOwned>(&self, dir: &ObjectPath) -> Result<(u64, Option<T>)> {
+        let Some(&last) = self.versions(dir).await?.last() else {
+            return Ok((0, None));
+        };
+        Ok(match self.read(dir, last).await? {
+            Version::Put { value } => (last, Some(value)),
+            Version::Delete => (last, None),
+        })
+    }
+
+    /// Writes version `version`; `false` when another writer took it.
+    async fn write<T: Serialize>(
+        &self,
+        dir: &ObjectPath,
+        version: u64,
+        entry: &Version<T>,
+    ) -> Result<bool> {
+        let path = dir.clone().join(format!("{version:020}.json"));
+        let bytes = serde_json::to_vec_pretty(entry).map_err(|source| CatalogError::Corrupt {
+            path: path.to_string(),
+            source,
+        })?;
+        Ok(self.storage.create_durable(&path, bytes.into()).await?)
+    }
+
+    /// Entity names directly under `dir` (sub-folders).
+    async fn children(&self, dir: &ObjectPath) -> Result<Vec<String>> {
+        let listing = self.storage.store().list_with_delimiter(Some(dir)).await?;
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn require_database(&self, db: &str) -> Result<Database> {
+        match self.latest::<Database>(&self.database_dir(db)).await? {
+            (_, Some(d)) => Ok(d),
+            _ => Err(CatalogError::NotFound(format!("Database {db}"))),
+        }
+    }
+
+    fn with_version(mut table: Table, version: u64) -> Table {
+        table.version_id = Some(version.to_string());
+        table
+    }
+}
+
+#[async_trait]
+impl Catalog for EmbeddedCatalog {
+    async fn create_database(&self, mut database: Database) -> Result<()> {
+        let name = normalize_name("database", &database.name)?;
+        if let Some(loc) = &database.location_uri
+            && !loc.is_empty()
+        {
+            crate::Location::parse(loc).map_err(|e| CatalogError::InvalidInput(e.to_string()))?;
+        }
+        database.name = name.clone();
+        database.create_time = Some(now_seconds());
+        database.catalog_id = Some(self.catalog_id.clone());
+        let dir = self.database_dir(&name);
+        for _ in 0..MAX_RETRIES {
+            let (version, current) = self.latest::<Database>(&dir).await?;
+            if current.is_some() {
+                return Err(CatalogError::AlreadyExists(format!("Database {name}")));
+            }
+            let entry = Version::Put {
+                value: database.clone(),
+            };
+            if self.write(&dir, version + 1, &entry).await? {
+                return Ok(());
+            }
+        }
+        Err(CatalogError::ConcurrentModification(format!(
+            "Database {name} is being changed by other writers; try again"
+        )))
+    }
+
+    async fn get_database(&self, name: &str) -> Result<Database> {
+        self.require_database(&normalize_name("database", name)?)
+            .await
+    }
+
+    async fn list_databases(&self) -> Result<Vec<Database>> {
+        let mut out = Vec::new();
+        for name in self
+            .children(&self.storage.system_path("catalog/databases"))
+            .await?
+        {
+            if let (_, Some(d)) = self.latest::<Database>(&self.database_dir(&name)).await? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_database(&self, name: &str) -> Result<()> {
+        let name = normalize_name("database", name)?;
+        self.require_database(&name).await?;
+        for table in self.list_tables(&name).await? {
+            match self.delete_table(&name, &table.name).await {
+                Ok(()) | Err(CatalogError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let dir = self.database_dir(&name);
+        for _ in 0..MAX_RETRIES {
+            let (version, current) = self.latest::<Database>(&dir).await?;
+            if current.is_none() {
+                return Err(CatalogError::NotFound(format!("Database {name}")));
+            }
+            if self
+                .write::<Database>(&dir, version + 1, &Version::Delete)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(CatalogError::ConcurrentModification(format!(
+            "Database {name} is being changed by other writers; try again"
+        )))
+    }
+
+    async fn create_table(&self, database: &str, mut table: Table) -> Result<()> {
+        let db = normalize_name("database", database)?;
+        let name = normalize_name("table", &table.name)?;
+        self.require_database(&db).await?;
+        if let Some(loc) = table
+            .storage_descriptor
+            .as_ref()
+            .and_then(|sd| sd.location.as_ref())
+            && !loc.is_empty()
+        {
+            crate::Location::parse(loc).map_err(|e| CatalogError::InvalidInput(e.to_string()))?;
+        }
+        let now = now_seconds();
+        table.name = name.clone();
+        table.database_name = Some(db.clone());
+        table.create_time = Some(now);
+        table.update_time = Some(now);
+        table.catalog_id = Some(self.catalog_id.clone());
+        table
+            .table_type
+            .get_or_insert_with(|| "EXTERNAL_TABLE".into());
+        let dir = self.table_dir(&db, &name);
+        for _ in 0..MAX_RETRIES {
+            let (version, current) = self.latest::<Table>(&dir).await?;
+            if current.is_some() {
+                return Err(CatalogError::AlreadyExists(format!("Table {db}.{name}")));
+            }
+            let entry = Version::Put {
+                value: Self::with_version(table.clone(), version + 1),
+            };
+            if self.write(&dir, version + 1, &entry).await? {
+                return Ok(());
+            }
+        }
+        Err(CatalogError::ConcurrentModification(format!(
+            "Table {db}.{name} is being changed by other writers; try again"
+        )))
+    }
+
+    async fn get_table(&self, database: &str, name: &str) -> Result<Table> {
+        let db = normalize_name("database", database)?;
+        let name = normalize_name("table", name)?;
+        self.require_database(&db).await?;
+        match self.latest::<Table>(&self.table_dir(&db, &name)).await? {
+            (_, Some(t)) => Ok(t),
+            _ => Err(CatalogError::NotFound(format!("Table {db}.{name}"))),
+        }
+    }
+
+    async fn list_tables(&self, database: &str) -> Result<Vec<Table>> {
+        let db = normalize_name("database", database)?;
+        self.require_database(&db).await?;
+        let dir = self.storage.system_path("catalog/tables").join(db.as_str());
+        let names = self.children(&dir).await?;
+        // Read the tables concurrently: each is a listing and a get.
+        let tables = futures::stream::iter(names)
+            .map(|name| {
+                let dir = self.table_dir(&db, &name);
+                async move { self.latest::<Table>(&dir).await }
+            })
+            .buffered(16)
+            .collect::<Vec<_>>()
+            .await;
+        let mut out = Vec::new();
+        for t in tables {
+            if let (_, Some(t)) = t? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn update_table(
+        &self,
+        database: &str,
+        mut table: Table,
+        expected_version: Option<&str>,
+    ) -> Result<()> {
+        let db = normalize_name("database", database)?;
+        let name = normalize_name("table", &table.name)?;
+        self.require_database(&db).await?;
+        let dir = self.table_dir(&db, &name);
+        for _ in 0..MAX_RETRIES {
+            let (version, current) = self.latest::<Table>(&dir).await?;
+            let Some(current) = current else {
+                return Err(CatalogError::NotFound(format!("Table {db}.{name}")));
+            };
+            if let Some(expected) = expected_version
+                && expected != version.to_string()
+            {
+                return Err(CatalogError::ConcurrentModification(format!(
+                    "Table {db}.{name} is at version {version}, not {expected}"
+                )));
+            }
+            table.name = name.clone();
+            table.database_name = Some(db.clone());
+            table.create_time = current.create_time;
+            table.update_time = Some(now_seconds());
+            table.catalog_id = Some(self.catalog_id.clone());
+            table
+                .table_type
+                .get_or_insert_with(|| "EXTERNAL_TABLE".into());
+            let entry = Version::Put {
+                value: Self::with_version(table.clone(), version + 1),
+            };
+            if self.write(&dir, version + 1, &entry).await? {
+                return Ok(());
+            }
+            if expected_version.is_some() {
+                return Err(CatalogError::ConcurrentModification(format!(
+                    "Table {db}.{name} was changed by another writer"
+                )));
+            }
+        }
+        Err(CatalogError::ConcurrentModification(format!(
+            "Table {db}.{name} is being changed by other writers; try again"
+        )))
+    }
+
+    async fn delete_table(&self, database: &str, name: &str) -> Result<()> {
+        let db = normalize_name("database", database)?;
+        let name = normalize_name("table", name)?;
+        let dir = self.table_dir(&db, &name);
+        for _ in 0..MAX_RETRIES {
+            let (version, current) = self.latest::<Table>(&dir).await?;
+            if current.is_none() {
+                return Err(CatalogError::NotFound(format!("Table {db}.{name}")));
+            }
+            if self
+                .write::<Table>(&dir, version + 1, &Version::Delete)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(CatalogError::ConcurrentModification(format!(
+            "Table {db}.{name} is being changed by other writers; try again"
+        )))
+    }
+
+    async fn table_versions(&self, database: &str, name: &str) -> Result<Vec<Table>> {
+        let db = normalize_name("database", database)?;
+        let name = normalize_name("table", name)?;
+        let dir = self.table_dir(&db, &name);
+        let mut out = Vec::new();
+        // Newest first, back to the last delete (an earlier incarnation).
+        for version in self.versions(&dir).await?.into_iter().rev() {
+            match self.read::<Table>(&dir, version).await? {
+                Version::Put { value } => out.push(value),
+                Version::Delete => break,
+            }
+        }
+        if out.is_empty() {
+            return Err(CatalogError::NotFound(format!("Table {db}.{name}")));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Column, StorageDescriptor};
+
+    fn catalog() -> (tempfile::TempDir, EmbeddedCatalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        (dir, EmbeddedCatalog::new(storage))
+    }
+
+    fn table(name: &str, columns: &[(&str, &str)]) -> Table {
+        Table {
+            name: name.into(),
+            storage_descriptor: Some(StorageDescriptor {
+                columns: columns
+                    .iter()
+                    .map(|(n, t)| Column {
+                        name: (*n).into(),
+                        data_type: Some((*t).into()),
+                        ..Default::default()
+                    })
+                    .collect(),
+                location: Some("s3://lake/logs/".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn databases_and_tables_with_versions() {
+        let (_dir, c) = catalog();
+        c.create_database(Database {
+            name: "Logs".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            c.create_database(Database {
+                name: "logs".into(),
+                ..Default::default()
+            })
+            .await,
+            Err(CatalogError::AlreadyExists(_))
+        ));
+        assert_eq!(c.get_database("LOGS").await.unwrap().name, "logs");
+        c.create_table("logs", table("Requests", &[("status", "bigint")]))
+            .await
+            .unwrap();
+        c.create_table("logs", table("errors", &[("msg", "string")]))
+            .await
+            .unwrap();
+        let names: Vec<String> = c
+            .list_tables("logs")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["errors", "requests"]);
+        let t = c.get_table("logs", "requests").await.unwrap();
+        assert_eq!(t.version_id.as_deref(), Some("1"));
+        assert_eq!(t.table_type.as_deref(), Some("EXTERNAL_TABLE"));
+
+        c.update_table(
+            "logs",
+            table("requests", &[("status", "bigint"), ("path", "string")]),
+            Some("1"),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            c.update_table("logs", table("requests", &[]), Some("1"))
+                .await,
+            Err(CatalogError::ConcurrentModification(_))
+        ));
+        let versions = c.table_versions("logs", "requests").await.unwrap();
+        assert_eq!(versions.len(), 2);
+        assert_eq!(versions[0].version_id.as_deref(), Some("2"));
+        assert_eq!(
+            versions[0]
+                .storage_descriptor
+                .as_ref()
+                .unwrap()
+                .columns
+                .len(),
+            2
+        );
+        assert_eq!(versions[1].create_time, versions[0].create_time);
+
+        c.delete_table("logs", "requests").await.unwrap();
+        assert!(matches!(
+            c.get_table("logs", "requests").await,
+            Err(CatalogError::NotFound(_))
+        ));
+        // Re-created: a new incarnation with its own history.
+        c.create_table("logs", table("requests", &[("x", "int")]))
+            .await
+            .unwrap();
+        assert_eq!(c.table_versions("logs", "requests").await.unwrap().len(), 1);
+        assert_eq!(
+            c.get_table("logs", "requests")
+                .await
+                .unwrap()
+                .version_id
+                .as_deref(),
+            Some("4")
+        );
+
+        c.delete_database("logs").await.unwrap();
+        assert!(matches!(
+            c.get_database("logs").await,
+            Err(CatalogError::NotFound(_))
+        ));
+        assert!(c.list_databases().await.unwrap().is_empty());
+        assert!(matches!(
+            c.create_table("logs", table("t", &[])).await,
+            Err(CatalogError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn invalid_names_are_refused() {
+        let (_dir, c) = catalog();
+        for bad in ["", "a/b", "..", "x\ny", &"n".repeat(256)] {
+            let r = c
+                .create_database(Database {
+                    name: bad.to_string(),
+                    ..Default::default()
+                })
+                .await;
+            assert!(
+                matches!(r, Err(CatalogError::InvalidInput(_))),
+                "{bad:?}: {r:?}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two catalogs over one folder behave like two processes.
+        let a = EmbeddedCatalog::new(Storage::local(dir.path()).unwrap());
+        let b = EmbeddedCatalog::new(Storage::local(dir.path()).unwrap());
+        a.create_database(Database {
+            name: "db".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        a.create_table("db", table("shared", &[])).await.unwrap();
+        let mut tasks = Vec::new();
+        for (w, c) in [a.clone(), b.clone()].into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                for i in 0..20 {
+                    c.create_table("db", table(&format!("t{w}_{i}"), &[]))
+                        .await
+                        .unwrap();
+                    c.update_table(
+                        "db",
+                        table("shared", &[(&format!("c{w}_{i}"), "int")]),
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(b.list_tables("db").await.unwrap().len(), 41);
+        // Every update is a version: 1 create + 40 updates.
+        let versions = a.table_versions("db", "shared").await.unwrap();
+        assert_eq!(versions.len(), 41);
+        let mut ids: Vec<u64> = versions
+            .iter()
+            .map(|t| t.version_id.as_ref().unwrap().parse().unwrap())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, (1..=41).collect::<Vec<_>>());
+    }
+}
