@@ -1,7 +1,7 @@
 //! The one HTTP server: every crate's handlers on one port.
 //!
 //! - `POST /` with `X-Amz-Target: <service>.<Operation>`: the AWS JSON 1.1
-//!   APIs, dispatched on the target prefix (`Firehose_20150804`).
+//!   APIs, dispatched on the target prefix (`Firehose_20150804`, `AWSGlue`).
 //! - `POST /v1/streams/{name}/records`: NDJSON ingest.
 //! - `GET /health`, `GET /metrics` (Prometheus text format).
 
@@ -16,8 +16,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use lakehose_catalog::Storage;
 use lakehose_catalog::awsjson::AwsError;
+use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage, glue};
 use lakehose_ingest::{IngestConfig, IngestService, firehose};
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
@@ -42,6 +42,7 @@ pub struct ServerOptions {
 #[derive(Clone)]
 struct AppState {
     ingest: IngestService,
+    catalog: CatalogRef,
     registry: Arc<Registry>,
 }
 
@@ -93,6 +94,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .unwrap_or_else(|| options.data_dir.join("_lakehose").join("wal"));
     let mut config = IngestConfig::new(wal_dir);
     config.max_buffer_bytes = options.max_buffer_bytes;
+    let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
     let ingest = IngestService::open(config, storage)
         .await
         .context("could not start the ingest service")?;
@@ -100,6 +102,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     ingest.metrics().register(&mut registry);
     let state = AppState {
         ingest: ingest.clone(),
+        catalog,
         registry: Arc::new(registry),
     };
     let app = Router::new()
@@ -140,6 +143,7 @@ async fn aws_json(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     };
     match service {
         firehose::TARGET_PREFIX => firehose::handle(&state.ingest, operation, &body).await,
+        glue::TARGET_PREFIX => glue::handle(state.catalog.as_ref(), operation, &body).await,
         _ => AwsError::unknown_operation(target).into_response(),
     }
 }

@@ -8,4 +8,5 @@ mod bad_input;
 mod crash;
 mod delivery;
 mod firehose_api;
+mod glue_api;
 mod ndjson;

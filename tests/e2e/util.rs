@@ -212,3 +212,16 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// A Glue client for this server.
+pub fn glue_client(endpoint: &str) -> aws_sdk_glue::Client {
+    let config = aws_sdk_glue::Config::builder()
+        .behavior_version(aws_sdk_glue::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_glue::config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "lakehose", "lakehose", None, None, "test",
+        ))
+        .build();
+    aws_sdk_glue::Client::from_conf(config)
+}

@@ -1,0 +1,328 @@
+//! The AWS Glue Data Catalog JSON 1.1 API (`X-Amz-Target: AWSGlue.*`) over a
+//! [`Catalog`].
+//!
+//! Databases: `CreateDatabase`, `GetDatabase`, `GetDatabases`,
+//! `DeleteDatabase`. Tables: `CreateTable`, `GetTable`, `GetTables` (with
+//! `Expression`), `UpdateTable`, `DeleteTable`, `GetTableVersions`. Lists
+//! page with `MaxResults` and an opaque `NextToken`. Errors use Glue's
+//! shapes (`EntityNotFoundException`, `AlreadyExistsException`,
+//! `InvalidInputException`, `ConcurrentModificationException`, with a
+//! `Message` member).
+
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::awsjson::{self, AwsError};
+use crate::catalog::{Catalog, CatalogError};
+use crate::model::{Database, Table};
+
+/// The `X-Amz-Target` prefix of Glue.
+pub const TARGET_PREFIX: &str = "AWSGlue";
+
+impl From<CatalogError> for AwsError {
+    fn from(e: CatalogError) -> Self {
+        let code = match &e {
+            CatalogError::NotFound(_) => "EntityNotFoundException",
+            CatalogError::AlreadyExists(_) => "AlreadyExistsException",
+            CatalogError::InvalidInput(_) => "InvalidInputException",
+            CatalogError::ConcurrentModification(_) => "ConcurrentModificationException",
+            CatalogError::Storage(_) | CatalogError::Corrupt { .. } => {
+                // Internal causes are logged, not returned to clients.
+                tracing::error!(error = %e, "Catalog storage failed.");
+                return AwsError::internal(
+                    "InternalServiceException",
+                    "the catalog's storage failed",
+                )
+                .upper_case();
+            }
+        };
+        AwsError::client(code, e.to_string()).upper_case()
+    }
+}
+
+fn invalid(message: impl Into<String>) -> AwsError {
+    AwsError::client("InvalidInputException", message).upper_case()
+}
+
+fn required<T>(value: Option<T>, member: &str) -> Result<T, AwsError> {
+    value.ok_or_else(|| invalid(format!("{member} is required")))
+}
+
+/// Handles one Glue operation.
+pub async fn handle(catalog: &dyn Catalog, operation: &str, body: &[u8]) -> Response {
+    let result = match operation {
+        "CreateDatabase" => create_database(catalog, body).await,
+        "GetDatabase" => get_database(catalog, body).await,
+        "GetDatabases" => get_databases(catalog, body).await,
+        "DeleteDatabase" => delete_database(catalog, body).await,
+        "CreateTable" => create_table(catalog, body).await,
+        "GetTable" => get_table(catalog, body).await,
+        "GetTables" => get_tables(catalog, body).await,
+        "UpdateTable" => update_table(catalog, body).await,
+        "DeleteTable" => delete_table(catalog, body).await,
+        "GetTableVersions" => get_table_versions(catalog, body).await,
+        other => Err(AwsError::unknown_operation(&format!("{TARGET_PREFIX}.{other}")).upper_case()),
+    };
+    match result {
+        Ok(v) => awsjson::ok(v),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AwsError> {
+    awsjson::parse(body).map_err(AwsError::upper_case)
+}
+
+/// Pages `items` (sorted by `key`) after the token, at most `max`.
+fn page<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> &str,
+    token: Option<&str>,
+    max: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<T>, Option<String>), AwsError> {
+    let max = max.unwrap_or(limit);
+    if !(1..=limit).contains(&max) {
+        return Err(invalid(format!(
+            "MaxResults must be between 1 and {limit}, got {max}"
+        )));
+    }
+    let after = match token {
+        None | Some("") => None,
+        Some(t) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| invalid("NextToken is not valid"))?,
+        ),
+    };
+    let mut rest: Vec<T> = items
+        .into_iter()
+        .filter(|i| after.as_deref().is_none_or(|a| key(i) > a))
+        .collect();
+    let more = rest.len() > max as usize;
+    rest.truncate(max as usize);
+    let next = more
+        .then(|| {
+            rest.last()
+                .map(|i| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key(i)))
+        })
+        .flatten();
+    Ok((rest, next))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateDatabaseInput {
+    database_input: Option<Database>,
+}
+
+async fn create_database(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: CreateDatabaseInput = parse(body)?;
+    let db = required(input.database_input, "DatabaseInput")?;
+    catalog.create_database(db).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NameInput {
+    name: Option<String>,
+}
+
+async fn get_database(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: NameInput = parse(body)?;
+    let db = catalog.get_database(&required(input.name, "Name")?).await?;
+    Ok(json!({ "Database": db }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListInput {
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    database_name: Option<String>,
+    table_name: Option<String>,
+    expression: Option<String>,
+}
+
+async fn get_databases(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: ListInput = parse(body)?;
+    let all = catalog.list_databases().await?;
+    let (list, next) = page(
+        all,
+        |d| &d.name,
+        input.next_token.as_deref(),
+        input.max_results,
+        100,
+    )?;
+    Ok(json!({ "DatabaseList": list, "NextToken": next }))
+}
+
+async fn delete_database(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: NameInput = parse(body)?;
+    catalog
+        .delete_database(&required(input.name, "Name")?)
+        .await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TableInput {
+    database_name: Option<String>,
+    table_input: Option<Table>,
+    name: Option<String>,
+    version_id: Option<String>,
+}
+
+async fn create_table(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: TableInput = parse(body)?;
+    let db = required(input.database_name, "DatabaseName")?;
+    let table = required(input.table_input, "TableInput")?;
+    catalog.create_table(&db, table).await?;
+    Ok(json!({}))
+}
+
+async fn get_table(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: TableInput = parse(body)?;
+    let db = required(input.database_name, "DatabaseName")?;
+    let table = catalog
+        .get_table(&db, &required(input.name, "Name")?)
+        .await?;
+    Ok(json!({ "Table": table }))
+}
+
+/// Glue's (Hive metastore's) table-name patterns: `*` matches any
+/// characters, `|` separates alternatives, the rest is a regular
+/// expression; names match whole and case-insensitively.
+pub fn name_pattern(expression: &str) -> Result<regex::Regex, AwsError> {
+    let alternatives: Vec<String> = expression
+        .split('|')
+        .map(|alt| {
+            let mut out = String::new();
+            let mut prev = '\0';
+            for c in alt.chars() {
+                if c == '*' && prev != '.' {
+                    out.push_str(".*");
+                } else {
+                    out.push(c);
+                }
+                prev = c;
+            }
+            out
+        })
+        .collect();
+    regex::RegexBuilder::new(&format!("^(?:{})$", alternatives.join("|")))
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            invalid(format!(
+                "Expression {expression:?} is not a valid pattern: {e}"
+            ))
+        })
+}
+
+async fn get_tables(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: ListInput = parse(body)?;
+    let db = required(input.database_name, "DatabaseName")?;
+    let pattern = match input.expression.as_deref() {
+        Some(e) if e.len() > 2048 => {
+            return Err(invalid("Expression is longer than 2048 characters"));
+        }
+        Some(e) if !e.is_empty() => Some(name_pattern(e)?),
+        _ => None,
+    };
+    let all: Vec<Table> = catalog
+        .list_tables(&db)
+        .await?
+        .into_iter()
+        .filter(|t| pattern.as_ref().is_none_or(|p| p.is_match(&t.name)))
+        .collect();
+    let (list, next) = page(
+        all,
+        |t| &t.name,
+        input.next_token.as_deref(),
+        input.max_results,
+        100,
+    )?;
+    Ok(json!({ "TableList": list, "NextToken": next }))
+}
+
+async fn update_table(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: TableInput = parse(body)?;
+    let db = required(input.database_name, "DatabaseName")?;
+    let table = required(input.table_input, "TableInput")?;
+    catalog
+        .update_table(&db, table, input.version_id.as_deref())
+        .await?;
+    Ok(json!({}))
+}
+
+async fn delete_table(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: TableInput = parse(body)?;
+    let db = required(input.database_name, "DatabaseName")?;
+    catalog
+        .delete_table(&db, &required(input.name, "Name")?)
+        .await?;
+    Ok(json!({}))
+}
+
+async fn get_table_versions(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: ListInput = parse(body)?;
+    let db = required(input.database_name, "DatabaseName")?;
+    let name = required(input.table_name, "TableName")?;
+    let versions = catalog.table_versions(&db, &name).await?;
+    // Newest first; page by position.
+    let max = input.max_results.unwrap_or(100);
+    if !(1..=100).contains(&max) {
+        return Err(invalid(format!(
+            "MaxResults must be between 1 and 100, got {max}"
+        )));
+    }
+    let start: usize = match input.next_token.as_deref() {
+        None | Some("") => 0,
+        Some(t) => t.parse().map_err(|_| invalid("NextToken is not valid"))?,
+    };
+    let end = (start + max as usize).min(versions.len());
+    let list: Vec<Value> = versions
+        .get(start..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|t| json!({"Table": t, "VersionId": t.version_id}))
+        .collect();
+    let next = (end < versions.len()).then(|| end.to_string());
+    Ok(json!({ "TableVersions": list, "NextToken": next }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hive_patterns() {
+        let p = name_pattern("sales*|Orders").unwrap();
+        assert!(p.is_match("sales_2020"));
+        assert!(p.is_match("orders"));
+        assert!(!p.is_match("my_sales"));
+        let p = name_pattern("req.*").unwrap();
+        assert!(p.is_match("requests"));
+        assert!(name_pattern("(").is_err());
+    }
+
+    #[test]
+    fn paging_by_name() {
+        let names: Vec<String> = (0..5).map(|i| format!("t{i}")).collect();
+        let (first, next) = page(names.clone(), |s| s, None, Some(2), 100).unwrap();
+        assert_eq!(first, ["t0", "t1"]);
+        let (second, next) = page(names.clone(), |s| s, next.as_deref(), Some(2), 100).unwrap();
+        assert_eq!(second, ["t2", "t3"]);
+        let (third, next) = page(names, |s| s, next.as_deref(), Some(2), 100).unwrap();
+        assert_eq!(third, ["t4"]);
+        assert!(next.is_none());
+    }
+}
