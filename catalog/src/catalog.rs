@@ -39,7 +39,11 @@ use object_store::path::Path as ObjectPath;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Database, Table};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+use crate::expr::PartitionFilter;
+use crate::model::{Database, Partition, Table};
 use crate::storage::{Storage, StorageError};
 
 /// Errors of the catalog, mapped one to one onto Glue's exceptions.
@@ -112,6 +116,39 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     async fn delete_table(&self, database: &str, name: &str) -> Result<()>;
     /// Every version of a table since it was last created, newest first.
     async fn table_versions(&self, database: &str, name: &str) -> Result<Vec<Table>>;
+
+    /// Adds partitions in one atomic batch. Partitions that cannot be added
+    /// (already there, wrong number of values, repeated in the batch) are
+    /// returned with their error; the others are added.
+    async fn create_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        partitions: Vec<Partition>,
+    ) -> Result<Vec<(Vec<String>, CatalogError)>>;
+    /// One partition by its values.
+    async fn get_partition(
+        &self,
+        database: &str,
+        table: &str,
+        values: &[String],
+    ) -> Result<Partition>;
+    /// The table's partitions that pass the Glue `expression` (all without
+    /// one), sorted by their values.
+    async fn get_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        expression: Option<&str>,
+    ) -> Result<Vec<Partition>>;
+    /// Deletes partitions in one atomic batch; those not found are returned
+    /// with their error.
+    async fn delete_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        values: Vec<Vec<String>>,
+    ) -> Result<Vec<(Vec<String>, CatalogError)>>;
 }
 
 /// Checks a database or table name and returns it lowercased. Names become
@@ -149,18 +186,63 @@ fn now_seconds() -> f64 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 enum Version<T> {
-    Put { value: T },
+    Put {
+        value: T,
+        /// The version that created this incarnation of the entity (a
+        /// table deleted and created again is a new incarnation, with its
+        /// own partitions).
+        #[serde(default)]
+        incarnation: u64,
+    },
     Delete,
 }
 
 /// How many times a lost race is retried before it is reported.
 const MAX_RETRIES: usize = 32;
 
+/// A batch of partition changes: one immutable segment of a table's
+/// partition log.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PartitionOps {
+    #[serde(default)]
+    add: Vec<Partition>,
+    #[serde(default)]
+    delete: Vec<Vec<String>>,
+}
+
+/// A table's partitions as of segment `next - 1`.
+#[derive(Debug, Default)]
+struct PartitionState {
+    next: u64,
+    partitions: BTreeMap<Vec<String>, Partition>,
+}
+
+impl PartitionState {
+    fn apply(&mut self, seq: u64, ops: PartitionOps) {
+        if seq < self.next {
+            return;
+        }
+        for p in ops.add {
+            self.partitions.insert(p.values.clone(), p);
+        }
+        for v in ops.delete {
+            self.partitions.remove(&v);
+        }
+        self.next = seq + 1;
+    }
+}
+
 /// The embedded catalog, stored in the warehouse.
+///
+/// Partitions are an append-only log per table incarnation — one segment
+/// per batch, so adding partitions never rewrites the others — replayed
+/// into an in-memory index that later reads bring up to date by reading
+/// only new segments.
 #[derive(Debug, Clone)]
 pub struct EmbeddedCatalog {
     storage: Storage,
     catalog_id: String,
+    partitions: Arc<Mutex<HashMap<String, PartitionState>>>,
 }
 
 impl EmbeddedCatalog {
@@ -169,7 +251,113 @@ impl EmbeddedCatalog {
         Self {
             storage,
             catalog_id: "000000000000".into(),
+            partitions: Arc::default(),
         }
+    }
+
+    /// The table, its partition-log folder and the up-to-date index.
+    async fn partition_log(&self, database: &str, table: &str) -> Result<(Table, ObjectPath)> {
+        let db = normalize_name("database", database)?;
+        let name = normalize_name("table", table)?;
+        self.require_database(&db).await?;
+        let (_, current) = self
+            .latest_entry::<Table>(&self.table_dir(&db, &name))
+            .await?;
+        let Some((table, incarnation)) = current else {
+            return Err(CatalogError::NotFound(format!("Table {db}.{name}")));
+        };
+        let dir = self
+            .storage
+            .system_path("catalog/partitions")
+            .join(db.as_str())
+            .join(name.as_str())
+            .join(format!("{incarnation:020}"));
+        self.refresh_partitions(&dir).await?;
+        Ok((table, dir))
+    }
+
+    /// Reads the log segments this process has not seen yet.
+    async fn refresh_partitions(&self, dir: &ObjectPath) -> Result<()> {
+        let have = self.partition_state(dir, |s| s.next);
+        let segments: Vec<u64> = self
+            .versions(dir)
+            .await?
+            .into_iter()
+            .filter(|s| *s >= have)
+            .collect();
+        let reads = futures::stream::iter(segments)
+            .map(|seq| async move {
+                let path = dir.clone().join(format!("{seq:020}.json"));
+                let bytes = self.storage.store().get(&path).await?.bytes().await?;
+                let ops: PartitionOps =
+                    serde_json::from_slice(&bytes).map_err(|source| CatalogError::Corrupt {
+                        path: path.to_string(),
+                        source,
+                    })?;
+                Ok::<_, CatalogError>((seq, ops))
+            })
+            .buffered(16)
+            .collect::<Vec<_>>()
+            .await;
+        let mut cache = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        let state = cache
+            .entry(dir.to_string())
+            .or_insert_with(|| PartitionState {
+                next: 1,
+                ..Default::default()
+            });
+        for read in reads {
+            let (seq, ops) = read?;
+            state.apply(seq, ops);
+        }
+        Ok(())
+    }
+
+    fn partition_state<R>(&self, dir: &ObjectPath, f: impl FnOnce(&mut PartitionState) -> R) -> R {
+        let mut cache = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        let state = cache
+            .entry(dir.to_string())
+            .or_insert_with(|| PartitionState {
+                next: 1,
+                ..Default::default()
+            });
+        f(state)
+    }
+
+    /// Appends one segment of partition changes, computed by `plan` from
+    /// the current partitions; retried when another writer appended first.
+    async fn append_partitions<F>(
+        &self,
+        dir: &ObjectPath,
+        mut plan: F,
+    ) -> Result<Vec<(Vec<String>, CatalogError)>>
+    where
+        F: FnMut(
+            &BTreeMap<Vec<String>, Partition>,
+        ) -> (PartitionOps, Vec<(Vec<String>, CatalogError)>),
+    {
+        for _ in 0..MAX_RETRIES {
+            let (seq, ops, errors) = self.partition_state(dir, |s| {
+                let (ops, errors) = plan(&s.partitions);
+                (s.next, ops, errors)
+            });
+            if ops.add.is_empty() && ops.delete.is_empty() {
+                return Ok(errors);
+            }
+            let path = dir.clone().join(format!("{seq:020}.json"));
+            let bytes = serde_json::to_vec(&ops).map_err(|source| CatalogError::Corrupt {
+                path: path.to_string(),
+                source,
+            })?;
+            if self.storage.create_durable(&path, bytes.into()).await? {
+                self.partition_state(dir, |s| s.apply(seq, ops));
+                return Ok(errors);
+            }
+            self.refresh_partitions(dir).await?;
+        }
+        Err(CatalogError::ConcurrentModification(
+            "partitions are being changed by other writers; try again".into(),
+        ))
     }
 
     fn database_dir(&self, db: &str) -> ObjectPath {
@@ -211,11 +399,20 @@ impl EmbeddedCatalog {
     /// The newest version number and its value (`None` when never written
     /// or deleted last).
     async fn latest<T: DeserializeOwned>(&self, dir: &ObjectPath) -> Result<(u64, Option<T>)> {
+        let (version, current) = self.latest_entry(dir).await?;
+        Ok((version, current.map(|(value, _)| value)))
+    }
+
+    /// Like [`latest`](Self::latest), with the incarnation.
+    async fn latest_entry<T: DeserializeOwned>(
+        &self,
+        dir: &ObjectPath,
+    ) -> Result<(u64, Option<(T, u64)>)> {
         let Some(&last) = self.versions(dir).await?.last() else {
             return Ok((0, None));
         };
         Ok(match self.read(dir, last).await? {
-            Version::Put { value } => (last, Some(value)),
+            Version::Put { value, incarnation } => (last, Some((value, incarnation))),
             Version::Delete => (last, None),
         })
     }
@@ -280,6 +477,7 @@ impl Catalog for EmbeddedCatalog {
             }
             let entry = Version::Put {
                 value: database.clone(),
+                incarnation: version + 1,
             };
             if self.write(&dir, version + 1, &entry).await? {
                 return Ok(());
@@ -364,6 +562,7 @@ impl Catalog for EmbeddedCatalog {
             }
             let entry = Version::Put {
                 value: Self::with_version(table.clone(), version + 1),
+                incarnation: version + 1,
             };
             if self.write(&dir, version + 1, &entry).await? {
                 return Ok(());
@@ -418,8 +617,8 @@ impl Catalog for EmbeddedCatalog {
         self.require_database(&db).await?;
         let dir = self.table_dir(&db, &name);
         for _ in 0..MAX_RETRIES {
-            let (version, current) = self.latest::<Table>(&dir).await?;
-            let Some(current) = current else {
+            let (version, current) = self.latest_entry::<Table>(&dir).await?;
+            let Some((current, incarnation)) = current else {
                 return Err(CatalogError::NotFound(format!("Table {db}.{name}")));
             };
             if let Some(expected) = expected_version
@@ -439,6 +638,7 @@ impl Catalog for EmbeddedCatalog {
                 .get_or_insert_with(|| "EXTERNAL_TABLE".into());
             let entry = Version::Put {
                 value: Self::with_version(table.clone(), version + 1),
+                incarnation,
             };
             if self.write(&dir, version + 1, &entry).await? {
                 return Ok(());
@@ -483,7 +683,7 @@ impl Catalog for EmbeddedCatalog {
         // Newest first, back to the last delete (an earlier incarnation).
         for version in self.versions(&dir).await?.into_iter().rev() {
             match self.read::<Table>(&dir, version).await? {
-                Version::Put { value } => out.push(value),
+                Version::Put { value, .. } => out.push(value),
                 Version::Delete => break,
             }
         }
@@ -491,6 +691,109 @@ impl Catalog for EmbeddedCatalog {
             return Err(CatalogError::NotFound(format!("Table {db}.{name}")));
         }
         Ok(out)
+    }
+
+    async fn create_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        partitions: Vec<Partition>,
+    ) -> Result<Vec<(Vec<String>, CatalogError)>> {
+        let (table, dir) = self.partition_log(database, table).await?;
+        let keys = table.partition_keys.len();
+        let now = now_seconds();
+        let db = table.database_name.clone();
+        self.append_partitions(&dir, |existing| {
+            let mut ops = PartitionOps::default();
+            let mut errors = Vec::new();
+            let mut seen = HashSet::new();
+            for p in &partitions {
+                let values = p.values.clone();
+                if values.len() != keys {
+                    errors.push((
+                        values,
+                        CatalogError::InvalidInput(format!(
+                            "the table has {keys} partition keys but {} values were given",
+                            p.values.len()
+                        )),
+                    ));
+                } else if existing.contains_key(&values) || !seen.insert(values.clone()) {
+                    errors.push((
+                        values.clone(),
+                        CatalogError::AlreadyExists(format!("Partition {values:?}")),
+                    ));
+                } else {
+                    let mut p = p.clone();
+                    p.database_name = db.clone();
+                    p.table_name = Some(table.name.clone());
+                    p.creation_time = Some(now);
+                    p.catalog_id = Some(self.catalog_id.clone());
+                    ops.add.push(p);
+                }
+            }
+            (ops, errors)
+        })
+        .await
+    }
+
+    async fn get_partition(
+        &self,
+        database: &str,
+        table: &str,
+        values: &[String],
+    ) -> Result<Partition> {
+        let (_, dir) = self.partition_log(database, table).await?;
+        self.partition_state(&dir, |s| s.partitions.get(values).cloned())
+            .ok_or_else(|| CatalogError::NotFound(format!("Partition {values:?}")))
+    }
+
+    async fn get_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        expression: Option<&str>,
+    ) -> Result<Vec<Partition>> {
+        let (table, dir) = self.partition_log(database, table).await?;
+        let filter = match expression.map(str::trim) {
+            Some(e) if !e.is_empty() => Some(
+                PartitionFilter::parse(e, &table.partition_keys).map_err(|why| {
+                    CatalogError::InvalidInput(format!("invalid Expression {e:?}: {why}"))
+                })?,
+            ),
+            _ => None,
+        };
+        Ok(self.partition_state(&dir, |s| {
+            s.partitions
+                .values()
+                .filter(|p| filter.as_ref().is_none_or(|f| f.matches(&p.values)))
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn delete_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        values: Vec<Vec<String>>,
+    ) -> Result<Vec<(Vec<String>, CatalogError)>> {
+        let (_, dir) = self.partition_log(database, table).await?;
+        self.append_partitions(&dir, |existing| {
+            let mut ops = PartitionOps::default();
+            let mut errors = Vec::new();
+            for v in &values {
+                if existing.contains_key(v) && !ops.delete.contains(v) {
+                    ops.delete.push(v.clone());
+                } else {
+                    errors.push((
+                        v.clone(),
+                        CatalogError::NotFound(format!("Partition {v:?}")),
+                    ));
+                }
+            }
+            (ops, errors)
+        })
+        .await
     }
 }
 
@@ -615,6 +918,108 @@ mod tests {
             c.create_table("logs", table("t", &[])).await,
             Err(CatalogError::NotFound(_))
         ));
+    }
+
+    fn partition(values: &[&str]) -> Partition {
+        Partition {
+            values: values.iter().map(|v| v.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn partitions_add_filter_delete_and_reset_with_the_table() {
+        let (dir, c) = catalog();
+        c.create_database(Database {
+            name: "db".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut t = table("events", &[("x", "int")]);
+        t.partition_keys = vec![
+            Column {
+                name: "year".into(),
+                data_type: Some("int".into()),
+                ..Default::default()
+            },
+            Column {
+                name: "service".into(),
+                data_type: Some("string".into()),
+                ..Default::default()
+            },
+        ];
+        c.create_table("db", t.clone()).await.unwrap();
+        let errors = c
+            .create_partitions(
+                "db",
+                "events",
+                vec![
+                    partition(&["2025", "web"]),
+                    partition(&["2026", "web"]),
+                    partition(&["2026", "api"]),
+                    partition(&["2026", "api"]),
+                    partition(&["2027"]),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(matches!(errors[0].1, CatalogError::AlreadyExists(_)));
+        assert!(matches!(errors[1].1, CatalogError::InvalidInput(_)));
+        let hits = c
+            .get_partitions("db", "events", Some("year >= 2026 AND service = 'web'"))
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].table_name.as_deref(), Some("events"));
+        assert_eq!(
+            c.get_partitions("db", "events", None).await.unwrap().len(),
+            3
+        );
+        assert!(matches!(
+            c.get_partitions("db", "events", Some("nope = 1")).await,
+            Err(CatalogError::InvalidInput(_))
+        ));
+        // Another process sees the same partitions (a fresh cache).
+        let other = EmbeddedCatalog::new(Storage::local(dir.path()).unwrap());
+        assert_eq!(
+            other
+                .get_partitions("db", "events", None)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        let errors = other
+            .delete_partitions(
+                "db",
+                "events",
+                vec![
+                    vec!["2025".into(), "web".into()],
+                    vec!["1999".into(), "x".into()],
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(errors.len(), 1);
+        // ...and the first catalog catches up on its next read.
+        assert_eq!(
+            c.get_partitions("db", "events", None).await.unwrap().len(),
+            2
+        );
+        c.get_partition("db", "events", &["2026".into(), "api".into()])
+            .await
+            .unwrap();
+        // A re-created table starts with no partitions.
+        c.delete_table("db", "events").await.unwrap();
+        c.create_table("db", t).await.unwrap();
+        assert!(
+            c.get_partitions("db", "events", None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

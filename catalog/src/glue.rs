@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::awsjson::{self, AwsError};
 use crate::catalog::{Catalog, CatalogError};
-use crate::model::{Database, Table};
+use crate::model::{Database, Partition, Table};
 
 /// The `X-Amz-Target` prefix of Glue.
 pub const TARGET_PREFIX: &str = "AWSGlue";
@@ -63,6 +63,11 @@ pub async fn handle(catalog: &dyn Catalog, operation: &str, body: &[u8]) -> Resp
         "UpdateTable" => update_table(catalog, body).await,
         "DeleteTable" => delete_table(catalog, body).await,
         "GetTableVersions" => get_table_versions(catalog, body).await,
+        "CreatePartition" => create_partition(catalog, body).await,
+        "BatchCreatePartition" => batch_create_partition(catalog, body).await,
+        "GetPartition" => get_partition(catalog, body).await,
+        "GetPartitions" => get_partitions(catalog, body).await,
+        "BatchDeletePartition" => batch_delete_partition(catalog, body).await,
         other => Err(AwsError::unknown_operation(&format!("{TARGET_PREFIX}.{other}")).upper_case()),
     };
     match result {
@@ -297,6 +302,139 @@ async fn get_table_versions(catalog: &dyn Catalog, body: &[u8]) -> Result<Value,
         .collect();
     let next = (end < versions.len()).then(|| end.to_string());
     Ok(json!({ "TableVersions": list, "NextToken": next }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PartitionValuesInput {
+    values: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PartitionRequest {
+    database_name: Option<String>,
+    table_name: Option<String>,
+    partition_input: Option<Partition>,
+    partition_input_list: Option<Vec<Partition>>,
+    partition_values: Option<Vec<String>>,
+    partitions_to_delete: Option<Vec<PartitionValuesInput>>,
+    expression: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    exclude_column_schema: Option<bool>,
+}
+
+impl PartitionRequest {
+    fn table(&self) -> Result<(String, String), AwsError> {
+        Ok((
+            required(self.database_name.clone(), "DatabaseName")?,
+            required(self.table_name.clone(), "TableName")?,
+        ))
+    }
+}
+
+/// Glue's `Errors` list: `[{PartitionValues, ErrorDetail{ErrorCode, ErrorMessage}}]`.
+fn partition_errors(errors: Vec<(Vec<String>, CatalogError)>) -> Value {
+    let list: Vec<Value> = errors
+        .into_iter()
+        .map(|(values, e)| {
+            let aws = AwsError::from(e);
+            json!({
+                "PartitionValues": values,
+                "ErrorDetail": {"ErrorCode": aws.code, "ErrorMessage": aws.message},
+            })
+        })
+        .collect();
+    json!({ "Errors": list })
+}
+
+async fn create_partition(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: PartitionRequest = parse(body)?;
+    let (db, table) = input.table()?;
+    let partition = required(input.partition_input, "PartitionInput")?;
+    if let Some((_, e)) = catalog
+        .create_partitions(&db, &table, vec![partition])
+        .await?
+        .into_iter()
+        .next()
+    {
+        return Err(e.into());
+    }
+    Ok(json!({}))
+}
+
+async fn batch_create_partition(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: PartitionRequest = parse(body)?;
+    let (db, table) = input.table()?;
+    let list = required(input.partition_input_list, "PartitionInputList")?;
+    if list.len() > 100 {
+        return Err(invalid(format!(
+            "PartitionInputList holds {} partitions; at most 100 are allowed",
+            list.len()
+        )));
+    }
+    Ok(partition_errors(
+        catalog.create_partitions(&db, &table, list).await?,
+    ))
+}
+
+async fn get_partition(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: PartitionRequest = parse(body)?;
+    let (db, table) = input.table()?;
+    let values = required(input.partition_values, "PartitionValues")?;
+    let partition = catalog.get_partition(&db, &table, &values).await?;
+    Ok(json!({ "Partition": partition }))
+}
+
+async fn get_partitions(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: PartitionRequest = parse(body)?;
+    let (db, table) = input.table()?;
+    if input.expression.as_ref().is_some_and(|e| e.len() > 2048) {
+        return Err(invalid("Expression is longer than 2048 characters"));
+    }
+    let mut all = catalog
+        .get_partitions(&db, &table, input.expression.as_deref())
+        .await?;
+    if input.exclude_column_schema == Some(true) {
+        for p in &mut all {
+            if let Some(sd) = &mut p.storage_descriptor {
+                sd.columns.clear();
+            }
+        }
+    }
+    // Paged in the order of their values as JSON text; the token is the
+    // last one returned.
+    let mut keyed: Vec<(String, Partition)> = all
+        .into_iter()
+        .map(|p| (serde_json::to_string(&p.values).unwrap_or_default(), p))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let (list, next) = page(
+        keyed,
+        |(k, _)| k,
+        input.next_token.as_deref(),
+        input.max_results,
+        1000,
+    )?;
+    let list: Vec<Partition> = list.into_iter().map(|(_, p)| p).collect();
+    Ok(json!({ "Partitions": list, "NextToken": next }))
+}
+
+async fn batch_delete_partition(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: PartitionRequest = parse(body)?;
+    let (db, table) = input.table()?;
+    let list = required(input.partitions_to_delete, "PartitionsToDelete")?;
+    if list.len() > 25 {
+        return Err(invalid(format!(
+            "PartitionsToDelete holds {} partitions; at most 25 are allowed",
+            list.len()
+        )));
+    }
+    let values = list.into_iter().map(|p| p.values).collect();
+    Ok(partition_errors(
+        catalog.delete_partitions(&db, &table, values).await?,
+    ))
 }
 
 #[cfg(test)]

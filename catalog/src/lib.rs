@@ -15,6 +15,7 @@
 
 pub mod awsjson;
 pub mod catalog;
+pub mod expr;
 pub mod glue;
 pub mod model;
 pub mod storage;

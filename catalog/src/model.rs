@@ -173,6 +173,40 @@ pub struct Table {
     pub catalog_id: Option<String>,
 }
 
+/// A partition of a table: its values (one per partition key, in order) and
+/// where its data is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Partition {
+    /// Values, one per partition key.
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// Database (server-managed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_name: Option<String>,
+    /// Table (server-managed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_name: Option<String>,
+    /// Creation time, epoch seconds (server-managed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<f64>,
+    /// Last access, epoch seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_access_time: Option<f64>,
+    /// Storage (location of the partition's files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_descriptor: Option<StorageDescriptor>,
+    /// Parameters.
+    #[serde(default, skip_serializing_if = "is_empty_map")]
+    pub parameters: Parameters,
+    /// Last analyzed, epoch seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analyzed_time: Option<f64>,
+    /// Catalog id (server-managed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_id: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

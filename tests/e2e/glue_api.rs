@@ -351,3 +351,192 @@ fn two_processes_writing_one_catalog_lose_nothing() {
     a.terminate();
     b.terminate();
 }
+
+#[test]
+fn partitions_in_batches_with_expressions_and_paging() {
+    use aws_sdk_glue::types::{PartitionInput, PartitionValueList};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let glue = glue_client(&server.endpoint);
+    rt().block_on(async {
+        glue.create_database()
+            .database_input(DatabaseInput::builder().name("lake").build().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let mut t = table_input("events", &[("x", "int")]);
+        t.partition_keys = Some(vec![
+            Column::builder()
+                .name("year")
+                .r#type("int")
+                .build()
+                .unwrap(),
+            Column::builder()
+                .name("service")
+                .r#type("string")
+                .build()
+                .unwrap(),
+        ]);
+        glue.create_table()
+            .database_name("lake")
+            .table_input(t)
+            .send()
+            .await
+            .unwrap();
+        let input = |year: i32, service: &str| {
+            PartitionInput::builder()
+                .set_values(Some(vec![year.to_string(), service.to_string()]))
+                .storage_descriptor(
+                    StorageDescriptor::builder()
+                        .location(format!("s3://lake/events/year={year}/service={service}/"))
+                        .build(),
+                )
+                .build()
+        };
+        // 300 partitions in batches of 100.
+        let services = ["web", "api", "auth"];
+        for batch in 0..3 {
+            let list: Vec<PartitionInput> = (0..100)
+                .map(|i| input(1900 + batch * 100 + i / 3, services[(i % 3) as usize]))
+                .collect();
+            let out = glue
+                .batch_create_partition()
+                .database_name("lake")
+                .table_name("events")
+                .set_partition_input_list(Some(list))
+                .send()
+                .await
+                .unwrap();
+            assert!(out.errors().is_empty(), "{:?}", out.errors());
+        }
+        // A batch with a duplicate and a wrong value count reports both, adds the rest.
+        let out = glue
+            .batch_create_partition()
+            .database_name("lake")
+            .table_name("events")
+            .partition_input_list(input(1900, "web"))
+            .partition_input_list(PartitionInput::builder().values("1").build())
+            .partition_input_list(input(2500, "web"))
+            .send()
+            .await
+            .unwrap();
+        let codes: Vec<&str> = out
+            .errors()
+            .iter()
+            .map(|e| e.error_detail().unwrap().error_code().unwrap())
+            .collect();
+        assert_eq!(codes, ["AlreadyExistsException", "InvalidInputException"]);
+        let err = glue
+            .create_partition()
+            .database_name("lake")
+            .table_name("events")
+            .partition_input(input(2500, "web"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            err.as_service_error()
+                .unwrap()
+                .is_already_exists_exception()
+        );
+
+        // Expressions filter on typed keys; paging walks every partition.
+        let hits = glue
+            .get_partitions()
+            .database_name("lake")
+            .table_name("events")
+            .expression("year BETWEEN 1910 AND 1919 AND service IN ('web', 'api')")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(hits.partitions().len(), 20);
+        assert!(hits.partitions().iter().all(|p| p.values()[1] != "auth"));
+        let mut seen = 0;
+        let mut token = None;
+        loop {
+            let page = glue
+                .get_partitions()
+                .database_name("lake")
+                .table_name("events")
+                .max_results(70)
+                .set_next_token(token)
+                .send()
+                .await
+                .unwrap();
+            seen += page.partitions().len();
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen, 301);
+        let err = glue
+            .get_partitions()
+            .database_name("lake")
+            .table_name("events")
+            .expression("colour = 'red'")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.as_service_error().unwrap().is_invalid_input_exception());
+
+        let p = glue
+            .get_partition()
+            .database_name("lake")
+            .table_name("events")
+            .partition_values("2500")
+            .partition_values("web")
+            .send()
+            .await
+            .unwrap();
+        let p = p.partition().unwrap();
+        assert_eq!(
+            p.storage_descriptor().unwrap().location(),
+            Some("s3://lake/events/year=2500/service=web/")
+        );
+        assert_eq!(p.table_name(), Some("events"));
+
+        let out = glue
+            .batch_delete_partition()
+            .database_name("lake")
+            .table_name("events")
+            .partitions_to_delete(
+                PartitionValueList::builder()
+                    .values("2500")
+                    .values("web")
+                    .build()
+                    .unwrap(),
+            )
+            .partitions_to_delete(
+                PartitionValueList::builder()
+                    .values("3000")
+                    .values("web")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.errors().len(), 1);
+        assert_eq!(
+            out.errors()[0].error_detail().unwrap().error_code(),
+            Some("EntityNotFoundException")
+        );
+    });
+    server.terminate();
+    // Partitions survive a restart.
+    let server = Server::start(dir.path(), &[]);
+    let glue = glue_client(&server.endpoint);
+    rt().block_on(async {
+        let all = glue
+            .get_partitions()
+            .database_name("lake")
+            .table_name("events")
+            .max_results(1000)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(all.partitions().len(), 300);
+    });
+    server.terminate();
+}
