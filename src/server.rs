@@ -95,7 +95,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let mut config = IngestConfig::new(wal_dir);
     config.max_buffer_bytes = options.max_buffer_bytes;
     let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
-    let ingest = IngestService::open(config, storage)
+    let ingest = IngestService::open(config, storage, Some(Arc::clone(&catalog)))
         .await
         .context("could not start the ingest service")?;
     let mut registry = Registry::default();

@@ -149,6 +149,9 @@ pub struct DeliveryPlan {
     pub dots_to_underscores: bool,
     /// File extension of data objects.
     pub extension: String,
+    /// The catalog table the stream registers its partitions in
+    /// (`SchemaConfiguration`'s DatabaseName and TableName).
+    pub catalog_table: Option<(String, String)>,
 }
 
 /// What routing one batch remembers between its records: evaluated
@@ -384,6 +387,14 @@ impl DeliveryPlan {
                 }
             }
         };
+        let catalog_table = conversion
+            .and_then(|c| c.get("SchemaConfiguration"))
+            .and_then(|sc| {
+                let db = sc.get("DatabaseName")?.as_str()?.trim();
+                let table = sc.get("TableName")?.as_str()?.trim();
+                (!db.is_empty() && !table.is_empty())
+                    .then(|| (db.to_lowercase(), table.to_lowercase()))
+            });
         let extension = match &dest.file_extension {
             Some(ext) if !ext.is_empty() => {
                 let valid = ext.starts_with('.')
@@ -412,6 +423,7 @@ impl DeliveryPlan {
             lowercase_keys,
             dots_to_underscores,
             extension,
+            catalog_table,
         })
     }
 

@@ -27,6 +27,7 @@ pub mod firehose;
 pub mod jq;
 pub mod metrics;
 pub mod ndjson;
+pub mod register;
 pub mod schema;
 pub mod service;
 pub mod template;

@@ -29,8 +29,8 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
-use lakehose_catalog::Storage;
 use lakehose_catalog::awsjson::AwsError;
+use lakehose_catalog::{CatalogRef, Storage};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use tokio::sync::{Notify, Semaphore};
@@ -117,6 +117,9 @@ struct Stream {
     puts: tokio::sync::RwLock<()>,
     inflight: AtomicUsize,
     idle: Notify,
+    /// Prefixes registered in the catalog, and the schema they were
+    /// registered with.
+    registered: Mutex<(HashSet<String>, Option<JType>)>,
 }
 
 impl Stream {
@@ -158,6 +161,7 @@ impl Stream {
 struct Inner {
     config: IngestConfig,
     storage: Storage,
+    catalog: Option<CatalogRef>,
     wal: std::sync::OnceLock<Wal>,
     streams: RwLock<HashMap<String, Arc<Stream>>>,
     by_id: RwLock<HashMap<u64, Arc<Stream>>>,
@@ -298,11 +302,19 @@ impl IngestService {
     /// Opens the service over `storage`: loads stream definitions, replays the
     /// write-ahead log (re-running interrupted flushes), and starts the
     /// flusher.
-    pub async fn open(config: IngestConfig, storage: Storage) -> Result<Self> {
+    ///
+    /// With a `catalog`, streams that name a catalog table register every
+    /// partition they deliver (see [`crate::register`]).
+    pub async fn open(
+        config: IngestConfig,
+        storage: Storage,
+        catalog: Option<CatalogRef>,
+    ) -> Result<Self> {
         let inner = Arc::new(Inner {
             permits: Semaphore::new(config.max_concurrent_flushes.max(1)),
             config,
             storage,
+            catalog,
             wal: std::sync::OnceLock::new(),
             streams: RwLock::new(HashMap::new()),
             by_id: RwLock::new(HashMap::new()),
@@ -382,6 +394,7 @@ impl IngestService {
             puts: tokio::sync::RwLock::new(()),
             inflight: AtomicUsize::new(0),
             idle: Notify::new(),
+            registered: Mutex::default(),
         });
         self.inner
             .streams
@@ -938,6 +951,11 @@ impl IngestService {
             }
             object_bytes += data.len() as u64;
         }
+        if !key.error
+            && let Some(schema) = &encoded.schema
+        {
+            self.register(stream, &key.prefix, schema).await;
+        }
         if let Err(e) = wal.append(Entry::Done { intent_seq }).await {
             tracing::warn!(error = %e, "Could not log a flush completion; the next start rewrites the same objects.");
         }
@@ -970,6 +988,41 @@ impl IngestService {
                 {
                     tracing::warn!(stream = %stream.name, error = %e, "Could not save the stream's schema.");
                 }
+            }
+        }
+    }
+
+    /// Registers a delivered partition in the catalog, once per prefix and
+    /// schema; failures are logged (the data is delivered either way, and a
+    /// crawler can catalog it).
+    async fn register(&self, stream: &Stream, prefix: &str, schema: &JType) {
+        let (Some(catalog), Some((db, table))) = (&self.inner.catalog, &stream.plan.catalog_table)
+        else {
+            return;
+        };
+        {
+            let registered = lock(&stream.registered);
+            if registered.0.contains(prefix) && registered.1.as_ref() == Some(schema) {
+                return;
+            }
+        }
+        match crate::register::register_partition(
+            catalog.as_ref(),
+            &stream.name,
+            (db, table),
+            stream.plan.bucket.bucket(),
+            prefix,
+            schema,
+        )
+        .await
+        {
+            Ok(()) => {
+                let mut registered = lock(&stream.registered);
+                registered.0.insert(prefix.to_string());
+                registered.1 = Some(schema.clone());
+            }
+            Err(e) => {
+                tracing::warn!(stream = %stream.name, table = %format!("{db}.{table}"), prefix, error = %e, "Could not register a partition in the catalog.");
             }
         }
     }

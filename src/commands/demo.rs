@@ -189,6 +189,42 @@ async fn demo(config: Config) -> anyhow::Result<()> {
         "delivered {delivered} records as Parquet and {failed} to the error prefix, in {objects} objects"
     );
     print_landing(&config.server.data_dir.join(&config.bucket))?;
+    print_catalog(&config.server.data_dir).await?;
+    Ok(())
+}
+
+/// Prints the catalog tables the stream registered its partitions in.
+async fn print_catalog(data_dir: &Path) -> anyhow::Result<()> {
+    use lakehose_catalog::Catalog;
+    let catalog =
+        lakehose_catalog::EmbeddedCatalog::new(lakehose_catalog::Storage::local(data_dir)?);
+    println!("\ncatalog (registered at each flush; Glue API: AWSGlue.GetTables):");
+    for db in catalog.list_databases().await? {
+        for table in catalog.list_tables(&db.name).await? {
+            let partitions = catalog.get_partitions(&db.name, &table.name, None).await?;
+            let sd = table.storage_descriptor.clone().unwrap_or_default();
+            let keys: Vec<&str> = table
+                .partition_keys
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect();
+            println!(
+                "  {}.{}  {} columns, partitioned by ({}), {} partitions, at {}",
+                db.name,
+                table.name,
+                sd.columns.len(),
+                keys.join(", "),
+                partitions.len(),
+                sd.location.unwrap_or_default()
+            );
+            let cols: Vec<String> = sd
+                .columns
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.data_type.as_deref().unwrap_or("?")))
+                .collect();
+            println!("    {}", cols.join(", "));
+        }
+    }
     Ok(())
 }
 
@@ -200,6 +236,7 @@ pub fn parquet_destination(
     error_prefix: &str,
     query: &str,
     interval_seconds: i32,
+    table: Option<(&str, &str)>,
 ) -> anyhow::Result<aws_sdk_firehose::types::ExtendedS3DestinationConfiguration> {
     use aws_sdk_firehose::types::*;
     let parameter = |name: ProcessorParameterName, value: &str| {
@@ -262,6 +299,13 @@ pub fn parquet_destination(
         .data_format_conversion_configuration(
             DataFormatConversionConfiguration::builder()
                 .enabled(true)
+                .set_schema_configuration(table.map(|(db, t)| {
+                    SchemaConfiguration::builder()
+                        .database_name(db)
+                        .table_name(t)
+                        .role_arn("arn:aws:iam::000000000000:role/lakehose")
+                        .build()
+                }))
                 .input_format_configuration(input)
                 .output_format_configuration(output)
                 .build(),
@@ -281,6 +325,7 @@ async fn create_stream(
         error_prefix,
         "{service: .service}",
         config.interval as i32,
+        Some(("demo", "app_logs")),
     )?;
     match client
         .create_delivery_stream()

@@ -19,7 +19,7 @@ fn firehose_records_land_as_partitioned_parquet() {
     let services = ["web", "api", "checkout"];
     let mut expected = BTreeMap::new();
     rt.block_on(async {
-        create_parquet_stream(&client, "logs", "lake", 1).await;
+        create_parquet_stream_with_table(&client, "logs", "lake", 1, Some(("weblogs", "requests"))).await;
         // 4 batches of 500 plus one PutRecord.
         for b in 0..4 {
             let mut records = Vec::new();
@@ -91,6 +91,77 @@ fn firehose_records_land_as_partitioned_parquet() {
             eprintln!("{n} of {} rows so far", expected.len());
         }
         n == expected.len()
+    });
+
+    // Each delivered partition is registered in the catalog table the
+    // stream names, which was created from the inferred schema.
+    let glue = glue_client(&server.endpoint);
+    rt.block_on(async {
+        // Registration follows the object writes; give it a moment.
+        for _ in 0..100 {
+            let parts = glue
+                .get_partitions()
+                .database_name("weblogs")
+                .table_name("requests")
+                .send()
+                .await;
+            if parts.is_ok_and(|p| p.partitions().len() == 3) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let t = glue
+            .get_table()
+            .database_name("weblogs")
+            .name("requests")
+            .send()
+            .await
+            .unwrap();
+        let t = t.table().unwrap();
+        let keys: Vec<&str> = t.partition_keys().iter().map(|c| c.name()).collect();
+        assert_eq!(keys, ["service", "dt"]);
+        let sd = t.storage_descriptor().unwrap();
+        assert_eq!(sd.location(), Some("s3://lake/logs/"));
+        let cols: std::collections::HashMap<&str, &str> = sd
+            .columns()
+            .iter()
+            .map(|c| (c.name(), c.r#type().unwrap()))
+            .collect();
+        assert_eq!(cols["id"], "bigint");
+        assert_eq!(cols["latency_ms"], "double");
+        assert_eq!(cols["timestamp"], "timestamp");
+        assert_eq!(cols["http"], "struct<method:string,path:string>");
+        assert_eq!(cols["tags"], "array<string>");
+        assert_eq!(cols["user_id"], "string");
+        assert!(
+            !cols.contains_key("service"),
+            "partition keys are not data columns"
+        );
+        let parts = glue
+            .get_partitions()
+            .database_name("weblogs")
+            .table_name("requests")
+            .send()
+            .await
+            .unwrap();
+        let mut services: Vec<&str> = parts
+            .partitions()
+            .iter()
+            .map(|p| p.values()[0].as_str())
+            .collect();
+        services.sort();
+        assert_eq!(services, ["api", "checkout", "web"]);
+        for p in parts.partitions() {
+            let loc = p.storage_descriptor().unwrap().location().unwrap();
+            assert_eq!(
+                loc,
+                format!(
+                    "s3://lake/logs/service={}/dt={}/",
+                    p.values()[0],
+                    p.values()[1]
+                )
+            );
+        }
     });
     server.terminate();
 

@@ -179,12 +179,24 @@ pub fn count_by(
 /// A Parquet stream partitioned by `.service` with JQ, flushing every
 /// `interval` seconds.
 pub async fn create_parquet_stream(client: &Client, name: &str, bucket: &str, interval: i32) {
+    create_parquet_stream_with_table(client, name, bucket, interval, None).await
+}
+
+/// [`create_parquet_stream`] registering its partitions in a catalog table.
+pub async fn create_parquet_stream_with_table(
+    client: &Client,
+    name: &str,
+    bucket: &str,
+    interval: i32,
+    table: Option<(&str, &str)>,
+) {
     let dest = lakehose::commands::demo::parquet_destination(
         bucket,
         "logs/service=!{partitionKeyFromQuery:service}/dt=!{timestamp:yyyy-MM-dd}/",
         "errors/!{firehose:error-output-type}/",
         "{service: .service}",
         interval,
+        table,
     )
     .unwrap();
     client

@@ -1,0 +1,240 @@
+//! Registering delivered partitions in the catalog, so new data is
+//! queryable without a crawl.
+//!
+//! A stream whose `DataFormatConversionConfiguration.SchemaConfiguration`
+//! names a database and table registers each partition it writes. When the
+//! table does not exist yet, it is created (and its database, if needed)
+//! from the stream's inferred schema; when the schema gains columns, the
+//! table gains them too. Partition keys come from the Hive-style
+//! (`key=value`) folders of the prefix; a record field with the same name
+//! as a partition key is not repeated as a data column. A prefix with other
+//! dynamic folders is not registered (a crawler can catalog it).
+
+use lakehose_catalog::catalog::{Catalog, CatalogError};
+use lakehose_catalog::model::{Column, Database, Partition, SerDeInfo, StorageDescriptor, Table};
+
+use crate::schema::JType;
+
+/// The Hive type of a JSON type, as Glue and Athena spell it.
+pub fn hive_type(t: &JType) -> String {
+    match t {
+        JType::Null | JType::String => "string".into(),
+        JType::Bool => "boolean".into(),
+        JType::Int => "bigint".into(),
+        JType::Float => "double".into(),
+        JType::Timestamp => "timestamp".into(),
+        JType::List { item } => format!("array<{}>", hive_type(item)),
+        JType::Struct { fields } => format!(
+            "struct<{}>",
+            fields
+                .iter()
+                .map(|(n, t)| format!("{n}:{}", hive_type(t)))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    }
+}
+
+/// Where a table's data starts, and its partition keys, from an evaluated
+/// prefix: `logs/service=web/dt=2026-11-23/` → (`logs/`, [service, dt],
+/// [web, 2026-11-23]). `None` when a folder after the root is not
+/// `key=value`.
+pub fn split_prefix(prefix: &str) -> Option<(String, Vec<String>, Vec<String>)> {
+    let segments: Vec<&str> = prefix.trim_end_matches('/').split('/').collect();
+    let first_hive = segments.iter().position(|s| s.contains('='))?;
+    let root: String = segments[..first_hive]
+        .iter()
+        .map(|s| format!("{s}/"))
+        .collect();
+    let mut keys = Vec::new();
+    let mut values = Vec::new();
+    for seg in &segments[first_hive..] {
+        let (k, v) = seg.split_once('=')?;
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return None;
+        }
+        keys.push(k.to_lowercase());
+        values.push(v.to_string());
+    }
+    Some((root, keys, values))
+}
+
+fn columns(schema: &JType) -> Vec<Column> {
+    match schema {
+        JType::Struct { fields } => fields
+            .iter()
+            .map(|(n, t)| Column {
+                name: n.clone(),
+                data_type: Some(hive_type(t)),
+                ..Default::default()
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn parquet_storage(location: String, columns: Vec<Column>) -> StorageDescriptor {
+    StorageDescriptor {
+        columns,
+        location: Some(location),
+        input_format: Some("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat".into()),
+        output_format: Some(
+            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat".into(),
+        ),
+        compressed: Some(false),
+        number_of_buckets: Some(-1),
+        serde_info: Some(SerDeInfo {
+            serialization_library: Some(
+                "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe".into(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Registers one delivered partition: creates or widens the table, then
+/// adds the partition (already registered is fine).
+pub async fn register_partition(
+    catalog: &dyn Catalog,
+    stream: &str,
+    (database, table): (&str, &str),
+    bucket: &str,
+    prefix: &str,
+    schema: &JType,
+) -> Result<(), CatalogError> {
+    let Some((root, keys, values)) = split_prefix(prefix) else {
+        return Err(CatalogError::InvalidInput(format!(
+            "prefix {prefix:?} has dynamic folders that are not key=value; its partitions cannot be registered"
+        )));
+    };
+    // A partition key is not also a data column (Athena refuses tables
+    // where it is); the value comes from the folder.
+    let new_columns: Vec<Column> = columns(schema)
+        .into_iter()
+        .filter(|c| !keys.iter().any(|k| k.eq_ignore_ascii_case(&c.name)))
+        .collect();
+    match catalog.get_table(database, table).await {
+        Ok(mut existing) => {
+            let sd = existing
+                .storage_descriptor
+                .get_or_insert_with(Default::default);
+            let missing: Vec<Column> = new_columns
+                .into_iter()
+                .filter(|c| {
+                    !sd.columns
+                        .iter()
+                        .any(|e| e.name.eq_ignore_ascii_case(&c.name))
+                })
+                .collect();
+            if !missing.is_empty() {
+                sd.columns.extend(missing);
+                let version = existing.version_id.clone();
+                match catalog
+                    .update_table(database, existing, version.as_deref())
+                    .await
+                {
+                    // Someone else changed it first; the next flush retries.
+                    Ok(()) | Err(CatalogError::ConcurrentModification(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Err(CatalogError::NotFound(_)) => {
+            match catalog
+                .create_database(Database {
+                    name: database.to_string(),
+                    description: Some("Created by lakehose ingest".into()),
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(()) | Err(CatalogError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let definition = Table {
+                name: table.to_string(),
+                table_type: Some("EXTERNAL_TABLE".into()),
+                parameters: [
+                    ("classification".to_string(), "parquet".to_string()),
+                    ("typeOfData".to_string(), "file".to_string()),
+                    ("lakehose.stream".to_string(), stream.to_string()),
+                ]
+                .into(),
+                partition_keys: keys
+                    .iter()
+                    .map(|k| Column {
+                        name: k.clone(),
+                        data_type: Some("string".into()),
+                        ..Default::default()
+                    })
+                    .collect(),
+                storage_descriptor: Some(parquet_storage(
+                    format!("s3://{bucket}/{root}"),
+                    new_columns,
+                )),
+                ..Default::default()
+            };
+            match catalog.create_table(database, definition).await {
+                Ok(()) | Err(CatalogError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    let partition = Partition {
+        values,
+        storage_descriptor: Some(parquet_storage(
+            format!("s3://{bucket}/{prefix}"),
+            Vec::new(),
+        )),
+        ..Default::default()
+    };
+    let errors = catalog
+        .create_partitions(database, table, vec![partition])
+        .await?;
+    match errors.into_iter().next() {
+        None | Some((_, CatalogError::AlreadyExists(_))) => Ok(()),
+        Some((_, e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hive_types_and_prefixes() {
+        let t = JType::Struct {
+            fields: vec![
+                ("a".into(), JType::Int),
+                (
+                    "b".into(),
+                    JType::List {
+                        item: Box::new(JType::Timestamp),
+                    },
+                ),
+                (
+                    "c".into(),
+                    JType::Struct {
+                        fields: vec![("d".into(), JType::Bool)],
+                    },
+                ),
+            ],
+        };
+        assert_eq!(
+            hive_type(&t),
+            "struct<a:bigint,b:array<timestamp>,c:struct<d:boolean>>"
+        );
+        assert_eq!(
+            split_prefix("logs/service=web/dt=2026-11-23/"),
+            Some((
+                "logs/".into(),
+                vec!["service".into(), "dt".into()],
+                vec!["web".into(), "2026-11-23".into()]
+            ))
+        );
+        assert_eq!(split_prefix("logs/2026/11/23/"), None);
+        assert_eq!(split_prefix("a=1/2026/"), None);
+    }
+}
