@@ -52,6 +52,9 @@ pub enum Command {
     /// Run the server plus a built-in fleet of containers shipping logs
     /// through the Firehose API, and show what lands where.
     Demo(commands::demo::Config),
+    /// Crawl s3:// paths: classify files (Parquet, JSON lines, CSV/TSV,
+    /// gzip), infer schemas and partitions, and write tables to the catalog.
+    Crawl(commands::crawl::Config),
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -61,6 +64,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Serve(config) => commands::serve::run(config),
         Command::Demo(config) => commands::demo::run(config),
+        Command::Crawl(config) => commands::crawl::run(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

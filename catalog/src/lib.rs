@@ -15,9 +15,11 @@
 
 pub mod awsjson;
 pub mod catalog;
+pub mod crawler;
 pub mod expr;
 pub mod glue;
 pub mod model;
+pub mod schema;
 pub mod storage;
 
 pub use catalog::{Catalog, CatalogError, CatalogRef, EmbeddedCatalog};

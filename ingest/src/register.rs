@@ -13,27 +13,7 @@
 use lakehose_catalog::catalog::{Catalog, CatalogError};
 use lakehose_catalog::model::{Column, Database, Partition, SerDeInfo, StorageDescriptor, Table};
 
-use crate::schema::JType;
-
-/// The Hive type of a JSON type, as Glue and Athena spell it.
-pub fn hive_type(t: &JType) -> String {
-    match t {
-        JType::Null | JType::String => "string".into(),
-        JType::Bool => "boolean".into(),
-        JType::Int => "bigint".into(),
-        JType::Float => "double".into(),
-        JType::Timestamp => "timestamp".into(),
-        JType::List { item } => format!("array<{}>", hive_type(item)),
-        JType::Struct { fields } => format!(
-            "struct<{}>",
-            fields
-                .iter()
-                .map(|(n, t)| format!("{n}:{}", hive_type(t)))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-    }
-}
+use crate::schema::{JType, hive_type};
 
 /// Where a table's data starts, and its partition keys, from an evaluated
 /// prefix: `logs/service=web/dt=2026-11-23/` → (`logs/`, [service, dt],

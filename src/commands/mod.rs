@@ -1,4 +1,5 @@
 //! One module per subcommand; each owns its `Config` and a `run`.
 
+pub mod crawl;
 pub mod demo;
 pub mod serve;

@@ -540,3 +540,109 @@ fn partitions_in_batches_with_expressions_and_paging() {
     });
     server.terminate();
 }
+
+#[test]
+fn crawl_cli_catalogs_what_the_ingester_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let client = server.client();
+    rt().block_on(async {
+        create_parquet_stream(&client, "raw", "lake", 300).await;
+        let records = (0..300)
+            .map(|i| {
+                let service = ["web", "api"][i % 2];
+                record(format!(
+                    "{{\"id\": {i}, \"service\": \"{service}\", \"latency_ms\": {}.5}}",
+                    i % 7
+                ))
+            })
+            .collect();
+        client
+            .put_record_batch()
+            .delivery_stream_name("raw")
+            .set_records(Some(records))
+            .send()
+            .await
+            .unwrap();
+    });
+    server.terminate();
+    // A hand-made CSV folder beside it, and a corrupt file.
+    let csv = dir.path().join("lake/ref/plans");
+    std::fs::create_dir_all(&csv).unwrap();
+    std::fs::write(csv.join("plans.csv"), "plan,price\nfree,0\npro,20\n").unwrap();
+    std::fs::write(csv.join("bad.parquet"), b"PAR1 not really PAR1").unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lakehose"))
+        .args([
+            "crawl",
+            "s3://lake/logs/",
+            "s3://lake/ref/plans/",
+            "--database",
+            "Crawled",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("tables created: 2"), "{stdout}");
+    assert!(
+        stdout.contains("bad.parquet"),
+        "the corrupt file is reported: {stdout}"
+    );
+
+    let server = Server::start(dir.path(), &[]);
+    let glue = glue_client(&server.endpoint);
+    rt().block_on(async {
+        let t = glue
+            .get_table()
+            .database_name("crawled")
+            .name("logs")
+            .send()
+            .await
+            .unwrap();
+        let t = t.table().unwrap();
+        let keys: Vec<&str> = t.partition_keys().iter().map(|c| c.name()).collect();
+        assert_eq!(keys, ["service", "dt"]);
+        let cols: Vec<(&str, &str)> = t
+            .storage_descriptor()
+            .unwrap()
+            .columns()
+            .iter()
+            .map(|c| (c.name(), c.r#type().unwrap()))
+            .collect();
+        assert_eq!(cols, [("id", "bigint"), ("latency_ms", "double")]);
+        assert_eq!(t.parameters().unwrap()["classification"], "parquet");
+        let parts = glue
+            .get_partitions()
+            .database_name("crawled")
+            .table_name("logs")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(parts.partitions().len(), 2);
+        let plans = glue
+            .get_table()
+            .database_name("crawled")
+            .name("plans")
+            .send()
+            .await
+            .unwrap();
+        let plans = plans.table().unwrap();
+        assert_eq!(plans.parameters().unwrap()["classification"], "csv");
+        let cols: Vec<(&str, &str)> = plans
+            .storage_descriptor()
+            .unwrap()
+            .columns()
+            .iter()
+            .map(|c| (c.name(), c.r#type().unwrap()))
+            .collect();
+        assert_eq!(cols, [("plan", "string"), ("price", "bigint")]);
+    });
+    server.terminate();
+}

@@ -1,0 +1,709 @@
+//! The crawler: walks `s3://` paths, classifies and samples files, infers
+//! and merges schemas, finds partitions, groups folders into tables and
+//! writes them to the catalog.
+//!
+//! ```text
+//! list target ─▶ leaf folders ─▶ sample files (classify.rs) ─▶ folder schemas
+//!      ─▶ group: one table per root when compatible, else split by sub-folder
+//!      ─▶ catalog: create / update (SchemaChangePolicy) tables, add partitions
+//! ```
+//!
+//! **Grouping.** Files under a target form one table when all leaf folders
+//! sit at the same depth and their schemas are compatible: the same
+//! classification, types that merge (scalars widen by the rules of
+//! [`crate::schema`]), and each folder sharing at least half of the
+//! table's columns (Glue's "most schemas are similar"). Otherwise each
+//! sub-folder is crawled as a table of its own. Folders between the table's
+//! root and its files become partition keys: `key=value` folders give `key`,
+//! other folders `partition_0`, `partition_1`, ... (all `string`).
+//!
+//! **Bad files** (empty, corrupt, unrecognized) are reported and skipped;
+//! the crawl goes on.
+
+pub mod classify;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::model::{Column, Database, Partition, SerDeInfo, StorageDescriptor, Table};
+use crate::schema::{JType, hive_type, scalar_of_hive};
+use crate::storage::{Location, Storage};
+use classify::{FileSchema, classify};
+
+/// Bytes read from a text file to infer its schema.
+pub const DEFAULT_SAMPLE_BYTES: usize = 1024 * 1024;
+/// Files sampled per leaf folder.
+pub const DEFAULT_SAMPLE_FILES: usize = 3;
+
+/// What happens to an existing table whose schema changed
+/// (`SchemaChangePolicy.UpdateBehavior`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateBehavior {
+    /// `UPDATE_IN_DATABASE`: add new columns, widen changed types.
+    UpdateInDatabase,
+    /// `LOG`: leave the table as it is.
+    Log,
+}
+
+/// What to do with a table whose data is gone
+/// (`SchemaChangePolicy.DeleteBehavior`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteBehavior {
+    /// `DELETE_FROM_DATABASE`.
+    DeleteFromDatabase,
+    /// `DEPRECATE_IN_DATABASE`: mark it with `DEPRECATED_BY_CRAWLER`.
+    DeprecateInDatabase,
+    /// `LOG`.
+    Log,
+}
+
+/// How to crawl.
+#[derive(Debug, Clone)]
+pub struct CrawlOptions {
+    /// Name of the crawler (recorded on the tables it writes).
+    pub name: String,
+    /// Database the tables go to (created when missing).
+    pub database: String,
+    /// Prefix of every table name.
+    pub table_prefix: String,
+    /// Glob patterns (relative to each target) of keys to skip.
+    pub exclusions: Vec<String>,
+    /// Files sampled per leaf folder.
+    pub sample_files: usize,
+    /// Bytes read from each sampled text file.
+    pub sample_bytes: usize,
+    /// Schema-change policy.
+    pub update: UpdateBehavior,
+    /// Deleted-data policy.
+    pub delete: DeleteBehavior,
+}
+
+impl CrawlOptions {
+    /// Defaults for a crawl into `database`.
+    pub fn new(name: &str, database: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            database: database.to_string(),
+            table_prefix: String::new(),
+            exclusions: Vec::new(),
+            sample_files: DEFAULT_SAMPLE_FILES,
+            sample_bytes: DEFAULT_SAMPLE_BYTES,
+            update: UpdateBehavior::UpdateInDatabase,
+            delete: DeleteBehavior::DeprecateInDatabase,
+        }
+    }
+}
+
+/// Reports progress of a crawl.
+pub trait CrawlProgress: Send + Sync {
+    /// `n` more files were found.
+    fn found(&self, _n: u64) {}
+    /// One file was sampled or skipped.
+    fn scanned(&self) {}
+}
+
+/// No progress reporting.
+pub struct NoProgress;
+impl CrawlProgress for NoProgress {}
+
+/// What a crawl did.
+#[derive(Debug, Default, Clone)]
+pub struct CrawlSummary {
+    /// Tables created.
+    pub tables_created: Vec<String>,
+    /// Tables whose definition changed.
+    pub tables_updated: Vec<String>,
+    /// Tables deleted or deprecated.
+    pub tables_deleted: Vec<String>,
+    /// Partitions added.
+    pub partitions_added: usize,
+    /// Files seen.
+    pub files: u64,
+    /// Bytes of the files seen.
+    pub bytes: u64,
+    /// Files skipped, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Errors of a crawl as a whole (a bad file is not one: it is skipped).
+#[derive(Debug, thiserror::Error)]
+pub enum CrawlError {
+    /// A target or option is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// Listing or reading storage failed.
+    #[error("storage error: {0}")]
+    Storage(#[from] object_store::Error),
+}
+
+/// One leaf folder: its files and merged schema.
+#[derive(Debug, Clone)]
+struct Leaf {
+    /// Folder segments below the target.
+    segments: Vec<String>,
+    files: u64,
+    bytes: u64,
+    schema: Option<FileSchema>,
+}
+
+/// A table the crawl found.
+#[derive(Debug, Clone)]
+struct Found {
+    name: String,
+    location: String,
+    schema: FileSchema,
+    keys: Vec<String>,
+    partitions: Vec<(Vec<String>, String)>,
+    files: u64,
+    bytes: u64,
+}
+
+/// Crawls `targets` into the catalog.
+pub async fn crawl(
+    storage: &Storage,
+    catalog: &dyn Catalog,
+    targets: &[Location],
+    options: &CrawlOptions,
+    progress: &dyn CrawlProgress,
+) -> Result<CrawlSummary, CrawlError> {
+    let started = Instant::now();
+    let mut summary = CrawlSummary::default();
+    let mut globs = globset::GlobSetBuilder::new();
+    for pattern in &options.exclusions {
+        globs.add(
+            globset::Glob::new(pattern)
+                .map_err(|e| CrawlError::Invalid(format!("exclusion {pattern:?}: {e}")))?,
+        );
+    }
+    let exclusions = globs
+        .build()
+        .map_err(|e| CrawlError::Invalid(e.to_string()))?;
+    let mut found = Vec::new();
+    for target in targets {
+        let leaves = scan(
+            storage,
+            target,
+            &exclusions,
+            options,
+            progress,
+            &mut summary,
+        )
+        .await?;
+        let root_name = target
+            .key()
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(target.bucket());
+        group(target, root_name, &[], leaves, &mut found);
+    }
+    apply(catalog, options, found, targets, &mut summary).await?;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Lists a target and samples every leaf folder.
+async fn scan(
+    storage: &Storage,
+    target: &Location,
+    exclusions: &globset::GlobSet,
+    options: &CrawlOptions,
+    progress: &dyn CrawlProgress,
+    summary: &mut CrawlSummary,
+) -> Result<Vec<Leaf>, CrawlError> {
+    let base = target.object_path();
+    let base_str = base.as_ref().to_string();
+    let mut folders: BTreeMap<Vec<String>, Vec<(ObjectPath, u64)>> = BTreeMap::new();
+    let mut listing = storage.store().list(Some(&base));
+    while let Some(meta) = listing.next().await {
+        let meta = meta?;
+        let full = meta.location.as_ref();
+        let rel = full
+            .strip_prefix(base_str.as_str())
+            .unwrap_or(full)
+            .trim_start_matches('/');
+        let mut segments: Vec<String> = rel.split('/').map(str::to_string).collect();
+        let file = segments.pop().unwrap_or_default();
+        // Hidden files and folders (`_SUCCESS`, `_started`, `.tmp`) are not data.
+        if file.starts_with(['_', '.']) || segments.iter().any(|s| s.starts_with(['_', '.'])) {
+            continue;
+        }
+        if exclusions.is_match(rel) {
+            continue;
+        }
+        summary.files += 1;
+        summary.bytes += meta.size;
+        progress.found(1);
+        folders
+            .entry(segments)
+            .or_default()
+            .push((meta.location.clone(), meta.size));
+    }
+    let mut leaves = Vec::new();
+    for (segments, files) in folders {
+        let mut schema: Option<FileSchema> = None;
+        let mut sampled = 0;
+        for (path, size) in &files {
+            if sampled >= options.sample_files {
+                progress.scanned();
+                continue;
+            }
+            let data = read_sample(storage, path, *size, options.sample_bytes).await?;
+            progress.scanned();
+            match classify(&data) {
+                Ok(file) => {
+                    sampled += 1;
+                    schema = Some(match schema {
+                        None => file,
+                        Some(s) if s.classification == file.classification => merge_file(s, file),
+                        Some(s) => {
+                            summary.skipped.push((
+                                format!("s3://{path}"),
+                                format!(
+                                    "{} file among {} files in the same folder",
+                                    file.classification, s.classification
+                                ),
+                            ));
+                            s
+                        }
+                    });
+                }
+                Err(why) => summary.skipped.push((format!("s3://{path}"), why)),
+            }
+        }
+        leaves.push(Leaf {
+            segments,
+            files: files.len() as u64,
+            bytes: files.iter().map(|(_, s)| *s).sum(),
+            schema,
+        });
+    }
+    Ok(leaves)
+}
+
+async fn read_sample(
+    storage: &Storage,
+    path: &ObjectPath,
+    size: u64,
+    sample_bytes: usize,
+) -> Result<bytes::Bytes, object_store::Error> {
+    if size == 0 {
+        return Ok(bytes::Bytes::new());
+    }
+    let head = storage.store().get_range(path, 0..size.min(4)).await?;
+    // Parquet needs its footer, so it is read whole; text files are sampled.
+    if head.as_ref() == b"PAR1" || size as usize <= sample_bytes {
+        storage.store().get(path).await?.bytes().await
+    } else {
+        storage
+            .store()
+            .get_range(path, 0..sample_bytes as u64)
+            .await
+    }
+}
+
+fn merge_file(mut a: FileSchema, b: FileSchema) -> FileSchema {
+    a.schema = merge_widening(&a.schema, &b.schema);
+    a.rows += b.rows;
+    a.gzip |= b.gzip;
+    a
+}
+
+/// Merges two struct schemas; a field whose types conflict becomes text.
+fn merge_widening(a: &JType, b: &JType) -> JType {
+    if let Ok(m) = a.merge(b, "") {
+        return m;
+    }
+    let (JType::Struct { fields: fa }, JType::Struct { fields: fb }) = (a, b) else {
+        return JType::String;
+    };
+    let mut fields = fa.clone();
+    for (name, t) in fb {
+        match fields.iter_mut().find(|(n, _)| n == name) {
+            Some((_, cur)) => *cur = cur.merge(t, name).unwrap_or(JType::String),
+            None => fields.push((name.clone(), t.clone())),
+        }
+    }
+    JType::Struct { fields }
+}
+
+fn names(schema: &JType) -> Vec<&str> {
+    match schema {
+        JType::Struct { fields } => fields.iter().map(|(n, _)| n.as_str()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether the leaves can form one table, and its merged schema.
+fn compatible(leaves: &[Leaf]) -> Option<FileSchema> {
+    let schemas: Vec<&FileSchema> = leaves.iter().filter_map(|l| l.schema.as_ref()).collect();
+    let first = (*schemas.first()?).clone();
+    let depth = leaves[0].segments.len();
+    if leaves.iter().any(|l| l.segments.len() != depth) {
+        return None;
+    }
+    let mut merged = first;
+    for s in &schemas[1..] {
+        if s.classification != merged.classification
+            || s.csv.map(|c| c.delimiter) != merged.csv.map(|c| c.delimiter)
+        {
+            return None;
+        }
+        merged = merge_file(merged, (*s).clone());
+    }
+    let all = names(&merged.schema).len().max(1);
+    let similar = schemas.iter().all(|s| names(&s.schema).len() * 2 >= all);
+    similar.then_some(merged)
+}
+
+fn table_name(prefix: &str, raw: &str) -> String {
+    let clean: String = raw
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{prefix}{clean}")
+}
+
+/// Groups leaves below `target` + `path` into tables.
+fn group(target: &Location, name: &str, path: &[String], leaves: Vec<Leaf>, out: &mut Vec<Found>) {
+    let leaves: Vec<Leaf> = leaves.into_iter().filter(|l| l.schema.is_some()).collect();
+    if leaves.is_empty() {
+        return;
+    }
+    let location = {
+        let rel: String = path.iter().map(|s| format!("{s}/")).collect();
+        let key = target.key();
+        let sep = if key.is_empty() || key.ends_with('/') {
+            ""
+        } else {
+            "/"
+        };
+        format!("s3://{}/{key}{sep}{rel}", target.bucket())
+    };
+    if let Some(schema) = compatible(&leaves) {
+        let depth = leaves[0].segments.len();
+        let keys: Vec<String> = (0..depth)
+            .map(|i| {
+                let hive: Option<&str> = leaves[0].segments[i].split_once('=').map(|(k, _)| k);
+                match hive {
+                    Some(k)
+                        if !k.is_empty()
+                            && leaves.iter().all(|l| {
+                                l.segments[i].split_once('=').map(|(k2, _)| k2) == Some(k)
+                            }) =>
+                    {
+                        k.to_lowercase()
+                    }
+                    _ => format!("partition_{i}"),
+                }
+            })
+            .collect();
+        let partitions = leaves
+            .iter()
+            .filter(|l| depth > 0 && !l.segments.is_empty())
+            .map(|l| {
+                let values = l
+                    .segments
+                    .iter()
+                    .map(|s| s.split_once('=').map_or(s.as_str(), |(_, v)| v).to_string())
+                    .collect();
+                let rel: String = l.segments.iter().map(|s| format!("{s}/")).collect();
+                (values, format!("{location}{rel}"))
+            })
+            .collect();
+        out.push(Found {
+            name: name.to_string(),
+            location,
+            schema,
+            keys,
+            partitions,
+            files: leaves.iter().map(|l| l.files).sum(),
+            bytes: leaves.iter().map(|l| l.bytes).sum(),
+        });
+        return;
+    }
+    // Not one table: files right here form one, each sub-folder another.
+    let mut here = Vec::new();
+    let mut below: BTreeMap<String, Vec<Leaf>> = BTreeMap::new();
+    for mut leaf in leaves {
+        if leaf.segments.is_empty() {
+            here.push(leaf);
+        } else {
+            let first = leaf.segments.remove(0);
+            below.entry(first).or_default().push(leaf);
+        }
+    }
+    if !here.is_empty() {
+        group(target, name, path, here, out);
+    }
+    for (folder, leaves) in below {
+        let mut sub = path.to_vec();
+        sub.push(folder.clone());
+        group(target, &folder, &sub, leaves, out);
+    }
+}
+
+fn storage_descriptor(found: &Found) -> StorageDescriptor {
+    let (input, output, serde, params) = match (found.schema.classification, found.schema.csv) {
+        ("parquet", _) => (
+            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+            "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+            BTreeMap::new(),
+        ),
+        ("csv", Some(csv)) => {
+            let delim = (csv.delimiter as char).to_string();
+            (
+                "org.apache.hadoop.mapred.TextInputFormat",
+                "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                if csv.quoted {
+                    "org.apache.hadoop.hive.serde2.OpenCSVSerde"
+                } else {
+                    "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe"
+                },
+                if csv.quoted {
+                    [("separatorChar".to_string(), delim)].into()
+                } else {
+                    [("field.delim".to_string(), delim)].into()
+                },
+            )
+        }
+        _ => (
+            "org.apache.hadoop.mapred.TextInputFormat",
+            "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+            "org.openx.data.jsonserde.JsonSerDe",
+            [("paths".to_string(), names(&found.schema.schema).join(","))].into(),
+        ),
+    };
+    StorageDescriptor {
+        columns: columns(&found.schema.schema, &found.keys),
+        location: Some(found.location.clone()),
+        input_format: Some(input.into()),
+        output_format: Some(output.into()),
+        compressed: Some(found.schema.gzip),
+        number_of_buckets: Some(-1),
+        serde_info: Some(SerDeInfo {
+            serialization_library: Some(serde.into()),
+            parameters: params,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Data columns, leaving out partition keys.
+fn columns(schema: &JType, keys: &[String]) -> Vec<Column> {
+    match schema {
+        JType::Struct { fields } => fields
+            .iter()
+            .filter(|(n, _)| !keys.iter().any(|k| k.eq_ignore_ascii_case(n)))
+            .map(|(n, t)| Column {
+                name: n.to_lowercase(),
+                data_type: Some(hive_type(t)),
+                ..Default::default()
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn table_parameters(found: &Found, crawler: &str) -> BTreeMap<String, String> {
+    let mut p: BTreeMap<String, String> = [
+        ("classification", found.schema.classification.to_string()),
+        (
+            "compressionType",
+            if found.schema.gzip { "gzip" } else { "none" }.to_string(),
+        ),
+        ("typeOfData", "file".to_string()),
+        ("objectCount", found.files.to_string()),
+        ("sizeKey", found.bytes.to_string()),
+        ("recordCount", found.schema.rows.to_string()),
+        ("UPDATED_BY_CRAWLER", crawler.to_string()),
+        ("CrawlerSchemaSerializerVersion", "1.0".to_string()),
+        ("CrawlerSchemaDeserializerVersion", "1.0".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Some(csv) = found.schema.csv {
+        p.insert("delimiter".into(), (csv.delimiter as char).to_string());
+        p.insert("areColumnsQuoted".into(), csv.quoted.to_string());
+        if csv.header {
+            p.insert("skip.header.line.count".into(), "1".into());
+        }
+    }
+    p
+}
+
+/// Merges new columns into existing ones: new names are added, scalar type
+/// changes widen; complex type changes keep the newer type.
+fn merge_columns(existing: &[Column], new: &[Column]) -> Vec<Column> {
+    let mut out = existing.to_vec();
+    for c in new {
+        match out
+            .iter_mut()
+            .find(|e| e.name.eq_ignore_ascii_case(&c.name))
+        {
+            None => out.push(c.clone()),
+            Some(e) if e.data_type != c.data_type => {
+                let widened = match (
+                    e.data_type.as_deref().and_then(scalar_of_hive),
+                    c.data_type.as_deref().and_then(scalar_of_hive),
+                ) {
+                    (Some(a), Some(b)) => a.merge(&b, "").map(|t| hive_type(&t)).ok(),
+                    _ => c.data_type.clone(),
+                };
+                e.data_type = widened.or_else(|| c.data_type.clone());
+            }
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+async fn apply(
+    catalog: &dyn Catalog,
+    options: &CrawlOptions,
+    found: Vec<Found>,
+    targets: &[Location],
+    summary: &mut CrawlSummary,
+) -> Result<(), CrawlError> {
+    match catalog
+        .create_database(Database {
+            name: options.database.clone(),
+            description: Some(format!("Created by crawler {}", options.name)),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(()) | Err(CatalogError::AlreadyExists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let db = options.database.to_lowercase();
+    let mut produced = Vec::new();
+    for f in &found {
+        let name = table_name(&options.table_prefix, &f.name);
+        produced.push(name.clone());
+        let sd = storage_descriptor(f);
+        let keys: Vec<Column> = f
+            .keys
+            .iter()
+            .map(|k| Column {
+                name: k.clone(),
+                data_type: Some("string".into()),
+                ..Default::default()
+            })
+            .collect();
+        match catalog.get_table(&db, &name).await {
+            Err(CatalogError::NotFound(_)) => {
+                let table = Table {
+                    name: name.clone(),
+                    owner: Some("owner".into()),
+                    retention: Some(0),
+                    table_type: Some("EXTERNAL_TABLE".into()),
+                    parameters: table_parameters(f, &options.name),
+                    partition_keys: keys,
+                    storage_descriptor: Some(sd),
+                    created_by: Some(format!("lakehose crawler {}", options.name)),
+                    ..Default::default()
+                };
+                catalog.create_table(&db, table).await?;
+                summary.tables_created.push(format!("{db}.{name}"));
+            }
+            Ok(existing) => {
+                if options.update == UpdateBehavior::UpdateInDatabase {
+                    let old_sd = existing.storage_descriptor.clone().unwrap_or_default();
+                    let mut new_sd = sd.clone();
+                    new_sd.columns = merge_columns(&old_sd.columns, &sd.columns);
+                    let mut params = existing.parameters.clone();
+                    params.extend(table_parameters(f, &options.name));
+                    params.remove("DEPRECATED_BY_CRAWLER");
+                    if new_sd.columns != old_sd.columns
+                        || existing.parameters.contains_key("DEPRECATED_BY_CRAWLER")
+                    {
+                        let mut table = existing.clone();
+                        table.storage_descriptor = Some(new_sd);
+                        table.parameters = params;
+                        catalog
+                            .update_table(&db, table, existing.version_id.as_deref())
+                            .await?;
+                        summary.tables_updated.push(format!("{db}.{name}"));
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // New partitions are always added, whatever the policy.
+        for chunk in f.partitions.chunks(100) {
+            let batch = chunk
+                .iter()
+                .map(|(values, location)| Partition {
+                    values: values.clone(),
+                    storage_descriptor: Some(StorageDescriptor {
+                        location: Some(location.clone()),
+                        ..storage_descriptor(f)
+                    }),
+                    ..Default::default()
+                })
+                .collect::<Vec<_>>();
+            let n = batch.len();
+            let errors = catalog.create_partitions(&db, &name, batch).await?;
+            summary.partitions_added += n - errors.len();
+        }
+    }
+    // Tables this crawler made under these targets whose data is gone.
+    for table in catalog.list_tables(&db).await? {
+        let ours = table.parameters.get("UPDATED_BY_CRAWLER") == Some(&options.name);
+        let location = table
+            .storage_descriptor
+            .as_ref()
+            .and_then(|sd| sd.location.clone())
+            .unwrap_or_default();
+        let under = targets.iter().any(|t| location.starts_with(&t.to_string()));
+        if !ours || !under || produced.contains(&table.name) {
+            continue;
+        }
+        match options.delete {
+            DeleteBehavior::Log => {}
+            DeleteBehavior::DeleteFromDatabase => {
+                catalog.delete_table(&db, &table.name).await?;
+                summary.tables_deleted.push(format!("{db}.{}", table.name));
+            }
+            DeleteBehavior::DeprecateInDatabase => {
+                if !table.parameters.contains_key("DEPRECATED_BY_CRAWLER") {
+                    let mut t = table.clone();
+                    t.parameters.insert(
+                        "DEPRECATED_BY_CRAWLER".into(),
+                        chrono::Utc::now().timestamp().to_string(),
+                    );
+                    catalog
+                        .update_table(&db, t, table.version_id.as_deref())
+                        .await?;
+                    summary.tables_deleted.push(format!("{db}.{}", table.name));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
