@@ -17,7 +17,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lakehose_catalog::awsjson::AwsError;
-use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage, glue};
+use lakehose_catalog::crawler::service::CrawlerService;
+use lakehose_catalog::glue::{self, GlueApi};
+use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
 use lakehose_ingest::{IngestConfig, IngestService, firehose};
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
@@ -42,7 +44,7 @@ pub struct ServerOptions {
 #[derive(Clone)]
 struct AppState {
     ingest: IngestService,
-    catalog: CatalogRef,
+    glue: GlueApi,
     registry: Arc<Registry>,
 }
 
@@ -50,6 +52,7 @@ struct AppState {
 pub struct RunningServer {
     addr: SocketAddr,
     ingest: IngestService,
+    scheduler: tokio::task::JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -71,6 +74,7 @@ impl RunningServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.scheduler.abort();
         (&mut self.task)
             .await
             .context("the HTTP server task failed")?
@@ -98,11 +102,16 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let ingest = IngestService::open(config, storage, Some(Arc::clone(&catalog)))
         .await
         .context("could not start the ingest service")?;
+    let crawlers = CrawlerService::new(ingest.storage().clone(), Arc::clone(&catalog));
+    let scheduler = crawlers.spawn_scheduler();
     let mut registry = Registry::default();
     ingest.metrics().register(&mut registry);
     let state = AppState {
         ingest: ingest.clone(),
-        catalog,
+        glue: GlueApi {
+            catalog,
+            crawlers: crawlers.clone(),
+        },
         registry: Arc::new(registry),
     };
     let app = Router::new()
@@ -127,6 +136,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     Ok(RunningServer {
         addr,
         ingest,
+        scheduler,
         stop: Some(stop),
         task,
     })
@@ -143,7 +153,7 @@ async fn aws_json(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     };
     match service {
         firehose::TARGET_PREFIX => firehose::handle(&state.ingest, operation, &body).await,
-        glue::TARGET_PREFIX => glue::handle(state.catalog.as_ref(), operation, &body).await,
+        glue::TARGET_PREFIX => glue::handle(&state.glue, operation, &body).await,
         _ => AwsError::unknown_operation(target).into_response(),
     }
 }

@@ -15,7 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::awsjson::{self, AwsError};
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, CatalogRef};
+use crate::crawler::service::{CrawlerDefinition, CrawlerError, CrawlerService};
 use crate::model::{Database, Partition, Table};
 
 /// The `X-Amz-Target` prefix of Glue.
@@ -50,9 +51,42 @@ fn required<T>(value: Option<T>, member: &str) -> Result<T, AwsError> {
     value.ok_or_else(|| invalid(format!("{member} is required")))
 }
 
+/// What the Glue API serves: the catalog and its crawlers.
+#[derive(Debug, Clone)]
+pub struct GlueApi {
+    /// The catalog.
+    pub catalog: CatalogRef,
+    /// The crawlers.
+    pub crawlers: CrawlerService,
+}
+
+impl From<CrawlerError> for AwsError {
+    fn from(e: CrawlerError) -> Self {
+        match e {
+            CrawlerError::Catalog(e) => e.into(),
+            CrawlerError::Running(_) => {
+                AwsError::client("CrawlerRunningException", e.to_string()).upper_case()
+            }
+            CrawlerError::NotRunning(_) => {
+                AwsError::client("CrawlerNotRunningException", e.to_string()).upper_case()
+            }
+        }
+    }
+}
+
 /// Handles one Glue operation.
-pub async fn handle(catalog: &dyn Catalog, operation: &str, body: &[u8]) -> Response {
+pub async fn handle(api: &GlueApi, operation: &str, body: &[u8]) -> Response {
+    let catalog = api.catalog.as_ref();
+    let crawlers = &api.crawlers;
     let result = match operation {
+        "CreateCrawler" => create_crawler(crawlers, body).await,
+        "GetCrawler" => get_crawler(crawlers, body).await,
+        "GetCrawlers" => get_crawlers(crawlers, body).await,
+        "UpdateCrawler" => update_crawler(crawlers, body).await,
+        "DeleteCrawler" => delete_crawler(crawlers, body).await,
+        "StartCrawler" => start_crawler(crawlers, body).await,
+        "StopCrawler" => stop_crawler(crawlers, body).await,
+        "GetCrawlerMetrics" => get_crawler_metrics(crawlers, body).await,
         "CreateDatabase" => create_database(catalog, body).await,
         "GetDatabase" => get_database(catalog, body).await,
         "GetDatabases" => get_databases(catalog, body).await,
@@ -435,6 +469,106 @@ async fn batch_delete_partition(catalog: &dyn Catalog, body: &[u8]) -> Result<Va
     Ok(partition_errors(
         catalog.delete_partitions(&db, &table, values).await?,
     ))
+}
+
+async fn create_crawler(crawlers: &CrawlerService, body: &[u8]) -> Result<Value, AwsError> {
+    let def: CrawlerDefinition = parse(body)?;
+    if def.name.is_empty() {
+        return Err(invalid("Name is required"));
+    }
+    if def.role.is_none() {
+        return Err(invalid("Role is required"));
+    }
+    if def.targets.is_null() {
+        return Err(invalid("Targets is required"));
+    }
+    crawlers.create(def).await?;
+    Ok(json!({}))
+}
+
+async fn get_crawler(crawlers: &CrawlerService, body: &[u8]) -> Result<Value, AwsError> {
+    let input: NameInput = parse(body)?;
+    Ok(json!({ "Crawler": crawlers.get(&required(input.name, "Name")?).await? }))
+}
+
+async fn get_crawlers(crawlers: &CrawlerService, body: &[u8]) -> Result<Value, AwsError> {
+    let input: ListInput = parse(body)?;
+    let all = crawlers.describe_all().await?;
+    let keyed: Vec<(String, Value)> = all
+        .into_iter()
+        .map(|c| (c["Name"].as_str().unwrap_or_default().to_string(), c))
+        .collect();
+    let (list, next) = page(
+        keyed,
+        |(k, _)| k,
+        input.next_token.as_deref(),
+        input.max_results,
+        1000,
+    )?;
+    let list: Vec<Value> = list.into_iter().map(|(_, c)| c).collect();
+    Ok(json!({ "Crawlers": list, "NextToken": next }))
+}
+
+async fn update_crawler(crawlers: &CrawlerService, body: &[u8]) -> Result<Value, AwsError> {
+    let def: CrawlerDefinition = parse(body)?;
+    if def.name.is_empty() {
+        return Err(invalid("Name is required"));
+    }
+    crawlers.update(def).await?;
+    Ok(json!({}))
+}
+
+async fn delete_crawler(crawlers: &CrawlerService, body: &[u8]) -> Result<Value, AwsError> {
+    let input: NameInput = parse(body)?;
+    crawlers.delete(&required(input.name, "Name")?).await?;
+    Ok(json!({}))
+}
+
+async fn start_crawler(crawlers: &CrawlerService, body: &[u8]) -> Result<Value, AwsError> {
+    let input: NameInput = parse(body)?;
+    crawlers.start(&required(input.name, "Name")?).await?;
+    Ok(json!({}))
+}
+
+async fn stop_crawler(crawlers: &CrawlerService, body: &[u8]) -> Result<Value, AwsError> {
+    let input: NameInput = parse(body)?;
+    crawlers.stop(&required(input.name, "Name")?).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct MetricsInput {
+    crawler_name_list: Option<Vec<String>>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+async fn get_crawler_metrics(crawlers: &CrawlerService, body: &[u8]) -> Result<Value, AwsError> {
+    let input: MetricsInput = parse(body)?;
+    let names: Vec<String> = match input.crawler_name_list {
+        Some(list) if !list.is_empty() => {
+            if list.len() > 100 {
+                return Err(invalid("CrawlerNameList holds at most 100 names"));
+            }
+            list
+        }
+        _ => crawlers.list().await?.into_iter().map(|d| d.name).collect(),
+    };
+    let mut metrics = Vec::new();
+    for name in names {
+        metrics.push((name.clone(), crawlers.metrics(&name).await?));
+    }
+    metrics.sort_by(|a, b| a.0.cmp(&b.0));
+    let (list, next) = page(
+        metrics,
+        |(k, _)| k,
+        input.next_token.as_deref(),
+        input.max_results,
+        1000,
+    )?;
+    let list: Vec<Value> = list.into_iter().map(|(_, m)| m).collect();
+    Ok(json!({ "CrawlerMetricsList": list, "NextToken": next }))
 }
 
 #[cfg(test)]

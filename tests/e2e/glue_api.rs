@@ -646,3 +646,159 @@ fn crawl_cli_catalogs_what_the_ingester_delivered() {
     });
     server.terminate();
 }
+
+#[test]
+fn crawlers_through_the_glue_api() {
+    use aws_sdk_glue::types::{CrawlerTargets, S3Target, SchemaChangePolicy, UpdateBehavior};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lake/clicks");
+    for day in ["2026-11-01", "2026-11-02"] {
+        std::fs::create_dir_all(data.join(format!("day={day}"))).unwrap();
+        std::fs::write(
+            data.join(format!("day={day}/part.json")),
+            format!("{{\"user\": \"u1\", \"n\": 1, \"day_seen\": \"{day}\"}}\n"),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(data.join("tmp")).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let glue = glue_client(&server.endpoint);
+    rt().block_on(async {
+        let targets = CrawlerTargets::builder()
+            .s3_targets(
+                S3Target::builder()
+                    .path("s3://lake/clicks/")
+                    .exclusions("tmp/**")
+                    .build(),
+            )
+            .build();
+        glue.create_crawler()
+            .name("clicks")
+            .role("arn:aws:iam::000000000000:role/crawler")
+            .database_name("web")
+            .targets(targets.clone())
+            .schedule("cron(15 12 * * ? *)")
+            .schema_change_policy(
+                SchemaChangePolicy::builder()
+                    .update_behavior(UpdateBehavior::UpdateInDatabase)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let err = glue
+            .create_crawler()
+            .name("clicks")
+            .role("r")
+            .database_name("web")
+            .targets(targets.clone())
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            err.as_service_error()
+                .unwrap()
+                .is_already_exists_exception()
+        );
+        let err = glue
+            .create_crawler()
+            .name("bad")
+            .role("r")
+            .database_name("web")
+            .targets(
+                CrawlerTargets::builder()
+                    .s3_targets(S3Target::builder().path("http://nope").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            err.as_service_error().unwrap().is_invalid_input_exception(),
+            "{err:?}"
+        );
+
+        let c = glue.get_crawler().name("clicks").send().await.unwrap();
+        let c = c.crawler().unwrap();
+        assert_eq!(c.state().map(|s| s.as_str()), Some("READY"));
+        assert_eq!(
+            c.schedule().unwrap().schedule_expression(),
+            Some("cron(15 12 * * ? *)")
+        );
+        let err = glue.stop_crawler().name("clicks").send().await.unwrap_err();
+        assert!(
+            err.as_service_error()
+                .unwrap()
+                .is_crawler_not_running_exception()
+        );
+
+        glue.start_crawler().name("clicks").send().await.unwrap();
+        let mut status = None;
+        for _ in 0..200 {
+            let c = glue.get_crawler().name("clicks").send().await.unwrap();
+            let c = c.crawler().unwrap().clone();
+            if c.state().map(|s| s.as_str()) == Some("READY") && c.last_crawl().is_some() {
+                status = c.last_crawl().and_then(|l| l.status().cloned());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            status.map(|s| s.as_str().to_string()),
+            Some("SUCCEEDED".to_string())
+        );
+        let t = glue
+            .get_table()
+            .database_name("web")
+            .name("clicks")
+            .send()
+            .await
+            .unwrap();
+        let keys: Vec<&str> = t
+            .table()
+            .unwrap()
+            .partition_keys()
+            .iter()
+            .map(|k| k.name())
+            .collect();
+        assert_eq!(keys, ["day"]);
+        let parts = glue
+            .get_partitions()
+            .database_name("web")
+            .table_name("clicks")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(parts.partitions().len(), 2);
+
+        let m = glue
+            .get_crawler_metrics()
+            .crawler_name_list("clicks")
+            .send()
+            .await
+            .unwrap();
+        let m = &m.crawler_metrics_list()[0];
+        assert_eq!(m.crawler_name(), Some("clicks"));
+        assert_eq!(m.tables_created(), 1);
+
+        glue.update_crawler()
+            .name("clicks")
+            .table_prefix("raw_")
+            .send()
+            .await
+            .unwrap();
+        let all = glue.get_crawlers().send().await.unwrap();
+        assert_eq!(all.crawlers().len(), 1);
+        assert_eq!(all.crawlers()[0].table_prefix(), Some("raw_"));
+        assert_eq!(all.crawlers()[0].version(), 2);
+
+        glue.delete_crawler().name("clicks").send().await.unwrap();
+        let err = glue.get_crawler().name("clicks").send().await.unwrap_err();
+        assert!(
+            err.as_service_error()
+                .unwrap()
+                .is_entity_not_found_exception()
+        );
+    });
+    server.terminate();
+}

@@ -21,6 +21,7 @@
 //! the crawl goes on.
 
 pub mod classify;
+pub mod service;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
