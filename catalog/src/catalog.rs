@@ -432,6 +432,26 @@ impl EmbeddedCatalog {
         Ok(self.storage.create_durable(&path, bytes.into()).await?)
     }
 
+    /// Deletes the entity in `dir` by writing a tombstone version.
+    async fn tombstone<T: Serialize + DeserializeOwned>(
+        &self,
+        dir: &ObjectPath,
+        what: &str,
+    ) -> Result<()> {
+        for _ in 0..MAX_RETRIES {
+            let (version, current) = self.latest::<T>(dir).await?;
+            if current.is_none() {
+                return Err(CatalogError::NotFound(what.to_string()));
+            }
+            if self.write::<T>(dir, version + 1, &Version::Delete).await? {
+                return Ok(());
+            }
+        }
+        Err(CatalogError::ConcurrentModification(format!(
+            "{what} is being changed by other writers; try again"
+        )))
+    }
+
     /// Entity names directly under `dir` (sub-folders).
     async fn children(&self, dir: &ObjectPath) -> Result<Vec<String>> {
         let listing = self.storage.store().list_with_delimiter(Some(dir)).await?;
@@ -515,22 +535,8 @@ impl Catalog for EmbeddedCatalog {
                 Err(e) => return Err(e),
             }
         }
-        let dir = self.database_dir(&name);
-        for _ in 0..MAX_RETRIES {
-            let (version, current) = self.latest::<Database>(&dir).await?;
-            if current.is_none() {
-                return Err(CatalogError::NotFound(format!("Database {name}")));
-            }
-            if self
-                .write::<Database>(&dir, version + 1, &Version::Delete)
-                .await?
-            {
-                return Ok(());
-            }
-        }
-        Err(CatalogError::ConcurrentModification(format!(
-            "Database {name} is being changed by other writers; try again"
-        )))
+        self.tombstone::<Database>(&self.database_dir(&name), &format!("Database {name}"))
+            .await
     }
 
     async fn create_table(&self, database: &str, mut table: Table) -> Result<()> {
@@ -657,22 +663,8 @@ impl Catalog for EmbeddedCatalog {
     async fn delete_table(&self, database: &str, name: &str) -> Result<()> {
         let db = normalize_name("database", database)?;
         let name = normalize_name("table", name)?;
-        let dir = self.table_dir(&db, &name);
-        for _ in 0..MAX_RETRIES {
-            let (version, current) = self.latest::<Table>(&dir).await?;
-            if current.is_none() {
-                return Err(CatalogError::NotFound(format!("Table {db}.{name}")));
-            }
-            if self
-                .write::<Table>(&dir, version + 1, &Version::Delete)
-                .await?
-            {
-                return Ok(());
-            }
-        }
-        Err(CatalogError::ConcurrentModification(format!(
-            "Table {db}.{name} is being changed by other writers; try again"
-        )))
+        self.tombstone::<Table>(&self.table_dir(&db, &name), &format!("Table {db}.{name}"))
+            .await
     }
 
     async fn table_versions(&self, database: &str, name: &str) -> Result<Vec<Table>> {
