@@ -242,6 +242,55 @@ pub fn scalar_of_hive(hive: &str) -> Option<JType> {
     })
 }
 
+/// Parses a Hive type string (`bigint`, `decimal(10,2)`,
+/// `array<struct<a:string,b:int>>`) into the JSON type records are
+/// converted to. `date`, `char(n)`, `varchar(n)` are text; `map<..>` is not
+/// supported.
+pub fn parse_hive_type(hive: &str) -> Result<JType, String> {
+    fn split_top(s: &str) -> Vec<&str> {
+        let (mut depth, mut start, mut out) = (0i32, 0usize, Vec::new());
+        for (i, c) in s.char_indices() {
+            match c {
+                '<' | '(' => depth += 1,
+                '>' | ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    out.push(&s[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        out.push(&s[start..]);
+        out
+    }
+    let t = hive.trim();
+    let lower = t.to_ascii_lowercase();
+    if lower.starts_with("array<") && lower.ends_with('>') {
+        return Ok(JType::List {
+            item: Box::new(parse_hive_type(&t[6..t.len() - 1])?),
+        });
+    }
+    if lower.starts_with("struct<") && lower.ends_with('>') {
+        let inner = &t[7..t.len() - 1];
+        let mut fields = Vec::new();
+        for part in split_top(inner) {
+            let (name, ty) = part
+                .split_once(':')
+                .ok_or_else(|| format!("struct field {part:?} in {hive:?} has no type"))?;
+            fields.push((name.trim().to_string(), parse_hive_type(ty)?));
+        }
+        return Ok(JType::Struct { fields });
+    }
+    if lower.starts_with("decimal") {
+        return Ok(JType::Float);
+    }
+    if lower.starts_with("varchar") || lower.starts_with("char") || lower == "date" {
+        return Ok(JType::String);
+    }
+    scalar_of_hive(&lower)
+        .ok_or_else(|| format!("Hive type {hive:?} is not supported for conversion"))
+}
+
 /// RFC 3339 date-times with a `T` and a zone: what Firehose's OpenX SerDe
 /// and lakehose's readers agree is a timestamp.
 fn looks_like_timestamp(s: &str) -> bool {
@@ -349,6 +398,20 @@ mod tests {
         let t = JType::of(&json!({"a": [{"b": 1}], "c": "x"}));
         let text = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<JType>(&text).unwrap(), t);
+    }
+
+    #[test]
+    fn parses_hive_types() {
+        assert_eq!(parse_hive_type("BIGINT").unwrap(), JType::Int);
+        assert_eq!(parse_hive_type("decimal(10,2)").unwrap(), JType::Float);
+        assert_eq!(parse_hive_type("varchar(20)").unwrap(), JType::String);
+        let t = parse_hive_type("array<struct<a:string,b:array<int>,c:decimal(3,1)>>").unwrap();
+        assert_eq!(
+            hive_type(&t),
+            "array<struct<a:string,b:array<bigint>,c:double>>"
+        );
+        assert!(parse_hive_type("map<string,int>").is_err());
+        assert!(parse_hive_type("struct<a>").is_err());
     }
 
     #[test]

@@ -889,6 +889,13 @@ impl IngestService {
             Some((seq, fixed)) => (Some(seq), fixed),
             None => (None, None),
         };
+        // A stream converting with a catalog table's schema (one the user
+        // defined, not one ingest created) writes exactly those columns.
+        let fixed = match fixed {
+            Some(f) => Some(f),
+            None if !key.error => self.table_schema(stream).await,
+            None => None,
+        };
         let running = lock(&stream.schema).clone();
         let job = {
             let stream = Arc::clone(stream);
@@ -990,6 +997,39 @@ impl IngestService {
                 }
             }
         }
+    }
+
+    /// The schema of the catalog table a stream converts with, when the
+    /// table exists and was defined by someone other than ingest itself.
+    async fn table_schema(&self, stream: &Stream) -> Option<JType> {
+        let (Some(catalog), Some((db, table))) = (&self.inner.catalog, &stream.plan.catalog_table)
+        else {
+            return None;
+        };
+        if !matches!(stream.plan.output, OutputFormat::Parquet(_)) {
+            return None;
+        }
+        let table = catalog.get_table(db, table).await.ok()?;
+        if table.parameters.contains_key("lakehose.stream") {
+            return None;
+        }
+        let columns = table.storage_descriptor?.columns;
+        if columns.is_empty() {
+            return None;
+        }
+        let mut fields = Vec::with_capacity(columns.len());
+        for c in columns {
+            match lakehose_catalog::schema::parse_hive_type(
+                c.data_type.as_deref().unwrap_or("string"),
+            ) {
+                Ok(t) => fields.push((c.name.to_lowercase(), t)),
+                Err(e) => {
+                    tracing::warn!(stream = %stream.name, column = %c.name, error = %e, "The catalog table's schema cannot be used; inferring instead.");
+                    return None;
+                }
+            }
+        }
+        Some(JType::Struct { fields })
     }
 
     /// Registers a delivered partition in the catalog, once per prefix and

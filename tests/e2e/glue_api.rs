@@ -802,3 +802,117 @@ fn crawlers_through_the_glue_api() {
     });
     server.terminate();
 }
+
+#[test]
+fn a_stream_converts_with_a_catalog_tables_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let glue = glue_client(&server.endpoint);
+    let client = server.client();
+    rt().block_on(async {
+        glue.create_database()
+            .database_input(DatabaseInput::builder().name("shop").build().unwrap())
+            .send()
+            .await
+            .unwrap();
+        // The user's table: three typed columns, partitioned by service.
+        let mut t = table_input(
+            "orders",
+            &[
+                ("id", "bigint"),
+                ("msg", "string"),
+                ("amount", "decimal(10,2)"),
+            ],
+        );
+        t.partition_keys = Some(vec![
+            Column::builder()
+                .name("service")
+                .r#type("string")
+                .build()
+                .unwrap(),
+        ]);
+        glue.create_table()
+            .database_name("shop")
+            .table_input(t)
+            .send()
+            .await
+            .unwrap();
+        let dest = lakehose::commands::demo::parquet_destination(
+            "shoplake",
+            "orders/service=!{partitionKeyFromQuery:service}/",
+            "errors/!{firehose:error-output-type}/",
+            "{service: .service}",
+            300,
+            Some(("shop", "orders")),
+        )
+        .unwrap();
+        client
+            .create_delivery_stream()
+            .delivery_stream_name("orders")
+            .extended_s3_destination_configuration(dest)
+            .send()
+            .await
+            .unwrap();
+        let records = vec![
+            record(
+                r#"{"id": 1, "msg": "ok", "amount": 9.5, "service": "web", "extra": "dropped"}"#,
+            ),
+            record(r#"{"id": 2, "service": "web"}"#),
+            record(r#"{"id": 3, "msg": "bad", "amount": "not a number", "service": "web"}"#),
+        ];
+        client
+            .put_record_batch()
+            .delivery_stream_name("orders")
+            .set_records(Some(records))
+            .send()
+            .await
+            .unwrap();
+    });
+    server.terminate();
+    let files = files(&dir.path().join("shoplake/orders"), ".parquet");
+    assert_eq!(files.len(), 1);
+    let batch = &read_parquet(&files[0])[0];
+    let schema = batch.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        ["id", "msg", "amount"],
+        "exactly the table's columns"
+    );
+    assert_eq!(batch.num_rows(), 2);
+    let docs = error_docs(&dir.path().join("shoplake/errors"));
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["errorCode"], "DataFormatConversion.MalformedData");
+    assert_eq!(docs[0]["errorOutputType"], "format-conversion-failed");
+    // The partition was registered in the user's table, which kept its schema.
+    let server = Server::start(dir.path(), &[]);
+    let glue = glue_client(&server.endpoint);
+    rt().block_on(async {
+        let parts = glue
+            .get_partitions()
+            .database_name("shop")
+            .table_name("orders")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(parts.partitions().len(), 1);
+        assert_eq!(parts.partitions()[0].values(), ["web"]);
+        let t = glue
+            .get_table()
+            .database_name("shop")
+            .name("orders")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            t.table()
+                .unwrap()
+                .storage_descriptor()
+                .unwrap()
+                .columns()
+                .len(),
+            3
+        );
+    });
+    server.terminate();
+}
