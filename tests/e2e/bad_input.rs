@@ -188,3 +188,37 @@ fn a_second_server_on_the_same_data_dir_is_refused() {
     );
     server.terminate();
 }
+
+#[test]
+fn malformed_glue_requests_get_glue_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let ep = server.endpoint.clone();
+    rt().block_on(async {
+        let cases: Vec<(&str, String, &str)> = vec![
+            ("AWSGlue.GetDatabase", "{not json".into(), "SerializationException"),
+            ("AWSGlue.GetDatabase", "{}".into(), "InvalidInputException"),
+            ("AWSGlue.CreateDatabase", json!({"DatabaseInput": {"Name": "x/y"}}).to_string(), "InvalidInputException"),
+            ("AWSGlue.CreateDatabase", json!({"DatabaseInput": {"Name": "d", "LocationUri": "ftp://x"}}).to_string(), "InvalidInputException"),
+            ("AWSGlue.GetTable", json!({"DatabaseName": "nope", "Name": "t"}).to_string(), "EntityNotFoundException"),
+            ("AWSGlue.GetTables", json!({"DatabaseName": "nope"}).to_string(), "EntityNotFoundException"),
+            ("AWSGlue.GetDatabases", json!({"MaxResults": 0}).to_string(), "InvalidInputException"),
+            ("AWSGlue.GetDatabases", json!({"NextToken": "%%%"}).to_string(), "InvalidInputException"),
+            ("AWSGlue.GetPartitions", json!({"DatabaseName": "nope", "TableName": "t"}).to_string(), "EntityNotFoundException"),
+            ("AWSGlue.StartCrawler", json!({"Name": "ghost"}).to_string(), "EntityNotFoundException"),
+            ("AWSGlue.CreateCrawler", json!({"Name": "c", "Role": "r", "DatabaseName": "d", "Targets": {"JdbcTargets": [{"Path": "x"}]}}).to_string(), "InvalidInputException"),
+            ("AWSGlue.CreateCrawler", json!({"Name": "c", "Role": "r", "DatabaseName": "d", "Targets": {"S3Targets": [{"Path": "s3://ok-bucket/"}]}, "Schedule": "every day"}).to_string(), "InvalidInputException"),
+            ("AWSGlue.NoSuchOperation", "{}".into(), "UnknownOperationException"),
+        ];
+        for (target, body, want) in cases {
+            let (status, v) = call(&http, &ep, Some(target), body.clone()).await;
+            assert_eq!(status, 400, "{target} {body}: {v}");
+            assert_eq!(v["__type"], want, "{target} {body}: {v}");
+            assert!(v["Message"].as_str().is_some_and(|m| !m.is_empty()), "Glue spells it Message: {v}");
+        }
+        let health = http.get(format!("{ep}/health")).send().await.unwrap();
+        assert_eq!(health.status().as_u16(), 200);
+    });
+    server.terminate();
+}
