@@ -54,6 +54,12 @@ pub struct Config {
     #[arg(long, default_value = "deprecate", value_parser = ["deprecate", "delete", "log"])]
     delete_behavior: String,
 
+    /// Read only folders this crawler has not cataloged before
+    /// (RecrawlPolicy CRAWL_NEW_FOLDERS_ONLY); table definitions are then
+    /// left as they are.
+    #[arg(long)]
+    new_folders_only: bool,
+
     /// Files sampled per folder to infer its schema.
     #[arg(long, default_value_t = crawler::DEFAULT_SAMPLE_FILES)]
     sample_files: usize,
@@ -88,6 +94,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     options.table_prefix = config.table_prefix.clone();
     options.exclusions = config.exclusions.clone();
     options.sample_files = config.sample_files.max(1);
+    options.new_folders_only = config.new_folders_only;
     options.update = match config.update_behavior.as_str() {
         "log" => UpdateBehavior::Log,
         _ => UpdateBehavior::UpdateInDatabase,

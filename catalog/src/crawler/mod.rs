@@ -23,7 +23,7 @@
 pub mod classify;
 pub mod service;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -82,6 +82,11 @@ pub struct CrawlOptions {
     pub update: UpdateBehavior,
     /// Deleted-data policy.
     pub delete: DeleteBehavior,
+    /// `RecrawlPolicy` `CRAWL_NEW_FOLDERS_ONLY`: folders already cataloged
+    /// by this crawler are not read again, and table definitions are left
+    /// as they are (update and delete behaviours are `LOG`); new folders
+    /// still add partitions and tables.
+    pub new_folders_only: bool,
 }
 
 impl CrawlOptions {
@@ -96,6 +101,7 @@ impl CrawlOptions {
             sample_bytes: DEFAULT_SAMPLE_BYTES,
             update: UpdateBehavior::UpdateInDatabase,
             delete: DeleteBehavior::DeprecateInDatabase,
+            new_folders_only: false,
         }
     }
 }
@@ -189,6 +195,11 @@ pub async fn crawl(
     let exclusions = globs
         .build()
         .map_err(|e| CrawlError::Invalid(e.to_string()))?;
+    let known = if options.new_folders_only {
+        known_folders(catalog, options).await?
+    } else {
+        HashMap::new()
+    };
     let mut found = Vec::new();
     for target in targets {
         let leaves = scan(
@@ -196,6 +207,7 @@ pub async fn crawl(
             target,
             &exclusions,
             options,
+            &known,
             progress,
             &mut summary,
         )
@@ -209,7 +221,12 @@ pub async fn crawl(
             .unwrap_or(target.bucket());
         group(target, root_name, &[], leaves, &mut found);
     }
-    apply(catalog, options, found, targets, &mut summary).await?;
+    let mut effective = options.clone();
+    if options.new_folders_only {
+        effective.update = UpdateBehavior::Log;
+        effective.delete = DeleteBehavior::Log;
+    }
+    apply(catalog, &effective, found, targets, &mut summary).await?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
@@ -220,6 +237,7 @@ async fn scan(
     target: &Location,
     exclusions: &globset::GlobSet,
     options: &CrawlOptions,
+    known: &HashMap<String, FileSchema>,
     progress: &dyn CrawlProgress,
     summary: &mut CrawlSummary,
 ) -> Result<Vec<Leaf>, CrawlError> {
@@ -253,6 +271,29 @@ async fn scan(
     }
     let mut leaves = Vec::new();
     for (segments, files) in folders {
+        let location = {
+            let rel: String = segments.iter().map(|s| format!("{s}/")).collect();
+            let key = target.key();
+            let sep = if key.is_empty() || key.ends_with('/') {
+                ""
+            } else {
+                "/"
+            };
+            format!("s3://{}/{key}{sep}{rel}", target.bucket())
+        };
+        if let Some(schema) = known.get(&location) {
+            // Cataloged before: not read again.
+            for _ in &files {
+                progress.scanned();
+            }
+            leaves.push(Leaf {
+                segments,
+                files: files.len() as u64,
+                bytes: files.iter().map(|(_, s)| *s).sum(),
+                schema: Some(schema.clone()),
+            });
+            continue;
+        }
         let mut schema: Option<FileSchema> = None;
         let mut sampled = 0;
         for (path, size) in &files {
@@ -291,6 +332,84 @@ async fn scan(
         });
     }
     Ok(leaves)
+}
+
+/// Folders this crawler cataloged before (table and partition locations),
+/// with the schema of their table.
+async fn known_folders(
+    catalog: &dyn Catalog,
+    options: &CrawlOptions,
+) -> Result<HashMap<String, FileSchema>, CrawlError> {
+    let mut known = HashMap::new();
+    let tables = match catalog.list_tables(&options.database).await {
+        Ok(t) => t,
+        Err(CatalogError::NotFound(_)) => return Ok(known),
+        Err(e) => return Err(e.into()),
+    };
+    for table in tables {
+        if table.parameters.get("UPDATED_BY_CRAWLER") != Some(&options.name) {
+            continue;
+        }
+        let Some(schema) = table_file_schema(&table) else {
+            continue;
+        };
+        if let Some(loc) = table
+            .storage_descriptor
+            .as_ref()
+            .and_then(|sd| sd.location.clone())
+        {
+            known.insert(loc, schema.clone());
+        }
+        for p in catalog
+            .get_partitions(&options.database, &table.name, None)
+            .await?
+        {
+            if let Some(loc) = p.storage_descriptor.and_then(|sd| sd.location) {
+                known.insert(loc, schema.clone());
+            }
+        }
+    }
+    Ok(known)
+}
+
+/// A cataloged table's format and columns, as a file schema.
+fn table_file_schema(table: &Table) -> Option<FileSchema> {
+    let classification = match table.parameters.get("classification")?.as_str() {
+        "parquet" => "parquet",
+        "json" => "json",
+        "csv" => "csv",
+        _ => return None,
+    };
+    let sd = table.storage_descriptor.as_ref()?;
+    let mut fields = Vec::new();
+    for c in &sd.columns {
+        fields.push((
+            c.name.clone(),
+            crate::schema::parse_hive_type(c.data_type.as_deref()?).ok()?,
+        ));
+    }
+    let csv = (classification == "csv").then(|| classify::CsvFormat {
+        delimiter: table
+            .parameters
+            .get("delimiter")
+            .and_then(|d| d.bytes().next())
+            .unwrap_or(b','),
+        header: table.parameters.contains_key("skip.header.line.count"),
+        quoted: table
+            .parameters
+            .get("areColumnsQuoted")
+            .is_some_and(|q| q == "true"),
+    });
+    Some(FileSchema {
+        classification,
+        gzip: table
+            .parameters
+            .get("compressionType")
+            .is_some_and(|c| c == "gzip"),
+        csv,
+        schema: JType::Struct { fields },
+        rows: 0,
+    })
 }
 
 async fn read_sample(

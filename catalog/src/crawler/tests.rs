@@ -278,3 +278,57 @@ async fn exclusions_and_table_prefix() {
     assert_eq!(summary.tables_created, ["db.raw_logs"]);
     assert_eq!(summary.files, 1);
 }
+
+#[tokio::test]
+async fn new_folders_only_reads_just_new_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    write(&lake, "t/day=1/a.json", b"{\"id\": 1, \"v\": 1}\n");
+    write(&lake, "t/day=2/a.json", b"{\"id\": 2, \"v\": 2}\n");
+    let storage = Storage::local(dir.path()).unwrap();
+    let catalog = EmbeddedCatalog::new(storage.clone());
+    let target = [Location::parse("s3://lake/t/").unwrap()];
+    let mut options = CrawlOptions::new("inc", "db");
+    crawl(&storage, &catalog, &target, &options, &NoProgress)
+        .await
+        .unwrap();
+
+    // An old folder changes (a new column, and now unreadable), a new one appears.
+    write(
+        &lake,
+        "t/day=1/b.json",
+        b"{\"id\": 3, \"v\": 3, \"old_folder_col\": true}\n",
+    );
+    write(&lake, "t/day=2/broken.json", b"{oops\n{oops\n");
+    write(
+        &lake,
+        "t/day=3/a.json",
+        b"{\"id\": 4, \"v\": 4, \"new_col\": 1}\n",
+    );
+    options.new_folders_only = true;
+    let summary = crawl(&storage, &catalog, &target, &options, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(summary.partitions_added, 1, "{summary:?}");
+    assert!(
+        summary.tables_updated.is_empty(),
+        "definitions stay as they are: {summary:?}"
+    );
+    assert!(
+        summary.skipped.is_empty(),
+        "old folders are not read: {:?}",
+        summary.skipped
+    );
+    let t = catalog.get_table("db", "t").await.unwrap();
+    assert_eq!(
+        cols(&t),
+        [
+            ("id".to_string(), "bigint".to_string()),
+            ("v".into(), "bigint".into())
+        ]
+    );
+    assert_eq!(
+        catalog.get_partitions("db", "t", None).await.unwrap().len(),
+        3
+    );
+}
