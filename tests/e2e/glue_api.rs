@@ -916,3 +916,195 @@ fn a_stream_converts_with_a_catalog_tables_schema() {
     });
     server.terminate();
 }
+
+/// Writes a small Parquet file.
+fn parquet_bytes() -> Vec<u8> {
+    use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let batch = RecordBatch::try_from_iter([
+        (
+            "station",
+            Arc::new(StringArray::from(vec!["s1", "s2"])) as _,
+        ),
+        ("reading", Arc::new(Float64Array::from(vec![1.5, 2.5])) as _),
+        ("seq", Arc::new(Int64Array::from(vec![1, 2])) as _),
+    ])
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    buf
+}
+
+#[test]
+fn a_glue_crawler_catalogs_hand_made_folders() {
+    use aws_sdk_glue::types::{CrawlerTargets, S3Target};
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let put = |rel: &str, data: &[u8]| {
+        let p = dir.path().join("hand").join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    };
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    // Nested, gzip'd JSON with mixed schemas in Hive partitions.
+    put(
+        "orders/region=eu/day=2026-11-01/o.json.gz",
+        &gz(b"{\"id\": 1, \"total\": 10, \"customer\": {\"name\": \"ann\", \"tier\": \"gold\"}}\n"),
+    );
+    put(
+        "orders/region=us/day=2026-11-01/o.json.gz",
+        &gz(b"{\"id\": 2, \"total\": 12.5, \"items\": [{\"sku\": \"a\", \"qty\": 2}]}\n"),
+    );
+    // CSV in unnamed (date-like) partitions.
+    put(
+        "visits/2026/11/v.csv",
+        b"page,visits,bounce\n/home,120,0.4\n/cart,30,0.1\n",
+    );
+    put(
+        "visits/2026/12/v.csv",
+        b"page,visits,bounce\n/home,99,0.3\n/help,5,0.9\n",
+    );
+    // Parquet, unpartitioned; a corrupt and an empty file beside it.
+    put("weather/w.parquet", &parquet_bytes());
+    put(
+        "weather/corrupt.parquet",
+        b"PAR1 definitely not parquet PAR1",
+    );
+    put("weather/empty.json", b"");
+
+    let server = Server::start(dir.path(), &[]);
+    let glue = glue_client(&server.endpoint);
+    rt().block_on(async {
+        let targets = CrawlerTargets::builder()
+            .s3_targets(S3Target::builder().path("s3://hand/orders/").build())
+            .s3_targets(S3Target::builder().path("s3://hand/visits/").build())
+            .s3_targets(S3Target::builder().path("s3://hand/weather/").build())
+            .build();
+        glue.create_crawler()
+            .name("hand")
+            .role("r")
+            .database_name("handmade")
+            .targets(targets)
+            .send()
+            .await
+            .unwrap();
+        glue.start_crawler().name("hand").send().await.unwrap();
+        let mut last = None;
+        for _ in 0..200 {
+            let c = glue
+                .get_crawler()
+                .name("hand")
+                .send()
+                .await
+                .unwrap()
+                .crawler()
+                .unwrap()
+                .clone();
+            if c.state().map(|s| s.as_str()) == Some("READY") && c.last_crawl().is_some() {
+                last = c.last_crawl().cloned();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let last = last.expect("the crawl finished");
+        assert_eq!(last.status().map(|s| s.as_str()), Some("SUCCEEDED"));
+        assert!(
+            last.message_prefix().unwrap().contains("2 skipped"),
+            "{last:?}"
+        );
+
+        let columns = |t: &aws_sdk_glue::types::Table| -> Vec<(String, String)> {
+            t.storage_descriptor()
+                .unwrap()
+                .columns()
+                .iter()
+                .map(|c| (c.name().to_string(), c.r#type().unwrap().to_string()))
+                .collect()
+        };
+        let keys = |t: &aws_sdk_glue::types::Table| -> Vec<String> {
+            t.partition_keys()
+                .iter()
+                .map(|k| k.name().to_string())
+                .collect()
+        };
+        let orders = glue
+            .get_table()
+            .database_name("handmade")
+            .name("orders")
+            .send()
+            .await
+            .unwrap();
+        let orders = orders.table().unwrap();
+        assert_eq!(keys(orders), ["region", "day"]);
+        assert_eq!(
+            columns(orders),
+            [
+                ("id".to_string(), "bigint".to_string()),
+                ("total".into(), "double".into()),
+                ("customer".into(), "struct<name:string,tier:string>".into()),
+                (
+                    "items".into(),
+                    "array<struct<sku:string,qty:bigint>>".into()
+                ),
+            ]
+        );
+        assert_eq!(orders.parameters().unwrap()["compressionType"], "gzip");
+        let parts = glue
+            .get_partitions()
+            .database_name("handmade")
+            .table_name("orders")
+            .expression("region = 'us'")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(parts.partitions().len(), 1);
+
+        let visits = glue
+            .get_table()
+            .database_name("handmade")
+            .name("visits")
+            .send()
+            .await
+            .unwrap();
+        let visits = visits.table().unwrap();
+        assert_eq!(keys(visits), ["partition_0", "partition_1"]);
+        assert_eq!(
+            columns(visits),
+            [
+                ("page".to_string(), "string".to_string()),
+                ("visits".into(), "bigint".into()),
+                ("bounce".into(), "double".into())
+            ]
+        );
+        assert_eq!(visits.parameters().unwrap()["skip.header.line.count"], "1");
+
+        let weather = glue
+            .get_table()
+            .database_name("handmade")
+            .name("weather")
+            .send()
+            .await
+            .unwrap();
+        let weather = weather.table().unwrap();
+        assert!(keys(weather).is_empty());
+        assert_eq!(
+            columns(weather),
+            [
+                ("station".to_string(), "string".to_string()),
+                ("reading".into(), "double".into()),
+                ("seq".into(), "bigint".into())
+            ]
+        );
+        assert_eq!(weather.parameters().unwrap()["classification"], "parquet");
+
+        let m = glue.get_crawler_metrics().send().await.unwrap();
+        assert_eq!(m.crawler_metrics_list()[0].tables_created(), 3);
+    });
+    server.terminate();
+}
