@@ -222,3 +222,37 @@ fn malformed_glue_requests_get_glue_errors() {
     });
     server.terminate();
 }
+
+#[test]
+fn unsupported_crawler_configuration_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    rt().block_on(async {
+        let body = json!({"Name": "c", "Role": "r", "DatabaseName": "d",
+            "Targets": {"S3Targets": [{"Path": "s3://ok-bucket/", "SampleSize": 5}]},
+            "Configuration": "{\"Version\": 1.0, \"Grouping\": {\"TableLevelConfiguration\": 3}}"});
+        let (status, v) = call(
+            &http,
+            &server.endpoint,
+            Some("AWSGlue.CreateCrawler"),
+            body.to_string(),
+        )
+        .await;
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["__type"], "InvalidInputException");
+        assert!(v["Message"].as_str().unwrap().contains("Grouping"), "{v}");
+        let body = json!({"Name": "c", "Role": "r", "DatabaseName": "d",
+            "Targets": {"S3Targets": [{"Path": "s3://ok-bucket/", "SampleSize": 5}]},
+            "Configuration": "{\"Version\": 1.0}"});
+        let (status, v) = call(
+            &http,
+            &server.endpoint,
+            Some("AWSGlue.CreateCrawler"),
+            body.to_string(),
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+    });
+    server.terminate();
+}

@@ -201,6 +201,35 @@ impl CrawlerService {
             parse_schedule(s).map_err(invalid)?;
         }
         options(def).map_err(invalid)?;
+        if let Some(conf) = def
+            .configuration
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+        {
+            let v: Value = serde_json::from_str(conf)
+                .map_err(|e| invalid(format!("Configuration is not valid JSON: {e}")))?;
+            if let Some(other) = v
+                .as_object()
+                .and_then(|o| o.keys().find(|k| *k != "Version"))
+            {
+                return Err(invalid(format!(
+                    "Configuration option {other:?} is not supported; lakehose crawlers group folders by compatible schemas and merge new columns by default"
+                )));
+            }
+        }
+        if def
+            .targets
+            .get("S3Targets")
+            .and_then(Value::as_array)
+            .is_some_and(|t| {
+                t.iter()
+                    .any(|t| t.get("SampleSize").is_some() || t.get("EventQueueArn").is_some())
+            })
+        {
+            return Err(invalid(
+                "S3Targets SampleSize and EventQueueArn are not supported".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -427,6 +456,15 @@ impl CrawlerService {
                 let locations: Vec<Location> = targets.iter().map(|(l, _)| l.clone()).collect();
                 let mut options = options;
                 options.exclusions = targets.into_iter().flat_map(|(_, e)| e).collect();
+                // S3Targets SampleSize: files read per leaf folder.
+                if let Some(n) = def
+                    .targets
+                    .get("S3Targets")
+                    .and_then(Value::as_array)
+                    .and_then(|t| t.iter().filter_map(|t| t.get("SampleSize")?.as_u64()).max())
+                {
+                    options.sample_files = n.clamp(1, 249) as usize;
+                }
                 crawl(
                     &self.storage,
                     self.catalog.as_ref(),
