@@ -221,13 +221,10 @@ impl CrawlerService {
             .targets
             .get("S3Targets")
             .and_then(Value::as_array)
-            .is_some_and(|t| {
-                t.iter()
-                    .any(|t| t.get("SampleSize").is_some() || t.get("EventQueueArn").is_some())
-            })
+            .is_some_and(|t| t.iter().any(|t| t.get("EventQueueArn").is_some()))
         {
             return Err(invalid(
-                "S3Targets SampleSize and EventQueueArn are not supported".into(),
+                "S3Targets EventQueueArn (event-mode crawls) is not supported".into(),
             ));
         }
         Ok(())
