@@ -7,6 +7,7 @@
 //! ```text
 //! Athena API · `lakehose sql` · Postgres wire ──▶ query (DataFusion) ──▶ catalog + object store
 //! ```
-//!
-//! This crate is intentionally empty until the query capability lands; nothing
-//! here pretends to work yet.
+
+pub mod output;
+
+pub use output::{QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType};
