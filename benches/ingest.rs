@@ -83,6 +83,9 @@ fn e2e_http(c: &mut Criterion) {
             listen: "127.0.0.1:0".parse().expect("addr"),
             wal_dir: None,
             max_buffer_bytes: 1024 * 1024 * 1024,
+            pg_listen: "127.0.0.1:0".parse().expect("addr"),
+            max_concurrent_queries: 4,
+            engine: Default::default(),
         }))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());

@@ -55,6 +55,13 @@ pub enum Command {
     /// Crawl s3:// paths: classify files (Parquet, JSON lines, CSV/TSV,
     /// gzip), infer schemas and partitions, and write tables to the catalog.
     Crawl(commands::crawl::Config),
+    /// Run SQL once (Athena/Presto dialect, DDL included) against the data
+    /// folder or a running server, print the results and exit non-zero on
+    /// failure.
+    Query(commands::query::QueryConfig),
+    /// Interactive SQL shell: line editing, history, multi-line statements,
+    /// tab completion of tables and columns.
+    Sql(commands::query::SqlConfig),
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -65,6 +72,8 @@ pub fn run() -> ExitCode {
         Command::Serve(config) => commands::serve::run(config),
         Command::Demo(config) => commands::demo::run(config),
         Command::Crawl(config) => commands::crawl::run(config),
+        Command::Query(config) => commands::query::run_query(config),
+        Command::Sql(config) => commands::query::run_sql(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

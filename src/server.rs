@@ -21,6 +21,8 @@ use lakehose_catalog::crawler::service::CrawlerService;
 use lakehose_catalog::glue::{self, GlueApi};
 use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
 use lakehose_ingest::{IngestConfig, IngestService, firehose};
+use lakehose_query::live::{LiveBuffer, LiveSource};
+use lakehose_query::{EngineConfig, QueryEngine};
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
@@ -39,6 +41,37 @@ pub struct ServerOptions {
     pub wal_dir: Option<PathBuf>,
     /// Bytes accepted but not yet delivered before requests get 503.
     pub max_buffer_bytes: u64,
+    /// Query engine settings (memory, spill folder, timeout).
+    pub engine: EngineConfig,
+    /// The Postgres wire address.
+    pub pg_listen: SocketAddr,
+    /// Athena queries run at once.
+    pub max_concurrent_queries: usize,
+}
+
+/// Records acknowledged by ingest but not yet delivered, for queries.
+struct IngestLive(IngestService);
+
+impl std::fmt::Debug for IngestLive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IngestLive")
+    }
+}
+
+impl LiveSource for IngestLive {
+    fn pending(&self, database: &str, table: &str) -> Vec<LiveBuffer> {
+        self.0
+            .pending_records(database, table)
+            .into_iter()
+            .map(|p| LiveBuffer {
+                folder: p.folder,
+                object_suffix: p.object_suffix,
+                records: p.records,
+                lowercase_keys: p.lowercase_keys,
+                dots_to_underscores: p.dots_to_underscores,
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone)]

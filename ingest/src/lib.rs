@@ -34,7 +34,7 @@ pub mod template;
 pub mod wal;
 
 pub use error::{Error, Result};
-pub use service::{IngestConfig, IngestService};
+pub use service::{IngestConfig, IngestService, PendingBuffer};
 
 /// The NDJSON route, ready to merge into the server's router.
 pub fn router(service: IngestService) -> axum::Router {

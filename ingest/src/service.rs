@@ -30,7 +30,7 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
 use lakehose_catalog::awsjson::AwsError;
-use lakehose_catalog::{CatalogRef, Storage};
+use lakehose_catalog::{CatalogRef, Location, Storage};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use tokio::sync::{Notify, Semaphore};
@@ -111,6 +111,9 @@ struct Stream {
     plan: DeliveryPlan,
     def: Mutex<StreamDefinition>,
     buffers: Mutex<HashMap<BufferKey, Buffer>>,
+    /// Buffers taken for delivery whose objects are not written yet (kept
+    /// visible to queries until they are).
+    flushing: Mutex<Vec<(u64, BufferKey, Arc<Vec<Buffered>>)>>,
     schema: Mutex<JType>,
     deleting: AtomicBool,
     /// Puts hold it shared while they append; delete takes it exclusively.
@@ -173,6 +176,25 @@ struct Inner {
     wake: Notify,
     closing: AtomicBool,
     control: tokio::sync::Mutex<()>,
+}
+
+static FLUSH_IDS: AtomicU64 = AtomicU64::new(0);
+
+/// Records of one buffer not yet written to an object.
+#[derive(Debug, Clone)]
+pub struct PendingBuffer {
+    /// The folder its object will be written to.
+    pub folder: Location,
+    /// How that object's name will end (it derives from the buffer's first
+    /// write-ahead-log position): once a listing shows an object with this
+    /// suffix in `folder`, these records are in it.
+    pub object_suffix: String,
+    /// The records as received (JSON).
+    pub records: Vec<Bytes>,
+    /// Keys are lowercased when converted.
+    pub lowercase_keys: bool,
+    /// Dots in keys become underscores when converted.
+    pub dots_to_underscores: bool,
 }
 
 /// The ingest service. Cloning shares it.
@@ -350,6 +372,57 @@ impl IngestService {
         &self.inner.storage
     }
 
+    /// Records accepted (durable in the write-ahead log) but not yet in
+    /// objects, of the streams that register into catalog table
+    /// `database.table`: what queries add to the table's files so a record
+    /// is queryable as soon as it is acknowledged.
+    pub fn pending_records(&self, database: &str, table: &str) -> Vec<PendingBuffer> {
+        let streams: Vec<Arc<Stream>> = self
+            .inner
+            .streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|s| {
+                matches!(s.plan.output, OutputFormat::Parquet(_))
+                    && s.plan
+                        .catalog_table
+                        .as_ref()
+                        .is_some_and(|(d, t)| d == database && t == table)
+            })
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for stream in streams {
+            let mut push = |key: &BufferKey, records: &[Buffered]| {
+                if key.error || records.is_empty() {
+                    return;
+                }
+                let Ok(folder) = stream.plan.bucket.join(&key.prefix) else {
+                    return;
+                };
+                let first = records[0].pos;
+                out.push(PendingBuffer {
+                    folder,
+                    object_suffix: format!(
+                        "-{:016x}-{:08x}{}",
+                        first.seq, first.idx, stream.plan.extension
+                    ),
+                    records: records.iter().map(|r| r.data.clone()).collect(),
+                    lowercase_keys: stream.plan.lowercase_keys,
+                    dots_to_underscores: stream.plan.dots_to_underscores,
+                });
+            };
+            for (_, key, records) in lock(&stream.flushing).iter() {
+                push(key, records);
+            }
+            for (key, buffer) in lock(&stream.buffers).iter() {
+                push(key, &buffer.records);
+            }
+        }
+        out
+    }
+
     /// Bytes accepted but not yet delivered.
     pub fn buffered_bytes(&self) -> u64 {
         self.inner.buffered.load(Ordering::Relaxed)
@@ -390,6 +463,7 @@ impl IngestService {
             schema: Mutex::new(def.schema.clone().unwrap_or(JType::Null)),
             def: Mutex::new(def),
             buffers: Mutex::new(HashMap::new()),
+            flushing: Mutex::new(Vec::new()),
             deleting: AtomicBool::new(false),
             puts: tokio::sync::RwLock::new(()),
             inflight: AtomicUsize::new(0),
@@ -855,8 +929,14 @@ impl IngestService {
             stream.inflight.fetch_add(1, Ordering::SeqCst);
             let service = self.clone();
             let stream = Arc::clone(stream);
+            let records = Arc::new(buffer.records);
+            let flush_id = FLUSH_IDS.fetch_add(1, Ordering::Relaxed);
+            lock(&stream.flushing).push((flush_id, key.clone(), Arc::clone(&records)));
             tokio::spawn(async move {
-                service.run_flush(&stream, key, buffer.records, None).await;
+                let owned = Arc::unwrap_or_clone(Arc::clone(&records));
+                drop(records);
+                service.run_flush(&stream, key, owned, None).await;
+                lock(&stream.flushing).retain(|(id, _, _)| *id != flush_id);
                 service.inner.inflight.fetch_sub(1, Ordering::SeqCst);
                 stream.inflight.fetch_sub(1, Ordering::SeqCst);
                 service.inner.idle.notify_waiters();

@@ -168,6 +168,12 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     for task in fleet {
         let _ = task.await;
     }
+    live_answers(
+        &endpoint,
+        metrics.records_delivered.get(),
+        counters.acked.load(Ordering::Relaxed),
+    )
+    .await;
     println!("stopping: delivering every buffer...");
     running.shutdown().await?;
 
@@ -192,6 +198,68 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     crawl_landing(&config.server.data_dir, &config.bucket).await?;
     print_catalog(&config.server.data_dir).await?;
     Ok(())
+}
+
+/// Questions analysts ask of the logs, answered through the Athena API
+/// while the server still holds part of the records in its buffers (they
+/// are counted too).
+const LIVE_QUESTIONS: &[(&str, &str)] = &[
+    (
+        "requests, errors and p95 latency per service",
+        "SELECT service, count(*) AS requests, count_if(status >= 500) AS errors, \
+         round(approx_percentile(latency_ms, 0.95), 1) AS p95_ms \
+         FROM demo.app_logs GROUP BY service ORDER BY requests DESC",
+    ),
+    (
+        "top paths",
+        "SELECT path, count(*) AS requests, round(avg(latency_ms), 1) AS avg_ms \
+         FROM demo.app_logs GROUP BY path ORDER BY requests DESC LIMIT 5",
+    ),
+    (
+        "error rate per service per minute (last 3 minutes)",
+        "SELECT service, date_trunc('minute', \"timestamp\") AS minute, count(*) AS requests, \
+         round(100.0 * count_if(status >= 500) / count(*), 2) AS error_pct \
+         FROM demo.app_logs \
+         WHERE \"timestamp\" >= (SELECT date_trunc('minute', max(\"timestamp\")) - INTERVAL '2' MINUTE FROM demo.app_logs) \
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    ),
+];
+
+async fn live_answers(endpoint: &str, delivered: u64, acked: u64) {
+    let target = super::query::Target {
+        data_dir: PathBuf::new(),
+        endpoint: Some(endpoint.to_string()),
+        database: "demo".into(),
+        workgroup: "primary".into(),
+        format: super::query::Format::Table,
+        output: None,
+        memory_limit_mb: 0,
+    };
+    let backend = match super::query::Backend::open(&target).await {
+        Ok(b) => b,
+        Err(e) => {
+            println!("could not query: {e:#}");
+            return;
+        }
+    };
+    println!(
+        "\nlive answers through the Athena API ({} of {acked} acknowledged records are still in buffers, and counted):",
+        acked.saturating_sub(delivered)
+    );
+    for (title, sql) in LIVE_QUESTIONS {
+        println!("\n{title}:");
+        match backend.run(sql, "demo").await {
+            Ok(answer) => {
+                let mut out = std::io::stdout().lock();
+                if let Err(e) = super::query::render(&answer, super::query::Format::Table, &mut out)
+                {
+                    println!("  could not print: {e:#}");
+                }
+            }
+            Err(e) => println!("  failed: {e:#}"),
+        }
+    }
+    println!();
 }
 
 /// Crawls what the fleet shipped, as a Glue crawler would, into the

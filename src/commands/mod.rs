@@ -2,4 +2,5 @@
 
 pub mod crawl;
 pub mod demo;
+pub mod query;
 pub mod serve;

@@ -31,6 +31,28 @@ pub struct ServerArgs {
     /// Tokio worker threads [default: one per core].
     #[arg(long, env = "LAKEHOSE_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+
+    /// PostgreSQL wire protocol address (psql, BI tools). Loopback by
+    /// default.
+    #[arg(long, env = "LAKEHOSE_PG_LISTEN", default_value = "127.0.0.1:5433")]
+    pub pg_listen: SocketAddr,
+
+    /// MiB of memory for query operators (joins, sorts, aggregations);
+    /// past it they spill to disk.
+    #[arg(long, env = "LAKEHOSE_QUERY_MEMORY_MB", default_value_t = 4096)]
+    pub query_memory_mb: usize,
+
+    /// Folder for query spill files [default: the OS temporary folder].
+    #[arg(long, env = "LAKEHOSE_SPILL_DIR")]
+    pub spill_dir: Option<PathBuf>,
+
+    /// Seconds after which a query fails with a timeout.
+    #[arg(long, env = "LAKEHOSE_QUERY_TIMEOUT_SECS", default_value_t = 1800)]
+    pub query_timeout_secs: u64,
+
+    /// Queries run at once through the Athena API; more wait QUEUED.
+    #[arg(long, env = "LAKEHOSE_MAX_CONCURRENT_QUERIES", default_value_t = 4)]
+    pub max_concurrent_queries: usize,
 }
 
 impl ServerArgs {
@@ -41,6 +63,16 @@ impl ServerArgs {
             listen: self.listen,
             wal_dir: self.wal_dir.clone(),
             max_buffer_bytes: self.max_buffer_mb.max(1) * 1024 * 1024,
+            pg_listen: self.pg_listen,
+            max_concurrent_queries: self.max_concurrent_queries.max(1),
+            engine: lakehose_query::EngineConfig {
+                memory_limit: self.query_memory_mb.max(64) << 20,
+                spill_dir: self.spill_dir.clone(),
+                query_timeout: Some(std::time::Duration::from_secs(
+                    self.query_timeout_secs.max(1),
+                )),
+                ..Default::default()
+            },
         }
     }
 }

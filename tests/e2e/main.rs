@@ -4,6 +4,7 @@
 
 mod util;
 
+mod athena;
 mod bad_input;
 mod crash;
 mod delivery;

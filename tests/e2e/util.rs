@@ -16,6 +16,8 @@ use serde_json::Value;
 pub struct Server {
     child: Child,
     pub endpoint: String,
+    /// The Postgres wire address.
+    pub pg_addr: String,
 }
 
 impl Server {
@@ -25,7 +27,14 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--pg-listen",
+                "127.0.0.1:0",
+                "--log",
+                "warn",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -41,9 +50,21 @@ impl Server {
             .strip_prefix("lakehose listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
             .to_string();
+        let second = lines
+            .next()
+            .expect("the server printed one line only")
+            .expect("read stdout");
+        let pg_addr = second
+            .strip_prefix("postgres wire listening on ")
+            .unwrap_or_else(|| panic!("unexpected second line {second:?}"))
+            .to_string();
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, endpoint }
+        Server {
+            child,
+            endpoint,
+            pg_addr,
+        }
     }
 
     /// A Firehose client for this server.

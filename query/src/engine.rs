@@ -1,0 +1,466 @@
+//! The engine: a DataFusion session whose catalog is the lakehose catalog
+//! (`awsdatacatalog`, one schema per database), bounded memory that spills
+//! to disk, and the dispatch of each statement to DataFusion or to the
+//! Athena DDL/DML implementation.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session};
+use datafusion::common::DataFusionError;
+use datafusion::datasource::{TableProvider, ViewTable};
+use datafusion::execution::TaskContext;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use lakehose_catalog::{CatalogError, CatalogRef, Storage};
+use url::Url;
+
+use crate::output::{
+    QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType,
+};
+use crate::table::{LakeTable, WAREHOUSE_URL};
+use crate::text::ScanCounter;
+
+/// The catalog name queries see (`awsdatacatalog.db.table`).
+pub const CATALOG_NAME: &str = "awsdatacatalog";
+
+/// How deep views may refer to views.
+const MAX_VIEW_DEPTH: usize = 16;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Memory for operators (joins, sorts, aggregations); past it they spill
+    /// to disk.
+    pub memory_limit: usize,
+    /// Where spill files go (the OS temporary folder when unset).
+    pub spill_dir: Option<PathBuf>,
+    /// Parallelism of each query.
+    pub target_partitions: usize,
+    /// Rows per batch.
+    pub batch_size: usize,
+    /// A query running longer fails with a timeout.
+    pub query_timeout: Option<Duration>,
+    /// The bucket that holds tables created without a location (CTAS
+    /// without `external_location`, in databases without a location).
+    pub warehouse_bucket: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            memory_limit: 4 << 30,
+            spill_dir: None,
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            batch_size: 8192,
+            query_timeout: Some(Duration::from_secs(30 * 60)),
+            warehouse_bucket: "lakehose-warehouse".into(),
+        }
+    }
+}
+
+/// Per-query counters, reachable from table scans through the session
+/// config.
+#[derive(Debug, Default)]
+pub struct QueryStats {
+    /// Bytes of the files the scans planned to read.
+    pub planned_bytes: AtomicU64,
+    /// Bytes read by text scans.
+    pub text_bytes: ScanCounter,
+}
+
+/// Adds planned file sizes to the query's counters.
+pub fn record_planned_files(state: &dyn Session, sizes: impl Iterator<Item = u64>) {
+    if let Some(stats) = state.config().get_extension::<QueryStats>() {
+        stats
+            .planned_bytes
+            .fetch_add(sizes.sum(), Ordering::Relaxed);
+    }
+}
+
+/// The query's text-scan byte counter.
+pub fn scan_counter(state: &dyn Session) -> ScanCounter {
+    state
+        .config()
+        .get_extension::<QueryStats>()
+        .map(|s| Arc::clone(&s.text_bytes))
+        .unwrap_or_default()
+}
+
+/// The query engine. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct QueryEngine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) catalog: CatalogRef,
+    pub(crate) storage: Storage,
+    pub(crate) runtime: Arc<RuntimeEnv>,
+    pub(crate) config: EngineConfig,
+    pub(crate) live: std::sync::OnceLock<crate::live::LiveSourceRef>,
+    default_database: tokio::sync::OnceCell<()>,
+}
+
+impl QueryEngine {
+    /// An engine over `catalog`, reading data from `storage`.
+    pub fn new(
+        catalog: CatalogRef,
+        storage: Storage,
+        config: EngineConfig,
+    ) -> Result<Self, QueryError> {
+        let internal =
+            |e: DataFusionError| QueryError::new(QueryErrorKind::Internal, e.to_string());
+        let mut disk = DiskManagerBuilder::default();
+        if let Some(dir) = &config.spill_dir {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                QueryError::new(
+                    QueryErrorKind::Internal,
+                    format!("could not create the spill folder {}: {e}", dir.display()),
+                )
+            })?;
+            disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.clone()]));
+        }
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit)))
+            .with_disk_manager_builder(disk)
+            .build_arc()
+            .map_err(internal)?;
+        let url = Url::parse(WAREHOUSE_URL).expect("valid warehouse URL");
+        runtime.register_object_store(&url, Arc::clone(storage.store()));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                catalog,
+                storage,
+                runtime,
+                config,
+                live: std::sync::OnceLock::new(),
+                default_database: tokio::sync::OnceCell::new(),
+            }),
+        })
+    }
+
+    /// Makes records acknowledged by ingest but not yet written visible to
+    /// queries (set once; later calls are ignored).
+    pub fn set_live_source(&self, live: crate::live::LiveSourceRef) {
+        let _ = self.inner.live.set(live);
+    }
+
+    /// Creates the `default` database when missing (Athena always has
+    /// one).
+    pub async fn ensure_default_database(&self) -> Result<(), QueryError> {
+        self.inner
+            .default_database
+            .get_or_try_init(|| async {
+                let db = lakehose_catalog::model::Database {
+                    name: "default".into(),
+                    description: Some("Default database".into()),
+                    ..Default::default()
+                };
+                match self.inner.catalog.create_database(db).await {
+                    Ok(()) | Err(CatalogError::AlreadyExists(_)) => Ok(()),
+                    Err(e) => Err(QueryError::new(QueryErrorKind::Internal, e.to_string())),
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &CatalogRef {
+        &self.inner.catalog
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// A DataFusion context for one query in `database`.
+    pub fn context(
+        &self,
+        database: &str,
+        stats: Arc<QueryStats>,
+    ) -> Result<SessionContext, DataFusionError> {
+        context_for(&self.inner, database, stats, 0, true)
+    }
+
+    /// A context for a query that ran out of memory: joins become
+    /// sort-merge joins whose sorts spill to disk, instead of hash joins
+    /// whose build side must fit in memory.
+    pub fn low_memory_context(
+        &self,
+        database: &str,
+        stats: Arc<QueryStats>,
+    ) -> Result<SessionContext, DataFusionError> {
+        context_for(&self.inner, database, stats, 0, false)
+    }
+
+    /// Runs one statement.
+    pub async fn execute(&self, request: QueryRequest) -> Result<QueryOutput, QueryError> {
+        let run = crate::statement::run(self.clone(), request);
+        match self.inner.config.query_timeout {
+            Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
+                Err(QueryError::new(
+                    QueryErrorKind::Limit,
+                    format!(
+                        "Query exhausted resources at this scale factor: it ran longer than the {} s timeout",
+                        limit.as_secs()
+                    ),
+                ))
+            }),
+            None => run.await,
+        }
+    }
+
+    /// Plans and runs a logical plan, returning its rows and the bytes it
+    /// read.
+    pub async fn collect(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+        stats: &QueryStats,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>, u64), DataFusionError> {
+        let physical = ctx.state().create_physical_plan(&plan).await?;
+        let schema = physical.schema();
+        let task: Arc<TaskContext> = ctx.task_ctx();
+        let batches = collect(Arc::clone(&physical), task).await?;
+        let bytes = scanned_bytes(&physical) + stats.text_bytes.load(Ordering::Relaxed);
+        Ok((schema, batches, bytes))
+    }
+
+    /// The physical plan of a logical plan (for streaming writers).
+    pub async fn physical(
+        &self,
+        ctx: &SessionContext,
+        plan: &LogicalPlan,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        ctx.state().create_physical_plan(plan).await
+    }
+}
+
+/// Bytes the Parquet scans of an executed plan read.
+pub fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.sum_by_name("bytes_scanned"))
+        .map(|v| v.as_usize() as u64)
+        .unwrap_or(0);
+    own + plan
+        .children()
+        .iter()
+        .map(|c| scanned_bytes(c))
+        .sum::<u64>()
+}
+
+fn context_for(
+    inner: &Arc<Inner>,
+    database: &str,
+    stats: Arc<QueryStats>,
+    depth: usize,
+    prefer_hash_join: bool,
+) -> Result<SessionContext, DataFusionError> {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG_NAME, database)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(false)
+        .with_target_partitions(inner.config.target_partitions)
+        .with_batch_size(inner.config.batch_size)
+        .with_extension(stats);
+    {
+        let options = config.options_mut();
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        options.sql_parser.enable_ident_normalization = true;
+        options.optimizer.prefer_hash_join = prefer_hash_join;
+    }
+    let state: SessionState = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(Arc::clone(&inner.runtime))
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    ctx.register_catalog(
+        CATALOG_NAME,
+        Arc::new(LakeCatalog {
+            inner: Arc::downgrade(inner),
+            depth,
+        }),
+    );
+    crate::functions::register(&ctx)?;
+    Ok(ctx)
+}
+
+#[async_trait]
+impl SqlRunner for QueryEngine {
+    async fn run(&self, request: QueryRequest) -> Result<QueryOutput, QueryError> {
+        self.execute(request).await
+    }
+}
+
+/// The lakehose catalog as DataFusion's `awsdatacatalog`.
+#[derive(Debug)]
+struct LakeCatalog {
+    inner: Weak<Inner>,
+    depth: usize,
+}
+
+impl CatalogProvider for LakeCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        Some(Arc::new(LakeSchema {
+            inner: self.inner.clone(),
+            database: name.to_ascii_lowercase(),
+            depth: self.depth,
+        }))
+    }
+}
+
+/// One database as a DataFusion schema; tables are looked up in the
+/// catalog when a query names them.
+#[derive(Debug)]
+struct LakeSchema {
+    inner: Weak<Inner>,
+    database: String,
+    depth: usize,
+}
+
+#[async_trait]
+impl SchemaProvider for LakeSchema {
+    fn table_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let Some(inner) = self.inner.upgrade() else {
+            return Ok(None);
+        };
+        let table = match inner.catalog.get_table(&self.database, name).await {
+            Ok(t) => t,
+            Err(CatalogError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(DataFusionError::External(Box::new(e))),
+        };
+        if table.table_type.as_deref() == Some("VIRTUAL_VIEW") {
+            if self.depth >= MAX_VIEW_DEPTH {
+                return Err(DataFusionError::Plan(format!(
+                    "view {}.{name} nests more than {MAX_VIEW_DEPTH} views deep (does it refer to itself?)",
+                    self.database
+                )));
+            }
+            let sql = table
+                .view_original_text
+                .clone()
+                .or_else(|| table.view_expanded_text.clone())
+                .ok_or_else(|| {
+                    DataFusionError::Plan(format!("view {}.{name} has no SQL text", self.database))
+                })?;
+            let ctx = context_for(&inner, &self.database, Arc::default(), self.depth + 1, true)?;
+            let plan = crate::statement::plan_query(&ctx, &sql)
+                .await
+                .map_err(|e| {
+                    DataFusionError::Plan(format!("view {}.{name} is invalid: {e}", self.database))
+                })?;
+            return Ok(Some(Arc::new(ViewTable::new(plan, Some(sql)))));
+        }
+        if crate::delta::is_delta(&table) {
+            return crate::delta::provider(&inner.storage, &table)
+                .await
+                .map(Some)
+                .map_err(|e| {
+                    DataFusionError::Plan(format!("table {}.{name}: {e}", self.database))
+                });
+        }
+        let provider = LakeTable::new(
+            Arc::clone(&inner.catalog),
+            inner.storage.clone(),
+            &self.database,
+            table,
+            inner.live.get().cloned(),
+        )
+        .map_err(DataFusionError::Plan)?;
+        Ok(Some(Arc::new(provider)))
+    }
+
+    fn table_exist(&self, _name: &str) -> bool {
+        false
+    }
+}
+
+/// Maps an engine error to Athena's categories and wording.
+pub fn classify(error: DataFusionError) -> QueryError {
+    let root = error.find_root();
+    let (kind, message) = match root {
+        DataFusionError::SQL(e, _) => (QueryErrorKind::Syntax, format!("SYNTAX_ERROR: {e}")),
+        DataFusionError::ResourcesExhausted(m) => (
+            QueryErrorKind::Limit,
+            format!("Query exhausted resources: {m}"),
+        ),
+        DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_)
+            if root.to_string().contains("table '") =>
+        {
+            let m = root.to_string();
+            if let Some(rest) = m.find("table '").map(|i| &m[i + 7..])
+                && let Some(end) = rest.find("' not found")
+            {
+                (
+                    QueryErrorKind::Semantic,
+                    format!("TABLE_NOT_FOUND: Table '{}' does not exist", &rest[..end]),
+                )
+            } else {
+                (QueryErrorKind::Semantic, m)
+            }
+        }
+        DataFusionError::SchemaError(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::NotImplemented(_) => (QueryErrorKind::Semantic, root.to_string()),
+        DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => {
+            (QueryErrorKind::Data, root.to_string())
+        }
+        _ => (QueryErrorKind::Internal, root.to_string()),
+    };
+    QueryError::new(kind, message)
+}
+
+/// Splits SQL text into its statements.
+pub fn parse_statements(sql: &str) -> Result<Vec<DFStatement>, QueryError> {
+    DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+        .map(|s| s.into_iter().collect())
+        .map_err(|e| QueryError::new(QueryErrorKind::Syntax, format!("SYNTAX_ERROR: {e}")))
+}
+
+/// The result of statements that return no rows.
+pub fn empty_output(kind: StatementType, substatement: &str) -> QueryOutput {
+    QueryOutput {
+        statement_type: kind,
+        substatement_type: substatement.into(),
+        schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+        batches: Vec::new(),
+        update_count: None,
+        bytes_scanned: 0,
+    }
+}

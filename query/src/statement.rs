@@ -1,0 +1,271 @@
+//! Running one statement: parameters, dispatch to the DDL/DML
+//! implementation or to DataFusion, limits.
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::engine::{CATALOG_NAME, QueryEngine, QueryStats, classify, parse_statements};
+use crate::output::{QueryError, QueryErrorKind, QueryOutput, QueryRequest, StatementType};
+
+/// The database a request runs in.
+pub fn current_database(request: &QueryRequest) -> String {
+    request
+        .database
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .unwrap_or("default")
+        .to_ascii_lowercase()
+}
+
+pub(crate) async fn run(
+    engine: QueryEngine,
+    request: QueryRequest,
+) -> Result<QueryOutput, QueryError> {
+    if let Some(catalog) = request.catalog.as_deref()
+        && !catalog.is_empty()
+        && !catalog.eq_ignore_ascii_case(CATALOG_NAME)
+    {
+        return Err(QueryError::new(
+            QueryErrorKind::Semantic,
+            format!("CATALOG_NOT_FOUND: Catalog '{catalog}' does not exist"),
+        ));
+    }
+    let sql = bind_parameters(&request.sql, &request.parameters)?;
+    if sql.trim().trim_end_matches(';').trim().is_empty() {
+        return Err(QueryError::new(
+            QueryErrorKind::Syntax,
+            "SYNTAX_ERROR: the query is empty",
+        ));
+    }
+    let database = current_database(&request);
+    if database == "default" {
+        engine.ensure_default_database().await?;
+    }
+    let output = if let Some(statement) = crate::ddl::parse(&sql)? {
+        crate::catalog_ops::execute(&engine, &database, statement).await?
+    } else {
+        select(&engine, &database, &sql).await?
+    };
+    if let Some(cutoff) = request.bytes_scanned_cutoff
+        && output.bytes_scanned > cutoff
+    {
+        return Err(QueryError::new(
+            QueryErrorKind::Limit,
+            format!(
+                "Query cancelled! : Bytes scanned limit was exceeded (scanned {} bytes, the workgroup allows {cutoff})",
+                output.bytes_scanned
+            ),
+        ));
+    }
+    Ok(output)
+}
+
+/// Parses one query statement (SELECT, WITH, VALUES, EXPLAIN), applies the
+/// Presto rewrites and plans it.
+pub async fn plan_query(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, QueryError> {
+    let mut statements = parse_statements(sql)?;
+    if statements.len() != 1 {
+        return Err(QueryError::new(
+            QueryErrorKind::Syntax,
+            format!(
+                "SYNTAX_ERROR: expected one statement, found {}",
+                statements.len()
+            ),
+        ));
+    }
+    let mut statement = statements.remove(0);
+    match &mut statement {
+        DFStatement::Statement(s) => {
+            match s.as_ref() {
+                Statement::Query(_) | Statement::Explain { .. } => {}
+                other => {
+                    return Err(QueryError::new(
+                        QueryErrorKind::Semantic,
+                        format!(
+                            "NOT_SUPPORTED: this statement is not supported: {}",
+                            first_words(&other.to_string())
+                        ),
+                    ));
+                }
+            }
+            crate::dialect::rewrite(s).map_err(|e| QueryError::new(QueryErrorKind::Semantic, e))?;
+        }
+        DFStatement::Explain(explain) => {
+            if let DFStatement::Statement(s) = explain.statement.as_mut() {
+                crate::dialect::rewrite(s)
+                    .map_err(|e| QueryError::new(QueryErrorKind::Semantic, e))?;
+            }
+        }
+        _ => {
+            return Err(QueryError::new(
+                QueryErrorKind::Semantic,
+                "NOT_SUPPORTED: this statement is not supported (use Athena's DDL: CREATE EXTERNAL TABLE ... LOCATION 's3://...')",
+            ));
+        }
+    }
+    ctx.state()
+        .statement_to_plan(statement)
+        .await
+        .map_err(classify)
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+async fn select(
+    engine: &QueryEngine,
+    database: &str,
+    sql: &str,
+) -> Result<QueryOutput, QueryError> {
+    match select_with(engine, database, sql, false).await {
+        // Hash joins cannot spill; run again with joins that can.
+        Err(e)
+            if e.kind == QueryErrorKind::Limit
+                && e.message.starts_with("Query exhausted resources") =>
+        {
+            tracing::info!("query ran out of memory; re-running it with spilling sort-merge joins");
+            select_with(engine, database, sql, true).await
+        }
+        other => other,
+    }
+}
+
+async fn select_with(
+    engine: &QueryEngine,
+    database: &str,
+    sql: &str,
+    low_memory: bool,
+) -> Result<QueryOutput, QueryError> {
+    let stats = Arc::new(QueryStats::default());
+    let ctx = if low_memory {
+        engine.low_memory_context(database, Arc::clone(&stats))
+    } else {
+        engine.context(database, Arc::clone(&stats))
+    }
+    .map_err(classify)?;
+    let plan = plan_query(&ctx, sql).await?;
+    let (statement_type, substatement) = match &plan {
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => (StatementType::Utility, "EXPLAIN"),
+        _ => (StatementType::Dml, "SELECT"),
+    };
+    let (schema, batches, bytes_scanned) =
+        engine.collect(&ctx, plan, &stats).await.map_err(classify)?;
+    Ok(QueryOutput {
+        statement_type,
+        substatement_type: substatement.into(),
+        schema,
+        batches,
+        update_count: None,
+        bytes_scanned,
+    })
+}
+
+/// Replaces each `?` placeholder with the next parameter, which must be
+/// one SQL literal (a number, a quoted string, `NULL`, `TRUE`, `FALSE`, or
+/// a typed literal such as `DATE '2024-01-01'`).
+pub fn bind_parameters(sql: &str, parameters: &[String]) -> Result<String, QueryError> {
+    let dialect = GenericDialect {};
+    let tokens = match Tokenizer::new(&dialect, sql).tokenize() {
+        Ok(t) => t,
+        Err(e) if parameters.is_empty() => {
+            let _ = e;
+            return Ok(sql.to_string());
+        }
+        Err(e) => {
+            return Err(QueryError::new(
+                QueryErrorKind::Syntax,
+                format!("SYNTAX_ERROR: {e}"),
+            ));
+        }
+    };
+    let placeholders = tokens
+        .iter()
+        .filter(|t| matches!(t, Token::Placeholder(p) if p == "?"))
+        .count();
+    if placeholders == 0 && parameters.is_empty() {
+        return Ok(sql.to_string());
+    }
+    if placeholders != parameters.len() {
+        return Err(QueryError::new(
+            QueryErrorKind::Semantic,
+            format!(
+                "The query has {placeholders} parameter placeholder(s) but {} execution parameter(s) were given",
+                parameters.len()
+            ),
+        ));
+    }
+    for (i, p) in parameters.iter().enumerate() {
+        validate_literal(p).map_err(|why| {
+            QueryError::new(
+                QueryErrorKind::Semantic,
+                format!(
+                    "Execution parameter {} ({p:?}) is not a SQL literal: {why}",
+                    i + 1
+                ),
+            )
+        })?;
+    }
+    let mut next = parameters.iter();
+    let mut out = String::with_capacity(sql.len());
+    for t in &tokens {
+        match t {
+            Token::Placeholder(p) if p == "?" => {
+                out.push_str(next.next().expect("counted above"));
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+fn validate_literal(value: &str) -> Result<(), String> {
+    let dialect = GenericDialect {};
+    let tokens: Vec<Token> = Tokenizer::new(&dialect, value)
+        .tokenize()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let word = |t: &Token, options: &[&str]| matches!(t, Token::Word(w) if w.quote_style.is_none() && options.iter().any(|o| w.value.eq_ignore_ascii_case(o)));
+    let ok = match tokens.as_slice() {
+        [Token::Number(..)] | [Token::SingleQuotedString(_)] => true,
+        [Token::Minus, Token::Number(..)] => true,
+        [t] => word(t, &["null", "true", "false"]),
+        [t, Token::SingleQuotedString(_)] => word(t, &["date", "timestamp", "time", "decimal"]),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("expected a number, a quoted string, NULL, TRUE, FALSE or a typed literal".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_bind_only_literals() {
+        assert_eq!(
+            bind_parameters(
+                "SELECT * FROM t WHERE a = ? AND b = '?' AND c > ?",
+                &["'x''y'".into(), "DATE '2024-01-01'".into()]
+            )
+            .unwrap(),
+            "SELECT * FROM t WHERE a = 'x''y' AND b = '?' AND c > DATE '2024-01-01'"
+        );
+        let e = bind_parameters("SELECT ?", &["1; DROP TABLE t".into()]).unwrap_err();
+        assert!(e.message.contains("not a SQL literal"), "{e}");
+        let e = bind_parameters("SELECT ?, ?", &["1".into()]).unwrap_err();
+        assert!(e.message.contains("2 parameter placeholder"), "{e}");
+        assert_eq!(bind_parameters("SELECT 'a'", &[]).unwrap(), "SELECT 'a'");
+    }
+}

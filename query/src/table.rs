@@ -1,0 +1,628 @@
+//! Catalog tables as DataFusion tables.
+//!
+//! A scan first prunes the table's partitions with the query's filters on
+//! partition columns, evaluated against the partition values the catalog
+//! holds, and only then lists files, and only under the partitions that
+//! survive. Parquet goes through DataFusion's Parquet reader (projection,
+//! row-group statistics, page index, filter pushdown); text formats (JSON
+//! lines, delimited text, OpenCSV, regex) through [`crate::text`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::datasource::TableProvider;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+use futures::{StreamExt, TryStreamExt};
+use lakehose_catalog::model::{Column, Table};
+use lakehose_catalog::{CatalogRef, Location, Storage};
+use object_store::ObjectMeta;
+
+use crate::text::{TextFormat, TextScan};
+use crate::types::hive_to_arrow;
+
+/// The object-store URL every warehouse path is read through (the bucket is
+/// the first path segment).
+pub const WAREHOUSE_URL: &str = "lakehose://warehouse";
+
+/// The value Hive writes for a NULL partition value.
+pub const HIVE_NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// How a table's files are read.
+#[derive(Debug, Clone)]
+pub enum StorageFormat {
+    /// Parquet files.
+    Parquet,
+    /// Text files of some SerDe.
+    Text(TextFormat),
+}
+
+impl StorageFormat {
+    /// The format of a catalog table, from its SerDe, input format and
+    /// `classification`.
+    pub fn of(table: &Table) -> Result<Self, String> {
+        let sd = table.storage_descriptor.clone().unwrap_or_default();
+        let serde = sd.serde_info.clone().unwrap_or_default();
+        let lib = serde
+            .serialization_library
+            .clone()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let input = sd
+            .input_format
+            .clone()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let class = table
+            .parameters
+            .get("classification")
+            .or_else(|| sd.parameters.get("classification"))
+            .map(|c| c.to_ascii_lowercase())
+            .unwrap_or_default();
+        if lib.contains("parquet") || input.contains("parquet") || class == "parquet" {
+            return Ok(Self::Parquet);
+        }
+        if lib.contains("orc") || input.contains("orc") || class == "orc" {
+            return Err(
+                "ORC tables are not supported; lakehose reads Parquet, JSON and text".into(),
+            );
+        }
+        if lib.contains("avro") || class == "avro" {
+            return Err(
+                "Avro tables are not supported; lakehose reads Parquet, JSON and text".into(),
+            );
+        }
+        let skip_header = table
+            .parameters
+            .get("skip.header.line.count")
+            .or_else(|| sd.parameters.get("skip.header.line.count"))
+            .map(|v| {
+                v.trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("skip.header.line.count {v:?} is not a number"))
+            })
+            .transpose()?
+            .unwrap_or(0);
+        TextFormat::from_serde(&lib, &class, &serde.parameters, skip_header).map(Self::Text)
+    }
+}
+
+/// A catalog table as a DataFusion table.
+#[derive(Debug)]
+pub struct LakeTable {
+    catalog: CatalogRef,
+    storage: Storage,
+    database: String,
+    table: Table,
+    location: Location,
+    format: StorageFormat,
+    schema: SchemaRef,
+    file_schema: SchemaRef,
+    partition_fields: Vec<FieldRef>,
+    live: Option<crate::live::LiveSourceRef>,
+}
+
+/// The Arrow fields of catalog columns.
+pub fn arrow_fields(columns: &[Column], what: &str) -> Result<Vec<Field>, String> {
+    columns
+        .iter()
+        .map(|c| {
+            let hive = c.data_type.as_deref().unwrap_or("string");
+            let t = hive_to_arrow(hive).map_err(|e| format!("{what} column {}: {e}", c.name))?;
+            Ok(Field::new(c.name.to_ascii_lowercase(), t, true))
+        })
+        .collect()
+}
+
+impl LakeTable {
+    /// Wraps a catalog table (not a view, not Delta).
+    pub fn new(
+        catalog: CatalogRef,
+        storage: Storage,
+        database: &str,
+        table: Table,
+        live: Option<crate::live::LiveSourceRef>,
+    ) -> Result<Self, String> {
+        let sd = table.storage_descriptor.clone().unwrap_or_default();
+        let location = sd
+            .location
+            .as_deref()
+            .ok_or_else(|| format!("table {database}.{} has no location", table.name))?;
+        let location = Location::parse(location).map_err(|e| e.to_string())?;
+        let format = StorageFormat::of(&table)
+            .map_err(|e| format!("table {database}.{}: {e}", table.name))?;
+        let data = arrow_fields(&sd.columns, "data")?;
+        let partition_fields: Vec<FieldRef> = arrow_fields(&table.partition_keys, "partition")?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let file_schema = Arc::new(Schema::new(data.clone()));
+        let mut all: Vec<FieldRef> = data.into_iter().map(Arc::new).collect();
+        all.extend(partition_fields.iter().cloned());
+        Ok(Self {
+            catalog,
+            storage,
+            database: database.to_string(),
+            table,
+            location,
+            format,
+            schema: Arc::new(Schema::new(all)),
+            file_schema,
+            partition_fields,
+            live,
+        })
+    }
+
+    fn partition_names(&self) -> Vec<&str> {
+        self.partition_fields
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect()
+    }
+
+    fn is_partition_filter(&self, filter: &Expr) -> bool {
+        let names = self.partition_names();
+        let refs = filter.column_refs();
+        !refs.is_empty()
+            && refs.iter().all(|c| names.contains(&c.name.as_str()))
+            && !filter.is_volatile()
+    }
+
+    /// The table's partitions from the catalog: their values and folders.
+    async fn catalog_partitions(&self) -> Result<Vec<(Vec<String>, Location)>> {
+        if self.partition_fields.is_empty() {
+            return Ok(vec![(Vec::new(), self.location.clone())]);
+        }
+        let partitions = self
+            .catalog
+            .get_partitions(&self.database, &self.table.name, None)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let base = with_slash(&self.location);
+        partitions
+            .into_iter()
+            .map(|p| {
+                let location = match p
+                    .storage_descriptor
+                    .as_ref()
+                    .and_then(|sd| sd.location.as_deref())
+                {
+                    Some(l) => with_slash(
+                        &Location::parse(l).map_err(|e| DataFusionError::External(Box::new(e)))?,
+                    ),
+                    None => {
+                        let suffix: String = self
+                            .partition_fields
+                            .iter()
+                            .zip(&p.values)
+                            .map(|(f, v)| format!("{}={v}/", f.name()))
+                            .collect();
+                        base.join(&suffix)
+                            .map_err(|e| DataFusionError::External(Box::new(e)))?
+                    }
+                };
+                Ok((p.values, location))
+            })
+            .collect()
+    }
+
+    /// Keeps the partitions that pass the query's filters on partition
+    /// columns, with their typed values.
+    fn prune(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+        candidates: Vec<(Vec<String>, Location)>,
+    ) -> Result<Vec<(Location, Vec<ScalarValue>)>> {
+        if self.partition_fields.is_empty() || candidates.is_empty() {
+            return Ok(candidates
+                .into_iter()
+                .map(|(_, l)| (l, Vec::new()))
+                .collect());
+        }
+        // One column per partition key, one row per partition.
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (i, field) in self.partition_fields.iter().enumerate() {
+            let values = candidates
+                .iter()
+                .map(|(values, _)| partition_scalar(values.get(i).map(String::as_str), field))
+                .collect::<Result<Vec<_>>>()?;
+            columns.push(ScalarValue::iter_to_array(values)?);
+        }
+        let schema = Arc::new(Schema::new(self.partition_fields.clone()));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+        let mut keep = vec![true; candidates.len()];
+        let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
+        for filter in filters.iter().filter(|f| self.is_partition_filter(f)) {
+            let physical = state.create_physical_expr(filter.clone(), &df_schema)?;
+            let result = physical.evaluate(&batch)?.into_array(batch.num_rows())?;
+            let mask = result
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| {
+                    DataFusionError::Plan(format!("partition filter {filter} is not boolean"))
+                })?;
+            for (k, m) in keep.iter_mut().zip(mask.iter()) {
+                *k &= m.unwrap_or(false);
+            }
+        }
+        let mut out = Vec::new();
+        for (row, ((_, location), keep)) in candidates.into_iter().zip(keep).enumerate() {
+            if !keep {
+                continue;
+            }
+            let values = batch
+                .columns()
+                .iter()
+                .map(|c| ScalarValue::try_from_array(c, row))
+                .collect::<Result<Vec<_>>>()?;
+            out.push((location, values));
+        }
+        Ok(out)
+    }
+
+    /// The partition values of a folder under the table's location
+    /// (`key=value/...` naming every partition key in order).
+    fn folder_values(&self, folder: &Location) -> Option<Vec<String>> {
+        let base = with_slash(&self.location);
+        if base.bucket() != folder.bucket() {
+            return None;
+        }
+        let rel = folder.key().strip_prefix(base.key())?;
+        if self.partition_fields.is_empty() {
+            return Some(Vec::new());
+        }
+        let segments: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+        if segments.len() < self.partition_fields.len() {
+            return None;
+        }
+        self.partition_fields
+            .iter()
+            .zip(&segments)
+            .map(|(f, seg)| {
+                let (k, v) = seg.split_once('=')?;
+                k.eq_ignore_ascii_case(f.name()).then(|| percent_decode(v))
+            })
+            .collect()
+    }
+
+    /// Lists the data files under each location.
+    async fn files(
+        &self,
+        locations: Vec<(Location, Vec<ScalarValue>)>,
+    ) -> Result<Vec<(ObjectMeta, Vec<ScalarValue>)>> {
+        let store = Arc::clone(self.storage.store());
+        let listed: Vec<Vec<(ObjectMeta, Vec<ScalarValue>)>> =
+            futures::stream::iter(locations.into_iter().map(|(location, values)| {
+                let store = Arc::clone(&store);
+                async move {
+                    let files = list_data_files(&store, &location).await?;
+                    Ok::<_, DataFusionError>(
+                        files
+                            .into_iter()
+                            .map(|m| (m, values.clone()))
+                            .collect::<Vec<_>>(),
+                    )
+                }
+            }))
+            .buffered(16)
+            .try_collect()
+            .await?;
+        Ok(listed.into_iter().flatten().collect())
+    }
+}
+
+/// The files of a table or partition folder: everything under it, except
+/// names (or folders) starting with `_` or `.`, as Athena does.
+pub async fn list_data_files(
+    store: &Arc<dyn object_store::ObjectStore>,
+    location: &Location,
+) -> Result<Vec<ObjectMeta>> {
+    let prefix = with_slash(location).object_path();
+    let prefix_str = prefix.as_ref().to_string();
+    let mut files: Vec<ObjectMeta> = store
+        .list(Some(&prefix))
+        .try_filter(|meta| {
+            let rel = meta
+                .location
+                .as_ref()
+                .strip_prefix(prefix_str.as_str())
+                .unwrap_or(meta.location.as_ref())
+                .trim_start_matches('/')
+                .to_string();
+            let hidden = rel
+                .split('/')
+                .any(|seg| seg.starts_with('_') || seg.starts_with('.'));
+            futures::future::ready(!hidden && meta.size > 0)
+        })
+        .try_collect()
+        .await
+        .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    Ok(files)
+}
+
+/// The location as a folder (ending with `/`).
+pub fn with_slash(location: &Location) -> Location {
+    if location.key().is_empty() || location.key().ends_with('/') {
+        location.clone()
+    } else {
+        location.join("/").unwrap_or_else(|_| location.clone())
+    }
+}
+
+/// The typed value of a partition value string.
+pub fn partition_scalar(value: Option<&str>, field: &Field) -> Result<ScalarValue> {
+    match value {
+        None | Some(HIVE_NULL_PARTITION) => ScalarValue::try_from(field.data_type()),
+        Some(v) => {
+            let t = field.data_type();
+            if matches!(t, DataType::Utf8) {
+                return Ok(ScalarValue::Utf8(Some(v.to_string())));
+            }
+            ScalarValue::try_from_string(v.to_string(), t).or_else(|_| {
+                // A value that does not parse as the key's type reads as NULL,
+                // as Hive does.
+                ScalarValue::try_from(t)
+            })
+        }
+    }
+}
+
+/// Splits files into `n` groups of similar total size.
+pub fn balanced_groups(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
+    let n = n.max(1).min(files.len().max(1));
+    files.sort_by(|a, b| b.object_meta.size.cmp(&a.object_meta.size));
+    let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    for f in files {
+        let smallest = groups
+            .iter_mut()
+            .min_by_key(|(size, _)| *size)
+            .expect("at least one group");
+        smallest.0 += f.object_meta.size;
+        smallest.1.push(f);
+    }
+    groups
+        .into_iter()
+        .filter(|(_, g)| !g.is_empty())
+        .map(|(_, g)| FileGroup::new(g))
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl TableProvider for LakeTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.is_partition_filter(f) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        // Pending records are snapshotted before files are listed (see
+        // crate::live).
+        let pending = match &self.live {
+            Some(live) => live.pending(&self.database, &self.table.name),
+            None => Vec::new(),
+        };
+        let mut candidates = self.catalog_partitions().await?;
+        let mut live_partitions = Vec::new();
+        for buffer in pending {
+            let Some(values) = self.folder_values(&buffer.folder) else {
+                continue;
+            };
+            let folder = with_slash(&buffer.folder);
+            if !self.partition_fields.is_empty() && !candidates.iter().any(|(v, _)| *v == values) {
+                candidates.push((values.clone(), folder.clone()));
+            }
+            live_partitions.push((values, buffer));
+        }
+        let locations = self.prune(state, filters, candidates)?;
+        let files = self.files(locations.clone()).await?;
+        let projected = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => Arc::clone(&self.schema),
+        };
+        let live_batches = self.live_batches(&locations, &files, live_partitions)?;
+        let file_plan = self.file_plan(state, projection, limit, files).await?;
+        if live_batches.is_empty() {
+            return Ok(file_plan.unwrap_or_else(|| Arc::new(EmptyExec::new(projected))));
+        }
+        let memory = MemorySourceConfig::try_new_exec(
+            &[live_batches],
+            Arc::clone(&self.schema),
+            projection.cloned(),
+        )?;
+        Ok(match file_plan {
+            Some(plan) => UnionExec::try_new(vec![plan, memory])?,
+            None => memory,
+        })
+    }
+}
+
+impl LakeTable {
+    /// The pending records of partitions that survived pruning and whose
+    /// objects the listing does not show yet, as batches of the table.
+    fn live_batches(
+        &self,
+        locations: &[(Location, Vec<ScalarValue>)],
+        files: &[(ObjectMeta, Vec<ScalarValue>)],
+        live: Vec<(Vec<String>, crate::live::LiveBuffer)>,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for (_, buffer) in live {
+            let folder = with_slash(&buffer.folder);
+            let Some((_, values)) = locations.iter().find(|(l, _)| *l == folder) else {
+                continue;
+            };
+            let prefix = folder.object_path();
+            let written = files.iter().any(|(meta, _)| {
+                meta.location.as_ref().ends_with(&buffer.object_suffix)
+                    && meta.location.prefix_matches(&prefix)
+            });
+            if written {
+                continue;
+            }
+            let Some(data) = crate::live::decode(&buffer, &self.file_schema)? else {
+                continue;
+            };
+            let mut columns: Vec<ArrayRef> = data.columns().to_vec();
+            for v in values {
+                columns.push(v.to_array_of_size(data.num_rows())?);
+            }
+            out.push(RecordBatch::try_new(Arc::clone(&self.schema), columns)?);
+        }
+        Ok(out)
+    }
+
+    /// The scan of the listed files (`None` when there are none).
+    async fn file_plan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        limit: Option<usize>,
+        files: Vec<(ObjectMeta, Vec<ScalarValue>)>,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let target = state.config().target_partitions();
+        match &self.format {
+            StorageFormat::Parquet => {
+                let files: Vec<PartitionedFile> = files
+                    .into_iter()
+                    .map(|(meta, values)| {
+                        PartitionedFile::new_from_meta(meta).with_partition_values(values)
+                    })
+                    .collect();
+                let groups = balanced_groups(files, target);
+                let format =
+                    ParquetFormat::default().with_options(state.table_options().parquet.clone());
+                let table_schema = TableSchema::builder(Arc::clone(&self.file_schema))
+                    .with_table_partition_cols(self.partition_fields.clone())
+                    .build();
+                let source = format.file_source(table_schema);
+                let config =
+                    FileScanConfigBuilder::new(ObjectStoreUrl::parse(WAREHOUSE_URL)?, source)
+                        .with_file_groups(groups)
+                        .with_projection_indices(projection.cloned())?
+                        .with_limit(limit)
+                        .build();
+                format.create_physical_plan(state, config).await.map(Some)
+            }
+            StorageFormat::Text(format) => {
+                let scan = TextScan::new(
+                    Arc::clone(self.storage.store()),
+                    format.clone(),
+                    Arc::clone(&self.file_schema),
+                    self.partition_fields.clone(),
+                    files,
+                    target,
+                    crate::engine::scan_counter(state),
+                );
+                scan.into_plan(projection, limit).map(Some)
+            }
+        }
+    }
+}
+
+/// The distinct partition folders of a table's files, relative to its
+/// location: `k1=v1/k2=v2` for each file found under `key=value` folders
+/// that name exactly the table's partition keys in order.
+pub fn hive_partition_values(
+    location: &Location,
+    keys: &[String],
+    files: &[ObjectMeta],
+) -> Vec<(Vec<String>, String)> {
+    let prefix = with_slash(location).object_path();
+    let prefix = prefix.as_ref();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for f in files {
+        let rel = f.location.as_ref();
+        let Some(rel) = rel.strip_prefix(prefix) else {
+            continue;
+        };
+        let segments: Vec<&str> = rel.trim_start_matches('/').split('/').collect();
+        if segments.len() <= keys.len() {
+            continue;
+        }
+        let mut values = Vec::new();
+        for (seg, key) in segments.iter().zip(keys) {
+            match seg.split_once('=') {
+                Some((k, v)) if k.eq_ignore_ascii_case(key) => {
+                    values.push(percent_decode(v));
+                }
+                _ => break,
+            }
+        }
+        if values.len() == keys.len() {
+            let folder = segments[..keys.len()].join("/");
+            if seen.insert(folder.clone()) {
+                out.push((values, folder));
+            }
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes in a partition folder value (as Hive writes them).
+pub fn percent_decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}

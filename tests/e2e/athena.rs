@@ -1,0 +1,293 @@
+//! The query service end to end: records shipped through the Firehose API
+//! are answered through the real `aws-sdk-athena` client (within a second
+//! of their acknowledgement, before any flush), through the Postgres wire
+//! protocol, and through `lakehose query`.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
+
+use crate::util::{Server, create_parquet_stream_with_table, record, rt};
+
+pub fn athena_client(endpoint: &str) -> aws_sdk_athena::Client {
+    let creds = aws_credential_types::Credentials::new("test", "test", None, None, "e2e");
+    let config = aws_sdk_athena::Config::builder()
+        .behavior_version(aws_sdk_athena::config::BehaviorVersion::latest())
+        .region(aws_sdk_athena::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_athena::Client::from_conf(config)
+}
+
+/// Runs a statement to completion; returns its id and final state.
+pub async fn run(
+    athena: &aws_sdk_athena::Client,
+    sql: &str,
+    database: &str,
+) -> (String, QueryExecutionState, Option<String>) {
+    let id = athena
+        .start_query_execution()
+        .query_string(sql)
+        .query_execution_context(QueryExecutionContext::builder().database(database).build())
+        .result_configuration(
+            ResultConfiguration::builder()
+                .output_location("s3://athena-results/e2e/")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("StartQueryExecution {sql}: {e:?}"))
+        .query_execution_id
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let exec = athena
+            .get_query_execution()
+            .query_execution_id(&id)
+            .send()
+            .await
+            .unwrap()
+            .query_execution
+            .unwrap();
+        let status = exec.status.unwrap();
+        let state = status.state.unwrap();
+        if matches!(
+            state,
+            QueryExecutionState::Succeeded
+                | QueryExecutionState::Failed
+                | QueryExecutionState::Cancelled
+        ) {
+            return (id, state, status.state_change_reason);
+        }
+        assert!(Instant::now() < deadline, "{sql} did not finish");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Runs a SELECT and returns its data rows (header row dropped).
+pub async fn select(
+    athena: &aws_sdk_athena::Client,
+    sql: &str,
+    database: &str,
+) -> Vec<Vec<Option<String>>> {
+    rows(athena, sql, database, true).await
+}
+
+/// Runs a statement and returns its result rows, dropping the first row
+/// when `header` (SELECT results start with one; SHOW/DESCRIBE do not).
+pub async fn rows(
+    athena: &aws_sdk_athena::Client,
+    sql: &str,
+    database: &str,
+    header: bool,
+) -> Vec<Vec<Option<String>>> {
+    let (id, state, reason) = run(athena, sql, database).await;
+    assert_eq!(state, QueryExecutionState::Succeeded, "{sql}: {reason:?}");
+    let mut rows = Vec::new();
+    let mut token = None;
+    let mut first = true;
+    loop {
+        let page = athena
+            .get_query_results()
+            .query_execution_id(&id)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        let mut page_rows = page
+            .result_set
+            .unwrap()
+            .rows
+            .unwrap_or_default()
+            .into_iter();
+        if first && header {
+            page_rows.next();
+        }
+        first = false;
+        rows.extend(page_rows.map(|r| {
+            r.data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| d.var_char_value)
+                .collect::<Vec<_>>()
+        }));
+        token = page.next_token;
+        if token.is_none() {
+            return rows;
+        }
+    }
+}
+
+fn cell(rows: &[Vec<Option<String>>]) -> String {
+    rows[0][0].clone().unwrap_or_default()
+}
+
+#[test]
+fn acked_records_are_queryable_at_once_and_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let athena = athena_client(&server.endpoint);
+    let firehose = server.client();
+    rt().block_on(async {
+        for sql in [
+            "CREATE DATABASE IF NOT EXISTS weblogs",
+            "CREATE EXTERNAL TABLE weblogs.requests (id bigint, path string, status int, latency_ms double)
+             PARTITIONED BY (service string, dt string)
+             STORED AS PARQUET LOCATION 's3://fresh-lake/logs/'",
+        ] {
+            let (_, state, reason) = run(&athena, sql, "default").await;
+            assert_eq!(state, QueryExecutionState::Succeeded, "{sql}: {reason:?}");
+        }
+        // A 15-minute buffer: nothing reaches a file during the test.
+        create_parquet_stream_with_table(&firehose, "fresh", "fresh-lake", 900, Some(("weblogs", "requests"))).await;
+        let services = ["api", "web", "auth"];
+        let records: Vec<_> = (0..300)
+            .map(|i| {
+                record(format!(
+                    r#"{{"id": {i}, "service": "{}", "path": "/p{}", "status": {}, "latency_ms": {}.5}}"#,
+                    services[i % 3],
+                    i % 5,
+                    if i % 10 == 0 { 500 } else { 200 },
+                    i
+                ))
+            })
+            .collect();
+        let acked = Instant::now();
+        let out = firehose
+            .put_record_batch()
+            .delivery_stream_name("fresh")
+            .set_records(Some(records))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_put_count, 0);
+        let rows = select(&athena, "SELECT count(*), sum(id), count_if(status = 500) FROM requests", "weblogs").await;
+        let elapsed = acked.elapsed();
+        assert_eq!(rows, vec![vec![Some("300".into()), Some("44850".into()), Some("30".into())]]);
+        assert!(elapsed < Duration::from_secs(1), "the answer took {elapsed:?} after the ack");
+        // Partition columns of pending rows come from their folders and prune.
+        let rows = select(
+            &athena,
+            "SELECT service, count(*) FROM weblogs.requests WHERE service <> 'auth' GROUP BY service ORDER BY service",
+            "default",
+        )
+        .await;
+        assert_eq!(
+            rows,
+            vec![
+                vec![Some("api".into()), Some("100".into())],
+                vec![Some("web".into()), Some("100".into())]
+            ]
+        );
+    });
+    // SIGTERM flushes the buffers into Parquet; after a restart the same
+    // answers come from the files (and no row is counted twice).
+    server.terminate();
+    assert!(!crate::util::files(&dir.path().join("fresh-lake"), ".parquet").is_empty());
+    let server = Server::start(dir.path(), &[]);
+    let athena = athena_client(&server.endpoint);
+    rt().block_on(async {
+        let rows = select(
+            &athena,
+            "SELECT count(*), sum(id) FROM weblogs.requests",
+            "default",
+        )
+        .await;
+        assert_eq!(rows, vec![vec![Some("300".into()), Some("44850".into())]]);
+        let partitions = rows(
+            &athena,
+            "SHOW PARTITIONS weblogs.requests",
+            "default",
+            false,
+        )
+        .await;
+        assert_eq!(partitions.len(), 3, "{partitions:?}");
+        let rows = select(
+            &athena,
+            "SELECT approx_percentile(latency_ms, 0.5) BETWEEN 100 AND 200 FROM weblogs.requests",
+            "default",
+        )
+        .await;
+        assert_eq!(cell(&rows), "true");
+    });
+}
+
+#[test]
+fn sql_cli_runs_scripts_locally_and_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("setup.sql");
+    std::fs::write(
+        &script,
+        "CREATE DATABASE shop;\n-- a comment; with a semicolon\nCREATE TABLE shop.items WITH (external_location = 's3://shop/items/') AS SELECT * FROM (VALUES (1, 'tea', 2.5), (2, 'cake', 4.0)) AS t(id, name, price);\n",
+    )
+    .unwrap();
+    let lakehose = env!("CARGO_BIN_EXE_lakehose");
+    let out = std::process::Command::new(lakehose)
+        .args(["query", "--data-dir"])
+        .arg(dir.path())
+        .arg("-f")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(lakehose)
+        .args(["query", "--format", "csv", "-d", "shop", "--data-dir"])
+        .arg(dir.path())
+        .arg("SELECT name, price * 2 AS double_price FROM items ORDER BY id")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "name,double_price\ntea,5.0\ncake,8.0\n"
+    );
+    // A failing statement: non-zero exit, the error on stderr.
+    let out = std::process::Command::new(lakehose)
+        .args(["query", "--data-dir"])
+        .arg(dir.path())
+        .arg("SELECT * FROM shop.missing")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shop.missing"));
+    // The same data through a running server and the Athena API.
+    let server = Server::start(dir.path(), &[]);
+    let out = std::process::Command::new(lakehose)
+        .args([
+            "query",
+            "--format",
+            "json",
+            "--endpoint",
+            &server.endpoint,
+            "-d",
+            "shop",
+        ])
+        .arg("SELECT id, name FROM items WHERE price > 3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"id\":\"2\",\"name\":\"cake\"}\n"
+    );
+    let out = std::process::Command::new(lakehose)
+        .args(["query", "--endpoint", &server.endpoint])
+        .arg("SELEC 1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SYNTAX_ERROR"));
+}
