@@ -8,6 +8,7 @@
 //! Athena API · `lakehose sql` · Postgres wire ──▶ query (DataFusion) ──▶ catalog + object store
 //! ```
 
+pub mod athena;
 pub mod output;
 
 pub use output::{QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType};
