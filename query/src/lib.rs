@@ -15,6 +15,7 @@
 //!   CTAS, `INSERT INTO` and `UNLOAD`.
 //! - [`statement`]: dispatch, parameters, limits.
 
+pub mod athena;
 pub mod catalog_ops;
 pub mod ddl;
 pub mod delta;

@@ -1,0 +1,965 @@
+//! Query executions: start, run in the bounded queue, stop, look up, list,
+//! and read results back.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use bytes::Bytes;
+use lakehose_catalog::Location;
+use object_store::ObjectStoreExt;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::input::{self, length, parse, required};
+use super::results::{self, ResultMetadata};
+use super::workgroups::{self, ENGINE_VERSION, ResultConfiguration};
+use super::{AthenaApi, now_ms, seconds};
+use crate::output::{QueryError, QueryErrorKind, QueryOutput, QueryRequest, StatementType};
+
+/// Athena's limit on `QueryString`, in bytes.
+pub const MAX_QUERY_BYTES: usize = 262_144;
+
+/// An execution's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum QueryState {
+    /// Waiting for a slot.
+    Queued,
+    /// Running.
+    Running,
+    /// Finished; results are written.
+    Succeeded,
+    /// Failed.
+    Failed,
+    /// Stopped by the user.
+    Cancelled,
+}
+
+impl QueryState {
+    /// Athena's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Queued or running.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+/// `AthenaError` of a failed execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FailureInfo {
+    /// 1 system, 2 user, 3 other.
+    pub error_category: u8,
+    /// Athena's error type number.
+    pub error_type: u32,
+    /// Whether running it again may succeed.
+    pub retryable: bool,
+    /// The message.
+    pub error_message: String,
+}
+
+/// Athena error types used by lakehose (from Athena's error catalog).
+mod error_type {
+    /// Internal service error.
+    pub const INTERNAL: u32 = 100;
+    /// Failed to write query results to Amazon S3.
+    pub const RESULT_WRITE: u32 = 401;
+    /// User error.
+    pub const USER: u32 = 1000;
+    /// Data error.
+    pub const DATA: u32 = 1001;
+}
+
+/// One execution, as persisted under `_lakehose/athena/executions/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    /// Id (a UUID).
+    pub id: String,
+    /// SQL text.
+    pub query: String,
+    /// Statement type (a guess from the text until the engine reports it).
+    pub statement_type: StatementType,
+    /// Finer statement name, once known.
+    #[serde(default)]
+    pub substatement_type: Option<String>,
+    /// The output folder (`s3://bucket/prefix/`).
+    pub output_folder: String,
+    /// The result configuration as reported (client's or workgroup's).
+    #[serde(default)]
+    pub result_configuration: ResultConfiguration,
+    /// Database of the context.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Catalog of the context.
+    #[serde(default)]
+    pub catalog: Option<String>,
+    /// Workgroup.
+    pub workgroup: String,
+    /// Values for `?` placeholders.
+    #[serde(default)]
+    pub parameters: Vec<String>,
+    /// Idempotency token.
+    #[serde(default)]
+    pub client_request_token: Option<String>,
+    /// The request's idempotent parameters, to compare a repeated token.
+    pub fingerprint: String,
+    /// Data usage control of the workgroup.
+    #[serde(default)]
+    pub bytes_scanned_cutoff: Option<u64>,
+    /// Selected engine version.
+    pub selected_engine_version: String,
+    /// State.
+    pub state: QueryState,
+    /// Why it reached its state.
+    #[serde(default)]
+    pub state_change_reason: Option<String>,
+    /// Failure details.
+    #[serde(default)]
+    pub failure: Option<FailureInfo>,
+    /// Submission time, epoch ms.
+    pub submitted_ms: i64,
+    /// Start of running, epoch ms.
+    #[serde(default)]
+    pub started_ms: Option<i64>,
+    /// Completion time, epoch ms.
+    #[serde(default)]
+    pub completed_ms: Option<i64>,
+    /// Time in the engine.
+    #[serde(default)]
+    pub engine_ms: Option<i64>,
+    /// Time writing results.
+    #[serde(default)]
+    pub service_ms: Option<i64>,
+    /// Bytes the engine read.
+    #[serde(default)]
+    pub data_scanned: u64,
+    /// CTAS / INSERT INTO row count.
+    #[serde(default)]
+    pub update_count: Option<u64>,
+}
+
+impl Execution {
+    /// The results file: `<folder><id>.csv` or `.txt`.
+    pub fn result_file(&self) -> String {
+        let ext = if results::is_text(self.statement_type) {
+            "txt"
+        } else {
+            "csv"
+        };
+        format!("{}{}.{ext}", self.output_folder, self.id)
+    }
+
+    fn finish(&mut self, state: QueryState, reason: Option<String>, failure: Option<FailureInfo>) {
+        self.state = state;
+        self.state_change_reason = reason;
+        self.failure = failure;
+        self.completed_ms = Some(now_ms());
+    }
+
+    /// Marks an execution the process stopped during as failed.
+    pub fn fail_interrupted(&mut self) {
+        let message = format!(
+            "lakehose stopped while the query was {}; run it again",
+            self.state.as_str()
+        );
+        self.finish(
+            QueryState::Failed,
+            Some(message.clone()),
+            Some(FailureInfo {
+                error_category: 1,
+                error_type: error_type::INTERNAL,
+                retryable: true,
+                error_message: message,
+            }),
+        );
+    }
+
+    fn wire(&self) -> Value {
+        let mut status = json!({
+            "State": self.state.as_str(),
+            "SubmissionDateTime": seconds(self.submitted_ms),
+        });
+        if let Some(r) = &self.state_change_reason {
+            status["StateChangeReason"] = json!(r);
+        }
+        if let Some(c) = self.completed_ms {
+            status["CompletionDateTime"] = json!(seconds(c));
+        }
+        if let Some(f) = &self.failure {
+            status["AthenaError"] = json!(f);
+        }
+        let now = now_ms();
+        let queue_end = self.started_ms.or(self.completed_ms).unwrap_or(now);
+        let end = self.completed_ms.unwrap_or(now);
+        let statistics = json!({
+            "EngineExecutionTimeInMillis": self.engine_ms.unwrap_or(0),
+            "DataScannedInBytes": self.data_scanned,
+            "TotalExecutionTimeInMillis": (end - self.submitted_ms).max(0),
+            "QueryQueueTimeInMillis": (queue_end - self.submitted_ms).max(0),
+            "ServicePreProcessingTimeInMillis": 0,
+            "QueryPlanningTimeInMillis": 0,
+            "ServiceProcessingTimeInMillis": self.service_ms.unwrap_or(0),
+            "ResultReuseInformation": {"ReusedPreviousResult": false},
+        });
+        let mut result_configuration = json!(self.result_configuration);
+        result_configuration["OutputLocation"] = json!(self.result_file());
+        let mut v = json!({
+            "QueryExecutionId": self.id,
+            "Query": self.query,
+            "StatementType": self.statement_type.as_str(),
+            "ResultConfiguration": result_configuration,
+            "ResultReuseConfiguration": {"ResultReuseByAgeConfiguration": {"Enabled": false}},
+            "Status": status,
+            "Statistics": statistics,
+            "WorkGroup": self.workgroup,
+            "EngineVersion": {
+                "SelectedEngineVersion": self.selected_engine_version,
+                "EffectiveEngineVersion": ENGINE_VERSION,
+            },
+        });
+        if self.database.is_some() || self.catalog.is_some() {
+            let mut context = serde_json::Map::new();
+            if let Some(d) = &self.database {
+                context.insert("Database".into(), json!(d));
+            }
+            if let Some(c) = &self.catalog {
+                context.insert("Catalog".into(), json!(c));
+            }
+            v["QueryExecutionContext"] = Value::Object(context);
+        }
+        if !self.parameters.is_empty() {
+            v["ExecutionParameters"] = json!(self.parameters);
+        }
+        if let Some(s) = &self.substatement_type {
+            v["SubstatementType"] = json!(s);
+        }
+        v
+    }
+}
+
+/// Guesses Athena's statement type (and substatement) from the SQL text,
+/// before the engine has run it.
+pub fn classify(sql: &str) -> (StatementType, Option<&'static str>) {
+    static CTAS: OnceLock<Regex> = OnceLock::new();
+    let text = strip_leading_comments(sql);
+    let keyword: String = text
+        .chars()
+        .skip_while(|c| *c == '(' || c.is_whitespace())
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    match keyword.as_str() {
+        "SELECT" | "WITH" | "VALUES" | "TABLE" => (StatementType::Dml, Some("SELECT")),
+        "INSERT" => (StatementType::Dml, Some("INSERT")),
+        "UNLOAD" => (StatementType::Dml, Some("UNLOAD")),
+        "MERGE" | "UPDATE" | "DELETE" => (StatementType::Dml, None),
+        "SHOW" | "DESCRIBE" | "DESC" | "EXPLAIN" => (StatementType::Utility, None),
+        "CREATE" => {
+            let ctas = CTAS.get_or_init(|| {
+                Regex::new(r"(?is)^\s*create\s+table\b.*?\bas\s*\(?\s*(select|with|values)\b")
+                    .expect("valid regex")
+            });
+            if ctas.is_match(text) {
+                (StatementType::Dml, Some("CREATE_TABLE_AS_SELECT"))
+            } else {
+                (StatementType::Ddl, None)
+            }
+        }
+        _ => (StatementType::Ddl, None),
+    }
+}
+
+fn strip_leading_comments(mut s: &str) -> &str {
+    loop {
+        s = s.trim_start();
+        if let Some(rest) = s.strip_prefix("--") {
+            s = rest.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(rest) = s.strip_prefix("/*") {
+            s = rest.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            return s;
+        }
+    }
+}
+
+/// The output folder for `location`: a bucket root stays as it is, any
+/// other prefix gets a trailing `/`.
+pub fn output_folder(location: &str) -> Result<String, ApiError> {
+    let parsed = Location::parse(location)
+        .map_err(|e| ApiError::invalid(format!("ResultConfiguration.OutputLocation: {e}")))?;
+    let key = parsed.key();
+    Ok(if key.is_empty() || key.ends_with('/') {
+        format!("s3://{}/{}", parsed.bucket(), key)
+    } else {
+        format!("s3://{}/{}/", parsed.bucket(), key)
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ContextInput {
+    database: Option<String>,
+    catalog: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ReuseByAge {
+    enabled: Option<bool>,
+    max_age_in_minutes: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ReuseConfiguration {
+    result_reuse_by_age_configuration: Option<ReuseByAge>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct StartInput {
+    query_string: Option<String>,
+    client_request_token: Option<String>,
+    query_execution_context: Option<ContextInput>,
+    result_configuration: Option<ResultConfiguration>,
+    work_group: Option<String>,
+    execution_parameters: Option<Vec<String>>,
+    result_reuse_configuration: Option<ReuseConfiguration>,
+}
+
+pub(super) async fn start(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiError> {
+    let input: StartInput = parse(body)?;
+    let query = required(input.query_string, "QueryString")?;
+    if query.is_empty() || query.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::invalid(format!(
+            "QueryString must be 1 to {MAX_QUERY_BYTES} bytes long, got {}",
+            query.len()
+        )));
+    }
+    if let Some(t) = &input.client_request_token {
+        length(t, "ClientRequestToken", 32, 128)?;
+    }
+    let (database, catalog) = match input.query_execution_context {
+        Some(c) => (c.database, c.catalog),
+        None => (None, None),
+    };
+    if let Some(d) = &database {
+        length(d, "QueryExecutionContext.Database", 1, 255)?;
+    }
+    if let Some(c) = &catalog {
+        length(c, "QueryExecutionContext.Catalog", 1, 256)?;
+    }
+    let parameters = input.execution_parameters.unwrap_or_default();
+    for (i, p) in parameters.iter().enumerate() {
+        length(p, &format!("ExecutionParameters[{i}]"), 1, 1024)?;
+    }
+    if let Some(reuse) = input
+        .result_reuse_configuration
+        .and_then(|r| r.result_reuse_by_age_configuration)
+    {
+        if let Some(m) = reuse.max_age_in_minutes
+            && !(0..=10_080).contains(&m)
+        {
+            return Err(ApiError::invalid(
+                "ResultReuseConfiguration.ResultReuseByAgeConfiguration.MaxAgeInMinutes must be 0 to 10080",
+            ));
+        }
+        if reuse.enabled == Some(true) {
+            return Err(ApiError::invalid(
+                "ResultReuseConfiguration: lakehose does not reuse query results; set Enabled to false",
+            ));
+        }
+    }
+    let client_result = input.result_configuration.unwrap_or_default();
+    if let Some(loc) = &client_result.output_location {
+        workgroups::validate_output_location(loc, "ResultConfiguration.OutputLocation")?;
+    }
+    let workgroup_name = input
+        .work_group
+        .unwrap_or_else(|| workgroups::PRIMARY.into());
+    workgroups::validate_name(&workgroup_name, "WorkGroup")?;
+    let workgroup = api.workgroup(&workgroup_name)?;
+    if !workgroup.enabled() {
+        return Err(ApiError::invalid(format!(
+            "WorkGroup {workgroup_name} is disabled."
+        )));
+    }
+    let workgroup_result = workgroup
+        .configuration
+        .result_configuration
+        .clone()
+        .unwrap_or_default();
+    let result_configuration = if workgroup.enforced() && workgroup.output_location().is_some() {
+        workgroup_result
+    } else if client_result.output_location.is_some() {
+        client_result.clone()
+    } else if workgroup.output_location().is_some() {
+        workgroup_result
+    } else {
+        client_result.clone()
+    };
+    let folder = output_folder(
+        result_configuration
+            .output_location
+            .as_deref()
+            .unwrap_or(&api.inner.config.default_output_location),
+    )?;
+    let fingerprint = json!({
+        "QueryString": query,
+        "Database": database,
+        "Catalog": catalog,
+        "OutputLocation": client_result.output_location,
+        "WorkGroup": workgroup_name,
+        "ExecutionParameters": parameters,
+    })
+    .to_string();
+    let (statement_type, substatement) = classify(&query);
+    let id = uuid::Uuid::new_v4().to_string();
+    let record = Execution {
+        id: id.clone(),
+        query,
+        statement_type,
+        substatement_type: substatement.map(str::to_string),
+        output_folder: folder,
+        result_configuration,
+        database,
+        catalog,
+        workgroup: workgroup_name,
+        parameters,
+        client_request_token: input.client_request_token.clone(),
+        fingerprint: fingerprint.clone(),
+        bytes_scanned_cutoff: workgroup.bytes_scanned_cutoff(),
+        selected_engine_version: workgroup.selected_engine_version(),
+        state: QueryState::Queued,
+        state_change_reason: None,
+        failure: None,
+        submitted_ms: now_ms(),
+        started_ms: None,
+        completed_ms: None,
+        engine_ms: None,
+        service_ms: None,
+        data_scanned: 0,
+        update_count: None,
+    };
+    {
+        let mut state = api.state();
+        if let Some(token) = &input.client_request_token
+            && let Some(existing) = state.tokens.get(token)
+        {
+            let same = state
+                .executions
+                .get(existing)
+                .is_some_and(|e| e.fingerprint == fingerprint);
+            if same {
+                return Ok(json!({ "QueryExecutionId": existing }));
+            }
+            return Err(ApiError::invalid_with(
+                "IDEMPOTENT_PARAMETER_MISMATCH",
+                "ClientRequestToken was already used for a query execution with different parameters",
+            ));
+        }
+        let active = state
+            .executions
+            .values()
+            .filter(|e| e.state.is_active())
+            .count();
+        if active >= api.inner.config.queue_limit {
+            return Err(ApiError::too_many_queries(format!(
+                "You have exceeded the limit of {} queries queued or running at once",
+                api.inner.config.queue_limit
+            )));
+        }
+        if let Some(token) = &input.client_request_token {
+            state.tokens.insert(token.clone(), id.clone());
+        }
+        state.executions.insert(id.clone(), record);
+    }
+    if let Err(e) = api.persist_execution(&id).await {
+        let mut state = api.state();
+        state.executions.remove(&id);
+        if let Some(token) = &input.client_request_token {
+            state.tokens.remove(token);
+        }
+        return Err(ApiError::internal(
+            "could not record the query execution",
+            &e,
+        ));
+    }
+    {
+        let mut state = api.state();
+        // A StopQueryExecution may already have cancelled it.
+        if state
+            .executions
+            .get(&id)
+            .is_some_and(|e| e.state == QueryState::Queued)
+        {
+            let task = tokio::spawn(run(api.clone(), id.clone()));
+            state.tasks.insert(id.clone(), task.abort_handle());
+        }
+    }
+    Ok(json!({ "QueryExecutionId": id }))
+}
+
+/// The task of one execution: wait for a slot, run, write results, record
+/// the outcome. Aborting it (StopQueryExecution) drops the engine's future.
+async fn run(api: AthenaApi, id: String) {
+    let Ok(_permit) = api.inner.slots.clone().acquire_owned().await else {
+        return;
+    };
+    let request = {
+        let mut state = api.state();
+        let Some(e) = state.executions.get_mut(&id) else {
+            return;
+        };
+        if e.state != QueryState::Queued {
+            return;
+        }
+        e.state = QueryState::Running;
+        e.started_ms = Some(now_ms());
+        QueryRequest {
+            sql: e.query.clone(),
+            database: e.database.clone(),
+            catalog: e.catalog.clone(),
+            parameters: e.parameters.clone(),
+            bytes_scanned_cutoff: e.bytes_scanned_cutoff,
+        }
+    };
+    if let Err(e) = api.persist_execution(&id).await {
+        tracing::error!(query_execution_id = %id, error = %e, "Could not record a running Athena query.");
+    }
+    let started = Instant::now();
+    let outcome = api.inner.runner.run(request).await;
+    let engine_ms = started.elapsed().as_millis() as i64;
+    let written = match outcome {
+        Ok(output) => {
+            let service_started = Instant::now();
+            let result_file = {
+                let mut state = api.state();
+                let Some(e) = state.executions.get_mut(&id) else {
+                    return;
+                };
+                e.statement_type = output.statement_type;
+                e.result_file()
+            };
+            let written = write_results(&api, &result_file, &output).await;
+            let service_ms = service_started.elapsed().as_millis() as i64;
+            Ok((output, written, service_ms))
+        }
+        Err(e) => Err(e),
+    };
+    {
+        let mut state = api.state();
+        state.tasks.remove(&id);
+        let Some(e) = state.executions.get_mut(&id) else {
+            return;
+        };
+        if e.state != QueryState::Running {
+            // Cancelled meanwhile.
+            return;
+        }
+        e.engine_ms = Some(engine_ms);
+        match written {
+            Ok((output, Ok(()), service_ms)) => {
+                e.service_ms = Some(service_ms);
+                e.substatement_type = Some(output.substatement_type.clone());
+                e.data_scanned = output.bytes_scanned;
+                e.update_count = output.update_count;
+                e.finish(QueryState::Succeeded, None, None);
+            }
+            Ok((_, Err(message), service_ms)) => {
+                e.service_ms = Some(service_ms);
+                e.finish(
+                    QueryState::Failed,
+                    Some(message.clone()),
+                    Some(FailureInfo {
+                        error_category: 1,
+                        error_type: error_type::RESULT_WRITE,
+                        retryable: true,
+                        error_message: message,
+                    }),
+                );
+            }
+            Err(error) => fail(e, &error),
+        }
+    }
+    if let Err(e) = api.persist_execution(&id).await {
+        tracing::error!(query_execution_id = %id, error = %e, "Could not record a finished Athena query.");
+    }
+}
+
+fn fail(e: &mut Execution, error: &QueryError) {
+    if error.kind == QueryErrorKind::Cancelled {
+        e.finish(QueryState::Cancelled, Some(error.message.clone()), None);
+        return;
+    }
+    let (error_type, retryable) = match error.kind {
+        QueryErrorKind::Internal => (error_type::INTERNAL, true),
+        QueryErrorKind::Data => (error_type::DATA, false),
+        _ => (error_type::USER, false),
+    };
+    e.finish(
+        QueryState::Failed,
+        Some(error.message.clone()),
+        Some(FailureInfo {
+            error_category: error.kind.athena_category(),
+            error_type,
+            retryable,
+            error_message: error.message.clone(),
+        }),
+    );
+}
+
+/// Writes the result file and its metadata; the error is the message shown
+/// as `StateChangeReason` (the cause goes to the log).
+async fn write_results(
+    api: &AthenaApi,
+    result_file: &str,
+    output: &QueryOutput,
+) -> Result<(), String> {
+    let (file, metadata) = results::render(output).map_err(|e| {
+        tracing::error!(error = %e, "Could not format Athena query results.");
+        format!("could not format the query results: {e}")
+    })?;
+    let metadata_bytes = serde_json::to_vec(&metadata).unwrap_or_default();
+    let storage = &api.inner.storage;
+    let put = async |location: &str, bytes: Vec<u8>| -> Result<(), String> {
+        let loc = Location::parse(location).map_err(|e| e.to_string())?;
+        storage
+            .put_durable(&loc.object_path(), Bytes::from(bytes))
+            .await
+            .map_err(|e| {
+                tracing::error!(%location, error = %e, "Could not write Athena query results.");
+                format!("Unable to write query results to {location}")
+            })
+    };
+    put(result_file, file).await?;
+    put(&format!("{result_file}.metadata"), metadata_bytes).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct IdInput {
+    query_execution_id: Option<String>,
+}
+
+fn validate_id(id: &str) -> Result<(), ApiError> {
+    length(id, "QueryExecutionId", 1, 128)?;
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError::invalid(format!(
+            "QueryExecutionId {id:?} is not a valid query execution id"
+        )));
+    }
+    Ok(())
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::invalid(format!("QueryExecution {id} was not found"))
+}
+
+fn lookup(api: &AthenaApi, id: &str) -> Result<Execution, ApiError> {
+    validate_id(id)?;
+    api.state()
+        .executions
+        .get(id)
+        .cloned()
+        .ok_or_else(|| not_found(id))
+}
+
+pub(super) async fn get(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiError> {
+    let input: IdInput = parse(body)?;
+    let id = required(input.query_execution_id, "QueryExecutionId")?;
+    let e = lookup(api, &id)?;
+    Ok(json!({ "QueryExecution": e.wire() }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct BatchInput {
+    query_execution_ids: Option<Vec<String>>,
+}
+
+pub(super) async fn batch_get(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiError> {
+    let input: BatchInput = parse(body)?;
+    let ids = required(input.query_execution_ids, "QueryExecutionIds")?;
+    if ids.is_empty() || ids.len() > 50 {
+        return Err(ApiError::invalid(format!(
+            "QueryExecutionIds must hold 1 to 50 ids, got {}",
+            ids.len()
+        )));
+    }
+    let mut found = Vec::new();
+    let mut unprocessed = Vec::new();
+    for id in ids {
+        match lookup(api, &id) {
+            Ok(e) => found.push(e.wire()),
+            Err(err) => unprocessed.push(json!({
+                "QueryExecutionId": id,
+                "ErrorCode": "INVALID_INPUT",
+                "ErrorMessage": err.message,
+            })),
+        }
+    }
+    Ok(json!({ "QueryExecutions": found, "UnprocessedQueryExecutionIds": unprocessed }))
+}
+
+pub(super) async fn stop(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiError> {
+    let input: IdInput = parse(body)?;
+    let id = required(input.query_execution_id, "QueryExecutionId")?;
+    validate_id(&id)?;
+    let task = {
+        let mut state = api.state();
+        let e = state
+            .executions
+            .get_mut(&id)
+            .ok_or_else(|| not_found(&id))?;
+        if !e.state.is_active() {
+            return Ok(json!({}));
+        }
+        e.finish(
+            QueryState::Cancelled,
+            Some("Query was cancelled by user".into()),
+            None,
+        );
+        state.tasks.remove(&id)
+    };
+    if let Some(task) = task {
+        task.abort();
+    }
+    api.persist_execution(&id)
+        .await
+        .map_err(|e| ApiError::internal("could not record the cancellation", &e))?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ListInput {
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    work_group: Option<String>,
+}
+
+pub(super) async fn list(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiError> {
+    let input: ListInput = parse(body)?;
+    let max = match input.max_results {
+        None | Some(0) => 50,
+        Some(n) => input::max_results(Some(n), 0, 50, 50)?,
+    };
+    let token = input::next_token(input.next_token.as_deref())?;
+    let after = match token {
+        None => None,
+        Some(t) => {
+            let (ms, id) = t
+                .split_once(':')
+                .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_string())))
+                .ok_or_else(|| ApiError::invalid("NextToken is not valid"))?;
+            Some((ms, id))
+        }
+    };
+    let workgroup = input
+        .work_group
+        .unwrap_or_else(|| workgroups::PRIMARY.into());
+    workgroups::validate_name(&workgroup, "WorkGroup")?;
+    api.workgroup(&workgroup)?;
+    let mut keys: Vec<(i64, String)> = api
+        .state()
+        .executions
+        .values()
+        .filter(|e| e.workgroup == workgroup)
+        .map(|e| (e.submitted_ms, e.id.clone()))
+        .collect();
+    // Newest first.
+    keys.sort_by(|a, b| b.cmp(a));
+    let mut rest: Vec<(i64, String)> = keys
+        .into_iter()
+        .filter(|k| after.as_ref().is_none_or(|a| k < a))
+        .collect();
+    let more = rest.len() > max;
+    rest.truncate(max);
+    let next = more
+        .then(|| rest.last().map(|(ms, id)| format!("{ms}:{id}")))
+        .flatten();
+    let ids: Vec<&String> = rest.iter().map(|(_, id)| id).collect();
+    Ok(json!({ "QueryExecutionIds": ids, "NextToken": next }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ResultsInput {
+    query_execution_id: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    query_result_type: Option<String>,
+}
+
+const TOKEN_PREFIX: &str = "row-";
+
+pub(super) async fn results(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiError> {
+    let input: ResultsInput = parse(body)?;
+    let id = required(input.query_execution_id, "QueryExecutionId")?;
+    let max = input::max_results(input.max_results, 1, 1000, 1000)?;
+    match input.query_result_type.as_deref() {
+        None | Some("DATA_ROWS") => {}
+        Some("DATA_MANIFEST") => {
+            return Err(ApiError::invalid(
+                "QueryResultType DATA_MANIFEST is not available: lakehose writes no data manifests",
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "QueryResultType must be DATA_ROWS or DATA_MANIFEST, got {other:?}"
+            )));
+        }
+    }
+    let offset = match input::next_token(input.next_token.as_deref())? {
+        None => 0,
+        Some(t) => t
+            .strip_prefix(TOKEN_PREFIX)
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| ApiError::invalid("NextToken is not valid"))?,
+    };
+    let e = lookup(api, &id)?;
+    match e.state {
+        QueryState::Succeeded => {}
+        QueryState::Queued | QueryState::Running => {
+            return Err(ApiError::invalid_with(
+                "INVALID_QUERY_EXECUTION_STATE",
+                format!(
+                    "Query has not yet finished. Current state: {}",
+                    e.state.as_str()
+                ),
+            ));
+        }
+        QueryState::Failed | QueryState::Cancelled => {
+            return Err(ApiError::invalid_with(
+                "INVALID_QUERY_EXECUTION_STATE",
+                format!(
+                    "Query did not finish successfully. Final query state: {}",
+                    e.state.as_str()
+                ),
+            ));
+        }
+    }
+    let result_file = e.result_file();
+    let metadata_bytes = read_object(api, &format!("{result_file}.metadata")).await?;
+    let metadata: ResultMetadata = serde_json::from_slice(&metadata_bytes)
+        .map_err(|err| ApiError::internal("the query's result metadata is unreadable", &err))?;
+    let data = read_object(api, &result_file).await?;
+    let text = String::from_utf8(data.to_vec())
+        .map_err(|err| ApiError::internal("the query's result file is not UTF-8", &err))?;
+    let mut rows = if metadata.is_text() {
+        results::parse_text(&text)
+    } else {
+        results::parse_csv(&text)
+            .map_err(|err| ApiError::internal("the query's result file is not valid CSV", &err))?
+    };
+    if !metadata.has_header() && !metadata.is_text() && !rows.is_empty() {
+        // CTAS / INSERT INTO results carry no rows.
+        rows.clear();
+    }
+    if offset > rows.len() {
+        return Err(ApiError::invalid("NextToken is not valid"));
+    }
+    let end = (offset + max).min(rows.len());
+    let page: Vec<Value> = rows[offset..end]
+        .iter()
+        .map(|row| {
+            let data: Vec<Value> = row
+                .iter()
+                .map(|v| match v {
+                    Some(s) => json!({ "VarCharValue": s }),
+                    None => json!({}),
+                })
+                .collect();
+            json!({ "Data": data })
+        })
+        .collect();
+    let next = (end < rows.len()).then(|| format!("{TOKEN_PREFIX}{end}"));
+    Ok(json!({
+        "UpdateCount": metadata.update_count.unwrap_or(0),
+        "ResultSet": {
+            "Rows": page,
+            "ResultSetMetadata": { "ColumnInfo": metadata.column_info },
+        },
+        "NextToken": next,
+    }))
+}
+
+async fn read_object(api: &AthenaApi, location: &str) -> Result<Bytes, ApiError> {
+    let loc = Location::parse(location)
+        .map_err(|e| ApiError::internal("a recorded result location is invalid", &e))?;
+    let store = api.inner.storage.store();
+    match store.get(&loc.object_path()).await {
+        Ok(r) => r
+            .bytes()
+            .await
+            .map_err(|e| ApiError::internal("could not read the query results", &e)),
+        Err(object_store::Error::NotFound { .. }) => Err(ApiError::invalid_with(
+            "RESULT_NOT_FOUND",
+            format!("Could not find results: {location} does not exist"),
+        )),
+        Err(e) => Err(ApiError::internal("could not read the query results", &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_statements() {
+        assert_eq!(classify("select 1").0, StatementType::Dml);
+        assert_eq!(
+            classify("  -- hi\n/* x */ WITH a AS (SELECT 1) SELECT * FROM a"),
+            (StatementType::Dml, Some("SELECT"))
+        );
+        assert_eq!(classify("(SELECT 1)").1, Some("SELECT"));
+        assert_eq!(classify("SHOW TABLES").0, StatementType::Utility);
+        assert_eq!(classify("describe t").0, StatementType::Utility);
+        assert_eq!(
+            classify("CREATE EXTERNAL TABLE t (a int) LOCATION 's3://b/t/'").0,
+            StatementType::Ddl
+        );
+        assert_eq!(
+            classify("CREATE TABLE t WITH (format='PARQUET') AS SELECT * FROM u"),
+            (StatementType::Dml, Some("CREATE_TABLE_AS_SELECT"))
+        );
+        assert_eq!(classify("INSERT INTO t SELECT 1").1, Some("INSERT"));
+        assert_eq!(classify("MSCK REPAIR TABLE t").0, StatementType::Ddl);
+    }
+
+    #[test]
+    fn output_folders_end_in_a_slash() {
+        assert_eq!(
+            output_folder("s3://b-1/results").unwrap(),
+            "s3://b-1/results/"
+        );
+        assert_eq!(
+            output_folder("s3://b-1/results/").unwrap(),
+            "s3://b-1/results/"
+        );
+        assert_eq!(output_folder("s3://b-1").unwrap(), "s3://b-1/");
+        assert!(output_folder("file:///tmp").is_err());
+    }
+
+    #[test]
+    fn ids_are_validated() {
+        assert!(validate_id("0b3c1f7e-1111-4a2b-9c3d-123456789abc").is_ok());
+        assert!(validate_id("../x").is_err());
+        assert!(validate_id("").is_err());
+    }
+}

@@ -1,0 +1,386 @@
+//! The Amazon Athena JSON 1.1 API (`X-Amz-Target: AmazonAthena.*`).
+//!
+//! Query executions run on a [`SqlRunner`] in a bounded queue (`QUEUED` →
+//! `RUNNING` → `SUCCEEDED` | `FAILED` | `CANCELLED`); their results are
+//! written as Athena does, as `<OutputLocation>/<id>.csv` (or `.txt` for DDL
+//! and utility statements) plus a `.metadata` file (see [`results`]), and
+//! GetQueryResults reads them back. Every execution and workgroup is
+//! persisted under `_lakehose/athena/`, so the history (kept 45 days), the
+//! results and the workgroups survive restarts; executions that were queued
+//! or running when the process stopped come back as `FAILED`.
+//!
+//! Operations: StartQueryExecution, GetQueryExecution,
+//! BatchGetQueryExecution, GetQueryResults, StopQueryExecution,
+//! ListQueryExecutions; ListDataCatalogs, GetDataCatalog, ListDatabases,
+//! GetDatabase, ListTableMetadata, GetTableMetadata (over the catalog);
+//! CreateWorkGroup, GetWorkGroup, ListWorkGroups, UpdateWorkGroup,
+//! DeleteWorkGroup.
+//!
+//! Deviation from Athena: when neither the request nor the workgroup gives
+//! an output location, real Athena refuses the query; lakehose writes to
+//! [`AthenaConfig::default_output_location`]
+//! (`s3://lakehose-athena-results/` unless configured).
+
+pub mod error;
+mod executions;
+pub mod input;
+mod metadata;
+pub mod results;
+pub mod values;
+pub mod workgroups;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
+use lakehose_catalog::awsjson;
+use lakehose_catalog::{CatalogRef, Location, Storage, StorageError};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
+
+use crate::output::SqlRunner;
+pub use error::ApiError;
+use executions::{Execution, QueryState};
+use workgroups::WorkGroup;
+
+/// The `X-Amz-Target` prefix of Athena.
+pub const TARGET_PREFIX: &str = "AmazonAthena";
+
+/// How long execution history is kept (Athena keeps 45 days).
+pub const HISTORY_DAYS: i64 = 45;
+
+/// Settings of the Athena API.
+#[derive(Debug, Clone)]
+pub struct AthenaConfig {
+    /// Queries running at once (default 4); more wait as `QUEUED`.
+    pub max_concurrent_queries: usize,
+    /// Queries queued or running at once (default 64); more are refused with
+    /// `TooManyRequestsException`.
+    pub queue_limit: usize,
+    /// Where results go when neither the request nor the workgroup says
+    /// (default `s3://lakehose-athena-results/`). Real Athena refuses such
+    /// queries instead.
+    pub default_output_location: String,
+}
+
+impl Default for AthenaConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_queries: 4,
+            queue_limit: 64,
+            default_output_location: "s3://lakehose-athena-results/".into(),
+        }
+    }
+}
+
+/// Why the Athena API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// A setting is not usable.
+    #[error("invalid Athena configuration: {0}")]
+    Config(String),
+    /// Reading or writing the persisted state failed.
+    #[error("Athena state storage failed: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Counts of the executions in the history, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AthenaMetrics {
+    /// Waiting for a slot.
+    pub queued: u64,
+    /// Running now.
+    pub running: u64,
+    /// Finished successfully.
+    pub succeeded: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Stopped by a user.
+    pub cancelled: u64,
+}
+
+/// The Athena API: executions, workgroups, and the catalog they query.
+/// Cheap to clone; clones share everything.
+#[derive(Debug, Clone)]
+pub struct AthenaApi {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    storage: Storage,
+    catalog: CatalogRef,
+    runner: Arc<dyn SqlRunner>,
+    config: AthenaConfig,
+    state: Mutex<State>,
+    /// Serializes writes of persisted records so the last write is always
+    /// the latest state.
+    write_lock: tokio::sync::Mutex<()>,
+    slots: Arc<Semaphore>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    executions: HashMap<String, Execution>,
+    /// ClientRequestToken → execution id.
+    tokens: HashMap<String, String>,
+    /// Tasks of queued and running executions.
+    tasks: HashMap<String, AbortHandle>,
+    workgroups: BTreeMap<String, WorkGroup>,
+}
+
+const EXECUTIONS_DIR: &str = "athena/executions";
+const WORKGROUPS_DIR: &str = "athena/workgroups";
+
+/// Now, in epoch milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Epoch milliseconds as the epoch seconds AWS JSON carries.
+pub(crate) fn seconds(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+impl AthenaApi {
+    /// Opens the API over `storage`: loads workgroups (creating `primary`)
+    /// and the execution history, prunes history older than 45 days, and
+    /// marks executions that were queued or running as failed.
+    pub async fn open(
+        storage: Storage,
+        catalog: CatalogRef,
+        runner: Arc<dyn SqlRunner>,
+        config: AthenaConfig,
+    ) -> Result<Self, OpenError> {
+        if config.max_concurrent_queries == 0 {
+            return Err(OpenError::Config(
+                "max_concurrent_queries must be at least 1".into(),
+            ));
+        }
+        if config.queue_limit < config.max_concurrent_queries {
+            return Err(OpenError::Config(
+                "queue_limit must be at least max_concurrent_queries".into(),
+            ));
+        }
+        Location::parse(&config.default_output_location)
+            .map_err(|e| OpenError::Config(format!("default_output_location: {e}")))?;
+        let api = Self {
+            inner: Arc::new(Inner {
+                slots: Arc::new(Semaphore::new(config.max_concurrent_queries)),
+                storage,
+                catalog,
+                runner,
+                config,
+                state: Mutex::new(State::default()),
+                write_lock: tokio::sync::Mutex::new(()),
+            }),
+        };
+        api.load_workgroups().await?;
+        api.load_executions().await?;
+        Ok(api)
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &AthenaConfig {
+        &self.inner.config
+    }
+
+    /// Counts of executions in the history by state.
+    pub fn metrics(&self) -> AthenaMetrics {
+        let state = self.state();
+        let mut m = AthenaMetrics::default();
+        for e in state.executions.values() {
+            match e.state {
+                QueryState::Queued => m.queued += 1,
+                QueryState::Running => m.running += 1,
+                QueryState::Succeeded => m.succeeded += 1,
+                QueryState::Failed => m.failed += 1,
+                QueryState::Cancelled => m.cancelled += 1,
+            }
+        }
+        m
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep going.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn workgroup(&self, name: &str) -> Result<WorkGroup, ApiError> {
+        self.state()
+            .workgroups
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::invalid(format!("WorkGroup {name} is not found.")))
+    }
+
+    fn execution_path(&self, id: &str) -> ObjectPath {
+        self.inner
+            .storage
+            .system_path(&format!("{EXECUTIONS_DIR}/{id}.json"))
+    }
+
+    fn workgroup_path(&self, name: &str) -> ObjectPath {
+        self.inner
+            .storage
+            .system_path(&format!("{WORKGROUPS_DIR}/{name}.json"))
+    }
+
+    /// Writes (or deletes, when gone) one workgroup's record.
+    async fn persist_workgroup(&self, name: &str) -> Result<(), ApiError> {
+        let _guard = self.inner.write_lock.lock().await;
+        let current = self.state().workgroups.get(name).cloned();
+        let path = self.workgroup_path(name);
+        let result = match current {
+            Some(wg) => match serde_json::to_vec(&wg) {
+                Ok(bytes) => self
+                    .inner
+                    .storage
+                    .put_durable(&path, bytes.into())
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            None => match self.inner.storage.store().delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        result.map_err(|e| ApiError::internal("could not save the workgroup", &e))
+    }
+
+    /// Writes one execution's current record.
+    async fn persist_execution(&self, id: &str) -> Result<(), StorageError> {
+        let _guard = self.inner.write_lock.lock().await;
+        let Some(record) = self.state().executions.get(id).cloned() else {
+            return Ok(());
+        };
+        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+        self.inner
+            .storage
+            .put_durable(&self.execution_path(id), bytes.into())
+            .await
+    }
+
+    /// Every object under a system folder, as (path, bytes).
+    async fn read_dir(&self, dir: &str) -> Result<Vec<(ObjectPath, bytes::Bytes)>, StorageError> {
+        let store = self.inner.storage.store();
+        let prefix = self.inner.storage.system_path(dir);
+        let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
+        let mut out = Vec::with_capacity(metas.len());
+        for meta in metas {
+            if !meta.location.as_ref().ends_with(".json") {
+                continue;
+            }
+            match store.get(&meta.location).await {
+                Ok(r) => out.push((meta.location, r.bytes().await?)),
+                // Deleted between the listing and the read.
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn load_workgroups(&self) -> Result<(), OpenError> {
+        let mut found = BTreeMap::new();
+        for (path, bytes) in self.read_dir(WORKGROUPS_DIR).await? {
+            match serde_json::from_slice::<WorkGroup>(&bytes) {
+                Ok(wg) => {
+                    found.insert(wg.name.clone(), wg);
+                }
+                Err(e) => {
+                    tracing::error!(%path, error = %e, "Skipping a corrupt Athena workgroup record.")
+                }
+            }
+        }
+        let create_primary = !found.contains_key(workgroups::PRIMARY);
+        if create_primary {
+            found.insert(workgroups::PRIMARY.into(), WorkGroup::primary());
+        }
+        self.state().workgroups = found;
+        if create_primary {
+            self.persist_workgroup(workgroups::PRIMARY)
+                .await
+                .map_err(|e| OpenError::Config(e.message))?;
+        }
+        Ok(())
+    }
+
+    async fn load_executions(&self) -> Result<(), OpenError> {
+        let cutoff = now_ms() - HISTORY_DAYS * 86_400_000;
+        let mut interrupted = Vec::new();
+        let mut expired = Vec::new();
+        {
+            let records = self.read_dir(EXECUTIONS_DIR).await?;
+            let mut state = self.state();
+            for (path, bytes) in records {
+                let mut record = match serde_json::from_slice::<Execution>(&bytes) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(%path, error = %e, "Skipping a corrupt Athena execution record.");
+                        continue;
+                    }
+                };
+                if record.submitted_ms < cutoff {
+                    expired.push(path);
+                    continue;
+                }
+                if record.state.is_active() {
+                    record.fail_interrupted();
+                    interrupted.push(record.id.clone());
+                }
+                if let Some(token) = &record.client_request_token {
+                    state.tokens.insert(token.clone(), record.id.clone());
+                }
+                state.executions.insert(record.id.clone(), record);
+            }
+        }
+        for path in expired {
+            match self.inner.storage.store().delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(OpenError::Storage(e.into())),
+            }
+        }
+        for id in interrupted {
+            self.persist_execution(&id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Handles one Athena operation.
+pub async fn handle(api: &AthenaApi, operation: &str, body: &[u8]) -> Response {
+    let result = match operation {
+        "StartQueryExecution" => executions::start(api, body).await,
+        "GetQueryExecution" => executions::get(api, body).await,
+        "BatchGetQueryExecution" => executions::batch_get(api, body).await,
+        "GetQueryResults" => executions::results(api, body).await,
+        "StopQueryExecution" => executions::stop(api, body).await,
+        "ListQueryExecutions" => executions::list(api, body).await,
+        "ListDataCatalogs" => metadata::list_data_catalogs(api, body).await,
+        "GetDataCatalog" => metadata::get_data_catalog(api, body).await,
+        "ListDatabases" => metadata::list_databases(api, body).await,
+        "GetDatabase" => metadata::get_database(api, body).await,
+        "ListTableMetadata" => metadata::list_table_metadata(api, body).await,
+        "GetTableMetadata" => metadata::get_table_metadata(api, body).await,
+        "CreateWorkGroup" => workgroups::create(api, body).await,
+        "GetWorkGroup" => workgroups::get(api, body).await,
+        "ListWorkGroups" => workgroups::list(api, body).await,
+        "UpdateWorkGroup" => workgroups::update(api, body).await,
+        "DeleteWorkGroup" => workgroups::delete(api, body).await,
+        other => Err(ApiError::unknown_operation(&format!(
+            "{TARGET_PREFIX}.{other}"
+        ))),
+    };
+    match result {
+        Ok(v) => awsjson::ok(v),
+        Err(e) => e.into_response(),
+    }
+}
