@@ -1,7 +1,8 @@
 //! The one HTTP server: every crate's handlers on one port.
 //!
 //! - `POST /` with `X-Amz-Target: <service>.<Operation>`: the AWS JSON 1.1
-//!   APIs, dispatched on the target prefix (`Firehose_20150804`, `AWSGlue`).
+//!   APIs, dispatched on the target prefix (`Firehose_20150804`, `AWSGlue`,
+//!   `AmazonAthena`).
 //! - `POST /v1/streams/{name}/records`: NDJSON ingest.
 //! - `GET /health`, `GET /metrics` (Prometheus text format).
 
@@ -22,6 +23,7 @@ use lakehose_catalog::glue::{self, GlueApi};
 use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
 use lakehose_ingest::{IngestConfig, IngestService, firehose};
 use lakehose_query::live::{LiveBuffer, LiveSource};
+use lakehose_query::athena::{self, AthenaApi, AthenaConfig};
 use lakehose_query::{EngineConfig, QueryEngine};
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
@@ -78,6 +80,7 @@ impl LiveSource for IngestLive {
 struct AppState {
     ingest: IngestService,
     glue: GlueApi,
+    athena: AthenaApi,
     registry: Arc<Registry>,
 }
 
@@ -135,6 +138,29 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let ingest = IngestService::open(config, storage, Some(Arc::clone(&catalog)))
         .await
         .context("could not start the ingest service")?;
+    let engine = QueryEngine::new(
+        Arc::clone(&catalog),
+        ingest.storage().clone(),
+        options.engine.clone(),
+    )
+    .context("could not start the query engine")?;
+    engine.set_live_source(Arc::new(IngestLive(ingest.clone())));
+    engine
+        .ensure_default_database()
+        .await
+        .context("could not create the default database")?;
+    let athena = AthenaApi::open(
+        ingest.storage().clone(),
+        Arc::clone(&catalog),
+        Arc::new(engine.clone()),
+        AthenaConfig {
+            max_concurrent_queries: options.max_concurrent_queries,
+            queue_limit: (options.max_concurrent_queries * 16).max(64),
+            ..Default::default()
+        },
+    )
+    .await
+    .context("could not open the Athena query history")?;
     let crawlers = CrawlerService::new(ingest.storage().clone(), Arc::clone(&catalog));
     let scheduler = crawlers.spawn_scheduler();
     let mut registry = Registry::default();
@@ -145,6 +171,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
             catalog,
             crawlers: crawlers.clone(),
         },
+        athena,
         registry: Arc::new(registry),
     };
     let app = Router::new()
@@ -187,6 +214,7 @@ async fn aws_json(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     match service {
         firehose::TARGET_PREFIX => firehose::handle(&state.ingest, operation, &body).await,
         glue::TARGET_PREFIX => glue::handle(&state.glue, operation, &body).await,
+        athena::TARGET_PREFIX => athena::handle(&state.athena, operation, &body).await,
         _ => AwsError::unknown_operation(target).into_response(),
     }
 }
