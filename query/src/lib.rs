@@ -9,5 +9,6 @@
 //! ```
 
 pub mod output;
+pub mod pg;
 
 pub use output::{QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType};
