@@ -24,6 +24,7 @@ pub mod engine;
 pub mod functions;
 pub mod live;
 pub mod output;
+pub mod pg;
 pub mod statement;
 pub mod table;
 pub mod text;

@@ -1,0 +1,242 @@
+//! Connection startup: trust or SCRAM-SHA-256 password authentication, and
+//! the server parameters reported to the client.
+
+use std::collections::HashMap;
+use std::fmt::{self, Debug};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::mechanism::AuthMechanismFactory;
+use pgwire::api::auth::sasl::SaslMechanisms;
+use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use pgwire::api::auth::{
+    AuthDriver, AuthOutcome, AuthSource, LoginInfo, Password, ServerParameterProvider,
+    StartupHandler, protocol_negotiation, save_startup_parameters_to_metadata,
+};
+use pgwire::api::{ClientInfo, ConnectionManager, METADATA_APPLICATION_NAME, METADATA_USER};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+/// The `server_version` reported to clients; libpq, JDBC and friends read
+/// the leading number to pick protocol features.
+pub(crate) const SERVER_VERSION: &str = concat!("16.6 (lakehose ", env!("CARGO_PKG_VERSION"), ")");
+/// `server_version_num` matching [`SERVER_VERSION`].
+pub(crate) const SERVER_VERSION_NUM: &str = "160006";
+/// PBKDF2 rounds for SCRAM (Postgres' default).
+const SCRAM_ITERATIONS: usize = 4096;
+
+/// Fixed session parameters announced at startup (and answered by `SHOW`).
+pub(crate) fn default_parameters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("server_version", SERVER_VERSION),
+        ("server_version_num", SERVER_VERSION_NUM),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO, MDY"),
+        ("IntervalStyle", "postgres"),
+        ("TimeZone", "UTC"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+        ("is_superuser", "off"),
+        ("in_hot_standby", "off"),
+        ("default_transaction_read_only", "off"),
+    ]
+}
+
+/// Reports [`default_parameters`] plus the client's `application_name` and
+/// user.
+#[derive(Debug, Default)]
+pub(crate) struct Parameters;
+
+impl ServerParameterProvider for Parameters {
+    fn server_parameters<C>(&self, client: &C) -> Option<HashMap<String, String>>
+    where
+        C: ClientInfo,
+    {
+        let mut params: HashMap<String, String> = default_parameters()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        params.insert(
+            "application_name".to_string(),
+            client
+                .metadata()
+                .get(METADATA_APPLICATION_NAME)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        if let Some(user) = client.metadata().get(METADATA_USER) {
+            params.insert("session_authorization".to_string(), user.clone());
+        }
+        Some(params)
+    }
+}
+
+/// The one configured user's SCRAM secret. Other user names get a secret
+/// derived from a random password, so they fail exactly like a wrong
+/// password does.
+struct ScramSecret {
+    user: String,
+    salt: Vec<u8>,
+    salted_password: Vec<u8>,
+    decoy_salt: Vec<u8>,
+    decoy_salted_password: Vec<u8>,
+}
+
+impl Debug for ScramSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScramSecret")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl AuthSource for ScramSecret {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        if login.user() == Some(self.user.as_str()) {
+            Ok(Password::new(
+                Some(self.salt.clone()),
+                self.salted_password.clone(),
+            ))
+        } else {
+            Ok(Password::new(
+                Some(self.decoy_salt.clone()),
+                self.decoy_salted_password.clone(),
+            ))
+        }
+    }
+}
+
+/// Random bytes from the system generator (via v4 UUIDs).
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 16);
+    while out.len() < n {
+        out.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Runs the startup phase of every connection.
+pub(crate) struct Startup {
+    driver: AuthDriver<Arc<Parameters>>,
+    scram: Option<SaslMechanisms>,
+}
+
+impl Startup {
+    /// Trust when `credentials` is `None`, else SCRAM-SHA-256 for that
+    /// user and password.
+    pub(crate) fn new(
+        credentials: Option<&(String, String)>,
+        connections: Arc<ConnectionManager>,
+    ) -> Self {
+        let scram = credentials.map(|(user, password)| {
+            let salt = random_bytes(16);
+            let salted_password = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
+            let decoy_salt = random_bytes(16);
+            let decoy_password: String = random_bytes(24)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let decoy_salted_password =
+                gen_salted_password(&decoy_password, &decoy_salt, SCRAM_ITERATIONS);
+            let secret = ScramSecret {
+                user: user.clone(),
+                salt,
+                salted_password,
+                decoy_salt,
+                decoy_salted_password,
+            };
+            let mut auth = ScramAuth::new(Arc::new(secret));
+            auth.set_iterations(SCRAM_ITERATIONS);
+            SaslMechanisms::new(vec![Arc::new(auth)])
+        });
+        Self {
+            driver: AuthDriver::new(Arc::new(Parameters)).with_connection_manager(connections),
+            scram,
+        }
+    }
+
+    /// Turns a failed handshake into Postgres' own message (the user name
+    /// comes from the startup packet; SCRAM clients leave theirs empty).
+    fn auth_failure<C: ClientInfo>(client: &C, error: PgWireError) -> PgWireError {
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        match error {
+            PgWireError::InvalidPassword(_)
+            | PgWireError::InvalidScramMessage(_)
+            | PgWireError::UnsupportedSASLAuthMethod(_)
+            | PgWireError::FailedToCoercePasswordMessage
+            | PgWireError::InvalidSASLState => {
+                tracing::warn!(
+                    user = %user,
+                    peer = %client.socket_addr(),
+                    "postgres password authentication failed"
+                );
+                PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".to_string(),
+                    "28P01".to_string(),
+                    format!("password authentication failed for user \"{user}\""),
+                )))
+            }
+            other => other,
+        }
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let outcome = match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                if client
+                    .metadata()
+                    .get(METADATA_USER)
+                    .is_none_or(String::is_empty)
+                {
+                    return Err(PgWireError::UserNameRequired);
+                }
+                match &self.scram {
+                    Some(mechanisms) => {
+                        self.driver
+                            .begin_authentication(client, mechanisms.create())
+                            .await
+                    }
+                    None => Ok(AuthOutcome::Authenticated {
+                        identity: None,
+                        final_message: None,
+                    }),
+                }
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(message) => {
+                self.driver.advance_authentication(client, message).await
+            }
+            _ => return Ok(()),
+        };
+        match outcome {
+            Ok(AuthOutcome::InProgress) => Ok(()),
+            Ok(AuthOutcome::Authenticated { final_message, .. }) => {
+                self.driver
+                    .complete_authentication(client, final_message)
+                    .await
+            }
+            Err(error) => Err(Self::auth_failure(client, error)),
+        }
+    }
+}

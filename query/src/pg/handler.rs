@@ -1,0 +1,697 @@
+//! The simple and extended query protocols on top of a [`SqlRunner`].
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::Sink;
+use futures::stream;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse,
+    Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, METADATA_APPLICATION_NAME, METADATA_DATABASE, METADATA_USER,
+    Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::DataRow;
+
+use super::encode::{arrow_type_for, encode_field, normalize, pg_type};
+use super::params::{describe_literal, in_limit_clause, infer_types, literal};
+use super::session::{self, Local, LocalResult, Session};
+use super::sql::{
+    MAX_PARAMETERS, first_keyword, placeholders, split_statements, substitute, trim_statement,
+};
+use crate::output::{
+    QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType,
+};
+
+fn error(code: &str, message: impl Into<String>) -> ErrorInfo {
+    ErrorInfo::new("ERROR".to_string(), code.to_string(), message.into())
+}
+
+/// The SQLSTATE for an engine error.
+pub(crate) fn sqlstate(err: &QueryError) -> &'static str {
+    match err.kind {
+        QueryErrorKind::Syntax => "42601",
+        QueryErrorKind::Semantic => {
+            let m = err.message.to_lowercase();
+            let missing = ["not found", "does not exist", "doesn't exist", "unknown"]
+                .iter()
+                .any(|p| m.contains(p));
+            if m.contains("no field named") || (m.contains("column") && missing) {
+                "42703"
+            } else if m.contains("function") && missing || m.contains("invalid function") {
+                "42883"
+            } else if (m.contains("table") || m.contains("relation") || m.contains("view"))
+                && missing
+            {
+                "42P01"
+            } else if (m.contains("database") || m.contains("schema")) && missing {
+                "3F000"
+            } else {
+                "42000"
+            }
+        }
+        QueryErrorKind::Data => "22000",
+        QueryErrorKind::Limit => "54000",
+        QueryErrorKind::Cancelled => "57014",
+        QueryErrorKind::Internal => "XX000",
+    }
+}
+
+fn query_error(err: &QueryError) -> ErrorInfo {
+    error(sqlstate(err), err.message.clone())
+}
+
+/// What one statement produced.
+enum Outcome {
+    Rows(SchemaRef, Vec<RecordBatch>),
+    Command(Tag),
+    Begin(Tag),
+    End(Tag),
+}
+
+/// Whether a statement returns rows, judged from its first keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// SELECT, WITH, VALUES, TABLE, parenthesised queries.
+    Query,
+    /// SHOW, DESCRIBE, EXPLAIN: rows, and cheap enough to run to describe.
+    Utility,
+    /// DDL, INSERT, CTAS, ...: a command tag only.
+    Command,
+}
+
+fn shape(sql: &str) -> Shape {
+    match first_keyword(sql).as_str() {
+        "select" | "with" | "values" | "table" | "(" => Shape::Query,
+        "show" | "describe" | "desc" | "explain" => Shape::Utility,
+        _ => Shape::Command,
+    }
+}
+
+/// The command tag for a statement that returns no rows.
+fn command_tag(output: &QueryOutput, sql: &str) -> Tag {
+    let sub = output.substatement_type.to_uppercase();
+    if let Some(n) = output.update_count {
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        return match sub.as_str() {
+            "INSERT" | "INSERT_INTO" => Tag::new("INSERT").with_oid(0).with_rows(n),
+            "UPDATE" | "DELETE" | "MERGE" => Tag::new(&sub).with_rows(n),
+            _ => Tag::new("SELECT").with_rows(n),
+        };
+    }
+    if !sub.is_empty() {
+        return Tag::new(&sub.replace('_', " "));
+    }
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(2)
+        .map(str::to_uppercase)
+        .collect();
+    match output.statement_type {
+        StatementType::Ddl => Tag::new(&words.join(" ")),
+        _ => Tag::new(words.first().map(String::as_str).unwrap_or("OK")),
+    }
+}
+
+/// A statement prepared with Parse.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    sql: String,
+    parameter_types: Vec<Type>,
+    /// The result columns announced by Describe: `Some(None)` for no rows.
+    described: Arc<Mutex<Option<Option<SchemaRef>>>>,
+}
+
+impl Prepared {
+    fn described(&self) -> Option<Option<SchemaRef>> {
+        self.described.lock().map(|d| d.clone()).unwrap_or(None)
+    }
+
+    fn remember(&self, schema: Option<SchemaRef>) {
+        if let Ok(mut d) = self.described.lock() {
+            *d = Some(schema);
+        }
+    }
+}
+
+/// Parses statements for the extended protocol.
+#[derive(Debug, Default)]
+pub(crate) struct Parser;
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let statements = split_statements(sql);
+        if statements.len() > 1 {
+            return Err(user_error(error(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            )));
+        }
+        let Some(statement) = statements.first() else {
+            return Ok(None);
+        };
+        let sql = trim_statement(statement).to_string();
+        let placeholders = placeholders(&sql);
+        let used = placeholders.iter().map(|p| p.number).max().unwrap_or(0);
+        if used > MAX_PARAMETERS || placeholders.iter().any(|p| p.number == 0) {
+            return Err(user_error(error("42P02", "invalid parameter number")));
+        }
+        let count = used.max(types.len());
+        let inferred = infer_types(&sql, &placeholders, count);
+        let parameter_types = inferred
+            .into_iter()
+            .enumerate()
+            .map(|(i, guess)| match types.get(i) {
+                Some(Some(t)) if *t != Type::UNKNOWN => t.clone(),
+                _ => guess,
+            })
+            .collect();
+        Ok(Some(Prepared {
+            sql,
+            parameter_types,
+            described: Arc::new(Mutex::new(None)),
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.parameter_types.clone())
+    }
+
+    fn get_result_schema(
+        &self,
+        _stmt: &Prepared,
+        _column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        // Result columns come from running or planning the statement, which
+        // the asynchronous describe handlers do.
+        Ok(Vec::new())
+    }
+}
+
+fn user_error(info: ErrorInfo) -> PgWireError {
+    PgWireError::UserError(Box::new(info))
+}
+
+fn format_at(format: &Format, idx: usize) -> FieldFormat {
+    match format {
+        Format::UnifiedText => FieldFormat::Text,
+        Format::UnifiedBinary => FieldFormat::Binary,
+        Format::Individual(codes) => codes
+            .get(idx)
+            .copied()
+            .map(FieldFormat::from)
+            .unwrap_or(FieldFormat::Text),
+    }
+}
+
+fn fields(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            FieldInfo::new(
+                f.name().clone(),
+                None,
+                None,
+                pg_type(f.data_type()),
+                format_at(format, i),
+            )
+        })
+        .collect()
+}
+
+/// Streams the rows of `batches` as DataRows.
+fn row_stream(
+    batches: Vec<RecordBatch>,
+    schema: Arc<Vec<FieldInfo>>,
+) -> impl futures::Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+    let rows = batches.into_iter().flat_map(move |batch| {
+        let columns: Result<Vec<ArrayRef>, _> = batch.columns().iter().map(normalize).collect();
+        let schema = schema.clone();
+        let (columns, failure) = match columns {
+            Ok(c) => (c, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        let n = if failure.is_some() {
+            1
+        } else {
+            batch.num_rows()
+        };
+        (0..n).map(move |row| {
+            if let Some(e) = &failure {
+                return Err(user_error(error("XX000", e.to_string())));
+            }
+            let mut buf = BytesMut::with_capacity(64);
+            for (col, field) in columns.iter().zip(schema.iter()) {
+                encode_field(
+                    col.as_ref(),
+                    row,
+                    field.datatype(),
+                    field.format(),
+                    &mut buf,
+                );
+            }
+            Ok(DataRow::new(buf, columns.len() as i16))
+        })
+    });
+    stream::iter(rows)
+}
+
+/// Brings `batches` to the column types announced in `target`, so binary
+/// values decode as the client expects.
+fn conform(
+    batches: Vec<RecordBatch>,
+    schema: &SchemaRef,
+    target: &SchemaRef,
+) -> Result<(SchemaRef, Vec<RecordBatch>), ErrorInfo> {
+    if schema.fields().len() != target.fields().len() {
+        return Err(error(
+            "0A000",
+            "the statement's result columns changed since it was described",
+        ));
+    }
+    let mut needs_cast = false;
+    let mut new_fields = Vec::new();
+    for (have, want) in schema.fields().iter().zip(target.fields().iter()) {
+        let want_pg = pg_type(want.data_type());
+        if pg_type(have.data_type()) == want_pg {
+            new_fields.push(have.as_ref().clone());
+        } else {
+            needs_cast = true;
+            let to = arrow_type_for(&want_pg).unwrap_or_else(|| want.data_type().clone());
+            new_fields.push(Field::new(have.name(), to, true));
+        }
+    }
+    if !needs_cast {
+        return Ok((schema.clone(), batches));
+    }
+    let new_schema = Arc::new(Schema::new(new_fields));
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(new_schema.fields().iter())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c.clone())
+                } else {
+                    normalize(c).and_then(|c| cast(&c, f.data_type()))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| error("22000", format!("cannot convert result column: {e}")))?;
+        out.push(
+            RecordBatch::try_new(new_schema.clone(), columns)
+                .map_err(|e| error("XX000", e.to_string()))?,
+        );
+    }
+    Ok((new_schema, out))
+}
+
+/// Serves queries of every connection.
+#[derive(Debug)]
+pub(crate) struct Queries {
+    runner: Arc<dyn SqlRunner>,
+    parser: Arc<Parser>,
+}
+
+type SessionRef = Arc<Mutex<Session>>;
+
+fn session_of<C: ClientInfo + ?Sized>(client: &C) -> SessionRef {
+    let metadata = client.metadata();
+    let database = metadata.get(METADATA_DATABASE).cloned();
+    let application = metadata.get(METADATA_APPLICATION_NAME).cloned();
+    let pid = client.pid_and_secret_key().0;
+    let slot = client.session_extensions().get_or_insert_with(|| {
+        Arc::new(Mutex::new(Session::new(
+            database.as_deref(),
+            application.as_deref(),
+            pid,
+        )))
+    });
+    (*slot).clone()
+}
+
+fn user_of<C: ClientInfo + ?Sized>(client: &C) -> String {
+    client
+        .metadata()
+        .get(METADATA_USER)
+        .cloned()
+        .unwrap_or_default()
+}
+
+impl Queries {
+    pub(crate) fn new(runner: Arc<dyn SqlRunner>) -> Self {
+        Self {
+            runner,
+            parser: Arc::new(Parser),
+        }
+    }
+
+    fn database(session: &SessionRef) -> Option<String> {
+        session.lock().ok().and_then(|s| s.database.clone())
+    }
+
+    async fn engine(&self, session: &SessionRef, sql: &str) -> Result<QueryOutput, ErrorInfo> {
+        let request = QueryRequest::new(sql, Self::database(session).as_deref());
+        tracing::debug!(database = ?request.database, "postgres statement");
+        self.runner.run(request).await.map_err(|e| query_error(&e))
+    }
+
+    fn local(command: &Local, session: &SessionRef, user: &str) -> Result<Outcome, ErrorInfo> {
+        let mut guard = session
+            .lock()
+            .map_err(|_| error("XX000", "session state is unavailable"))?;
+        match session::run(command, &mut guard, user) {
+            Ok(LocalResult::Rows(schema, batch)) => Ok(Outcome::Rows(schema, vec![batch])),
+            Ok(LocalResult::Tag(tag)) => Ok(Outcome::Command(Tag::new(tag))),
+            Ok(LocalResult::Begin(tag)) => Ok(Outcome::Begin(Tag::new(tag))),
+            Ok(LocalResult::End(tag)) => Ok(Outcome::End(Tag::new(tag))),
+            Err((code, message)) => Err(error(code, message)),
+        }
+    }
+
+    /// Runs one statement (parameters already substituted).
+    async fn run(&self, session: &SessionRef, user: &str, sql: &str) -> Result<Outcome, ErrorInfo> {
+        if let Some(command) = session::parse(sql) {
+            return Self::local(&command, session, user);
+        }
+        let output = self.engine(session, sql).await?;
+        let returns_rows = output.update_count.is_none()
+            && !output.schema.fields().is_empty()
+            && shape(sql) != Shape::Command;
+        if returns_rows {
+            Ok(Outcome::Rows(output.schema, output.batches))
+        } else {
+            Ok(Outcome::Command(command_tag(&output, sql)))
+        }
+    }
+
+    /// The result columns of `sql` (parameters substituted), without running
+    /// it when it is a query: the query is wrapped in `LIMIT 0`, which the
+    /// engine plans without scanning. SHOW/DESCRIBE/EXPLAIN run as they are.
+    async fn describe(
+        &self,
+        session: &SessionRef,
+        user: &str,
+        sql: &str,
+    ) -> Result<Option<SchemaRef>, ErrorInfo> {
+        if let Some(command) = session::parse(sql) {
+            if !session::is_read_only(&command) {
+                return Ok(None);
+            }
+            return match Self::local(&command, session, user)? {
+                Outcome::Rows(schema, _) => Ok(Some(schema)),
+                _ => Ok(None),
+            };
+        }
+        let schema = match shape(sql) {
+            Shape::Command => return Ok(None),
+            Shape::Utility => self.engine(session, sql).await?.schema,
+            Shape::Query => {
+                let probe = format!("SELECT * FROM (\n{sql}\n) AS lakehose_describe LIMIT 0");
+                match self.engine(session, &probe).await {
+                    Ok(output) => output.schema,
+                    // Some queries cannot be a subquery (duplicate column
+                    // names); run them as they are.
+                    Err(_) => self.engine(session, sql).await?.schema,
+                }
+            }
+        };
+        Ok((!schema.fields().is_empty()).then_some(schema))
+    }
+
+    fn describe_sql(stmt: &Prepared) -> String {
+        substitute(&stmt.sql, |p| {
+            let ty = stmt
+                .parameter_types
+                .get(p.number - 1)
+                .cloned()
+                .unwrap_or(Type::TEXT);
+            Ok::<_, ()>(describe_literal(&ty, in_limit_clause(&stmt.sql, p)))
+        })
+        .unwrap_or_else(|_| stmt.sql.clone())
+    }
+
+    fn bind(stmt: &Prepared, portal: &Portal<Prepared>) -> Result<String, ErrorInfo> {
+        let expected = stmt.parameter_types.len();
+        if portal.parameters.len() != expected {
+            return Err(error(
+                "08P01",
+                format!(
+                    "bind message supplies {} parameters, but prepared statement requires {expected}",
+                    portal.parameters.len()
+                ),
+            ));
+        }
+        if let Format::Individual(codes) = &portal.parameter_format
+            && codes.len() != expected
+        {
+            return Err(error(
+                "08P01",
+                format!(
+                    "bind message has {} parameter formats but {expected} parameters",
+                    codes.len()
+                ),
+            ));
+        }
+        substitute(&stmt.sql, |p| {
+            let idx = p.number - 1;
+            let ty = &stmt.parameter_types[idx];
+            let value = portal.parameters[idx].as_deref();
+            literal(
+                p.number,
+                ty,
+                format_at(&portal.parameter_format, idx),
+                value,
+            )
+            .map_err(|e| error(e.code, e.message))
+        })
+    }
+
+    fn respond(outcome: Outcome, format: &Format) -> Response {
+        match outcome {
+            Outcome::Rows(schema, batches) => {
+                let fields = Arc::new(fields(&schema, format));
+                Response::Query(QueryResponse::new(
+                    fields.clone(),
+                    row_stream(batches, fields),
+                ))
+            }
+            Outcome::Command(tag) => Response::Execution(tag),
+            Outcome::Begin(tag) => Response::TransactionStart(tag),
+            Outcome::End(tag) => Response::TransactionEnd(tag),
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Queries {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client);
+        let user = user_of(client);
+        let statements = split_statements(query);
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in statements {
+            match self.run(&session, &user, statement).await {
+                Ok(outcome) => responses.push(Self::respond(outcome, &Format::UnifiedText)),
+                Err(info) => {
+                    // Like Postgres, the rest of the query string is skipped.
+                    responses.push(Response::Error(Box::new(info)));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Queries {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        client: &mut C,
+        target: &StoredStatement<Prepared>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let stmt = &target.statement;
+        let session = session_of(client);
+        let user = user_of(client);
+        let schema = self
+            .describe(&session, &user, &Self::describe_sql(stmt))
+            .await
+            .map_err(user_error)?;
+        stmt.remember(schema.clone());
+        let fields = schema
+            .map(|s| fields(&s, &Format::UnifiedText))
+            .unwrap_or_default();
+        Ok(DescribeStatementResponse::new(
+            stmt.parameter_types.clone(),
+            fields,
+        ))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let stmt = &portal.statement.statement;
+        let schema = match stmt.described() {
+            Some(schema) => schema,
+            None => {
+                let session = session_of(client);
+                let user = user_of(client);
+                let sql = Self::bind(stmt, portal).map_err(user_error)?;
+                let schema = self
+                    .describe(&session, &user, &sql)
+                    .await
+                    .map_err(user_error)?;
+                stmt.remember(schema.clone());
+                schema
+            }
+        };
+        let fields = schema
+            .map(|s| fields(&s, &portal.result_column_format))
+            .unwrap_or_default();
+        Ok(DescribePortalResponse::new(fields))
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let stmt = &portal.statement.statement;
+        let session = session_of(client);
+        let user = user_of(client);
+        let sql = Self::bind(stmt, portal).map_err(user_error)?;
+        let outcome = self.run(&session, &user, &sql).await.map_err(user_error)?;
+        let outcome = match (outcome, stmt.described()) {
+            // Described as returning nothing: report the row count only.
+            (Outcome::Rows(_, batches), Some(None)) => {
+                let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                Outcome::Command(Tag::new("SELECT").with_rows(n))
+            }
+            (Outcome::Rows(schema, batches), Some(Some(target))) => {
+                let (schema, batches) = conform(batches, &schema, &target).map_err(user_error)?;
+                Outcome::Rows(schema, batches)
+            }
+            (other, _) => other,
+        };
+        Ok(Self::respond(outcome, &portal.result_column_format))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_sqlstate_mapping() {
+        let e = |kind, m: &str| sqlstate(&QueryError::new(kind, m));
+        assert_eq!(e(QueryErrorKind::Syntax, "x"), "42601");
+        assert_eq!(
+            e(
+                QueryErrorKind::Semantic,
+                "Error during planning: table 'default.nope' not found"
+            ),
+            "42P01"
+        );
+        assert_eq!(
+            e(QueryErrorKind::Semantic, "Schema error: No field named zz."),
+            "42703"
+        );
+        assert_eq!(e(QueryErrorKind::Semantic, "type mismatch"), "42000");
+        assert_eq!(e(QueryErrorKind::Data, "x"), "22000");
+        assert_eq!(e(QueryErrorKind::Limit, "x"), "54000");
+        assert_eq!(e(QueryErrorKind::Cancelled, "x"), "57014");
+        assert_eq!(e(QueryErrorKind::Internal, "x"), "XX000");
+    }
+
+    #[test]
+    fn pg_statement_shapes() {
+        assert_eq!(shape("  select 1"), Shape::Query);
+        assert_eq!(shape("WITH a AS (SELECT 1) SELECT * FROM a"), Shape::Query);
+        assert_eq!(shape("SHOW TABLES"), Shape::Utility);
+        assert_eq!(shape("CREATE TABLE t AS SELECT 1"), Shape::Command);
+    }
+
+    #[test]
+    fn pg_bind_rejects_wrong_counts() {
+        let stmt = Prepared {
+            sql: "SELECT $1".into(),
+            parameter_types: vec![Type::TEXT],
+            described: Arc::new(Mutex::new(None)),
+        };
+        let bind = |parameters: Vec<Option<bytes::Bytes>>| {
+            pgwire::messages::extendedquery::Bind::new(None, None, vec![], parameters, vec![])
+        };
+        let stored = Arc::new(StoredStatement::new("s".into(), stmt.clone(), vec![]));
+        let portal = Portal::try_new(&bind(vec![]), stored.clone()).unwrap();
+        assert_eq!(Queries::bind(&stmt, &portal).unwrap_err().code, "08P01");
+        let portal = Portal::try_new(&bind(vec![Some("x'y".into())]), stored).unwrap();
+        assert_eq!(Queries::bind(&stmt, &portal).unwrap(), "SELECT 'x''y'");
+    }
+}

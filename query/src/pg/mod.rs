@@ -1,0 +1,270 @@
+//! The Postgres wire protocol front end, so `psql`, drivers and BI tools can
+//! query lakehose.
+//!
+//! [`serve`] accepts connections on a listener and runs each in its own
+//! task; statements go to a [`SqlRunner`].
+//!
+//! # Authentication
+//!
+//! With [`PgConfig::credentials`] set, clients authenticate with
+//! SCRAM-SHA-256 (what libpq, JDBC and tokio-postgres use by default) as
+//! that user; a wrong password or unknown user gets `28P01 password
+//! authentication failed for user "..."`. Without credentials every client
+//! is trusted, which is only reasonable on a loopback listener (the
+//! default). Passwords are never logged.
+//!
+//! # Databases
+//!
+//! The database named in the startup packet is the connection's current
+//! (Athena) database. No name, `postgres`, `template0`, `template1` and
+//! `default` all mean the `default` database. `USE db` and `SET
+//! search_path TO db` switch it (`public`, `pg_catalog` and `"$user"` in a
+//! search path are skipped). The name is not checked at connect time; an
+//! unknown database shows up as an error on the first query. Note that psql
+//! and libpq use the user name as database name when none is given.
+//!
+//! # Statements
+//!
+//! The simple query protocol runs the statements of a query string one by
+//! one and stops at the first error. The extended protocol takes one
+//! statement per Parse; `$n` parameters are replaced by SQL literals of the
+//! bound values (strings quoted and escaped, numbers checked, casts for the
+//! other types) before the statement reaches the engine. Parameter types are
+//! the ones the client declares, else guessed from the text (`$1::int8`,
+//! `CAST($1 AS date)`, `LIMIT $1`), else `text`.
+//!
+//! Describe plans a query as `SELECT * FROM (query) LIMIT 0` with typed
+//! NULLs for the parameters, which returns the columns without scanning
+//! data; SHOW, DESCRIBE and EXPLAIN are run to describe them. Results are
+//! then converted to the described column types if a bound value changed
+//! them.
+//!
+//! The wire server answers some commands itself: `BEGIN`/`COMMIT`/
+//! `ROLLBACK` (accepted; lakehose has no transactions), `SET`, `RESET`,
+//! `SHOW` of session settings, `USE`, `DISCARD ALL`, and `SELECT`s of
+//! `version()`, `current_schema()`, `current_database()`, `current_user`,
+//! `current_setting('...')` and `pg_backend_pid()`. `SET` values are only
+//! kept for `SHOW`: output is always ISO dates and UTC timestamps (with
+//! their `+00` offset), whatever `DateStyle` or `TimeZone` says.
+//!
+//! Catalog queries (`pg_catalog`, `information_schema`, so psql's `\d`
+//! commands) are passed to the engine unchanged and only work if it
+//! supports them.
+//!
+//! # Types
+//!
+//! Arrow types map to `bool`, `int2`/`int4`/`int8`, `float4`/`float8`,
+//! `numeric` (decimals and `UInt64`), `text`, `bytea`, `date`, `time`,
+//! `timestamp`, `timestamptz`, `interval`, and `json` for lists, structs,
+//! maps and unions. Every type has a text encoding and a binary encoding.
+//!
+//! # Cancellation
+//!
+//! A CancelRequest stops the running statement (`57014`). When the client
+//! disconnects, its connection task is dropped within a fraction of a
+//! second, together with the statement it was running.
+
+mod auth;
+mod encode;
+mod handler;
+mod params;
+mod session;
+mod sql;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgwire::api::ConnectionManager;
+use pgwire::api::PgWireServerHandlers;
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::error::ErrorInfo;
+use pgwire::messages::PgWireBackendMessage;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::output::SqlRunner;
+
+/// The default address of the Postgres listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
+
+/// Settings of the Postgres wire server.
+#[derive(Clone)]
+pub struct PgConfig {
+    /// `(user, password)` clients must authenticate as (SCRAM-SHA-256);
+    /// `None` trusts every client.
+    pub credentials: Option<(String, String)>,
+    /// Connections served at once; further clients are turned away with
+    /// `53300 too many connections`.
+    pub max_connections: usize,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self {
+            credentials: None,
+            max_connections: 100,
+        }
+    }
+}
+
+impl fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgConfig")
+            .field(
+                "user",
+                &self.credentials.as_ref().map(|(user, _)| user.as_str()),
+            )
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The protocol handlers shared by all connections.
+struct Handlers {
+    startup: Arc<auth::Startup>,
+    queries: Arc<handler::Queries>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// Serves the Postgres wire protocol on `listener` until `shutdown`
+/// completes, each connection in its own task. At shutdown the listener
+/// stops accepting and open connections are closed (their statements are
+/// dropped).
+pub async fn serve(
+    listener: TcpListener,
+    runner: Arc<dyn SqlRunner>,
+    config: PgConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let connections = Arc::new(ConnectionManager::new());
+    let handlers = Arc::new(Handlers {
+        startup: Arc::new(auth::Startup::new(
+            config.credentials.as_ref(),
+            connections.clone(),
+        )),
+        queries: Arc::new(handler::Queries::new(runner)),
+        cancel: Arc::new(DefaultCancelHandler::new(connections)),
+    });
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let mut tasks = JoinSet::new();
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, auth = config.credentials.is_some(), "postgres wire server listening");
+    }
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off
+                        // instead of spinning, and keep serving.
+                        tracing::warn!(error = %err, "postgres accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let handlers = handlers.clone();
+                        tasks.spawn(async move {
+                            let _permit = permit;
+                            tracing::debug!(%peer, "postgres connection opened");
+                            serve_connection(socket, handlers).await;
+                            tracing::debug!(%peer, "postgres connection closed");
+                        });
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, "postgres connection refused: too many connections");
+                        tasks.spawn(refuse(socket));
+                    }
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("postgres wire server stopped");
+    Ok(())
+}
+
+/// Runs one connection, and drops it (with any running statement) as soon
+/// as the client goes away.
+async fn serve_connection(socket: TcpStream, handlers: Arc<Handlers>) {
+    let watcher = socket.into_std().and_then(|std| {
+        let twin = std.try_clone()?;
+        Ok((TcpStream::from_std(std)?, TcpStream::from_std(twin)?))
+    });
+    let (socket, twin) = match watcher {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::warn!(error = %err, "postgres connection setup failed");
+            return;
+        }
+    };
+    tokio::select! {
+        result = pgwire::tokio::process_socket(socket, None, handlers) => {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "postgres connection ended with an error");
+            }
+        }
+        _ = peer_closed(twin) => {
+            tracing::debug!("postgres client disconnected");
+        }
+    }
+}
+
+/// Completes when the peer has closed its end of `socket`. Unread data
+/// belongs to the protocol handler, so it is only peeked at.
+async fn peer_closed(socket: TcpStream) {
+    let mut byte = [0u8; 1];
+    loop {
+        match socket.peek(&mut byte).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Tells a client over the connection limit so, then closes.
+async fn refuse(mut socket: TcpStream) {
+    let info = ErrorInfo::new(
+        "FATAL".to_string(),
+        "53300".to_string(),
+        "sorry, too many clients already".to_string(),
+    );
+    let mut buf = bytes::BytesMut::new();
+    if PgWireBackendMessage::ErrorResponse(info.into())
+        .encode(&mut buf)
+        .is_ok()
+    {
+        let _ = socket.write_all(&buf).await;
+    }
+    let _ = socket.shutdown().await;
+}
