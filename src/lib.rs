@@ -55,6 +55,9 @@ pub enum Command {
     /// Crawl s3:// paths: classify files (Parquet, JSON lines, CSV/TSV,
     /// gzip), infer schemas and partitions, and write tables to the catalog.
     Crawl(commands::crawl::Config),
+    /// Generate the eight TPC-H tables as zstd Parquet, one folder per
+    /// table, for tests and benchmarks.
+    TpchGen(commands::tpch::Config),
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -65,6 +68,7 @@ pub fn run() -> ExitCode {
         Command::Serve(config) => commands::serve::run(config),
         Command::Demo(config) => commands::demo::run(config),
         Command::Crawl(config) => commands::crawl::run(config),
+        Command::TpchGen(config) => commands::tpch::run(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

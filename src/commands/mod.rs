@@ -3,3 +3,4 @@
 pub mod crawl;
 pub mod demo;
 pub mod serve;
+pub mod tpch;
