@@ -62,6 +62,9 @@ pub enum Command {
     /// Interactive SQL shell: line editing, history, multi-line statements,
     /// tab completion of tables and columns.
     Sql(commands::query::SqlConfig),
+    /// Generate the eight TPC-H tables as zstd Parquet, one folder per
+    /// table, for tests and benchmarks.
+    TpchGen(commands::tpch::Config),
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -74,6 +77,7 @@ pub fn run() -> ExitCode {
         Command::Crawl(config) => commands::crawl::run(config),
         Command::Query(config) => commands::query::run_query(config),
         Command::Sql(config) => commands::query::run_sql(config),
+        Command::TpchGen(config) => commands::tpch::run(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,3 +4,4 @@ pub mod crawl;
 pub mod demo;
 pub mod query;
 pub mod serve;
+pub mod tpch;
