@@ -87,6 +87,9 @@ struct AppState {
 /// A running server.
 pub struct RunningServer {
     addr: SocketAddr,
+    pg_addr: SocketAddr,
+    pg_stop: Option<oneshot::Sender<()>>,
+    pg_task: tokio::task::JoinHandle<std::io::Result<()>>,
     ingest: IngestService,
     scheduler: tokio::task::JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
@@ -97,6 +100,11 @@ impl RunningServer {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The Postgres wire address.
+    pub fn pg_addr(&self) -> SocketAddr {
+        self.pg_addr
     }
 
     /// The ingest service.
@@ -111,6 +119,14 @@ impl RunningServer {
             let _ = stop.send(());
         }
         self.scheduler.abort();
+        if let Some(stop) = self.pg_stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.pg_task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the Postgres wire server failed"),
+            Err(e) => tracing::warn!(error = %e, "the Postgres wire server task failed"),
+        }
         (&mut self.task)
             .await
             .context("the HTTP server task failed")?
@@ -161,6 +177,29 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     )
     .await
     .context("could not open the Athena query history")?;
+    let pg_listener = tokio::net::TcpListener::bind(options.pg_listen)
+        .await
+        .with_context(|| format!("could not listen on {} (Postgres wire)", options.pg_listen))?;
+    let pg_addr = pg_listener.local_addr()?;
+    let credentials = match (
+        std::env::var("LAKEHOSE_ACCESS_KEY_ID"),
+        std::env::var("LAKEHOSE_SECRET_ACCESS_KEY"),
+    ) {
+        (Ok(user), Ok(password)) if !user.is_empty() => Some((user, password)),
+        _ => None,
+    };
+    let (pg_stop, pg_stopped) = oneshot::channel::<()>();
+    let pg_task = tokio::spawn(lakehose_query::pg::serve(
+        pg_listener,
+        Arc::new(engine.clone()),
+        lakehose_query::pg::PgConfig {
+            credentials,
+            ..Default::default()
+        },
+        async move {
+            let _ = pg_stopped.await;
+        },
+    ));
     let crawlers = CrawlerService::new(ingest.storage().clone(), Arc::clone(&catalog));
     let scheduler = crawlers.spawn_scheduler();
     let mut registry = Registry::default();
@@ -195,6 +234,9 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     });
     Ok(RunningServer {
         addr,
+        pg_addr,
+        pg_stop: Some(pg_stop),
+        pg_task,
         ingest,
         scheduler,
         stop: Some(stop),

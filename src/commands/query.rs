@@ -70,6 +70,7 @@ pub struct QueryConfig {
     #[arg(long, short = 'f', conflicts_with = "sql")]
     pub file: Option<PathBuf>,
 
+    /// Where and how to run.
     #[command(flatten)]
     pub target: Target,
 }
@@ -77,6 +78,7 @@ pub struct QueryConfig {
 /// `lakehose sql`.
 #[derive(Debug, clap::Args)]
 pub struct SqlConfig {
+    /// Where and how to run.
     #[command(flatten)]
     pub target: Target,
 }

@@ -90,6 +90,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let running = server::start(config.server.options()).await?;
         println!("lakehose listening on http://{}", running.addr());
+        println!("postgres wire listening on {}", running.pg_addr());
         println!("data folder: {}", config.server.data_dir.display());
         server::shutdown_signal().await;
         eprintln!("shutting down: delivering every buffer...");

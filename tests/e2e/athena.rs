@@ -71,12 +71,12 @@ pub async fn select(
     sql: &str,
     database: &str,
 ) -> Vec<Vec<Option<String>>> {
-    rows(athena, sql, database, true).await
+    all_rows(athena, sql, database, true).await
 }
 
 /// Runs a statement and returns its result rows, dropping the first row
 /// when `header` (SELECT results start with one; SHOW/DESCRIBE do not).
-pub async fn rows(
+pub async fn all_rows(
     athena: &aws_sdk_athena::Client,
     sql: &str,
     database: &str,
