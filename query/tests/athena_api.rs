@@ -382,8 +382,8 @@ async fn athena_select_pages_with_header_only_first() {
     let data: usize = pages.iter().map(Vec::len).sum::<usize>() - 1;
     assert_eq!(data, 2500);
 
-    // The SDK's paginator walks the same pages.
-    let rows: usize = h
+    // The SDK's paginator walks pages that straddle the row index.
+    let all: Vec<Option<String>> = h
         .client
         .get_query_results()
         .query_execution_id(&id)
@@ -393,9 +393,19 @@ async fn athena_select_pages_with_header_only_first() {
         .collect::<Vec<_>>()
         .await
         .into_iter()
-        .map(|page| page.unwrap().result_set().unwrap().rows().len())
-        .sum();
-    assert_eq!(rows, 2501);
+        .flat_map(|page| {
+            page.unwrap()
+                .result_set()
+                .unwrap()
+                .rows()
+                .iter()
+                .map(|r| row_values(r)[0].clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut expected = vec![Some("n".to_string())];
+    expected.extend((1..=2500).map(|n| Some(n.to_string())));
+    assert_eq!(all, expected);
 
     // MaxResults out of range is refused.
     let err = h
@@ -1010,7 +1020,7 @@ async fn athena_list_query_executions_newest_first() {
     ids.reverse();
     assert_eq!(listed, ids);
     let primary = h.client.list_query_executions().send().await.unwrap();
-    assert_eq!(primary.query_execution_ids(), &[other.clone()]);
+    assert_eq!(primary.query_execution_ids(), std::slice::from_ref(&other));
 
     let batch = h
         .client
@@ -1043,6 +1053,23 @@ async fn athena_history_and_results_survive_restart() {
     // the same folder sees it as interrupted.
     let running = h.start(SLEEP_QUERY).await;
     wait_running(&h.client, &running).await;
+
+    h.client
+        .create_work_group()
+        .name("kept")
+        .send()
+        .await
+        .unwrap();
+    // An execution older than the 45 days of history is pruned on open.
+    let executions = h.dir.path().join("_lakehose/athena/executions");
+    let mut old: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(executions.join(format!("{id}.json"))).unwrap())
+            .unwrap();
+    let old_id = "11111111-2222-4333-8444-555555555555";
+    old["id"] = old_id.into();
+    old["client_request_token"] = serde_json::Value::Null;
+    old["submitted_ms"] = (chrono::Utc::now().timestamp_millis() - 46 * 86_400_000).into();
+    std::fs::write(executions.join(format!("{old_id}.json")), old.to_string()).unwrap();
 
     let reopened = open(h.dir.path(), test_runner(), AthenaConfig::default()).await;
     let (endpoint, server) = serve(reopened.clone()).await;
@@ -1086,6 +1113,15 @@ async fn athena_history_and_results_survive_restart() {
     let listed = c2.list_query_executions().send().await.unwrap();
     assert_eq!(listed.query_execution_ids(), &[running.clone(), id.clone()]);
     assert_eq!(reopened.metrics().succeeded, 1);
+    let err = c2
+        .get_query_execution()
+        .query_execution_id(old_id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidRequestException"));
+    assert!(!executions.join(format!("{old_id}.json")).exists());
+    c2.get_work_group().work_group("kept").send().await.unwrap();
 
     h.client
         .stop_query_execution()

@@ -855,27 +855,35 @@ pub(super) async fn results(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiEr
         }
     }
     let result_file = e.result_file();
-    let metadata_bytes = read_object(api, &format!("{result_file}.metadata")).await?;
+    let metadata_bytes = read_object(api, &format!("{result_file}.metadata"), None).await?;
     let metadata: ResultMetadata = serde_json::from_slice(&metadata_bytes)
         .map_err(|err| ApiError::internal("the query's result metadata is unreadable", &err))?;
-    let data = read_object(api, &result_file).await?;
-    let text = String::from_utf8(data.to_vec())
-        .map_err(|err| ApiError::internal("the query's result file is not UTF-8", &err))?;
-    let mut rows = if metadata.is_text() {
-        results::parse_text(&text)
-    } else {
-        results::parse_csv(&text)
-            .map_err(|err| ApiError::internal("the query's result file is not valid CSV", &err))?
-    };
-    if !metadata.has_header() && !metadata.is_text() && !rows.is_empty() {
-        // CTAS / INSERT INTO results carry no rows.
-        rows.clear();
-    }
-    if offset > rows.len() {
+    let header = metadata.has_header();
+    let total = metadata.row_count as usize + usize::from(header);
+    if offset > total {
         return Err(ApiError::invalid("NextToken is not valid"));
     }
-    let end = (offset + max).min(rows.len());
-    let page: Vec<Value> = rows[offset..end]
+    // Display rows are the header (SELECT only) then the data rows.
+    let with_header = header && offset == 0;
+    let data_start = if header {
+        offset.saturating_sub(1)
+    } else {
+        offset
+    };
+    let data_end = (data_start + max - usize::from(with_header)).min(metadata.row_count as usize);
+    let mut rows: Vec<Vec<Option<String>>> = Vec::new();
+    if with_header {
+        rows.push(
+            metadata
+                .column_info
+                .iter()
+                .map(|c| Some(c.name.clone()))
+                .collect(),
+        );
+    }
+    rows.extend(read_rows(api, &result_file, &metadata, data_start, data_end).await?);
+    let end = offset + rows.len();
+    let page: Vec<Value> = rows
         .iter()
         .map(|row| {
             let data: Vec<Value> = row
@@ -888,7 +896,7 @@ pub(super) async fn results(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiEr
             json!({ "Data": data })
         })
         .collect();
-    let next = (end < rows.len()).then(|| format!("{TOKEN_PREFIX}{end}"));
+    let next = (end < total).then(|| format!("{TOKEN_PREFIX}{end}"));
     Ok(json!({
         "UpdateCount": metadata.update_count.unwrap_or(0),
         "ResultSet": {
@@ -899,15 +907,67 @@ pub(super) async fn results(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiEr
     }))
 }
 
-async fn read_object(api: &AthenaApi, location: &str) -> Result<Bytes, ApiError> {
+/// Data rows `start..end` of a result file, read with one ranged read
+/// through the metadata's row index.
+async fn read_rows(
+    api: &AthenaApi,
+    result_file: &str,
+    metadata: &ResultMetadata,
+    start: usize,
+    end: usize,
+) -> Result<Vec<Vec<Option<String>>>, ApiError> {
+    if start >= end {
+        return Ok(Vec::new());
+    }
+    let stride = results::INDEX_STRIDE as usize;
+    let first_block = start / stride;
+    let last_block = (end - 1) / stride;
+    let index = &metadata.row_index;
+    if last_block >= index.len() {
+        return Err(ApiError::internal(
+            "the query's result metadata is inconsistent",
+            &format!("row index has {} entries, row {end} asked", index.len()),
+        ));
+    }
+    let from = index[first_block];
+    let to = index
+        .get(last_block + 1)
+        .copied()
+        .unwrap_or(metadata.result_bytes);
+    let data = read_object(api, result_file, Some(from..to)).await?;
+    let text = String::from_utf8(data.to_vec())
+        .map_err(|err| ApiError::internal("the query's result file is not UTF-8", &err))?;
+    let rows = if metadata.is_text() {
+        results::parse_text(&text)
+    } else {
+        results::parse_csv(&text)
+            .map_err(|err| ApiError::internal("the query's result file is not valid CSV", &err))?
+    };
+    Ok(rows
+        .into_iter()
+        .skip(start - first_block * stride)
+        .take(end - start)
+        .collect())
+}
+
+async fn read_object(
+    api: &AthenaApi,
+    location: &str,
+    range: Option<std::ops::Range<u64>>,
+) -> Result<Bytes, ApiError> {
     let loc = Location::parse(location)
         .map_err(|e| ApiError::internal("a recorded result location is invalid", &e))?;
     let store = api.inner.storage.store();
-    match store.get(&loc.object_path()).await {
-        Ok(r) => r
-            .bytes()
-            .await
-            .map_err(|e| ApiError::internal("could not read the query results", &e)),
+    let path = loc.object_path();
+    let read = match range {
+        Some(range) => store.get_range(&path, range).await,
+        None => match store.get(&path).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        },
+    };
+    match read {
+        Ok(bytes) => Ok(bytes),
         Err(object_store::Error::NotFound { .. }) => Err(ApiError::invalid_with(
             "RESULT_NOT_FOUND",
             format!("Could not find results: {location} does not exist"),

@@ -16,6 +16,10 @@
 //! CreateWorkGroup, GetWorkGroup, ListWorkGroups, UpdateWorkGroup,
 //! DeleteWorkGroup.
 //!
+//! The history is also held in memory (one record per execution, query
+//! text included) for the lookups; result rows are not, GetQueryResults
+//! reads one page of the result file per call.
+//!
 //! Deviation from Athena: when neither the request nor the workgroup gives
 //! an output location, real Athena refuses the query; lakehose writes to
 //! [`AthenaConfig::default_output_location`]

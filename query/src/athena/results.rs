@@ -11,14 +11,20 @@
 //!   a binary protocol-buffer document; lakehose writes a JSON document
 //!   instead (`{"Format": "lakehose-athena-result-metadata", "Version": 1,
 //!   "StatementType", "SubstatementType", "UpdateCount", "RowCount",
-//!   "ColumnInfo": [...]}`). GetQueryResults reads both files back, so
-//!   results survive restarts.
+//!   "ColumnInfo": [...], "RowIndex": [...], "ResultBytes"}`). `RowIndex`
+//!   holds the byte offset of every [`INDEX_STRIDE`]th data row (line, for
+//!   `.txt`), so GetQueryResults reads one page with a ranged read instead
+//!   of the whole file. GetQueryResults reads both files back, so results
+//!   survive restarts.
 
 use datafusion::arrow::error::ArrowError;
 use serde::{Deserialize, Serialize};
 
 use super::values::{ColumnInfo, column_text};
 use crate::output::{QueryOutput, StatementType};
+
+/// Rows between two entries of [`ResultMetadata::row_index`].
+pub const INDEX_STRIDE: u64 = 1000;
 
 /// The `Format` member of a metadata file.
 pub const METADATA_FORMAT: &str = "lakehose-athena-result-metadata";
@@ -42,6 +48,12 @@ pub struct ResultMetadata {
     pub row_count: u64,
     /// Result columns.
     pub column_info: Vec<ColumnInfo>,
+    /// Byte offsets of data rows 0, [`INDEX_STRIDE`], 2×[`INDEX_STRIDE`]...
+    #[serde(default)]
+    pub row_index: Vec<u64>,
+    /// Size of the result file.
+    #[serde(default)]
+    pub result_bytes: u64,
 }
 
 impl ResultMetadata {
@@ -77,6 +89,7 @@ pub fn render(output: &QueryOutput) -> Result<(Vec<u8>, ResultMetadata), ArrowEr
             .collect()
     };
     let mut row_count = 0u64;
+    let mut row_index = Vec::new();
     if output.update_count.is_none() {
         if !text {
             let header: Vec<Option<String>> =
@@ -97,9 +110,25 @@ pub fn render(output: &QueryOutput) -> Result<(Vec<u8>, ResultMetadata), ArrowEr
                     file.extend_from_slice(line.join("\t").as_bytes());
                     file.push(b'\n');
                 } else {
+                    if row_count.is_multiple_of(INDEX_STRIDE) {
+                        row_index.push(file.len() as u64);
+                    }
                     write_csv_line(&mut file, &values);
+                    row_count += 1;
                 }
-                row_count += 1;
+            }
+        }
+        if text {
+            // A value may hold newlines: text rows are lines.
+            let mut start = 0usize;
+            for (i, b) in file.iter().enumerate() {
+                if *b == b'\n' {
+                    if row_count.is_multiple_of(INDEX_STRIDE) {
+                        row_index.push(start as u64);
+                    }
+                    row_count += 1;
+                    start = i + 1;
+                }
             }
         }
     }
@@ -111,6 +140,8 @@ pub fn render(output: &QueryOutput) -> Result<(Vec<u8>, ResultMetadata), ArrowEr
         update_count: output.update_count,
         row_count,
         column_info,
+        row_index,
+        result_bytes: file.len() as u64,
     };
     Ok((file, metadata))
 }
@@ -242,6 +273,8 @@ mod tests {
             "\"id\",\"name\"\n\"1\",\"plain\"\n,\"\"\n\"3\",\"with \"\"quotes\"\", comma\nand newline\"\n"
         );
         assert_eq!(metadata.row_count, 3);
+        assert_eq!(metadata.row_index, vec![12]);
+        assert_eq!(metadata.result_bytes, text.len() as u64);
         assert!(metadata.has_header());
         let records = parse_csv(&text).unwrap();
         assert_eq!(records.len(), 4);
@@ -260,6 +293,9 @@ mod tests {
         let (file, metadata) = render(&output).unwrap();
         let text = String::from_utf8(file).unwrap();
         assert!(text.starts_with("1\tplain\n\t\n"), "{text:?}");
+        // The embedded newline makes a fourth line.
+        assert_eq!(metadata.row_count, 4);
+        assert_eq!(metadata.row_index, vec![0]);
         assert!(metadata.is_text());
         assert!(!metadata.has_header());
         assert_eq!(

@@ -303,9 +303,9 @@ fn date_text(millis: i64) -> String {
 }
 
 fn fraction(nanos: u32) -> String {
-    if nanos % 1_000_000 == 0 {
+    if nanos.is_multiple_of(1_000_000) {
         format!("{:03}", nanos / 1_000_000)
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         format!("{:06}", nanos / 1_000)
     } else {
         format!("{nanos:09}")
