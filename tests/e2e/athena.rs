@@ -195,7 +195,7 @@ fn acked_records_are_queryable_at_once_and_after_restart() {
         )
         .await;
         assert_eq!(rows, vec![vec![Some("300".into()), Some("44850".into())]]);
-        let partitions = rows(
+        let partitions = all_rows(
             &athena,
             "SHOW PARTITIONS weblogs.requests",
             "default",
@@ -210,6 +210,24 @@ fn acked_records_are_queryable_at_once_and_after_restart() {
         )
         .await;
         assert_eq!(cell(&rows), "true");
+
+        // The same table over the Postgres wire protocol.
+        let (host, port) = server.pg_addr.rsplit_once(':').unwrap();
+        let (pg, connection) = tokio_postgres::connect(
+            &format!("host={host} port={port} user=analyst dbname=weblogs"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("connect over the Postgres wire protocol");
+        tokio::spawn(connection);
+        let row = pg
+            .query_one("SELECT count(*) AS n, max(id) AS top FROM requests WHERE service = $1", &[&"api"])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>("n"), 100);
+        assert_eq!(row.get::<_, i64>("top"), 297);
+        let err = pg.simple_query("SELECT * FROM nope").await.unwrap_err();
+        assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE), "{err:?}");
     });
 }
 
