@@ -11,3 +11,5 @@
 pub mod output;
 
 pub use output::{QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType};
+pub mod dialect;
+pub mod functions;
