@@ -1,9 +1,506 @@
-//! Presto/Trino syntax DataFusion lacks, rewritten before planning. Until
-//! the rewrites land, statements are planned as they are parsed.
+//! SQL-level rewrites for Presto/Trino syntax that DataFusion does not plan
+//! itself. [`rewrite`] runs on the parsed statement before DataFusion plans it.
+//!
+//! | Presto                                  | Rewritten to                                        |
+//! |-----------------------------------------|-----------------------------------------------------|
+//! | `IF(c, a [, b])`                        | `CASE WHEN c THEN a [ELSE b] END` (lazy branches)   |
+//! | `TRY(e)`                                | `e` with every `CAST` in it made a `TRY_CAST` and   |
+//! |                                         | every `x / y`, `x % y` made `x / NULLIF(y, 0)`      |
+//! | `t TABLESAMPLE BERNOULLI (p)` / `SYSTEM`| `(SELECT * FROM t WHERE random() * 100 < p) AS t`   |
+//! | `approx_distinct(x, e)`                 | `approx_distinct(x)` once `e` is checked            |
+//! | `ts AT TIME ZONE z`                     | `at_timezone(ts, z)`: the same instant shown in `z` |
+//! | `UNNEST(a) WITH ORDINALITY AS t(x, n)`  | `UNNEST(a, range(1, cardinality(a) + 1)) AS t(x, n)`|
+//! | `UNNEST(m) AS t(k, v)` (map)            | `UNNEST(unnest_part(m, 1), unnest_part(m, 2))`      |
+//! | `UNNEST(rows) AS t(a, b)` (array(row))  | one `unnest_part(rows, i)` per field                |
+//!
+//! `SYSTEM` sampling is row-level like `BERNOULLI` (lakehose has no block
+//! sampling).
+//! Inside `TRY`, calls to lakehose's own scalar functions (`date_parse`,
+//! `json_parse`, `regexp_extract`, `from_hex`, ...) go to their lenient
+//! `try_` twins, whose failing rows yield NULL. Errors from other DataFusion
+//! built-ins inside `TRY(...)` still fail the query.
 
-use datafusion::sql::sqlparser::ast::Statement;
+use std::ops::ControlFlow;
 
-/// Rewrites a parsed statement in place.
-pub fn rewrite(_statement: &mut Statement) -> Result<(), String> {
+use sqlparser::ast::{
+    BinaryOperator, CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, SetExpr,
+    Statement, TableFactor, TableSampleKind, TableSampleMethod, TableSampleUnit, VisitMut,
+    VisitorMut, visit_expressions_mut,
+};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+
+/// Rewrites `statement` in place so DataFusion can plan it.
+///
+/// Returns a user-facing message when the statement uses Presto syntax in a
+/// form lakehose cannot run (e.g. `TABLESAMPLE ... REPEATABLE (seed)`).
+pub fn rewrite(statement: &mut Statement) -> Result<(), String> {
+    match statement.visit(&mut Rewriter) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(msg) => Err(msg),
+    }
+}
+
+struct Rewriter;
+
+impl VisitorMut for Rewriter {
+    type Break = String;
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<String> {
+        if let Expr::AtTimeZone {
+            timestamp,
+            time_zone,
+        } = expr
+        {
+            let call = format!("at_timezone({timestamp}, {time_zone})");
+            match parse_expr(&call) {
+                Ok(e) => *expr = e,
+                Err(e) => return ControlFlow::Break(e),
+            }
+            return ControlFlow::Continue(());
+        }
+        let Expr::Function(f) = expr else {
+            return ControlFlow::Continue(());
+        };
+        if f.name.0.len() != 1 {
+            return ControlFlow::Continue(());
+        }
+        let name = f.name.to_string().to_ascii_lowercase();
+        if name != "if" && name != "try" && name != "approx_distinct" {
+            return ControlFlow::Continue(());
+        }
+        let args = match plain_args(&f.args) {
+            Some(a) => a,
+            None => return ControlFlow::Break(format!("{name}: unexpected argument syntax")),
+        };
+        match name.as_str() {
+            "approx_distinct" => {
+                if args.len() == 2 {
+                    if let Err(e) = check_standard_error(&args[1]) {
+                        return ControlFlow::Break(e);
+                    }
+                    if let FunctionArguments::List(l) = &mut f.args {
+                        l.args.truncate(1);
+                    }
+                }
+            }
+            "if" => {
+                if !(2..=3).contains(&args.len()) {
+                    return ControlFlow::Break(format!(
+                        "IF expects 2 or 3 arguments, got {}",
+                        args.len()
+                    ));
+                }
+                let mut case = match parse_expr("CASE WHEN NULL THEN NULL END") {
+                    Ok(e) => e,
+                    Err(e) => return ControlFlow::Break(e),
+                };
+                if let Expr::Case {
+                    conditions,
+                    else_result,
+                    ..
+                } = &mut case
+                {
+                    conditions[0].condition = args[0].clone();
+                    conditions[0].result = args[1].clone();
+                    *else_result = args.get(2).cloned().map(Box::new);
+                }
+                *expr = case;
+            }
+            _ => {
+                if args.len() != 1 {
+                    return ControlFlow::Break(format!(
+                        "TRY expects 1 argument, got {}",
+                        args.len()
+                    ));
+                }
+                let mut inner = args[0].clone();
+                if let ControlFlow::Break(e) = make_lenient(&mut inner) {
+                    return ControlFlow::Break(e);
+                }
+                *expr = Expr::Nested(Box::new(inner));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<String> {
+        if let TableFactor::UNNEST {
+            alias,
+            array_exprs,
+            with_offset: false,
+            with_ordinality,
+            ..
+        } = factor
+            && let Err(e) = unnest(alias.as_ref(), array_exprs, with_ordinality)
+        {
+            return ControlFlow::Break(e);
+        }
+        if let TableFactor::Table { sample, .. } = factor
+            && sample.is_some()
+        {
+            match sampled(factor) {
+                Ok(t) => *factor = t,
+                Err(e) => return ControlFlow::Break(e),
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `UNNEST(map) AS t(k, v)`, `UNNEST(array_of_rows) AS t(a, b, ...)` and
+/// `WITH ORDINALITY`, as a multi-argument `UNNEST` DataFusion can plan.
+fn unnest(
+    alias: Option<&sqlparser::ast::TableAlias>,
+    array_exprs: &mut Vec<Expr>,
+    with_ordinality: &mut bool,
+) -> Result<(), String> {
+    let named = alias.map_or(0, |a| a.columns.len());
+    let ordinality = usize::from(*with_ordinality);
+    // One argument but several names: a map (key, value) or rows (fields).
+    if array_exprs.len() == 1 && named > 1 + ordinality {
+        let x = array_exprs[0].to_string();
+        *array_exprs = (1..=named - ordinality)
+            .map(|i| parse_expr(&format!("unnest_part({x}, {i})")))
+            .collect::<Result<_, _>>()?;
+    }
+    if *with_ordinality {
+        let lengths: Vec<String> = array_exprs
+            .iter()
+            .map(|e| format!("CAST(cardinality({e}) AS BIGINT)"))
+            .collect();
+        let longest = if lengths.len() == 1 {
+            lengths[0].clone()
+        } else {
+            format!("greatest({})", lengths.join(", "))
+        };
+        array_exprs.push(parse_expr(&format!("range(1, {longest} + 1)"))?);
+        *with_ordinality = false;
+    }
     Ok(())
+}
+
+/// Validates the `e` of `approx_distinct(x, e)`. lakehose's sketch has a
+/// fixed standard error of about 0.4%, within every allowed `e`.
+fn check_standard_error(e: &Expr) -> Result<(), String> {
+    let text = e.to_string();
+    match text.parse::<f64>() {
+        Ok(v) if (0.0040625..=0.26).contains(&v) => Ok(()),
+        Ok(v) => Err(format!(
+            "approx_distinct: max standard error must be in [0.0040625, 0.26000], got {v}"
+        )),
+        Err(_) => Err("approx_distinct: max standard error must be a constant".into()),
+    }
+}
+
+/// The arguments of a call when all are plain positional expressions.
+fn plain_args(args: &FunctionArguments) -> Option<Vec<Expr>> {
+    match args {
+        FunctionArguments::List(l) if l.duplicate_treatment.is_none() && l.clauses.is_empty() => l
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                _ => None,
+            })
+            .collect(),
+        FunctionArguments::None => Some(Vec::new()),
+        _ => None,
+    }
+}
+
+fn parse_expr(sql: &str) -> Result<Expr, String> {
+    Parser::new(&GenericDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| e.to_string())
+}
+
+/// Makes the failures `TRY` is meant to catch yield NULL instead.
+fn make_lenient(expr: &mut Expr) -> ControlFlow<String> {
+    visit_expressions_mut(expr, |e| {
+        match e {
+            Expr::Cast { kind, .. }
+                if *kind != CastKind::TryCast && *kind != CastKind::SafeCast =>
+            {
+                *kind = CastKind::TryCast;
+            }
+            Expr::Function(f) if f.name.0.len() == 1 => {
+                if let Some(twin) = crate::functions::lenient_twin(&f.name.to_string()) {
+                    f.name =
+                        sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::new(twin)]);
+                }
+            }
+            Expr::BinaryOp { op, right, .. }
+                if matches!(op, BinaryOperator::Divide | BinaryOperator::Modulo) =>
+            {
+                let divisor =
+                    std::mem::replace(right.as_mut(), Expr::value(sqlparser::ast::Value::Null));
+                let mut nullif = match parse_expr("NULLIF(NULL, 0)") {
+                    Ok(n) => n,
+                    Err(e) => return ControlFlow::Break(e),
+                };
+                if let Expr::Function(f) = &mut nullif
+                    && let FunctionArguments::List(l) = &mut f.args
+                {
+                    l.args[0] = FunctionArg::Unnamed(FunctionArgExpr::Expr(divisor));
+                }
+                **right = nullif;
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    })
+}
+
+/// `t TABLESAMPLE BERNOULLI (p)` as a filtered derived table.
+fn sampled(factor: &TableFactor) -> Result<TableFactor, String> {
+    let mut table = factor.clone();
+    let TableFactor::Table {
+        name,
+        alias,
+        sample,
+        ..
+    } = &mut table
+    else {
+        return Err("TABLESAMPLE: unexpected relation".into());
+    };
+    let s = match sample.take() {
+        Some(TableSampleKind::BeforeTableAlias(s) | TableSampleKind::AfterTableAlias(s)) => s,
+        None => return Err("TABLESAMPLE: missing sample".into()),
+    };
+    match s.name {
+        Some(TableSampleMethod::Bernoulli | TableSampleMethod::System) | None => {}
+        Some(other) => {
+            return Err(format!(
+                "TABLESAMPLE {other} is not supported; use BERNOULLI or SYSTEM"
+            ));
+        }
+    }
+    if s.seed.is_some() || s.bucket.is_some() || s.offset.is_some() {
+        return Err("TABLESAMPLE supports only BERNOULLI (p) or SYSTEM (p)".into());
+    }
+    let Some(q) = s.quantity else {
+        return Err("TABLESAMPLE needs a percentage".into());
+    };
+    if matches!(q.unit, Some(TableSampleUnit::Rows)) {
+        return Err("TABLESAMPLE ... ROWS is not supported; give a percentage".into());
+    }
+    let alias_sql = match alias.take() {
+        Some(mut a) => {
+            a.explicit = true;
+            a.to_string()
+        }
+        None => match name.0.last() {
+            Some(part) => format!("AS {part}"),
+            None => return Err("TABLESAMPLE: empty table name".into()),
+        },
+    };
+    let sql = format!(
+        "SELECT * FROM (SELECT * FROM {table} WHERE random() * 100 < ({value})) {alias_sql}",
+        value = q.value
+    );
+    let mut stmts = Parser::parse_sql(&GenericDialect {}, &sql).map_err(|e| e.to_string())?;
+    let Some(Statement::Query(query)) = stmts.pop() else {
+        return Err("TABLESAMPLE: rewrite failed".into());
+    };
+    match *query.body {
+        SetExpr::Select(select) => select
+            .from
+            .into_iter()
+            .next()
+            .map(|t| t.relation)
+            .ok_or_else(|| "TABLESAMPLE: rewrite failed".into()),
+        _ => Err("TABLESAMPLE: rewrite failed".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlparser::dialect::GenericDialect;
+    use sqlparser::parser::Parser;
+
+    use crate::functions::test_util::{ctx, err, one, run};
+
+    fn rewritten(sql: &str) -> String {
+        let mut s = Parser::parse_sql(&GenericDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        super::rewrite(&mut s).unwrap();
+        s.to_string()
+    }
+
+    #[test]
+    fn rewrites_as_text() {
+        assert_eq!(
+            rewritten("SELECT if(a > 1, 'x', 'y') FROM t"),
+            "SELECT CASE WHEN a > 1 THEN 'x' ELSE 'y' END FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT try(CAST(a AS INT) / b) FROM t"),
+            "SELECT (TRY_CAST(a AS INT) / NULLIF(b, 0)) FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT * FROM db.t TABLESAMPLE BERNOULLI (10)"),
+            "SELECT * FROM (SELECT * FROM db.t WHERE random() * 100 < (10)) AS t"
+        );
+    }
+
+    #[tokio::test]
+    async fn conditional_and_try() {
+        let c = ctx();
+        assert_eq!(one(&c, "SELECT if(1 > 0, 'yes', 'no')").await, "yes");
+        assert_eq!(one(&c, "SELECT if(1 < 0, 'yes')").await, "NULL");
+        // Branches are lazy: the untaken division never runs.
+        assert_eq!(
+            one(&c, "SELECT if(x = 0, -1, 10 / x) FROM (VALUES (0)) t(x)").await,
+            "-1"
+        );
+        assert_eq!(one(&c, "SELECT try(CAST('abc' AS INTEGER))").await, "NULL");
+        assert_eq!(
+            one(&c, "SELECT try(10 / x) FROM (VALUES (0)) t(x)").await,
+            "NULL"
+        );
+        assert_eq!(
+            one(&c, "SELECT coalesce(try(10 % x), 7) FROM (VALUES (0)) t(x)").await,
+            "7"
+        );
+        assert_eq!(one(&c, "SELECT try(CAST('12' AS INTEGER)) + 1").await, "13");
+        let rows = run(
+            &c,
+            "SELECT try(date_parse(s, '%Y-%m-%d')) IS NULL FROM (VALUES ('2024-01-02'), ('bad'), (NULL)) t(s)",
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows, vec![vec!["false"], vec!["true"], vec!["true"]]);
+        assert_eq!(one(&c, "SELECT try(json_parse('{oops'))").await, "NULL");
+        assert_eq!(
+            one(&c, "SELECT try(split_part('a,b', ',', 0))").await,
+            "NULL"
+        );
+        assert!(
+            err(&c, "SELECT if(true)")
+                .await
+                .contains("IF expects 2 or 3")
+        );
+        assert_eq!(
+            one(
+                &c,
+                "SELECT approx_distinct(x, 0.01) FROM (VALUES (1), (2), (2)) t(x)"
+            )
+            .await,
+            "2"
+        );
+        assert!(
+            err(&c, "SELECT approx_distinct(1, 0.5)")
+                .await
+                .contains("max standard error")
+        );
+        assert!(err(&c, "SELECT try(1, 2)").await.contains("TRY expects 1"));
+    }
+
+    #[tokio::test]
+    async fn unnest_forms() {
+        let c = ctx();
+        let rows = run(
+            &c,
+            "SELECT x, n FROM UNNEST(ARRAY['a', 'b']) WITH ORDINALITY AS t(x, n)",
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows, vec![vec!["a", "1"], vec!["b", "2"]]);
+        let rows = run(
+            &c,
+            "SELECT a, x, n FROM (VALUES (1), (2)) s(a) CROSS JOIN UNNEST(ARRAY['p', 'q']) WITH ORDINALITY AS t(x, n) ORDER BY a, n",
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[3], ["2", "q", "2"]);
+        let rows = run(
+            &c,
+            "SELECT k, v FROM UNNEST(MAP(ARRAY['a', 'b'], ARRAY[1, 2])) AS t(k, v) ORDER BY k",
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows, vec![vec!["a", "1"], vec!["b", "2"]]);
+        let rows = run(
+            &c,
+            "SELECT k, v, n FROM UNNEST(MAP(ARRAY['a'], ARRAY[1])) WITH ORDINALITY AS t(k, v, n)",
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows, vec![vec!["a", "1", "1"]]);
+        let rows = run(
+            &c,
+            "SELECT a, b FROM UNNEST(ARRAY[ROW(1, 'x'), ROW(2, 'y')]) AS t(a, b)",
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows, vec![vec!["1", "x"], vec!["2", "y"]]);
+        let e = err(&c, "SELECT * FROM UNNEST(ARRAY[1, 2]) AS t(a, b)").await;
+        assert!(e.contains("one column"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn at_time_zone() {
+        let c = ctx();
+        assert_eq!(
+            one(
+                &c,
+                "SELECT to_iso8601(TIMESTAMP '2024-01-01 12:00:00' AT TIME ZONE 'Asia/Tokyo')"
+            )
+            .await,
+            "2024-01-01T21:00:00.000+09:00"
+        );
+        assert_eq!(
+            one(
+                &c,
+                "SELECT hour(from_unixtime(0) AT TIME ZONE 'America/Los_Angeles')"
+            )
+            .await,
+            "16"
+        );
+        assert!(
+            err(
+                &c,
+                "SELECT TIMESTAMP '2024-01-01 00:00:00' AT TIME ZONE 'Nowhere/Land'"
+            )
+            .await
+            .contains("unknown time zone")
+        );
+    }
+
+    #[tokio::test]
+    async fn tablesample() {
+        let c = ctx();
+        c.sql("CREATE TABLE nums AS SELECT value AS v FROM generate_series(1, 2000)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            one(&c, "SELECT count(*) FROM nums TABLESAMPLE BERNOULLI (100)").await,
+            "2000"
+        );
+        assert_eq!(
+            one(&c, "SELECT count(*) FROM nums TABLESAMPLE SYSTEM (0)").await,
+            "0"
+        );
+        let n: i64 = one(
+            &c,
+            "SELECT count(n.v) FROM nums AS n TABLESAMPLE BERNOULLI (50)",
+        )
+        .await
+        .parse()
+        .unwrap();
+        assert!((700..1300).contains(&n), "{n}");
+        let rows = run(
+            &c,
+            "SELECT count(*) FROM nums TABLESAMPLE BERNOULLI (10) REPEATABLE (1)",
+        )
+        .await;
+        assert!(rows.unwrap_err().contains("TABLESAMPLE"));
+    }
 }

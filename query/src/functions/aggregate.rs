@@ -1,0 +1,636 @@
+//! Aggregate functions: `count_if`, `max_by`/`min_by`, `geometric_mean`,
+//! Presto's `approx_percentile(x, p)` / `approx_percentile(x, ARRAY[p, ...])`,
+//! and the aliases `arbitrary` (= `any_value`) and `every` (= `bool_and`).
+
+use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, make_comparator,
+};
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{ScalarValue, plan_err};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::functions_aggregate::approx_percentile_cont::ApproxPercentileAccumulator;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, Signature, Volatility,
+};
+
+use super::{CoerceFn, ReturnFn, arity};
+
+/// The aggregate functions.
+pub(crate) fn functions() -> Vec<AggregateUDF> {
+    use datafusion::functions_aggregate::{any_value::any_value_udaf, bool_and_or::bool_and_udaf};
+    vec![
+        AggregateUDF::new_from_impl(Agg::new(
+            "count_if",
+            coerce_bool,
+            |_| Ok(DataType::Int64),
+            count_if(),
+        )),
+        AggregateUDF::new_from_impl(Agg::new("max_by", coerce_by, ret_first, max_by())),
+        AggregateUDF::new_from_impl(Agg::new("min_by", coerce_by, ret_first, min_by())),
+        AggregateUDF::new_from_impl(Agg::new(
+            "geometric_mean",
+            coerce_numeric,
+            |_| Ok(DataType::Float64),
+            geometric_mean(),
+        )),
+        AggregateUDF::new_from_impl(Agg::new(
+            "approx_percentile",
+            coerce_percentile,
+            ret_percentile,
+            approx_percentile(),
+        )),
+        any_value_udaf()
+            .as_ref()
+            .clone()
+            .with_aliases(["arbitrary"]),
+        bool_and_udaf().as_ref().clone().with_aliases(["every"]),
+    ]
+}
+
+type StateFn = fn(&StateFieldsArgs) -> Result<Vec<FieldRef>>;
+type MakeFn = fn(&AccumulatorArgs) -> Result<Box<dyn Accumulator>>;
+
+/// An aggregate described by plain functions: coercion, return type, and a
+/// (state layout, accumulator constructor) pair.
+#[derive(Debug)]
+struct Agg {
+    name: &'static str,
+    signature: Signature,
+    coerce: CoerceFn,
+    ret: ReturnFn,
+    state: StateFn,
+    make: MakeFn,
+}
+
+impl Agg {
+    fn new(name: &'static str, coerce: CoerceFn, ret: ReturnFn, parts: (StateFn, MakeFn)) -> Self {
+        Self {
+            name,
+            signature: Signature::user_defined(Volatility::Immutable),
+            coerce,
+            ret,
+            state: parts.0,
+            make: parts.1,
+        }
+    }
+}
+
+impl PartialEq for Agg {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Agg {}
+
+impl Hash for Agg {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl AggregateUDFImpl for Agg {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        (self.coerce)(arg_types).map_err(|e| {
+            DataFusionError::Plan(format!("{}: {}", self.name, super::strip_error(&e)))
+        })
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        (self.ret)(arg_types)
+    }
+
+    fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        (self.make)(&acc_args)
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        (self.state)(&args)
+    }
+}
+
+fn state_field(args: &StateFieldsArgs, what: &str, t: DataType) -> FieldRef {
+    Arc::new(Field::new(format!("{}[{what}]", args.name), t, true))
+}
+
+fn ret_first(a: &[DataType]) -> Result<DataType> {
+    Ok(a[0].clone())
+}
+
+fn coerce_bool(a: &[DataType]) -> Result<Vec<DataType>> {
+    arity(a, 1, 1)?;
+    match &a[0] {
+        DataType::Boolean | DataType::Null => Ok(vec![DataType::Boolean]),
+        t => plan_err!("expects a boolean, got {t}"),
+    }
+}
+
+fn coerce_numeric(a: &[DataType]) -> Result<Vec<DataType>> {
+    arity(a, 1, 1)?;
+    if a[0].is_numeric() || a[0] == DataType::Null {
+        Ok(vec![DataType::Float64])
+    } else {
+        plan_err!("expects a number, got {}", a[0])
+    }
+}
+
+fn coerce_by(a: &[DataType]) -> Result<Vec<DataType>> {
+    arity(a, 2, 2)?;
+    Ok(a.to_vec())
+}
+
+// ---------------------------------------------------------------------------
+// count_if
+
+#[derive(Debug, Default)]
+struct CountIf(i64);
+
+impl Accumulator for CountIf {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let b = values[0]
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| DataFusionError::Internal("count_if expects booleans".into()))?;
+        self.0 += b.iter().filter(|v| *v == Some(true)).count() as i64;
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Int64(Some(self.0)))
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![ScalarValue::Int64(Some(self.0))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let c = states[0]
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| DataFusionError::Internal("count_if state".into()))?;
+        self.0 += c.iter().flatten().sum::<i64>();
+        Ok(())
+    }
+}
+
+fn count_if() -> (StateFn, MakeFn) {
+    (
+        |a| Ok(vec![state_field(a, "count", DataType::Int64)]),
+        |_| Ok(Box::new(CountIf::default())),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// max_by / min_by
+
+#[derive(Debug)]
+struct By {
+    /// `Greater` for max_by, `Less` for min_by.
+    want: Ordering,
+    best: Option<(ScalarValue, ScalarValue)>,
+    /// The types of `x` and `y`, for typed NULLs.
+    types: (DataType, DataType),
+}
+
+impl By {
+    /// Folds rows of `(x, y)` into the best pair, skipping rows whose key is NULL.
+    fn fold(&mut self, x: &ArrayRef, y: &ArrayRef) -> Result<()> {
+        let cmp = make_comparator(y.as_ref(), y.as_ref(), SortOptions::default())?;
+        let mut best: Option<usize> = None;
+        for i in 0..y.len() {
+            if y.is_null(i) {
+                continue;
+            }
+            match best {
+                Some(b) if cmp(i, b) != self.want => {}
+                _ => best = Some(i),
+            }
+        }
+        let Some(b) = best else { return Ok(()) };
+        let key = ScalarValue::try_from_array(y, b)?;
+        let better = match &self.best {
+            None => true,
+            Some((_, k)) => key.partial_cmp(k) == Some(self.want),
+        };
+        if better {
+            self.best = Some((ScalarValue::try_from_array(x, b)?, key));
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for By {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.fold(&values[0], &values[1])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        match &self.best {
+            Some((x, _)) => Ok(x.clone()),
+            None => ScalarValue::try_from(&self.types.0),
+        }
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.best.as_ref().map_or(0, |(x, y)| x.size() + y.size())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(match &self.best {
+            Some((x, y)) => vec![x.clone(), y.clone()],
+            None => vec![
+                ScalarValue::try_from(&self.types.0)?,
+                ScalarValue::try_from(&self.types.1)?,
+            ],
+        })
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.fold(&states[0], &states[1])
+    }
+}
+
+fn by_state(a: &StateFieldsArgs) -> Result<Vec<FieldRef>> {
+    Ok(vec![
+        state_field(a, "value", a.input_fields[0].data_type().clone()),
+        state_field(a, "key", a.input_fields[1].data_type().clone()),
+    ])
+}
+
+fn by_make(args: &AccumulatorArgs, want: Ordering) -> Result<Box<dyn Accumulator>> {
+    let types = (
+        args.expr_fields[0].data_type().clone(),
+        args.expr_fields[1].data_type().clone(),
+    );
+    Ok(Box::new(By {
+        want,
+        best: None,
+        types,
+    }))
+}
+
+fn max_by() -> (StateFn, MakeFn) {
+    (by_state, |a| by_make(a, Ordering::Greater))
+}
+
+fn min_by() -> (StateFn, MakeFn) {
+    (by_state, |a| by_make(a, Ordering::Less))
+}
+
+// ---------------------------------------------------------------------------
+// geometric_mean
+
+#[derive(Debug, Default)]
+struct GeoMean {
+    sum_ln: f64,
+    count: i64,
+}
+
+impl Accumulator for GeoMean {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let v = values[0]
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .ok_or_else(|| DataFusionError::Internal("geometric_mean expects doubles".into()))?;
+        for x in v.iter().flatten() {
+            self.sum_ln += x.ln();
+            self.count += 1;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Float64(
+            (self.count > 0).then(|| (self.sum_ln / self.count as f64).exp()),
+        ))
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![
+            ScalarValue::Float64(Some(self.sum_ln)),
+            ScalarValue::Int64(Some(self.count)),
+        ])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let s = states[0]
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .ok_or_else(|| DataFusionError::Internal("geometric_mean state".into()))?;
+        let c = states[1]
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| DataFusionError::Internal("geometric_mean state".into()))?;
+        self.sum_ln += s.iter().flatten().sum::<f64>();
+        self.count += c.iter().flatten().sum::<i64>();
+        Ok(())
+    }
+}
+
+fn geometric_mean() -> (StateFn, MakeFn) {
+    (
+        |a| {
+            Ok(vec![
+                state_field(a, "sum_ln", DataType::Float64),
+                state_field(a, "count", DataType::Int64),
+            ])
+        },
+        |_| Ok(Box::new(GeoMean::default())),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// approx_percentile
+
+fn coerce_percentile(a: &[DataType]) -> Result<Vec<DataType>> {
+    arity(a, 2, 2)?;
+    let x = match &a[0] {
+        t if t.is_integer() => DataType::Int64,
+        t if t.is_numeric() || *t == DataType::Null => DataType::Float64,
+        t => return plan_err!("expects a number, got {t}"),
+    };
+    let p = match &a[1] {
+        t if t.is_numeric() => DataType::Float64,
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _)
+            if f.data_type().is_numeric() =>
+        {
+            DataType::new_list(DataType::Float64, true)
+        }
+        t => return plan_err!("the percentile must be a double or an array of doubles, got {t}"),
+    };
+    Ok(vec![x, p])
+}
+
+fn ret_percentile(a: &[DataType]) -> Result<DataType> {
+    let elem = a[0].clone();
+    Ok(match &a[1] {
+        DataType::List(_) => DataType::new_list(elem, true),
+        _ => elem,
+    })
+}
+
+/// A t-digest, estimated at each requested percentile on evaluation.
+#[derive(Debug)]
+struct Percentiles {
+    digest: ApproxPercentileAccumulator,
+    ps: Vec<f64>,
+    /// Integer input: round the estimates like Presto's bigint overload.
+    integer: bool,
+    /// `ARRAY[p, ...]` was given: return an array.
+    list: bool,
+}
+
+fn percentile_values(args: &AccumulatorArgs) -> Result<(Vec<f64>, bool)> {
+    let expr = &args.exprs[1];
+    let batch = RecordBatch::new_empty(Arc::new(Schema::empty()));
+    let value = match expr.evaluate(&batch) {
+        Ok(ColumnarValue::Scalar(s)) => s,
+        _ => return plan_err!("approx_percentile: the percentile must be a constant"),
+    };
+    let (raw, list) = match &value {
+        ScalarValue::List(l) => {
+            let values = l.value(0);
+            let f = values
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or_else(|| DataFusionError::Plan("percentiles must be doubles".into()))?;
+            (f.iter().collect::<Vec<_>>(), true)
+        }
+        ScalarValue::Float64(v) => (vec![*v], false),
+        other => return plan_err!("approx_percentile: unsupported percentile {other}"),
+    };
+    let mut ps = Vec::with_capacity(raw.len());
+    for p in raw {
+        match p {
+            Some(p) if (0.0..=1.0).contains(&p) => ps.push(p),
+            Some(p) => {
+                return plan_err!("approx_percentile: percentile must be between 0 and 1, got {p}");
+            }
+            None => return plan_err!("approx_percentile: percentile must not be NULL"),
+        }
+    }
+    if ps.is_empty() {
+        return plan_err!("approx_percentile: the percentile array is empty");
+    }
+    Ok((ps, list))
+}
+
+/// The state of DataFusion's t-digest accumulator.
+fn digest_state(a: &StateFieldsArgs) -> Vec<FieldRef> {
+    vec![
+        state_field(a, "max_size", DataType::UInt64),
+        state_field(a, "sum", DataType::Float64),
+        state_field(a, "count", DataType::Float64),
+        state_field(a, "max", DataType::Float64),
+        state_field(a, "min", DataType::Float64),
+        Arc::new(Field::new_list(
+            format!("{}[centroids]", a.name),
+            Field::new_list_field(DataType::Float64, true),
+            true,
+        )),
+    ]
+}
+
+fn approx_percentile() -> (StateFn, MakeFn) {
+    (
+        // One digest serves every requested percentile.
+        |a| Ok(digest_state(a)),
+        |args| {
+            let (ps, list) = percentile_values(args)?;
+            let integer = args.expr_fields[0].data_type().is_integer();
+            let digest = ApproxPercentileAccumulator::new(ps[0], DataType::Float64);
+            Ok(Box::new(Percentiles {
+                digest,
+                ps,
+                integer,
+                list,
+            }))
+        },
+    )
+}
+
+impl Percentiles {
+    fn cast(&self, v: f64) -> ScalarValue {
+        if self.integer {
+            ScalarValue::Int64(Some(v.round() as i64))
+        } else {
+            ScalarValue::Float64(Some(v))
+        }
+    }
+}
+
+impl Accumulator for Percentiles {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let x = datafusion::arrow::compute::cast(&values[0], &DataType::Float64)?;
+        self.digest.update_batch(&[x])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let state = self.digest.state()?;
+        let arrays = state
+            .iter()
+            .map(|s| s.to_array())
+            .collect::<Result<Vec<_>>>()?;
+        let mut results = Vec::with_capacity(self.ps.len());
+        for p in &self.ps {
+            let mut acc = ApproxPercentileAccumulator::new(*p, DataType::Float64);
+            acc.merge_batch(&arrays)?;
+            results.push(match acc.evaluate()? {
+                ScalarValue::Float64(Some(v)) => Some(v),
+                _ => None,
+            });
+        }
+        let elem = if self.integer {
+            DataType::Int64
+        } else {
+            DataType::Float64
+        };
+        if !self.list {
+            return Ok(match results[0] {
+                Some(v) => self.cast(v),
+                None => ScalarValue::try_from(&elem)?,
+            });
+        }
+        if results.iter().any(Option::is_none) {
+            return ScalarValue::try_from(&DataType::new_list(elem, true));
+        }
+        let items: Vec<ScalarValue> = results
+            .into_iter()
+            .flatten()
+            .map(|v| self.cast(v))
+            .collect();
+        Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+            &items, &elem,
+        )))
+    }
+
+    fn size(&self) -> usize {
+        self.digest.size() + size_of_val(self) + self.ps.len() * 8
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.digest.state()
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.digest.merge_batch(states)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::{ctx, err, one, run};
+
+    #[tokio::test]
+    async fn simple_aggregates() {
+        let c = ctx();
+        let t = "(VALUES (1, 'a', true), (5, 'b', false), (3, 'c', NULL), (NULL, 'd', true)) t(x, s, b)";
+        let rows = run(
+            &c,
+            &format!("SELECT count_if(b), max_by(s, x), min_by(s, x), arbitrary(s) IS NOT NULL, every(b), bool_or(b) FROM {t}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows[0], ["2", "b", "a", "true", "false", "true"]);
+        assert_eq!(
+            one(
+                &c,
+                "SELECT geometric_mean(x) FROM (VALUES (2.0), (8.0)) t(x)"
+            )
+            .await,
+            "4.0"
+        );
+        assert_eq!(
+            one(
+                &c,
+                "SELECT geometric_mean(x) FROM (VALUES (CAST(NULL AS DOUBLE))) t(x)"
+            )
+            .await,
+            "NULL"
+        );
+        assert_eq!(
+            one(
+                &c,
+                "SELECT max_by(s, x) FROM (VALUES ('a', CAST(NULL AS INT))) t(s, x)"
+            )
+            .await,
+            "NULL"
+        );
+        let rows = run(
+            &c,
+            "SELECT g, max_by(s, x), count_if(x > 1) FROM (VALUES (1, 'a', 1), (1, 'b', 2), (2, 'c', 9)) t(g, s, x) GROUP BY g ORDER BY g",
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows, vec![vec!["1", "b", "1"], vec!["2", "c", "1"]]);
+    }
+
+    #[tokio::test]
+    async fn percentiles() {
+        let c = ctx();
+        let t = "(SELECT value AS x FROM generate_series(1, 1000)) t";
+        assert_eq!(
+            one(&c, &format!("SELECT approx_percentile(x, 0.5) FROM {t}")).await,
+            "500"
+        );
+        assert_eq!(
+            one(
+                &c,
+                &format!("SELECT approx_percentile(x, ARRAY[0.1, 0.9]) FROM {t}")
+            )
+            .await,
+            "[100, 900]"
+        );
+        assert_eq!(
+            one(
+                &c,
+                "SELECT approx_percentile(x, 0.5) FROM (VALUES (1.0), (2.0), (3.0)) t(x)"
+            )
+            .await,
+            "2.0"
+        );
+        assert_eq!(
+            one(
+                &c,
+                "SELECT approx_percentile(x, 0.5) FROM (VALUES (CAST(NULL AS DOUBLE))) t(x)"
+            )
+            .await,
+            "NULL"
+        );
+        let e = err(&c, &format!("SELECT approx_percentile(x, 1.5) FROM {t}")).await;
+        assert!(e.contains("between 0 and 1"), "{e}");
+        let e = err(&c, &format!("SELECT approx_percentile(x, x) FROM {t}")).await;
+        assert!(e.contains("constant"), "{e}");
+        assert_eq!(
+            one(
+                &c,
+                "SELECT approx_distinct(x) FROM (VALUES (CAST(NULL AS INT))) t(x)"
+            )
+            .await,
+            "0"
+        );
+    }
+}
