@@ -37,8 +37,15 @@ use crate::output::{
     QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType,
 };
 
-fn error(code: &str, message: impl Into<String>) -> ErrorInfo {
-    ErrorInfo::new("ERROR".to_string(), code.to_string(), message.into())
+/// A statement's failure, boxed as it travels through `Result`s.
+type Failure = Box<ErrorInfo>;
+
+fn error(code: &str, message: impl Into<String>) -> Failure {
+    Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        code.to_string(),
+        message.into(),
+    ))
 }
 
 /// The SQLSTATE for an engine error.
@@ -71,7 +78,7 @@ pub(crate) fn sqlstate(err: &QueryError) -> &'static str {
     }
 }
 
-fn query_error(err: &QueryError) -> ErrorInfo {
+fn query_error(err: &QueryError) -> Failure {
     error(sqlstate(err), err.message.clone())
 }
 
@@ -213,8 +220,8 @@ impl QueryParser for Parser {
     }
 }
 
-fn user_error(info: ErrorInfo) -> PgWireError {
-    PgWireError::UserError(Box::new(info))
+fn user_error(info: Failure) -> PgWireError {
+    PgWireError::UserError(info)
 }
 
 fn format_at(format: &Format, idx: usize) -> FieldFormat {
@@ -289,7 +296,7 @@ fn conform(
     batches: Vec<RecordBatch>,
     schema: &SchemaRef,
     target: &SchemaRef,
-) -> Result<(SchemaRef, Vec<RecordBatch>), ErrorInfo> {
+) -> Result<(SchemaRef, Vec<RecordBatch>), Failure> {
     if schema.fields().len() != target.fields().len() {
         return Err(error(
             "0A000",
@@ -379,13 +386,13 @@ impl Queries {
         session.lock().ok().and_then(|s| s.database.clone())
     }
 
-    async fn engine(&self, session: &SessionRef, sql: &str) -> Result<QueryOutput, ErrorInfo> {
+    async fn engine(&self, session: &SessionRef, sql: &str) -> Result<QueryOutput, Failure> {
         let request = QueryRequest::new(sql, Self::database(session).as_deref());
         tracing::debug!(database = ?request.database, "postgres statement");
         self.runner.run(request).await.map_err(|e| query_error(&e))
     }
 
-    fn local(command: &Local, session: &SessionRef, user: &str) -> Result<Outcome, ErrorInfo> {
+    fn local(command: &Local, session: &SessionRef, user: &str) -> Result<Outcome, Failure> {
         let mut guard = session
             .lock()
             .map_err(|_| error("XX000", "session state is unavailable"))?;
@@ -399,7 +406,7 @@ impl Queries {
     }
 
     /// Runs one statement (parameters already substituted).
-    async fn run(&self, session: &SessionRef, user: &str, sql: &str) -> Result<Outcome, ErrorInfo> {
+    async fn run(&self, session: &SessionRef, user: &str, sql: &str) -> Result<Outcome, Failure> {
         if let Some(command) = session::parse(sql) {
             return Self::local(&command, session, user);
         }
@@ -422,7 +429,7 @@ impl Queries {
         session: &SessionRef,
         user: &str,
         sql: &str,
-    ) -> Result<Option<SchemaRef>, ErrorInfo> {
+    ) -> Result<Option<SchemaRef>, Failure> {
         if let Some(command) = session::parse(sql) {
             if !session::is_read_only(&command) {
                 return Ok(None);
@@ -460,7 +467,7 @@ impl Queries {
         .unwrap_or_else(|_| stmt.sql.clone())
     }
 
-    fn bind(stmt: &Prepared, portal: &Portal<Prepared>) -> Result<String, ErrorInfo> {
+    fn bind(stmt: &Prepared, portal: &Portal<Prepared>) -> Result<String, Failure> {
         let expected = stmt.parameter_types.len();
         if portal.parameters.len() != expected {
             return Err(error(
@@ -533,7 +540,7 @@ impl SimpleQueryHandler for Queries {
                 Ok(outcome) => responses.push(Self::respond(outcome, &Format::UnifiedText)),
                 Err(info) => {
                     // Like Postgres, the rest of the query string is skipped.
-                    responses.push(Response::Error(Box::new(info)));
+                    responses.push(Response::Error(info));
                     break;
                 }
             }
