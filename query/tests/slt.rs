@@ -23,10 +23,7 @@ fn session() -> (QueryEngine, tempfile::TempDir) {
 
 /// Runs one statement through the engine (DDL and DML included); `USE db`
 /// switches the current database of the file.
-async fn execute(
-    db: &mut Lakehose,
-    sql: &str,
-) -> Result<lakehose_query::QueryOutput, QueryError> {
+async fn execute(db: &mut Lakehose, sql: &str) -> Result<lakehose_query::QueryOutput, QueryError> {
     let trimmed = sql.trim().trim_end_matches(';');
     let mut words = trimmed.split_whitespace();
     if let (Some(u), Some(name), None) = (words.next(), words.next(), words.next())
@@ -89,7 +86,9 @@ impl AsyncDB for Lakehose {
                 .iter()
                 .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| QueryError::new(lakehose_query::QueryErrorKind::Internal, e.to_string()))?;
+                .map_err(|e| {
+                    QueryError::new(lakehose_query::QueryErrorKind::Internal, e.to_string())
+                })?;
             for r in 0..batch.num_rows() {
                 rows.push(
                     formatters

@@ -84,13 +84,22 @@ pub async fn all_rows(
 ) -> Vec<Vec<Option<String>>> {
     let (id, state, reason) = run(athena, sql, database).await;
     assert_eq!(state, QueryExecutionState::Succeeded, "{sql}: {reason:?}");
+    results(athena, &id, header).await
+}
+
+/// The result rows of a finished query, paging through GetQueryResults.
+pub async fn results(
+    athena: &aws_sdk_athena::Client,
+    id: &str,
+    header: bool,
+) -> Vec<Vec<Option<String>>> {
     let mut rows = Vec::new();
     let mut token = None;
     let mut first = true;
     loop {
         let page = athena
             .get_query_results()
-            .query_execution_id(&id)
+            .query_execution_id(id)
             .set_next_token(token)
             .send()
             .await
@@ -221,13 +230,20 @@ fn acked_records_are_queryable_at_once_and_after_restart() {
         .expect("connect over the Postgres wire protocol");
         tokio::spawn(connection);
         let row = pg
-            .query_one("SELECT count(*) AS n, max(id) AS top FROM requests WHERE service = $1", &[&"api"])
+            .query_one(
+                "SELECT count(*) AS n, max(id) AS top FROM requests WHERE service = $1",
+                &[&"api"],
+            )
             .await
             .unwrap();
         assert_eq!(row.get::<_, i64>("n"), 100);
         assert_eq!(row.get::<_, i64>("top"), 297);
         let err = pg.simple_query("SELECT * FROM nope").await.unwrap_err();
-        assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE), "{err:?}");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE),
+            "{err:?}"
+        );
     });
 }
 

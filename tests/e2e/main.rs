@@ -11,3 +11,4 @@ mod delivery;
 mod firehose_api;
 mod glue_api;
 mod ndjson;
+mod tpch;
