@@ -231,9 +231,11 @@ fn make_lenient(expr: &mut Expr) -> ControlFlow<String> {
                         sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::new(twin)]);
                 }
             }
-            Expr::BinaryOp { op, right, .. }
-                if matches!(op, BinaryOperator::Divide | BinaryOperator::Modulo) =>
-            {
+            Expr::BinaryOp {
+                op: BinaryOperator::Divide | BinaryOperator::Modulo,
+                right,
+                ..
+            } => {
                 let divisor =
                     std::mem::replace(right.as_mut(), Expr::value(sqlparser::ast::Value::Null));
                 let mut nullif = match parse_expr("NULLIF(NULL, 0)") {
