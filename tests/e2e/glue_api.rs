@@ -266,7 +266,7 @@ fn databases_tables_versions_and_errors() {
     rt.block_on(async {
         let dbs = glue.get_databases().send().await.unwrap();
         let names: Vec<&str> = dbs.database_list().iter().map(|d| d.name()).collect();
-        assert_eq!(names, ["sales", "web_logs"]);
+        assert_eq!(names, ["default", "sales", "web_logs"]);
         let tables = glue
             .get_tables()
             .database_name("web_logs")
