@@ -98,6 +98,9 @@ struct Buffered {
     error: Option<RecordError>,
 }
 
+/// A buffer being delivered: its flush id, key and records.
+type Flushing = (u64, BufferKey, Arc<Vec<Buffered>>);
+
 #[derive(Debug, Default)]
 struct Buffer {
     records: Vec<Buffered>,
@@ -113,7 +116,7 @@ struct Stream {
     buffers: Mutex<HashMap<BufferKey, Buffer>>,
     /// Buffers taken for delivery whose objects are not written yet (kept
     /// visible to queries until they are).
-    flushing: Mutex<Vec<(u64, BufferKey, Arc<Vec<Buffered>>)>>,
+    flushing: Mutex<Vec<Flushing>>,
     schema: Mutex<JType>,
     deleting: AtomicBool,
     /// Puts hold it shared while they append; delete takes it exclusively.

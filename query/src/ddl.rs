@@ -31,6 +31,9 @@ pub struct ColumnDef {
     pub comment: Option<String>,
 }
 
+/// A partition's `key = value` pairs and optional `LOCATION`.
+pub type PartitionSpec = (Vec<(String, String)>, Option<String>);
+
 /// A value in a CTAS/UNLOAD `WITH (...)` list.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WithValue {
@@ -124,7 +127,7 @@ pub enum AthenaStatement {
         /// `IF NOT EXISTS`.
         if_not_exists: bool,
         /// Key/value specs with optional locations.
-        partitions: Vec<(Vec<(String, String)>, Option<String>)>,
+        partitions: Vec<PartitionSpec>,
     },
     /// `ALTER TABLE ... DROP PARTITION`.
     DropPartitions {
@@ -1050,12 +1053,12 @@ pub fn unescape_literal(s: &str) -> String {
                 .take(3)
                 .take_while(|c| c.is_digit(8))
                 .collect();
-            if octal.len() == 3 {
-                if let Some(ch) = u32::from_str_radix(&octal, 8).ok().and_then(char::from_u32) {
-                    out.push(ch);
-                    i += 4;
-                    continue;
-                }
+            if octal.len() == 3
+                && let Some(ch) = u32::from_str_radix(&octal, 8).ok().and_then(char::from_u32)
+            {
+                out.push(ch);
+                i += 4;
+                continue;
             }
             let mapped = match n {
                 '\\' => Some('\\'),

@@ -386,7 +386,7 @@ pub fn partition_scalar(value: Option<&str>, field: &Field) -> Result<ScalarValu
 /// Splits files into `n` groups of similar total size.
 pub fn balanced_groups(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
     let n = n.max(1).min(files.len().max(1));
-    files.sort_by(|a, b| b.object_meta.size.cmp(&a.object_meta.size));
+    files.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
     let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
     for f in files {
         let smallest = groups

@@ -536,9 +536,12 @@ fn conform(
         .map_err(|e| QueryError::new(QueryErrorKind::Internal, e.to_string()))
 }
 
+/// Partition values and the indices of the rows that have them.
+type RowGroup = (Vec<String>, Vec<u32>);
+
 /// Row indices of a batch grouped by the values of its last `keys`
 /// columns.
-fn split(batch: &RecordBatch, keys: usize) -> Result<Vec<(Vec<String>, Vec<u32>)>, QueryError> {
+fn split(batch: &RecordBatch, keys: usize) -> Result<Vec<RowGroup>, QueryError> {
     if keys == 0 {
         return Ok(vec![(Vec::new(), (0..batch.num_rows() as u32).collect())]);
     }
