@@ -303,7 +303,7 @@ async fn write_query(
     location: &Location,
     format: &OutputFormat,
     partition_keys: &[String],
-    target: Option<&[Field]>,
+    target: Option<(&str, &[Field])>,
     column_map: Option<&[Option<usize>]>,
 ) -> Result<(Written, SchemaRef), QueryError> {
     let stats = Arc::new(QueryStats::default());
@@ -315,8 +315,19 @@ async fn write_query(
     let source_schema = physical.schema();
     // The schema written: the target's (INSERT) or the query's with
     // storable types (CTAS, UNLOAD).
+    if let Some((table, fields)) = target {
+        let expected = column_map
+            .map(|m| m.iter().filter(|c| c.is_some()).count())
+            .unwrap_or(fields.len());
+        let width = source_schema.fields().len();
+        if width != expected {
+            return Err(semantic(format!(
+                "Insert query has {width} columns but {table} expects {expected}"
+            )));
+        }
+    }
     let out_fields: Vec<Field> = match target {
-        Some(fields) => fields.to_vec(),
+        Some((_, fields)) => fields.to_vec(),
         None => source_schema
             .fields()
             .iter()
@@ -408,8 +419,7 @@ async fn write_query(
                 if writer.buffered >= ROLL_BYTES
                     && let Some(bytes) = writer.finish()?
                 {
-                    let path =
-                        base.child_path_str(&writer.folder, &prefix, seq, format.extension());
+                    let path = output_path(&base, &writer.folder, &prefix, seq, format.extension());
                     seq += 1;
                     store
                         .put(&path, PutPayload::from(Bytes::from(bytes)))
@@ -421,9 +431,9 @@ async fn write_query(
         }
         let mut all: Vec<_> = writers.drain().collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
-        for (values, mut writer) in all {
+        for (_, mut writer) in all {
             if let Some(bytes) = writer.finish()? {
-                let path = base.child_path_str(&writer.folder, &prefix, seq, format.extension());
+                let path = output_path(&base, &writer.folder, &prefix, seq, format.extension());
                 seq += 1;
                 store
                     .put(&path, PutPayload::from(Bytes::from(bytes)))
@@ -434,7 +444,6 @@ async fn write_query(
             if key_count > 0 {
                 written.partitions.push(writer.values.clone());
             }
-            let _ = values;
         }
         Ok(())
     }
@@ -447,30 +456,19 @@ async fn write_query(
     Ok((written, out_schema))
 }
 
-trait ChildPath {
-    fn child_path_str(
-        &self,
-        folder: &str,
-        prefix: &str,
-        seq: usize,
-        ext: &str,
-    ) -> object_store::path::Path;
-}
-
-impl ChildPath for object_store::path::Path {
-    fn child_path_str(
-        &self,
-        folder: &str,
-        prefix: &str,
-        seq: usize,
-        ext: &str,
-    ) -> object_store::path::Path {
-        let mut path = self.clone();
-        for part in folder.split('/').filter(|p| !p.is_empty()) {
-            path = path.clone().join(part);
-        }
-        path.join(format!("{prefix}_{seq:05}.{ext}"))
+/// `<base>/<folder>/<prefix>_<seq>.<ext>`.
+fn output_path(
+    base: &object_store::path::Path,
+    folder: &str,
+    prefix: &str,
+    seq: usize,
+    ext: &str,
+) -> object_store::path::Path {
+    let mut path = base.clone();
+    for part in folder.split('/').filter(|p| !p.is_empty()) {
+        path = path.join(part);
     }
+    path.join(format!("{prefix}_{seq:05}.{ext}"))
 }
 
 async fn remove(engine: &QueryEngine, files: &[object_store::path::Path]) {
@@ -846,22 +844,7 @@ pub async fn insert_into(
                 .collect(),
         )
     };
-    // Check the query's width before writing anything.
-    {
-        let ctx = engine.context(&db, Arc::default()).map_err(classify)?;
-        let plan = crate::statement::plan_query(&ctx, &query).await?;
-        let expected = column_map
-            .as_ref()
-            .map(|_| columns.len())
-            .unwrap_or(fields.len());
-        if plan.schema().fields().len() != expected {
-            return Err(semantic(format!(
-                "Insert query has {} columns but {db}.{} expects {expected}",
-                plan.schema().fields().len(),
-                name.name
-            )));
-        }
-    }
+    let label = format!("{db}.{}", name.name);
     let (written, _) = write_query(
         engine,
         &db,
@@ -869,7 +852,7 @@ pub async fn insert_into(
         &location,
         &format,
         &keys,
-        Some(&fields),
+        Some((&label, &fields)),
         column_map.as_deref(),
     )
     .await?;
