@@ -285,25 +285,37 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Resolves when the process gets SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that resolves when the process gets SIGINT (Ctrl-C) or SIGTERM.
+///
+/// The handlers are installed when this function is called, not when the
+/// future is first polled: call it before announcing readiness, so a
+/// SIGTERM that arrives right after the announcement still means a clean
+/// shutdown rather than the default action (terminating without a flush).
+/// Must be called inside a Tokio runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                // Without handlers the default action applies anyway.
+                _ => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    {
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -88,11 +88,12 @@ pub struct Config {
 pub fn run(config: Config) -> anyhow::Result<()> {
     let runtime = server::runtime(config.server.worker_threads)?;
     runtime.block_on(async move {
+        let signal = server::shutdown_signal();
         let running = server::start(config.server.options()).await?;
         println!("lakehose listening on http://{}", running.addr());
         println!("postgres wire listening on {}", running.pg_addr());
         println!("data folder: {}", config.server.data_dir.display());
-        server::shutdown_signal().await;
+        signal.await;
         eprintln!("shutting down: delivering every buffer...");
         running.shutdown().await?;
         eprintln!("stopped cleanly");
