@@ -12,6 +12,8 @@
 //! | `UNNEST(a) WITH ORDINALITY AS t(x, n)`  | `UNNEST(a, range(1, cardinality(a) + 1)) AS t(x, n)`|
 //! | `UNNEST(m) AS t(k, v)` (map)            | `UNNEST(unnest_part(m, 1), unnest_part(m, 2))`      |
 //! | `UNNEST(rows) AS t(a, b)` (array(row))  | one `unnest_part(rows, i)` per field                |
+//! | `t CROSS JOIN UNNEST(t.a) AS u(x)`      | `(SELECT t.*, unnest(t.a) AS x FROM t) AS t`, and   |
+//! | (or `FROM t, UNNEST(t.a) AS u(x)`)      | `u.x` read as `t.x` in the rest of the query        |
 //!
 //! `SYSTEM` sampling is row-level like `BERNOULLI` (lakehose has no block
 //! sampling).
@@ -23,8 +25,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, SetExpr,
-    Statement, TableFactor, TableSampleKind, TableSampleMethod, TableSampleUnit, VisitMut,
+    BinaryOperator, CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Query, Select,
+    SetExpr, Statement, TableFactor, TableSampleKind, TableSampleMethod, TableSampleUnit, VisitMut,
     VisitorMut, visit_expressions_mut,
 };
 use sqlparser::dialect::GenericDialect;
@@ -124,6 +126,22 @@ impl VisitorMut for Rewriter {
         ControlFlow::Continue(())
     }
 
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<String> {
+        // Table factors are visited first, so UNNEST arguments are already
+        // in their multi-argument form here.
+        let renames = match query.body.as_mut() {
+            SetExpr::Select(select) => match lateral_unnest(select) {
+                Ok(r) => r,
+                Err(e) => return ControlFlow::Break(e),
+            },
+            _ => Vec::new(),
+        };
+        if !renames.is_empty() {
+            return rename_qualifiers(query, &renames);
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<String> {
         if let TableFactor::UNNEST {
             alias,
@@ -178,6 +196,166 @@ fn unnest(
         *with_ordinality = false;
     }
     Ok(())
+}
+
+/// DataFusion cannot plan an `UNNEST` relation whose arguments refer to the
+/// table it is joined with (a lateral reference). Folds each leading
+/// `CROSS JOIN UNNEST(...) AS u(c, ...)` (or `, UNNEST(...)`) whose
+/// arguments name columns into the relation before it, as a select-list
+/// `unnest` (which DataFusion plans, zipping several arrays and dropping
+/// rows whose arrays are NULL or empty, as Presto does). Returns the
+/// qualifier renames (`u` → the relation's name) the rest of the query needs.
+fn lateral_unnest(select: &mut Select) -> Result<Vec<(String, String)>, String> {
+    let mut renames: Vec<(String, String)> = Vec::new();
+    // `FROM t, UNNEST(t.a) AS u(x)`: the same as a CROSS JOIN.
+    while select.from.len() >= 2
+        && select.from[1].joins.is_empty()
+        && lateral_columns(&select.from[1].relation).is_some()
+    {
+        let next = select.from.remove(1);
+        select.from[0].joins.insert(
+            0,
+            sqlparser::ast::Join {
+                relation: next.relation,
+                global: false,
+                join_operator: sqlparser::ast::JoinOperator::CrossJoin(
+                    sqlparser::ast::JoinConstraint::None,
+                ),
+            },
+        );
+    }
+    for from in &mut select.from {
+        while let Some(join) = from.joins.first_mut() {
+            if !matches!(
+                join.join_operator,
+                sqlparser::ast::JoinOperator::CrossJoin(sqlparser::ast::JoinConstraint::None)
+            ) {
+                break;
+            }
+            // Earlier folds renamed qualifiers the arguments may use.
+            if let ControlFlow::Break(e) = rename_qualifiers(&mut join.relation, &renames) {
+                return Err(e);
+            }
+            let Some((alias, columns)) = lateral_columns(&join.relation) else {
+                break;
+            };
+            let Some(qualifier) = relation_name(&from.relation) else {
+                break;
+            };
+            let TableFactor::UNNEST { array_exprs, .. } = &join.relation else {
+                break;
+            };
+            if columns.len() != array_exprs.len() {
+                return Err(format!(
+                    "UNNEST AS {alias}(...) names {} columns for {} arrays",
+                    columns.len(),
+                    array_exprs.len()
+                ));
+            }
+            let unnests: Vec<String> = array_exprs
+                .iter()
+                .zip(&columns)
+                .map(|(e, c)| format!("unnest({e}) AS {c}"))
+                .collect();
+            let sql = format!(
+                "SELECT * FROM (SELECT {qualifier}.*, {} FROM {}) AS {qualifier}",
+                unnests.join(", "),
+                from.relation
+            );
+            from.relation = parse_relation(&sql)?;
+            from.joins.remove(0);
+            renames.push((alias, qualifier.to_string()));
+        }
+    }
+    Ok(renames)
+}
+
+/// The alias and column names of an `UNNEST` relation whose arguments refer
+/// to columns (so it is lateral); `None` for anything else.
+fn lateral_columns(factor: &TableFactor) -> Option<(String, Vec<String>)> {
+    let TableFactor::UNNEST {
+        alias: Some(alias),
+        array_exprs,
+        with_offset: false,
+        with_ordinality: false,
+        ..
+    } = factor
+    else {
+        return None;
+    };
+    if alias.columns.is_empty() {
+        return None;
+    }
+    let mut refers = false;
+    let mut exprs = array_exprs.clone();
+    let _ = visit_expressions_mut(&mut exprs, |e| {
+        if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+            refers = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    refers.then(|| {
+        (
+            alias.name.to_string(),
+            alias.columns.iter().map(|c| c.name.to_string()).collect(),
+        )
+    })
+}
+
+/// The name a relation's columns are qualified with: its alias, or the last
+/// part of its table name.
+fn relation_name(factor: &TableFactor) -> Option<String> {
+    match factor {
+        TableFactor::Table {
+            alias: Some(a),
+            sample: None,
+            ..
+        }
+        | TableFactor::Derived { alias: Some(a), .. } => Some(a.name.to_string()),
+        TableFactor::Table {
+            name, sample: None, ..
+        } => name.0.last().map(|p| p.to_string()),
+        _ => None,
+    }
+}
+
+/// Rewrites `u.c` to `t.c` for every `(u, t)` in `renames`.
+fn rename_qualifiers<V: VisitMut>(
+    node: &mut V,
+    renames: &[(String, String)],
+) -> ControlFlow<String> {
+    if renames.is_empty() {
+        return ControlFlow::Continue(());
+    }
+    visit_expressions_mut(node, |e| {
+        if let Expr::CompoundIdentifier(parts) = e
+            && parts.len() >= 2
+            && let Some((_, to)) = renames
+                .iter()
+                .rev()
+                .find(|(from, _)| parts[0].value.eq_ignore_ascii_case(from.trim_matches('"')))
+        {
+            parts[0] = sqlparser::ast::Ident::new(to.trim_matches('"'));
+        }
+        ControlFlow::Continue(())
+    })
+}
+
+/// Parses `SELECT * FROM <relation>` and returns the relation.
+fn parse_relation(sql: &str) -> Result<TableFactor, String> {
+    let mut stmts = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| e.to_string())?;
+    let Some(Statement::Query(query)) = stmts.pop() else {
+        return Err(format!("rewrite failed: {sql}"));
+    };
+    match *query.body {
+        SetExpr::Select(select) => select
+            .from
+            .into_iter()
+            .next()
+            .map(|t| t.relation)
+            .ok_or_else(|| format!("rewrite failed: {sql}")),
+        _ => Err(format!("rewrite failed: {sql}")),
+    }
 }
 
 /// Validates the `e` of `approx_distinct(x, e)`. lakehose's sketch has a
@@ -298,23 +476,10 @@ fn sampled(factor: &TableFactor) -> Result<TableFactor, String> {
             None => return Err("TABLESAMPLE: empty table name".into()),
         },
     };
-    let sql = format!(
+    parse_relation(&format!(
         "SELECT * FROM (SELECT * FROM {table} WHERE random() * 100 < ({value})) {alias_sql}",
         value = q.value
-    );
-    let mut stmts = Parser::parse_sql(&GenericDialect {}, &sql).map_err(|e| e.to_string())?;
-    let Some(Statement::Query(query)) = stmts.pop() else {
-        return Err("TABLESAMPLE: rewrite failed".into());
-    };
-    match *query.body {
-        SetExpr::Select(select) => select
-            .from
-            .into_iter()
-            .next()
-            .map(|t| t.relation)
-            .ok_or_else(|| "TABLESAMPLE: rewrite failed".into()),
-        _ => Err("TABLESAMPLE: rewrite failed".into()),
-    }
+    ))
 }
 
 #[cfg(test)]
@@ -442,6 +607,69 @@ mod tests {
         assert_eq!(rows, vec![vec!["1", "x"], vec!["2", "y"]]);
         let e = err(&c, "SELECT * FROM UNNEST(ARRAY[1, 2]) AS t(a, b)").await;
         assert!(e.contains("one column"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn lateral_unnest() {
+        let c = ctx();
+        run(
+            &c,
+            "CREATE TABLE ev AS SELECT * FROM (VALUES (1, ARRAY['a', 'b'], ARRAY[10, 20, 30]), \
+             (2, ARRAY['c'], ARRAY[40]), (3, CAST(NULL AS VARCHAR[]), ARRAY[50]), \
+             (4, ARRAY[]::VARCHAR[], ARRAY[60])) AS s(id, tags, nums)",
+        )
+        .await
+        .unwrap();
+        // The arrays of the row it is joined with; NULL and empty arrays
+        // give no rows.
+        let rows = run(
+            &c,
+            "SELECT e.id, u.tag FROM ev e CROSS JOIN UNNEST(e.tags) AS u(tag) ORDER BY 1, 2",
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows, vec![vec!["1", "a"], vec!["1", "b"], vec!["2", "c"]]);
+        // Comma syntax, unqualified names, ordinality, WHERE and GROUP BY.
+        let rows = run(
+            &c,
+            "SELECT id, count(*), max(n) FROM ev, UNNEST(nums) WITH ORDINALITY AS u(x, n) \
+             WHERE u.x > 10 GROUP BY id ORDER BY id",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                vec!["1", "2", "3"],
+                vec!["2", "1", "1"],
+                vec!["3", "1", "1"],
+                vec!["4", "1", "1"]
+            ]
+        );
+        // Two arrays zip (the shorter padded with NULL); chained UNNESTs.
+        let rows = run(
+            &c,
+            "SELECT ev.id, u.t, u.x FROM ev CROSS JOIN UNNEST(ev.tags, ev.nums) AS u(t, x) \
+             WHERE ev.id = 1 ORDER BY u.x",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                vec!["1", "a", "10"],
+                vec!["1", "b", "20"],
+                vec!["1", "NULL", "30"]
+            ]
+        );
+        let rows = run(
+            &c,
+            "SELECT count(*) FROM ev CROSS JOIN UNNEST(ev.tags) AS u(t) \
+             CROSS JOIN UNNEST(ev.nums) AS v(x)",
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows, vec![vec!["7"]]);
     }
 
     #[tokio::test]

@@ -1,20 +1,26 @@
 //! Aggregate functions: `count_if`, `max_by`/`min_by`, `geometric_mean`,
-//! Presto's `approx_percentile(x, p)` / `approx_percentile(x, ARRAY[p, ...])`,
-//! and the aliases `arbitrary` (= `any_value`) and `every` (= `bool_and`).
+//! Presto's `approx_percentile(x, [w,] p)` / `approx_percentile(x, [w,]
+//! ARRAY[p, ...])` (optionally weighted), `map_agg(k, v)`, `histogram(x)`,
+//! `approx_distinct` returning a bigint, and the aliases `arbitrary`
+//! (= `any_value`) and `every` (= `bool_and`).
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, make_comparator,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, MapArray, StructArray,
+    make_comparator, new_empty_array,
 };
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::SortOptions;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{ScalarValue, plan_err};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::functions_aggregate::approx_percentile_cont::ApproxPercentileAccumulator;
+use datafusion::functions_aggregate::approx_percentile_cont_with_weight::ApproxPercentileWithWeightAccumulator;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, Signature, Volatility,
@@ -45,6 +51,24 @@ pub(crate) fn functions() -> Vec<AggregateUDF> {
             coerce_percentile,
             ret_percentile,
             approx_percentile(),
+        )),
+        AggregateUDF::new_from_impl(Agg::new(
+            "map_agg",
+            coerce_by,
+            |a| Ok(map_type(&a[0], &a[1])),
+            map_agg(),
+        )),
+        AggregateUDF::new_from_impl(Agg::new(
+            "histogram",
+            |a| {
+                arity(a, 1, 1)?;
+                Ok(a.to_vec())
+            },
+            |a| Ok(map_type(&a[0], &DataType::Int64)),
+            histogram(),
+        )),
+        AggregateUDF::new_from_impl(BigintResult::new(
+            datafusion::functions_aggregate::approx_distinct::approx_distinct_udaf(),
         )),
         any_value_udaf()
             .as_ref()
@@ -366,13 +390,18 @@ fn geometric_mean() -> (StateFn, MakeFn) {
 // approx_percentile
 
 fn coerce_percentile(a: &[DataType]) -> Result<Vec<DataType>> {
-    arity(a, 2, 2)?;
+    arity(a, 2, 3)?;
     let x = match &a[0] {
         t if t.is_integer() => DataType::Int64,
         t if t.is_numeric() || *t == DataType::Null => DataType::Float64,
         t => return plan_err!("expects a number, got {t}"),
     };
-    let p = match &a[1] {
+    let weight = match a.len() {
+        3 if a[1].is_numeric() || a[1] == DataType::Null => Some(DataType::Float64),
+        3 => return plan_err!("the weight must be a number, got {}", a[1]),
+        _ => None,
+    };
+    let p = match &a[a.len() - 1] {
         t if t.is_numeric() => DataType::Float64,
         DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _)
             if f.data_type().is_numeric() =>
@@ -381,12 +410,12 @@ fn coerce_percentile(a: &[DataType]) -> Result<Vec<DataType>> {
         }
         t => return plan_err!("the percentile must be a double or an array of doubles, got {t}"),
     };
-    Ok(vec![x, p])
+    Ok([Some(x), weight, Some(p)].into_iter().flatten().collect())
 }
 
 fn ret_percentile(a: &[DataType]) -> Result<DataType> {
     let elem = a[0].clone();
-    Ok(match &a[1] {
+    Ok(match &a[a.len() - 1] {
         DataType::List(_) => DataType::new_list(elem, true),
         _ => elem,
     })
@@ -395,7 +424,8 @@ fn ret_percentile(a: &[DataType]) -> Result<DataType> {
 /// A t-digest, estimated at each requested percentile on evaluation.
 #[derive(Debug)]
 struct Percentiles {
-    digest: ApproxPercentileAccumulator,
+    /// A plain or a weighted t-digest accumulator (same state layout).
+    digest: Box<dyn Accumulator>,
     ps: Vec<f64>,
     /// Integer input: round the estimates like Presto's bigint overload.
     integer: bool,
@@ -404,7 +434,7 @@ struct Percentiles {
 }
 
 fn percentile_values(args: &AccumulatorArgs) -> Result<(Vec<f64>, bool)> {
-    let expr = &args.exprs[1];
+    let expr = &args.exprs[args.exprs.len() - 1];
     let batch = RecordBatch::new_empty(Arc::new(Schema::empty()));
     let value = match expr.evaluate(&batch) {
         Ok(ColumnarValue::Scalar(s)) => s,
@@ -461,7 +491,12 @@ fn approx_percentile() -> (StateFn, MakeFn) {
         |args| {
             let (ps, list) = percentile_values(args)?;
             let integer = args.expr_fields[0].data_type().is_integer();
-            let digest = ApproxPercentileAccumulator::new(ps[0], DataType::Float64);
+            let plain = ApproxPercentileAccumulator::new(ps[0], DataType::Float64);
+            let digest: Box<dyn Accumulator> = if args.exprs.len() == 3 {
+                Box::new(ApproxPercentileWithWeightAccumulator::new(plain))
+            } else {
+                Box::new(plain)
+            };
             Ok(Box::new(Percentiles {
                 digest,
                 ps,
@@ -485,6 +520,16 @@ impl Percentiles {
 impl Accumulator for Percentiles {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let x = datafusion::arrow::compute::cast(&values[0], &DataType::Float64)?;
+        if values.len() == 3 {
+            let w = datafusion::arrow::compute::cast(&values[1], &DataType::Float64)?;
+            let w = w.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+            if let Some(bad) = w.iter().flatten().find(|w| !w.is_finite() || *w < 0.0) {
+                return Err(DataFusionError::Execution(format!(
+                    "approx_percentile: weights must be finite and not negative, got {bad}"
+                )));
+            }
+            return self.digest.update_batch(&[x, values[1].clone()]);
+        }
         self.digest.update_batch(&[x])
     }
 
@@ -537,6 +582,263 @@ impl Accumulator for Percentiles {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         self.digest.merge_batch(states)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// map_agg, histogram
+
+/// Arrow's map type, laid out as DataFusion's `map` function makes it.
+fn map_type(key: &DataType, value: &DataType) -> DataType {
+    DataType::Map(
+        Arc::new(Field::new(
+            "entries",
+            DataType::Struct(entry_fields(key, value)),
+            false,
+        )),
+        false,
+    )
+}
+
+fn entry_fields(key: &DataType, value: &DataType) -> Fields {
+    Fields::from(vec![
+        Field::new("key", key.clone(), false),
+        Field::new("value", value.clone(), true),
+    ])
+}
+
+/// Entries keyed by value: `map_agg` keeps the first value per key,
+/// `histogram` counts. NULL keys are skipped, as Presto does.
+#[derive(Debug)]
+struct MapAcc {
+    entries: HashMap<ScalarValue, ScalarValue>,
+    key: DataType,
+    value: DataType,
+    count: bool,
+}
+
+impl MapAcc {
+    fn boxed(args: &AccumulatorArgs, count: bool) -> Result<Box<dyn Accumulator>> {
+        let DataType::Map(entries, _) = args.return_type() else {
+            return plan_err!("{}: expected a map result", args.name);
+        };
+        let DataType::Struct(fields) = entries.data_type() else {
+            return plan_err!("{}: expected map entries", args.name);
+        };
+        Ok(Box::new(MapAcc {
+            entries: HashMap::new(),
+            key: fields[0].data_type().clone(),
+            value: fields[1].data_type().clone(),
+            count,
+        }))
+    }
+
+    fn add(&mut self, keys: &ArrayRef, values: Option<&ArrayRef>) -> Result<()> {
+        for i in 0..keys.len() {
+            if keys.is_null(i) {
+                continue;
+            }
+            let k = ScalarValue::try_from_array(keys, i)?;
+            if self.count {
+                let n = match values {
+                    Some(v) => v
+                        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                        .value(i),
+                    None => 1,
+                };
+                let slot = self.entries.entry(k).or_insert(ScalarValue::Int64(Some(0)));
+                if let ScalarValue::Int64(Some(c)) = slot {
+                    *c += n;
+                }
+            } else if !self.entries.contains_key(&k)
+                && let Some(v) = values
+            {
+                let v = ScalarValue::try_from_array(v, i)?;
+                self.entries.insert(k, v);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys and values, sorted by key so results are deterministic.
+    fn sorted(&self) -> (Vec<ScalarValue>, Vec<ScalarValue>) {
+        let mut pairs: Vec<_> = self.entries.iter().collect();
+        pairs.sort_by(|a, b| a.0.partial_cmp(b.0).unwrap_or(Ordering::Equal));
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .unzip()
+    }
+
+    fn array(values: Vec<ScalarValue>, t: &DataType) -> Result<ArrayRef> {
+        if values.is_empty() {
+            Ok(new_empty_array(t))
+        } else {
+            ScalarValue::iter_to_array(values)
+        }
+    }
+}
+
+impl Accumulator for MapAcc {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add(&values[0], if self.count { None } else { values.get(1) })
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        if self.entries.is_empty() {
+            return ScalarValue::try_from(&map_type(&self.key, &self.value));
+        }
+        let (keys, values) = self.sorted();
+        let n = keys.len();
+        let entries = StructArray::try_new(
+            entry_fields(&self.key, &self.value),
+            vec![
+                Self::array(keys, &self.key)?,
+                Self::array(values, &self.value)?,
+            ],
+            None,
+        )?;
+        let DataType::Map(field, _) = map_type(&self.key, &self.value) else {
+            unreachable!("map_type makes a map")
+        };
+        let map = MapArray::try_new(field, OffsetBuffer::from_lengths([n]), entries, None, false)?;
+        Ok(ScalarValue::Map(Arc::new(map)))
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self)
+            + self
+                .entries
+                .iter()
+                .map(|(k, v)| k.size() + v.size())
+                .sum::<usize>()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let (keys, values) = self.sorted();
+        Ok(vec![
+            ScalarValue::List(ScalarValue::new_list_nullable(&keys, &self.key)),
+            ScalarValue::List(ScalarValue::new_list_nullable(&values, &self.value)),
+        ])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let keys = states[0].as_list::<i32>();
+        let values = states[1].as_list::<i32>();
+        for row in 0..keys.len() {
+            if keys.is_null(row) {
+                continue;
+            }
+            self.add(&keys.value(row), Some(&values.value(row)))?;
+        }
+        Ok(())
+    }
+}
+
+fn map_state(a: &StateFieldsArgs) -> Result<Vec<FieldRef>> {
+    let DataType::Map(entries, _) = a.return_type() else {
+        return plan_err!("{}: expected a map result", a.name);
+    };
+    let DataType::Struct(fields) = entries.data_type() else {
+        return plan_err!("{}: expected map entries", a.name);
+    };
+    Ok(vec![
+        state_field(
+            a,
+            "keys",
+            DataType::new_list(fields[0].data_type().clone(), true),
+        ),
+        state_field(
+            a,
+            "values",
+            DataType::new_list(fields[1].data_type().clone(), true),
+        ),
+    ])
+}
+
+fn map_agg() -> (StateFn, MakeFn) {
+    (map_state, |args| MapAcc::boxed(args, false))
+}
+
+fn histogram() -> (StateFn, MakeFn) {
+    (map_state, |args| MapAcc::boxed(args, true))
+}
+
+// ---------------------------------------------------------------------------
+// approx_distinct as a bigint
+
+/// A built-in aggregate whose unsigned count is returned as Presto's bigint.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BigintResult {
+    inner: Arc<AggregateUDF>,
+}
+
+impl BigintResult {
+    fn new(inner: Arc<AggregateUDF>) -> Self {
+        Self { inner }
+    }
+}
+
+#[derive(Debug)]
+struct BigintAcc(Box<dyn Accumulator>);
+
+impl Accumulator for BigintAcc {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.0.update_batch(values)
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.0.evaluate()?.cast_to(&DataType::Int64)
+    }
+
+    fn size(&self) -> usize {
+        self.0.size() + size_of_val(self)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.0.state()
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.0.merge_batch(states)
+    }
+}
+
+impl AggregateUDFImpl for BigintResult {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let inner_args = AccumulatorArgs {
+            return_field: Arc::new(Field::new(acc_args.name, DataType::UInt64, true)),
+            ..acc_args
+        };
+        Ok(Box::new(BigintAcc(self.inner.accumulator(inner_args)?)))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let inner_args = StateFieldsArgs {
+            return_field: Arc::new(Field::new(args.name, DataType::UInt64, true)),
+            ..args
+        };
+        self.inner.state_fields(inner_args)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn default_value(&self, _data_type: &DataType) -> Result<ScalarValue> {
+        Ok(ScalarValue::Int64(Some(0)))
     }
 }
 
@@ -631,6 +933,32 @@ mod tests {
             .await,
             "NULL"
         );
+        // Weighted: 100 weighs ten times as much as 1..99 together.
+        let w = "(SELECT value AS x, CASE WHEN value = 100 THEN 990 ELSE 1 END AS w \
+                 FROM generate_series(1, 100)) t";
+        let rows = run(
+            &c,
+            &format!("SELECT approx_percentile(x, w, 0.5), approx_percentile(x, w, 0.05) FROM {w}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows[0][0], "100");
+        let low: i64 = rows[0][1].parse().unwrap();
+        assert!((45..=55).contains(&low), "{low}");
+        assert_eq!(
+            one(
+                &c,
+                "SELECT approx_percentile(x, w, ARRAY[0.0, 0.99]) FROM (VALUES (1.0, 1), (2.0, 1), (3.0, 98)) t(x, w)"
+            )
+            .await,
+            "[1.0, 3.0]"
+        );
+        let e = err(
+            &c,
+            "SELECT approx_percentile(x, w, 0.5) FROM (VALUES (1, -1)) t(x, w)",
+        )
+        .await;
+        assert!(e.contains("not negative"), "{e}");
         let e = err(&c, &format!("SELECT approx_percentile(x, 1.5) FROM {t}")).await;
         assert!(e.contains("between 0 and 1"), "{e}");
         let e = err(&c, &format!("SELECT approx_percentile(x, x) FROM {t}")).await;
@@ -642,6 +970,55 @@ mod tests {
             )
             .await,
             "0"
+        );
+        assert_eq!(
+            one(
+                &c,
+                "SELECT arrow_typeof(approx_distinct(x)) FROM (VALUES (1), (2), (2)) t(x)"
+            )
+            .await,
+            "Int64"
+        );
+        assert_eq!(
+            one(
+                &c,
+                "SELECT approx_distinct(x) FROM (VALUES (1), (2), (2)) t(x)"
+            )
+            .await,
+            "2"
+        );
+    }
+
+    #[tokio::test]
+    async fn maps() {
+        let c = ctx();
+        let t = "(VALUES ('b', 2, 'x'), ('a', 1, 'y'), ('b', 3, 'x'), (NULL, 4, 'x')) t(k, v, g)";
+        assert_eq!(
+            one(&c, &format!("SELECT histogram(k) FROM {t}")).await,
+            "{a: 1, b: 2}"
+        );
+        assert_eq!(
+            one(&c, &format!("SELECT map_agg(k, v)['a'] FROM {t}")).await,
+            "1"
+        );
+        assert_eq!(
+            one(&c, &format!("SELECT cardinality(map_agg(k, v)) FROM {t}")).await,
+            "2"
+        );
+        // Grouped, so partial states are merged.
+        let rows = run(
+            &c,
+            &format!("SELECT g, histogram(v) FROM {t} GROUP BY g ORDER BY g"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![vec!["x", "{2: 1, 3: 1, 4: 1}"], vec!["y", "{1: 1}"]]
+        );
+        assert_eq!(
+            one(&c, "SELECT histogram(x) FROM (VALUES (1)) t(x) WHERE x > 1").await,
+            "NULL"
         );
     }
 }
