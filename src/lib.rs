@@ -65,6 +65,15 @@ pub enum Command {
     /// Generate the eight TPC-H tables as zstd Parquet, one folder per
     /// table, for tests and benchmarks.
     TpchGen(commands::tpch::Config),
+    /// Write a large raw log table (days of the demo's traffic, partitioned
+    /// by service, day and hour) and a users table straight to Parquet, for
+    /// benchmarks and trying queries on realistic volumes.
+    GenLogs(commands::gen_logs::Config),
+    /// Run `q<N>.sql` files with a bare DataFusion session over folders of
+    /// Parquet (the baseline lakehose's service overhead is measured
+    /// against); prints one JSON line per query.
+    #[command(hide = true)]
+    BareDatafusion(commands::bare_datafusion::Config),
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -78,6 +87,8 @@ pub fn run() -> ExitCode {
         Command::Query(config) => commands::query::run_query(config),
         Command::Sql(config) => commands::query::run_sql(config),
         Command::TpchGen(config) => commands::tpch::run(config),
+        Command::GenLogs(config) => commands::gen_logs::run(config),
+        Command::BareDatafusion(config) => commands::bare_datafusion::run(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -99,8 +99,25 @@ impl LogGenerator {
         SERVICES.iter().map(|s| s.name)
     }
 
-    /// One record at time `at`, as a JSON object.
-    pub fn record(&mut self, at: DateTime<Utc>) -> serde_json::Value {
+    /// The same generator with a population of `users` distinct users
+    /// (`u-00001` …); the default is 5,000.
+    pub fn with_users(mut self, users: u32) -> Self {
+        self.users = users.max(1);
+        self
+    }
+
+    /// The container this generator plays.
+    pub fn container(&self) -> &str {
+        &self.container
+    }
+
+    /// The service this generator plays.
+    pub fn service(&self) -> &'static str {
+        self.service.name
+    }
+
+    /// The fields of one record (everything but time, service and container).
+    pub fn fields(&mut self) -> LogFields {
         let rng = &mut self.rng;
         let (method, path) = self.service.paths[rng.random_range(0..self.service.paths.len())];
         let path = path.replace("{id}", &rng.random_range(1..100_000).to_string());
@@ -149,21 +166,60 @@ impl LogGenerator {
             400 => "request validation failed: missing field".to_string(),
             _ => format!("{method} {path} completed"),
         };
+        LogFields {
+            level,
+            method,
+            path,
+            status,
+            latency_ms: (latency * 100.0).round() / 100.0,
+            bytes,
+            user_id,
+            trace_id,
+            message,
+        }
+    }
+
+    /// One record at time `at`, as a JSON object.
+    pub fn record(&mut self, at: DateTime<Utc>) -> serde_json::Value {
+        let f = self.fields();
         json!({
             "timestamp": at.to_rfc3339_opts(SecondsFormat::Millis, true),
             "service": self.service.name,
             "container": self.container,
-            "level": level,
-            "method": method,
-            "path": path,
-            "status": status,
-            "latency_ms": (latency * 100.0).round() / 100.0,
-            "bytes": bytes,
-            "user_id": user_id,
-            "trace_id": trace_id,
-            "message": message,
+            "level": f.level,
+            "method": f.method,
+            "path": f.path,
+            "status": f.status,
+            "latency_ms": f.latency_ms,
+            "bytes": f.bytes,
+            "user_id": f.user_id,
+            "trace_id": f.trace_id,
+            "message": f.message,
         })
     }
+}
+
+/// One generated record's fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogFields {
+    /// `DEBUG`, `INFO`, `WARN` or `ERROR` (by status).
+    pub level: &'static str,
+    /// HTTP method.
+    pub method: &'static str,
+    /// Request path, ids filled in.
+    pub path: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Latency in ms, two decimals.
+    pub latency_ms: f64,
+    /// Response size.
+    pub bytes: u32,
+    /// `u-NNNNN`.
+    pub user_id: String,
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// A human-readable line.
+    pub message: String,
 }
 
 #[cfg(test)]

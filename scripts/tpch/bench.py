@@ -54,6 +54,7 @@ class Lakehose:
         self.workgroup = workgroup
         self.output_location = output_location
         self.timeout = timeout
+        self.last_statistics = {}
 
     def run(self, sql):
         """Runs `sql` to completion and fetches every result row. Returns
@@ -83,7 +84,7 @@ class Lakehose:
                     print(f"could not stop query {qid}: {e}", file=sys.stderr)
                 raise QueryFailed(f"still {state} after {self.timeout} s (query {qid}, stop requested)")
             time.sleep(pause)
-            pause = min(pause * 1.5, 0.1)
+            pause = min(pause * 1.5, 0.02)
         if state != "SUCCEEDED":
             reason = status.get("StateChangeReason") or status.get("AthenaError", {}).get("ErrorMessage")
             raise QueryFailed(f"{state}: {reason or 'no reason given'} (query {qid})")
@@ -106,7 +107,8 @@ class Lakehose:
         # Athena puts the column names in the first row of a SELECT's results.
         if rows and columns and rows[0] == columns:
             rows = rows[1:]
-        engine_ms = execution.get("Statistics", {}).get("EngineExecutionTimeInMillis")
+        self.last_statistics = execution.get("Statistics", {})
+        engine_ms = self.last_statistics.get("EngineExecutionTimeInMillis")
         return rows, engine_ms
 
     def run_script(self, text):
@@ -151,6 +153,8 @@ def main():
     parser.add_argument("--create-tables", metavar="S3_URL", default=None,
                         help="run sql/tpch/ddl.sql first, its tables at S3_URL (s3://BUCKET/PREFIX)")
     parser.add_argument("--duckdb-threads", type=int, default=None, help="DuckDB threads (default: all cores)")
+    parser.add_argument("--bare", metavar="BIN", default=None,
+                        help="the lakehose binary: also run `lakehose bare-datafusion` (the service-overhead baseline)")
     parser.add_argument("--skip-lakehose", action="store_true")
     parser.add_argument("--skip-duckdb", action="store_true")
     parser.add_argument("--json", default="tpch-bench.json", help="where the figures go")
@@ -199,7 +203,18 @@ def main():
                 print(f"creating the tables failed: {e}", file=sys.stderr)
                 return 1
 
-    print(f"{'query':<6} {'rows':>6} {'duckdb_ms':>11} {'lakehose_ms':>12} {'ratio':>8}  note")
+    bare = {}
+    if args.bare:
+        import subprocess
+
+        out = subprocess.run([args.bare, "bare-datafusion", "--data", args.data, "--sql", tpch_common.SQL_DIR,
+                              "--reps", str(args.reps)], check=True, capture_output=True, text=True)
+        for line in out.stdout.splitlines():
+            entry = json.loads(line)
+            bare[entry["query"]] = entry["best_ms"]
+        report["datafusion_version_note"] = "bare DataFusion, lakehose's session settings"
+
+    print(f"{'query':<6} {'rows':>6} {'duckdb_ms':>11} {'lakehose_ms':>12} {'ratio':>8} {'bare_df_ms':>11}  note")
     for n in queries:
         name = tpch_common.query_name(n)
         entry = {"query": name, "rows": None, "duckdb_ms": None, "lakehose_ms": None,
@@ -227,12 +242,15 @@ def main():
                 print(f"{name} lakehose: {e}", file=sys.stderr)
         if entry["duckdb_ms"] and entry["lakehose_ms"]:
             entry["ratio"] = round(entry["lakehose_ms"] / entry["duckdb_ms"], 4)
+        entry["bare_datafusion_ms"] = bare.get(name)
+        if entry["bare_datafusion_ms"] and entry["lakehose_ms"]:
+            entry["overhead"] = round(entry["lakehose_ms"] / entry["bare_datafusion_ms"], 4)
         report["queries"].append(entry)
         ratio = "-" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
         rows = "-" if entry["rows"] is None else str(entry["rows"])
         note = "; ".join(entry["errors"])
         print(f"{name:<6} {rows:>6} {fmt_ms(entry['duckdb_ms']):>11} {fmt_ms(entry['lakehose_ms']):>12} "
-              f"{ratio:>8}  {note[:80]}")
+              f"{ratio:>8} {fmt_ms(entry['bare_datafusion_ms']):>11}  {note[:80]}")
 
     compared = [q["ratio"] for q in report["queries"] if q["ratio"] is not None]
     report["compared"] = len(compared)
@@ -242,14 +260,27 @@ def main():
     failed = [q["query"] for q in report["queries"] if q["errors"]]
     report["failed"] = failed
 
-    if report["geomean_ratio"] is not None:
-        print(f"geometric mean lakehose/DuckDB over {len(compared)} queries: {report['geomean_ratio']:.2f}")
+    overheads = [q.get("overhead") for q in report["queries"] if q.get("overhead")]
+    report["geomean_overhead"] = geomean(overheads)
+    bare_total = sum(q.get("bare_datafusion_ms") or 0 for q in report["queries"])
+    report["bare_datafusion_total_ms"] = bare_total or None
+    if report["geomean_overhead"] is not None:
+        print(f"geometric mean lakehose (through the API)/bare DataFusion: {report['geomean_overhead']:.3f}; "
+              f"totals {report['lakehose_total_ms']:.0f} ms vs {bare_total:.0f} ms")
+    return finish(report, len(compared), failed, args.json)
+
+
+def finish(report, compared, failed, path):
+    """Prints the closing lines, writes `report` as JSON to `path` and
+    returns the exit code (1 when a query failed)."""
+    if report.get("geomean_ratio") is not None:
+        print(f"geometric mean lakehose/DuckDB over {compared} queries: {report['geomean_ratio']:.2f}")
     if failed:
         print(f"failed or mismatched: {', '.join(failed)}")
-    with open(args.json, "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
-    print(f"figures written to {args.json}")
+    print(f"figures written to {path}")
     return 1 if failed else 0
 
 

@@ -151,51 +151,17 @@ pub fn generate_with_progress(
             });
         }
     }
-    // Tasks were pushed smallest table first and `pop` takes from the end:
+    // Tasks were pushed smallest table first and are taken from the end:
     // `lineitem` starts first, so no thread is left alone with it at the end.
-    let queue = Mutex::new(tasks);
     let results = Mutex::new(Vec::new());
-
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let first_error = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<()> {
-                    loop {
-                        let Some(task) = queue.lock().expect("queue lock").pop() else {
-                            return Ok(());
-                        };
-                        let written = match write_part(scale, out, &task, progress) {
-                            Ok(written) => written,
-                            Err(e) => {
-                                // Leave nothing for the other threads to start.
-                                queue.lock().expect("queue lock").clear();
-                                return Err(e);
-                            }
-                        };
-                        results
-                            .lock()
-                            .expect("results lock")
-                            .push((task.table, written));
-                    }
-                })
-            })
-            .collect();
-        // Join every thread before looking at the results.
-        let joined: Vec<anyhow::Result<()>> = workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| bail!("a generator thread panicked"))
-            })
-            .collect();
-        joined.into_iter().find_map(Result::err)
-    });
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+    on_every_core(tasks, |task| {
+        let written = write_part(scale, out, &task, progress)?;
+        results
+            .lock()
+            .expect("results lock")
+            .push((task.table, written));
+        Ok(())
+    })?;
 
     let mut tables: Vec<TableSummary> = TABLES
         .iter()
@@ -217,6 +183,48 @@ pub fn generate_with_progress(
         tables,
         elapsed: started.elapsed(),
     })
+}
+
+/// Runs `work` on every task, on as many threads as the machine has cores,
+/// taking tasks from the end of `tasks`. The first error stops the
+/// remaining tasks from starting and is returned once every thread is done.
+pub(crate) fn on_every_core<T: Send>(
+    tasks: Vec<T>,
+    work: impl Fn(T) -> anyhow::Result<()> + Sync,
+) -> anyhow::Result<()> {
+    let queue = Mutex::new(tasks);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let first_error = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    loop {
+                        let Some(task) = queue.lock().expect("queue lock").pop() else {
+                            return Ok(());
+                        };
+                        if let Err(e) = work(task) {
+                            // Leave nothing for the other threads to start.
+                            queue.lock().expect("queue lock").clear();
+                            return Err(e);
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Join every thread before looking at the results.
+        let joined: Vec<anyhow::Result<()>> = workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| bail!("a worker thread panicked"))
+            })
+            .collect();
+        joined.into_iter().find_map(Result::err)
+    });
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Runs `lakehose tpch-gen`.

@@ -1,0 +1,117 @@
+//! The baseline for lakehose's service overhead: the same SQL files run by a
+//! bare DataFusion `SessionContext` over the same Parquet folders, with the
+//! session settings lakehose's engine uses (target partitions, batch size,
+//! Parquet filter pushdown) but no catalog, no Presto function library, no
+//! API and no result files.
+//!
+//! ```text
+//! lakehose bare-datafusion --data ./lakehose-data/tpch-data/sf1 --sql sql/tpch --reps 3
+//! ```
+//!
+//! Every sub-folder of `--data` is registered as a table of that name; every
+//! `q<N>.sql` file of `--sql` is one query (others, e.g. `ddl.sql`, are skipped), run `--reps` times. Prints one JSON
+//! object per query: `{"query": "q01", "rows": 4, "best_ms": 812.3}`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use lakehose_query::EngineConfig;
+
+/// `lakehose bare-datafusion`.
+#[derive(Debug, clap::Args)]
+pub struct Config {
+    /// Folder whose sub-folders are tables of Parquet files.
+    #[arg(long)]
+    data: PathBuf,
+
+    /// Folder of `q<N>.sql` files, one query each.
+    #[arg(long)]
+    sql: PathBuf,
+
+    /// Runs of each query; the best counts.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+}
+
+fn sorted_entries(dir: &Path, want_dir: bool, ext: &str) -> Result<Vec<PathBuf>, String> {
+    let read = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut out: Vec<PathBuf> = read
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            if want_dir {
+                p.is_dir()
+            } else {
+                p.extension().is_some_and(|x| x == ext)
+            }
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Runs `lakehose bare-datafusion`.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime
+        .block_on(run_all(config))
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+async fn run_all(args: Config) -> Result<(), String> {
+    let engine = EngineConfig::default();
+    let mut config = SessionConfig::new()
+        .with_target_partitions(engine.target_partitions)
+        .with_batch_size(engine.batch_size);
+    {
+        let options = config.options_mut();
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+    }
+    let ctx = SessionContext::new_with_config(config);
+    for table in sorted_entries(&args.data, true, "")? {
+        let name = table
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or("table folder names must be UTF-8")?
+            .to_string();
+        let path = format!("{}/", table.display());
+        ctx.register_parquet(&name, &path, ParquetReadOptions::default())
+            .await
+            .map_err(|e| format!("registering {name}: {e}"))?;
+    }
+    for file in sorted_entries(&args.sql, false, "sql")? {
+        let name = file
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or("query")
+            .to_string();
+        let numbered = name.len() > 1
+            && name.starts_with('q')
+            && name[1..].bytes().all(|b| b.is_ascii_digit());
+        if !numbered {
+            continue;
+        }
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mut best = f64::INFINITY;
+        let mut rows = 0;
+        for _ in 0..args.reps.max(1) {
+            let started = Instant::now();
+            let batches = ctx
+                .sql(&text)
+                .await
+                .map_err(|e| format!("{name}: {e}"))?
+                .collect()
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
+            best = best.min(started.elapsed().as_secs_f64() * 1000.0);
+            rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
+        }
+        println!(
+            "{}",
+            serde_json::json!({"query": name, "rows": rows, "best_ms": (best * 1000.0).round() / 1000.0})
+        );
+    }
+    Ok(())
+}
