@@ -526,15 +526,39 @@ impl LakeTable {
         let target = state.config().target_partitions();
         match &self.format {
             StorageFormat::Parquet => {
-                let files: Vec<PartitionedFile> = files
-                    .into_iter()
-                    .map(|(meta, values)| {
-                        PartitionedFile::new_from_meta(meta).with_partition_values(values)
-                    })
-                    .collect();
-                let groups = balanced_groups(files, target);
                 let format =
                     ParquetFormat::default().with_options(state.table_options().parquet.clone());
+                // Row counts and sizes from the footers (cached across queries
+                // by the runtime's file metadata cache) let the planner put
+                // the smaller side of a join on the build side.
+                let collect = state.config().collect_statistics();
+                let store = Arc::clone(self.storage.store());
+                let files: Vec<PartitionedFile> = futures::stream::iter(files)
+                    .map(|(meta, values)| {
+                        let format = &format;
+                        let store = &store;
+                        let file_schema = Arc::clone(&self.file_schema);
+                        async move {
+                            let file = PartitionedFile::new_from_meta(meta.clone())
+                                .with_partition_values(values);
+                            if !collect {
+                                return Ok::<_, DataFusionError>(file);
+                            }
+                            let stats =
+                                format.infer_stats(state, store, file_schema, &meta).await?;
+                            Ok(file.with_statistics(Arc::new(stats)))
+                        }
+                    })
+                    .buffered(16)
+                    .try_collect()
+                    .await?;
+                let groups = balanced_groups(files, target);
+                let (groups, statistics) = datafusion_datasource::compute_all_files_statistics(
+                    groups,
+                    Arc::clone(&self.schema),
+                    collect,
+                    true,
+                )?;
                 let table_schema = TableSchema::builder(Arc::clone(&self.file_schema))
                     .with_table_partition_cols(self.partition_fields.clone())
                     .build();
@@ -542,6 +566,7 @@ impl LakeTable {
                 let config =
                     FileScanConfigBuilder::new(ObjectStoreUrl::parse(WAREHOUSE_URL)?, source)
                         .with_file_groups(groups)
+                        .with_statistics(statistics)
                         .with_projection_indices(projection.cloned())?
                         .with_limit(limit)
                         .build();
