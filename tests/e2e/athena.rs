@@ -87,6 +87,24 @@ pub async fn all_rows(
     results(athena, &id, header).await
 }
 
+/// Runs each `;`-separated statement of `script` (its `--` comment lines
+/// dropped) in the `default` database; every one must succeed.
+pub async fn run_script(athena: &aws_sdk_athena::Client, script: &str) {
+    let text: Vec<&str> = script
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect();
+    let text = text.join("\n");
+    for statement in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let (_, state, reason) = run(athena, statement, "default").await;
+        assert_eq!(
+            state,
+            aws_sdk_athena::types::QueryExecutionState::Succeeded,
+            "{statement}: {reason:?}"
+        );
+    }
+}
+
 /// The result rows of a finished query, paging through GetQueryResults.
 pub async fn results(
     athena: &aws_sdk_athena::Client,

@@ -10,5 +10,6 @@ mod crash;
 mod delivery;
 mod firehose_api;
 mod glue_api;
+mod logbench;
 mod ndjson;
 mod tpch;

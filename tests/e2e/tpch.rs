@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use aws_sdk_athena::types::QueryExecutionState;
 
-use crate::athena::{athena_client, results, run};
+use crate::athena::{athena_client, results, run, run_script};
 use crate::util::{Server, rt};
 
 fn root() -> PathBuf {
@@ -49,14 +49,7 @@ fn tpch_sf01_answers_match_duckdb() {
         .replace("${BUCKET}", "tpch-data")
         .replace("${PREFIX}", "sf01");
     rt().block_on(async {
-        for statement in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let (_, state, reason) = run(&athena, statement, "default").await;
-            assert_eq!(
-                state,
-                QueryExecutionState::Succeeded,
-                "{statement}: {reason:?}"
-            );
-        }
+        run_script(&athena, &ddl).await;
         let mut failures = Vec::new();
         for q in 1..=22 {
             let sql =
