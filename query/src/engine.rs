@@ -117,6 +117,21 @@ pub(crate) struct Inner {
     default_database: tokio::sync::OnceCell<()>,
 }
 
+impl EngineConfig {
+    /// The execution settings every query session starts from: parallelism,
+    /// batch size and Parquet filter pushdown (also the baseline
+    /// `lakehose bare-datafusion` measures the service against).
+    pub fn session_config(&self) -> SessionConfig {
+        let mut config = SessionConfig::new()
+            .with_target_partitions(self.target_partitions)
+            .with_batch_size(self.batch_size);
+        let options = config.options_mut();
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        config
+    }
+}
+
 impl QueryEngine {
     /// An engine over `catalog`, reading data from `storage`.
     pub fn new(
@@ -280,17 +295,15 @@ fn context_for(
     depth: usize,
     prefer_hash_join: bool,
 ) -> Result<SessionContext, DataFusionError> {
-    let mut config = SessionConfig::new()
+    let mut config = inner
+        .config
+        .session_config()
         .with_default_catalog_and_schema(CATALOG_NAME, database)
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(false)
-        .with_target_partitions(inner.config.target_partitions)
-        .with_batch_size(inner.config.batch_size)
         .with_extension(stats);
     {
         let options = config.options_mut();
-        options.execution.parquet.pushdown_filters = true;
-        options.execution.parquet.reorder_filters = true;
         options.sql_parser.enable_ident_normalization = true;
         options.optimizer.prefer_hash_join = prefer_hash_join;
     }

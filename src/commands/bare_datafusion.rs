@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use lakehose_query::EngineConfig;
 
 /// `lakehose bare-datafusion`.
@@ -59,15 +59,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run_all(args: Config) -> Result<(), String> {
-    let engine = EngineConfig::default();
-    let mut config = SessionConfig::new()
-        .with_target_partitions(engine.target_partitions)
-        .with_batch_size(engine.batch_size);
-    {
-        let options = config.options_mut();
-        options.execution.parquet.pushdown_filters = true;
-        options.execution.parquet.reorder_filters = true;
-    }
+    let config = EngineConfig::default().session_config();
     let ctx = SessionContext::new_with_config(config);
     for table in sorted_entries(&args.data, true, "")? {
         let name = table
