@@ -3,6 +3,7 @@
 //! to disk, and the dispatch of each statement to DataFusion or to the
 //! Athena DDL/DML implementation.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -217,7 +218,58 @@ impl QueryEngine {
         database: &str,
         stats: Arc<QueryStats>,
     ) -> Result<SessionContext, DataFusionError> {
-        context_for(&self.inner, database, stats, 0, true)
+        context_for(
+            &self.inner,
+            database,
+            stats,
+            0,
+            true,
+            Restrictions::default(),
+        )
+    }
+
+    /// A context whose scans of some tables read only some of their
+    /// partitions (`(database, table)` → partition values, in the order of
+    /// the table's partition keys; an unpartitioned table is one partition
+    /// with no values). Incremental ETL runs read new data this way.
+    pub fn restricted_context(
+        &self,
+        database: &str,
+        stats: Arc<QueryStats>,
+        restrictions: Restrictions,
+    ) -> Result<SessionContext, DataFusionError> {
+        context_for(&self.inner, database, stats, 0, true, restrictions)
+    }
+
+    /// A catalog table as lakehose's table provider (not a view or a Delta
+    /// table), e.g. to list its partitions' files.
+    pub async fn lake_table(&self, database: &str, table: &str) -> Result<LakeTable, QueryError> {
+        let found = self
+            .inner
+            .catalog
+            .get_table(database, table)
+            .await
+            .map_err(|e| match e {
+                CatalogError::NotFound(_) => QueryError::new(
+                    QueryErrorKind::Semantic,
+                    format!("TABLE_NOT_FOUND: Table '{database}.{table}' does not exist"),
+                ),
+                other => QueryError::new(QueryErrorKind::Internal, other.to_string()),
+            })?;
+        if found.table_type.as_deref() == Some("VIRTUAL_VIEW") || crate::delta::is_delta(&found) {
+            return Err(QueryError::new(
+                QueryErrorKind::Semantic,
+                format!("{database}.{table} is a view or a Delta table, not a table of files"),
+            ));
+        }
+        LakeTable::new(
+            Arc::clone(&self.inner.catalog),
+            self.inner.storage.clone(),
+            database,
+            found,
+            None,
+        )
+        .map_err(|e| QueryError::new(QueryErrorKind::Semantic, e))
     }
 
     /// A context for a query that ran out of memory: joins become
@@ -228,7 +280,14 @@ impl QueryEngine {
         database: &str,
         stats: Arc<QueryStats>,
     ) -> Result<SessionContext, DataFusionError> {
-        context_for(&self.inner, database, stats, 0, false)
+        context_for(
+            &self.inner,
+            database,
+            stats,
+            0,
+            false,
+            Restrictions::default(),
+        )
     }
 
     /// Runs one statement.
@@ -294,6 +353,7 @@ fn context_for(
     stats: Arc<QueryStats>,
     depth: usize,
     prefer_hash_join: bool,
+    restrictions: Restrictions,
 ) -> Result<SessionContext, DataFusionError> {
     let mut config = inner
         .config
@@ -318,6 +378,7 @@ fn context_for(
         Arc::new(LakeCatalog {
             inner: Arc::downgrade(inner),
             depth,
+            restrictions,
         }),
     );
     crate::functions::register(&ctx)?;
@@ -331,11 +392,15 @@ impl SqlRunner for QueryEngine {
     }
 }
 
+/// Partitions a query may read, per `(database, table)`.
+pub type Restrictions = Arc<HashMap<(String, String), Arc<HashSet<Vec<String>>>>>;
+
 /// The lakehose catalog as DataFusion's `awsdatacatalog`.
 #[derive(Debug)]
 struct LakeCatalog {
     inner: Weak<Inner>,
     depth: usize,
+    restrictions: Restrictions,
 }
 
 impl CatalogProvider for LakeCatalog {
@@ -348,6 +413,7 @@ impl CatalogProvider for LakeCatalog {
             inner: self.inner.clone(),
             database: name.to_ascii_lowercase(),
             depth: self.depth,
+            restrictions: Arc::clone(&self.restrictions),
         }))
     }
 }
@@ -359,6 +425,7 @@ struct LakeSchema {
     inner: Weak<Inner>,
     database: String,
     depth: usize,
+    restrictions: Restrictions,
 }
 
 #[async_trait]
@@ -390,7 +457,14 @@ impl SchemaProvider for LakeSchema {
                 .ok_or_else(|| {
                     DataFusionError::Plan(format!("view {}.{name} has no SQL text", self.database))
                 })?;
-            let ctx = context_for(&inner, &self.database, Arc::default(), self.depth + 1, true)?;
+            let ctx = context_for(
+                &inner,
+                &self.database,
+                Arc::default(),
+                self.depth + 1,
+                true,
+                Arc::clone(&self.restrictions),
+            )?;
             let plan = crate::statement::plan_query(&ctx, &sql)
                 .await
                 .map_err(|e| {
@@ -414,6 +488,13 @@ impl SchemaProvider for LakeSchema {
             inner.live.get().cloned(),
         )
         .map_err(DataFusionError::Plan)?;
+        let provider = match self
+            .restrictions
+            .get(&(self.database.clone(), name.to_ascii_lowercase()))
+        {
+            Some(only) => provider.with_only_partitions(Arc::clone(only)),
+            None => provider,
+        };
         Ok(Some(Arc::new(provider)))
     }
 

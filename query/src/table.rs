@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, ScalarValue};
@@ -112,8 +113,30 @@ pub struct LakeTable {
     format: StorageFormat,
     schema: SchemaRef,
     file_schema: SchemaRef,
+    /// The data columns with the catalog's types (plain strings), which
+    /// pending records are decoded with before they take `file_schema`'s.
+    record_schema: SchemaRef,
     partition_fields: Vec<FieldRef>,
     live: Option<crate::live::LiveSourceRef>,
+    /// When set, scans read only these partitions (values in key order).
+    only_partitions: Option<Arc<HashSet<Vec<String>>>>,
+}
+
+/// Parquet string and binary columns are read as Arrow view arrays, which
+/// the Parquet decoder fills without copying each value and DataFusion's
+/// string kernels, comparisons and grouping are fastest on. Only top-level
+/// columns change; nested fields keep the catalog's types.
+fn view_types(fields: &[Field]) -> Vec<Field> {
+    fields
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 => f.clone().with_data_type(DataType::Utf8View),
+            DataType::Binary | DataType::LargeBinary => {
+                f.clone().with_data_type(DataType::BinaryView)
+            }
+            _ => f.clone(),
+        })
+        .collect()
 }
 
 /// The Arrow fields of catalog columns.
@@ -150,6 +173,11 @@ impl LakeTable {
             .into_iter()
             .map(Arc::new)
             .collect();
+        let record_schema = Arc::new(Schema::new(data.clone()));
+        let data = match &format {
+            StorageFormat::Parquet => view_types(&data),
+            StorageFormat::Text(_) => data,
+        };
         let file_schema = Arc::new(Schema::new(data.clone()));
         let mut all: Vec<FieldRef> = data.into_iter().map(Arc::new).collect();
         all.extend(partition_fields.iter().cloned());
@@ -162,9 +190,34 @@ impl LakeTable {
             format,
             schema: Arc::new(Schema::new(all)),
             file_schema,
+            record_schema,
             partition_fields,
             live,
+            only_partitions: None,
         })
+    }
+
+    /// The same table, reading only the given partitions.
+    pub fn with_only_partitions(mut self, only: Arc<HashSet<Vec<String>>>) -> Self {
+        self.only_partitions = Some(only);
+        self
+    }
+
+    /// Every partition (values in key order; one with no values for an
+    /// unpartitioned table) with its data files.
+    pub async fn partition_files(&self) -> Result<Vec<(Vec<String>, Vec<ObjectMeta>)>> {
+        let partitions = self.catalog_partitions().await?;
+        let store = Arc::clone(self.storage.store());
+        futures::stream::iter(partitions.into_iter().map(|(values, location)| {
+            let store = Arc::clone(&store);
+            async move {
+                let files = list_data_files(&store, &location).await?;
+                Ok::<_, DataFusionError>((values, files))
+            }
+        }))
+        .buffered(16)
+        .try_collect()
+        .await
     }
 
     fn partition_names(&self) -> Vec<&str> {
@@ -443,11 +496,20 @@ impl TableProvider for LakeTable {
             None => Vec::new(),
         };
         let mut candidates = self.catalog_partitions().await?;
+        let allowed = |values: &Vec<String>| {
+            self.only_partitions
+                .as_ref()
+                .is_none_or(|only| only.contains(values))
+        };
+        candidates.retain(|(values, _)| allowed(values));
         let mut live_partitions = Vec::new();
         for buffer in pending {
             let Some(values) = self.folder_values(&buffer.folder) else {
                 continue;
             };
+            if !allowed(&values) {
+                continue;
+            }
             let folder = with_slash(&buffer.folder);
             if !self.partition_fields.is_empty() && !candidates.iter().any(|(v, _)| *v == values) {
                 candidates.push((values.clone(), folder.clone()));
@@ -500,10 +562,15 @@ impl LakeTable {
             if written {
                 continue;
             }
-            let Some(data) = crate::live::decode(&buffer, &self.file_schema)? else {
+            let Some(data) = crate::live::decode(&buffer, &self.record_schema)? else {
                 continue;
             };
-            let mut columns: Vec<ArrayRef> = data.columns().to_vec();
+            let mut columns: Vec<ArrayRef> = data
+                .columns()
+                .iter()
+                .zip(self.file_schema.fields())
+                .map(|(c, f)| cast(c, f.data_type()))
+                .collect::<Result<_, _>>()?;
             for v in values {
                 columns.push(v.to_array_of_size(data.num_rows())?);
             }

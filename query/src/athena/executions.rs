@@ -808,7 +808,10 @@ struct ResultsInput {
 
 const TOKEN_PREFIX: &str = "row-";
 
-pub(super) async fn results(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiError> {
+pub(super) async fn results(
+    api: &AthenaApi,
+    body: &[u8],
+) -> Result<axum::response::Response, ApiError> {
     let input: ResultsInput = parse(body)?;
     let id = required(input.query_execution_id, "QueryExecutionId")?;
     let max = input::max_results(input.max_results, 1, 1000, 1000)?;
@@ -883,28 +886,82 @@ pub(super) async fn results(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiEr
     }
     rows.extend(read_rows(api, &result_file, &metadata, data_start, data_end).await?);
     let end = offset + rows.len();
-    let page: Vec<Value> = rows
-        .iter()
-        .map(|row| {
-            let data: Vec<Value> = row
-                .iter()
-                .map(|v| match v {
-                    Some(s) => json!({ "VarCharValue": s }),
-                    None => json!({}),
-                })
-                .collect();
-            json!({ "Data": data })
-        })
-        .collect();
     let next = (end < total).then(|| format!("{TOKEN_PREFIX}{end}"));
-    Ok(json!({
-        "UpdateCount": metadata.update_count.unwrap_or(0),
-        "ResultSet": {
-            "Rows": page,
-            "ResultSetMetadata": { "ColumnInfo": metadata.column_info },
+    // Serialized straight from the rows: a page is up to 1,000 rows, and
+    // building a `serde_json::Value` tree for it first costs more than the
+    // ranged read and the CSV parse together.
+    let page = ResultsPage {
+        update_count: metadata.update_count.unwrap_or(0),
+        result_set: ResultSetPage {
+            rows: rows.iter().map(|row| PageRow { data: row }).collect(),
+            result_set_metadata: PageMetadata {
+                column_info: &metadata.column_info,
+            },
         },
-        "NextToken": next,
-    }))
+        next_token: next,
+    };
+    Ok(super::awsjson::ok_json(&page))
+}
+
+/// A GetQueryResults response.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ResultsPage<'a> {
+    update_count: u64,
+    result_set: ResultSetPage<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ResultSetPage<'a> {
+    rows: Vec<PageRow<'a>>,
+    result_set_metadata: PageMetadata<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PageMetadata<'a> {
+    column_info: &'a [super::values::ColumnInfo],
+}
+
+/// One row: `{"Data": [{"VarCharValue": "..."}, {}]}`, NULL as an empty
+/// datum.
+struct PageRow<'a> {
+    data: &'a [Option<String>],
+}
+
+impl Serialize for PageRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("Data", &Data(self.data))?;
+        map.end()
+    }
+}
+
+struct Data<'a>(&'a [Option<String>]);
+
+impl Serialize for Data<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct Datum<'a>(Option<&'a str>);
+        impl Serialize for Datum<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(usize::from(self.0.is_some())))?;
+                if let Some(v) = self.0 {
+                    map.serialize_entry("VarCharValue", v)?;
+                }
+                map.end()
+            }
+        }
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for v in self.0 {
+            seq.serialize_element(&Datum(v.as_deref()))?;
+        }
+        seq.end()
+    }
 }
 
 /// Data rows `start..end` of a result file, read with one ranged read

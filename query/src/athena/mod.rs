@@ -365,7 +365,12 @@ pub async fn handle(api: &AthenaApi, operation: &str, body: &[u8]) -> Response {
         "StartQueryExecution" => executions::start(api, body).await,
         "GetQueryExecution" => executions::get(api, body).await,
         "BatchGetQueryExecution" => executions::batch_get(api, body).await,
-        "GetQueryResults" => executions::results(api, body).await,
+        "GetQueryResults" => {
+            return match executions::results(api, body).await {
+                Ok(page) => page,
+                Err(e) => e.into_response(),
+            };
+        }
         "StopQueryExecution" => executions::stop(api, body).await,
         "ListQueryExecutions" => executions::list(api, body).await,
         "ListDataCatalogs" => metadata::list_data_catalogs(api, body).await,
