@@ -62,6 +62,9 @@ pub enum Command {
     /// Interactive SQL shell: line editing, history, multi-line statements,
     /// tab completion of tables and columns.
     Sql(commands::query::SqlConfig),
+    /// SQL jobs that turn raw tables into curated Delta tables: list,
+    /// validate, run (one or all, in dependency order), history.
+    Etl(commands::etl::Config),
     /// Generate the eight TPC-H tables as zstd Parquet, one folder per
     /// table, for tests and benchmarks.
     TpchGen(commands::tpch::Config),
@@ -86,6 +89,7 @@ pub fn run() -> ExitCode {
         Command::Crawl(config) => commands::crawl::run(config),
         Command::Query(config) => commands::query::run_query(config),
         Command::Sql(config) => commands::query::run_sql(config),
+        Command::Etl(config) => commands::etl::run(config),
         Command::TpchGen(config) => commands::tpch::run(config),
         Command::GenLogs(config) => commands::gen_logs::run(config),
         Command::BareDatafusion(config) => commands::bare_datafusion::run(config),

@@ -13,10 +13,13 @@
 //! object per query: `{"query": "q01", "rows": 4, "best_ms": 812.3}`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
+use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use lakehose_query::EngineConfig;
+use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
+use lakehose_query::{EngineConfig, QueryEngine, QueryRequest};
 
 /// `lakehose bare-datafusion`.
 #[derive(Debug, clap::Args)]
@@ -32,6 +35,21 @@ pub struct Config {
     /// Runs of each query; the best counts.
     #[arg(long, default_value_t = 3)]
     reps: usize,
+
+    /// Also run each query through lakehose's engine in this process (no
+    /// API, no result files) over the catalog of this data folder, and
+    /// report its best time as `engine_ms`.
+    #[arg(long)]
+    engine_data_dir: Option<PathBuf>,
+
+    /// The engine's current database (with --engine-data-dir).
+    #[arg(long, default_value = "tpch")]
+    database: String,
+
+    /// Print `EXPLAIN ANALYZE` of each query (bare DataFusion, then the
+    /// engine) to stderr.
+    #[arg(long)]
+    explain: bool,
 }
 
 fn sorted_entries(dir: &Path, want_dir: bool, ext: &str) -> Result<Vec<PathBuf>, String> {
@@ -58,10 +76,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!(e))
 }
 
-async fn run_all(args: Config) -> Result<(), String> {
-    let config = EngineConfig::default().session_config();
-    let ctx = SessionContext::new_with_config(config);
-    for table in sorted_entries(&args.data, true, "")? {
+/// A DataFusion session with lakehose's session settings and every
+/// sub-folder of `data` registered as a Parquet table of that name.
+pub async fn bare_context(data: &Path) -> Result<SessionContext, String> {
+    let ctx = SessionContext::new_with_config(EngineConfig::default().session_config());
+    for table in sorted_entries(data, true, "")? {
         let name = table
             .file_name()
             .and_then(|n| n.to_str())
@@ -72,6 +91,26 @@ async fn run_all(args: Config) -> Result<(), String> {
             .await
             .map_err(|e| format!("registering {name}: {e}"))?;
     }
+    Ok(ctx)
+}
+
+fn round_ms(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
+}
+
+async fn run_all(args: Config) -> Result<(), String> {
+    let engine = match &args.engine_data_dir {
+        Some(dir) => {
+            let storage = Storage::local(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
+            Some(
+                QueryEngine::new(catalog, storage, EngineConfig::default())
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
+    let ctx = bare_context(&args.data).await?;
     for file in sorted_entries(&args.sql, false, "sql")? {
         let name = file
             .file_stem()
@@ -100,10 +139,42 @@ async fn run_all(args: Config) -> Result<(), String> {
             best = best.min(started.elapsed().as_secs_f64() * 1000.0);
             rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
         }
-        println!(
-            "{}",
-            serde_json::json!({"query": name, "rows": rows, "best_ms": (best * 1000.0).round() / 1000.0})
-        );
+        let mut line = serde_json::json!({"query": name, "rows": rows, "best_ms": round_ms(best)});
+        if args.explain {
+            let plan = ctx
+                .sql(&format!("EXPLAIN ANALYZE {text}"))
+                .await
+                .map_err(|e| format!("{name}: {e}"))?
+                .collect()
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
+            let shown = pretty_format_batches(&plan).map_err(|e| e.to_string())?;
+            eprintln!("== {name} (bare DataFusion)\n{shown}");
+        }
+        if let Some(engine) = &engine {
+            let mut best = f64::INFINITY;
+            for _ in 0..args.reps.max(1) {
+                let started = Instant::now();
+                engine
+                    .execute(QueryRequest::new(&text, Some(&args.database)))
+                    .await
+                    .map_err(|e| format!("{name} (engine): {e}"))?;
+                best = best.min(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            line["engine_ms"] = round_ms(best).into();
+            if args.explain {
+                let out = engine
+                    .execute(QueryRequest::new(
+                        &format!("EXPLAIN ANALYZE {text}"),
+                        Some(&args.database),
+                    ))
+                    .await
+                    .map_err(|e| format!("{name} (engine): {e}"))?;
+                let shown = pretty_format_batches(&out.batches).map_err(|e| e.to_string())?;
+                eprintln!("== {name} (lakehose engine)\n{shown}");
+            }
+        }
+        println!("{line}");
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod bare_datafusion;
 pub mod crawl;
 pub mod demo;
+pub mod etl;
 pub mod gen_logs;
 pub mod query;
 pub mod serve;

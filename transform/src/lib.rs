@@ -1,11 +1,18 @@
 //! # lakehose-transform
 //!
-//! The ETL layer: SQL jobs that turn raw tables into curated Delta Lake tables
-//! on a schedule, with bookmarks and compaction.
+//! The ETL layer: SQL jobs that turn raw tables into curated Delta Lake
+//! tables, incrementally and atomically.
 //!
 //! ```text
-//! raw tables ──SELECT (sql/etl/*.sql)──▶ transform ──▶ curated Delta tables ──▶ catalog
+//! raw tables ──SELECT (sql/etl/*.sql)──▶ Etl::run ──▶ Delta commit ──▶ catalog
 //! ```
 //!
-//! This crate is intentionally empty until the ETL capability lands; nothing
-//! here pretends to work yet.
+//! - [`job`]: job files (a `-- field: value` header and the SQL), their
+//!   dependency order.
+//! - [`run`]: running a job: modes, bookmarks, schema rules, run history.
+
+pub mod job;
+pub mod run;
+
+pub use job::{Job, JobError, Mode, TableName, dependency_order, load_dir};
+pub use run::{Etl, NoProgress, RunProgress, RunRecord};

@@ -1,0 +1,258 @@
+//! `lakehose etl`: list, validate and run the SQL jobs of a folder (by
+//! default `sql/etl/`), and show their run history.
+//!
+//! ```text
+//! lakehose etl list
+//! lakehose etl validate
+//! lakehose etl run request_metrics_hourly
+//! lakehose etl run --all
+//! lakehose etl history request_metrics_hourly
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
+use lakehose_query::{EngineConfig, QueryEngine};
+use lakehose_transform::{Etl, Job, RunProgress, RunRecord, dependency_order, load_dir};
+
+/// `lakehose etl`.
+#[derive(Debug, clap::Args)]
+pub struct Config {
+    /// The warehouse folder.
+    #[arg(long, env = "LAKEHOSE_DATA_DIR", default_value = "./lakehose-data")]
+    data_dir: PathBuf,
+
+    /// The folder of job files (`<name>.sql`).
+    #[arg(long, env = "LAKEHOSE_ETL_JOBS", default_value = "sql/etl")]
+    jobs: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// The jobs: target, mode, schedule and last run.
+    List,
+    /// Parse every job (or one) and plan its SQL against the catalog
+    /// without running it; prints each job's output columns.
+    Validate {
+        /// One job's name (default: all).
+        job: Option<String>,
+    },
+    /// Run one job, or all of them in dependency order (a job runs after
+    /// the jobs whose targets it reads).
+    Run {
+        /// The job's name (its file name without `.sql`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        job: Option<String>,
+        /// Run every job.
+        #[arg(long)]
+        all: bool,
+        /// Forget the bookmark of incremental jobs first, so they read
+        /// their whole source again.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Recorded runs: start, duration, state, rows, bytes, files, error.
+    History {
+        /// One job's name (default: all).
+        job: Option<String>,
+        /// Show only the newest N runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+/// Shows the phase of the job being run next to a spinner.
+struct Spinner(ProgressBar);
+
+impl RunProgress for Spinner {
+    fn phase(&self, job: &str, phase: &str) {
+        self.0.set_message(format!("{job}: {phase}"));
+    }
+}
+
+/// Runs `lakehose etl`.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = crate::server::runtime(None)?;
+    runtime.block_on(run_async(config))
+}
+
+fn etl(data_dir: &std::path::Path) -> anyhow::Result<Etl> {
+    let storage = Storage::local(data_dir)
+        .with_context(|| format!("could not open the data folder {}", data_dir.display()))?;
+    let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
+    let engine = QueryEngine::new(catalog, storage, EngineConfig::default())?;
+    Ok(Etl::new(engine))
+}
+
+fn find<'a>(jobs: &'a [Job], name: &str) -> anyhow::Result<&'a Job> {
+    jobs.iter().find(|j| j.name == name).with_context(|| {
+        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        format!("no job named {name:?} (jobs: {})", names.join(", "))
+    })
+}
+
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn duration(r: &RunRecord) -> String {
+    match r.ended_ms {
+        Some(end) => format!("{:.1}s", (end - r.started_ms) as f64 / 1000.0),
+        None => "-".into(),
+    }
+}
+
+fn summary(r: &RunRecord) -> String {
+    let mut s = format!(
+        "{} {} in {}: read {} rows ({:.1} MiB), wrote {} rows in {} files ({:.1} MiB)",
+        r.job,
+        r.state,
+        duration(r),
+        r.rows_read,
+        r.bytes_read as f64 / 1048576.0,
+        r.rows_written,
+        r.files_written,
+        r.bytes_written as f64 / 1048576.0,
+    );
+    if let Some(p) = r.partitions_read {
+        s.push_str(&format!(", {p} source partitions with new files"));
+    }
+    if let Some(v) = r.table_version {
+        s.push_str(&format!(", {} version {v}", r.target));
+    }
+    if let Some(e) = &r.error {
+        s.push_str(&format!("\n  error: {e}"));
+    }
+    s
+}
+
+async fn run_async(config: Config) -> anyhow::Result<()> {
+    let jobs = load_dir(&config.jobs).map_err(|e| anyhow::anyhow!(e))?;
+    let etl = etl(&config.data_dir)?;
+    match config.action {
+        Action::List => {
+            println!(
+                "{:<28} {:<36} {:<12} {:<16} last run",
+                "job", "target", "mode", "schedule"
+            );
+            for job in &jobs {
+                let last = etl
+                    .last_run(&job.name)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?
+                    .map(|r| format!("{} {}", when(r.started_ms), r.state))
+                    .unwrap_or_else(|| "never".into());
+                println!(
+                    "{:<28} {:<36} {:<12} {:<16} {last}",
+                    job.name,
+                    job.target.to_string(),
+                    job.mode.as_str(),
+                    job.schedule.as_ref().map_or("-", |(s, _)| s.as_str()),
+                );
+            }
+        }
+        Action::Validate { job } => {
+            let selected: Vec<&Job> = match &job {
+                Some(name) => vec![find(&jobs, name)?],
+                None => dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?,
+            };
+            let mut failed = 0;
+            for job in selected {
+                match etl.validate(job).await {
+                    Ok(schema) => {
+                        let columns: Vec<String> = schema
+                            .fields()
+                            .iter()
+                            .map(|f| format!("{} {}", f.name(), f.data_type()))
+                            .collect();
+                        println!("{}: ok → {} ({})", job.name, job.target, columns.join(", "));
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} job(s) did not validate");
+            }
+        }
+        Action::Run { job, all, full } => {
+            let selected: Vec<&Job> = if all {
+                dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?
+            } else {
+                vec![find(&jobs, job.as_deref().unwrap_or_default())?]
+            };
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                    .expect("valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            let spinner = Spinner(bar.clone());
+            let mut failed = Vec::new();
+            for job in selected {
+                if full {
+                    etl.reset_bookmark(job)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                }
+                let record = etl
+                    .run(job, &spinner)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                bar.println(summary(&record));
+                if !record.succeeded() {
+                    failed.push(job.name.clone());
+                    if all {
+                        // Jobs after it may read its target.
+                        break;
+                    }
+                }
+            }
+            bar.finish_and_clear();
+            if !failed.is_empty() {
+                bail!("job(s) failed: {}", failed.join(", "));
+            }
+        }
+        Action::History { job, limit } => {
+            if let Some(name) = &job {
+                find(&jobs, name)?;
+            }
+            let runs = etl
+                .history(job.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            println!(
+                "{:<19} {:<28} {:<9} {:>8} {:>11} {:>11} {:>6} {:>9}  error",
+                "started", "job", "state", "time", "rows read", "rows wrote", "files", "MiB"
+            );
+            let skip = runs.len().saturating_sub(limit);
+            for r in runs.iter().skip(skip) {
+                println!(
+                    "{:<19} {:<28} {:<9} {:>8} {:>11} {:>11} {:>6} {:>9.1}  {}",
+                    when(r.started_ms),
+                    r.job,
+                    r.state,
+                    duration(r),
+                    r.rows_read,
+                    r.rows_written,
+                    r.files_written,
+                    r.bytes_written as f64 / 1048576.0,
+                    r.error.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(())
+}

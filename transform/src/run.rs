@@ -1,0 +1,1012 @@
+//! Running jobs: plan the SELECT against the catalog, execute it, commit
+//! the rows to the target Delta table in one transaction, register the
+//! table in the catalog, advance the bookmark, record the run.
+//!
+//! A run that fails or is killed before its commit leaves the target as it
+//! was (files written before the commit are not part of any table version;
+//! `VACUUM` removes them). The bookmark of an incremental job moves only
+//! after its commit: a run killed between the two reads the same
+//! partitions again and replaces the same target partitions (or upserts the
+//! same keys), so nothing is counted twice.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use deltalake::DeltaTable;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use lakehose_catalog::model::{Column, SerDeInfo, StorageDescriptor, Table};
+use lakehose_catalog::{CatalogError, CatalogRef, Location, Storage};
+use lakehose_query::engine::{QueryStats, scanned_bytes};
+use lakehose_query::{QueryEngine, QueryRequest};
+use object_store::ObjectStoreExt;
+use serde::{Deserialize, Serialize};
+
+use crate::job::{Job, JobError, Mode, TableName};
+
+/// What a run did, as recorded in the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The job's name.
+    pub job: String,
+    /// Unique id of the run.
+    pub run_id: String,
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub attempt: u32,
+    /// `RUNNING`, `SUCCEEDED` or `FAILED`.
+    pub state: String,
+    /// Start, epoch milliseconds.
+    pub started_ms: i64,
+    /// End, epoch milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<i64>,
+    /// The target table.
+    pub target: String,
+    /// The job's mode.
+    pub mode: String,
+    /// Rows the SELECT's scans produced.
+    pub rows_read: u64,
+    /// Bytes the SELECT's scans read.
+    pub bytes_read: u64,
+    /// Source partitions read (incremental runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions_read: Option<u64>,
+    /// Rows of the SELECT's result.
+    pub rows_out: u64,
+    /// Rows the commit inserted, updated or deleted in the target.
+    pub rows_written: u64,
+    /// Data files the commit added.
+    pub files_written: u64,
+    /// Bytes of those files.
+    pub bytes_written: u64,
+    /// The Delta table version committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_version: Option<u64>,
+    /// Why the run failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// Whether the run succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.state == "SUCCEEDED"
+    }
+}
+
+/// Files of a source table seen by an incremental job's last successful
+/// run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Bookmark {
+    source: String,
+    /// Object path → size.
+    files: BTreeMap<String, u64>,
+}
+
+/// Where a run is, for progress displays.
+pub trait RunProgress: Send + Sync {
+    /// A new phase (`planning`, `reading`, `writing`, ...).
+    fn phase(&self, job: &str, phase: &str);
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl RunProgress for NoProgress {
+    fn phase(&self, _: &str, _: &str) {}
+}
+
+/// Runs jobs against one warehouse.
+#[derive(Clone)]
+pub struct Etl {
+    engine: QueryEngine,
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+impl std::fmt::Debug for Etl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Etl").finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A failed attempt: the message, and whether trying again may help.
+struct Failure {
+    message: String,
+    retryable: bool,
+}
+
+impl Failure {
+    fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+    fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// Releases a job's running mark when a run ends (or its future is
+/// dropped).
+struct RunningGuard {
+    running: Arc<Mutex<HashSet<String>>>,
+    job: String,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(&self.job);
+        }
+    }
+}
+
+impl Etl {
+    /// Jobs over `engine`'s catalog and storage.
+    pub fn new(engine: QueryEngine) -> Self {
+        Self {
+            engine,
+            running: Arc::default(),
+        }
+    }
+
+    fn storage(&self) -> &Storage {
+        self.engine.storage()
+    }
+
+    fn catalog(&self) -> &CatalogRef {
+        self.engine.catalog()
+    }
+
+    /// The Delta table folder of a job.
+    pub fn location(&self, job: &Job) -> String {
+        job.location.clone().unwrap_or_else(|| {
+            format!(
+                "s3://{}/curated/{}/{}/",
+                self.engine.config().warehouse_bucket,
+                job.target.database,
+                job.target.table
+            )
+        })
+    }
+
+    /// Runs a job, retrying failed attempts as its header allows. At most
+    /// one run of a job is under way at a time (a second is refused).
+    pub async fn run(&self, job: &Job, progress: &dyn RunProgress) -> Result<RunRecord, JobError> {
+        let _guard = {
+            let mut running = self.running.lock().expect("running jobs");
+            if !running.insert(job.name.clone()) {
+                return Err(JobError::at(
+                    &job.path,
+                    None,
+                    format!("job {} is already running", job.name),
+                ));
+            }
+            RunningGuard {
+                running: Arc::clone(&self.running),
+                job: job.name.clone(),
+            }
+        };
+        let mut backoff = job.retry_backoff;
+        let mut attempt = 1;
+        loop {
+            let record = self.attempt(job, attempt, progress).await?;
+            if record.succeeded() || attempt > job.retries {
+                return Ok(record);
+            }
+            tracing::warn!(job = %job.name, attempt, error = ?record.error, "ETL run failed; retrying after {} s", backoff.as_secs());
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        job: &Job,
+        attempt: u32,
+        progress: &dyn RunProgress,
+    ) -> Result<RunRecord, JobError> {
+        let mut record = RunRecord {
+            job: job.name.clone(),
+            run_id: uuid::Uuid::new_v4().to_string(),
+            attempt,
+            state: "RUNNING".into(),
+            started_ms: now_ms(),
+            ended_ms: None,
+            target: job.target.to_string(),
+            mode: job.mode.as_str().into(),
+            rows_read: 0,
+            bytes_read: 0,
+            partitions_read: None,
+            rows_out: 0,
+            rows_written: 0,
+            files_written: 0,
+            bytes_written: 0,
+            table_version: None,
+            error: None,
+        };
+        self.save_run(&record).await?;
+        let outcome = self.execute(job, &mut record, progress).await;
+        record.ended_ms = Some(now_ms());
+        match outcome {
+            Ok(()) => record.state = "SUCCEEDED".into(),
+            Err(failure) => {
+                record.state = "FAILED".into();
+                record.error = Some(failure.message);
+                if !failure.retryable {
+                    // Retrying cannot fix a job's own mistakes.
+                    record.attempt = attempt.max(job.retries + 1);
+                }
+            }
+        }
+        self.save_run(&record).await?;
+        Ok(record)
+    }
+
+    /// The output schema of a job's SELECT, planned against the catalog
+    /// without running it (setup statements are not run either).
+    pub async fn validate(&self, job: &Job) -> Result<SchemaRef, JobError> {
+        let ctx = self
+            .engine
+            .context(&job.database, Arc::default())
+            .map_err(|e| JobError::at(&job.path, Some(job.sql_line), e.to_string()))?;
+        let plan = lakehose_query::statement::plan_query(&ctx, &job.select)
+            .await
+            .map_err(|e| self.sql_error(job, &e.message))?;
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        check_columns(job, &schema).map_err(|m| JobError::at(&job.path, None, m))?;
+        Ok(schema)
+    }
+
+    /// A planning error, placed on the line that names the table or
+    /// column it is about when the message names one.
+    fn sql_error(&self, job: &Job, message: &str) -> JobError {
+        let quoted: Vec<&str> = message.split('\'').skip(1).step_by(2).collect();
+        let line = quoted
+            .iter()
+            .filter_map(|name| job.line_of(name.rsplit('.').next().unwrap_or(name)))
+            .next()
+            .or(Some(job.sql_line));
+        JobError::at(&job.path, line, message.to_string())
+    }
+
+    async fn execute(
+        &self,
+        job: &Job,
+        record: &mut RunRecord,
+        progress: &dyn RunProgress,
+    ) -> Result<(), Failure> {
+        for statement in &job.setup {
+            progress.phase(&job.name, "setup");
+            self.engine
+                .execute(QueryRequest::new(statement, Some(&job.database)))
+                .await
+                .map_err(|e| Failure::fatal(format!("{}: {}", job.path.display(), e.message)))?;
+        }
+        // Incremental: which source partitions have files the last
+        // successful run did not see.
+        let mut bookmark = None;
+        let mut restrictions = HashMap::new();
+        if job.mode == Mode::Incremental {
+            progress.phase(&job.name, "listing new files");
+            let source = job.source.as_ref().expect("incremental jobs have a source");
+            let (changed, next) = self.changed_partitions(job, source).await?;
+            record.partitions_read = Some(changed.len() as u64);
+            if changed.is_empty() {
+                tracing::info!(job = %job.name, "no new files in {source}; nothing to do");
+                return Ok(());
+            }
+            restrictions.insert(
+                (source.database.clone(), source.table.clone()),
+                Arc::new(changed),
+            );
+            bookmark = Some(next);
+        }
+        progress.phase(&job.name, "planning");
+        let stats = Arc::new(QueryStats::default());
+        let ctx = self
+            .engine
+            .restricted_context(&job.database, Arc::clone(&stats), Arc::new(restrictions))
+            .map_err(|e| Failure::fatal(e.to_string()))?;
+        let plan = lakehose_query::statement::plan_query(&ctx, &job.select)
+            .await
+            .map_err(|e| Failure::fatal(self.sql_error(job, &e.message).to_string()))?;
+        let physical = ctx
+            .state()
+            .create_physical_plan(&plan)
+            .await
+            .map_err(|e| Failure::fatal(self.sql_error(job, &e.to_string()).to_string()))?;
+        check_columns(job, &physical.schema())
+            .map_err(|m| Failure::fatal(format!("{}: {m}", job.path.display())))?;
+        progress.phase(&job.name, "reading");
+        let batches = collect(Arc::clone(&physical), ctx.task_ctx())
+            .await
+            .map_err(|e| Failure::transient(format!("{}: {e}", job.path.display())))?;
+        record.rows_read = scanned_rows(&physical);
+        record.bytes_read =
+            scanned_bytes(&physical) + stats.text_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let batches = delta_batches(batches, &physical.schema())
+            .map_err(|m| Failure::fatal(format!("{}: {m}", job.path.display())))?;
+        record.rows_out = batches.iter().map(|b| b.num_rows() as u64).sum();
+        progress.phase(&job.name, "writing");
+        let location = self.location(job);
+        let table = self.write(job, &location, batches, record).await?;
+        progress.phase(&job.name, "registering");
+        self.register(job, &location, &table)
+            .await
+            .map_err(|e| Failure::transient(format!("registering {}: {e}", job.target)))?;
+        if let Some(next) = bookmark {
+            self.save_bookmark(job, &next)
+                .await
+                .map_err(|e| Failure::transient(format!("saving the bookmark: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The source partitions with new or changed files, and the bookmark
+    /// that marks every current file seen.
+    async fn changed_partitions(
+        &self,
+        job: &Job,
+        source: &TableName,
+    ) -> Result<(HashSet<Vec<String>>, Bookmark), Failure> {
+        let table = self
+            .engine
+            .lake_table(&source.database, &source.table)
+            .await
+            .map_err(|e| {
+                Failure::fatal(format!(
+                    "{}: source {source}: {}",
+                    job.path.display(),
+                    e.message
+                ))
+            })?;
+        let partitions = table
+            .partition_files()
+            .await
+            .map_err(|e| Failure::transient(format!("listing {source}: {e}")))?;
+        let seen = self
+            .load_bookmark(job)
+            .await
+            .map_err(|e| Failure::transient(format!("reading the bookmark: {e}")))?
+            .filter(|b| b.source == source.to_string())
+            .unwrap_or_default();
+        let mut next = Bookmark {
+            source: source.to_string(),
+            files: BTreeMap::new(),
+        };
+        let mut changed = HashSet::new();
+        for (values, files) in partitions {
+            for f in files {
+                let path = f.location.to_string();
+                if seen.files.get(&path) != Some(&f.size) {
+                    changed.insert(values.clone());
+                }
+                next.files.insert(path, f.size);
+            }
+        }
+        Ok((changed, next))
+    }
+
+    /// Commits the rows to the target in one Delta transaction.
+    async fn write(
+        &self,
+        job: &Job,
+        location: &str,
+        batches: Vec<RecordBatch>,
+        record: &mut RunRecord,
+    ) -> Result<DeltaTable, Failure> {
+        let loc = Location::parse(location).map_err(|e| Failure::fatal(e.to_string()))?;
+        let url = lakehose_query::delta::table_url(self.storage(), &loc).map_err(Failure::fatal)?;
+        if let Some(root) = self.storage().local_root() {
+            let folder = root.join(loc.bucket()).join(loc.key());
+            std::fs::create_dir_all(&folder).map_err(|e| {
+                Failure::transient(format!("could not create {}: {e}", folder.display()))
+            })?;
+        }
+        let table = DeltaTable::try_from_url(url).await.map_err(|e| {
+            Failure::transient(format!("opening the Delta table at {location}: {e}"))
+        })?;
+        let exists = table.version().is_some();
+        let schema = match batches.first() {
+            Some(b) => b.schema(),
+            None => Arc::new(Schema::empty()),
+        };
+        let before = if exists {
+            check_schema(job, &table, &schema)?;
+            files_of(&table)
+        } else {
+            HashMap::new()
+        };
+        let commit = CommitProperties::default().with_metadata([
+            ("lakehose.job".to_string(), serde_json::json!(job.name)),
+            ("lakehose.run".to_string(), serde_json::json!(record.run_id)),
+        ]);
+        let keyed = matches!(job.mode, Mode::Merge)
+            || (job.mode == Mode::Incremental && !job.keys.is_empty());
+        let table = if keyed && exists {
+            let ctx = datafusion::prelude::SessionContext::new();
+            let source = ctx
+                .read_batches(batches)
+                .map_err(|e| Failure::fatal(e.to_string()))?;
+            let predicate = job
+                .keys
+                .iter()
+                .map(|k| format!("target.{k} = source.{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+            let mut merge = table
+                .merge(source, predicate)
+                .with_source_alias("source")
+                .with_target_alias("target")
+                .with_merge_schema(true)
+                .with_commit_properties(commit);
+            if let Some(condition) = &job.delete_when {
+                merge = merge
+                    .when_matched_delete(|d| d.predicate(condition.as_str()))
+                    .map_err(|e| Failure::fatal(format!("delete_when: {e}")))?;
+            }
+            merge = merge
+                .when_matched_update(|mut u| {
+                    for c in &columns {
+                        u = u.update(c.as_str(), format!("source.{c}"));
+                    }
+                    u
+                })
+                .map_err(|e| Failure::fatal(e.to_string()))?
+                .when_not_matched_insert(|mut i| {
+                    if let Some(condition) = &job.delete_when {
+                        i = i.predicate(format!("NOT ({condition})"));
+                    }
+                    for c in &columns {
+                        i = i.set(c.as_str(), format!("source.{c}"));
+                    }
+                    i
+                })
+                .map_err(|e| Failure::fatal(e.to_string()))?;
+            let (table, metrics) = merge
+                .await
+                .map_err(|e| Failure::transient(format!("merging into {}: {e}", job.target)))?;
+            record.rows_written = (metrics.num_target_rows_inserted
+                + metrics.num_target_rows_updated
+                + metrics.num_target_rows_deleted) as u64;
+            table
+        } else {
+            let batches = if keyed {
+                // A new table: insert what is not to be deleted.
+                without_deleted(batches, job.delete_when.as_deref()).await?
+            } else {
+                batches
+            };
+            record.rows_written = batches.iter().map(|b| b.num_rows() as u64).sum();
+            let replace_partitions =
+                job.overwrite_partitions || (job.mode == Mode::Incremental && job.keys.is_empty());
+            let produced = if replace_partitions {
+                partition_predicate(&batches, &job.partitioned_by)
+                    .map_err(|m| Failure::fatal(format!("{}: {m}", job.path.display())))?
+            } else {
+                None
+            };
+            if batches.is_empty() && exists {
+                // Nothing to append or replace.
+                record.table_version = table.version();
+                return Ok(table);
+            }
+            let mut write = table
+                .write(batches)
+                .with_schema_mode(SchemaMode::Merge)
+                .with_commit_properties(commit)
+                .with_table_name(job.target.table.clone());
+            if !job.partitioned_by.is_empty() {
+                write = write.with_partition_columns(job.partitioned_by.clone());
+            }
+            write = match job.mode {
+                Mode::Append | Mode::Merge => write.with_save_mode(SaveMode::Append),
+                Mode::Overwrite if !job.overwrite_partitions => {
+                    write.with_save_mode(SaveMode::Overwrite)
+                }
+                _ => match produced {
+                    Some(predicate) if exists => write
+                        .with_save_mode(SaveMode::Overwrite)
+                        .with_replace_where(predicate),
+                    _ => write.with_save_mode(SaveMode::Append),
+                },
+            };
+            write
+                .await
+                .map_err(|e| Failure::transient(format!("writing {}: {e}", job.target)))?
+        };
+        let after = files_of(&table);
+        for (path, size) in &after {
+            if !before.contains_key(path) {
+                record.files_written += 1;
+                record.bytes_written += *size;
+            }
+        }
+        record.table_version = table.version();
+        Ok(table)
+    }
+}
+
+/// Checks that the SELECT produces the partition and key columns.
+fn check_columns(job: &Job, schema: &Schema) -> Result<(), String> {
+    let has = |c: &str| schema.fields().iter().any(|f| f.name() == c);
+    for c in &job.partitioned_by {
+        if !has(c) {
+            return Err(format!(
+                "partition column {c:?} is not a column of the SELECT"
+            ));
+        }
+    }
+    for c in &job.keys {
+        if !has(c) {
+            return Err(format!("key column {c:?} is not a column of the SELECT"));
+        }
+    }
+    let mut seen = HashSet::new();
+    for f in schema.fields() {
+        if !seen.insert(f.name().to_ascii_lowercase()) {
+            return Err(format!(
+                "the SELECT has two columns named {:?}; give them distinct aliases",
+                f.name()
+            ));
+        }
+    }
+    if job.partitioned_by.len() == schema.fields().len() {
+        return Err(
+            "every column of the SELECT is a partition column; a table needs data columns".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Rows produced by the plan's leaves (its scans).
+fn scanned_rows(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    if plan.children().is_empty() {
+        return plan.metrics().and_then(|m| m.output_rows()).unwrap_or(0) as u64;
+    }
+    plan.children().iter().map(|c| scanned_rows(c)).sum()
+}
+
+/// The Delta type a result column is stored as: string and binary views as
+/// plain strings and binaries, timestamps in microseconds (UTC when they
+/// carry a time zone), unsigned integers widened, dictionaries decoded.
+fn delta_type(t: &DataType) -> Result<DataType, String> {
+    Ok(match t {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary | DataType::FixedSizeBinary(_) => {
+            DataType::Binary
+        }
+        DataType::Timestamp(_, Some(_)) => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        }
+        DataType::Timestamp(_, None) => DataType::Timestamp(TimeUnit::Microsecond, None),
+        DataType::UInt8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 => DataType::Int64,
+        DataType::UInt64 => DataType::Decimal128(20, 0),
+        DataType::Float16 => DataType::Float32,
+        DataType::Date64 => DataType::Date32,
+        DataType::Dictionary(_, v) => delta_type(v)?,
+        DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) => {
+            DataType::List(Arc::new(delta_field(f)?))
+        }
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| delta_field(f))
+                .collect::<Result<Vec<_>, _>>()?
+                .into(),
+        ),
+        DataType::Map(entries, sorted) => DataType::Map(Arc::new(delta_field(entries)?), *sorted),
+        DataType::Null => DataType::Utf8,
+        DataType::Time32(_)
+        | DataType::Time64(_)
+        | DataType::Duration(_)
+        | DataType::Interval(_) => {
+            return Err(format!(
+                "Delta tables have no {t} type; cast the column to a string or a number"
+            ));
+        }
+        other => other.clone(),
+    })
+}
+
+fn delta_field(f: &Field) -> Result<Field, String> {
+    Ok(f.clone()
+        .with_data_type(delta_type(f.data_type())?)
+        .with_nullable(true))
+}
+
+/// The result converted to the types it is stored with.
+fn delta_batches(batches: Vec<RecordBatch>, schema: &Schema) -> Result<Vec<RecordBatch>, String> {
+    let fields = schema
+        .fields()
+        .iter()
+        .map(|f| delta_field(f).map_err(|m| format!("column {:?}: {m}", f.name())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = Arc::new(Schema::new(fields));
+    batches
+        .into_iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(target.fields())
+                .map(|(c, f)| {
+                    cast(c, f.data_type()).map_err(|e| format!("column {:?}: {e}", f.name()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(Arc::clone(&target), columns).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// Checks a run's columns against the target's: new columns may be added;
+/// a column the target has must keep its type and stay in the SELECT, and
+/// the partition columns must not change.
+fn check_schema(job: &Job, table: &DeltaTable, schema: &Schema) -> Result<(), Failure> {
+    let state = table
+        .snapshot()
+        .map_err(|e| Failure::transient(format!("reading {}: {e}", job.target)))?;
+    let existing = state.snapshot().arrow_schema();
+    let fail = |m: String| {
+        Failure::fatal(format!(
+            "{}: target {}: {m}",
+            job.path.display(),
+            job.target
+        ))
+    };
+    if schema.fields().is_empty() {
+        return Ok(());
+    }
+    for f in existing.fields() {
+        let Ok(new) = schema.field_with_name(f.name()) else {
+            return Err(fail(format!(
+                "column {:?} is missing from the SELECT (columns may be added, not dropped)",
+                f.name()
+            )));
+        };
+        let same = match (f.data_type(), new.data_type()) {
+            (DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8, DataType::Utf8) => true,
+            (DataType::Binary | DataType::BinaryView | DataType::LargeBinary, DataType::Binary) => {
+                true
+            }
+            (DataType::Timestamp(_, a), DataType::Timestamp(_, b)) => a.is_some() == b.is_some(),
+            (a, b) => a == b,
+        };
+        if !same {
+            return Err(fail(format!(
+                "column {:?} would change type from {} to {}; such a change needs a new table",
+                f.name(),
+                f.data_type(),
+                new.data_type()
+            )));
+        }
+    }
+    let partitions: Vec<String> = state.metadata().partition_columns().to_vec();
+    if partitions != job.partitioned_by {
+        return Err(fail(format!(
+            "the table is partitioned by [{}], the job says [{}]",
+            partitions.join(", "),
+            job.partitioned_by.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The table's data files and their sizes.
+fn files_of(table: &DeltaTable) -> HashMap<String, u64> {
+    match table.snapshot() {
+        Ok(state) => state
+            .log_data()
+            .iter()
+            .map(|f| (f.path().to_string(), f.size().max(0) as u64))
+            .collect(),
+        Err(_) => HashMap::new(),
+    }
+}
+
+/// Drops the rows a merge would delete (for the first run, which creates
+/// the table).
+async fn without_deleted(
+    batches: Vec<RecordBatch>,
+    condition: Option<&str>,
+) -> Result<Vec<RecordBatch>, Failure> {
+    let Some(condition) = condition else {
+        return Ok(batches);
+    };
+    if batches.is_empty() {
+        return Ok(batches);
+    }
+    let ctx = datafusion::prelude::SessionContext::new();
+    let df = ctx
+        .read_batches(batches)
+        .map_err(|e| Failure::fatal(e.to_string()))?;
+    let condition = condition.replace("source.", "");
+    let sql_condition = ctx
+        .parse_sql_expr(&format!("NOT coalesce(({condition}), false)"), df.schema())
+        .map_err(|e| Failure::fatal(format!("delete_when: {e}")))?;
+    df.filter(sql_condition)
+        .map_err(|e| Failure::fatal(format!("delete_when: {e}")))?
+        .collect()
+        .await
+        .map_err(|e| Failure::fatal(format!("delete_when: {e}")))
+}
+
+/// `(p1 = v1 AND p2 = v2) OR ...` over the partitions the rows fall in;
+/// `None` when there are no rows.
+fn partition_predicate(batches: &[RecordBatch], keys: &[String]) -> Result<Option<Expr>, String> {
+    let options = FormatOptions::default();
+    let mut seen: HashSet<Vec<Option<String>>> = HashSet::new();
+    let mut terms: Vec<Expr> = Vec::new();
+    for batch in batches {
+        let columns = keys
+            .iter()
+            .map(|k| {
+                batch
+                    .column_by_name(k)
+                    .ok_or_else(|| format!("partition column {k:?} is not in the result"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let formatters = columns
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            let key: Vec<Option<String>> = columns
+                .iter()
+                .zip(&formatters)
+                .map(|(c, f)| (!c.is_null(row)).then(|| f.value(row).to_string()))
+                .collect();
+            if !seen.insert(key) {
+                continue;
+            }
+            let mut term: Option<Expr> = None;
+            for (k, c) in keys.iter().zip(&columns) {
+                let e = if c.is_null(row) {
+                    col(k.as_str()).is_null()
+                } else {
+                    let v = datafusion::common::ScalarValue::try_from_array(c.as_ref(), row)
+                        .map_err(|e| e.to_string())?;
+                    col(k.as_str()).eq(lit(v))
+                };
+                term = Some(match term {
+                    Some(t) => t.and(e),
+                    None => e,
+                });
+            }
+            terms.extend(term);
+        }
+    }
+    Ok(terms.into_iter().reduce(Expr::or))
+}
+
+impl Etl {
+    /// Creates or updates the catalog table over the Delta table.
+    async fn register(&self, job: &Job, location: &str, table: &DeltaTable) -> Result<(), String> {
+        let state = table.snapshot().map_err(|e| e.to_string())?;
+        let schema = state.snapshot().arrow_schema();
+        let partitions: Vec<String> = state.metadata().partition_columns().to_vec();
+        let column = |f: &Field| -> Result<Column, String> {
+            Ok(Column {
+                name: f.name().clone(),
+                data_type: Some(lakehose_query::types::arrow_to_hive(f.data_type())?),
+                ..Default::default()
+            })
+        };
+        let mut data = Vec::new();
+        let mut keys = Vec::new();
+        for f in schema.fields() {
+            if partitions.contains(f.name()) {
+                continue;
+            }
+            data.push(column(f)?);
+        }
+        for p in &partitions {
+            let f = schema.field_with_name(p).map_err(|e| e.to_string())?;
+            keys.push(column(f)?);
+        }
+        let mut parameters = BTreeMap::new();
+        parameters.insert("table_type".to_string(), "DELTA".to_string());
+        parameters.insert("classification".to_string(), "delta".to_string());
+        parameters.insert("lakehose.etl.job".to_string(), job.name.clone());
+        let definition = Table {
+            name: job.target.table.clone(),
+            description: (!job.description.is_empty()).then(|| job.description.clone()),
+            storage_descriptor: Some(StorageDescriptor {
+                columns: data,
+                location: Some(location.to_string()),
+                input_format: Some(
+                    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat".into(),
+                ),
+                output_format: Some(
+                    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat".into(),
+                ),
+                serde_info: Some(SerDeInfo {
+                    serialization_library: Some(
+                        "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe".into(),
+                    ),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            partition_keys: keys,
+            table_type: Some("EXTERNAL_TABLE".into()),
+            parameters: parameters.into_iter().collect(),
+            ..Default::default()
+        };
+        let catalog = self.catalog();
+        if let Err(e) = catalog.get_database(&job.target.database).await {
+            match e {
+                CatalogError::NotFound(_) => {
+                    let db = lakehose_catalog::model::Database {
+                        name: job.target.database.clone(),
+                        ..Default::default()
+                    };
+                    match catalog.create_database(db).await {
+                        Ok(()) | Err(CatalogError::AlreadyExists(_)) => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                other => return Err(other.to_string()),
+            }
+        }
+        match catalog
+            .get_table(&job.target.database, &job.target.table)
+            .await
+        {
+            Ok(existing) => {
+                if existing.parameters.get("table_type").map(String::as_str) != Some("DELTA")
+                    || existing
+                        .storage_descriptor
+                        .as_ref()
+                        .and_then(|sd| sd.location.as_deref())
+                        != Some(location)
+                {
+                    return Err(format!(
+                        "{} exists in the catalog and is not this job's Delta table at {location}",
+                        job.target
+                    ));
+                }
+                let unchanged = existing.storage_descriptor == definition.storage_descriptor
+                    && existing.partition_keys == definition.partition_keys;
+                if unchanged {
+                    return Ok(());
+                }
+                catalog
+                    .update_table(&job.target.database, definition, None)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(CatalogError::NotFound(_)) => catalog
+                .create_table(&job.target.database, definition)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn run_path(&self, record: &RunRecord) -> object_store::path::Path {
+        self.storage().system_path(&format!(
+            "etl/runs/{}/{:013}-{}.json",
+            record.job, record.started_ms, record.run_id
+        ))
+    }
+
+    async fn save_run(&self, record: &RunRecord) -> Result<(), JobError> {
+        let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
+        self.storage()
+            .put_durable(&self.run_path(record), bytes.into())
+            .await
+            .map_err(|e| {
+                JobError::at(
+                    std::path::Path::new(&record.job),
+                    None,
+                    format!("could not record the run: {e}"),
+                )
+            })
+    }
+
+    fn bookmark_path(&self, job: &Job) -> object_store::path::Path {
+        self.storage()
+            .system_path(&format!("etl/bookmarks/{}.json", job.name))
+    }
+
+    async fn load_bookmark(&self, job: &Job) -> Result<Option<Bookmark>, String> {
+        match self.storage().store().get(&self.bookmark_path(job)).await {
+            Ok(r) => {
+                let bytes = r.bytes().await.map_err(|e| e.to_string())?;
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| format!("the bookmark of {} is corrupt: {e}", job.name))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn save_bookmark(&self, job: &Job, bookmark: &Bookmark) -> Result<(), String> {
+        let bytes = serde_json::to_vec(bookmark).unwrap_or_default();
+        self.storage()
+            .put_durable(&self.bookmark_path(job), bytes.into())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Forgets an incremental job's bookmark: its next run reads the whole
+    /// source again.
+    pub async fn reset_bookmark(&self, job: &Job) -> Result<(), String> {
+        match self
+            .storage()
+            .store()
+            .delete(&self.bookmark_path(job))
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Recorded runs, oldest first; of one job, or of all.
+    pub async fn history(&self, job: Option<&str>) -> Result<Vec<RunRecord>, String> {
+        use futures::TryStreamExt;
+        let prefix = match job {
+            Some(j) => self.storage().system_path(&format!("etl/runs/{j}/")),
+            None => self.storage().system_path("etl/runs/"),
+        };
+        let store = self.storage().store();
+        let metas: Vec<_> = store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for meta in metas {
+            if !meta.location.as_ref().ends_with(".json") {
+                continue;
+            }
+            let bytes = match store.get(&meta.location).await {
+                Ok(r) => r.bytes().await.map_err(|e| e.to_string())?,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.to_string()),
+            };
+            match serde_json::from_slice::<RunRecord>(&bytes) {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    tracing::warn!(path = %meta.location, error = %e, "skipping a corrupt ETL run record")
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            a.started_ms
+                .cmp(&b.started_ms)
+                .then(a.run_id.cmp(&b.run_id))
+        });
+        Ok(out)
+    }
+
+    /// The last run of a job that started.
+    pub async fn last_run(&self, job: &str) -> Result<Option<RunRecord>, String> {
+        Ok(self.history(Some(job)).await?.pop())
+    }
+}
