@@ -85,6 +85,7 @@ fn e2e_http(c: &mut Criterion) {
             max_buffer_bytes: 1024 * 1024 * 1024,
             pg_listen: "127.0.0.1:0".parse().expect("addr"),
             max_concurrent_queries: 4,
+            etl_jobs: None,
             engine: Default::default(),
         }))
         .expect("server");

@@ -146,6 +146,7 @@ fn bench(c: &mut Criterion) {
             engine: EngineConfig::default(),
             pg_listen: "127.0.0.1:0".parse().expect("address"),
             max_concurrent_queries: 4,
+            etl_jobs: None,
         }))
         .expect("server");
     let athena = athena_client(server.addr());

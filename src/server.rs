@@ -49,6 +49,8 @@ pub struct ServerOptions {
     pub pg_listen: SocketAddr,
     /// Athena queries run at once.
     pub max_concurrent_queries: usize,
+    /// Folder of ETL jobs whose schedules the server runs.
+    pub etl_jobs: Option<PathBuf>,
 }
 
 /// Records acknowledged by ingest but not yet delivered, for queries.
@@ -92,6 +94,7 @@ pub struct RunningServer {
     pg_task: tokio::task::JoinHandle<std::io::Result<()>>,
     ingest: IngestService,
     scheduler: tokio::task::JoinHandle<()>,
+    etl_scheduler: Option<tokio::task::JoinHandle<()>>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -119,6 +122,9 @@ impl RunningServer {
             let _ = stop.send(());
         }
         self.scheduler.abort();
+        if let Some(etl) = &self.etl_scheduler {
+            etl.abort();
+        }
         if let Some(stop) = self.pg_stop.take() {
             let _ = stop.send(());
         }
@@ -202,6 +208,18 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     ));
     let crawlers = CrawlerService::new(ingest.storage().clone(), Arc::clone(&catalog));
     let scheduler = crawlers.spawn_scheduler();
+    let etl_scheduler = match &options.etl_jobs {
+        Some(dir) => {
+            let jobs = lakehose_transform::load_dir(dir).map_err(|e| anyhow::anyhow!(e))?;
+            lakehose_transform::dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!(jobs = jobs.len(), folder = %dir.display(), "ETL jobs loaded");
+            Some(lakehose_transform::schedule::spawn_scheduler(
+                lakehose_transform::Etl::new(engine.clone()),
+                jobs,
+            ))
+        }
+        None => None,
+    };
     let mut registry = Registry::default();
     ingest.metrics().register(&mut registry);
     let state = AppState {
@@ -239,6 +257,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         pg_task,
         ingest,
         scheduler,
+        etl_scheduler,
         stop: Some(stop),
         task,
     })

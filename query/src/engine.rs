@@ -379,6 +379,7 @@ fn context_for(
             inner: Arc::downgrade(inner),
             depth,
             restrictions,
+            overlay: Overlay::default(),
         }),
     );
     crate::functions::register(&ctx)?;
@@ -395,12 +396,18 @@ impl SqlRunner for QueryEngine {
 /// Partitions a query may read, per `(database, table)`.
 pub type Restrictions = Arc<HashMap<(String, String), Arc<HashSet<Vec<String>>>>>;
 
+/// Tables registered on one context (`SessionContext::register_table`)
+/// over the catalog's, e.g. the empty stand-in for an ETL job's target that
+/// does not exist yet when a job reading it is validated.
+type Overlay = Arc<std::sync::Mutex<HashMap<(String, String), Arc<dyn TableProvider>>>>;
+
 /// The lakehose catalog as DataFusion's `awsdatacatalog`.
 #[derive(Debug)]
 struct LakeCatalog {
     inner: Weak<Inner>,
     depth: usize,
     restrictions: Restrictions,
+    overlay: Overlay,
 }
 
 impl CatalogProvider for LakeCatalog {
@@ -414,6 +421,7 @@ impl CatalogProvider for LakeCatalog {
             database: name.to_ascii_lowercase(),
             depth: self.depth,
             restrictions: Arc::clone(&self.restrictions),
+            overlay: Arc::clone(&self.overlay),
         }))
     }
 }
@@ -426,6 +434,7 @@ struct LakeSchema {
     database: String,
     depth: usize,
     restrictions: Restrictions,
+    overlay: Overlay,
 }
 
 #[async_trait]
@@ -435,6 +444,10 @@ impl SchemaProvider for LakeSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let key = (self.database.clone(), name.to_ascii_lowercase());
+        if let Some(t) = self.overlay.lock().ok().and_then(|o| o.get(&key).cloned()) {
+            return Ok(Some(t));
+        }
         let Some(inner) = self.inner.upgrade() else {
             return Ok(None);
         };
@@ -498,8 +511,22 @@ impl SchemaProvider for LakeSchema {
         Ok(Some(Arc::new(provider)))
     }
 
-    fn table_exist(&self, _name: &str) -> bool {
-        false
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let key = (self.database.clone(), name.to_ascii_lowercase());
+        Ok(self
+            .overlay
+            .lock()
+            .map_err(|_| DataFusionError::Internal("table overlay poisoned".into()))?
+            .insert(key, table))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        let key = (self.database.clone(), name.to_ascii_lowercase());
+        self.overlay.lock().is_ok_and(|o| o.contains_key(&key))
     }
 }
 

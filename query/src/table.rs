@@ -220,6 +220,14 @@ impl LakeTable {
         .await
     }
 
+    /// The partition keys, in order.
+    pub fn partition_keys(&self) -> Vec<String> {
+        self.partition_names()
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
     fn partition_names(&self) -> Vec<&str> {
         self.partition_fields
             .iter()

@@ -165,7 +165,7 @@ async fn run_all(args: Config) -> Result<(), String> {
             if args.explain {
                 let out = engine
                     .execute(QueryRequest::new(
-                        &format!("EXPLAIN ANALYZE {text}"),
+                        format!("EXPLAIN ANALYZE {text}"),
                         Some(&args.database),
                     ))
                     .await

@@ -166,9 +166,17 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                 Some(name) => vec![find(&jobs, name)?],
                 None => dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?,
             };
+            // Every job's output, for the jobs that read its target before
+            // it first ran.
+            let mut upstream = std::collections::HashMap::new();
+            for job in dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))? {
+                if let Ok(schema) = etl.validate(job, &upstream).await {
+                    upstream.insert(job.target.clone(), schema);
+                }
+            }
             let mut failed = 0;
             for job in selected {
-                match etl.validate(job).await {
+                match etl.validate(job, &upstream).await {
                     Ok(schema) => {
                         let columns: Vec<String> = schema
                             .fields()
@@ -211,7 +219,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                     .run(job, &spinner)
                     .await
                     .map_err(|e| anyhow::anyhow!(e))?;
-                bar.println(summary(&record));
+                bar.suspend(|| println!("{}", summary(&record)));
                 if !record.succeeded() {
                     failed.push(job.name.clone());
                     if all {

@@ -53,6 +53,11 @@ pub struct ServerArgs {
     /// Queries run at once through the Athena API; more wait QUEUED.
     #[arg(long, env = "LAKEHOSE_MAX_CONCURRENT_QUERIES", default_value_t = 4)]
     pub max_concurrent_queries: usize,
+
+    /// Folder of ETL job files (`<name>.sql`, e.g. `sql/etl`) whose
+    /// schedules the server runs; none are run without it.
+    #[arg(long, env = "LAKEHOSE_ETL_JOBS")]
+    pub etl_jobs: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -65,6 +70,7 @@ impl ServerArgs {
             max_buffer_bytes: self.max_buffer_mb.max(1) * 1024 * 1024,
             pg_listen: self.pg_listen,
             max_concurrent_queries: self.max_concurrent_queries.max(1),
+            etl_jobs: self.etl_jobs.clone(),
             engine: lakehose_query::EngineConfig {
                 memory_limit: self.query_memory_mb.max(64) << 20,
                 spill_dir: self.spill_dir.clone(),

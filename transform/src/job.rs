@@ -29,6 +29,7 @@
 //! | `source` | `database.table` read incrementally (`incremental`, required there) |
 //! | `database` | the current database for unqualified table names (default `default`) |
 //! | `schedule` | a cron expression, 5 fields (`m h dom mon dow`) or 6 with seconds first |
+//! | `file_size_mb` | target size of the Parquet files written (default 128) |
 //! | `retries` | extra attempts after a failed run (default 0) |
 //! | `retry_backoff_secs` | wait before the first retry, doubled each time (default 30) |
 //!
@@ -168,6 +169,8 @@ pub struct Job {
     pub database: String,
     /// The schedule, as written and parsed.
     pub schedule: Option<(String, cron::Schedule)>,
+    /// Target size of written files, bytes.
+    pub file_size: u64,
     /// Extra attempts after a failure.
     pub retries: u32,
     /// Wait before the first retry.
@@ -197,6 +200,7 @@ const FIELDS: &[&str] = &[
     "source",
     "database",
     "schedule",
+    "file_size_mb",
     "retries",
     "retry_backoff_secs",
 ];
@@ -404,6 +408,19 @@ impl Job {
                 })?,
                 None => 0,
             };
+        let file_size = match field("file_size_mb") {
+            Some((line, v)) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=4096).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        line,
+                        format!("file_size_mb {v:?} must be a number from 1 to 4096"),
+                    )
+                })?,
+            None => 128,
+        } << 20;
         let retry_backoff = match field("retry_backoff_secs") {
             Some((line, v)) => Duration::from_secs(v.parse::<u64>().map_err(|_| {
                 err(
@@ -465,6 +482,7 @@ impl Job {
             source,
             database,
             schedule,
+            file_size,
             retries,
             retry_backoff,
             description: description.join("\n"),

@@ -10,9 +10,11 @@
 //! - [`job`]: job files (a `-- field: value` header and the SQL), their
 //!   dependency order.
 //! - [`run`]: running a job: modes, bookmarks, schema rules, run history.
+//! - [`schedule`]: cron schedules inside the server.
 
 pub mod job;
 pub mod run;
+pub mod schedule;
 
 pub use job::{Job, JobError, Mode, TableName, dependency_order, load_dir};
 pub use run::{Etl, NoProgress, RunProgress, RunRecord};

@@ -166,6 +166,11 @@ impl Etl {
         }
     }
 
+    /// Whether a run of `job` is under way in this process.
+    pub fn is_running(&self, job: &str) -> bool {
+        self.running.lock().is_ok_and(|r| r.contains(job))
+    }
+
     fn storage(&self) -> &Storage {
         self.engine.storage()
     }
@@ -262,17 +267,60 @@ impl Etl {
 
     /// The output schema of a job's SELECT, planned against the catalog
     /// without running it (setup statements are not run either).
-    pub async fn validate(&self, job: &Job) -> Result<SchemaRef, JobError> {
+    ///
+    /// `upstream` holds the output schemas of other jobs' targets: a table
+    /// the job reads that is such a target and is not in the catalog yet
+    /// (its job has never run) is planned as an empty table of that schema.
+    pub async fn validate(
+        &self,
+        job: &Job,
+        upstream: &HashMap<TableName, SchemaRef>,
+    ) -> Result<SchemaRef, JobError> {
         let ctx = self
             .engine
             .context(&job.database, Arc::default())
             .map_err(|e| JobError::at(&job.path, Some(job.sql_line), e.to_string()))?;
+        for read in &job.reads {
+            let Some(schema) = upstream.get(read) else {
+                continue;
+            };
+            if self
+                .catalog()
+                .get_table(&read.database, &read.table)
+                .await
+                .is_ok()
+            {
+                continue;
+            }
+            let name = format!(
+                "{}.{}.{}",
+                lakehose_query::engine::CATALOG_NAME,
+                read.database,
+                read.table
+            );
+            ctx.register_table(
+                name.as_str(),
+                Arc::new(datafusion::datasource::empty::EmptyTable::new(Arc::clone(
+                    schema,
+                ))),
+            )
+            .map_err(|e| JobError::at(&job.path, None, e.to_string()))?;
+        }
         let plan = lakehose_query::statement::plan_query(&ctx, &job.select)
             .await
             .map_err(|e| self.sql_error(job, &e.message))?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         check_columns(job, &schema).map_err(|m| JobError::at(&job.path, None, m))?;
-        Ok(schema)
+        let stored = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                delta_field(f).map_err(|m| {
+                    JobError::at(&job.path, None, format!("column {:?}: {m}", f.name()))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Arc::new(Schema::new(stored)))
     }
 
     /// A planning error, placed on the line that names the table or
@@ -393,13 +441,45 @@ impl Etl {
             files: BTreeMap::new(),
         };
         let mut changed = HashSet::new();
-        for (values, files) in partitions {
+        for (values, files) in &partitions {
             for f in files {
                 let path = f.location.to_string();
                 if seen.files.get(&path) != Some(&f.size) {
                     changed.insert(values.clone());
                 }
                 next.files.insert(path, f.size);
+            }
+        }
+        let keys = table.partition_keys();
+        if job.keys.is_empty() && !changed.is_empty() && !keys.is_empty() {
+            // The run replaces whole target partitions, so it must read
+            // every source partition that feeds them, not only the changed
+            // ones: target partition columns are source partition columns
+            // passed through.
+            let positions = job
+                .partitioned_by
+                .iter()
+                .map(|c| {
+                    keys.iter().position(|k| k == c).ok_or_else(|| {
+                        Failure::fatal(format!(
+                            "{}: partition column {c:?} is not a partition column of {source} ({}); an incremental job without keys replaces target partitions, so each must come from source partitions of the same value",
+                            job.path.display(),
+                            keys.join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<usize>, Failure>>()?;
+            let project = |values: &Vec<String>| {
+                positions
+                    .iter()
+                    .map(|p| values.get(*p).cloned())
+                    .collect::<Vec<_>>()
+            };
+            let touched: HashSet<Vec<Option<String>>> = changed.iter().map(project).collect();
+            for (values, _) in &partitions {
+                if touched.contains(&project(values)) {
+                    changed.insert(values.clone());
+                }
             }
         }
         Ok((changed, next))
@@ -421,9 +501,31 @@ impl Etl {
                 Failure::transient(format!("could not create {}: {e}", folder.display()))
             })?;
         }
-        let table = DeltaTable::try_from_url(url).await.map_err(|e| {
+        let has_log = {
+            use futures::StreamExt;
+            let log = object_store::path::Path::from(format!(
+                "{}/_delta_log",
+                loc.object_path().as_ref().trim_end_matches('/')
+            ));
+            self.storage()
+                .store()
+                .list(Some(&log))
+                .next()
+                .await
+                .is_some()
+        };
+        let open_error = |e: deltalake::DeltaTableError| {
             Failure::transient(format!("opening the Delta table at {location}: {e}"))
-        })?;
+        };
+        let table = if has_log {
+            DeltaTable::try_from_url(url).await.map_err(open_error)?
+        } else {
+            // A new table (opening it would log an error for the missing
+            // log).
+            deltalake::DeltaTableBuilder::from_url(url)
+                .and_then(|b| b.build())
+                .map_err(open_error)?
+        };
         let exists = table.version().is_some();
         let schema = match batches.first() {
             Some(b) => b.schema(),
@@ -513,6 +615,7 @@ impl Etl {
             let mut write = table
                 .write(batches)
                 .with_schema_mode(SchemaMode::Merge)
+                .with_target_file_size(std::num::NonZeroU64::new(job.file_size))
                 .with_commit_properties(commit)
                 .with_table_name(job.target.table.clone());
             if !job.partitioned_by.is_empty() {

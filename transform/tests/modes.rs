@@ -321,7 +321,11 @@ fn unknown_tables_are_errors_naming_the_job_file_and_line() {
             "broken",
             "-- target: curated.b\n-- mode: overwrite\nSELECT a\nFROM nowhere.missing",
         );
-        let e = lake.etl.validate(&j).await.unwrap_err();
+        let e = lake
+            .etl
+            .validate(&j, &Default::default())
+            .await
+            .unwrap_err();
         assert!(e.to_string().starts_with("broken.sql:"), "{e}");
         assert!(e.message.contains("missing"), "{e}");
         let record = lake.etl.run(&j, &NoProgress).await.unwrap();

@@ -54,6 +54,17 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
     for f in aggregate::functions() {
         ctx.register_udaf(f);
     }
+    // Presto's `sequence(start, stop[, step])` (numbers, dates and
+    // timestamps with an interval step) is DataFusion's `generate_series`.
+    let series = ctx
+        .state_ref()
+        .read()
+        .scalar_functions()
+        .get("generate_series")
+        .cloned();
+    if let Some(f) = series {
+        ctx.register_udf(f.as_ref().clone().with_aliases(["sequence"]));
+    }
     Ok(())
 }
 
