@@ -54,7 +54,7 @@ pub(crate) fn functions() -> Vec<AggregateUDF> {
         )),
         AggregateUDF::new_from_impl(Agg::new(
             "map_agg",
-            coerce_by,
+            |a| Ok(coerce_by(a)?.iter().map(plain_strings).collect()),
             |a| Ok(map_type(&a[0], &a[1])),
             map_agg(),
         )),
@@ -62,7 +62,7 @@ pub(crate) fn functions() -> Vec<AggregateUDF> {
             "histogram",
             |a| {
                 arity(a, 1, 1)?;
-                Ok(a.to_vec())
+                Ok(a.iter().map(plain_strings).collect())
             },
             |a| Ok(map_type(&a[0], &DataType::Int64)),
             histogram(),
@@ -150,6 +150,16 @@ impl AggregateUDFImpl for Agg {
 
 fn state_field(args: &StateFieldsArgs, what: &str, t: DataType) -> FieldRef {
     Arc::new(Field::new(format!("{}[{what}]", args.name), t, true))
+}
+
+/// Map keys and values as plain strings and binaries: map lookups
+/// (`m['k']`) compare keys with literals, which are never view types.
+fn plain_strings(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        other => other.clone(),
+    }
 }
 
 fn ret_first(a: &[DataType]) -> Result<DataType> {
