@@ -35,8 +35,49 @@ pub fn table_url(storage: &Storage, location: &Location) -> Result<Url, String> 
     }
 }
 
+/// Which version of a Delta table a query reads: the table name's suffix
+/// `@v<N>` (version N) or `@<RFC 3339 timestamp>` (the version current
+/// then), e.g. `curated."metrics@v3"` or
+/// `curated."metrics@2026-11-23T10:00:00Z"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AsOf {
+    /// The newest version.
+    Latest,
+    /// A version number.
+    Version(u64),
+    /// A point in time (RFC 3339).
+    Timestamp(String),
+}
+
+/// Splits `name@spec` into the table name and the version it asks for.
+pub fn split_as_of(name: &str) -> Result<(&str, AsOf), String> {
+    let Some((base, spec)) = name.split_once('@') else {
+        return Ok((name, AsOf::Latest));
+    };
+    if let Some(n) = spec.strip_prefix('v').or_else(|| spec.strip_prefix('V'))
+        && let Ok(version) = n.parse::<u64>()
+    {
+        return Ok((base, AsOf::Version(version)));
+    }
+    match chrono::DateTime::parse_from_rfc3339(spec) {
+        Ok(_) => Ok((base, AsOf::Timestamp(spec.to_string()))),
+        Err(_) => Err(format!(
+            "{name:?}: after @ write v<version> (e.g. @v3) or an RFC 3339 timestamp (e.g. @2026-11-23T10:00:00Z)"
+        )),
+    }
+}
+
 /// A DataFusion table for the current version of a Delta table.
 pub async fn provider(storage: &Storage, table: &Table) -> Result<Arc<dyn TableProvider>, String> {
+    provider_as_of(storage, table, &AsOf::Latest).await
+}
+
+/// A DataFusion table for one version of a Delta table.
+pub async fn provider_as_of(
+    storage: &Storage,
+    table: &Table,
+    as_of: &AsOf,
+) -> Result<Arc<dyn TableProvider>, String> {
     let location = table
         .storage_descriptor
         .as_ref()
@@ -44,9 +85,16 @@ pub async fn provider(storage: &Storage, table: &Table) -> Result<Arc<dyn TableP
         .ok_or("the Delta table has no location")?;
     let location = Location::parse(location).map_err(|e| e.to_string())?;
     let url = table_url(storage, &location)?;
-    let delta = deltalake::open_table(url)
-        .await
-        .map_err(|e| format!("could not open the Delta table at {location}: {e}"))?;
+    let delta = match as_of {
+        AsOf::Latest => deltalake::open_table(url).await,
+        AsOf::Version(v) => deltalake::open_table_with_version(url, *v).await,
+        AsOf::Timestamp(t) => deltalake::open_table_with_ds(url, t).await,
+    }
+    .map_err(|e| match as_of {
+        AsOf::Latest => format!("could not open the Delta table at {location}: {e}"),
+        AsOf::Version(v) => format!("version {v} of the Delta table at {location}: {e}"),
+        AsOf::Timestamp(t) => format!("the Delta table at {location} as of {t}: {e}"),
+    })?;
     delta
         .table_provider()
         .await

@@ -451,6 +451,7 @@ impl SchemaProvider for LakeSchema {
         let Some(inner) = self.inner.upgrade() else {
             return Ok(None);
         };
+        let (name, as_of) = crate::delta::split_as_of(name).map_err(DataFusionError::Plan)?;
         let table = match inner.catalog.get_table(&self.database, name).await {
             Ok(t) => t,
             Err(CatalogError::NotFound(_)) => return Ok(None),
@@ -485,8 +486,14 @@ impl SchemaProvider for LakeSchema {
                 })?;
             return Ok(Some(Arc::new(ViewTable::new(plan, Some(sql)))));
         }
+        if as_of != crate::delta::AsOf::Latest && !crate::delta::is_delta(&table) {
+            return Err(DataFusionError::Plan(format!(
+                "{}.{name} is not a Delta table: only Delta tables have versions to read with @",
+                self.database
+            )));
+        }
         if crate::delta::is_delta(&table) {
-            return crate::delta::provider(&inner.storage, &table)
+            return crate::delta::provider_as_of(&inner.storage, &table, &as_of)
                 .await
                 .map(Some)
                 .map_err(|e| {

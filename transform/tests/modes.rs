@@ -127,10 +127,37 @@ fn overwrite_equals_the_select_and_replaces_the_table() {
         let curated =
             "SELECT service, requests, errors, p50, dt FROM curated.metrics ORDER BY dt, service";
         assert_eq!(lake.rows(curated).await, lake.rows(&direct).await);
+        let version0 = lake.rows(curated).await;
         // More data, then a rerun: the table is replaced, not added to.
         lake.add_events(&["2026-11-02"], 9, 503).await;
         let second = lake.run(&j).await;
         assert_eq!(second.table_version, Some(1));
+        // Time travel: the first version is still readable.
+        let old = curated.replace("curated.metrics", "curated.\"metrics@v0\"");
+        assert_eq!(lake.rows(&old).await, version0);
+        assert_ne!(lake.rows(curated).await, version0);
+        let now = (chrono::Utc::now() + chrono::Duration::seconds(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let as_of_now = curated.replace("curated.metrics", &format!("curated.\"metrics@{now}\""));
+        assert_eq!(lake.rows(&as_of_now).await, lake.rows(curated).await);
+        let e = lake
+            .engine
+            .execute(QueryRequest::new(
+                "SELECT * FROM raw.\"events@v0\"",
+                Some("default"),
+            ))
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("not a Delta table"), "{e}");
+        let e = lake
+            .engine
+            .execute(QueryRequest::new(
+                "SELECT * FROM curated.\"metrics@yesterday\"",
+                Some("default"),
+            ))
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("v<version>"), "{e}");
         assert_eq!(lake.rows(curated).await, lake.rows(&direct).await);
         assert_eq!(
             lake.rows("SELECT sum(requests), sum(errors) FROM curated.metrics")
