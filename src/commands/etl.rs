@@ -112,7 +112,8 @@ fn duration(r: &RunRecord) -> String {
     }
 }
 
-fn summary(r: &RunRecord) -> String {
+/// One line about a run: state, time, rows, bytes, files, version, error.
+pub(crate) fn summary(r: &RunRecord) -> String {
     let mut s = format!(
         "{} {} in {}: read {} rows ({:.1} MiB), wrote {} rows in {} files ({:.1} MiB)",
         r.job,
