@@ -59,6 +59,19 @@ enum Action {
         #[arg(long)]
         full: bool,
     },
+    /// Delete data files no table version of the last `--retain-hours`
+    /// needs (files replaced by later runs, files of killed runs); older
+    /// versions can no longer be read with `@v<N>` afterwards.
+    Vacuum {
+        /// One job's name (default: all).
+        job: Option<String>,
+        /// Keep what versions of this many recent hours need.
+        #[arg(long, default_value_t = 168)]
+        retain_hours: i64,
+        /// Only list the files that would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Recorded runs: start, duration, state, rows, bytes, files, error.
     History {
         /// One job's name (default: all).
@@ -232,6 +245,28 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             bar.finish_and_clear();
             if !failed.is_empty() {
                 bail!("job(s) failed: {}", failed.join(", "));
+            }
+        }
+        Action::Vacuum {
+            job,
+            retain_hours,
+            dry_run,
+        } => {
+            let selected: Vec<&Job> = match &job {
+                Some(name) => vec![find(&jobs, name)?],
+                None => jobs.iter().collect(),
+            };
+            let retain = chrono::Duration::hours(retain_hours.max(0));
+            for job in selected {
+                match etl.vacuum(job, retain, dry_run).await {
+                    Ok(files) => println!(
+                        "{}: {} {} file(s)",
+                        job.target,
+                        if dry_run { "would delete" } else { "deleted" },
+                        files.len()
+                    ),
+                    Err(e) => eprintln!("{}: {e}", job.name),
+                }
             }
         }
         Action::History { job, limit } => {

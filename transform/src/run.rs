@@ -1070,6 +1070,37 @@ impl Etl {
         }
     }
 
+    /// Deletes the data files of a job's table that no version newer than
+    /// `retain` ago needs: files removed by later commits, and files of
+    /// runs that never committed (killed, failed). Versions older than
+    /// `retain` can no longer be read after it. Returns the deleted files
+    /// (or, with `dry_run`, those that would be).
+    pub async fn vacuum(
+        &self,
+        job: &Job,
+        retain: chrono::Duration,
+        dry_run: bool,
+    ) -> Result<Vec<String>, String> {
+        let location = self.location(job);
+        let loc = Location::parse(&location).map_err(|e| e.to_string())?;
+        let url = lakehose_query::delta::table_url(self.storage(), &loc)?;
+        let table = DeltaTable::try_from_url(url)
+            .await
+            .map_err(|e| format!("opening {}: {e}", job.target))?;
+        if table.version().is_none() {
+            return Err(format!("{} has not been written yet", job.target));
+        }
+        let (_, metrics) = table
+            .vacuum()
+            .with_retention_period(retain)
+            .with_enforce_retention_duration(false)
+            .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+            .with_dry_run(dry_run)
+            .await
+            .map_err(|e| format!("vacuuming {}: {e}", job.target))?;
+        Ok(metrics.files_deleted)
+    }
+
     /// Recorded runs, oldest first; of one job, or of all.
     pub async fn history(&self, job: Option<&str>) -> Result<Vec<RunRecord>, String> {
         use futures::TryStreamExt;

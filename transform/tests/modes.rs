@@ -158,6 +158,22 @@ fn overwrite_equals_the_select_and_replaces_the_table() {
             .await
             .unwrap_err();
         assert!(e.message.contains("v<version>"), "{e}");
+        // VACUUM keeping nothing old: version 0's files go, the current
+        // version still answers, and version 0 can no longer be read.
+        let deleted = lake
+            .etl
+            .vacuum(&j, chrono::Duration::zero(), false)
+            .await
+            .unwrap();
+        assert!(!deleted.is_empty());
+        assert_eq!(lake.rows(curated).await, lake.rows(&direct).await);
+        assert!(
+            lake.engine
+                .execute(QueryRequest::new(&old, Some("default")))
+                .await
+                .is_err(),
+            "version 0 was vacuumed"
+        );
         assert_eq!(lake.rows(curated).await, lake.rows(&direct).await);
         assert_eq!(
             lake.rows("SELECT sum(requests), sum(errors) FROM curated.metrics")
