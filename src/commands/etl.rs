@@ -180,17 +180,21 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                 Some(name) => vec![find(&jobs, name)?],
                 None => dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?,
             };
-            // Every job's output, for the jobs that read its target before
-            // it first ran.
+            // One pass in dependency order; each job's output stands in for
+            // its target in the jobs after it that read it before it first
+            // ran.
             let mut upstream = std::collections::HashMap::new();
+            let mut outcomes = std::collections::HashMap::new();
             for job in dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))? {
-                if let Ok(schema) = etl.validate(job, &upstream).await {
-                    upstream.insert(job.target.clone(), schema);
+                let outcome = etl.validate(job, &upstream).await;
+                if let Ok(schema) = &outcome {
+                    upstream.insert(job.target.clone(), schema.clone());
                 }
+                outcomes.insert(job.name.as_str(), outcome);
             }
             let mut failed = 0;
             for job in selected {
-                match etl.validate(job, &upstream).await {
+                match &outcomes[job.name.as_str()] {
                     Ok(schema) => {
                         let columns: Vec<String> = schema
                             .fields()

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
+use lakehose_query::statement::split_statements;
 use lakehose_query::{EngineConfig, QueryEngine, QueryRequest};
 
 /// Output formats.
@@ -433,49 +434,6 @@ fn output(target: &Target) -> anyhow::Result<Box<dyn std::io::Write>> {
         )),
         None => Box::new(std::io::stdout().lock()),
     })
-}
-
-/// Splits a script into statements on `;` outside quotes and comments.
-pub fn split_statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut chars = sql.chars().peekable();
-    let mut quote: Option<char> = None;
-    while let Some(c) = chars.next() {
-        match quote {
-            Some(q) => {
-                current.push(c);
-                if c == q {
-                    quote = None;
-                }
-            }
-            None => match c {
-                '\'' | '"' | '`' => {
-                    quote = Some(c);
-                    current.push(c);
-                }
-                '-' if chars.peek() == Some(&'-') => {
-                    for c in chars.by_ref() {
-                        if c == '\n' {
-                            current.push('\n');
-                            break;
-                        }
-                    }
-                }
-                ';' => {
-                    if !current.trim().is_empty() {
-                        out.push(current.trim().to_string());
-                    }
-                    current.clear();
-                }
-                _ => current.push(c),
-            },
-        }
-    }
-    if !current.trim().is_empty() {
-        out.push(current.trim().to_string());
-    }
-    out
 }
 
 /// `lakehose query`: runs the statements; exits non-zero on the first

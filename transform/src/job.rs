@@ -461,7 +461,7 @@ impl Job {
         reads.dedup();
         // Split the text itself (the statements re-rendered by sqlparser
         // would lose Presto spellings the engine's dialect rewrites).
-        let pieces = split_statements(&body);
+        let pieces = lakehose_query::statement::split_statements(&body);
         let (select, setup_text) = match pieces.split_last() {
             Some((last, rest)) if rest.len() == setup.len() => (last.clone(), rest.to_vec()),
             _ => (
@@ -541,49 +541,6 @@ fn shift_lines(message: &str, sql_line: usize) -> String {
         ),
         Err(_) => message.to_string(),
     }
-}
-
-/// Splits SQL text on `;` outside quotes and comments.
-fn split_statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut chars = sql.chars().peekable();
-    let mut quote: Option<char> = None;
-    while let Some(c) = chars.next() {
-        match quote {
-            Some(q) => {
-                current.push(c);
-                if c == q {
-                    quote = None;
-                }
-            }
-            None => match c {
-                '\'' | '"' => {
-                    quote = Some(c);
-                    current.push(c);
-                }
-                '-' if chars.peek() == Some(&'-') => {
-                    for c in chars.by_ref() {
-                        if c == '\n' {
-                            current.push('\n');
-                            break;
-                        }
-                    }
-                }
-                ';' => {
-                    if !current.trim().is_empty() {
-                        out.push(current.trim().to_string());
-                    }
-                    current.clear();
-                }
-                _ => current.push(c),
-            },
-        }
-    }
-    if !current.trim().is_empty() {
-        out.push(current.trim().to_string());
-    }
-    out
 }
 
 /// Adds the tables a statement reads (not CTE names) to `out`.
