@@ -65,6 +65,10 @@ pub enum Command {
     /// SQL jobs that turn raw tables into curated Delta tables: list,
     /// validate, run (one or all, in dependency order), history.
     Etl(commands::etl::Config),
+    /// Compact a table's small files into files of a target size (Parquet
+    /// tables partition by partition, Delta tables by OPTIMIZE), without
+    /// readers seeing a row twice or missing one.
+    Optimize(commands::optimize::Config),
     /// Generate the eight TPC-H tables as zstd Parquet, one folder per
     /// table, for tests and benchmarks.
     TpchGen(commands::tpch::Config),
@@ -90,6 +94,7 @@ pub fn run() -> ExitCode {
         Command::Query(config) => commands::query::run_query(config),
         Command::Sql(config) => commands::query::run_sql(config),
         Command::Etl(config) => commands::etl::run(config),
+        Command::Optimize(config) => commands::optimize::run(config),
         Command::TpchGen(config) => commands::tpch::run(config),
         Command::GenLogs(config) => commands::gen_logs::run(config),
         Command::BareDatafusion(config) => commands::bare_datafusion::run(config),

@@ -149,6 +149,29 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
         table: &str,
         values: Vec<Vec<String>>,
     ) -> Result<Vec<(Vec<String>, CatalogError)>>;
+    /// Replaces partitions' definitions in one atomic batch (Glue's
+    /// UpdatePartition). Updates that cannot apply (partition not found,
+    /// its location no longer the expected one) are returned with their
+    /// error; the others are applied.
+    async fn update_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        updates: Vec<PartitionUpdate>,
+    ) -> Result<Vec<(Vec<String>, CatalogError)>>;
+}
+
+/// A new definition for an existing partition.
+#[derive(Debug, Clone)]
+pub struct PartitionUpdate {
+    /// The values of the partition to replace.
+    pub values: Vec<String>,
+    /// Its new definition (its values may differ: the partition is then
+    /// renamed).
+    pub partition: Partition,
+    /// When set, the update applies only while the partition's location is
+    /// still this one (compare-and-swap for writers that move data).
+    pub expected_location: Option<String>,
 }
 
 /// Checks a database or table name and returns it lowercased. Names become
@@ -787,6 +810,79 @@ impl Catalog for EmbeddedCatalog {
         })
         .await
     }
+
+    async fn update_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        updates: Vec<PartitionUpdate>,
+    ) -> Result<Vec<(Vec<String>, CatalogError)>> {
+        let (table, dir) = self.partition_log(database, table).await?;
+        let keys = table.partition_keys.len();
+        let db = table.database_name.clone();
+        self.append_partitions(&dir, |existing| {
+            let mut ops = PartitionOps::default();
+            let mut errors = Vec::new();
+            for u in &updates {
+                let Some(current) = existing.get(&u.values) else {
+                    errors.push((
+                        u.values.clone(),
+                        CatalogError::NotFound(format!("Partition {:?}", u.values)),
+                    ));
+                    continue;
+                };
+                let location = |p: &Partition| {
+                    p.storage_descriptor
+                        .as_ref()
+                        .and_then(|sd| sd.location.clone())
+                };
+                if let Some(expected) = &u.expected_location
+                    && location(current).as_deref() != Some(expected.as_str())
+                {
+                    errors.push((
+                        u.values.clone(),
+                        CatalogError::ConcurrentModification(format!(
+                            "Partition {:?} moved to {} meanwhile",
+                            u.values,
+                            location(current).unwrap_or_default()
+                        )),
+                    ));
+                    continue;
+                }
+                let mut p = u.partition.clone();
+                if p.values.is_empty() {
+                    p.values = u.values.clone();
+                }
+                if p.values.len() != keys {
+                    errors.push((
+                        u.values.clone(),
+                        CatalogError::InvalidInput(format!(
+                            "the table has {keys} partition keys but {} values were given",
+                            p.values.len()
+                        )),
+                    ));
+                    continue;
+                }
+                if p.values != u.values {
+                    if existing.contains_key(&p.values) {
+                        errors.push((
+                            u.values.clone(),
+                            CatalogError::AlreadyExists(format!("Partition {:?}", p.values)),
+                        ));
+                        continue;
+                    }
+                    ops.delete.push(u.values.clone());
+                }
+                p.database_name = db.clone();
+                p.table_name = Some(table.name.clone());
+                p.creation_time = current.creation_time;
+                p.catalog_id = Some(self.catalog_id.clone());
+                ops.add.push(p);
+            }
+            (ops, errors)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -917,6 +1013,81 @@ mod tests {
             values: values.iter().map(|v| v.to_string()).collect(),
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn partition_updates_swap_locations_only_from_the_expected_one() {
+        let (dir, c) = catalog();
+        c.create_database(Database {
+            name: "db".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut t = table("events", &[("x", "int")]);
+        t.partition_keys = vec![Column {
+            name: "dt".into(),
+            data_type: Some("string".into()),
+            ..Default::default()
+        }];
+        c.create_table("db", t).await.unwrap();
+        let at = |values: &[&str], location: &str| Partition {
+            storage_descriptor: Some(StorageDescriptor {
+                location: Some(location.into()),
+                ..Default::default()
+            }),
+            ..partition(values)
+        };
+        c.create_partitions("db", "events", vec![at(&["a"], "s3://b/t/dt=a/")])
+            .await
+            .unwrap();
+        let update = |expected: &str, to: &str| PartitionUpdate {
+            values: vec!["a".into()],
+            partition: at(&[], to),
+            expected_location: Some(expected.into()),
+        };
+        let errors = c
+            .update_partitions(
+                "db",
+                "events",
+                vec![update("s3://b/t/dt=a/", "s3://b/t/dt=a/_c1/")],
+            )
+            .await
+            .unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        // A second writer that planned from the old location loses.
+        let errors = c
+            .update_partitions(
+                "db",
+                "events",
+                vec![update("s3://b/t/dt=a/", "s3://b/t/dt=a/_c2/")],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            errors[0].1,
+            CatalogError::ConcurrentModification(_)
+        ));
+        let missing = PartitionUpdate {
+            values: vec!["zz".into()],
+            partition: at(&[], "s3://b/x/"),
+            expected_location: None,
+        };
+        let errors = c
+            .update_partitions("db", "events", vec![missing])
+            .await
+            .unwrap();
+        assert!(matches!(errors[0].1, CatalogError::NotFound(_)));
+        let other = EmbeddedCatalog::new(Storage::local(dir.path()).unwrap());
+        let p = other
+            .get_partition("db", "events", &["a".to_string()])
+            .await
+            .unwrap();
+        assert_eq!(
+            p.storage_descriptor.unwrap().location.as_deref(),
+            Some("s3://b/t/dt=a/_c1/")
+        );
+        assert!(p.creation_time.is_some());
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::awsjson::{self, AwsError};
-use crate::catalog::{Catalog, CatalogError, CatalogRef};
+use crate::catalog::{Catalog, CatalogError, CatalogRef, PartitionUpdate};
 use crate::crawler::service::{CrawlerDefinition, CrawlerError, CrawlerService};
 use crate::model::{Database, Partition, Table};
 
@@ -102,6 +102,8 @@ pub async fn handle(api: &GlueApi, operation: &str, body: &[u8]) -> Response {
         "GetPartition" => get_partition(catalog, body).await,
         "GetPartitions" => get_partitions(catalog, body).await,
         "BatchDeletePartition" => batch_delete_partition(catalog, body).await,
+        "UpdatePartition" => update_partition(catalog, body).await,
+        "BatchUpdatePartition" => batch_update_partition(catalog, body).await,
         other => Err(AwsError::unknown_operation(&format!("{TARGET_PREFIX}.{other}")).upper_case()),
     };
     match result {
@@ -357,6 +359,15 @@ struct PartitionRequest {
     next_token: Option<String>,
     max_results: Option<i64>,
     exclude_column_schema: Option<bool>,
+    partition_value_list: Option<Vec<String>>,
+    entries: Option<Vec<PartitionUpdateEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PartitionUpdateEntry {
+    partition_value_list: Vec<String>,
+    partition_input: Partition,
 }
 
 impl PartitionRequest {
@@ -370,12 +381,25 @@ impl PartitionRequest {
 
 /// Glue's `Errors` list: `[{PartitionValues, ErrorDetail{ErrorCode, ErrorMessage}}]`.
 fn partition_errors(errors: Vec<(Vec<String>, CatalogError)>) -> Value {
+    errors_keyed(errors, "PartitionValues")
+}
+
+/// The one error of a single-partition call, as the call's error.
+fn only_error(errors: Vec<(Vec<String>, CatalogError)>) -> Result<Value, AwsError> {
+    match errors.into_iter().next() {
+        Some((_, e)) => Err(e.into()),
+        None => Ok(json!({})),
+    }
+}
+
+/// An `Errors` list naming each partition's values under `key`.
+fn errors_keyed(errors: Vec<(Vec<String>, CatalogError)>, key: &str) -> Value {
     let list: Vec<Value> = errors
         .into_iter()
         .map(|(values, e)| {
             let aws = AwsError::from(e);
             json!({
-                "PartitionValues": values,
+                key: values,
                 "ErrorDetail": {"ErrorCode": aws.code, "ErrorMessage": aws.message},
             })
         })
@@ -387,15 +411,11 @@ async fn create_partition(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, A
     let input: PartitionRequest = parse(body)?;
     let (db, table) = input.table()?;
     let partition = required(input.partition_input, "PartitionInput")?;
-    if let Some((_, e)) = catalog
-        .create_partitions(&db, &table, vec![partition])
-        .await?
-        .into_iter()
-        .next()
-    {
-        return Err(e.into());
-    }
-    Ok(json!({}))
+    only_error(
+        catalog
+            .create_partitions(&db, &table, vec![partition])
+            .await?,
+    )
 }
 
 async fn batch_create_partition(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
@@ -453,6 +473,41 @@ async fn get_partitions(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, Aws
     )?;
     let list: Vec<Partition> = list.into_iter().map(|(_, p)| p).collect();
     Ok(json!({ "Partitions": list, "NextToken": next }))
+}
+
+async fn update_partition(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: PartitionRequest = parse(body)?;
+    let (db, table) = input.table()?;
+    let values = required(input.partition_value_list, "PartitionValueList")?;
+    let partition = required(input.partition_input, "PartitionInput")?;
+    let update = PartitionUpdate {
+        values,
+        partition,
+        expected_location: None,
+    };
+    only_error(catalog.update_partitions(&db, &table, vec![update]).await?)
+}
+
+async fn batch_update_partition(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: PartitionRequest = parse(body)?;
+    let (db, table) = input.table()?;
+    let entries = required(input.entries, "Entries")?;
+    if entries.is_empty() || entries.len() > 100 {
+        return Err(invalid(format!(
+            "Entries holds {} partitions; 1 to 100 are allowed",
+            entries.len()
+        )));
+    }
+    let updates = entries
+        .into_iter()
+        .map(|e| PartitionUpdate {
+            values: e.partition_value_list,
+            partition: e.partition_input,
+            expected_location: None,
+        })
+        .collect();
+    let errors = catalog.update_partitions(&db, &table, updates).await?;
+    Ok(errors_keyed(errors, "PartitionValueList"))
 }
 
 async fn batch_delete_partition(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {

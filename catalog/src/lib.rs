@@ -22,5 +22,5 @@ pub mod model;
 pub mod schema;
 pub mod storage;
 
-pub use catalog::{Catalog, CatalogError, CatalogRef, EmbeddedCatalog};
+pub use catalog::{Catalog, CatalogError, CatalogRef, EmbeddedCatalog, PartitionUpdate};
 pub use storage::{Location, Storage, StorageError};

@@ -206,18 +206,38 @@ impl LakeTable {
     /// Every partition (values in key order; one with no values for an
     /// unpartitioned table) with its data files.
     pub async fn partition_files(&self) -> Result<Vec<(Vec<String>, Vec<ObjectMeta>)>> {
-        let partitions = self.catalog_partitions().await?;
+        let partitions = self.partition_locations().await?;
         let store = Arc::clone(self.storage.store());
-        futures::stream::iter(partitions.into_iter().map(|(values, location)| {
+        futures::stream::iter(partitions.into_iter().map(|dir| {
             let store = Arc::clone(&store);
             async move {
-                let files = list_data_files(&store, &location).await?;
-                Ok::<_, DataFusionError>((values, files))
+                let files = dir.files(&store).await?;
+                Ok::<_, DataFusionError>((dir.values, files))
             }
         }))
         .buffered(16)
         .try_collect()
         .await
+    }
+
+    /// The catalog's definition of the table.
+    pub fn definition(&self) -> &Table {
+        &self.table
+    }
+
+    /// The table's folder.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// How the table's files are read.
+    pub fn format(&self) -> &StorageFormat {
+        &self.format
+    }
+
+    /// The data columns with the catalog's types.
+    pub fn data_schema(&self) -> SchemaRef {
+        Arc::clone(&self.record_schema)
     }
 
     /// The partition keys, in order.
@@ -243,17 +263,23 @@ impl LakeTable {
             && !filter.is_volatile()
     }
 
-    /// The table's partitions from the catalog: their values and folders.
-    async fn catalog_partitions(&self) -> Result<Vec<(Vec<String>, Location)>> {
+    /// The table's partitions from the catalog: their values and folders
+    /// (one with no values and the table's folder when unpartitioned).
+    pub async fn partition_locations(&self) -> Result<Vec<PartitionDir>> {
+        let external = |e: lakehose_catalog::StorageError| DataFusionError::External(Box::new(e));
         if self.partition_fields.is_empty() {
-            return Ok(vec![(Vec::new(), self.location.clone())]);
+            return Ok(vec![PartitionDir::new(
+                Vec::new(),
+                self.location.clone(),
+                &self.table.parameters,
+            )]);
         }
         let partitions = self
             .catalog
             .get_partitions(&self.database, &self.table.name, None)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let base = with_slash(&self.location);
+        let base = home_folder(&self.location);
         partitions
             .into_iter()
             .map(|p| {
@@ -262,9 +288,7 @@ impl LakeTable {
                     .as_ref()
                     .and_then(|sd| sd.location.as_deref())
                 {
-                    Some(l) => with_slash(
-                        &Location::parse(l).map_err(|e| DataFusionError::External(Box::new(e)))?,
-                    ),
+                    Some(l) => Location::parse(l).map_err(external)?,
                     None => {
                         let suffix: String = self
                             .partition_fields
@@ -272,11 +296,10 @@ impl LakeTable {
                             .zip(&p.values)
                             .map(|(f, v)| format!("{}={v}/", f.name()))
                             .collect();
-                        base.join(&suffix)
-                            .map_err(|e| DataFusionError::External(Box::new(e)))?
+                        base.join(&suffix).map_err(external)?
                     }
                 };
-                Ok((p.values, location))
+                Ok(PartitionDir::new(p.values, location, &p.parameters))
             })
             .collect()
     }
@@ -287,20 +310,17 @@ impl LakeTable {
         &self,
         state: &dyn Session,
         filters: &[Expr],
-        candidates: Vec<(Vec<String>, Location)>,
-    ) -> Result<Vec<(Location, Vec<ScalarValue>)>> {
+        candidates: Vec<PartitionDir>,
+    ) -> Result<Vec<(PartitionDir, Vec<ScalarValue>)>> {
         if self.partition_fields.is_empty() || candidates.is_empty() {
-            return Ok(candidates
-                .into_iter()
-                .map(|(_, l)| (l, Vec::new()))
-                .collect());
+            return Ok(candidates.into_iter().map(|d| (d, Vec::new())).collect());
         }
         // One column per partition key, one row per partition.
         let mut columns: Vec<ArrayRef> = Vec::new();
         for (i, field) in self.partition_fields.iter().enumerate() {
             let values = candidates
                 .iter()
-                .map(|(values, _)| partition_scalar(values.get(i).map(String::as_str), field))
+                .map(|d| partition_scalar(d.values.get(i).map(String::as_str), field))
                 .collect::<Result<Vec<_>>>()?;
             columns.push(ScalarValue::iter_to_array(values)?);
         }
@@ -322,7 +342,7 @@ impl LakeTable {
             }
         }
         let mut out = Vec::new();
-        for (row, ((_, location), keep)) in candidates.into_iter().zip(keep).enumerate() {
+        for (row, (dir, keep)) in candidates.into_iter().zip(keep).enumerate() {
             if !keep {
                 continue;
             }
@@ -331,7 +351,7 @@ impl LakeTable {
                 .iter()
                 .map(|c| ScalarValue::try_from_array(c, row))
                 .collect::<Result<Vec<_>>>()?;
-            out.push((location, values));
+            out.push((dir, values));
         }
         Ok(out)
     }
@@ -339,7 +359,7 @@ impl LakeTable {
     /// The partition values of a folder under the table's location
     /// (`key=value/...` naming every partition key in order).
     fn folder_values(&self, folder: &Location) -> Option<Vec<String>> {
-        let base = with_slash(&self.location);
+        let base = home_folder(&self.location);
         if base.bucket() != folder.bucket() {
             return None;
         }
@@ -364,14 +384,14 @@ impl LakeTable {
     /// Lists the data files under each location.
     async fn files(
         &self,
-        locations: Vec<(Location, Vec<ScalarValue>)>,
+        locations: Vec<(PartitionDir, Vec<ScalarValue>)>,
     ) -> Result<Vec<(ObjectMeta, Vec<ScalarValue>)>> {
         let store = Arc::clone(self.storage.store());
         let listed: Vec<Vec<(ObjectMeta, Vec<ScalarValue>)>> =
-            futures::stream::iter(locations.into_iter().map(|(location, values)| {
+            futures::stream::iter(locations.into_iter().map(|(dir, values)| {
                 let store = Arc::clone(&store);
                 async move {
-                    let files = list_data_files(&store, &location).await?;
+                    let files = dir.files(&store).await?;
                     Ok::<_, DataFusionError>(
                         files
                             .into_iter()
@@ -393,7 +413,24 @@ pub async fn list_data_files(
     store: &Arc<dyn object_store::ObjectStore>,
     location: &Location,
 ) -> Result<Vec<ObjectMeta>> {
-    let prefix = with_slash(location).object_path();
+    list_under(store, &with_slash(location), |rel, _| !is_hidden(rel)).await
+}
+
+/// Whether a path relative to a folder names a hidden file or lies in a
+/// hidden folder.
+fn is_hidden(rel: &str) -> bool {
+    rel.split('/')
+        .any(|seg| seg.starts_with('_') || seg.starts_with('.'))
+}
+
+/// The non-empty objects under a folder that `keep` accepts (given their
+/// path relative to the folder), sorted by path.
+async fn list_under(
+    store: &Arc<dyn object_store::ObjectStore>,
+    folder: &Location,
+    keep: impl Fn(&str, &ObjectMeta) -> bool,
+) -> Result<Vec<ObjectMeta>> {
+    let prefix = folder.object_path();
     let prefix_str = prefix.as_ref().to_string();
     let mut files: Vec<ObjectMeta> = store
         .list(Some(&prefix))
@@ -403,12 +440,8 @@ pub async fn list_data_files(
                 .as_ref()
                 .strip_prefix(prefix_str.as_str())
                 .unwrap_or(meta.location.as_ref())
-                .trim_start_matches('/')
-                .to_string();
-            let hidden = rel
-                .split('/')
-                .any(|seg| seg.starts_with('_') || seg.starts_with('.'));
-            futures::future::ready(!hidden && meta.size > 0)
+                .trim_start_matches('/');
+            futures::future::ready(meta.size > 0 && keep(rel, meta))
         })
         .try_collect()
         .await
@@ -423,6 +456,95 @@ pub fn with_slash(location: &Location) -> Location {
         location.clone()
     } else {
         location.join("/").unwrap_or_else(|_| location.clone())
+    }
+}
+
+/// Folders that compaction writes a partition's new files to are named
+/// `_compacted-<id>` inside the partition's own folder (hidden from
+/// listings of that folder, as every `_` name is).
+pub const COMPACTED_FOLDER_PREFIX: &str = "_compacted-";
+
+/// The partition (or table) parameter holding the newest modification time,
+/// in epoch milliseconds, of the files a compaction replaced: files in the
+/// partition's own folder newer than that arrived after it and are read too.
+pub const COMPACTED_CUTOFF_PARAM: &str = "lakehose.compacted_cutoff_ms";
+
+/// The folder a partition's (or table's) files are delivered to: its
+/// location, or the folder holding it when it is a compaction folder.
+pub fn home_folder(location: &Location) -> Location {
+    let folder = with_slash(location);
+    let key = folder.key().trim_end_matches('/');
+    let (parent, last) = key.rsplit_once('/').unwrap_or(("", key));
+    if last.starts_with(COMPACTED_FOLDER_PREFIX) {
+        let parent = if parent.is_empty() {
+            String::new()
+        } else {
+            format!("{parent}/")
+        };
+        Location::parse(&format!("s3://{}/{parent}", folder.bucket())).unwrap_or(folder)
+    } else {
+        folder
+    }
+}
+
+/// A partition (or an unpartitioned table) and where its files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDir {
+    /// Its values, in key order (none for an unpartitioned table).
+    pub values: Vec<String>,
+    /// Its location in the catalog (a folder).
+    pub location: Location,
+    /// Set when the location is a compaction folder: files delivered to the
+    /// home folder after this time (epoch ms) belong to the partition too.
+    pub cutoff_ms: Option<i64>,
+}
+
+impl PartitionDir {
+    /// A partition at `location`, with the catalog parameters it has.
+    pub fn new(
+        values: Vec<String>,
+        location: Location,
+        parameters: &lakehose_catalog::model::Parameters,
+    ) -> Self {
+        let location = with_slash(&location);
+        let cutoff_ms = if home_folder(&location) == location {
+            None
+        } else {
+            parameters
+                .get(COMPACTED_CUTOFF_PARAM)
+                .and_then(|v| v.parse().ok())
+        };
+        Self {
+            values,
+            location,
+            cutoff_ms,
+        }
+    }
+
+    /// The folder new files are delivered to.
+    pub fn home(&self) -> Location {
+        home_folder(&self.location)
+    }
+
+    /// The partition's data files: those under its location and, when that
+    /// is a compaction folder, those delivered to its home folder since.
+    pub async fn files(
+        &self,
+        store: &Arc<dyn object_store::ObjectStore>,
+    ) -> Result<Vec<ObjectMeta>> {
+        let home = self.home();
+        if home == self.location {
+            return list_data_files(store, &self.location).await;
+        }
+        let current = self.location.key()[home.key().len()..].to_string();
+        let cutoff = self.cutoff_ms.unwrap_or(i64::MAX);
+        list_under(store, &home, |rel, meta| {
+            match rel.strip_prefix(current.as_str()) {
+                Some(inside) => !is_hidden(inside),
+                None => !is_hidden(rel) && meta.last_modified.timestamp_millis() > cutoff,
+            }
+        })
+        .await
     }
 }
 
@@ -503,13 +625,13 @@ impl TableProvider for LakeTable {
             Some(live) => live.pending(&self.database, &self.table.name),
             None => Vec::new(),
         };
-        let mut candidates = self.catalog_partitions().await?;
+        let mut candidates = self.partition_locations().await?;
         let allowed = |values: &Vec<String>| {
             self.only_partitions
                 .as_ref()
                 .is_none_or(|only| only.contains(values))
         };
-        candidates.retain(|(values, _)| allowed(values));
+        candidates.retain(|d| allowed(&d.values));
         let mut live_partitions = Vec::new();
         for buffer in pending {
             let Some(values) = self.folder_values(&buffer.folder) else {
@@ -519,8 +641,12 @@ impl TableProvider for LakeTable {
                 continue;
             }
             let folder = with_slash(&buffer.folder);
-            if !self.partition_fields.is_empty() && !candidates.iter().any(|(v, _)| *v == values) {
-                candidates.push((values.clone(), folder.clone()));
+            if !self.partition_fields.is_empty() && !candidates.iter().any(|d| d.values == values) {
+                candidates.push(PartitionDir::new(
+                    values.clone(),
+                    folder.clone(),
+                    &Default::default(),
+                ));
             }
             live_partitions.push((values, buffer));
         }
@@ -552,14 +678,14 @@ impl LakeTable {
     /// objects the listing does not show yet, as batches of the table.
     fn live_batches(
         &self,
-        locations: &[(Location, Vec<ScalarValue>)],
+        locations: &[(PartitionDir, Vec<ScalarValue>)],
         files: &[(ObjectMeta, Vec<ScalarValue>)],
         live: Vec<(Vec<String>, crate::live::LiveBuffer)>,
     ) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         for (_, buffer) in live {
             let folder = with_slash(&buffer.folder);
-            let Some((_, values)) = locations.iter().find(|(l, _)| *l == folder) else {
+            let Some((_, values)) = locations.iter().find(|(d, _)| d.home() == folder) else {
                 continue;
             };
             let prefix = folder.object_path();

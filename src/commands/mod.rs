@@ -5,6 +5,7 @@ pub mod crawl;
 pub mod demo;
 pub mod etl;
 pub mod gen_logs;
+pub mod optimize;
 pub mod query;
 pub mod serve;
 pub mod tpch;

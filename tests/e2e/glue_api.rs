@@ -497,6 +497,61 @@ fn partitions_in_batches_with_expressions_and_paging() {
         );
         assert_eq!(p.table_name(), Some("events"));
 
+        // UpdatePartition moves a partition; BatchUpdatePartition reports
+        // the partitions it could not find.
+        let moved = |location: &str| {
+            PartitionInput::builder()
+                .values("2500")
+                .values("web")
+                .storage_descriptor(StorageDescriptor::builder().location(location).build())
+                .build()
+        };
+        glue.update_partition()
+            .database_name("lake")
+            .table_name("events")
+            .partition_value_list("2500")
+            .partition_value_list("web")
+            .partition_input(moved(
+                "s3://lake/events/year=2500/service=web/_compacted-1/",
+            ))
+            .send()
+            .await
+            .unwrap();
+        let out = glue
+            .batch_update_partition()
+            .database_name("lake")
+            .table_name("events")
+            .entries(
+                aws_sdk_glue::types::BatchUpdatePartitionRequestEntry::builder()
+                    .partition_value_list("9999")
+                    .partition_value_list("web")
+                    .partition_input(moved("s3://lake/x/"))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.errors().len(), 1);
+        assert_eq!(out.errors()[0].partition_value_list(), ["9999", "web"]);
+        let p = glue
+            .get_partition()
+            .database_name("lake")
+            .table_name("events")
+            .partition_values("2500")
+            .partition_values("web")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            p.partition()
+                .unwrap()
+                .storage_descriptor()
+                .unwrap()
+                .location(),
+            Some("s3://lake/events/year=2500/service=web/_compacted-1/")
+        );
+
         let out = glue
             .batch_delete_partition()
             .database_name("lake")

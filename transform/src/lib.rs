@@ -12,9 +12,11 @@
 //! - [`run`]: running a job: modes, bookmarks, schema rules, run history.
 //! - [`schedule`]: cron schedules inside the server.
 
+pub mod compact;
 pub mod job;
 pub mod run;
 pub mod schedule;
 
+pub use compact::{CompactOptions, CompactProgress, CompactReport, Compactor};
 pub use job::{Job, JobError, Mode, TableName, dependency_order, load_dir};
 pub use run::{Etl, NoProgress, RunProgress, RunRecord};

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+mod common;
+
+use common::{rows_of, rt};
 use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
 use lakehose_query::{EngineConfig, QueryEngine, QueryRequest};
 use lakehose_transform::{Etl, Job, NoProgress, RunRecord};
@@ -39,24 +41,7 @@ impl Lake {
 
     /// Rows as text, in the order the query gives.
     async fn rows(&self, sql: &str) -> Vec<Vec<String>> {
-        let out = self
-            .engine
-            .execute(QueryRequest::new(sql, Some("default")))
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let options = FormatOptions::default().with_null("NULL");
-        let mut rows = Vec::new();
-        for batch in &out.batches {
-            let formatters: Vec<_> = batch
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-                .collect();
-            for r in 0..batch.num_rows() {
-                rows.push(formatters.iter().map(|f| f.value(r).to_string()).collect());
-            }
-        }
-        rows
+        rows_of(&self.engine, sql).await
     }
 
     async fn run(&self, job: &Job) -> RunRecord {
@@ -97,14 +82,6 @@ fn job(name: &str, text: &str) -> Job {
 
 const METRICS: &str = "SELECT service, count(*) AS requests, count_if(status >= 500) AS errors, \
      approx_percentile(latency_ms, 0.5) AS p50, dt FROM raw.events GROUP BY service, dt";
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn overwrite_equals_the_select_and_replaces_the_table() {
