@@ -86,6 +86,8 @@ fn e2e_http(c: &mut Criterion) {
             pg_listen: "127.0.0.1:0".parse().expect("addr"),
             max_concurrent_queries: 4,
             etl_jobs: None,
+            etl_job_list: Vec::new(),
+            maintenance: None,
             engine: Default::default(),
         }))
         .expect("server");

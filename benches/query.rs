@@ -147,6 +147,8 @@ fn bench(c: &mut Criterion) {
             pg_listen: "127.0.0.1:0".parse().expect("address"),
             max_concurrent_queries: 4,
             etl_jobs: None,
+            etl_job_list: Vec::new(),
+            maintenance: None,
         }))
         .expect("server");
     let athena = athena_client(server.addr());

@@ -108,8 +108,19 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// Libraries whose informational events (per-snapshot and per-scan
+/// details of Delta tables) would drown lakehose's own at `info`; they log
+/// warnings and errors unless the filter names them.
+const QUIET_LIBRARIES: [&str; 3] = ["buoyant_kernel", "delta_kernel", "deltalake"];
+
 fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+    let mut directives = filter.to_string();
+    for library in QUIET_LIBRARIES {
+        if !filter.contains(library) {
+            directives.push_str(&format!(",{library}=warn"));
+        }
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -51,6 +51,10 @@ pub struct ServerOptions {
     pub max_concurrent_queries: usize,
     /// Folder of ETL jobs whose schedules the server runs.
     pub etl_jobs: Option<PathBuf>,
+    /// More ETL jobs, given directly.
+    pub etl_job_list: Vec<lakehose_transform::Job>,
+    /// Table maintenance on a schedule.
+    pub maintenance: Option<lakehose_transform::schedule::Maintenance>,
 }
 
 /// Records acknowledged by ingest but not yet delivered, for queries.
@@ -94,7 +98,7 @@ pub struct RunningServer {
     pg_task: tokio::task::JoinHandle<std::io::Result<()>>,
     ingest: IngestService,
     scheduler: tokio::task::JoinHandle<()>,
-    etl_scheduler: Option<tokio::task::JoinHandle<()>>,
+    etl_scheduler: Option<lakehose_transform::schedule::Scheduler>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -122,9 +126,6 @@ impl RunningServer {
             let _ = stop.send(());
         }
         self.scheduler.abort();
-        if let Some(etl) = &self.etl_scheduler {
-            etl.abort();
-        }
         if let Some(stop) = self.pg_stop.take() {
             let _ = stop.send(());
         }
@@ -137,6 +138,9 @@ impl RunningServer {
             .await
             .context("the HTTP server task failed")?
             .context("the HTTP server failed")?;
+        if let Some(etl) = self.etl_scheduler.take() {
+            etl.stop(std::time::Duration::from_secs(60)).await;
+        }
         self.ingest.shutdown().await;
         Ok(())
     }
@@ -208,18 +212,20 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     ));
     let crawlers = CrawlerService::new(ingest.storage().clone(), Arc::clone(&catalog));
     let scheduler = crawlers.spawn_scheduler();
-    let etl_scheduler = match &options.etl_jobs {
-        Some(dir) => {
-            let jobs = lakehose_transform::load_dir(dir).map_err(|e| anyhow::anyhow!(e))?;
-            lakehose_transform::dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?;
-            tracing::info!(jobs = jobs.len(), folder = %dir.display(), "ETL jobs loaded");
-            Some(lakehose_transform::schedule::spawn_scheduler(
-                lakehose_transform::Etl::new(engine.clone()),
-                jobs,
-            ))
-        }
-        None => None,
-    };
+    let mut jobs = options.etl_job_list.clone();
+    if let Some(dir) = &options.etl_jobs {
+        let loaded = lakehose_transform::load_dir(dir).map_err(|e| anyhow::anyhow!(e))?;
+        tracing::info!(jobs = loaded.len(), folder = %dir.display(), "ETL jobs loaded");
+        jobs.extend(loaded);
+    }
+    lakehose_transform::dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?;
+    let etl_scheduler = (!jobs.is_empty() || options.maintenance.is_some()).then(|| {
+        lakehose_transform::schedule::spawn_scheduler(
+            lakehose_transform::Etl::new(engine.clone()),
+            jobs,
+            options.maintenance.clone(),
+        )
+    });
     let mut registry = Registry::default();
     ingest.metrics().register(&mut registry);
     let state = AppState {

@@ -52,6 +52,11 @@ pub struct Config {
     /// Buffer interval hint of the stream, seconds.
     #[arg(long, default_value_t = 10)]
     interval: u64,
+
+    /// Seconds between runs of the ETL jobs of sql/etl/ inside the server
+    /// while the fleet ships (their files' own schedules are hourly).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=59))]
+    etl_every: u64,
 }
 
 /// A Firehose client for a lakehose endpoint that makes up to
@@ -87,7 +92,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn demo(config: Config) -> anyhow::Result<()> {
-    let running = server::start(config.server.options()).await?;
+    let mut options = config.server.options()?;
+    // The demo's jobs run on a short schedule inside the server.
+    let every = format!("*/{} * * * * *", config.etl_every);
+    let schedule = lakehose_transform::job::parse_cron(&every).map_err(|e| anyhow::anyhow!(e))?;
+    options.etl_job_list = demo_jobs()?
+        .into_iter()
+        .map(|mut job| {
+            job.schedule = Some((every.clone(), schedule.clone()));
+            job
+        })
+        .collect();
+    let running = server::start(options).await?;
     let endpoint = format!("http://{}", running.addr());
     println!("lakehose listening on {endpoint}");
     let client = firehose_client(&endpoint, 10);
@@ -98,6 +114,10 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     println!(
         "delivery stream {:?} → s3://{}/{prefix}\n  Parquet (zstd), partitioned by service and hour; malformed records → s3://{}/{error_prefix}",
         config.stream, config.bucket, config.bucket
+    );
+    println!(
+        "ETL jobs of sql/etl/ run inside the server every {} s into curated Delta tables",
+        config.etl_every
     );
     println!(
         "fleet: {} containers shipping {} through PutRecordBatch ({} records per call){}",
@@ -141,6 +161,8 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     let mut last = (Instant::now(), 0u64);
     let ingest = running.ingest().clone();
     let metrics = ingest.metrics();
+    let watch = EtlWatch::open(&config.server.data_dir)?;
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = &mut signal => break,
@@ -160,6 +182,10 @@ async fn demo(config: Config) -> anyhow::Result<()> {
             metrics.objects_written.get(),
             ingest.buffered_bytes() as f64 / 1048576.0,
         );
+        ticks += 1;
+        if ticks.is_multiple_of(5) {
+            watch.print().await;
+        }
         if deadline.is_some_and(|d| now >= d) {
             break;
         }
@@ -198,6 +224,128 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     crawl_landing(&config.server.data_dir, &config.bucket).await?;
     print_catalog(&config.server.data_dir).await?;
     run_etl(&config.server.data_dir).await?;
+    compact_landing(&config.server.data_dir).await?;
+    Ok(())
+}
+
+/// What the demo's ETL jobs did last and how fresh their tables are,
+/// read from the run history and the curated table while the server runs.
+struct EtlWatch {
+    etl: lakehose_transform::Etl,
+    jobs: Vec<lakehose_transform::Job>,
+}
+
+impl EtlWatch {
+    fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            etl: lakehose_transform::Etl::new(local_engine(data_dir)?),
+            jobs: demo_jobs()?,
+        })
+    }
+
+    async fn print(&self) {
+        let mut parts = Vec::new();
+        let now = Utc::now().timestamp_millis();
+        for job in &self.jobs {
+            // The newest finished run (one may be under way).
+            let finished = match self.etl.history(Some(&job.name)).await {
+                Ok(runs) => runs.into_iter().rev().find(|r| r.ended_ms.is_some()),
+                Err(e) => {
+                    parts.push(format!("{}: {e}", job.name));
+                    continue;
+                }
+            };
+            let part = match finished {
+                Some(r) if r.succeeded() => format!(
+                    "{} v{} {} s ago",
+                    job.name,
+                    r.table_version.unwrap_or_default(),
+                    (now - r.ended_ms.unwrap_or(now)) / 1000
+                ),
+                Some(r) => format!(
+                    "{} failed ({})",
+                    job.name,
+                    r.error
+                        .as_deref()
+                        .and_then(|e| e.rsplit(": ").next())
+                        .unwrap_or("?")
+                ),
+                None => format!("{} not run yet", job.name),
+            };
+            parts.push(part);
+        }
+        let sql = "SELECT date_diff('second', max(last_seen), current_timestamp) FROM curated.request_metrics_hourly";
+        let fresh = match self
+            .etl
+            .engine()
+            .execute(lakehose_query::QueryRequest::new(sql, Some("curated")))
+            .await
+        {
+            Ok(out) => out
+                .batches
+                .first()
+                .filter(|b| b.num_rows() > 0)
+                .and_then(|b| {
+                    datafusion::arrow::util::display::array_value_to_string(b.column(0), 0).ok()
+                })
+                .map(|age| {
+                    format!("newest record in curated.request_metrics_hourly is {age} s old")
+                })
+                .unwrap_or_default(),
+            Err(_) => "curated.request_metrics_hourly not written yet".into(),
+        };
+        println!("  ETL: {} | {fresh}", parts.join(", "));
+    }
+}
+
+/// A query engine over the data folder, beside the server's.
+fn local_engine(data_dir: &Path) -> anyhow::Result<lakehose_query::QueryEngine> {
+    let storage = lakehose_catalog::Storage::local(data_dir)?;
+    let catalog: lakehose_catalog::CatalogRef =
+        Arc::new(lakehose_catalog::EmbeddedCatalog::new(storage.clone()));
+    Ok(lakehose_query::QueryEngine::new(
+        catalog,
+        storage,
+        Default::default(),
+    )?)
+}
+
+/// Compacts the landed logs (every partition: the fleet has stopped) and
+/// shows the same answer before and after.
+async fn compact_landing(data_dir: &Path) -> anyhow::Result<()> {
+    let engine = local_engine(data_dir)?;
+    let compactor = lakehose_transform::Compactor::new(engine.clone());
+    let sql = "SELECT count(*) AS records, count(DISTINCT trace_id) AS traces, round(sum(latency_ms), 1) AS latency_sum FROM demo.app_logs";
+    let backend = super::query::Backend::Local(engine);
+    let answer = |label: &'static str| {
+        let backend = &backend;
+        async move {
+            match backend.run(sql, "demo").await {
+                Ok(answer) => {
+                    println!("{label}:");
+                    let mut out = std::io::stdout().lock();
+                    let _ = super::query::render(&answer, super::query::Format::Table, &mut out);
+                }
+                Err(e) => println!("{label}: failed: {e:#}"),
+            }
+        }
+    };
+    answer("\nbefore compaction").await;
+    let options = lakehose_transform::CompactOptions {
+        min_age: chrono::Duration::zero(),
+        ..Default::default()
+    };
+    let report = compactor
+        .optimize(
+            "demo",
+            "app_logs",
+            &options,
+            &lakehose_transform::NoProgress,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    println!("{}", super::optimize::summary(&report));
+    answer("after compaction").await;
     Ok(())
 }
 
@@ -218,25 +366,26 @@ const DEMO_JOBS: [(&str, &str); 3] = [
     ),
 ];
 
-/// Runs the demo's ETL jobs over what landed (in dependency order) and
-/// shows the curated tables and how fresh they are.
-async fn run_etl(data_dir: &Path) -> anyhow::Result<()> {
-    let jobs = DEMO_JOBS
+fn demo_jobs() -> anyhow::Result<Vec<lakehose_transform::Job>> {
+    DEMO_JOBS
         .iter()
         .map(|(name, text)| {
             lakehose_transform::Job::parse(Path::new(&format!("sql/etl/{name}.sql")), text)
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!(e))?;
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Runs the demo's ETL jobs once more over everything that landed (in
+/// dependency order) and shows the curated tables and how fresh they are.
+async fn run_etl(data_dir: &Path) -> anyhow::Result<()> {
+    let jobs = demo_jobs()?;
     let order = lakehose_transform::dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?;
-    let storage = lakehose_catalog::Storage::local(data_dir)?;
-    let catalog: lakehose_catalog::CatalogRef =
-        Arc::new(lakehose_catalog::EmbeddedCatalog::new(storage.clone()));
-    let engine = lakehose_query::QueryEngine::new(catalog, storage, Default::default())?;
+    let engine = local_engine(data_dir)?;
     let etl = lakehose_transform::Etl::new(engine.clone());
     println!(
         "
-ETL jobs (sql/etl/) into curated Delta tables:"
+ETL jobs (sql/etl/), a last run over the records delivered at shutdown:"
     );
     for job in order {
         let record = etl

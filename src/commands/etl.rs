@@ -82,12 +82,44 @@ enum Action {
     },
 }
 
-/// Shows the phase of the job being run next to a spinner.
-struct Spinner(ProgressBar);
+/// Shows the phase of the job being run next to a spinner, and while it
+/// reads, the rows and bytes read so far and the rate.
+struct Spinner {
+    bar: ProgressBar,
+    started: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Spinner {
+    fn new(bar: ProgressBar) -> Self {
+        Self {
+            bar,
+            started: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+}
 
 impl RunProgress for Spinner {
     fn phase(&self, job: &str, phase: &str) {
-        self.0.set_message(format!("{job}: {phase}"));
+        if phase == "reading" {
+            *self.started.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+        }
+        self.bar.set_message(format!("{job}: {phase}"));
+    }
+
+    fn reading(&self, job: &str, rows: u64, bytes: u64) {
+        let secs = self
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+            .as_secs_f64()
+            .max(0.001);
+        self.bar.set_message(format!(
+            "{job}: reading · {:.2} M rows · {:.1} MiB · {:.2} M rows/s",
+            rows as f64 / 1e6,
+            bytes as f64 / 1048576.0,
+            rows as f64 / 1e6 / secs
+        ));
     }
 }
 
@@ -225,7 +257,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                     .expect("valid template"),
             );
             bar.enable_steady_tick(Duration::from_millis(120));
-            let spinner = Spinner(bar.clone());
+            let spinner = Spinner::new(bar.clone());
             let mut failed = Vec::new();
             for job in selected {
                 if full {

@@ -75,6 +75,11 @@ pub struct Config {
     /// Seed: the same seed and flags write the same rows.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+
+    /// Files each hour's rows are split into (in time order), as an
+    /// ingester flushing often would leave them; 1 writes one per hour.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub files_per_partition: u32,
 }
 
 /// What [`generate`] wrote.
@@ -82,7 +87,7 @@ pub struct Config {
 pub struct Summary {
     /// Log rows written.
     pub records: u64,
-    /// Log files written (one per non-empty partition).
+    /// Log files written (`files_per_partition` per non-empty partition).
     pub files: usize,
     /// Bytes of log Parquet.
     pub bytes: u64,
@@ -196,15 +201,14 @@ fn write_partition(
     config: &Config,
     p: &Partition,
     progress: &(dyn Fn(u64) + Sync),
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, usize)> {
     let service = SHARES[p.service].0;
-    let path = config
+    let folder = config
         .out
         .join("logs")
         .join(format!("service={service}"))
         .join(format!("dt={}", p.day.format("%Y-%m-%d")))
-        .join(format!("hour={:02}", p.hour))
-        .join("part-00000.parquet");
+        .join(format!("hour={:02}", p.hour));
     let seed = config.seed ^ p.index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut rng = StdRng::seed_from_u64(seed);
     // Four containers per service; the generator picks the service by index.
@@ -222,6 +226,27 @@ fn write_partition(
         .collect();
     offsets.sort_unstable();
     let schema = log_schema();
+    let files = (config.files_per_partition.max(1) as usize).min(offsets.len().max(1));
+    let per_file = offsets.len().div_ceil(files);
+    let mut written = 0;
+    let mut count = 0;
+    for (i, chunk) in offsets.chunks(per_file.max(1)).enumerate() {
+        let path = folder.join(format!("part-{i:05}.parquet"));
+        written += write_rows(&path, &schema, &mut generator, hour_start, chunk, progress)?;
+        count += 1;
+    }
+    Ok((written, count))
+}
+
+/// Writes one file of log rows at `hour_start + offsets`.
+fn write_rows(
+    path: &Path,
+    schema: &SchemaRef,
+    generator: &mut LogGenerator,
+    hour_start: i64,
+    offsets: &[i64],
+    progress: &(dyn Fn(u64) + Sync),
+) -> anyhow::Result<u64> {
     let mut next = 0usize;
     let mut batches = std::iter::from_fn(|| {
         if next >= offsets.len() {
@@ -268,9 +293,9 @@ fn write_partition(
             Arc::new(message.finish()),
         ];
         progress(n as u64);
-        Some(RecordBatch::try_new(Arc::clone(&schema), columns).map_err(anyhow::Error::from))
+        Some(RecordBatch::try_new(Arc::clone(schema), columns).map_err(anyhow::Error::from))
     });
-    write_file(&path, log_schema(), &mut batches)
+    write_file(path, Arc::clone(schema), &mut batches)
 }
 
 fn write_users(config: &Config) -> anyhow::Result<u64> {
@@ -337,10 +362,10 @@ pub fn generate(config: &Config, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Res
         .filter(|p| p.rows > 0)
         .collect();
     super::tpch::on_every_core(todo, |p| {
-        let bytes = write_partition(config, &p, progress)?;
+        let (bytes, files) = write_partition(config, &p, progress)?;
         let mut w = written.lock().expect("written lock");
         w.0 += p.rows;
-        w.1 += 1;
+        w.1 += files;
         w.2 += bytes;
         Ok(())
     })?;
@@ -393,7 +418,35 @@ mod tests {
             start: NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
             users: 50,
             seed: 7,
+            files_per_partition: 1,
         }
+    }
+
+    #[test]
+    fn splits_hours_into_several_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config {
+            files_per_partition: 3,
+            ..config(dir.path(), 30_000)
+        };
+        let hours = partitions(&c).iter().filter(|p| p.rows >= 3).count();
+        let summary = generate(&c, &|_| {}).unwrap();
+        assert_eq!(summary.records, 30_000);
+        assert_eq!(summary.files, hours * 3);
+        let folder = dir.path().join("logs/service=web/dt=2026-01-31/hour=15");
+        let mut names: Vec<String> = fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "part-00000.parquet",
+                "part-00001.parquet",
+                "part-00002.parquet"
+            ]
+        );
     }
 
     #[test]

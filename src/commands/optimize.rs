@@ -155,7 +155,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             )]
         }
         None => compactor
-            .optimize_all(&options, &progress)
+            .optimize_all(&options, &progress, &Default::default())
             .await
             .map_err(|e| anyhow::anyhow!(e))?,
     };

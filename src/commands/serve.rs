@@ -58,12 +58,45 @@ pub struct ServerArgs {
     /// schedules the server runs; none are run without it.
     #[arg(long, env = "LAKEHOSE_ETL_JOBS")]
     pub etl_jobs: Option<PathBuf>,
+
+    /// When table maintenance runs (cron, 5 fields, or 6 with seconds
+    /// first; `off` to never): it compacts every Parquet and Delta table
+    /// and VACUUMs the ETL jobs' tables with each job's `retain_hours`.
+    #[arg(long, env = "LAKEHOSE_MAINTENANCE", default_value = "7 * * * *")]
+    pub maintenance: String,
+
+    /// Maintenance compacts a partition only when it received no file for
+    /// this long (e.g. `1h`, `30m`).
+    #[arg(long, env = "LAKEHOSE_COMPACT_MIN_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub compact_min_age: std::time::Duration,
+
+    /// The size maintenance packs small files to, MiB.
+    #[arg(long, env = "LAKEHOSE_COMPACT_TARGET_MB", default_value_t = 128)]
+    pub compact_target_mb: u64,
 }
 
 impl ServerArgs {
+    /// The maintenance these flags describe (`None` when `off`).
+    pub fn maintenance(&self) -> anyhow::Result<Option<lakehose_transform::schedule::Maintenance>> {
+        if self.maintenance.trim().eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let schedule = lakehose_transform::job::parse_cron(&self.maintenance)
+            .map_err(|e| anyhow::anyhow!("--maintenance: {e}"))?;
+        Ok(Some(lakehose_transform::schedule::Maintenance {
+            schedule,
+            compact: lakehose_transform::CompactOptions {
+                target_size: self.compact_target_mb.max(1) << 20,
+                min_age: chrono::Duration::from_std(self.compact_min_age)
+                    .map_err(|_| anyhow::anyhow!("--compact-min-age is too long"))?,
+                ..Default::default()
+            },
+        }))
+    }
+
     /// The server options these flags describe.
-    pub fn options(&self) -> ServerOptions {
-        ServerOptions {
+    pub fn options(&self) -> anyhow::Result<ServerOptions> {
+        Ok(ServerOptions {
             data_dir: self.data_dir.clone(),
             listen: self.listen,
             wal_dir: self.wal_dir.clone(),
@@ -71,6 +104,8 @@ impl ServerArgs {
             pg_listen: self.pg_listen,
             max_concurrent_queries: self.max_concurrent_queries.max(1),
             etl_jobs: self.etl_jobs.clone(),
+            etl_job_list: Vec::new(),
+            maintenance: self.maintenance()?,
             engine: lakehose_query::EngineConfig {
                 memory_limit: self.query_memory_mb.max(64) << 20,
                 spill_dir: self.spill_dir.clone(),
@@ -79,7 +114,7 @@ impl ServerArgs {
                 )),
                 ..Default::default()
             },
-        }
+        })
     }
 }
 
@@ -95,7 +130,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let runtime = server::runtime(config.server.worker_threads)?;
     runtime.block_on(async move {
         let signal = server::shutdown_signal();
-        let running = server::start(config.server.options()).await?;
+        let running = server::start(config.server.options()?).await?;
         println!("lakehose listening on http://{}", running.addr());
         println!("postgres wire listening on {}", running.pg_addr());
         println!("data folder: {}", config.server.data_dir.display());

@@ -258,3 +258,85 @@ fn the_server_runs_scheduled_jobs_and_catches_up_a_missed_schedule() {
     server.terminate();
     assert!(sql(&data, "SELECT n FROM curated.yearly").contains("20"));
 }
+
+/// Parquet files under a folder (compacted folders included).
+fn parquet_files(folder: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![folder.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_server_compacts_and_vacuums_on_its_maintenance_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lake");
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    for _ in 0..3 {
+        raw_events(&data, &["2026-11-01"], 20);
+    }
+    // A job without a schedule, run by hand three times: three small files
+    // in its Delta table, none of older versions kept by VACUUM.
+    std::fs::write(
+        jobs.join("copy.sql"),
+        "-- target: curated.copy\n-- mode: append\n-- retain_hours: 0\nSELECT service, status FROM raw.requests\n",
+    )
+    .unwrap();
+    let jobs_arg = jobs.to_str().unwrap();
+    for _ in 0..3 {
+        let (ok, _, err) = lakehose(&data, &["etl", "--jobs", jobs_arg, "run", "copy"]);
+        assert!(ok, "{err}");
+    }
+    let raw_folder = data.join("lake/raw/requests/dt=2026-11-01");
+    let delta_folder = data.join("lakehose-warehouse/curated/curated/copy");
+    assert_eq!(parquet_files(&raw_folder).len(), 3);
+    assert_eq!(parquet_files(&delta_folder).len(), 3);
+
+    let server = Server::start(
+        &data,
+        &[
+            "--etl-jobs",
+            jobs_arg,
+            "--maintenance",
+            "* * * * * *",
+            "--compact-min-age",
+            "0s",
+        ],
+    );
+    let compacted = || {
+        std::fs::read_dir(&raw_folder)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("_compacted-"))
+    };
+    wait_until(60, "the raw partition compacted", compacted);
+    // OPTIMIZE wrote one file for the three, and VACUUM (retention 0)
+    // deleted the three.
+    wait_until(60, "the Delta table compacted and vacuumed", || {
+        parquet_files(&delta_folder).len() == 1
+    });
+    let client = athena_client(&server.endpoint);
+    rt().block_on(async {
+        let (id, state, reason) = run(
+            &client,
+            "SELECT (SELECT count(*) FROM raw.requests) AS raw, (SELECT count(*) FROM curated.copy) AS copy",
+            "default",
+        )
+        .await;
+        assert_eq!(state, QueryExecutionState::Succeeded, "{reason:?}");
+        let rows = results(&client, &id, false).await;
+        let expected = vec![Some("60".to_string()), Some("180".to_string())];
+        assert_eq!(rows.last(), Some(&expected), "{rows:?}");
+    });
+    server.terminate();
+}

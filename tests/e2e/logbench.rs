@@ -33,6 +33,7 @@ fn logbench_queries_answer_the_same_with_and_without_pruning() {
         start: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
         users: 300,
         seed: 1,
+        files_per_partition: 1,
     };
     lakehose::commands::gen_logs::generate(&config, &|_| {}).expect("generate logs");
     let server = Server::start(dir.path(), &[]);

@@ -48,7 +48,6 @@ use lakehose_query::table::{
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 /// How a compaction runs.
 #[derive(Debug, Clone)]
@@ -219,12 +218,14 @@ impl Compactor {
         Ok(report)
     }
 
-    /// Compacts every Parquet and Delta table of the catalog (views and
-    /// text tables are skipped); one result per table.
+    /// Compacts every Parquet and Delta table of the catalog but those
+    /// named (`db.table`) in `skip` (views and text tables are skipped
+    /// too); one result per table.
     pub async fn optimize_all(
         &self,
         options: &CompactOptions,
         progress: &dyn CompactProgress,
+        skip: &HashSet<String>,
     ) -> Result<Vec<(String, Result<CompactReport, String>)>, String> {
         let catalog = self.engine.catalog();
         let mut out = Vec::new();
@@ -234,10 +235,10 @@ impl Compactor {
                 .await
                 .map_err(|e| e.to_string())?;
             for t in tables {
-                if !compactable(&t) {
+                let name = format!("{}.{}", db.name, t.name);
+                if !compactable(&t) || skip.contains(&name) {
                     continue;
                 }
-                let name = format!("{}.{}", db.name, t.name);
                 let result = self.optimize(&db.name, &t.name, options, progress).await;
                 out.push((name, result));
             }
@@ -382,22 +383,19 @@ impl Compactor {
         if plans.is_empty() {
             return Ok(report);
         }
-        // Write every partition's new files.
-        let permits = Arc::new(Semaphore::new(options.parallelism.max(1)));
+        // Write every partition's new files, `parallelism` at a time across
+        // all partitions.
         let data_schema = lake.data_schema();
-        let mut written: Vec<Result<Vec<Written>, String>> = Vec::new();
-        for plan in &plans {
-            let mut tasks = Vec::new();
+        let mut tasks = Vec::new();
+        for (p, plan) in plans.iter().enumerate() {
             for (i, bin) in plan.bins.iter().enumerate() {
                 let target = plan
                     .new_folder
                     .join(&format!("part-{i:05}.parquet"))
                     .map_err(|e| e.to_string())?
                     .object_path();
-                tasks.push(Task::Merge {
-                    files: bin.clone(),
-                    target,
-                });
+                let files = bin.clone();
+                tasks.push((p, Task::Merge { files, target }));
             }
             for f in &plan.large {
                 let file_name = f.location.filename().unwrap_or("file.parquet").to_string();
@@ -406,44 +404,49 @@ impl Compactor {
                     .join(&file_name)
                     .map_err(|e| e.to_string())?
                     .object_path();
-                tasks.push(Task::Copy {
-                    file: f.clone(),
-                    target,
-                });
+                let file = f.clone();
+                tasks.push((p, Task::Copy { file, target }));
             }
-            let results = futures::stream::iter(tasks.into_iter().map(|task| {
+        }
+        let results: Vec<(usize, Result<Written, String>)> =
+            futures::stream::iter(tasks.into_iter().map(|(p, task)| {
                 let store = Arc::clone(&store);
-                let permits = Arc::clone(&permits);
                 let schema = Arc::clone(&data_schema);
                 async move {
-                    let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
                     let input = task.input_bytes();
                     let out = task.run(store, schema).await;
                     if out.is_ok() {
                         progress.advanced(input);
                     }
-                    out
+                    (p, out)
                 }
             }))
             .buffer_unordered(options.parallelism.max(1))
-            .try_collect::<Vec<_>>()
+            .collect()
             .await;
-            written.push(results);
+        let mut written: Vec<Vec<Written>> = plans.iter().map(|_| Vec::new()).collect();
+        let mut failure = None;
+        for (p, result) in results {
+            match result {
+                Ok(w) => written[p].push(w),
+                Err(e) => {
+                    failure.get_or_insert(format!(
+                        "compacting {name} partition {:?}: {e}",
+                        plans[p].dir.values
+                    ));
+                }
+            }
+        }
+        if let Some(e) = failure {
+            for plan in &plans {
+                self.drop_folder(&plan.new_folder).await;
+            }
+            return Err(e);
         }
         // Switch the partitions whose files did not change meanwhile.
         let mut entries = Vec::new();
         let mut switched = Vec::new();
-        for (plan, result) in plans.iter().zip(written) {
-            let outputs = match result {
-                Ok(w) => w,
-                Err(e) => {
-                    self.drop_folder(&plan.new_folder).await;
-                    return Err(format!(
-                        "compacting {name} partition {:?}: {e}",
-                        plan.dir.values
-                    ));
-                }
-            };
+        for (plan, outputs) in plans.iter().zip(written) {
             let now_files = plan.dir.files(&store).await.map_err(|e| e.to_string())?;
             if !same_files(&now_files, &plan.files) {
                 report.partitions_changed += 1;

@@ -32,6 +32,7 @@
 //! | `file_size_mb` | target size of the Parquet files written (default 128) |
 //! | `retries` | extra attempts after a failed run (default 0) |
 //! | `retry_backoff_secs` | wait before the first retry, doubled each time (default 30) |
+//! | `retain_hours` | table versions the server's maintenance keeps readable (VACUUM retention, default 168) |
 //!
 //! The SQL is one SELECT (or `WITH ... SELECT`), or several statements
 //! separated by `;` of which the last is that SELECT; the earlier ones run
@@ -175,6 +176,9 @@ pub struct Job {
     pub retries: u32,
     /// Wait before the first retry.
     pub retry_backoff: Duration,
+    /// How long replaced versions stay readable before VACUUM deletes
+    /// their files.
+    pub retain: Duration,
     /// Free-text comment lines of the header.
     pub description: String,
     /// Statements run before the SELECT.
@@ -203,6 +207,7 @@ const FIELDS: &[&str] = &[
     "file_size_mb",
     "retries",
     "retry_backoff_secs",
+    "retain_hours",
 ];
 
 fn list(value: &str) -> Vec<String> {
@@ -430,6 +435,21 @@ impl Job {
             })?),
             None => Duration::from_secs(30),
         };
+        let retain = match field("retain_hours") {
+            Some((line, v)) => Duration::from_secs(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|h| *h <= 24 * 365 * 10)
+                    .ok_or_else(|| {
+                        err(
+                            line,
+                            format!("retain_hours {v:?} must be a whole number of hours"),
+                        )
+                    })?
+                    * 3600,
+            ),
+            None => Duration::from_secs(168 * 3600),
+        };
         let body: String = text
             .lines()
             .skip(sql_line - 1)
@@ -485,6 +505,7 @@ impl Job {
             file_size,
             retries,
             retry_backoff,
+            retain,
             description: description.join("\n"),
             setup: setup_text,
             select,

@@ -94,6 +94,10 @@ struct Bookmark {
 pub trait RunProgress: Send + Sync {
     /// A new phase (`planning`, `reading`, `writing`, ...).
     fn phase(&self, job: &str, phase: &str);
+
+    /// Rows and bytes the SELECT has read so far (called a few times a
+    /// second while it reads).
+    fn reading(&self, _job: &str, _rows: u64, _bytes: u64) {}
 }
 
 /// Progress that goes nowhere.
@@ -166,6 +170,17 @@ impl Etl {
         }
     }
 
+    /// Marks `job` as busy until the guard is dropped (so no run starts
+    /// meanwhile, e.g. while its table is compacted); `None` when it
+    /// already is.
+    pub fn hold(&self, job: &str) -> Option<impl Drop + use<>> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.insert(job.to_string()).then(|| RunningGuard {
+            running: Arc::clone(&self.running),
+            job: job.to_string(),
+        })
+    }
+
     /// Whether a run of `job` is under way in this process.
     pub fn is_running(&self, job: &str) -> bool {
         self.running.lock().is_ok_and(|r| r.contains(job))
@@ -173,6 +188,11 @@ impl Etl {
 
     fn storage(&self) -> &Storage {
         self.engine.storage()
+    }
+
+    /// The engine jobs run on.
+    pub fn engine(&self) -> &QueryEngine {
+        &self.engine
     }
 
     fn catalog(&self) -> &CatalogRef {
@@ -194,19 +214,15 @@ impl Etl {
     /// Runs a job, retrying failed attempts as its header allows. At most
     /// one run of a job is under way at a time (a second is refused).
     pub async fn run(&self, job: &Job, progress: &dyn RunProgress) -> Result<RunRecord, JobError> {
-        let _guard = {
-            let mut running = self.running.lock().expect("running jobs");
-            if !running.insert(job.name.clone()) {
-                return Err(JobError::at(
-                    &job.path,
-                    None,
-                    format!("job {} is already running", job.name),
-                ));
-            }
-            RunningGuard {
-                running: Arc::clone(&self.running),
-                job: job.name.clone(),
-            }
+        let Some(_guard) = self.hold(&job.name) else {
+            return Err(JobError::at(
+                &job.path,
+                None,
+                format!(
+                    "job {} is already running (or its table is being maintained)",
+                    job.name
+                ),
+            ));
         };
         let mut backoff = job.retry_backoff;
         let mut attempt = 1;
@@ -384,9 +400,20 @@ impl Etl {
         check_columns(job, &physical.schema())
             .map_err(|m| Failure::fatal(format!("{}: {m}", job.path.display())))?;
         progress.phase(&job.name, "reading");
-        let batches = collect(Arc::clone(&physical), ctx.task_ctx())
-            .await
-            .map_err(|e| Failure::transient(format!("{}: {e}", job.path.display())))?;
+        let reading = collect(Arc::clone(&physical), ctx.task_ctx());
+        tokio::pin!(reading);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        let batches = loop {
+            tokio::select! {
+                done = &mut reading => break done,
+                _ = tick.tick() => progress.reading(
+                    &job.name,
+                    scanned_rows(&physical),
+                    scanned_bytes(&physical),
+                ),
+            }
+        }
+        .map_err(|e| Failure::transient(format!("{}: {e}", job.path.display())))?;
         record.rows_read = scanned_rows(&physical);
         record.bytes_read =
             scanned_bytes(&physical) + stats.text_bytes.load(std::sync::atomic::Ordering::Relaxed);

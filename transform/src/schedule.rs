@@ -1,4 +1,5 @@
-//! Running jobs on their cron schedules inside the server.
+//! Running jobs on their cron schedules inside the server, and table
+//! maintenance on its own.
 //!
 //! Every second the scheduler starts the jobs whose schedule fired since
 //! the previous tick, each as its own task, so a long run does not delay
@@ -6,14 +7,96 @@
 //! one run per job at a time). At start-up, a job whose schedule fired
 //! after its last recorded run started (the server was down, say) runs
 //! once.
+//!
+//! Maintenance (when configured) compacts every Parquet and Delta table
+//! and VACUUMs the jobs' targets with each job's `retain_hours`. A job's
+//! table is maintained while the job is held, so no run of it starts
+//! meanwhile (its schedule is skipped, as when a run is still going).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::task::JoinSet;
 
+use crate::compact::{CompactOptions, Compactor};
 use crate::job::Job;
 use crate::run::{Etl, NoProgress};
+
+/// Table maintenance on a schedule.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    /// When it runs.
+    pub schedule: cron::Schedule,
+    /// How tables are compacted.
+    pub compact: CompactOptions,
+}
+
+/// Compacts every Parquet and Delta table, and VACUUMs each job's target
+/// with the job's retention. Returns one line per table that changed or
+/// failed.
+pub async fn maintain(
+    etl: &Etl,
+    compactor: &Compactor,
+    jobs: &[Arc<Job>],
+    options: &CompactOptions,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut targets = HashSet::new();
+    for job in jobs {
+        let target = job.target.to_string();
+        targets.insert(target.clone());
+        let Some(_held) = etl.hold(&job.name) else {
+            lines.push(format!("{target}: skipped, its job is running"));
+            continue;
+        };
+        if etl.last_run(&job.name).await.ok().flatten().is_none() {
+            continue;
+        }
+        match compactor
+            .optimize(
+                &job.target.database,
+                &job.target.table,
+                options,
+                &NoProgress,
+            )
+            .await
+        {
+            Ok(r) if r.files_before > 0 => lines.push(format!(
+                "{target}: {} files compacted into {}",
+                r.files_before, r.files_after
+            )),
+            Ok(_) => {}
+            Err(e) => lines.push(format!("{target}: compaction failed: {e}")),
+        }
+        let retain = chrono::Duration::from_std(job.retain).unwrap_or(chrono::Duration::weeks(1));
+        match etl.vacuum(job, retain, false).await {
+            Ok(files) if !files.is_empty() => {
+                lines.push(format!("{target}: VACUUM deleted {} files", files.len()))
+            }
+            Ok(_) => {}
+            Err(e) => lines.push(format!("{target}: VACUUM failed: {e}")),
+        }
+    }
+    match compactor.optimize_all(options, &NoProgress, &targets).await {
+        Ok(results) => {
+            for (table, result) in results {
+                match result {
+                    Ok(r) if r.files_before > 0 || r.old_files_deleted > 0 => lines.push(format!(
+                        "{table}: {} files compacted into {}, {} replaced files deleted",
+                        r.files_before, r.files_after, r.old_files_deleted
+                    )),
+                    Ok(_) => {}
+                    Err(e) => lines.push(format!("{table}: compaction failed: {e}")),
+                }
+            }
+        }
+        Err(e) => lines.push(format!("listing tables failed: {e}")),
+    }
+    lines
+}
 
 /// Whether `schedule` fires in `(after, until]`.
 pub fn fires_between(
@@ -24,10 +107,45 @@ pub fn fires_between(
     schedule.after(&after).next().is_some_and(|t| t <= until)
 }
 
-fn start(etl: &Etl, job: &Arc<Job>, why: &'static str) {
+/// Runs the scheduler started: its tasks (runs, maintenance) are tracked
+/// so stopping can wait for them.
+type Tasks = Arc<Mutex<JoinSet<()>>>;
+
+fn spawn_tracked(tasks: &Tasks, task: impl Future<Output = ()> + Send + 'static) {
+    let mut set = tasks.lock().unwrap_or_else(|e| e.into_inner());
+    // Reap finished tasks so the set does not grow.
+    while set.try_join_next().is_some() {}
+    set.spawn(task);
+}
+
+/// A running scheduler.
+#[derive(Debug)]
+pub struct Scheduler {
+    ticker: tokio::task::JoinHandle<()>,
+    tasks: Tasks,
+}
+
+impl Scheduler {
+    /// Stops scheduling and waits up to `patience` for runs under way to
+    /// end; those still going then are stopped (a stopped run leaves its
+    /// table as it was).
+    pub async fn stop(self, patience: Duration) {
+        self.ticker.abort();
+        let mut set = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let drained =
+            tokio::time::timeout(patience, async { while set.join_next().await.is_some() {} })
+                .await;
+        if drained.is_err() {
+            tracing::warn!("stopping ETL runs still going at shutdown");
+            set.shutdown().await;
+        }
+    }
+}
+
+fn start(etl: &Etl, tasks: &Tasks, job: &Arc<Job>, why: &'static str) {
     let etl = etl.clone();
     let job = Arc::clone(job);
-    tokio::spawn(async move {
+    spawn_tracked(tasks, async move {
         if etl.is_running(&job.name) {
             tracing::debug!(job = %job.name, "previous run still going; schedule skipped");
             return;
@@ -47,14 +165,44 @@ fn start(etl: &Etl, job: &Arc<Job>, why: &'static str) {
     });
 }
 
-/// Starts the scheduler for `jobs` (those without a schedule are ignored).
-pub fn spawn_scheduler(etl: Etl, jobs: Vec<Job>) -> tokio::task::JoinHandle<()> {
-    let jobs: Vec<Arc<Job>> = jobs
-        .into_iter()
+fn start_maintenance(
+    etl: &Etl,
+    tasks: &Tasks,
+    jobs: &[Arc<Job>],
+    maintenance: &Maintenance,
+    busy: &Arc<AtomicBool>,
+) {
+    if busy.swap(true, Ordering::SeqCst) {
+        tracing::debug!("previous maintenance still going; schedule skipped");
+        return;
+    }
+    let etl = etl.clone();
+    let jobs = jobs.to_vec();
+    let options = maintenance.compact.clone();
+    let busy = Arc::clone(busy);
+    spawn_tracked(tasks, async move {
+        let compactor = Compactor::new(etl.engine().clone());
+        for line in maintain(&etl, &compactor, &jobs, &options).await {
+            tracing::info!("maintenance: {line}");
+        }
+        busy.store(false, Ordering::SeqCst);
+    });
+}
+
+/// Starts the scheduler for `jobs` (those without a schedule are not run,
+/// but their tables are maintained) and, when given, maintenance.
+pub fn spawn_scheduler(etl: Etl, jobs: Vec<Job>, maintenance: Option<Maintenance>) -> Scheduler {
+    let all: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
+    let jobs: Vec<Arc<Job>> = all
+        .iter()
         .filter(|j| j.schedule.is_some())
-        .map(Arc::new)
+        .cloned()
         .collect();
-    tokio::spawn(async move {
+    let busy = Arc::new(AtomicBool::new(false));
+    let tasks: Tasks = Arc::default();
+    let tracked = Arc::clone(&tasks);
+    let ticker = tokio::spawn(async move {
+        let tasks = tracked;
         let mut last = Utc::now();
         for job in &jobs {
             let Some((_, schedule)) = &job.schedule else {
@@ -70,7 +218,7 @@ pub fn spawn_scheduler(etl: Etl, jobs: Vec<Job>) -> tokio::task::JoinHandle<()> 
                 }
             };
             if missed {
-                start(&etl, job, "missed while the server was down");
+                start(&etl, &tasks, job, "missed while the server was down");
             }
         }
         loop {
@@ -80,12 +228,18 @@ pub fn spawn_scheduler(etl: Etl, jobs: Vec<Job>) -> tokio::task::JoinHandle<()> 
                 if let Some((_, schedule)) = &job.schedule
                     && fires_between(schedule, last, now)
                 {
-                    start(&etl, job, "scheduled");
+                    start(&etl, &tasks, job, "scheduled");
                 }
+            }
+            if let Some(m) = &maintenance
+                && fires_between(&m.schedule, last, now)
+            {
+                start_maintenance(&etl, &tasks, &all, m, &busy);
             }
             last = now;
         }
-    })
+    });
+    Scheduler { ticker, tasks }
 }
 
 #[cfg(test)]
