@@ -441,7 +441,15 @@ struct Percentiles {
     integer: bool,
     /// `ARRAY[p, ...]` was given: return an array.
     list: bool,
+    /// Values not yet merged into the digest. A grouped aggregation hands
+    /// each group a few values per batch, and merging a handful into a
+    /// t-digest costs about what merging hundreds does; buffering makes
+    /// the merges few and large.
+    pending: Vec<f64>,
 }
+
+/// Values buffered per group before they are merged into its digest.
+const PENDING_VALUES: usize = 256;
 
 fn percentile_values(args: &AccumulatorArgs) -> Result<(Vec<f64>, bool)> {
     let expr = &args.exprs[args.exprs.len() - 1];
@@ -512,12 +520,22 @@ fn approx_percentile() -> (StateFn, MakeFn) {
                 ps,
                 integer,
                 list,
+                pending: Vec::new(),
             }))
         },
     )
 }
 
 impl Percentiles {
+    /// Merges the buffered values into the digest.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let values = Float64Array::from(std::mem::take(&mut self.pending));
+        self.digest.update_batch(&[Arc::new(values)])
+    }
+
     fn cast(&self, v: f64) -> ScalarValue {
         if self.integer {
             ScalarValue::Int64(Some(v.round() as i64))
@@ -540,10 +558,17 @@ impl Accumulator for Percentiles {
             }
             return self.digest.update_batch(&[x, values[1].clone()]);
         }
-        self.digest.update_batch(&[x])
+        let x = x.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        // Nulls are skipped, as the digest itself does.
+        self.pending.extend(x.iter().flatten());
+        if self.pending.len() >= PENDING_VALUES {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.flush()?;
         let state = self.digest.state()?;
         let arrays = state
             .iter()
@@ -583,10 +608,11 @@ impl Accumulator for Percentiles {
     }
 
     fn size(&self) -> usize {
-        self.digest.size() + size_of_val(self) + self.ps.len() * 8
+        self.digest.size() + size_of_val(self) + (self.ps.len() + self.pending.capacity()) * 8
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.flush()?;
         self.digest.state()
     }
 

@@ -268,9 +268,137 @@ fn java_replacement(r: &str, groups: usize) -> Result<String> {
     Ok(out)
 }
 
+/// The one value of a string argument that is the same, non-null, on
+/// every row (a constant), if it is.
+fn constant(a: &StringArray) -> Option<&str> {
+    if a.is_empty() || a.null_count() > 0 {
+        return None;
+    }
+    let first = a.value(0);
+    a.iter().all(|v| v == Some(first)).then_some(first)
+}
+
+/// The bytes of a pattern that is one ASCII character class repeated
+/// (`[0-9]+`, `[a-f0-9]+`, `[ \t]+`): its matches are the maximal runs of
+/// those bytes, found with a table instead of the regex engine. ASCII
+/// bytes never occur inside a multi-byte UTF-8 character, so runs start
+/// and end on character boundaries.
+fn ascii_class_run(pattern: &str) -> Option<[bool; 256]> {
+    use regex_syntax::hir::{Class, HirKind};
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let HirKind::Repetition(rep) = hir.kind() else {
+        return None;
+    };
+    if rep.min != 1 || rep.max.is_some() || !rep.greedy {
+        return None;
+    }
+    let HirKind::Class(class) = rep.sub.kind() else {
+        return None;
+    };
+    let mut table = [false; 256];
+    let mut mark = |start: u32, end: u32| {
+        if end > 127 {
+            return false;
+        }
+        for b in start..=end {
+            table[b as usize] = true;
+        }
+        true
+    };
+    let ascii = match class {
+        Class::Unicode(u) => u
+            .ranges()
+            .iter()
+            .all(|r| mark(r.start() as u32, r.end() as u32)),
+        Class::Bytes(b) => b
+            .ranges()
+            .iter()
+            .all(|r| mark(u32::from(r.start()), u32::from(r.end()))),
+    };
+    ascii.then_some(table)
+}
+
+/// Replaces each maximal run of `table`'s bytes in `v` by `rep`, into
+/// `buf`; false (and `buf` untouched) when there is none.
+fn replace_runs(v: &str, table: &[bool; 256], rep: &str, buf: &mut String) -> bool {
+    let bytes = v.as_bytes();
+    let Some(first) = bytes.iter().position(|b| table[*b as usize]) else {
+        return false;
+    };
+    buf.clear();
+    let (mut i, mut last) = (first, 0);
+    while i < bytes.len() {
+        if table[bytes[i] as usize] {
+            buf.push_str(&v[last..i]);
+            buf.push_str(rep);
+            while i < bytes.len() && table[bytes[i] as usize] {
+                i += 1;
+            }
+            last = i;
+        } else {
+            i += 1;
+        }
+    }
+    buf.push_str(&v[last..]);
+    true
+}
+
+/// `regexp_replace` with a constant pattern and replacement (the usual
+/// case): compiled once, and without group references, matches are
+/// replaced into one reused buffer instead of a new string per row.
+fn replace_constant(s: &StringArray, pattern: &str, replacement: &str) -> Result<ArrayRef> {
+    let re = compile(pattern)?;
+    let conv = java_replacement(replacement, re.captures_len() - 1)?;
+    let literal = !conv.contains('$');
+    let runs = if literal {
+        ascii_class_run(pattern)
+    } else {
+        None
+    };
+    let mut out = StringBuilder::with_capacity(s.len(), s.value_data().len());
+    let mut buf = String::new();
+    for v in s.iter() {
+        let Some(v) = v else {
+            out.append_null();
+            continue;
+        };
+        if let Some(table) = &runs {
+            if replace_runs(v, table, &conv, &mut buf) {
+                out.append_value(&buf);
+            } else {
+                out.append_value(v);
+            }
+        } else if literal {
+            buf.clear();
+            let mut last = 0;
+            for m in re.find_iter(v) {
+                buf.push_str(&v[last..m.start()]);
+                buf.push_str(&conv);
+                last = m.end();
+            }
+            if last == 0 && buf.is_empty() {
+                out.append_value(v);
+            } else {
+                buf.push_str(&v[last..]);
+                out.append_value(&buf);
+            }
+        } else {
+            out.append_value(re.replace_all(v, conv.as_str()));
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
 fn regexp_replace(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef> {
     let (s, p) = (strs(&args[0])?, strs(&args[1])?);
     let r = args.get(2).map(strs).transpose()?;
+    let rep_constant = match r {
+        None => Some(""),
+        Some(r) => constant(r),
+    };
+    if let (Some(pattern), Some(rep)) = (constant(p), rep_constant) {
+        return replace_constant(s, pattern, rep);
+    }
     let mut last = Last::default();
     let mut last_rep: Option<(String, String, String)> = None;
     let mut out = Vec::with_capacity(s.len());
@@ -371,6 +499,18 @@ fn regexp_position(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ascii_class_runs_are_recognised() {
+        use super::ascii_class_run;
+        assert!(ascii_class_run("[0-9]+").is_some());
+        assert!(ascii_class_run("[a-f0-9]+").is_some());
+        assert!(ascii_class_run("[0-9]*").is_none());
+        assert!(ascii_class_run("[0-9]+?").is_none());
+        assert!(ascii_class_run("\\d+").is_none(), "Unicode digits");
+        assert!(ascii_class_run("[0-9é]+").is_none());
+        assert!(ascii_class_run("a+").is_none(), "a literal, not a class");
+    }
+
     use super::super::test_util::{ctx, err, one};
     use super::java_replacement;
 
@@ -432,6 +572,43 @@ mod tests {
             )
             .await,
             "3ca 3cb 14m"
+        );
+        assert_eq!(
+            one(&c, "SELECT regexp_replace('abc', 'x*', '-')").await,
+            "-a-b-c-"
+        );
+        // Runs of one ASCII class (matched without the regex engine), next
+        // to multi-byte characters.
+        assert_eq!(
+            one(&c, "SELECT regexp_replace('é12ü3x45', '[0-9]+', '#')").await,
+            "é#ü#x#"
+        );
+        assert_eq!(
+            one(&c, "SELECT regexp_replace('a  b\t c', '[ \t]+', ' ')").await,
+            "a b c"
+        );
+        assert_eq!(
+            one(&c, "SELECT regexp_replace('99', '[0-9]+', '')").await,
+            ""
+        );
+        // Constant pattern over a column, and a pattern that varies by row.
+        assert_eq!(
+            one(
+                &c,
+                "SELECT array_join(array_agg(regexp_replace(p, '[0-9]+', '{id}') ORDER BY p), ',') \
+                 FROM (VALUES ('/u/12/x/7'), ('/a'), (NULL), ('9')) AS t(p)"
+            )
+            .await,
+            "/a,/u/{id}/x/{id},{id}"
+        );
+        assert_eq!(
+            one(
+                &c,
+                "SELECT array_join(array_agg(regexp_replace(s, p, 'X') ORDER BY s), ',') \
+                 FROM (VALUES ('a1b', '[0-9]'), ('a1b', '[a-z]')) AS t(s, p)"
+            )
+            .await,
+            "aXb,X1X"
         );
         assert_eq!(
             one(&c, "SELECT regexp_count('1a 2b 14m', '\\s*[a-z]+\\s*')").await,
