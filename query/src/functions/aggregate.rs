@@ -23,7 +23,8 @@ use datafusion::functions_aggregate::approx_percentile_cont::ApproxPercentileAcc
 use datafusion::functions_aggregate::approx_percentile_cont_with_weight::ApproxPercentileWithWeightAccumulator;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator,
+    Signature, Volatility,
 };
 
 use super::{CoerceFn, ReturnFn, arity};
@@ -32,12 +33,10 @@ use super::{CoerceFn, ReturnFn, arity};
 pub(crate) fn functions() -> Vec<AggregateUDF> {
     use datafusion::functions_aggregate::{any_value::any_value_udaf, bool_and_or::bool_and_udaf};
     vec![
-        AggregateUDF::new_from_impl(Agg::new(
-            "count_if",
-            coerce_bool,
-            |_| Ok(DataType::Int64),
-            count_if(),
-        )),
+        AggregateUDF::new_from_impl(
+            Agg::new("count_if", coerce_bool, |_| Ok(DataType::Int64), count_if())
+                .with_groups((|_| true, |_| Ok(Box::new(CountIfGroups::default())))),
+        ),
         AggregateUDF::new_from_impl(Agg::new("max_by", coerce_by, ret_first, max_by())),
         AggregateUDF::new_from_impl(Agg::new("min_by", coerce_by, ret_first, min_by())),
         AggregateUDF::new_from_impl(Agg::new(
@@ -46,12 +45,16 @@ pub(crate) fn functions() -> Vec<AggregateUDF> {
             |_| Ok(DataType::Float64),
             geometric_mean(),
         )),
-        AggregateUDF::new_from_impl(Agg::new(
-            "approx_percentile",
-            coerce_percentile,
-            ret_percentile,
-            approx_percentile(),
-        )),
+        AggregateUDF::new_from_impl(
+            Agg::new(
+                "approx_percentile",
+                coerce_percentile,
+                ret_percentile,
+                approx_percentile(),
+            )
+            // Unweighted calls; weighted ones keep one accumulator per group.
+            .with_groups((|a| a.exprs.len() == 2, percentile_groups)),
+        ),
         AggregateUDF::new_from_impl(Agg::new(
             "map_agg",
             |a| Ok(coerce_by(a)?.iter().map(plain_strings).collect()),
@@ -80,6 +83,11 @@ pub(crate) fn functions() -> Vec<AggregateUDF> {
 
 type StateFn = fn(&StateFieldsArgs) -> Result<Vec<FieldRef>>;
 type MakeFn = fn(&AccumulatorArgs) -> Result<Box<dyn Accumulator>>;
+/// Whether a call can use the grouped accumulator, and its constructor.
+type GroupsFn = (
+    fn(&AccumulatorArgs) -> bool,
+    fn(&AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>>,
+);
 
 /// An aggregate described by plain functions: coercion, return type, and a
 /// (state layout, accumulator constructor) pair.
@@ -91,9 +99,17 @@ struct Agg {
     ret: ReturnFn,
     state: StateFn,
     make: MakeFn,
+    /// A grouped accumulator: one object for all groups, fed each batch
+    /// once, instead of one accumulator per group fed a slice per group.
+    groups: Option<GroupsFn>,
 }
 
 impl Agg {
+    fn with_groups(mut self, groups: GroupsFn) -> Self {
+        self.groups = Some(groups);
+        self
+    }
+
     fn new(name: &'static str, coerce: CoerceFn, ret: ReturnFn, parts: (StateFn, MakeFn)) -> Self {
         Self {
             name,
@@ -102,6 +118,7 @@ impl Agg {
             ret,
             state: parts.0,
             make: parts.1,
+            groups: None,
         }
     }
 }
@@ -141,6 +158,23 @@ impl AggregateUDFImpl for Agg {
 
     fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         (self.make)(&acc_args)
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        self.groups.is_some_and(|(supported, _)| supported(&args))
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        match self.groups {
+            Some((_, make)) => make(&args),
+            None => Err(DataFusionError::Internal(format!(
+                "{} has no grouped accumulator",
+                self.name
+            ))),
+        }
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -231,6 +265,91 @@ fn count_if() -> (StateFn, MakeFn) {
         |a| Ok(vec![state_field(a, "count", DataType::Int64)]),
         |_| Ok(Box::new(CountIf::default())),
     )
+}
+
+/// `count_if` for all groups at once.
+#[derive(Debug, Default)]
+struct CountIfGroups {
+    counts: Vec<i64>,
+}
+
+/// Whether row `i` passes the aggregate's FILTER (a NULL does not).
+fn passes(filter: Option<&BooleanArray>, i: usize) -> bool {
+    filter.is_none_or(|f| f.is_valid(i) && f.value(i))
+}
+
+impl GroupsAccumulator for CountIfGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.counts.resize(total_num_groups, 0);
+        let b = values[0]
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| DataFusionError::Internal("count_if expects booleans".into()))?;
+        for (i, &g) in group_indices.iter().enumerate() {
+            if b.is_valid(i) && b.value(i) && passes(opt_filter, i) {
+                self.counts[g] += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        Ok(Arc::new(Int64Array::from(
+            emit_to.take_needed(&mut self.counts),
+        )))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(emit_to)?])
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.counts.resize(total_num_groups, 0);
+        let c = values[0]
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| DataFusionError::Internal("count_if state".into()))?;
+        for (i, &g) in group_indices.iter().enumerate() {
+            if c.is_valid(i) {
+                self.counts[g] += c.value(i);
+            }
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let b = values[0]
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| DataFusionError::Internal("count_if expects booleans".into()))?;
+        let counts: Int64Array = (0..b.len())
+            .map(|i| {
+                Some(i64::from(
+                    b.is_valid(i) && b.value(i) && passes(opt_filter, i),
+                ))
+            })
+            .collect();
+        Ok(vec![Arc::new(counts)])
+    }
+
+    fn size(&self) -> usize {
+        self.counts.capacity() * size_of::<i64>()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -524,6 +643,154 @@ fn approx_percentile() -> (StateFn, MakeFn) {
             }))
         },
     )
+}
+
+/// `approx_percentile` (unweighted) for all groups at once: each row's
+/// value is pushed to its group's buffer, and full buffers are merged into
+/// the group's digest.
+#[derive(Debug)]
+struct PercentileGroups {
+    groups: Vec<Percentiles>,
+    ps: Vec<f64>,
+    integer: bool,
+    list: bool,
+    ret: DataType,
+}
+
+fn percentile_groups(args: &AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+    let (ps, list) = percentile_values(args)?;
+    Ok(Box::new(PercentileGroups {
+        groups: Vec::new(),
+        ps,
+        integer: args.expr_fields[0].data_type().is_integer(),
+        list,
+        ret: args.return_field.data_type().clone(),
+    }))
+}
+
+impl PercentileGroups {
+    /// An empty digest.
+    fn fresh(&self) -> Percentiles {
+        Percentiles {
+            digest: Box::new(ApproxPercentileAccumulator::new(
+                self.ps[0],
+                DataType::Float64,
+            )),
+            ps: self.ps.clone(),
+            integer: self.integer,
+            list: self.list,
+            pending: Vec::new(),
+        }
+    }
+
+    fn grow(&mut self, total: usize) {
+        while self.groups.len() < total {
+            let fresh = self.fresh();
+            self.groups.push(fresh);
+        }
+    }
+
+    /// The states of digests, one row each.
+    fn states(&self, digests: impl Iterator<Item = Percentiles>) -> Result<Vec<ArrayRef>> {
+        let mut columns: Vec<Vec<ScalarValue>> = Vec::new();
+        for mut d in digests {
+            for (c, v) in d.state()?.into_iter().enumerate() {
+                if columns.len() <= c {
+                    columns.push(Vec::new());
+                }
+                columns[c].push(v);
+            }
+        }
+        if columns.is_empty() {
+            return self
+                .fresh()
+                .state()?
+                .iter()
+                .map(|v| Ok(new_empty_array(&v.data_type())))
+                .collect();
+        }
+        columns
+            .into_iter()
+            .map(ScalarValue::iter_to_array)
+            .collect()
+    }
+}
+
+impl GroupsAccumulator for PercentileGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.grow(total_num_groups);
+        let x = datafusion::arrow::compute::cast(&values[0], &DataType::Float64)?;
+        let x = x.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        for (i, &g) in group_indices.iter().enumerate() {
+            if x.is_valid(i) && passes(opt_filter, i) {
+                let group = &mut self.groups[g];
+                group.pending.push(x.value(i));
+                if group.pending.len() >= PENDING_VALUES {
+                    group.flush()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        if taken.is_empty() {
+            return Ok(new_empty_array(&self.ret));
+        }
+        let values = taken
+            .into_iter()
+            .map(|mut g| g.evaluate())
+            .collect::<Result<Vec<_>>>()?;
+        ScalarValue::iter_to_array(values)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        self.states(taken.into_iter())
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.grow(total_num_groups);
+        for (i, &g) in group_indices.iter().enumerate() {
+            let row: Vec<ArrayRef> = values.iter().map(|a| a.slice(i, 1)).collect();
+            self.groups[g].merge_batch(&row)?;
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        // A digest of each row on its own.
+        let x = datafusion::arrow::compute::cast(&values[0], &DataType::Float64)?;
+        let x = x.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        let digests = (0..x.len()).map(|i| {
+            let mut d = self.fresh();
+            if x.is_valid(i) && passes(opt_filter, i) {
+                d.pending.push(x.value(i));
+            }
+            d
+        });
+        self.states(digests)
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.groups.iter().map(Accumulator::size).sum::<usize>()
+    }
 }
 
 impl Percentiles {
@@ -881,6 +1148,71 @@ impl AggregateUDFImpl for BigintResult {
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{ctx, err, one, run};
+
+    /// Rows turned into states one by one (what DataFusion does when a
+    /// partial aggregation barely reduces the rows) and merged give what
+    /// updating the groups directly gives.
+    #[test]
+    fn grouped_accumulators_merge_row_states() {
+        use super::*;
+        let x: ArrayRef = Arc::new(Float64Array::from(vec![
+            Some(1.0),
+            Some(5.0),
+            None,
+            Some(3.0),
+            Some(10.0),
+            Some(7.0),
+        ]));
+        let groups = [0, 0, 0, 0, 1, 0];
+        let filter = BooleanArray::from(vec![true, true, true, true, true, false]);
+        let percentiles = || PercentileGroups {
+            groups: Vec::new(),
+            ps: vec![0.5],
+            integer: false,
+            list: false,
+            ret: DataType::Float64,
+        };
+        let mut direct = percentiles();
+        direct
+            .update_batch(&[x.clone()], &groups, Some(&filter), 2)
+            .unwrap();
+        let mut merged = percentiles();
+        let states = merged
+            .convert_to_state(&[x.clone()], Some(&filter))
+            .unwrap();
+        merged.merge_batch(&states, &groups, 2).unwrap();
+        let a = direct.evaluate(EmitTo::All).unwrap();
+        let b = merged.evaluate(EmitTo::All).unwrap();
+        assert_eq!(
+            a.as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                .values(),
+            &[3.0, 10.0]
+        );
+        assert_eq!(&a, &b);
+
+        let flags: ArrayRef = Arc::new(BooleanArray::from(vec![
+            Some(true),
+            Some(false),
+            None,
+            Some(true),
+            Some(true),
+            Some(true),
+        ]));
+        let mut direct = CountIfGroups::default();
+        direct
+            .update_batch(&[flags.clone()], &groups, Some(&filter), 2)
+            .unwrap();
+        let mut merged = CountIfGroups::default();
+        let states = merged.convert_to_state(&[flags], Some(&filter)).unwrap();
+        merged.merge_batch(&states, &groups, 2).unwrap();
+        let a = direct.evaluate(EmitTo::All).unwrap();
+        assert_eq!(
+            a.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .values(),
+            &[2, 1]
+        );
+        assert_eq!(&a, &merged.evaluate(EmitTo::All).unwrap());
+    }
 
     #[tokio::test]
     async fn simple_aggregates() {
