@@ -230,10 +230,7 @@ struct CountIf(i64);
 
 impl Accumulator for CountIf {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let b = values[0]
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| DataFusionError::Internal("count_if expects booleans".into()))?;
+        let b = booleans(&values[0])?;
         self.0 += b.iter().filter(|v| *v == Some(true)).count() as i64;
         Ok(())
     }
@@ -267,6 +264,13 @@ fn count_if() -> (StateFn, MakeFn) {
     )
 }
 
+/// The boolean argument of `count_if`.
+fn booleans(a: &ArrayRef) -> Result<&BooleanArray> {
+    a.as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| DataFusionError::Internal("count_if expects booleans".into()))
+}
+
 /// `count_if` for all groups at once.
 #[derive(Debug, Default)]
 struct CountIfGroups {
@@ -287,10 +291,7 @@ impl GroupsAccumulator for CountIfGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         self.counts.resize(total_num_groups, 0);
-        let b = values[0]
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| DataFusionError::Internal("count_if expects booleans".into()))?;
+        let b = booleans(&values[0])?;
         for (i, &g) in group_indices.iter().enumerate() {
             if b.is_valid(i) && b.value(i) && passes(opt_filter, i) {
                 self.counts[g] += 1;
@@ -333,10 +334,7 @@ impl GroupsAccumulator for CountIfGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let b = values[0]
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| DataFusionError::Internal("count_if expects booleans".into()))?;
+        let b = booleans(&values[0])?;
         let counts: Int64Array = (0..b.len())
             .map(|i| {
                 Some(i64::from(
@@ -1174,11 +1172,11 @@ mod tests {
         };
         let mut direct = percentiles();
         direct
-            .update_batch(&[x.clone()], &groups, Some(&filter), 2)
+            .update_batch(std::slice::from_ref(&x), &groups, Some(&filter), 2)
             .unwrap();
         let mut merged = percentiles();
         let states = merged
-            .convert_to_state(&[x.clone()], Some(&filter))
+            .convert_to_state(std::slice::from_ref(&x), Some(&filter))
             .unwrap();
         merged.merge_batch(&states, &groups, 2).unwrap();
         let a = direct.evaluate(EmitTo::All).unwrap();
@@ -1200,7 +1198,7 @@ mod tests {
         ]));
         let mut direct = CountIfGroups::default();
         direct
-            .update_batch(&[flags.clone()], &groups, Some(&filter), 2)
+            .update_batch(std::slice::from_ref(&flags), &groups, Some(&filter), 2)
             .unwrap();
         let mut merged = CountIfGroups::default();
         let states = merged.convert_to_state(&[flags], Some(&filter)).unwrap();
