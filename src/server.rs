@@ -25,6 +25,8 @@ use lakehose_ingest::{IngestConfig, IngestService, firehose};
 use lakehose_query::athena::{self, AthenaApi, AthenaConfig};
 use lakehose_query::live::{LiveBuffer, LiveSource};
 use lakehose_query::{EngineConfig, QueryEngine};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
@@ -87,7 +89,60 @@ struct AppState {
     ingest: IngestService,
     glue: GlueApi,
     athena: AthenaApi,
+    athena_gauges: AthenaGauges,
     registry: Arc<Registry>,
+}
+
+/// The Athena API's figures, set from its execution history at each scrape.
+#[derive(Clone, Default)]
+struct AthenaGauges {
+    executions: Family<Vec<(String, String)>, Gauge>,
+    data_scanned: Gauge,
+    engine_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    total_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl AthenaGauges {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "lakehose_athena_executions",
+            "Athena query executions in the history, by state",
+            self.executions.clone(),
+        );
+        registry.register(
+            "lakehose_athena_data_scanned_bytes",
+            "Bytes read by the Athena query executions in the history",
+            self.data_scanned.clone(),
+        );
+        registry.register(
+            "lakehose_athena_engine_seconds",
+            "Time in the engine of the finished Athena query executions in the history",
+            self.engine_seconds.clone(),
+        );
+        registry.register(
+            "lakehose_athena_total_seconds",
+            "Time from submission to completion of the finished Athena query executions in the history",
+            self.total_seconds.clone(),
+        );
+    }
+
+    fn update(&self, athena: &AthenaApi) {
+        let m = athena.metrics();
+        for (state, n) in [
+            ("QUEUED", m.queued),
+            ("RUNNING", m.running),
+            ("SUCCEEDED", m.succeeded),
+            ("FAILED", m.failed),
+            ("CANCELLED", m.cancelled),
+        ] {
+            self.executions
+                .get_or_create(&vec![("state".to_string(), state.to_string())])
+                .set(n as i64);
+        }
+        self.data_scanned.set(m.data_scanned_bytes as i64);
+        self.engine_seconds.set(m.engine_ms as f64 / 1000.0);
+        self.total_seconds.set(m.total_ms as f64 / 1000.0);
+    }
 }
 
 /// A running server.
@@ -228,6 +283,8 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     });
     let mut registry = Registry::default();
     ingest.metrics().register(&mut registry);
+    let athena_gauges = AthenaGauges::default();
+    athena_gauges.register(&mut registry);
     let state = AppState {
         ingest: ingest.clone(),
         glue: GlueApi {
@@ -235,6 +292,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
             crawlers: crawlers.clone(),
         },
         athena,
+        athena_gauges,
         registry: Arc::new(registry),
     };
     let app = Router::new()
@@ -296,6 +354,7 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.athena_gauges.update(&state.athena);
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &state.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();

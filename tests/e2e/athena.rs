@@ -262,6 +262,29 @@ fn acked_records_are_queryable_at_once_and_after_restart() {
             Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE),
             "{err:?}"
         );
+
+        // The executions' figures in /metrics, from the history that
+        // survived the restart.
+        let metrics = reqwest::get(format!("{}/metrics", server.endpoint))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let value = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} is missing:\n{metrics}"))
+        };
+        assert!(value("lakehose_athena_executions{state=\"SUCCEEDED\"}") >= 7.0);
+        assert_eq!(value("lakehose_athena_executions{state=\"FAILED\"}"), 0.0);
+        assert_eq!(value("lakehose_athena_executions{state=\"RUNNING\"}"), 0.0);
+        assert!(value("lakehose_athena_data_scanned_bytes") > 0.0);
+        assert!(value("lakehose_athena_total_seconds") > 0.0);
+        assert!(value("lakehose_athena_engine_seconds") <= value("lakehose_athena_total_seconds"));
     });
 }
 

@@ -104,6 +104,13 @@ pub struct AthenaMetrics {
     pub failed: u64,
     /// Stopped by a user.
     pub cancelled: u64,
+    /// Bytes the engine read, over every execution in the history.
+    pub data_scanned_bytes: u64,
+    /// Milliseconds in the engine, over every finished execution.
+    pub engine_ms: u64,
+    /// Milliseconds from submission to completion, over every finished
+    /// execution.
+    pub total_ms: u64,
 }
 
 /// The Athena API: executions, workgroups, and the catalog they query.
@@ -203,6 +210,11 @@ impl AthenaApi {
                 QueryState::Succeeded => m.succeeded += 1,
                 QueryState::Failed => m.failed += 1,
                 QueryState::Cancelled => m.cancelled += 1,
+            }
+            m.data_scanned_bytes += e.data_scanned;
+            m.engine_ms += e.engine_ms.unwrap_or(0).max(0) as u64;
+            if let Some(done) = e.completed_ms {
+                m.total_ms += (done - e.submitted_ms).max(0) as u64;
             }
         }
         m
