@@ -25,9 +25,9 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Query, Select,
-    SetExpr, Statement, TableFactor, TableSampleKind, TableSampleMethod, TableSampleUnit, VisitMut,
-    VisitorMut, visit_expressions_mut,
+    BinaryOperator, CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Query,
+    Select, SelectItem, SetExpr, Statement, TableFactor, TableSampleKind, TableSampleMethod,
+    TableSampleUnit, VisitMut, VisitorMut, visit_expressions_mut,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -45,8 +45,29 @@ pub fn rewrite(statement: &mut Statement) -> Result<(), String> {
 
 struct Rewriter;
 
+/// Names a select item that is neither a column nor aliased
+/// `_col<position>`, as Athena and Presto do: `SELECT service, count(*)`
+/// gives the columns `service` and `_col1`.
+fn name_unnamed_columns(select: &mut Select) {
+    for (i, item) in select.projection.iter_mut().enumerate() {
+        if let SelectItem::UnnamedExpr(e) = item
+            && !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+        {
+            *item = SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: Ident::new(format!("_col{i}")),
+            };
+        }
+    }
+}
+
 impl VisitorMut for Rewriter {
     type Break = String;
+
+    fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<String> {
+        name_unnamed_columns(select);
+        ControlFlow::Continue(())
+    }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<String> {
         if let Expr::AtTimeZone {
@@ -501,11 +522,16 @@ mod tests {
     fn rewrites_as_text() {
         assert_eq!(
             rewritten("SELECT if(a > 1, 'x', 'y') FROM t"),
-            "SELECT CASE WHEN a > 1 THEN 'x' ELSE 'y' END FROM t"
+            "SELECT CASE WHEN a > 1 THEN 'x' ELSE 'y' END AS _col0 FROM t"
         );
         assert_eq!(
             rewritten("SELECT try(CAST(a AS INT) / b) FROM t"),
-            "SELECT (TRY_CAST(a AS INT) / NULLIF(b, 0)) FROM t"
+            "SELECT (TRY_CAST(a AS INT) / NULLIF(b, 0)) AS _col0 FROM t"
+        );
+        // Unnamed expressions are named by position, as Athena names them.
+        assert_eq!(
+            rewritten("SELECT service, t.x, count(*), a + 1 AS y FROM t"),
+            "SELECT service, t.x, count(*) AS _col2, a + 1 AS y FROM t"
         );
         assert_eq!(
             rewritten("SELECT * FROM db.t TABLESAMPLE BERNOULLI (10)"),

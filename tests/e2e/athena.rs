@@ -230,6 +230,18 @@ fn acked_records_are_queryable_at_once_and_after_restart() {
         )
         .await;
         assert_eq!(partitions.len(), 3, "{partitions:?}");
+        // Unnamed expressions are named by position, as Athena names them
+        // (the first row is the header).
+        let rows = all_rows(
+            &athena,
+            "SELECT service, count(*), max(id) AS top FROM weblogs.requests GROUP BY service ORDER BY service LIMIT 1",
+            "default",
+            false,
+        )
+        .await;
+        let expected: Vec<Option<String>> =
+            ["service", "_col1", "top"].map(|n| Some(n.to_string())).to_vec();
+        assert_eq!(rows[0], expected, "{rows:?}");
         let rows = select(
             &athena,
             "SELECT approx_percentile(latency_ms, 0.5) BETWEEN 100 AND 200 FROM weblogs.requests",
