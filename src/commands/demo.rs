@@ -238,7 +238,7 @@ struct EtlWatch {
 impl EtlWatch {
     fn open(data_dir: &Path) -> anyhow::Result<Self> {
         Ok(Self {
-            etl: lakehose_transform::Etl::new(local_engine(data_dir)?),
+            etl: lakehose_transform::Etl::new(super::local_engine(data_dir)?),
             jobs: demo_jobs()?,
         })
     }
@@ -298,22 +298,10 @@ impl EtlWatch {
     }
 }
 
-/// A query engine over the data folder, beside the server's.
-fn local_engine(data_dir: &Path) -> anyhow::Result<lakehose_query::QueryEngine> {
-    let storage = lakehose_catalog::Storage::local(data_dir)?;
-    let catalog: lakehose_catalog::CatalogRef =
-        Arc::new(lakehose_catalog::EmbeddedCatalog::new(storage.clone()));
-    Ok(lakehose_query::QueryEngine::new(
-        catalog,
-        storage,
-        Default::default(),
-    )?)
-}
-
 /// Compacts the landed logs (every partition: the fleet has stopped) and
 /// shows the same answer before and after.
 async fn compact_landing(data_dir: &Path) -> anyhow::Result<()> {
-    let engine = local_engine(data_dir)?;
+    let engine = super::local_engine(data_dir)?;
     let compactor = lakehose_transform::Compactor::new(engine.clone());
     let sql = "SELECT count(*) AS records, count(DISTINCT trace_id) AS traces, round(sum(latency_ms), 1) AS latency_sum FROM demo.app_logs";
     let backend = super::query::Backend::Local(engine);
@@ -381,7 +369,7 @@ fn demo_jobs() -> anyhow::Result<Vec<lakehose_transform::Job>> {
 async fn run_etl(data_dir: &Path) -> anyhow::Result<()> {
     let jobs = demo_jobs()?;
     let order = lakehose_transform::dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?;
-    let engine = local_engine(data_dir)?;
+    let engine = super::local_engine(data_dir)?;
     let etl = lakehose_transform::Etl::new(engine.clone());
     println!(
         "

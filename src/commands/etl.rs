@@ -10,13 +10,10 @@
 //! ```
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
-use lakehose_query::{EngineConfig, QueryEngine};
 use lakehose_transform::{Etl, Job, RunProgress, RunRecord, dependency_order, load_dir};
 
 /// `lakehose etl`.
@@ -130,11 +127,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 fn etl(data_dir: &std::path::Path) -> anyhow::Result<Etl> {
-    let storage = Storage::local(data_dir)
-        .with_context(|| format!("could not open the data folder {}", data_dir.display()))?;
-    let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
-    let engine = QueryEngine::new(catalog, storage, EngineConfig::default())?;
-    Ok(Etl::new(engine))
+    Ok(Etl::new(super::local_engine(data_dir)?))
 }
 
 fn find<'a>(jobs: &'a [Job], name: &str) -> anyhow::Result<&'a Job> {

@@ -7,13 +7,10 @@
 //! ```
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
-use lakehose_query::{EngineConfig, QueryEngine};
 use lakehose_transform::{CompactOptions, CompactProgress, CompactReport, Compactor};
 
 /// `lakehose optimize`.
@@ -114,15 +111,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run_async(config: Config) -> anyhow::Result<()> {
-    let storage = Storage::local(&config.data_dir).with_context(|| {
-        format!(
-            "could not open the data folder {}",
-            config.data_dir.display()
-        )
-    })?;
-    let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
-    let engine = QueryEngine::new(catalog, storage, EngineConfig::default())?;
-    let compactor = Compactor::new(engine);
+    let compactor = Compactor::new(super::local_engine(&config.data_dir)?);
     if config.target_size_mb == 0 {
         bail!("--target-size-mb must be at least 1");
     }

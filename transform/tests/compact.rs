@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 mod common;
 
 use common::{rows_of, rt};
-use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
-use lakehose_query::{EngineConfig, QueryEngine};
+use lakehose_query::QueryEngine;
 use lakehose_transform::{CompactOptions, CompactProgress, Compactor, Etl, Job, NoProgress};
 
 /// Asks the queries again each time a new file has been written, before
@@ -44,10 +43,7 @@ struct Lake {
 
 impl Lake {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::local(dir.path()).unwrap();
-        let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
-        let engine = QueryEngine::new(catalog, storage, EngineConfig::default()).unwrap();
+        let (dir, engine) = common::lake();
         let compactor = Compactor::new(engine.clone());
         Self {
             dir,

@@ -3,13 +3,11 @@
 //! the query engine and compared with the same SELECT run directly.
 
 use std::path::Path;
-use std::sync::Arc;
 
 mod common;
 
 use common::{rows_of, rt};
-use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
-use lakehose_query::{EngineConfig, QueryEngine, QueryRequest};
+use lakehose_query::{QueryEngine, QueryRequest};
 use lakehose_transform::{Etl, Job, NoProgress, RunRecord};
 
 struct Lake {
@@ -20,10 +18,7 @@ struct Lake {
 
 impl Lake {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::local(dir.path()).unwrap();
-        let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
-        let engine = QueryEngine::new(catalog, storage, EngineConfig::default()).unwrap();
+        let (dir, engine) = common::lake();
         let etl = Etl::new(engine.clone());
         Self {
             _dir: dir,

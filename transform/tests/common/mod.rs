@@ -1,7 +1,19 @@
 //! Helpers shared by the transform crate's tests.
 
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use lakehose_query::{QueryEngine, QueryRequest};
+use std::sync::Arc;
+
+use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
+use lakehose_query::{EngineConfig, QueryEngine, QueryRequest};
+
+/// A query engine over an empty warehouse in a temporary folder.
+pub fn lake() -> (tempfile::TempDir, QueryEngine) {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::local(dir.path()).unwrap();
+    let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
+    let engine = QueryEngine::new(catalog, storage, EngineConfig::default()).unwrap();
+    (dir, engine)
+}
 
 /// Rows of a query as text, in the order the query gives.
 pub async fn rows_of(engine: &QueryEngine, sql: &str) -> Vec<Vec<String>> {
