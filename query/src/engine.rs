@@ -115,6 +115,9 @@ pub(crate) struct Inner {
     pub(crate) runtime: Arc<RuntimeEnv>,
     pub(crate) config: EngineConfig,
     pub(crate) live: std::sync::OnceLock<crate::live::LiveSourceRef>,
+    /// Postgres's system catalog over this catalog, made on first use and
+    /// shared, so the oids it hands out stay the same between queries.
+    pub(crate) pg_catalog: std::sync::OnceLock<Arc<dyn SchemaProvider>>,
     default_database: tokio::sync::OnceCell<()>,
 }
 
@@ -166,6 +169,7 @@ impl QueryEngine {
                 runtime,
                 config,
                 live: std::sync::OnceLock::new(),
+                pg_catalog: std::sync::OnceLock::new(),
                 default_database: tokio::sync::OnceCell::new(),
             }),
         })
@@ -195,6 +199,22 @@ impl QueryEngine {
             })
             .await
             .map(|_| ())
+    }
+
+    /// The engine around `inner` (which a weak reference kept alive).
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    /// Postgres's `pg_catalog` schema over this engine's catalog, shared by
+    /// all queries of this engine.
+    pub(crate) fn pg_catalog_schema(&self) -> Arc<dyn SchemaProvider> {
+        Arc::clone(self.inner.pg_catalog.get_or_init(|| {
+            crate::pg::catalog::schema_provider(Arc::downgrade(&self.inner)).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the pg_catalog tables could not be loaded");
+                Arc::new(datafusion::catalog::MemorySchemaProvider::new())
+            })
+        }))
     }
 
     /// The catalog.
@@ -380,6 +400,7 @@ fn context_for(
             depth,
             restrictions,
             overlay: Overlay::default(),
+            schemas: SchemaOverlay::default(),
         }),
     );
     crate::functions::register(&ctx)?;
@@ -401,6 +422,10 @@ pub type Restrictions = Arc<HashMap<(String, String), Arc<HashSet<Vec<String>>>>
 /// does not exist yet when a job reading it is validated.
 type Overlay = Arc<std::sync::Mutex<HashMap<(String, String), Arc<dyn TableProvider>>>>;
 
+/// Schemas registered on one context over the catalog's databases (the
+/// Postgres front end's `pg_catalog`).
+type SchemaOverlay = Arc<std::sync::Mutex<HashMap<String, Arc<dyn SchemaProvider>>>>;
+
 /// The lakehose catalog as DataFusion's `awsdatacatalog`.
 #[derive(Debug)]
 struct LakeCatalog {
@@ -408,6 +433,7 @@ struct LakeCatalog {
     depth: usize,
     restrictions: Restrictions,
     overlay: Overlay,
+    schemas: SchemaOverlay,
 }
 
 impl CatalogProvider for LakeCatalog {
@@ -415,7 +441,27 @@ impl CatalogProvider for LakeCatalog {
         Vec::new()
     }
 
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>, DataFusionError> {
+        Ok(self
+            .schemas
+            .lock()
+            .map_err(|_| DataFusionError::Internal("schema overlay poisoned".into()))?
+            .insert(name.to_ascii_lowercase(), schema))
+    }
+
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let registered = self
+            .schemas
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&name.to_ascii_lowercase()).cloned());
+        if registered.is_some() {
+            return registered;
+        }
         Some(Arc::new(LakeSchema {
             inner: self.inner.clone(),
             database: name.to_ascii_lowercase(),

@@ -44,6 +44,9 @@ pub struct QueryRequest {
     pub parameters: Vec<String>,
     /// Fail the query once it would scan more than this many bytes.
     pub bytes_scanned_cutoff: Option<u64>,
+    /// The statement is Postgres SQL reading Postgres's system catalog
+    /// (`pg_catalog`), sent by a Postgres client such as psql's `\d`.
+    pub postgres_catalog: bool,
 }
 
 impl QueryRequest {

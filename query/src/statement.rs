@@ -47,7 +47,9 @@ pub(crate) async fn run(
     if database == "default" {
         engine.ensure_default_database().await?;
     }
-    let output = if let Some(statement) = crate::ddl::parse(&sql)? {
+    let output = if request.postgres_catalog {
+        crate::pg::catalog::run(&engine, &database, &sql).await?
+    } else if let Some(statement) = crate::ddl::parse(&sql)? {
         crate::catalog_ops::execute(&engine, &database, statement).await?
     } else {
         select(&engine, &database, &sql).await?

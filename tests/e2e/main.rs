@@ -13,4 +13,5 @@ mod firehose_api;
 mod glue_api;
 mod logbench;
 mod ndjson;
+mod psql;
 mod tpch;

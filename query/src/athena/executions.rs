@@ -533,6 +533,7 @@ async fn run(api: AthenaApi, id: String) {
             catalog: e.catalog.clone(),
             parameters: e.parameters.clone(),
             bytes_scanned_cutoff: e.bytes_scanned_cutoff,
+            postgres_catalog: false,
         }
     };
     if let Err(e) = api.persist_execution(&id).await {

@@ -387,7 +387,8 @@ impl Queries {
     }
 
     async fn engine(&self, session: &SessionRef, sql: &str) -> Result<QueryOutput, Failure> {
-        let request = QueryRequest::new(sql, Self::database(session).as_deref());
+        let mut request = QueryRequest::new(sql, Self::database(session).as_deref());
+        request.postgres_catalog = super::catalog::reads_pg_catalog(sql);
         tracing::debug!(database = ?request.database, "postgres statement");
         self.runner.run(request).await.map_err(|e| query_error(&e))
     }

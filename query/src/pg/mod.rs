@@ -47,9 +47,10 @@
 //! kept for `SHOW`: output is always ISO dates and UTC timestamps (with
 //! their `+00` offset), whatever `DateStyle` or `TimeZone` says.
 //!
-//! Catalog queries (`pg_catalog`, `information_schema`, so psql's `\d`
-//! commands) are passed to the engine unchanged and only work if it
-//! supports them.
+//! Statements that read Postgres's system catalog (`pg_catalog` and its
+//! tables: psql's `\d`, `\dt`, `\dn`, `\l`, drivers' and BI tools'
+//! schema browsers) are parsed as Postgres SQL and answered from the
+//! lakehose catalog, each database a schema (see `catalog`).
 //!
 //! # Types
 //!
@@ -65,6 +66,7 @@
 //! second, together with the statement it was running.
 
 mod auth;
+pub(crate) mod catalog;
 mod encode;
 mod handler;
 mod params;

@@ -1,0 +1,338 @@
+//! Postgres's system catalog (`pg_catalog`) over the lakehose catalog, for
+//! the tools that read it: psql's `\d`, `\dt`, `\dn` and `\l`, and the
+//! schema browsers of drivers and BI tools. Databases are listed as
+//! schemas of the one database `awsdatacatalog`, tables and views as
+//! relations with their columns.
+//!
+//! The tables (`pg_class`, `pg_namespace`, `pg_attribute`, `pg_type`, ...),
+//! the functions those queries call (`pg_table_is_visible`, `format_type`,
+//! `pg_get_userbyid`, ...) and the rewrites of Postgres-only syntax
+//! (`OPERATOR(pg_catalog.~)`, `::regclass`, `COLLATE`) come from the
+//! `datafusion-pg-catalog` crate; this module tells it what the lakehose
+//! catalog holds and runs such statements apart from the Athena dialect.
+
+use std::sync::{Arc, LazyLock, Weak};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, StringArray, new_null_array};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::catalog::SchemaProvider;
+use datafusion::common::{DataFusionError, TableReference};
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::{
+    PG_CATALOG_TABLES, PgCatalogSchemaProvider, PgCatalogStaticTables,
+};
+use datafusion_pg_catalog::setup_pg_catalog;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use lakehose_catalog::CatalogError;
+use lakehose_catalog::model::Table;
+
+use crate::engine::{CATALOG_NAME, Inner, QueryEngine, QueryStats, classify};
+use crate::functions::Func;
+use crate::output::{QueryError, QueryErrorKind, QueryOutput, StatementType};
+use crate::table::arrow_fields;
+
+/// The schema the catalog tables live in.
+const PG_CATALOG: &str = "pg_catalog";
+
+/// psql's `\d+` lists a table's storage options with its TOAST table's,
+/// through an `ARRAY(subquery)` over `unnest` of an outer column, which
+/// DataFusion cannot plan; lakehose tables have neither, so the options
+/// are none.
+const PSQL_TABLE_OPTIONS: &str = "pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')";
+
+/// Whether `sql` reads Postgres's system catalog: it names `pg_catalog` or
+/// one of its tables. Such statements are Postgres SQL, not Athena's.
+pub(crate) fn reads_pg_catalog(sql: &str) -> bool {
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
+        return false;
+    };
+    tokens.iter().any(|t| match t {
+        Token::Word(w) => {
+            let word = w.value.to_ascii_lowercase();
+            word == PG_CATALOG || PG_CATALOG_TABLES.contains(&word.as_str())
+        }
+        _ => false,
+    })
+}
+
+/// Runs one statement that reads `pg_catalog`, with `database` as the
+/// current schema.
+pub(crate) async fn run(
+    engine: &QueryEngine,
+    database: &str,
+    sql: &str,
+) -> Result<QueryOutput, QueryError> {
+    static PARSER: LazyLock<PostgresCompatibilityParser> =
+        LazyLock::new(PostgresCompatibilityParser::new);
+    let syntax = |e: &dyn std::fmt::Display| {
+        QueryError::new(QueryErrorKind::Syntax, format!("SYNTAX_ERROR: {e}"))
+    };
+    let sql = sql.replace(PSQL_TABLE_OPTIONS, "NULL");
+    let mut statements = PARSER.parse(&sql).map_err(|e| syntax(&e))?;
+    if statements.len() != 1 {
+        return Err(syntax(&format!(
+            "expected one statement, found {}",
+            statements.len()
+        )));
+    }
+    let statement = statements.remove(0);
+
+    let stats = Arc::new(QueryStats::default());
+    let ctx = engine
+        .context(database, Arc::clone(&stats))
+        .map_err(classify)?;
+    setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| classify(*e))?;
+    for f in functions() {
+        ctx.register_udf(ScalarUDF::new_from_impl(f));
+    }
+    // The crate registered a catalog of its own; the engine's shared one
+    // keeps oids stable from one query to the next (psql looks a table's
+    // oid up in one query and its columns in the next).
+    ctx.catalog(CATALOG_NAME)
+        .ok_or_else(|| QueryError::new(QueryErrorKind::Internal, "the catalog is missing"))?
+        .register_schema(PG_CATALOG, engine.pg_catalog_schema())
+        .map_err(classify)?;
+
+    let plan = ctx
+        .state()
+        .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+        .await
+        .map_err(classify)?;
+    let (schema, batches, bytes_scanned) =
+        engine.collect(&ctx, plan, &stats).await.map_err(classify)?;
+    Ok(QueryOutput {
+        statement_type: StatementType::Dml,
+        substatement_type: "SELECT".into(),
+        schema,
+        batches,
+        update_count: None,
+        bytes_scanned,
+    })
+}
+
+/// Functions psql's `\d+`, `\dt+` and `\l+` call that the crate lacks:
+/// the comments (`col_description`, `obj_description`,
+/// `shobj_description`; no object has a Postgres comment), a view's
+/// definition (`pg_get_viewdef`) and the sizes (`pg_table_size`, ...),
+/// all unknown (NULL), and `pg_size_pretty`.
+fn functions() -> Vec<Func> {
+    fn none(args: &[ArrayRef], ret: &DataType) -> datafusion::common::Result<ArrayRef> {
+        Ok(new_null_array(ret, args.first().map_or(1, |a| a.len())))
+    }
+    fn pretty(args: &[ArrayRef], _: &DataType) -> datafusion::common::Result<ArrayRef> {
+        let sizes = datafusion::common::cast::as_int64_array(&args[0])?;
+        let out: StringArray = sizes.iter().map(|n| n.map(size_pretty)).collect();
+        Ok(Arc::new(out))
+    }
+    let same = |t: &[DataType]| Ok(t.to_vec());
+    let text = |_: &[DataType]| Ok(DataType::Utf8);
+    let mut out: Vec<Func> = [
+        "col_description",
+        "obj_description",
+        "shobj_description",
+        "pg_get_viewdef",
+    ]
+    .into_iter()
+    .map(|name| Func::new(name, same, text, none))
+    .collect();
+    out.extend(
+        ["pg_table_size", "pg_database_size", "pg_indexes_size"]
+            .map(|name| Func::new(name, same, |_| Ok(DataType::Int64), none)),
+    );
+    out.push(Func::new(
+        "pg_size_pretty",
+        |t| Ok(vec![DataType::Int64; t.len()]),
+        text,
+        pretty,
+    ));
+    out
+}
+
+/// Postgres's `pg_size_pretty`: bytes below 10 kB, then the largest unit
+/// keeping the number below 10,240, rounded half away from zero.
+fn size_pretty(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes.unsigned_abs() < 10 * 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut size = bytes as f64;
+    for (i, unit) in UNITS.iter().enumerate() {
+        size /= 1024.0;
+        if size.abs() < 10.0 * 1024.0 - 0.5 || i == UNITS.len() - 1 {
+            return format!("{} {unit}", size.round() as i64);
+        }
+    }
+    unreachable!("the last unit returns")
+}
+
+/// The `pg_catalog` schema over the catalog behind `inner`.
+pub(crate) fn schema_provider(inner: Weak<Inner>) -> Result<Arc<dyn SchemaProvider>, String> {
+    let statics = PgCatalogStaticTables::try_new().map_err(|e| e.to_string())?;
+    let provider = PgCatalogSchemaProvider::try_new(
+        LakeCatalogInfo { inner },
+        Arc::new(statics),
+        EmptyContextProvider,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Arc::new(provider))
+}
+
+/// What `pg_catalog` lists: the lakehose catalog, in name order.
+#[derive(Debug, Clone)]
+struct LakeCatalogInfo {
+    inner: Weak<Inner>,
+}
+
+impl LakeCatalogInfo {
+    fn engine(&self) -> Result<QueryEngine, DataFusionError> {
+        self.inner
+            .upgrade()
+            .map(QueryEngine::from_inner)
+            .ok_or_else(|| DataFusionError::Internal("the query engine has stopped".into()))
+    }
+
+    async fn table(&self, schema: &str, table: &str) -> Result<Option<Table>, DataFusionError> {
+        match self.engine()?.catalog().get_table(schema, table).await {
+            Ok(t) => Ok(Some(t)),
+            Err(CatalogError::NotFound(_)) => Ok(None),
+            Err(e) => Err(DataFusionError::External(Box::new(e))),
+        }
+    }
+}
+
+fn external(e: CatalogError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+#[async_trait]
+impl CatalogInfo for LakeCatalogInfo {
+    async fn catalog_names(&self) -> Result<Vec<String>, DataFusionError> {
+        Ok(vec![CATALOG_NAME.to_string()])
+    }
+
+    async fn schema_names(&self, catalog: &str) -> Result<Option<Vec<String>>, DataFusionError> {
+        if catalog != CATALOG_NAME {
+            return Ok(None);
+        }
+        let databases = self
+            .engine()?
+            .catalog()
+            .list_databases()
+            .await
+            .map_err(external)?;
+        let mut names: Vec<String> = databases.into_iter().map(|d| d.name).collect();
+        names.sort();
+        Ok(Some(names))
+    }
+
+    async fn table_names(
+        &self,
+        catalog: &str,
+        schema: &str,
+    ) -> Result<Option<Vec<String>>, DataFusionError> {
+        if catalog != CATALOG_NAME {
+            return Ok(None);
+        }
+        let tables = match self.engine()?.catalog().list_tables(schema).await {
+            Ok(t) => t,
+            Err(CatalogError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(external(e)),
+        };
+        let mut names: Vec<String> = tables.into_iter().map(|t| t.name).collect();
+        names.sort();
+        Ok(Some(names))
+    }
+
+    async fn table_schema(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<SchemaRef>, DataFusionError> {
+        if catalog != CATALOG_NAME {
+            return Ok(None);
+        }
+        let Some(found) = self.table(schema, table).await? else {
+            return Ok(None);
+        };
+        // The catalog's columns, partition keys last, as queries see them.
+        let mut columns = found
+            .storage_descriptor
+            .as_ref()
+            .map(|sd| sd.columns.clone())
+            .unwrap_or_default();
+        columns.extend(found.partition_keys.iter().cloned());
+        if !columns.is_empty()
+            && let Ok(fields) = arrow_fields(&columns, table)
+        {
+            return Ok(Some(Arc::new(Schema::new(fields))));
+        }
+        // No usable columns in the catalog (a Delta table registered
+        // without them, a view): ask the table itself.
+        let engine = self.engine()?;
+        let ctx = engine.context(schema, Arc::default())?;
+        match ctx
+            .table_provider(TableReference::full(CATALOG_NAME, schema, table))
+            .await
+        {
+            Ok(provider) => Ok(Some(provider.schema())),
+            Err(e) => {
+                tracing::debug!(schema, table, error = %e, "pg_catalog: table has no readable schema");
+                Ok(Some(Arc::new(Schema::empty())))
+            }
+        }
+    }
+
+    async fn table_type(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<TableType>, DataFusionError> {
+        if catalog != CATALOG_NAME {
+            return Ok(None);
+        }
+        Ok(self.table(schema, table).await?.map(|t| {
+            if t.table_type.as_deref() == Some("VIRTUAL_VIEW") {
+                TableType::View
+            } else {
+                TableType::Base
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_catalog_queries_are_recognised() {
+        assert!(reads_pg_catalog(
+            "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relkind = 'r'"
+        ));
+        assert!(reads_pg_catalog("select nspname from PG_NAMESPACE"));
+        assert!(!reads_pg_catalog("SELECT 'pg_class' AS s FROM logs"));
+        assert!(!reads_pg_catalog("SELECT count(*) FROM logs"));
+        // Athena syntax Postgres's tokenizer rejects is simply not a
+        // catalog query.
+        assert!(!reads_pg_catalog("SELECT \"unterminated FROM t"));
+    }
+
+    #[test]
+    fn pg_size_pretty_units() {
+        assert_eq!(size_pretty(0), "0 bytes");
+        assert_eq!(size_pretty(10_239), "10239 bytes");
+        assert_eq!(size_pretty(10_240), "10 kB");
+        assert_eq!(size_pretty(1_572_864), "1536 kB");
+        assert_eq!(size_pretty(10_485_760), "10 MB");
+        assert_eq!(size_pretty(-20_480), "-20 kB");
+    }
+}

@@ -1,0 +1,134 @@
+//! psql's describe commands against a real server: `\dt`, `\dv`, `\dn`,
+//! `\d TABLE`, `\d+ TABLE` and `\dt+` list lakehose's databases as
+//! schemas and its tables and views with their columns, and a driver's
+//! own catalog query over the extended protocol gets the same columns.
+
+use std::process::Command;
+
+use crate::util::{Server, rt};
+
+/// Runs psql's `-c command` against the server's Postgres port in `db`
+/// and returns what it printed; panics with psql's stderr on failure.
+fn psql(server: &Server, db: &str, command: &str) -> String {
+    let (host, port) = server.pg_addr.rsplit_once(':').unwrap();
+    let out = Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", command])
+        .arg(format!(
+            "host={host} port={port} user=analyst dbname={db} connect_timeout=10"
+        ))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running psql ({e}); install postgresql-client, as .ci/run does")
+        });
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "psql -c '{command}' failed: {stderr}\n{stdout}"
+    );
+    stdout
+}
+
+/// The cells of psql's aligned table output, row by row (header first).
+fn cells(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .filter(|l| l.contains('|'))
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .collect()
+}
+
+#[test]
+fn psql_describe_commands_list_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    for sql in [
+        "CREATE DATABASE shop",
+        "CREATE TABLE shop.users WITH (format = 'PARQUET') AS \
+         SELECT 1 AS id, 'ann' AS name, DATE '2024-01-01' AS signup, 2.5 AS score",
+        "CREATE VIEW shop.active AS SELECT id, name FROM shop.users",
+        "CREATE DATABASE web",
+        "CREATE EXTERNAL TABLE web.hits (path string, status int) \
+         PARTITIONED BY (dt string) STORED AS PARQUET LOCATION 's3://lake/hits/'",
+    ] {
+        psql(&server, "default", sql);
+    }
+
+    let tables = cells(&psql(&server, "shop", r"\dt"));
+    assert_eq!(tables[0], ["Schema", "Name", "Type", "Owner"]);
+    let listed: Vec<(&str, &str, &str)> = tables[1..]
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [("shop", "users", "table"), ("web", "hits", "table")],
+        "{tables:?}"
+    );
+
+    let views = cells(&psql(&server, "shop", r"\dv"));
+    assert_eq!(views[1][..3], ["shop", "active", "view"], "{views:?}");
+
+    let schemas = cells(&psql(&server, "shop", r"\dn"));
+    let names: Vec<&str> = schemas[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(names, ["default", "shop", "web"], "{schemas:?}");
+
+    // Columns with their Postgres types, partition keys last.
+    let users = psql(&server, "shop", r"\d shop.users");
+    assert!(users.contains(r#"Table "shop.users""#), "{users}");
+    let columns: Vec<(String, String)> = cells(&users)[1..]
+        .iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    let expected = [
+        ("id", "bigint"),
+        ("name", "text"),
+        ("signup", "date"),
+        ("score", "double precision"),
+    ];
+    assert_eq!(
+        columns,
+        expected.map(|(n, t)| (n.to_string(), t.to_string())),
+        "{users}"
+    );
+    let hits = psql(&server, "web", r"\d hits");
+    let columns: Vec<String> = cells(&hits)[1..].iter().map(|r| r[0].clone()).collect();
+    assert_eq!(columns, ["path", "status", "dt"], "{hits}");
+    let active = psql(&server, "shop", r"\d shop.active");
+    assert!(active.contains(r#"View "shop.active""#), "{active}");
+
+    // The verbose forms run too (sizes and comments unknown).
+    let verbose = cells(&psql(&server, "shop", r"\d+ shop.users"));
+    assert_eq!(verbose.len(), 5, "{verbose:?}");
+    let verbose = cells(&psql(&server, "shop", r"\dt+"));
+    assert_eq!(verbose.len(), 3, "{verbose:?}");
+
+    // A driver listing columns over the extended protocol.
+    let (host, port) = server.pg_addr.rsplit_once(':').unwrap();
+    let rows = rt().block_on(async {
+        let (pg, connection) = tokio_postgres::connect(
+            &format!("host={host} port={port} user=analyst dbname=shop"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("connect over the Postgres wire protocol");
+        tokio::spawn(connection);
+        pg.query(
+            "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) \
+             FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_class c ON a.attrelid = c.oid \
+             JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid \
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 \
+             ORDER BY a.attnum",
+            &[&"web", &"hits"],
+        )
+        .await
+        .expect("catalog query")
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect::<Vec<_>>()
+    });
+    let expected = [("path", "text"), ("status", "integer"), ("dt", "text")];
+    assert_eq!(rows, expected.map(|(n, t)| (n.to_string(), t.to_string())),);
+    server.terminate();
+}
