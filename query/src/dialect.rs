@@ -4,7 +4,7 @@
 //! | Presto                                  | Rewritten to                                        |
 //! |-----------------------------------------|-----------------------------------------------------|
 //! | `IF(c, a [, b])`                        | `CASE WHEN c THEN a [ELSE b] END` (lazy branches)   |
-//! | `TRY(e)`                                | `e` with every `CAST` in it made a `TRY_CAST` and   |
+//! | `TRY(e)`                                | `try(e)` with every `CAST` in `e` a `TRY_CAST` and  |
 //! |                                         | every `x / y`, `x % y` made `x / NULLIF(y, 0)`      |
 //! | `t TABLESAMPLE BERNOULLI (p)` / `SYSTEM`| `(SELECT * FROM t WHERE random() * 100 < p) AS t`   |
 //! | `approx_distinct(x, e)`                 | `approx_distinct(x)` once `e` is checked            |
@@ -19,8 +19,10 @@
 //! sampling).
 //! Inside `TRY`, calls to lakehose's own scalar functions (`date_parse`,
 //! `json_parse`, `regexp_extract`, `from_hex`, ...) go to their lenient
-//! `try_` twins, whose failing rows yield NULL. Errors from other DataFusion
-//! built-ins inside `TRY(...)` still fail the query.
+//! `try_` twins, whose failing rows yield NULL; `try` itself stays, and once
+//! the query is planned every other function call under it (DataFusion's
+//! built-ins: `to_date`, `make_date`, `decode`, ...) is made lenient too
+//! (`functions::catch_errors`).
 
 use std::ops::ControlFlow;
 
@@ -141,7 +143,11 @@ impl VisitorMut for Rewriter {
                 if let ControlFlow::Break(e) = make_lenient(&mut inner) {
                     return ControlFlow::Break(e);
                 }
-                *expr = Expr::Nested(Box::new(inner));
+                // `try` stays, as the marker of what the planned query
+                // evaluates leniently (`functions::catch_errors`).
+                if let FunctionArguments::List(l) = &mut f.args {
+                    l.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))];
+                }
             }
         }
         ControlFlow::Continue(())
@@ -526,7 +532,7 @@ mod tests {
         );
         assert_eq!(
             rewritten("SELECT try(CAST(a AS INT) / b) FROM t"),
-            "SELECT (TRY_CAST(a AS INT) / NULLIF(b, 0)) AS _col0 FROM t"
+            "SELECT try(TRY_CAST(a AS INT) / NULLIF(b, 0)) AS _col0 FROM t"
         );
         // Unnamed expressions are named by position, as Athena names them.
         assert_eq!(
@@ -590,6 +596,39 @@ mod tests {
                 .contains("max standard error")
         );
         assert!(err(&c, "SELECT try(1, 2)").await.contains("TRY expects 1"));
+        // DataFusion's own functions under TRY: the failing rows are NULL,
+        // the others keep their values.
+        let e = err(&c, "SELECT to_date('bad')").await;
+        assert!(e.contains("Date32"), "{e}");
+        let rows = run(
+            &c,
+            "SELECT try(to_date(s)), try(make_date(2024, m, 1)) \
+             FROM (VALUES ('2024-01-02', 1), ('bad', 13), (NULL, 2)) t(s, m)",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                vec!["2024-01-02", "2024-01-01"],
+                vec!["NULL", "NULL"],
+                vec!["NULL", "2024-02-01"]
+            ]
+        );
+        assert_eq!(
+            one(&c, "SELECT try(decode('%%', 'base64')) IS NULL").await,
+            "true"
+        );
+        // Nested in other expressions and in a subquery.
+        assert_eq!(
+            one(
+                &c,
+                "SELECT coalesce(try(make_date(2024, 2, 30)), DATE '1970-01-01') \
+                 FROM (SELECT 1 AS x) WHERE x IN (SELECT 1 WHERE try(to_date('x')) IS NULL)"
+            )
+            .await,
+            "1970-01-01"
+        );
     }
 
     #[tokio::test]

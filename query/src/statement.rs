@@ -111,10 +111,12 @@ pub async fn plan_query(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, 
             ));
         }
     }
-    ctx.state()
+    let plan = ctx
+        .state()
         .statement_to_plan(statement)
         .await
-        .map_err(classify)
+        .map_err(classify)?;
+    crate::functions::catch_errors(plan).map_err(classify)
 }
 
 fn first_words(sql: &str) -> String {

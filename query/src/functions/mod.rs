@@ -13,6 +13,7 @@ mod aggregate;
 mod array;
 mod datetime;
 mod json;
+mod lenient;
 mod regex;
 mod strings;
 mod url;
@@ -29,6 +30,8 @@ use datafusion::logical_expr::{
     Volatility,
 };
 use datafusion::prelude::SessionContext;
+
+pub(crate) use lenient::catch_errors;
 
 /// Registers every lakehose function into `ctx`.
 ///
@@ -54,6 +57,7 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
     for f in aggregate::functions() {
         ctx.register_udaf(f);
     }
+    ctx.register_udf(ScalarUDF::new_from_impl(lenient::TryMarker::new()));
     // Presto's `sequence(start, stop[, step])` (numbers, dates and
     // timestamps with an interval step) is DataFusion's `generate_series`.
     let series = ctx
@@ -424,6 +428,7 @@ pub(crate) mod test_util {
             .state()
             .statement_to_plan(st)
             .await
+            .and_then(crate::functions::catch_errors)
             .map_err(|e| e.to_string())?;
         let df = ctx
             .execute_logical_plan(plan)
