@@ -1108,7 +1108,7 @@ async fn athena_history_and_results_survive_restart() {
             .unwrap()
             .state_change_reason()
             .unwrap()
-            .contains("lakehose stopped while the query was RUNNING")
+            .contains("lakehose stopped before the query finished")
     );
     let listed = c2.list_query_executions().send().await.unwrap();
     assert_eq!(listed.query_execution_ids(), &[running.clone(), id.clone()]);

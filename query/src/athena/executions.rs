@@ -169,10 +169,9 @@ impl Execution {
 
     /// Marks an execution the process stopped during as failed.
     pub fn fail_interrupted(&mut self) {
-        let message = format!(
-            "lakehose stopped while the query was {}; run it again",
-            self.state.as_str()
-        );
+        let message =
+            "lakehose stopped before the query finished (it was queued or running); run it again"
+                .to_string();
         self.finish(
             QueryState::Failed,
             Some(message.clone()),
@@ -536,9 +535,9 @@ async fn run(api: AthenaApi, id: String) {
             postgres_catalog: false,
         }
     };
-    if let Err(e) = api.persist_execution(&id).await {
-        tracing::error!(query_execution_id = %id, error = %e, "Could not record a running Athena query.");
-    }
+    // RUNNING is not written down: after a restart an execution recorded
+    // as QUEUED or RUNNING is failed alike, so the write would only delay
+    // the query.
     let started = Instant::now();
     let outcome = api.inner.runner.run(request).await;
     let engine_ms = started.elapsed().as_millis() as i64;
@@ -644,8 +643,8 @@ async fn write_results(
                 format!("Unable to write query results to {location}")
             })
     };
-    put(result_file, file).await?;
-    put(&format!("{result_file}.metadata"), metadata_bytes).await
+    let metadata_file = format!("{result_file}.metadata");
+    futures::try_join!(put(result_file, file), put(&metadata_file, metadata_bytes)).map(|_| ())
 }
 
 #[derive(Deserialize)]
