@@ -22,6 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod commands;
 pub mod loggen;
 pub mod server;
+pub mod usersgen;
 
 use std::process::ExitCode;
 
@@ -65,6 +66,9 @@ pub enum Command {
     /// SQL jobs that turn raw tables into curated Delta tables: list,
     /// validate, run (one or all, in dependency order), history.
     Etl(commands::etl::Config),
+    /// Import data exported elsewhere: `dynamodb-export` turns DynamoDB's
+    /// Export to S3 (full and incremental) into a queryable Delta table.
+    Import(commands::import::Config),
     /// Compact a table's small files into files of a target size (Parquet
     /// tables partition by partition, Delta tables by OPTIMIZE), without
     /// readers seeing a row twice or missing one.
@@ -94,6 +98,7 @@ pub fn run() -> ExitCode {
         Command::Query(config) => commands::query::run_query(config),
         Command::Sql(config) => commands::query::run_sql(config),
         Command::Etl(config) => commands::etl::run(config),
+        Command::Import(config) => commands::import::run(config),
         Command::Optimize(config) => commands::optimize::run(config),
         Command::TpchGen(config) => commands::tpch::run(config),
         Command::GenLogs(config) => commands::gen_logs::run(config),

@@ -12,6 +12,7 @@
 //! | `UNNEST(a) WITH ORDINALITY AS t(x, n)`  | `UNNEST(a, range(1, cardinality(a) + 1)) AS t(x, n)`|
 //! | `UNNEST(m) AS t(k, v)` (map)            | `UNNEST(unnest_part(m, 1), unnest_part(m, 2))`      |
 //! | `UNNEST(rows) AS t(a, b)` (array(row))  | one `unnest_part(rows, i)` per field                |
+//! | `a[1].f` (a field of a subscripted value)| `a[1]['f']`                                        |
 //! | `t CROSS JOIN UNNEST(t.a) AS u(x)`      | `(SELECT t.*, unnest(t.a) AS x FROM t) AS t`, and   |
 //! | (or `FROM t, UNNEST(t.a) AS u(x)`)      | `u.x` read as `t.x` in the rest of the query        |
 //!
@@ -72,6 +73,10 @@ impl VisitorMut for Rewriter {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<String> {
+        if let Expr::CompoundFieldAccess { access_chain, .. } = expr {
+            field_access_by_name(access_chain);
+            return ControlFlow::Continue(());
+        }
         if let Expr::AtTimeZone {
             timestamp,
             time_zone,
@@ -414,6 +419,23 @@ fn plain_args(args: &FunctionArguments) -> Option<Vec<Expr>> {
     }
 }
 
+/// `a[1].name` (a field of a subscripted value) as `a[1]['name']`, which
+/// DataFusion plans as a field access.
+fn field_access_by_name(chain: &mut [sqlparser::ast::AccessExpr]) {
+    use sqlparser::ast::{AccessExpr, Subscript, Value};
+    for access in chain.iter_mut() {
+        if let AccessExpr::Dot(Expr::Identifier(ident)) = access {
+            let name = match ident.quote_style {
+                Some(_) => ident.value.clone(),
+                None => ident.value.to_ascii_lowercase(),
+            };
+            *access = AccessExpr::Subscript(Subscript::Index {
+                index: Expr::value(Value::SingleQuotedString(name)),
+            });
+        }
+    }
+}
+
 fn parse_expr(sql: &str) -> Result<Expr, String> {
     Parser::new(&GenericDialect {})
         .try_with_sql(sql)
@@ -542,6 +564,19 @@ mod tests {
         assert_eq!(
             rewritten("SELECT * FROM db.t TABLESAMPLE BERNOULLI (10)"),
             "SELECT * FROM (SELECT * FROM db.t WHERE random() * 100 < (10)) AS t"
+        );
+    }
+
+    #[tokio::test]
+    async fn fields_of_subscripted_values() {
+        let c = ctx();
+        assert_eq!(
+            one(
+                &c,
+                "SELECT a[2].Name FROM (SELECT [named_struct('name', 'x'), named_struct('name', 'y')] AS a)"
+            )
+            .await,
+            "y"
         );
     }
 

@@ -224,7 +224,79 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     crawl_landing(&config.server.data_dir, &config.bucket).await?;
     print_catalog(&config.server.data_dir).await?;
     run_etl(&config.server.data_dir).await?;
+    import_users(&config.server.data_dir).await?;
     compact_landing(&config.server.data_dir).await?;
+    Ok(())
+}
+
+/// The users table as the application keeps it in DynamoDB: a full export
+/// and a later incremental one written in DynamoDB's layout, imported into
+/// `app.users`, and the logs joined with it.
+async fn import_users(data_dir: &Path) -> anyhow::Result<()> {
+    use lakehose_transform::dynamodb::{ImportOptions, import_new};
+    const USERS: u32 = 5000;
+    let prefix_dir = data_dir.join("dynamodb-exports").join("users");
+    let now = chrono::Utc::now().timestamp_millis();
+    let hour = 3_600_000;
+    let seed = now as u64;
+    crate::usersgen::write_full(&prefix_dir, "users", USERS, now - hour, seed, 1000)?;
+    let engine = super::local_engine(data_dir)?;
+    let store = Arc::clone(engine.storage().store());
+    let prefix = object_store::path::Path::from("dynamodb-exports/users");
+    let options = ImportOptions {
+        keys: vec!["user_id".into()],
+        ..ImportOptions::new("app", "users")
+    };
+    let progress = Arc::new(lakehose_ingest::dynamodb::NoProgress);
+    println!(
+        "\nDynamoDB users table: a full export of {USERS} users under s3://dynamodb-exports/users/, imported:"
+    );
+    for report in import_new(
+        &engine,
+        Arc::clone(&store),
+        &prefix,
+        &options,
+        progress.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?
+    {
+        println!("  {report}");
+    }
+    let backend = super::query::Backend::Local(engine.clone());
+    let per_plan = "SELECT u.plan, count(*) AS requests, count_if(l.status >= 500) AS errors, \
+         round(100.0 * count_if(l.status >= 500) / count(*), 2) AS error_pct, \
+         count(DISTINCT l.user_id) AS active_users \
+         FROM demo.app_logs l JOIN app.users u ON l.user_id = u.user_id \
+         GROUP BY u.plan ORDER BY requests DESC";
+    let show = |title: &'static str| {
+        let backend = &backend;
+        async move {
+            println!("\n{title}:");
+            match backend.run(per_plan, "app").await {
+                Ok(answer) => {
+                    let mut out = std::io::stdout().lock();
+                    super::query::render(&answer, super::query::Format::Table, &mut out)
+                }
+                Err(e) => {
+                    println!("  failed: {e:#}");
+                    Ok(())
+                }
+            }
+        }
+    };
+    show("requests and errors per plan (logs joined with the imported users)").await?;
+    crate::usersgen::write_changes(&prefix_dir, "users", USERS, now - hour, now, seed)?;
+    println!(
+        "\nan incremental export of the last hour (upgrades, closed accounts, sign-ups), merged:"
+    );
+    for report in import_new(&engine, store, &prefix, &options, progress)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+    {
+        println!("  {report}");
+    }
+    show("requests and errors per plan, as of now").await?;
     Ok(())
 }
 

@@ -5,10 +5,25 @@ pub mod crawl;
 pub mod demo;
 pub mod etl;
 pub mod gen_logs;
+pub mod import;
 pub mod optimize;
 pub mod query;
 pub mod serve;
 pub mod tpch;
+
+/// A progress bar over bytes with a message, throughput and ETA, ticking.
+pub(crate) fn bytes_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
 
 /// A query engine over a local data folder with its embedded catalog (for
 /// commands that work on the folder without a server).

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use lakehose_transform::{CompactOptions, CompactProgress, CompactReport, Compactor};
 
 /// `lakehose optimize`.
@@ -122,15 +122,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         dry_run: config.dry_run,
         ..Default::default()
     };
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
+    let bar = super::bytes_bar();
     let progress = Bar(bar.clone());
     let results = match &config.table {
         Some(name) => {

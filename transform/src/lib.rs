@@ -13,6 +13,8 @@
 //! - [`schedule`]: cron schedules inside the server.
 
 pub mod compact;
+pub mod delta;
+pub mod dynamodb;
 pub mod job;
 pub mod run;
 pub mod schedule;

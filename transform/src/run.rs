@@ -22,8 +22,8 @@ use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
-use lakehose_catalog::model::{Column, SerDeInfo, StorageDescriptor, Table};
-use lakehose_catalog::{CatalogError, CatalogRef, Location, Storage};
+
+use lakehose_catalog::{CatalogRef, Location, Storage};
 use lakehose_query::engine::{QueryStats, scanned_bytes};
 use lakehose_query::{QueryEngine, QueryRequest};
 use object_store::ObjectStoreExt;
@@ -520,39 +520,12 @@ impl Etl {
         batches: Vec<RecordBatch>,
         record: &mut RunRecord,
     ) -> Result<DeltaTable, Failure> {
-        let loc = Location::parse(location).map_err(|e| Failure::fatal(e.to_string()))?;
-        let url = lakehose_query::delta::table_url(self.storage(), &loc).map_err(Failure::fatal)?;
-        if let Some(root) = self.storage().local_root() {
-            let folder = root.join(loc.bucket()).join(loc.key());
-            std::fs::create_dir_all(&folder).map_err(|e| {
-                Failure::transient(format!("could not create {}: {e}", folder.display()))
-            })?;
+        if let Err(e) = Location::parse(location) {
+            return Err(Failure::fatal(e.to_string()));
         }
-        let has_log = {
-            use futures::StreamExt;
-            let log = object_store::path::Path::from(format!(
-                "{}/_delta_log",
-                loc.object_path().as_ref().trim_end_matches('/')
-            ));
-            self.storage()
-                .store()
-                .list(Some(&log))
-                .next()
-                .await
-                .is_some()
-        };
-        let open_error = |e: deltalake::DeltaTableError| {
-            Failure::transient(format!("opening the Delta table at {location}: {e}"))
-        };
-        let table = if has_log {
-            DeltaTable::try_from_url(url).await.map_err(open_error)?
-        } else {
-            // A new table (opening it would log an error for the missing
-            // log).
-            deltalake::DeltaTableBuilder::from_url(url)
-                .and_then(|b| b.build())
-                .map_err(open_error)?
-        };
+        let table = crate::delta::open_or_new(self.storage(), location)
+            .await
+            .map_err(Failure::transient)?;
         let exists = table.version().is_some();
         let schema = match batches.first() {
             Some(b) => b.schema(),
@@ -560,7 +533,7 @@ impl Etl {
         };
         let before = if exists {
             check_schema(job, &table, &schema)?;
-            files_of(&table)
+            crate::delta::files_of(&table)
         } else {
             HashMap::new()
         };
@@ -664,7 +637,7 @@ impl Etl {
                 .await
                 .map_err(|e| Failure::transient(format!("writing {}: {e}", job.target)))?
         };
-        let after = files_of(&table);
+        let after = crate::delta::files_of(&table);
         for (path, size) in &after {
             if !before.contains_key(path) {
                 record.files_written += 1;
@@ -844,18 +817,6 @@ fn check_schema(job: &Job, table: &DeltaTable, schema: &Schema) -> Result<(), Fa
     Ok(())
 }
 
-/// The table's data files and their sizes.
-fn files_of(table: &DeltaTable) -> HashMap<String, u64> {
-    match table.snapshot() {
-        Ok(state) => state
-            .log_data()
-            .iter()
-            .map(|f| (f.path().to_string(), f.size().max(0) as u64))
-            .collect(),
-        Err(_) => HashMap::new(),
-    }
-}
-
 /// Drops the rows a merge would delete (for the first run, which creates
 /// the table).
 async fn without_deleted(
@@ -934,106 +895,21 @@ fn partition_predicate(batches: &[RecordBatch], keys: &[String]) -> Result<Optio
 impl Etl {
     /// Creates or updates the catalog table over the Delta table.
     async fn register(&self, job: &Job, location: &str, table: &DeltaTable) -> Result<(), String> {
-        let state = table.snapshot().map_err(|e| e.to_string())?;
-        let schema = state.snapshot().arrow_schema();
-        let partitions: Vec<String> = state.metadata().partition_columns().to_vec();
-        let column = |f: &Field| -> Result<Column, String> {
-            Ok(Column {
-                name: f.name().clone(),
-                data_type: Some(lakehose_query::types::arrow_to_hive(f.data_type())?),
-                ..Default::default()
-            })
-        };
-        let mut data = Vec::new();
-        let mut keys = Vec::new();
-        for f in schema.fields() {
-            if partitions.contains(f.name()) {
-                continue;
-            }
-            data.push(column(f)?);
-        }
-        for p in &partitions {
-            let f = schema.field_with_name(p).map_err(|e| e.to_string())?;
-            keys.push(column(f)?);
-        }
         let mut parameters = BTreeMap::new();
-        parameters.insert("table_type".to_string(), "DELTA".to_string());
-        parameters.insert("classification".to_string(), "delta".to_string());
         parameters.insert("lakehose.etl.job".to_string(), job.name.clone());
-        let definition = Table {
-            name: job.target.table.clone(),
-            description: (!job.description.is_empty()).then(|| job.description.clone()),
-            storage_descriptor: Some(StorageDescriptor {
-                columns: data,
-                location: Some(location.to_string()),
-                input_format: Some(
-                    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat".into(),
-                ),
-                output_format: Some(
-                    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat".into(),
-                ),
-                serde_info: Some(SerDeInfo {
-                    serialization_library: Some(
-                        "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe".into(),
-                    ),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            partition_keys: keys,
-            table_type: Some("EXTERNAL_TABLE".into()),
-            parameters: parameters.into_iter().collect(),
-            ..Default::default()
-        };
-        let catalog = self.catalog();
-        if let Err(e) = catalog.get_database(&job.target.database).await {
-            match e {
-                CatalogError::NotFound(_) => {
-                    let db = lakehose_catalog::model::Database {
-                        name: job.target.database.clone(),
-                        ..Default::default()
-                    };
-                    match catalog.create_database(db).await {
-                        Ok(()) | Err(CatalogError::AlreadyExists(_)) => {}
-                        Err(e) => return Err(e.to_string()),
-                    }
-                }
-                other => return Err(other.to_string()),
-            }
-        }
-        match catalog
-            .get_table(&job.target.database, &job.target.table)
-            .await
-        {
-            Ok(existing) => {
-                if existing.parameters.get("table_type").map(String::as_str) != Some("DELTA")
-                    || existing
-                        .storage_descriptor
-                        .as_ref()
-                        .and_then(|sd| sd.location.as_deref())
-                        != Some(location)
-                {
-                    return Err(format!(
-                        "{} exists in the catalog and is not this job's Delta table at {location}",
-                        job.target
-                    ));
-                }
-                let unchanged = existing.storage_descriptor == definition.storage_descriptor
-                    && existing.partition_keys == definition.partition_keys;
-                if unchanged {
-                    return Ok(());
-                }
-                catalog
-                    .update_table(&job.target.database, definition, None)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Err(CatalogError::NotFound(_)) => catalog
-                .create_table(&job.target.database, definition)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
+        crate::delta::register(
+            self.catalog(),
+            crate::delta::Registration {
+                database: &job.target.database,
+                name: &job.target.table,
+                location,
+                description: (!job.description.is_empty()).then(|| job.description.clone()),
+                parameters,
+                owner_key: "lakehose.etl.job",
+            },
+            table,
+        )
+        .await
     }
 
     fn run_path(&self, record: &RunRecord) -> object_store::path::Path {

@@ -1,0 +1,558 @@
+//! The table schema of an export, inferred across all of its items.
+//!
+//! Each attribute's values are summarised in a [`Kind`] while the export
+//! is read; kinds of different items merge. [`Sketch::columns`] then
+//! decides the column types:
+//!
+//! | values                                    | column type                                |
+//! |-------------------------------------------|--------------------------------------------|
+//! | `S`                                       | `string`                                   |
+//! | `BOOL`                                    | `boolean`                                  |
+//! | `B`                                       | `binary`                                   |
+//! | `N`, all whole numbers within 64 bits     | `bigint`                                   |
+//! | `N`, otherwise, ≤ 38 digits at one scale  | `decimal(38, s)`, `s` the most decimals seen |
+//! | `N`, otherwise, each exact as a double    | `double`                                   |
+//! | `N`, otherwise                            | `string` holding the exact number          |
+//! | `M`                                       | `struct` of the keys seen in any item      |
+//! | `L`, `SS`, `NS`, `BS`                     | `array` of the merged element type         |
+//! | scalars of different types                | `string` (numbers and booleans as text, binaries base64) |
+//! | a map or list mixed with anything else, a map nested deeper than [`MAX_DEPTH`] or with more than [`MAX_FIELDS`] keys, or keys differing only in case | `string` holding the value as JSON |
+//! | only `NULL`                               | `string`                                   |
+//!
+//! Column names are the attribute names in lower case (lakehose's SQL is
+//! case-insensitive), with characters Delta Lake does not allow in names
+//! (` ,;{}()\n\t=`) replaced by `_`. Two top-level attributes that end up
+//! with one name are an error. Columns come in name order, the key
+//! attributes first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+
+use super::item::{Attr, Item};
+
+/// Maps nested deeper than this become JSON strings.
+pub const MAX_DEPTH: usize = 8;
+/// Maps with more distinct keys than this (across items) become JSON
+/// strings: such maps are dictionaries, not records.
+pub const MAX_FIELDS: usize = 256;
+
+/// What the numbers of one attribute looked like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumStats {
+    /// Every value is a whole number that fits in 64 bits.
+    pub all_i64: bool,
+    /// Most digits before the decimal point.
+    pub int_digits: u32,
+    /// Most digits after the decimal point.
+    pub scale: u32,
+    /// Every value reads back exactly from a double.
+    pub f64_exact: bool,
+}
+
+impl NumStats {
+    fn of(text: &str) -> Self {
+        let n = Decimal::parse(text);
+        let int_digits = n.int_digits();
+        let scale = n.scale();
+        let all_i64 = scale == 0
+            && int_digits <= 19
+            && n.to_i128(0).is_some_and(|v| i64::try_from(v).is_ok());
+        let f64_exact = text
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .is_some_and(|f| Decimal::parse(&format!("{f:e}")) == n);
+        Self {
+            all_i64,
+            int_digits,
+            scale,
+            f64_exact,
+        }
+    }
+
+    fn merge(self, o: Self) -> Self {
+        Self {
+            all_i64: self.all_i64 && o.all_i64,
+            int_digits: self.int_digits.max(o.int_digits),
+            scale: self.scale.max(o.scale),
+            f64_exact: self.f64_exact && o.f64_exact,
+        }
+    }
+}
+
+/// A number's exact value: `digits × 10^exp`, `digits` without leading or
+/// trailing zeros (empty for zero).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decimal {
+    negative: bool,
+    digits: String,
+    exp: i64,
+}
+
+impl Decimal {
+    /// Parses a number already checked with [`super::item::is_number`].
+    pub fn parse(text: &str) -> Self {
+        let (negative, rest) = match text.as_bytes().first() {
+            Some(b'-') => (true, &text[1..]),
+            Some(b'+') => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (mantissa, exp) = match rest.find(['e', 'E']) {
+            Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().unwrap_or(0)),
+            None => (rest, 0),
+        };
+        let (whole, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let mut digits: String = whole.chars().chain(frac.chars()).collect();
+        let mut exp = exp - frac.len() as i64;
+        let trimmed = digits.trim_start_matches('0').len();
+        digits.drain(..digits.len() - trimmed);
+        while digits.ends_with('0') {
+            digits.pop();
+            exp += 1;
+        }
+        if digits.is_empty() {
+            return Self {
+                negative: false,
+                digits,
+                exp: 0,
+            };
+        }
+        Self {
+            negative,
+            digits,
+            exp,
+        }
+    }
+
+    fn int_digits(&self) -> u32 {
+        (self.digits.len() as i64 + self.exp).clamp(0, u32::MAX as i64) as u32
+    }
+
+    fn scale(&self) -> u32 {
+        (-self.exp).clamp(0, u32::MAX as i64) as u32
+    }
+
+    /// The value × 10^scale as an integer, if exact and within 38 digits.
+    pub fn to_i128(&self, scale: u32) -> Option<i128> {
+        let shift = self.exp + i64::from(scale);
+        if shift < 0 {
+            return None;
+        }
+        if self.digits.len() as i64 + shift > 38 {
+            return None;
+        }
+        let mut v: i128 = 0;
+        for b in self.digits.bytes() {
+            v = v.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+        }
+        for _ in 0..shift {
+            v = v.checked_mul(10)?;
+        }
+        Some(if self.negative { -v } else { v })
+    }
+}
+
+/// What the values of one attribute (or map key, or list element) were.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Kind {
+    /// Only NULLs so far.
+    #[default]
+    Unknown,
+    /// `BOOL`.
+    Bool,
+    /// `S`.
+    Str,
+    /// `B`.
+    Bin,
+    /// `N`.
+    Num(NumStats),
+    /// `M`: key → kind of its values (keys as written).
+    Struct(BTreeMap<String, Kind>),
+    /// `L` and the sets: the kind of the elements.
+    List(Box<Kind>),
+    /// Scalars of different types: text.
+    Text,
+    /// Anything: JSON text.
+    Json,
+}
+
+impl Kind {
+    fn is_scalar(&self) -> bool {
+        matches!(
+            self,
+            Kind::Bool | Kind::Str | Kind::Bin | Kind::Num(_) | Kind::Text
+        )
+    }
+
+    /// Folds `attr` (at nesting `depth`) into this kind.
+    pub fn observe(&mut self, attr: &Attr<'_>, depth: usize) {
+        let seen = match attr {
+            Attr::Null => return,
+            Attr::S(_) => Kind::Str,
+            Attr::N(n) => Kind::Num(NumStats::of(n)),
+            Attr::B(_) => Kind::Bin,
+            Attr::Bool(_) => Kind::Bool,
+            Attr::M(pairs) => {
+                if depth >= MAX_DEPTH {
+                    Kind::Json
+                } else {
+                    match self {
+                        Kind::Struct(fields) => {
+                            for (k, v) in pairs {
+                                fields
+                                    .entry(k.to_string())
+                                    .or_default()
+                                    .observe(v, depth + 1);
+                            }
+                            if fields.len() > MAX_FIELDS {
+                                *self = Kind::Json;
+                            }
+                            return;
+                        }
+                        Kind::Unknown => {
+                            let mut k = Kind::Struct(BTreeMap::new());
+                            k.observe(attr, depth);
+                            *self = k;
+                            return;
+                        }
+                        _ => Kind::Json,
+                    }
+                }
+            }
+            Attr::L(items) => {
+                let mut elem = Kind::Unknown;
+                for v in items {
+                    elem.observe(v, depth + 1);
+                }
+                Kind::List(Box::new(elem))
+            }
+            Attr::Ss(_) => Kind::List(Box::new(Kind::Str)),
+            Attr::Bs(_) => Kind::List(Box::new(Kind::Bin)),
+            Attr::Ns(items) => {
+                let stats = items
+                    .iter()
+                    .map(|n| NumStats::of(n))
+                    .reduce(NumStats::merge);
+                Kind::List(Box::new(stats.map_or(Kind::Unknown, Kind::Num)))
+            }
+        };
+        self.merge(seen);
+    }
+
+    /// Merges another kind into this one.
+    pub fn merge(&mut self, other: Kind) {
+        let merged = match (std::mem::take(self), other) {
+            (Kind::Unknown, k) | (k, Kind::Unknown) => k,
+            (Kind::Json, _) | (_, Kind::Json) => Kind::Json,
+            (Kind::Num(a), Kind::Num(b)) => Kind::Num(a.merge(b)),
+            (Kind::Struct(mut a), Kind::Struct(b)) => {
+                for (k, v) in b {
+                    a.entry(k).or_default().merge(v);
+                }
+                if a.len() > MAX_FIELDS {
+                    Kind::Json
+                } else {
+                    Kind::Struct(a)
+                }
+            }
+            (Kind::List(mut a), Kind::List(b)) => {
+                a.merge(*b);
+                Kind::List(a)
+            }
+            (a, b) if a == b => a,
+            (a, b) if a.is_scalar() && b.is_scalar() => Kind::Text,
+            _ => Kind::Json,
+        };
+        *self = merged;
+    }
+}
+
+/// How one column (or nested field) is built from attribute values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shape {
+    /// `boolean`.
+    Bool,
+    /// `string` from `S`.
+    Str,
+    /// `binary`.
+    Bin,
+    /// `bigint`.
+    Int,
+    /// `decimal(38, scale)`.
+    Decimal(u32),
+    /// `double`.
+    Double,
+    /// `string` holding numbers exactly.
+    NumText,
+    /// `string` from mixed scalars.
+    Text,
+    /// `string` holding JSON.
+    Json,
+    /// `struct`: (attribute name, field name, shape) per field.
+    Struct(Vec<(String, String, Shape)>),
+    /// `array`.
+    List(Box<Shape>),
+}
+
+impl Shape {
+    fn of(kind: &Kind) -> Shape {
+        match kind {
+            Kind::Unknown | Kind::Str => Shape::Str,
+            Kind::Bool => Shape::Bool,
+            Kind::Bin => Shape::Bin,
+            Kind::Num(n) if n.all_i64 => Shape::Int,
+            Kind::Num(n) if n.int_digits + n.scale <= 38 => Shape::Decimal(n.scale),
+            Kind::Num(n) if n.f64_exact => Shape::Double,
+            Kind::Num(_) => Shape::NumText,
+            Kind::Text => Shape::Text,
+            Kind::Json => Shape::Json,
+            Kind::List(elem) => Shape::List(Box::new(Shape::of(elem))),
+            Kind::Struct(fields) => {
+                let mut out = Vec::with_capacity(fields.len());
+                let mut names: HashMap<String, &str> = HashMap::new();
+                for (attr, kind) in fields {
+                    let name = column_name(attr);
+                    if names.insert(name.clone(), attr).is_some() {
+                        // Keys differing only in case: keep the map whole.
+                        return Shape::Json;
+                    }
+                    out.push((attr.clone(), name, Shape::of(kind)));
+                }
+                out.sort_by(|a, b| a.1.cmp(&b.1));
+                Shape::Struct(out)
+            }
+        }
+    }
+
+    /// The Arrow type.
+    pub fn data_type(&self) -> DataType {
+        match self {
+            Shape::Bool => DataType::Boolean,
+            Shape::Str | Shape::NumText | Shape::Text | Shape::Json => DataType::Utf8,
+            Shape::Bin => DataType::Binary,
+            Shape::Int => DataType::Int64,
+            Shape::Decimal(s) => DataType::Decimal128(38, *s as i8),
+            Shape::Double => DataType::Float64,
+            Shape::Struct(fields) => DataType::Struct(Fields::from(
+                fields
+                    .iter()
+                    .map(|(_, name, s)| Field::new(name, s.data_type(), true))
+                    .collect::<Vec<_>>(),
+            )),
+            Shape::List(elem) => {
+                DataType::List(Arc::new(Field::new("element", elem.data_type(), true)))
+            }
+        }
+    }
+}
+
+/// The column name of an attribute.
+pub fn column_name(attr: &str) -> String {
+    attr.chars()
+        .map(|c| match c {
+            ' ' | ',' | ';' | '{' | '}' | '(' | ')' | '\n' | '\t' | '=' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// One column of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// The attribute it holds.
+    pub attr: String,
+    /// The column name.
+    pub name: String,
+    /// How it is built.
+    pub shape: Shape,
+}
+
+/// The kinds of every attribute seen, merged across items.
+#[derive(Debug, Clone, Default)]
+pub struct Sketch {
+    attrs: HashMap<String, Kind>,
+}
+
+impl Sketch {
+    /// Folds one item in.
+    pub fn observe(&mut self, item: &Item<'_>) {
+        for (name, value) in &item.0 {
+            match self.attrs.get_mut(name.as_ref()) {
+                Some(kind) => kind.observe(value, 1),
+                None => {
+                    let mut kind = Kind::Unknown;
+                    kind.observe(value, 1);
+                    self.attrs.insert(name.to_string(), kind);
+                }
+            }
+        }
+    }
+
+    /// Folds another sketch in.
+    pub fn merge(&mut self, other: Sketch) {
+        for (name, kind) in other.attrs {
+            self.attrs.entry(name).or_default().merge(kind);
+        }
+    }
+
+    /// Whether no attribute was seen.
+    pub fn is_empty(&self) -> bool {
+        self.attrs.is_empty()
+    }
+
+    /// The kind of an attribute.
+    pub fn kind(&self, attr: &str) -> Option<&Kind> {
+        self.attrs.get(attr)
+    }
+
+    /// The columns: `keys` (attribute names) first, the others by name.
+    pub fn columns(&self, keys: &[String]) -> Result<Vec<Column>, String> {
+        let mut columns: Vec<Column> = self
+            .attrs
+            .iter()
+            .map(|(attr, kind)| Column {
+                attr: attr.clone(),
+                name: column_name(attr),
+                shape: Shape::of(kind),
+            })
+            .collect();
+        columns.sort_by(|a, b| a.name.cmp(&b.name).then(a.attr.cmp(&b.attr)));
+        for pair in columns.windows(2) {
+            if pair[0].name == pair[1].name {
+                return Err(format!(
+                    "attributes {:?} and {:?} would both be column {:?} (column names are case-insensitive); rename one in DynamoDB",
+                    pair[0].attr, pair[1].attr, pair[0].name
+                ));
+            }
+        }
+        for (i, key) in keys.iter().enumerate() {
+            let Some(at) = columns.iter().position(|c| &c.attr == key) else {
+                return Err(format!("key attribute {key:?} is in no item of the export"));
+            };
+            let column = columns.remove(at);
+            if !matches!(
+                column.shape,
+                Shape::Str | Shape::Int | Shape::Decimal(_) | Shape::Bin
+            ) {
+                return Err(format!(
+                    "key attribute {key:?} is not a string, number or binary in every item"
+                ));
+            }
+            columns.insert(i, column);
+        }
+        Ok(columns)
+    }
+}
+
+/// The Arrow schema of `columns`, plus the raw item column when asked.
+pub fn arrow_schema(columns: &[Column], raw_column: Option<&str>) -> SchemaRef {
+    let mut fields: Vec<Field> = columns
+        .iter()
+        .map(|c| Field::new(&c.name, c.shape.data_type(), true))
+        .collect();
+    if let Some(raw) = raw_column {
+        fields.push(Field::new(raw, DataType::Utf8, true));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dynamodb::item::parse_line;
+
+    fn sketch(lines: &[&str]) -> Sketch {
+        let mut s = Sketch::default();
+        for l in lines {
+            s.observe(parse_line(l.as_bytes()).unwrap().item.as_ref().unwrap());
+        }
+        s
+    }
+
+    fn shape_of(lines: &[&str], attr: &str) -> Shape {
+        let cols = sketch(lines).columns(&[]).unwrap();
+        cols.into_iter().find(|c| c.attr == attr).unwrap().shape
+    }
+
+    #[test]
+    fn numbers_get_the_narrowest_exact_type() {
+        let n = |vals: &[&str]| {
+            let lines: Vec<String> = vals
+                .iter()
+                .map(|v| format!(r#"{{"Item":{{"x":{{"N":"{v}"}}}}}}"#))
+                .collect();
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            shape_of(&refs, "x")
+        };
+        assert_eq!(n(&["1", "-42", "1E+3"]), Shape::Int);
+        assert_eq!(n(&["9223372036854775808"]), Shape::Decimal(0));
+        assert_eq!(n(&["1", "2.50", "-0.125"]), Shape::Decimal(3));
+        assert_eq!(
+            n(&["12345678901234567890123456789012345678"]),
+            Shape::Decimal(0)
+        );
+        assert_eq!(n(&["1E+100", "2.5"]), Shape::Double);
+        assert_eq!(
+            n(&["1E+100", "1.2345678901234567890123456789"]),
+            Shape::NumText
+        );
+    }
+
+    #[test]
+    fn decimals_parse_exactly() {
+        let d = Decimal::parse("-0012.3400");
+        assert_eq!(d.to_i128(4), Some(-123_400));
+        assert_eq!(d.to_i128(1), None);
+        assert_eq!(Decimal::parse("1.5E2").to_i128(0), Some(150));
+        assert_eq!(Decimal::parse("0.000").to_i128(2), Some(0));
+        assert_eq!(Decimal::parse("0"), Decimal::parse("-0.0e5"));
+    }
+
+    #[test]
+    fn kinds_merge_and_widen() {
+        let lines = [
+            r#"{"Item":{"a":{"S":"x"},"b":{"N":"1"},"c":{"M":{"k":{"N":"1"}}},"d":{"NULL":true},"e":{"SS":["a"]}}}"#,
+            r#"{"Item":{"a":{"N":"2"},"b":{"M":{}},"c":{"M":{"K2":{"S":"y"}}},"e":{"L":[{"S":"b"}]}}}"#,
+        ];
+        assert_eq!(shape_of(&lines, "a"), Shape::Text);
+        assert_eq!(shape_of(&lines, "b"), Shape::Json);
+        assert_eq!(
+            shape_of(&lines, "c"),
+            Shape::Struct(vec![
+                ("k".into(), "k".into(), Shape::Int),
+                ("K2".into(), "k2".into(), Shape::Str)
+            ])
+        );
+        assert_eq!(shape_of(&lines, "d"), Shape::Str);
+        assert_eq!(shape_of(&lines, "e"), Shape::List(Box::new(Shape::Str)));
+        let mixed = [r#"{"Item":{"m":{"M":{"a":{"S":"x"},"A":{"S":"y"}}}}}"#];
+        assert_eq!(shape_of(&mixed, "m"), Shape::Json);
+    }
+
+    #[test]
+    fn columns_put_keys_first_and_refuse_clashes() {
+        let s =
+            sketch(&[r#"{"Item":{"b":{"S":"x"},"sk":{"N":"1"},"Pk":{"S":"p"},"a b":{"S":"q"}}}"#]);
+        let names: Vec<String> = s
+            .columns(&["Pk".into(), "sk".into()])
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["pk", "sk", "a_b", "b"]);
+        let clash = sketch(&[r#"{"Item":{"id":{"S":"x"},"ID":{"S":"y"}}}"#]);
+        assert!(
+            clash
+                .columns(&[])
+                .unwrap_err()
+                .contains("\"ID\" and \"id\"")
+        );
+        assert!(
+            s.columns(&["nope".into()])
+                .unwrap_err()
+                .contains("\"nope\"")
+        );
+    }
+}
