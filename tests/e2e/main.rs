@@ -8,6 +8,7 @@ mod athena;
 mod bad_input;
 mod crash;
 mod delivery;
+mod dynamodb;
 mod etl;
 mod firehose_api;
 mod glue_api;
