@@ -147,8 +147,10 @@ fn print_report(report: &ImportReport, seconds: Option<f64>) {
     }
     if let Some(seconds) = seconds.filter(|s| *s > 0.0) {
         println!(
-            "  {:.1}s: {:.0} records/s, {:.1} MiB/s",
+            "  {:.1}s (checks and schema {:.1}s, writing {:.1}s): {:.0} records/s, {:.1} MiB/s",
             seconds,
+            report.scan_seconds,
+            report.write_seconds,
             report.records as f64 / seconds,
             report.bytes as f64 / 1048576.0 / seconds
         );

@@ -128,6 +128,10 @@ pub struct ImportReport {
     pub keys: Vec<String>,
     /// The columns, name and type.
     pub columns: Vec<(String, String)>,
+    /// Seconds of the first pass (checks, schema inference).
+    pub scan_seconds: f64,
+    /// Seconds of the second pass and the Delta commit.
+    pub write_seconds: f64,
 }
 
 impl fmt::Display for ImportReport {
@@ -284,7 +288,15 @@ pub async fn import(
     }
 
     let workers = opts.workers.max(1);
-    let scan = dynamodb::scan(&export, &keys, workers, progress.as_ref()).await?;
+    let started = std::time::Instant::now();
+    let keep_raw = match &before {
+        // An existing table keeps its raw column or its lack of one.
+        Some(_) if kind == ExportKind::Incremental => false,
+        _ => opts.keep_raw,
+    };
+    let scan = dynamodb::scan(&export, &keys, keep_raw, workers, progress.as_ref()).await?;
+    report.scan_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
     if let Some(found) = &scan.keys {
         if !keys.is_empty() && sorted(&keys) != sorted(found) {
             return Err(format!(
@@ -403,6 +415,7 @@ pub async fn import(
             }
         }
     };
+    report.write_seconds = started.elapsed().as_secs_f64();
     report.table_version = table.version();
     report.as_of = rfc3339(summary.as_of_ms);
     report.as_of_ms = summary.as_of_ms;

@@ -209,6 +209,21 @@ fn dynamodb_raw_items_and_nested_maps() {
             r#"{"Item":{"id":{"N":"1"},"prefs":{"M":{"theme":{"S":"dark"},"langs":{"L":[{"S":"en"}]}}}}}"#,
             r#"{"Item":{"id":{"N":"2"},"prefs":{"M":{"theme":{"S":"light"},"size":{"N":"1.5"}}}}}"#,
         ];
+        // Two files whose own schemas differ: the first's whole numbers are
+        // widened to the decimals of the second.
+        let scores = [
+            r#"{"Item":{"id":{"N":"1"},"score":{"N":"1"}}}"#,
+            r#"{"Item":{"id":{"N":"2"},"score":{"N":"7"}}}"#,
+            r#"{"Item":{"id":{"N":"3"},"score":{"N":"1.25"}}}"#,
+        ];
+        let folder = export(dir.path(), "01700000000000-aaaa0003", ExportKind::Full, None, T0, &scores);
+        let mut opts = options(&["id"]);
+        opts.table = "scores".into();
+        apply(&engine, &folder, &opts).await.unwrap();
+        assert_eq!(
+            rows_of(&engine, "SELECT id, score FROM app.scores ORDER BY id").await,
+            vec![vec!["1", "1.00"], vec!["2", "7.00"], vec!["3", "1.25"]]
+        );
         let folder = export(dir.path(), "01700000000000-aaaa0002", ExportKind::Full, None, T0, &lines);
         let mut opts = options(&["id"]);
         opts.keep_raw = true;

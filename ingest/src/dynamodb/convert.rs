@@ -14,7 +14,7 @@ use arrow::record_batch::RecordBatch;
 use base64::Engine;
 
 use super::item::{Attr, Item, write_typed_pairs};
-use super::schema::{Column, Decimal, Shape};
+use super::schema::{Column, Shape, scaled_integer};
 
 /// Builds one column (or nested field).
 enum Builder {
@@ -142,8 +142,7 @@ impl Builder {
             },
             Builder::Int(b) => match attr {
                 Attr::N(n) => {
-                    let v = Decimal::parse(n)
-                        .to_i128(0)
+                    let v = scaled_integer(n, 0)
                         .and_then(|v| i64::try_from(v).ok())
                         .ok_or_else(|| format!("number {n} does not fit the bigint column"))?;
                     b.append_value(v)
@@ -152,7 +151,7 @@ impl Builder {
             },
             Builder::Decimal(b, scale) => match attr {
                 Attr::N(n) => {
-                    let v = Decimal::parse(n).to_i128(*scale).ok_or_else(|| {
+                    let v = scaled_integer(n, *scale).ok_or_else(|| {
                         format!("number {n} does not fit the decimal(38, {scale}) column")
                     })?;
                     b.append_value(v)
@@ -279,6 +278,10 @@ impl Builder {
 pub struct Converter {
     schema: SchemaRef,
     columns: Vec<(String, Builder)>,
+    index: std::collections::HashMap<String, usize>,
+    /// The column of the previous item's n-th attribute.
+    hint: Vec<usize>,
+    filled: Vec<bool>,
     raw: Option<(StringBuilder, String)>,
     deleted: Option<BooleanBuilder>,
     rows: usize,
@@ -298,6 +301,13 @@ impl Converter {
                 .iter()
                 .map(|c| (c.attr.clone(), Builder::new(&c.shape)))
                 .collect(),
+            index: columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.attr.clone(), i))
+                .collect(),
+            hint: Vec::new(),
+            filled: vec![false; columns.len()],
             raw: raw.then(|| (StringBuilder::new(), String::new())),
             deleted: deletes.then(BooleanBuilder::new),
             rows: 0,
@@ -312,9 +322,22 @@ impl Converter {
     /// Appends one item; `deleted` marks an incremental delete (only its
     /// keys are set).
     pub fn append(&mut self, item: &Item<'_>, deleted: bool) -> Result<(), String> {
-        for (attr, b) in &mut self.columns {
-            b.append(item.get(attr))
+        self.filled.fill(false);
+        for (position, (name, value)) in item.0.iter().enumerate() {
+            let Some(c) = self.column_of(name, position) else {
+                continue;
+            };
+            if std::mem::replace(&mut self.filled[c], true) {
+                continue;
+            }
+            let (attr, b) = &mut self.columns[c];
+            b.append(Some(value))
                 .map_err(|e| format!("attribute {attr:?}: {e}"))?;
+        }
+        for (c, (_, b)) in self.columns.iter_mut().enumerate() {
+            if !self.filled[c] {
+                b.append_null();
+            }
         }
         if let Some((b, scratch)) = &mut self.raw {
             if deleted {
@@ -330,6 +353,22 @@ impl Converter {
         }
         self.rows += 1;
         Ok(())
+    }
+
+    /// The column of attribute `name`, the `position`-th of its item.
+    fn column_of(&mut self, name: &str, position: usize) -> Option<usize> {
+        if let Some(&c) = self.hint.get(position)
+            && self.columns.get(c).is_some_and(|(a, _)| a == name)
+        {
+            return Some(c);
+        }
+        let c = *self.index.get(name)?;
+        if position < self.hint.len() {
+            self.hint[position] = c;
+        } else if position == self.hint.len() {
+            self.hint.push(c);
+        }
+        Some(c)
     }
 
     /// The rows appended so far as one batch.

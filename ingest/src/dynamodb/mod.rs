@@ -402,6 +402,23 @@ pub struct Scan {
     pub keys: Option<Vec<String>>,
     /// Incremental: key → position of the record that wins.
     latest: HashMap<String, (i64, usize, usize)>,
+    /// Full exports: each file's rows as converted by the first pass with
+    /// the file's own schema, while they fit [`PREPARED_BYTES`]; the
+    /// second pass adapts them to the export's schema instead of parsing
+    /// the file again.
+    prepared: std::sync::Mutex<HashMap<usize, Prepared>>,
+}
+
+/// Memory the first pass may hold in converted rows.
+pub const PREPARED_BYTES: usize = 2 << 30;
+
+/// One file's rows in the file's own schema.
+#[derive(Debug)]
+struct Prepared {
+    columns: Vec<Column>,
+    batches: Vec<RecordBatch>,
+    /// The file's size as stored.
+    bytes: u64,
 }
 
 /// A record's key as text (its typed JSON), for deduplication.
@@ -419,9 +436,9 @@ fn key_text(item: &Item<'_>, keys: &[String]) -> Result<String, String> {
 
 /// Calls `f` for each non-blank line of a data file with its 1-based
 /// number.
-fn each_line(
-    data: &[u8],
-    mut f: impl FnMut(usize, Line<'_>) -> Result<(), String>,
+fn each_line<'a>(
+    data: &'a [u8],
+    mut f: impl FnMut(usize, Line<'a>) -> Result<(), String>,
 ) -> Result<u64, (usize, String)> {
     let mut count = 0;
     for (n, raw) in data.split(|b| *b == b'\n').enumerate() {
@@ -442,6 +459,111 @@ struct FileScan {
     bytes: u64,
     keys: Option<Vec<String>>,
     latest: Vec<(String, i64, usize)>,
+    prepared: Option<Prepared>,
+}
+
+/// A full export's file parsed once: checked, sketched and converted with
+/// the file's own schema.
+fn scan_full_file(
+    keys: &[String],
+    data: &[u8],
+    bytes: u64,
+    raw: bool,
+) -> Result<FileScan, (usize, String)> {
+    let mut sketch = Sketch::default();
+    let mut items: Vec<Item<'_>> = Vec::new();
+    let records = each_line(data, |_, line| {
+        let item = line
+            .item
+            .ok_or("has no Item (is this an incremental export's file?)")?;
+        if let Some(missing) = keys
+            .iter()
+            .find(|k| item.get(k).is_none_or(|v| matches!(v, Attr::Null)))
+        {
+            return Err(format!("has no key attribute {missing:?}"));
+        }
+        sketch.observe(&item);
+        items.push(item);
+        Ok(())
+    })?;
+    let columns = sketch.columns(&[]).map_err(|e| (0, e))?;
+    let schema = output_schema(&columns, raw.then_some(RAW_PLACEHOLDER), ExportKind::Full);
+    let mut conv = Converter::new(schema, &columns, raw, false);
+    let mut batches = Vec::new();
+    for item in &items {
+        conv.append(item, false).map_err(|e| (0, e))?;
+        if conv.rows() >= BATCH_ROWS {
+            batches.push(conv.finish().map_err(|e| (0, e))?);
+        }
+    }
+    if conv.rows() > 0 {
+        batches.push(conv.finish().map_err(|e| (0, e))?);
+    }
+    Ok(FileScan {
+        sketch,
+        records,
+        bytes,
+        keys: None,
+        latest: Vec::new(),
+        prepared: Some(Prepared {
+            columns,
+            batches,
+            bytes,
+        }),
+    })
+}
+
+/// The raw column's name inside the first pass (renamed when adapted).
+const RAW_PLACEHOLDER: &str = "_lakehose_raw";
+
+/// `prepared` (one file's rows in its own schema) in the export's schema:
+/// columns reordered, missing ones NULL, numbers widened exactly. `None`
+/// when a column changed shape in a way only parsing again can give (a
+/// map that became JSON text, say).
+fn adapt(prepared: &Prepared, columns: &[Column], schema: &SchemaRef) -> Option<Vec<RecordBatch>> {
+    use arrow::array::new_null_array;
+    use schema::Shape;
+    fn widens(from: &Shape, to: &Shape) -> bool {
+        match (from, to) {
+            (a, b) if a == b => true,
+            (Shape::Int, Shape::Decimal(_) | Shape::Double) => true,
+            (Shape::Decimal(a), Shape::Decimal(b)) => a <= b,
+            (Shape::Decimal(_), Shape::Double) => true,
+            (Shape::List(a), Shape::List(b)) => widens(a, b),
+            _ => false,
+        }
+    }
+    let raw = schema.fields().len() > columns.len();
+    let mut out = Vec::with_capacity(prepared.batches.len());
+    for batch in &prepared.batches {
+        let rows = batch.num_rows();
+        let mut arrays = Vec::with_capacity(schema.fields().len());
+        for (column, field) in columns.iter().zip(schema.fields()) {
+            let local = prepared.columns.iter().position(|c| c.attr == column.attr);
+            let array = match local {
+                None => new_null_array(field.data_type(), rows),
+                Some(i) => {
+                    let array = batch.column(i);
+                    let local_shape = &prepared.columns[i].shape;
+                    if array.null_count() == rows {
+                        new_null_array(field.data_type(), rows)
+                    } else if local_shape == &column.shape {
+                        Arc::clone(array)
+                    } else if widens(local_shape, &column.shape) {
+                        arrow::compute::cast(array, field.data_type()).ok()?
+                    } else {
+                        return None;
+                    }
+                }
+            };
+            arrays.push(array);
+        }
+        if raw {
+            arrays.push(Arc::clone(batch.column(prepared.columns.len())));
+        }
+        out.push(RecordBatch::try_new(Arc::clone(schema), arrays).ok()?);
+    }
+    Some(out)
 }
 
 fn scan_file(
@@ -499,6 +621,7 @@ fn scan_file(
         bytes,
         keys: found_keys,
         latest,
+        prepared: None,
     })
 }
 
@@ -521,6 +644,7 @@ fn check_count(export: &Export, f: &DataFile, records: u64) -> Result<(), String
 pub async fn scan(
     export: &Export,
     keys: &[String],
+    raw: bool,
     workers: usize,
     progress: &dyn ImportProgress,
 ) -> Result<Scan, String> {
@@ -528,26 +652,37 @@ pub async fn scan(
     progress.pass("scan", export.files.len(), total_bytes);
     let kind = export.summary.kind;
     let mut out = Scan::default();
+    let mut prepared_bytes = 0usize;
+    let mut prepared = HashMap::new();
     let mut results = futures::stream::iter(export.files.iter().enumerate())
         .map(|(i, f)| {
             let keys = keys.to_vec();
             async move {
                 let (data, bytes) = export.read(f).await?;
-                let scanned =
-                    tokio::task::spawn_blocking(move || scan_file(kind, &keys, &data, bytes))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|(line, e)| {
-                            invalid(&export.dir, format!("data file {} line {line}: {e}", f.key))
-                        })?;
+                let scanned = tokio::task::spawn_blocking(move || match kind {
+                    ExportKind::Full => scan_full_file(&keys, &data, bytes, raw),
+                    ExportKind::Incremental => scan_file(kind, &keys, &data, bytes),
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|(line, e)| {
+                    invalid(&export.dir, format!("data file {} line {line}: {e}", f.key))
+                })?;
                 check_count(export, f, scanned.records)?;
                 Ok::<_, String>((i, scanned))
             }
         })
         .buffer_unordered(workers.max(1));
     while let Some(result) = results.next().await {
-        let (file, scanned) = result?;
+        let (file, mut scanned) = result?;
         progress.file_done(scanned.records, scanned.bytes);
+        if let Some(p) = scanned.prepared.take() {
+            let size: usize = p.batches.iter().map(|b| b.get_array_memory_size()).sum();
+            if prepared_bytes + size <= PREPARED_BYTES {
+                prepared_bytes += size;
+                prepared.insert(file, p);
+            }
+        }
         out.sketch.merge(scanned.sketch);
         out.records += scanned.records;
         out.bytes += scanned.bytes;
@@ -584,6 +719,7 @@ pub async fn scan(
             ),
         ));
     }
+    out.prepared = std::sync::Mutex::new(prepared);
     Ok(out)
 }
 
@@ -672,15 +808,26 @@ pub fn convert(
             let schema = Arc::clone(&schema);
             let progress = Arc::clone(&progress);
             async move {
-                let (data, bytes) = export.read(&f).await?;
-                let dir = export.dir.clone();
-                let key = f.key.clone();
-                let batches = tokio::task::spawn_blocking(move || {
-                    convert_file(kind, i, &data, &schema, &columns, raw, &scan)
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|(line, e)| invalid(&dir, format!("data file {key} line {line}: {e}")))?;
+                let prepared = scan.prepared.lock().ok().and_then(|mut p| p.remove(&i));
+                let adapted =
+                    prepared.and_then(|p| adapt(&p, &columns, &schema).map(|b| (b, p.bytes)));
+                let (batches, bytes) = match adapted {
+                    Some(done) => done,
+                    None => {
+                        let (data, bytes) = export.read(&f).await?;
+                        let dir = export.dir.clone();
+                        let key = f.key.clone();
+                        let batches = tokio::task::spawn_blocking(move || {
+                            convert_file(kind, i, &data, &schema, &columns, raw, &scan)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|(line, e)| {
+                            invalid(&dir, format!("data file {key} line {line}: {e}"))
+                        })?;
+                        (batches, bytes)
+                    }
+                };
                 let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
                 progress.file_done(rows, bytes);
                 Ok::<_, String>(futures::stream::iter(batches.into_iter().map(Ok)))

@@ -53,6 +53,9 @@ pub struct NumStats {
 
 impl NumStats {
     fn of(text: &str) -> Self {
+        if let Some(stats) = Self::plain(text) {
+            return stats;
+        }
         let n = Decimal::parse(text);
         let int_digits = n.int_digits();
         let scale = n.scale();
@@ -72,6 +75,46 @@ impl NumStats {
         }
     }
 
+    /// The common case without allocating: `[-]digits[.digits]` with at
+    /// most 15 significant digits (which any double holds exactly).
+    fn plain(text: &str) -> Option<Self> {
+        let b = text.as_bytes();
+        let body = b.strip_prefix(b"-").unwrap_or(b);
+        let dot = body.iter().position(|&c| c == b'.');
+        let (whole, frac) = match dot {
+            Some(d) => (&body[..d], &body[d + 1..]),
+            None => (body, &body[body.len()..]),
+        };
+        if whole.is_empty()
+            || !whole.iter().all(u8::is_ascii_digit)
+            || !frac.iter().all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        let whole = match whole.iter().position(|&c| c != b'0') {
+            Some(i) => &whole[i..],
+            None => &whole[whole.len()..],
+        };
+        let frac = match frac.iter().rposition(|&c| c != b'0') {
+            Some(i) => &frac[..=i],
+            None => &frac[..0],
+        };
+        let significant = if whole.is_empty() {
+            frac.len() - frac.iter().take_while(|&&c| c == b'0').count()
+        } else {
+            whole.len() + frac.len()
+        };
+        if significant > 15 {
+            return None;
+        }
+        Some(Self {
+            all_i64: frac.is_empty(),
+            int_digits: whole.len() as u32,
+            scale: frac.len() as u32,
+            f64_exact: true,
+        })
+    }
+
     fn merge(self, o: Self) -> Self {
         Self {
             all_i64: self.all_i64 && o.all_i64,
@@ -89,6 +132,46 @@ pub struct Decimal {
     negative: bool,
     digits: String,
     exp: i64,
+}
+
+/// The number `text` × 10^scale as an integer, if exact and within 38
+/// digits; plain `[-]digits[.digits]` text is read without allocating.
+pub fn scaled_integer(text: &str, scale: u32) -> Option<i128> {
+    let b = text.as_bytes();
+    let (negative, body) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if body.is_empty() || body.iter().any(|c| matches!(c, b'e' | b'E' | b'+')) {
+        return Decimal::parse(text).to_i128(scale);
+    }
+    let mut v: i128 = 0;
+    let mut frac: Option<u32> = None;
+    for &c in body {
+        match c {
+            b'.' if frac.is_none() => frac = Some(0),
+            b'0'..=b'9' => {
+                if let Some(f) = &mut frac {
+                    if *f == scale {
+                        if c != b'0' {
+                            return None;
+                        }
+                        continue;
+                    }
+                    *f += 1;
+                }
+                v = v.checked_mul(10)?.checked_add(i128::from(c - b'0'))?;
+            }
+            _ => return Decimal::parse(text).to_i128(scale),
+        }
+    }
+    for _ in frac.unwrap_or(0)..scale {
+        v = v.checked_mul(10)?;
+    }
+    if v >= 10i128.pow(38) {
+        return None;
+    }
+    Some(if negative { -v } else { v })
 }
 
 impl Decimal {
@@ -372,28 +455,51 @@ pub struct Column {
 /// The kinds of every attribute seen, merged across items.
 #[derive(Debug, Clone, Default)]
 pub struct Sketch {
-    attrs: HashMap<String, Kind>,
+    attrs: Vec<(String, Kind)>,
+    index: HashMap<String, usize>,
+    /// Where the previous item's n-th attribute was (items of one export
+    /// mostly list their attributes in the same order).
+    hint: Vec<usize>,
 }
 
 impl Sketch {
+    /// The slot of `name`, added when new; `position` is its place in the
+    /// item.
+    fn slot(&mut self, name: &str, position: usize) -> usize {
+        if let Some(&i) = self.hint.get(position)
+            && self.attrs.get(i).is_some_and(|(n, _)| n == name)
+        {
+            return i;
+        }
+        let i = match self.index.get(name) {
+            Some(&i) => i,
+            None => {
+                self.attrs.push((name.to_string(), Kind::Unknown));
+                self.index.insert(name.to_string(), self.attrs.len() - 1);
+                self.attrs.len() - 1
+            }
+        };
+        if position < self.hint.len() {
+            self.hint[position] = i;
+        } else if position == self.hint.len() {
+            self.hint.push(i);
+        }
+        i
+    }
+
     /// Folds one item in.
     pub fn observe(&mut self, item: &Item<'_>) {
-        for (name, value) in &item.0 {
-            match self.attrs.get_mut(name.as_ref()) {
-                Some(kind) => kind.observe(value, 1),
-                None => {
-                    let mut kind = Kind::Unknown;
-                    kind.observe(value, 1);
-                    self.attrs.insert(name.to_string(), kind);
-                }
-            }
+        for (position, (name, value)) in item.0.iter().enumerate() {
+            let i = self.slot(name, position);
+            self.attrs[i].1.observe(value, 1);
         }
     }
 
     /// Folds another sketch in.
     pub fn merge(&mut self, other: Sketch) {
         for (name, kind) in other.attrs {
-            self.attrs.entry(name).or_default().merge(kind);
+            let i = self.slot(&name, usize::MAX);
+            self.attrs[i].1.merge(kind);
         }
     }
 
@@ -404,7 +510,7 @@ impl Sketch {
 
     /// The kind of an attribute.
     pub fn kind(&self, attr: &str) -> Option<&Kind> {
-        self.attrs.get(attr)
+        self.index.get(attr).map(|&i| &self.attrs[i].1)
     }
 
     /// The columns: `keys` (attribute names) first, the others by name.
@@ -498,6 +604,43 @@ mod tests {
             n(&["1E+100", "1.2345678901234567890123456789"]),
             Shape::NumText
         );
+    }
+
+    #[test]
+    fn plain_numbers_take_the_fast_paths_with_the_same_answers() {
+        for text in [
+            "0",
+            "-0",
+            "007",
+            "12.50",
+            "-0.125",
+            "123456789012345",
+            "1234567890123456",
+            "0.000000000000001",
+            "99999999999999999999",
+            "1E+3",
+            "-2.5e-3",
+            "5.",
+            ".5",
+        ] {
+            let slow = {
+                let n = Decimal::parse(text);
+                let exact = text
+                    .parse::<f64>()
+                    .is_ok_and(|f| Decimal::parse(&format!("{f:e}")) == n);
+                (n.scale(), n.int_digits(), exact)
+            };
+            let fast = NumStats::of(text);
+            assert_eq!((fast.scale, fast.int_digits), (slow.0, slow.1), "{text}");
+            assert!(!fast.f64_exact || slow.2, "{text}");
+            for scale in [0, 2, 3, 6] {
+                assert_eq!(
+                    scaled_integer(text, scale),
+                    Decimal::parse(text).to_i128(scale),
+                    "{text} at scale {scale}"
+                );
+            }
+        }
     }
 
     #[test]
