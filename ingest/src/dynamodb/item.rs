@@ -62,7 +62,14 @@ pub struct Line<'a> {
 
 /// Parses one line of a `DYNAMODB_JSON` data file.
 pub fn parse_line(line: &[u8]) -> Result<Line<'_>, String> {
-    let mut de = serde_json::Deserializer::from_slice(line);
+    let text = std::str::from_utf8(line).map_err(|e| format!("is not valid UTF-8: {e}"))?;
+    parse_line_str(text)
+}
+
+/// [`parse_line`] of text already known to be UTF-8 (strings are not
+/// checked again).
+pub fn parse_line_str(line: &str) -> Result<Line<'_>, String> {
+    let mut de = serde_json::Deserializer::from_str(line);
     let parsed = Line::deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(parsed)

@@ -35,7 +35,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Deserialize;
 
 use convert::{Converter, DELETED_COLUMN};
-use item::{Attr, Item, Line, parse_line};
+use item::{Attr, Item, Line, parse_line_str};
 use schema::{Column, Sketch};
 
 /// Rows per record batch.
@@ -440,12 +440,22 @@ fn each_line<'a>(
     data: &'a [u8],
     mut f: impl FnMut(usize, Line<'a>) -> Result<(), String>,
 ) -> Result<u64, (usize, String)> {
+    // One UTF-8 check for the whole file, so the parser need not check
+    // each string.
+    let text = std::str::from_utf8(data).map_err(|e| {
+        let line = data[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        (line, format!("is not valid UTF-8: {e}"))
+    })?;
     let mut count = 0;
-    for (n, raw) in data.split(|b| *b == b'\n').enumerate() {
-        if raw.iter().all(u8::is_ascii_whitespace) {
+    for (n, raw) in text.split('\n').enumerate() {
+        if raw.trim_ascii().is_empty() {
             continue;
         }
-        let line = parse_line(raw).map_err(|e| (n + 1, e))?;
+        let line = parse_line_str(raw).map_err(|e| (n + 1, e))?;
         f(n + 1, line).map_err(|e| (n + 1, e))?;
         count += 1;
     }
@@ -672,7 +682,7 @@ pub async fn scan(
                 Ok::<_, String>((i, scanned))
             }
         })
-        .buffer_unordered(workers.max(1));
+        .buffer_unordered(workers.max(1) * 2);
     while let Some(result) = results.next().await {
         let (file, mut scanned) = result?;
         progress.file_done(scanned.records, scanned.bytes);
@@ -833,7 +843,7 @@ pub fn convert(
                 Ok::<_, String>(futures::stream::iter(batches.into_iter().map(Ok)))
             }
         })
-        .buffered(workers.max(1))
+        .buffered(workers.max(1) * 2)
         .try_flatten()
 }
 

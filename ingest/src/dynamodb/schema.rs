@@ -271,6 +271,17 @@ impl Kind {
 
     /// Folds `attr` (at nesting `depth`) into this kind.
     pub fn observe(&mut self, attr: &Attr<'_>, depth: usize) {
+        // The common case: a scalar of the kind already seen.
+        match (&mut *self, attr) {
+            (Kind::Str, Attr::S(_)) | (Kind::Bool, Attr::Bool(_)) | (Kind::Bin, Attr::B(_)) => {
+                return;
+            }
+            (Kind::Num(stats), Attr::N(n)) => {
+                *stats = stats.merge(NumStats::of(n));
+                return;
+            }
+            _ => {}
+        }
         let seen = match attr {
             Attr::Null => return,
             Attr::S(_) => Kind::Str,
