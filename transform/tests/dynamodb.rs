@@ -535,6 +535,17 @@ fn dynamodb_broken_exports_fail_and_change_nothing() {
                 broken(&[r#"{"Item":{"n":{"N":"9"}}}"#], &|_| {}),
                 "has no key attribute \"pk\"",
             ),
+            (
+                broken(&ok_lines, &|f| {
+                    let m = f.join("manifest-summary.json");
+                    let text = std::fs::read_to_string(&m)
+                        .unwrap()
+                        .replace("\"DYNAMODB_JSON\"", "\"ION\"");
+                    std::fs::write(&m, text).unwrap();
+                    std::fs::remove_file(f.join("manifest-summary.md5")).unwrap();
+                }),
+                "unsupported format ION",
+            ),
         ];
         for (folder, expected) in cases {
             let err = apply(&engine, &folder, &options(&[])).await.unwrap_err();
