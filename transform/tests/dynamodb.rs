@@ -546,6 +546,21 @@ fn dynamodb_broken_exports_fail_and_change_nothing() {
                 }),
                 "unsupported format ION",
             ),
+            (
+                broken(&[r#"{"Item":{"pk":{"S":"x"},"n":{"N":"9"}}}"#], &|f| {
+                    // Bytes that are not UTF-8 in a string, with a
+                    // matching checksum.
+                    let file = first_data(f);
+                    let mut gz =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    std::io::Write::write_all(&mut gz, b"{\"Item\":{\"pk\":{\"S\":\"\xff\"}}}\n")
+                        .unwrap();
+                    let bytes = gz.finish().unwrap();
+                    std::fs::write(&file, &bytes).unwrap();
+                    rewrite_md5(f, &file, &bytes);
+                }),
+                "line 1: is not valid UTF-8",
+            ),
         ];
         for (folder, expected) in cases {
             let err = apply(&engine, &folder, &options(&[])).await.unwrap_err();
