@@ -201,6 +201,11 @@ impl QueryEngine {
             .map(|_| ())
     }
 
+    /// A weak reference to the engine's state.
+    pub(crate) fn weak_inner(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
     /// The engine around `inner` (which a weak reference kept alive).
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
         Self { inner }

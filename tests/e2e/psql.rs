@@ -1,7 +1,8 @@
 //! psql's describe commands against a real server: `\dt`, `\dv`, `\dn`,
 //! `\d TABLE`, `\d+ TABLE` and `\dt+` list lakehose's databases as
 //! schemas and its tables and views with their columns, and a driver's
-//! own catalog query over the extended protocol gets the same columns.
+//! own catalog query over the extended protocol gets the same columns, as
+//! does `information_schema`.
 
 use std::process::Command;
 
@@ -129,6 +130,51 @@ fn psql_describe_commands_list_the_catalog() {
         .collect::<Vec<_>>()
     });
     let expected = [("path", "text"), ("status", "integer"), ("dt", "text")];
-    assert_eq!(rows, expected.map(|(n, t)| (n.to_string(), t.to_string())),);
+    assert_eq!(rows, expected.map(|(n, t)| (n.to_string(), t.to_string())));
+
+    // information_schema, as BI tools read it.
+    let tables = cells(&psql(
+        &server,
+        "shop",
+        "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+         WHERE table_schema IN ('shop', 'web') ORDER BY 1, 2",
+    ));
+    assert_eq!(
+        tables[1..],
+        [
+            ["shop", "active", "VIEW"],
+            ["shop", "users", "BASE TABLE"],
+            ["web", "hits", "BASE TABLE"]
+        ],
+        "{tables:?}"
+    );
+    let columns = rt().block_on(async {
+        let (pg, connection) = tokio_postgres::connect(
+            &format!("host={host} port={port} user=analyst dbname=shop"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        pg.query(
+            "SELECT column_name, data_type FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+            &[&"shop", &"users"],
+        )
+        .await
+        .expect("information_schema.columns")
+        .iter()
+        .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        columns,
+        [
+            "id bigint",
+            "name text",
+            "signup date",
+            "score double precision"
+        ]
+    );
     server.terminate();
 }

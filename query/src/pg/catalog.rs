@@ -41,23 +41,33 @@ use crate::table::arrow_fields;
 /// The schema the catalog tables live in.
 const PG_CATALOG: &str = "pg_catalog";
 
+/// The SQL-standard catalog views, also answered from the lakehose
+/// catalog (`schemata`, `tables`, `columns`, `views`).
+const INFORMATION_SCHEMA: &str = "information_schema";
+
 /// psql's `\d+` lists a table's storage options with its TOAST table's,
 /// through an `ARRAY(subquery)` over `unnest` of an outer column, which
 /// DataFusion cannot plan; lakehose tables have neither, so the options
 /// are none.
 const PSQL_TABLE_OPTIONS: &str = "pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')";
 
-/// Whether `sql` reads Postgres's system catalog: it names `pg_catalog` or
-/// one of its tables. Such statements are Postgres SQL, not Athena's.
+/// Whether `sql` reads Postgres's system catalog: it names `pg_catalog`,
+/// one of its tables, or `information_schema`. Such statements are
+/// Postgres SQL, not Athena's.
 pub(crate) fn reads_pg_catalog(sql: &str) -> bool {
+    names_any(sql, |word| {
+        word == PG_CATALOG || word == INFORMATION_SCHEMA || PG_CATALOG_TABLES.contains(&word)
+    })
+}
+
+/// Whether a word (an identifier or keyword, in lower case) of `sql`
+/// satisfies `test`.
+fn names_any(sql: &str, test: impl Fn(&str) -> bool) -> bool {
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
         return false;
     };
     tokens.iter().any(|t| match t {
-        Token::Word(w) => {
-            let word = w.value.to_ascii_lowercase();
-            word == PG_CATALOG || PG_CATALOG_TABLES.contains(&word.as_str())
-        }
+        Token::Word(w) => test(&w.value.to_ascii_lowercase()),
         _ => false,
     })
 }
@@ -99,6 +109,15 @@ pub(crate) async fn run(
         .ok_or_else(|| QueryError::new(QueryErrorKind::Internal, "the catalog is missing"))?
         .register_schema(PG_CATALOG, engine.pg_catalog_schema())
         .map_err(classify)?;
+    if names_any(&sql, |word| word == INFORMATION_SCHEMA) {
+        let info = information_schema(engine)
+            .await
+            .map_err(|e| QueryError::new(QueryErrorKind::Internal, e.to_string()))?;
+        ctx.catalog(CATALOG_NAME)
+            .ok_or_else(|| QueryError::new(QueryErrorKind::Internal, "the catalog is missing"))?
+            .register_schema(INFORMATION_SCHEMA, info)
+            .map_err(classify)?;
+    }
 
     let plan = ctx
         .state()
@@ -115,6 +134,156 @@ pub(crate) async fn run(
         update_count: None,
         bytes_scanned,
     })
+}
+
+/// `information_schema.schemata`, `.tables`, `.columns` and `.views` as
+/// they stand now in the lakehose catalog.
+async fn information_schema(
+    engine: &QueryEngine,
+) -> Result<Arc<dyn SchemaProvider>, DataFusionError> {
+    use datafusion::arrow::array::{Int32Array, RecordBatch};
+    use datafusion::arrow::datatypes::Field;
+    use datafusion::catalog::MemorySchemaProvider;
+    use datafusion::datasource::MemTable;
+
+    let info = LakeCatalogInfo {
+        inner: engine.weak_inner(),
+    };
+    let mut schemata = Vec::new();
+    let mut tables: Vec<[String; 3]> = Vec::new();
+    let mut views: Vec<[String; 3]> = Vec::new();
+    let mut columns: Vec<(String, String, String, i32, String)> = Vec::new();
+    for schema in info.schema_names(CATALOG_NAME).await?.unwrap_or_default() {
+        schemata.push(schema.clone());
+        for table in info
+            .table_names(CATALOG_NAME, &schema)
+            .await?
+            .unwrap_or_default()
+        {
+            let kind = info.table_type(CATALOG_NAME, &schema, &table).await?;
+            if kind == Some(TableType::View) {
+                let definition = info
+                    .table(&schema, &table)
+                    .await?
+                    .and_then(|t| t.view_original_text)
+                    .unwrap_or_default();
+                views.push([schema.clone(), table.clone(), definition]);
+            }
+            let kind = match kind {
+                Some(TableType::View) => "VIEW",
+                _ => "BASE TABLE",
+            };
+            tables.push([schema.clone(), table.clone(), kind.to_string()]);
+            if let Some(fields) = info.table_schema(CATALOG_NAME, &schema, &table).await? {
+                for (i, f) in fields.fields().iter().enumerate() {
+                    columns.push((
+                        schema.clone(),
+                        table.clone(),
+                        f.name().clone(),
+                        i as i32 + 1,
+                        sql_type_name(f.data_type()),
+                    ));
+                }
+            }
+        }
+    }
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    let strings = |values: Vec<String>| -> ArrayRef { Arc::new(StringArray::from(values)) };
+    let constant = |value: &str, n: usize| strings(vec![value.to_string(); n]);
+    let mem = |fields: Vec<Field>,
+               arrays: Vec<ArrayRef>|
+     -> Result<Arc<dyn datafusion::catalog::TableProvider>, DataFusionError> {
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    };
+    let column =
+        |rows: &[[String; 3]], i: usize| strings(rows.iter().map(|r| r[i].clone()).collect());
+
+    let provider = MemorySchemaProvider::new();
+    let n = schemata.len();
+    provider.register_table(
+        "schemata".into(),
+        mem(
+            vec![
+                text("catalog_name"),
+                text("schema_name"),
+                text("schema_owner"),
+            ],
+            vec![
+                constant(CATALOG_NAME, n),
+                strings(schemata),
+                constant("lakehose", n),
+            ],
+        )?,
+    )?;
+    // Tables of a table's catalog, schema and name plus one more text.
+    let per_table = |name: &str, last: &str, rows: &[[String; 3]]| {
+        let fields = ["table_catalog", "table_schema", "table_name", last].map(text);
+        let arrays = vec![
+            constant(CATALOG_NAME, rows.len()),
+            column(rows, 0),
+            column(rows, 1),
+            column(rows, 2),
+        ];
+        provider.register_table(name.into(), mem(fields.to_vec(), arrays)?)
+    };
+    per_table("tables", "table_type", &tables)?;
+    per_table("views", "view_definition", &views)?;
+    let n = columns.len();
+    provider.register_table(
+        "columns".into(),
+        mem(
+            vec![
+                text("table_catalog"),
+                text("table_schema"),
+                text("table_name"),
+                text("column_name"),
+                Field::new("ordinal_position", DataType::Int32, false),
+                text("column_default"),
+                text("is_nullable"),
+                text("data_type"),
+            ],
+            vec![
+                constant(CATALOG_NAME, n),
+                strings(columns.iter().map(|c| c.0.clone()).collect()),
+                strings(columns.iter().map(|c| c.1.clone()).collect()),
+                strings(columns.iter().map(|c| c.2.clone()).collect()),
+                Arc::new(Int32Array::from(
+                    columns.iter().map(|c| c.3).collect::<Vec<_>>(),
+                )),
+                new_null_array(&DataType::Utf8, n),
+                constant("YES", n),
+                strings(columns.iter().map(|c| c.4.clone()).collect()),
+            ],
+        )?,
+    )?;
+    Ok(Arc::new(provider))
+}
+
+/// The SQL name of the Postgres type a column is sent as
+/// (`information_schema.columns.data_type`).
+fn sql_type_name(t: &DataType) -> String {
+    use pgwire::api::Type;
+    let pg = super::encode::pg_type(t);
+    match pg {
+        Type::BOOL => "boolean",
+        Type::INT2 => "smallint",
+        Type::INT4 => "integer",
+        Type::INT8 => "bigint",
+        Type::NUMERIC => "numeric",
+        Type::FLOAT4 => "real",
+        Type::FLOAT8 => "double precision",
+        Type::TEXT => "text",
+        Type::BYTEA => "bytea",
+        Type::DATE => "date",
+        Type::TIMESTAMP => "timestamp without time zone",
+        Type::TIMESTAMPTZ => "timestamp with time zone",
+        Type::TIME => "time without time zone",
+        Type::INTERVAL => "interval",
+        _ => "json",
+    }
+    .to_string()
 }
 
 /// Functions psql's `\d+`, `\dt+` and `\l+` call that the crate lacks:
