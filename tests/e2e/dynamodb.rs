@@ -26,6 +26,22 @@ fn lakehose(data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `lakehose import dynamodb-export LOCATION --database app --table users`
+/// plus `extra`.
+fn import(data: &std::path::Path, location: &str, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "import",
+        "dynamodb-export",
+        location,
+        "--database",
+        "app",
+        "--table",
+        "users",
+    ];
+    args.extend_from_slice(extra);
+    lakehose(data, &args)
+}
+
 #[test]
 fn dynamodb_export_imported_and_joined_through_every_client() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,22 +50,13 @@ fn dynamodb_export_imported_and_joined_through_every_client() {
     let full = lakehose::usersgen::write_full(&prefix, "users", 400, T0, 3, 150).unwrap();
 
     // The export's own folder, with the key named.
-    let (ok, out, err) = lakehose(
+    let (ok, out, err) = import(
         data,
-        &[
-            "import",
-            "dynamodb-export",
-            &format!(
-                "s3://exports/users/AWSDynamoDB/{}/",
-                full.file_name().unwrap().to_str().unwrap()
-            ),
-            "--database",
-            "app",
-            "--table",
-            "users",
-            "--key",
-            "user_id",
-        ],
+        &format!(
+            "s3://exports/users/AWSDynamoDB/{}/",
+            full.file_name().unwrap().to_str().unwrap()
+        ),
+        &["--key", "user_id"],
     );
     assert!(ok, "{out}\n{err}");
     assert!(
@@ -62,18 +69,7 @@ fn dynamodb_export_imported_and_joined_through_every_client() {
     // Later changes picked up from the prefix; the full export is not
     // applied again.
     lakehose::usersgen::write_changes(&prefix, "users", 400, T0, T0 + HOUR, 3).unwrap();
-    let (ok, out, err) = lakehose(
-        data,
-        &[
-            "import",
-            "dynamodb-export",
-            "s3://exports/users/",
-            "--database",
-            "app",
-            "--table",
-            "users",
-        ],
-    );
+    let (ok, out, err) = import(data, "s3://exports/users/", &[]);
     assert!(ok, "{out}\n{err}");
     // 16 upgrades (every 20th user but not every 50th), 8 closed accounts
     // (every 50th), 20 sign-ups.
@@ -82,33 +78,11 @@ fn dynamodb_export_imported_and_joined_through_every_client() {
             && out.contains("44 rows changed (8 deleted)"),
         "{out}"
     );
-    let (ok, out, _) = lakehose(
-        data,
-        &[
-            "import",
-            "dynamodb-export",
-            "s3://exports/users/",
-            "--database",
-            "app",
-            "--table",
-            "users",
-        ],
-    );
+    let (ok, out, _) = import(data, "s3://exports/users/", &[]);
     assert!(ok && out.contains("no new export"), "{out}");
 
     // A bad location is a clear error.
-    let (ok, _, err) = lakehose(
-        data,
-        &[
-            "import",
-            "dynamodb-export",
-            "s3://exports/nothing/",
-            "--database",
-            "app",
-            "--table",
-            "users",
-        ],
-    );
+    let (ok, _, err) = import(data, "s3://exports/nothing/", &[]);
     assert!(!ok && err.contains("no DynamoDB export"), "{err}");
 
     let server = Server::start(data, &[]);

@@ -576,53 +576,35 @@ fn adapt(prepared: &Prepared, columns: &[Column], schema: &SchemaRef) -> Option<
     Some(out)
 }
 
-fn scan_file(
-    kind: ExportKind,
-    keys: &[String],
-    data: &[u8],
-    bytes: u64,
-) -> Result<FileScan, (usize, String)> {
+/// An incremental export's file: checked and sketched, each record's key
+/// and write time noted (the second pass converts the winners).
+fn scan_changes_file(data: &[u8], bytes: u64) -> Result<FileScan, (usize, String)> {
     let mut sketch = Sketch::default();
     let mut found_keys: Option<Vec<String>> = None;
     let mut latest = Vec::new();
     let records = each_line(data, |n, line| {
-        match kind {
-            ExportKind::Full => {
-                let item = line
-                    .item
-                    .as_ref()
-                    .ok_or("has no Item (is this an incremental export's file?)")?;
-                if !keys.is_empty() {
-                    key_text(item, keys)?;
-                }
-                sketch.observe(item);
+        let record_keys = line
+            .keys
+            .as_ref()
+            .ok_or("has no Keys (is this a full export's file?)")?;
+        let mut names: Vec<String> = record_keys.0.iter().map(|(k, _)| k.to_string()).collect();
+        names.sort();
+        match &found_keys {
+            None => found_keys = Some(names.clone()),
+            Some(k) if *k != names => {
+                return Err(format!("has keys {names:?} where other records have {k:?}"));
             }
-            ExportKind::Incremental => {
-                let record_keys = line
-                    .keys
-                    .as_ref()
-                    .ok_or("has no Keys (is this a full export's file?)")?;
-                let mut names: Vec<String> =
-                    record_keys.0.iter().map(|(k, _)| k.to_string()).collect();
-                names.sort();
-                match &found_keys {
-                    None => found_keys = Some(names.clone()),
-                    Some(k) if *k != names => {
-                        return Err(format!("has keys {names:?} where other records have {k:?}"));
-                    }
-                    _ => {}
-                }
-                sketch.observe(record_keys);
-                if let Some(image) = &line.new_image {
-                    sketch.observe(image);
-                }
-                latest.push((
-                    key_text(record_keys, &names)?,
-                    line.write_micros.unwrap_or(0),
-                    n,
-                ));
-            }
+            _ => {}
         }
+        sketch.observe(record_keys);
+        if let Some(image) = &line.new_image {
+            sketch.observe(image);
+        }
+        latest.push((
+            key_text(record_keys, &names)?,
+            line.write_micros.unwrap_or(0),
+            n,
+        ));
         Ok(())
     })?;
     Ok(FileScan {
@@ -671,7 +653,7 @@ pub async fn scan(
                 let (data, bytes) = export.read(f).await?;
                 let scanned = tokio::task::spawn_blocking(move || match kind {
                     ExportKind::Full => scan_full_file(&keys, &data, bytes, raw),
-                    ExportKind::Incremental => scan_file(kind, &keys, &data, bytes),
+                    ExportKind::Incremental => scan_changes_file(&data, bytes),
                 })
                 .await
                 .map_err(|e| e.to_string())?

@@ -514,16 +514,6 @@ impl Sketch {
         }
     }
 
-    /// Whether no attribute was seen.
-    pub fn is_empty(&self) -> bool {
-        self.attrs.is_empty()
-    }
-
-    /// The kind of an attribute.
-    pub fn kind(&self, attr: &str) -> Option<&Kind> {
-        self.index.get(attr).map(|&i| &self.attrs[i].1)
-    }
-
     /// The columns: `keys` (attribute names) first, the others by name.
     pub fn columns(&self, keys: &[String]) -> Result<Vec<Column>, String> {
         let mut columns: Vec<Column> = self

@@ -160,30 +160,28 @@ async fn information_schema(
             .await?
             .unwrap_or_default()
         {
-            let kind = info.table_type(CATALOG_NAME, &schema, &table).await?;
-            if kind == Some(TableType::View) {
-                let definition = info
-                    .table(&schema, &table)
-                    .await?
-                    .and_then(|t| t.view_original_text)
-                    .unwrap_or_default();
-                views.push([schema.clone(), table.clone(), definition]);
-            }
-            let kind = match kind {
-                Some(TableType::View) => "VIEW",
+            let Some(found) = info.table(&schema, &table).await? else {
+                // Dropped since it was listed.
+                continue;
+            };
+            let kind = match type_of(&found) {
+                TableType::View => {
+                    let definition = found.view_original_text.clone().unwrap_or_default();
+                    views.push([schema.clone(), table.clone(), definition]);
+                    "VIEW"
+                }
                 _ => "BASE TABLE",
             };
             tables.push([schema.clone(), table.clone(), kind.to_string()]);
-            if let Some(fields) = info.table_schema(CATALOG_NAME, &schema, &table).await? {
-                for (i, f) in fields.fields().iter().enumerate() {
-                    columns.push((
-                        schema.clone(),
-                        table.clone(),
-                        f.name().clone(),
-                        i as i32 + 1,
-                        sql_type_name(f.data_type()),
-                    ));
-                }
+            let fields = info.schema_of(&schema, &found).await?;
+            for (i, f) in fields.fields().iter().enumerate() {
+                columns.push((
+                    schema.clone(),
+                    table.clone(),
+                    f.name().clone(),
+                    i as i32 + 1,
+                    sql_type_name(f.data_type()),
+                ));
             }
         }
     }
@@ -367,6 +365,36 @@ impl LakeCatalogInfo {
             .ok_or_else(|| DataFusionError::Internal("the query engine has stopped".into()))
     }
 
+    /// The columns of `found` (in database `schema`): the catalog's, partition
+    /// keys last, as queries see them; the table's own when the catalog has
+    /// none usable (a Delta table registered without them, a view).
+    async fn schema_of(&self, schema: &str, found: &Table) -> Result<SchemaRef, DataFusionError> {
+        let table = found.name.as_str();
+        let mut columns = found
+            .storage_descriptor
+            .as_ref()
+            .map(|sd| sd.columns.clone())
+            .unwrap_or_default();
+        columns.extend(found.partition_keys.iter().cloned());
+        if !columns.is_empty()
+            && let Ok(fields) = arrow_fields(&columns, table)
+        {
+            return Ok(Arc::new(Schema::new(fields)));
+        }
+        let engine = self.engine()?;
+        let ctx = engine.context(schema, Arc::default())?;
+        match ctx
+            .table_provider(TableReference::full(CATALOG_NAME, schema, table))
+            .await
+        {
+            Ok(provider) => Ok(provider.schema()),
+            Err(e) => {
+                tracing::debug!(schema, table, error = %e, "pg_catalog: table has no readable schema");
+                Ok(Arc::new(Schema::empty()))
+            }
+        }
+    }
+
     async fn table(&self, schema: &str, table: &str) -> Result<Option<Table>, DataFusionError> {
         match self.engine()?.catalog().get_table(schema, table).await {
             Ok(t) => Ok(Some(t)),
@@ -428,34 +456,9 @@ impl CatalogInfo for LakeCatalogInfo {
         if catalog != CATALOG_NAME {
             return Ok(None);
         }
-        let Some(found) = self.table(schema, table).await? else {
-            return Ok(None);
-        };
-        // The catalog's columns, partition keys last, as queries see them.
-        let mut columns = found
-            .storage_descriptor
-            .as_ref()
-            .map(|sd| sd.columns.clone())
-            .unwrap_or_default();
-        columns.extend(found.partition_keys.iter().cloned());
-        if !columns.is_empty()
-            && let Ok(fields) = arrow_fields(&columns, table)
-        {
-            return Ok(Some(Arc::new(Schema::new(fields))));
-        }
-        // No usable columns in the catalog (a Delta table registered
-        // without them, a view): ask the table itself.
-        let engine = self.engine()?;
-        let ctx = engine.context(schema, Arc::default())?;
-        match ctx
-            .table_provider(TableReference::full(CATALOG_NAME, schema, table))
-            .await
-        {
-            Ok(provider) => Ok(Some(provider.schema())),
-            Err(e) => {
-                tracing::debug!(schema, table, error = %e, "pg_catalog: table has no readable schema");
-                Ok(Some(Arc::new(Schema::empty())))
-            }
+        match self.table(schema, table).await? {
+            Some(found) => self.schema_of(schema, &found).await.map(Some),
+            None => Ok(None),
         }
     }
 
@@ -468,13 +471,16 @@ impl CatalogInfo for LakeCatalogInfo {
         if catalog != CATALOG_NAME {
             return Ok(None);
         }
-        Ok(self.table(schema, table).await?.map(|t| {
-            if t.table_type.as_deref() == Some("VIRTUAL_VIEW") {
-                TableType::View
-            } else {
-                TableType::Base
-            }
-        }))
+        Ok(self.table(schema, table).await?.as_ref().map(type_of))
+    }
+}
+
+/// A view or a table.
+fn type_of(table: &Table) -> TableType {
+    if table.table_type.as_deref() == Some("VIRTUAL_VIEW") {
+        TableType::View
+    } else {
+        TableType::Base
     }
 }
 
