@@ -403,11 +403,21 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
     }
 }
 
+/// Each runtime thread's stack. Planning and evaluating a statement recurse
+/// once per level of its expression trees (bounded by
+/// `lakehose_query::nesting::MAX_SQL_NESTING`), and a stack overflow aborts
+/// the whole process; Tokio's default of 2 MiB holds a few hundred levels in
+/// an unoptimized build. Only the pages a thread touches are committed.
+pub const THREAD_STACK_BYTES: usize = 64 << 20;
+
 /// Builds the Tokio runtime (no `#[tokio::main]`: the thread count is a
 /// setting).
 pub fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all().thread_name("lakehose-io");
+    builder
+        .enable_all()
+        .thread_name("lakehose-io")
+        .thread_stack_size(THREAD_STACK_BYTES);
     if let Some(n) = worker_threads {
         builder.worker_threads(n.max(1));
     }

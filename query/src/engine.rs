@@ -627,6 +627,7 @@ pub fn classify(error: DataFusionError) -> QueryError {
 
 /// Splits SQL text into its statements.
 pub fn parse_statements(sql: &str) -> Result<Vec<DFStatement>, QueryError> {
+    crate::nesting::check(sql)?;
     DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
         .map(|s| s.into_iter().collect())
         .map_err(|e| QueryError::new(QueryErrorKind::Syntax, format!("SYNTAX_ERROR: {e}")))

@@ -14,6 +14,8 @@
 //! - [`ddl`], [`catalog_ops`], [`write`]: Athena's DDL, utility statements,
 //!   CTAS, `INSERT INTO` and `UNLOAD`.
 //! - [`statement`]: dispatch, parameters, limits.
+//! - [`nesting`]: the bound on how deeply a statement may nest, checked
+//!   before any parser builds a tree of it.
 
 pub mod athena;
 pub mod catalog_ops;
@@ -23,6 +25,7 @@ pub mod dialect;
 pub mod engine;
 pub mod functions;
 pub mod live;
+pub mod nesting;
 pub mod output;
 pub mod pg;
 pub mod statement;

@@ -37,6 +37,7 @@ pub(crate) async fn run(
         ));
     }
     let sql = bind_parameters(&request.sql, &request.parameters)?;
+    crate::nesting::check(&sql)?;
     if sql.trim().trim_end_matches(';').trim().is_empty() {
         return Err(QueryError::new(
             QueryErrorKind::Syntax,

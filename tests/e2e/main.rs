@@ -7,6 +7,7 @@ mod util;
 mod athena;
 mod bad_input;
 mod crash;
+mod deep_sql;
 mod delivery;
 mod dynamodb;
 mod etl;

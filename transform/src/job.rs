@@ -455,6 +455,7 @@ impl Job {
             .skip(sql_line - 1)
             .collect::<Vec<_>>()
             .join("\n");
+        lakehose_query::nesting::check(&body).map_err(|e| err(sql_line, e.message))?;
         let statements = Parser::parse_sql(&GenericDialect {}, &body).map_err(|e| {
             err(
                 sql_line,
