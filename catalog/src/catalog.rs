@@ -834,11 +834,9 @@ impl Catalog for EmbeddedCatalog {
                             p.values.len()
                         )),
                     ));
-                } else if let Err(e) = check_partition_types(
-                    db.as_deref().unwrap_or_default(),
-                    &table.name,
-                    p,
-                ) {
+                } else if let Err(e) =
+                    check_partition_types(db.as_deref().unwrap_or_default(), &table.name, p)
+                {
                     errors.push((values, e));
                 } else if existing.contains_key(&values) || !seen.insert(values.clone()) {
                     errors.push((
@@ -1079,7 +1077,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("Column \"bad\""), "{message}");
-        assert_eq!(c.table_versions("db", "t", 0, 100).await.unwrap().0.len(), 1);
+        assert_eq!(
+            c.table_versions("db", "t", 0, 100).await.unwrap().0.len(),
+            1
+        );
 
         let partition = |value: &str, ty: &str| Partition {
             values: vec![value.into()],
@@ -1094,7 +1095,11 @@ mod tests {
             ..Default::default()
         };
         let errors = c
-            .create_partitions("db", "t", vec![partition("a", &deep), partition("b", "int")])
+            .create_partitions(
+                "db",
+                "t",
+                vec![partition("a", &deep), partition("b", "int")],
+            )
             .await
             .unwrap();
         assert_eq!(errors.len(), 1);
@@ -1116,7 +1121,9 @@ mod tests {
         assert!(errors[0].1.to_string().contains("nested deeper"));
         let stored = c.get_partition("db", "t", &["b".into()]).await.unwrap();
         assert_eq!(
-            stored.storage_descriptor.unwrap().columns[0].data_type.as_deref(),
+            stored.storage_descriptor.unwrap().columns[0]
+                .data_type
+                .as_deref(),
             Some("int")
         );
     }
@@ -1130,7 +1137,9 @@ mod tests {
         })
         .await
         .unwrap();
-        c.create_table("db", table("t", &[("a", "int")])).await.unwrap();
+        c.create_table("db", table("t", &[("a", "int")]))
+            .await
+            .unwrap();
         for _ in 0..6 {
             c.update_table("db", table("t", &[("a", "int")]), None)
                 .await
@@ -1140,7 +1149,10 @@ mod tests {
             page.iter().map(|t| t.version_id.clone().unwrap()).collect()
         };
         let (first, more) = c.table_versions("db", "t", 0, 3).await.unwrap();
-        assert_eq!((ids(&first), more), (vec!["7".into(), "6".into(), "5".into()], true));
+        assert_eq!(
+            (ids(&first), more),
+            (vec!["7".into(), "6".into(), "5".into()], true)
+        );
         let (last, more) = c.table_versions("db", "t", 6, 3).await.unwrap();
         assert_eq!((ids(&last), more), (vec!["1".to_string()], false));
         // A version outside the page that cannot be read does not matter:
@@ -1226,7 +1238,14 @@ mod tests {
         c.create_table("logs", table("requests", &[("x", "int")]))
             .await
             .unwrap();
-        assert_eq!(c.table_versions("logs", "requests", 0, 100).await.unwrap().0.len(), 1);
+        assert_eq!(
+            c.table_versions("logs", "requests", 0, 100)
+                .await
+                .unwrap()
+                .0
+                .len(),
+            1
+        );
         assert_eq!(
             c.get_table("logs", "requests")
                 .await

@@ -482,7 +482,11 @@ mod tests {
         );
         assert!(check(&ok, &p));
         for deep in [
-            format!("{}year = 1{}", "(".repeat(MAX_EXPRESSION_DEPTH + 1), ")".repeat(MAX_EXPRESSION_DEPTH + 1)),
+            format!(
+                "{}year = 1{}",
+                "(".repeat(MAX_EXPRESSION_DEPTH + 1),
+                ")".repeat(MAX_EXPRESSION_DEPTH + 1)
+            ),
             format!("{}year = 1", "NOT ".repeat(MAX_EXPRESSION_DEPTH + 1)),
             format!("{}year = 1", "(NOT ".repeat(300)),
         ] {

@@ -604,7 +604,11 @@ mod tests {
         let err = check_hive_type(&"(".repeat(1000)).unwrap_err();
         assert!(err.contains("nested deeper"), "{err}");
         let long = format!("struct<{}:int>", "a".repeat(MAX_TYPE_LENGTH));
-        assert!(check_hive_type(&long).unwrap_err().contains("at most 131072"));
+        assert!(
+            check_hive_type(&long)
+                .unwrap_err()
+                .contains("at most 131072")
+        );
     }
 
     #[test]

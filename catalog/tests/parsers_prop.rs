@@ -78,7 +78,9 @@ fn jtype() -> impl Strategy<Value = JType> {
     ];
     leaf.prop_recursive(8, 64, 6, |inner| {
         prop_oneof![
-            inner.clone().prop_map(|t| JType::List { item: Box::new(t) }),
+            inner
+                .clone()
+                .prop_map(|t| JType::List { item: Box::new(t) }),
             prop::collection::vec(("[a-z_][a-z0-9_]{0,8}", inner), 1..6).prop_map(|fields| {
                 // Field names are unique within a struct.
                 let mut seen = std::collections::HashSet::new();
@@ -318,9 +320,8 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(any::<u8>(), 0..256),
         json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
         (1usize..50_000).prop_map(|n| format!("{}1{}", "[".repeat(n), "]".repeat(n)).into_bytes()),
-        (1usize..50_000).prop_map(|n| {
-            format!("{}1{}", "{\"Name\":".repeat(n), "}".repeat(n)).into_bytes()
-        }),
+        (1usize..50_000)
+            .prop_map(|n| { format!("{}1{}", "{\"Name\":".repeat(n), "}".repeat(n)).into_bytes() }),
         Just(b"{\"MaxResults\": 1e999999}".to_vec()),
         Just(b"{\"MaxResults\": 123456789012345678901234567890}".to_vec()),
     ]
