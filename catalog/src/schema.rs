@@ -222,10 +222,21 @@ pub fn hive_type(t: &JType) -> String {
             "struct<{}>",
             fields
                 .iter()
-                .map(|(n, t)| format!("{n}:{}", hive_type(t)))
+                .map(|(n, t)| format!("{}:{}", hive_field_name(n), hive_type(t)))
                 .collect::<Vec<_>>()
                 .join(",")
         ),
+    }
+}
+
+/// A struct field name as a Hive type spells it: back-quoted unless it is
+/// a plain identifier, so names holding `<`, `,`, `:` or spaces read back
+/// as one name.
+pub fn hive_field_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(format!("`{name}`"))
     }
 }
 
@@ -347,8 +358,11 @@ pub fn parse_hive_type(hive: &str) -> Result<JType, String> {
     // One linear pass first, so a deep type costs no more than a shallow
     // one of the same length (each level below re-scans its rest).
     let mut depth = 0usize;
+    let mut quoted = false;
     for c in hive.chars() {
         match c {
+            '`' => quoted = !quoted,
+            _ if quoted => {}
             '<' => {
                 depth += 1;
                 if depth > MAX_TYPE_DEPTH {
@@ -372,13 +386,17 @@ fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
 }
 
 fn parse_hive_type_at(hive: &str, whole: &str, depth: usize) -> Result<JType, String> {
-    fn split_top(s: &str) -> Vec<&str> {
+    // Splits at `at` outside brackets and back-quoted names.
+    fn split_top(s: &str, at: char, once: bool) -> Vec<&str> {
         let (mut depth, mut start, mut out) = (0i32, 0usize, Vec::new());
+        let mut quoted = false;
         for (i, c) in s.char_indices() {
             match c {
+                '`' => quoted = !quoted,
+                _ if quoted => {}
                 '<' | '(' => depth += 1,
                 '>' | ')' => depth -= 1,
-                ',' if depth == 0 => {
+                c if c == at && depth == 0 && !(once && !out.is_empty()) => {
                     out.push(&s[start..i]);
                     start = i + 1;
                 }
@@ -405,18 +423,20 @@ fn parse_hive_type_at(hive: &str, whole: &str, depth: usize) -> Result<JType, St
     if structure {
         let inner = &t[7..t.len() - 1];
         let mut fields = Vec::new();
-        for part in split_top(inner) {
-            let (name, ty) = part.split_once(':').ok_or_else(|| {
-                format!(
+        for part in split_top(inner, ',', false) {
+            let [name, ty] = split_top(part, ':', true)[..] else {
+                return Err(format!(
                     "struct field {} in {} has no type",
                     quote_type(part),
                     quote_type(whole)
-                )
-            })?;
-            fields.push((
-                name.trim().to_string(),
-                parse_hive_type_at(ty, whole, depth + 1)?,
-            ));
+                ));
+            };
+            let name = name.trim();
+            let name = name
+                .strip_prefix('`')
+                .and_then(|n| n.strip_suffix('`'))
+                .unwrap_or(name);
+            fields.push((name.to_string(), parse_hive_type_at(ty, whole, depth + 1)?));
         }
         return Ok(JType::Struct { fields });
     }
@@ -609,6 +629,24 @@ mod tests {
                 .unwrap_err()
                 .contains("at most 131072")
         );
+    }
+
+    #[test]
+    fn odd_field_names_are_quoted_and_read_back() {
+        let t = JType::Struct {
+            fields: vec![
+                ("plain_1".into(), JType::Int),
+                ("a b<c,d:e>".into(), JType::String),
+                ("名\u{3000}前".into(), JType::Bool),
+            ],
+        };
+        let text = hive_type(&t);
+        assert_eq!(
+            text,
+            "struct<plain_1:bigint,`a b<c,d:e>`:string,`名\u{3000}前`:boolean>"
+        );
+        assert_eq!(check_hive_type(&text), Ok(()));
+        assert_eq!(parse_hive_type(&text).unwrap(), t);
     }
 
     #[test]

@@ -81,7 +81,7 @@ fn jtype() -> impl Strategy<Value = JType> {
             inner
                 .clone()
                 .prop_map(|t| JType::List { item: Box::new(t) }),
-            prop::collection::vec(("[a-z_][a-z0-9_]{0,8}", inner), 1..6).prop_map(|fields| {
+            prop::collection::vec(("[^`\\p{Cc}]{1,8}", inner), 1..6).prop_map(|fields| {
                 // Field names are unique within a struct.
                 let mut seen = std::collections::HashSet::new();
                 JType::Struct {

@@ -269,7 +269,13 @@ pub fn arrow_to_hive(t: &DataType) -> Result<String, String> {
             "struct<{}>",
             fields
                 .iter()
-                .map(|f| Ok(format!("{}:{}", f.name(), arrow_to_hive(f.data_type())?)))
+                .map(|f| {
+                    Ok(format!(
+                        "{}:{}",
+                        lakehose_catalog::schema::hive_field_name(f.name()),
+                        arrow_to_hive(f.data_type())?
+                    ))
+                })
                 .collect::<Result<Vec<_>, String>>()?
                 .join(",")
         ),

@@ -88,7 +88,7 @@ fn arrow_type() -> impl Strategy<Value = DataType> {
                 .clone()
                 .prop_map(|t| DataType::List(Arc::new(Field::new("item", t, true)))),
             (inner.clone(), inner.clone()).prop_map(|(k, v)| map_type(k, v)),
-            prop::collection::vec(("[a-z_][a-z0-9_]{0,8}", inner), 1..5).prop_map(|fields| {
+            prop::collection::vec(("[^`\\p{Cc}]{1,8}", inner), 1..5).prop_map(|fields| {
                 let mut seen = std::collections::HashSet::new();
                 DataType::Struct(Fields::from(
                     fields

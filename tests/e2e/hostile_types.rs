@@ -377,3 +377,134 @@ fn a_stored_deep_type_does_not_stop_the_server() {
     let rows = parquet_rows(&data.join("events"));
     assert_eq!(rows.len(), 10, "{rows:?}");
 }
+
+/// GetTableVersions pages at most 100 versions at a time, and GetPartitions
+/// expressions are bounded in length and nesting: each refusal is an
+/// InvalidInputException saying why, and the server stays up.
+#[test]
+fn glue_lists_and_expressions_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let glue = glue_client(&server.endpoint);
+    rt().block_on(async {
+        glue.create_database()
+            .database_input(DatabaseInput::builder().name("db").build().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let keyed = || {
+            TableInput::builder()
+                .name("keyed")
+                .storage_descriptor(
+                    StorageDescriptor::builder()
+                        .columns(column("id", "bigint"))
+                        .location("s3://lake/keyed/")
+                        .build(),
+                )
+                .partition_keys(column("dt", "string"))
+                .build()
+                .unwrap()
+        };
+        glue.create_table()
+            .database_name("db")
+            .table_input(keyed())
+            .send()
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            glue.update_table()
+                .database_name("db")
+                .table_input(keyed())
+                .send()
+                .await
+                .unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = glue
+                .get_table_versions()
+                .database_name("db")
+                .table_name("keyed")
+                .max_results(2)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(page.table_versions().len() <= 2);
+            seen.extend(
+                page.table_versions()
+                    .iter()
+                    .map(|v| v.version_id().unwrap().to_string()),
+            );
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen, ["5", "4", "3", "2", "1"]);
+        let err = glue
+            .get_table_versions()
+            .database_name("db")
+            .table_name("keyed")
+            .max_results(101)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("InvalidInputException"), "{err:?}");
+        assert!(
+            err.message()
+                .unwrap_or_default()
+                .contains("between 1 and 100")
+        );
+
+        glue.create_partition()
+            .database_name("db")
+            .table_name("keyed")
+            .partition_input(
+                PartitionInput::builder()
+                    .values("2026-01-01")
+                    .storage_descriptor(
+                        StorageDescriptor::builder()
+                            .location("s3://lake/keyed/dt=2026-01-01/")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let deep = format!("{}dt = '2026-01-01'{}", "(".repeat(40), ")".repeat(40));
+        let long = format!("{}dt = '2026-01-01'", "NOT ".repeat(600));
+        let nots = format!("{}dt = '2026-01-01'", "NOT ".repeat(100));
+        for (expression, why) in [
+            (deep.as_str(), "deeper than 32 levels"),
+            (nots.as_str(), "deeper than 32 levels"),
+            (long.as_str(), "longer than 2048"),
+            ("dt = '2026\u{3000}", "unterminated"),
+            ("dt\u{3000}=\u{3000}'x' AND", "expected"),
+        ] {
+            let err = glue
+                .get_partitions()
+                .database_name("db")
+                .table_name("keyed")
+                .expression(expression)
+                .send()
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), Some("InvalidInputException"), "{err:?}");
+            let message = err.message().unwrap_or_default();
+            assert!(message.contains(why), "{expression}: {message}");
+        }
+        let found = glue
+            .get_partitions()
+            .database_name("db")
+            .table_name("keyed")
+            .expression("((dt\u{3000}=\u{3000}'2026-01-01'))")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(found.partitions().len(), 1);
+        healthy(&server.endpoint).await;
+    });
+}
