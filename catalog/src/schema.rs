@@ -300,10 +300,9 @@ pub fn check_hive_type(hive: &str) -> Result<(), String> {
     let mut chars = hive.chars();
     while let Some(c) = chars.next() {
         match c {
-            '`' => {
-                if !chars.by_ref().any(|q| q == '`') {
-                    return Err(format!("unterminated `name` in type {}", quote_type(hive)));
-                }
+            // The guard skips a back-quoted name whole.
+            '`' if !chars.by_ref().any(|q| q == '`') => {
+                return Err(format!("unterminated `name` in type {}", quote_type(hive)));
             }
             '<' | '(' => {
                 let level = if c == '<' { &mut angles } else { &mut parens };
@@ -396,7 +395,7 @@ fn parse_hive_type_at(hive: &str, whole: &str, depth: usize) -> Result<JType, St
                 _ if quoted => {}
                 '<' | '(' => depth += 1,
                 '>' | ')' => depth -= 1,
-                c if c == at && depth == 0 && !(once && !out.is_empty()) => {
+                c if c == at && depth == 0 && (!once || out.is_empty()) => {
                     out.push(&s[start..i]);
                     start = i + 1;
                 }
