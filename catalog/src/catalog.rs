@@ -43,7 +43,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::expr::PartitionFilter;
-use crate::model::{Database, Partition, Table};
+use crate::model::{Column, Database, Partition, Table};
 use crate::storage::{Storage, StorageError};
 
 /// Errors of the catalog, mapped one to one onto Glue's exceptions.
@@ -114,8 +114,16 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
     /// Deletes a table.
     async fn delete_table(&self, database: &str, name: &str) -> Result<()>;
-    /// Every version of a table since it was last created, newest first.
-    async fn table_versions(&self, database: &str, name: &str) -> Result<Vec<Table>>;
+    /// One page of the versions of a table since it was last created,
+    /// newest first: at most `limit` after skipping `skip`, and whether
+    /// more follow. Only the versions returned are read.
+    async fn table_versions(
+        &self,
+        database: &str,
+        name: &str,
+        skip: usize,
+        limit: usize,
+    ) -> Result<(Vec<Table>, bool)>;
 
     /// Adds partitions in one atomic batch. Partitions that cannot be added
     /// (already there, wrong number of values, repeated in the batch) are
@@ -196,6 +204,50 @@ pub fn normalize_name(kind: &str, name: &str) -> Result<String> {
         ));
     }
     Ok(name.to_lowercase())
+}
+
+/// Checks the types of columns about to be written (`owner` names what
+/// they belong to, e.g. `table db.t`): every reader walks a type
+/// recursively, so a type that is malformed or nested too deep is refused
+/// here, naming the column, rather than stored for every reader to trip on.
+pub fn check_column_types<'a>(
+    owner: &str,
+    kind: &str,
+    columns: impl IntoIterator<Item = &'a Column>,
+) -> Result<()> {
+    for c in columns {
+        if let Some(t) = &c.data_type {
+            crate::schema::check_hive_type(t).map_err(|why| {
+                CatalogError::InvalidInput(format!(
+                    "{kind} {:?} of {owner} has an invalid Type: {why}",
+                    c.name
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks every column type of a table: its data columns and partition
+/// keys.
+fn check_table_types(db: &str, table: &Table) -> Result<()> {
+    let owner = format!("table {db}.{}", table.name);
+    if let Some(sd) = &table.storage_descriptor {
+        check_column_types(&owner, "Column", &sd.columns)?;
+    }
+    check_column_types(&owner, "Partition key", &table.partition_keys)
+}
+
+/// Checks the column types of a partition's storage descriptor.
+fn check_partition_types(db: &str, table: &str, p: &Partition) -> Result<()> {
+    match &p.storage_descriptor {
+        Some(sd) => check_column_types(
+            &format!("partition {:?} of table {db}.{table}", p.values),
+            "Column",
+            &sd.columns,
+        ),
+        None => Ok(()),
+    }
 }
 
 fn now_seconds() -> f64 {
@@ -574,8 +626,9 @@ impl Catalog for EmbeddedCatalog {
         {
             crate::Location::parse(loc).map_err(|e| CatalogError::InvalidInput(e.to_string()))?;
         }
-        let now = now_seconds();
         table.name = name.clone();
+        check_table_types(&db, &table)?;
+        let now = now_seconds();
         table.database_name = Some(db.clone());
         table.create_time = Some(now);
         table.update_time = Some(now);
@@ -643,6 +696,8 @@ impl Catalog for EmbeddedCatalog {
     ) -> Result<()> {
         let db = normalize_name("database", database)?;
         let name = normalize_name("table", &table.name)?;
+        table.name = name.clone();
+        check_table_types(&db, &table)?;
         self.require_database(&db).await?;
         let dir = self.table_dir(&db, &name);
         for _ in 0..MAX_RETRIES {
@@ -690,22 +745,69 @@ impl Catalog for EmbeddedCatalog {
             .await
     }
 
-    async fn table_versions(&self, database: &str, name: &str) -> Result<Vec<Table>> {
+    async fn table_versions(
+        &self,
+        database: &str,
+        name: &str,
+        skip: usize,
+        limit: usize,
+    ) -> Result<(Vec<Table>, bool)> {
         let db = normalize_name("database", database)?;
         let name = normalize_name("table", name)?;
         let dir = self.table_dir(&db, &name);
+        let not_found = || CatalogError::NotFound(format!("Table {db}.{name}"));
+        // Newest first.
+        let mut versions = self.versions(&dir).await?;
+        versions.reverse();
+        let Some(&last) = versions.first() else {
+            return Err(not_found());
+        };
+        let incarnation = match self.read::<Table>(&dir, last).await? {
+            Version::Put { incarnation, .. } => incarnation,
+            Version::Delete => return Err(not_found()),
+        };
+        if incarnation > 0 {
+            // The current incarnation's versions are `incarnation..=last`:
+            // only the page is read.
+            versions.retain(|v| *v >= incarnation);
+            let more = versions.len() > skip.saturating_add(limit);
+            let page: Vec<u64> = versions.into_iter().skip(skip).take(limit).collect();
+            let reads = futures::stream::iter(page)
+                .map(|v| {
+                    let dir = &dir;
+                    async move { self.read::<Table>(dir, v).await }
+                })
+                .buffered(16)
+                .collect::<Vec<_>>()
+                .await;
+            let mut out = Vec::with_capacity(reads.len());
+            for read in reads {
+                match read? {
+                    Version::Put { value, .. } => out.push(value),
+                    Version::Delete => break,
+                }
+            }
+            return Ok((out, more));
+        }
+        // Versions written before incarnations were recorded: walk back to
+        // the last delete, reading no further than the page.
         let mut out = Vec::new();
-        // Newest first, back to the last delete (an earlier incarnation).
-        for version in self.versions(&dir).await?.into_iter().rev() {
+        let mut seen = 0usize;
+        for version in versions {
             match self.read::<Table>(&dir, version).await? {
-                Version::Put { value, .. } => out.push(value),
+                Version::Put { value, .. } => {
+                    if seen >= skip.saturating_add(limit) {
+                        return Ok((out, true));
+                    }
+                    if seen >= skip {
+                        out.push(value);
+                    }
+                    seen += 1;
+                }
                 Version::Delete => break,
             }
         }
-        if out.is_empty() {
-            return Err(CatalogError::NotFound(format!("Table {db}.{name}")));
-        }
-        Ok(out)
+        Ok((out, false))
     }
 
     async fn create_partitions(
@@ -732,6 +834,10 @@ impl Catalog for EmbeddedCatalog {
                             p.values.len()
                         )),
                     ));
+                } else if let Err(e) =
+                    check_partition_types(db.as_deref().unwrap_or_default(), &table.name, p)
+                {
+                    errors.push((values, e));
                 } else if existing.contains_key(&values) || !seen.insert(values.clone()) {
                     errors.push((
                         values.clone(),
@@ -863,6 +969,12 @@ impl Catalog for EmbeddedCatalog {
                     ));
                     continue;
                 }
+                if let Err(e) =
+                    check_partition_types(db.as_deref().unwrap_or_default(), &table.name, &p)
+                {
+                    errors.push((u.values.clone(), e));
+                    continue;
+                }
                 if p.values != u.values {
                     if existing.contains_key(&p.values) {
                         errors.push((
@@ -916,6 +1028,146 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn malformed_types_are_refused_when_written() {
+        let (_dir, c) = catalog();
+        c.create_database(Database {
+            name: "db".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let deep = format!("{}int{}", "struct<a:".repeat(5000), ">".repeat(5000));
+        let err = c
+            .create_table("db", table("t", &[("ok", "int"), ("deep", &deep)]))
+            .await
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, CatalogError::InvalidInput(_)), "{message}");
+        assert!(
+            message.contains("Column \"deep\" of table db.t")
+                && message.contains("nested deeper than 64 levels"),
+            "{message}"
+        );
+        let mut keyed = table("t", &[("ok", "int")]);
+        keyed.partition_keys.push(Column {
+            name: "dt".into(),
+            data_type: Some("str\u{3000}ing".into()),
+            ..Default::default()
+        });
+        let message = c.create_table("db", keyed).await.unwrap_err().to_string();
+        assert!(
+            message.contains("Partition key \"dt\"") && message.contains("U+3000"),
+            "{message}"
+        );
+        assert!(matches!(
+            c.get_table("db", "t").await,
+            Err(CatalogError::NotFound(_))
+        ));
+
+        let mut good = table("t", &[("ok", "int")]);
+        good.partition_keys.push(Column {
+            name: "dt".into(),
+            data_type: Some("string".into()),
+            ..Default::default()
+        });
+        c.create_table("db", good).await.unwrap();
+        let message = c
+            .update_table("db", table("t", &[("bad", "array<int")]), None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("Column \"bad\""), "{message}");
+        assert_eq!(
+            c.table_versions("db", "t", 0, 100).await.unwrap().0.len(),
+            1
+        );
+
+        let partition = |value: &str, ty: &str| Partition {
+            values: vec![value.into()],
+            storage_descriptor: Some(StorageDescriptor {
+                columns: vec![Column {
+                    name: "ok".into(),
+                    data_type: Some(ty.into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let errors = c
+            .create_partitions(
+                "db",
+                "t",
+                vec![partition("a", &deep), partition("b", "int")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].0, ["a"]);
+        assert!(errors[0].1.to_string().contains("nested deeper"));
+        let errors = c
+            .update_partitions(
+                "db",
+                "t",
+                vec![PartitionUpdate {
+                    values: vec!["b".into()],
+                    partition: partition("b", &deep),
+                    expected_location: None,
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].1.to_string().contains("nested deeper"));
+        let stored = c.get_partition("db", "t", &["b".into()]).await.unwrap();
+        assert_eq!(
+            stored.storage_descriptor.unwrap().columns[0]
+                .data_type
+                .as_deref(),
+            Some("int")
+        );
+    }
+
+    #[tokio::test]
+    async fn table_versions_read_one_page() {
+        let (dir, c) = catalog();
+        c.create_database(Database {
+            name: "db".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        c.create_table("db", table("t", &[("a", "int")]))
+            .await
+            .unwrap();
+        for _ in 0..6 {
+            c.update_table("db", table("t", &[("a", "int")]), None)
+                .await
+                .unwrap();
+        }
+        let ids = |page: &[Table]| -> Vec<String> {
+            page.iter().map(|t| t.version_id.clone().unwrap()).collect()
+        };
+        let (first, more) = c.table_versions("db", "t", 0, 3).await.unwrap();
+        assert_eq!(
+            (ids(&first), more),
+            (vec!["7".into(), "6".into(), "5".into()], true)
+        );
+        let (last, more) = c.table_versions("db", "t", 6, 3).await.unwrap();
+        assert_eq!((ids(&last), more), (vec!["1".to_string()], false));
+        // A version outside the page that cannot be read does not matter:
+        // only the page is read.
+        let version_file = dir
+            .path()
+            .join("_lakehose/catalog/tables/db/t/00000000000000000002.json");
+        assert!(version_file.exists(), "{}", version_file.display());
+        std::fs::write(&version_file, b"{ torn").unwrap();
+        let (page, _) = c.table_versions("db", "t", 0, 3).await.unwrap();
+        assert_eq!(ids(&page), ["7", "6", "5"]);
+        assert!(c.table_versions("db", "t", 4, 3).await.is_err());
+    }
+
+    #[tokio::test]
     async fn databases_and_tables_with_versions() {
         let (_dir, c) = catalog();
         c.create_database(Database {
@@ -963,7 +1215,7 @@ mod tests {
                 .await,
             Err(CatalogError::ConcurrentModification(_))
         ));
-        let versions = c.table_versions("logs", "requests").await.unwrap();
+        let (versions, _) = c.table_versions("logs", "requests", 0, 100).await.unwrap();
         assert_eq!(versions.len(), 2);
         assert_eq!(versions[0].version_id.as_deref(), Some("2"));
         assert_eq!(
@@ -986,7 +1238,14 @@ mod tests {
         c.create_table("logs", table("requests", &[("x", "int")]))
             .await
             .unwrap();
-        assert_eq!(c.table_versions("logs", "requests").await.unwrap().len(), 1);
+        assert_eq!(
+            c.table_versions("logs", "requests", 0, 100)
+                .await
+                .unwrap()
+                .0
+                .len(),
+            1
+        );
         assert_eq!(
             c.get_table("logs", "requests")
                 .await
@@ -1237,7 +1496,7 @@ mod tests {
         }
         assert_eq!(b.list_tables("db").await.unwrap().len(), 41);
         // Every update is a version: 1 create + 40 updates.
-        let versions = a.table_versions("db", "shared").await.unwrap();
+        let (versions, _) = a.table_versions("db", "shared", 0, 100).await.unwrap();
         assert_eq!(versions.len(), 41);
         let mut ids: Vec<u64> = versions
             .iter()

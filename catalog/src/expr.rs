@@ -13,6 +13,14 @@ use std::cmp::Ordering;
 
 use crate::model::Column;
 
+/// The longest expression accepted: Glue's documented maximum for
+/// `GetPartitions`' `Expression`.
+pub const MAX_EXPRESSION_LENGTH: usize = 2048;
+
+/// How deeply parentheses and `NOT`s may nest. The parser and the
+/// evaluator recurse once per level; real filters use a handful.
+pub const MAX_EXPRESSION_DEPTH: usize = 32;
+
 /// A parsed expression.
 #[derive(Debug, Clone)]
 pub enum Expr {
@@ -146,6 +154,7 @@ struct Parser<'a> {
     toks: Vec<Tok>,
     pos: usize,
     keys: &'a [Column],
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -185,9 +194,23 @@ impl Parser<'_> {
         Ok(left)
     }
 
+    /// Enters one level of nesting (a parenthesis or a `NOT`).
+    fn deeper(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_EXPRESSION_DEPTH {
+            return Err(format!(
+                "the expression nests parentheses and NOTs deeper than {MAX_EXPRESSION_DEPTH} levels"
+            ));
+        }
+        Ok(())
+    }
+
     fn not(&mut self) -> Result<Expr, String> {
         if self.eat_word("not") {
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            self.deeper()?;
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.primary()
     }
@@ -205,11 +228,13 @@ impl Parser<'_> {
     fn primary(&mut self) -> Result<Expr, String> {
         if self.toks.get(self.pos) == Some(&Tok::LParen) {
             self.pos += 1;
+            self.deeper()?;
             let e = self.or()?;
             if self.toks.get(self.pos) != Some(&Tok::RParen) {
                 return Err("expected ')'".into());
             }
             self.pos += 1;
+            self.depth -= 1;
             return Ok(e);
         }
         let Some(Tok::Ident(name)) = self.toks.get(self.pos).cloned() else {
@@ -301,8 +326,19 @@ pub struct PartitionFilter {
 impl PartitionFilter {
     /// Parses `text` against the table's partition keys.
     pub fn parse(text: &str, keys: &[Column]) -> Result<Self, String> {
+        if text.len() > MAX_EXPRESSION_LENGTH {
+            return Err(format!(
+                "the expression is {} bytes long; at most {MAX_EXPRESSION_LENGTH} are allowed",
+                text.len()
+            ));
+        }
         let toks = lex(text)?;
-        let mut parser = Parser { toks, pos: 0, keys };
+        let mut parser = Parser {
+            toks,
+            pos: 0,
+            keys,
+            depth: 0,
+        };
         let expr = parser.or()?;
         if parser.pos != parser.toks.len() {
             return Err(format!(
@@ -434,5 +470,53 @@ mod tests {
         ] {
             assert!(PartitionFilter::parse(bad, &keys()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn nesting_and_length_are_bounded() {
+        let p = ["2026", "2026-11-23", "web"];
+        let ok = format!(
+            "{}year = 2026{}",
+            "(".repeat(MAX_EXPRESSION_DEPTH),
+            ")".repeat(MAX_EXPRESSION_DEPTH)
+        );
+        assert!(check(&ok, &p));
+        for deep in [
+            format!(
+                "{}year = 1{}",
+                "(".repeat(MAX_EXPRESSION_DEPTH + 1),
+                ")".repeat(MAX_EXPRESSION_DEPTH + 1)
+            ),
+            format!("{}year = 1", "NOT ".repeat(MAX_EXPRESSION_DEPTH + 1)),
+            format!("{}year = 1", "(NOT ".repeat(300)),
+        ] {
+            let err = PartitionFilter::parse(&deep, &keys()).unwrap_err();
+            assert!(err.contains("deeper than 32 levels"), "{err}");
+        }
+        // Without the length cap this would be a 100,000-level parse.
+        let err = PartitionFilter::parse(&"(".repeat(100_000), &keys()).unwrap_err();
+        assert!(err.contains("at most 2048"), "{err}");
+        assert!(check("NOT NOT year = 2026", &p));
+    }
+
+    #[test]
+    fn odd_text_is_an_error_not_a_panic() {
+        for odd in [
+            "year\u{3000}=\u{3000}2026",
+            "service = 'w\u{3000}b",
+            "service = \"",
+            "é = 1",
+            "year = -",
+            "year = 1e99999999999",
+            "service LIKE '\u{3000}%'",
+            "!",
+            "year ! 1",
+            "'",
+        ] {
+            let _ = PartitionFilter::parse(odd, &keys());
+        }
+        let p = ["2026", "2026-11-23", "web"];
+        assert!(check("year\u{3000}=\u{3000}2026", &p));
+        assert!(!check("year = 1e99999999999", &p));
     }
 }

@@ -272,8 +272,11 @@ async fn get_tables(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsErro
     let input: ListInput = parse(body)?;
     let db = required(input.database_name, "DatabaseName")?;
     let pattern = match input.expression.as_deref() {
-        Some(e) if e.len() > 2048 => {
-            return Err(invalid("Expression is longer than 2048 characters"));
+        Some(e) if e.len() > crate::expr::MAX_EXPRESSION_LENGTH => {
+            return Err(invalid(format!(
+                "Expression is longer than {} characters",
+                crate::expr::MAX_EXPRESSION_LENGTH
+            )));
         }
         Some(e) if !e.is_empty() => Some(name_pattern(e)?),
         _ => None,
@@ -313,30 +316,33 @@ async fn delete_table(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsEr
     Ok(json!({}))
 }
 
+/// Glue's largest `MaxResults` for `GetTableVersions` (and its default).
+pub const MAX_TABLE_VERSIONS_PER_PAGE: i64 = 100;
+
 async fn get_table_versions(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
     let input: ListInput = parse(body)?;
     let db = required(input.database_name, "DatabaseName")?;
     let name = required(input.table_name, "TableName")?;
-    let versions = catalog.table_versions(&db, &name).await?;
     // Newest first; page by position.
-    let max = input.max_results.unwrap_or(100);
-    if !(1..=100).contains(&max) {
+    let max = input.max_results.unwrap_or(MAX_TABLE_VERSIONS_PER_PAGE);
+    if !(1..=MAX_TABLE_VERSIONS_PER_PAGE).contains(&max) {
         return Err(invalid(format!(
-            "MaxResults must be between 1 and 100, got {max}"
+            "MaxResults must be between 1 and {MAX_TABLE_VERSIONS_PER_PAGE}, got {max}"
         )));
     }
     let start: usize = match input.next_token.as_deref() {
         None | Some("") => 0,
         Some(t) => t.parse().map_err(|_| invalid("NextToken is not valid"))?,
     };
-    let end = (start + max as usize).min(versions.len());
+    let (versions, more) = catalog
+        .table_versions(&db, &name, start, max as usize)
+        .await?;
+    let end = start + versions.len();
     let list: Vec<Value> = versions
-        .get(start..end)
-        .unwrap_or_default()
         .iter()
         .map(|t| json!({"Table": t, "VersionId": t.version_id}))
         .collect();
-    let next = (end < versions.len()).then(|| end.to_string());
+    let next = more.then(|| end.to_string());
     Ok(json!({ "TableVersions": list, "NextToken": next }))
 }
 
@@ -444,8 +450,15 @@ async fn get_partition(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsE
 async fn get_partitions(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
     let input: PartitionRequest = parse(body)?;
     let (db, table) = input.table()?;
-    if input.expression.as_ref().is_some_and(|e| e.len() > 2048) {
-        return Err(invalid("Expression is longer than 2048 characters"));
+    if input
+        .expression
+        .as_ref()
+        .is_some_and(|e| e.len() > crate::expr::MAX_EXPRESSION_LENGTH)
+    {
+        return Err(invalid(format!(
+            "Expression is longer than {} characters",
+            crate::expr::MAX_EXPRESSION_LENGTH
+        )));
     }
     let mut all = catalog
         .get_partitions(&db, &table, input.expression.as_deref())

@@ -222,10 +222,21 @@ pub fn hive_type(t: &JType) -> String {
             "struct<{}>",
             fields
                 .iter()
-                .map(|(n, t)| format!("{n}:{}", hive_type(t)))
+                .map(|(n, t)| format!("{}:{}", hive_field_name(n), hive_type(t)))
                 .collect::<Vec<_>>()
                 .join(",")
         ),
+    }
+}
+
+/// A struct field name as a Hive type spells it: back-quoted unless it is
+/// a plain identifier, so names holding `<`, `,`, `:` or spaces read back
+/// as one name.
+pub fn hive_field_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(format!("`{name}`"))
     }
 }
 
@@ -242,18 +253,149 @@ pub fn scalar_of_hive(hive: &str) -> Option<JType> {
     })
 }
 
+/// How many levels of `<..>` (and, separately, `(..)`) a Hive type may nest:
+/// `array<array<int>>` is two. Every reader of catalog types (these parsers,
+/// the engine's Arrow conversion, the Parquet writers, the Postgres
+/// encoders) walks a type recursively, so an unbounded type overflows a
+/// thread's stack, which aborts the process. Real schemas stay within a
+/// dozen levels; 64 leaves ample room while keeping every such walk at a
+/// few hundred KiB of stack at most.
+pub const MAX_TYPE_DEPTH: usize = 64;
+
+/// The longest Hive type string a column may have: Glue's documented
+/// maximum for `Column.Type`.
+pub const MAX_TYPE_LENGTH: usize = 131_072;
+
+/// At most this many characters of a type are quoted in an error message.
+const QUOTED_TYPE_CHARS: usize = 80;
+
+/// A type string for an error message: whole when short, else its start.
+pub fn quote_type(hive: &str) -> String {
+    if hive.chars().count() <= QUOTED_TYPE_CHARS {
+        format!("{hive:?}")
+    } else {
+        let head: String = hive.chars().take(QUOTED_TYPE_CHARS).collect();
+        format!("{head:?}… ({} bytes)", hive.len())
+    }
+}
+
+/// Checks that a Hive type string is well formed enough to be stored in
+/// the catalog: not empty, at most [`MAX_TYPE_LENGTH`] bytes, brackets
+/// balanced (`<>` and `()`, each nested at most [`MAX_TYPE_DEPTH`] levels),
+/// back-quoted names terminated, and no control characters or non-ASCII
+/// whitespace outside back-quoted names. Type names themselves are not
+/// checked (Glue stores any); readers report types they do not know.
+pub fn check_hive_type(hive: &str) -> Result<(), String> {
+    if hive.len() > MAX_TYPE_LENGTH {
+        return Err(format!(
+            "the type is {} bytes long; at most {MAX_TYPE_LENGTH} are allowed",
+            hive.len()
+        ));
+    }
+    if hive.trim().is_empty() {
+        return Err("the type is empty".into());
+    }
+    let mut open: Vec<char> = Vec::new();
+    let (mut angles, mut parens) = (0usize, 0usize);
+    let mut chars = hive.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            // The guard skips a back-quoted name whole.
+            '`' if !chars.by_ref().any(|q| q == '`') => {
+                return Err(format!("unterminated `name` in type {}", quote_type(hive)));
+            }
+            '<' | '(' => {
+                let level = if c == '<' { &mut angles } else { &mut parens };
+                *level += 1;
+                if *level > MAX_TYPE_DEPTH {
+                    return Err(format!(
+                        "the type is nested deeper than {MAX_TYPE_DEPTH} levels: {}",
+                        quote_type(hive)
+                    ));
+                }
+                open.push(c);
+            }
+            '>' | ')' => {
+                let want = if c == '>' { '<' } else { '(' };
+                if open.pop() != Some(want) {
+                    return Err(format!("unbalanced {c:?} in type {}", quote_type(hive)));
+                }
+                if c == '>' {
+                    angles -= 1;
+                } else {
+                    parens -= 1;
+                }
+            }
+            c if c.is_control() && c != '\t' && c != '\n' && c != '\r' => {
+                return Err(format!(
+                    "the type has the control character U+{:04X}: {}",
+                    c as u32,
+                    quote_type(hive)
+                ));
+            }
+            c if c.is_whitespace() && !c.is_ascii() => {
+                return Err(format!(
+                    "the type has the non-ASCII whitespace U+{:04X}: {}",
+                    c as u32,
+                    quote_type(hive)
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(c) = open.last() {
+        return Err(format!("unclosed {c:?} in type {}", quote_type(hive)));
+    }
+    Ok(())
+}
+
 /// Parses a Hive type string (`bigint`, `decimal(10,2)`,
 /// `array<struct<a:string,b:int>>`) into the JSON type records are
 /// converted to. `date`, `char(n)`, `varchar(n)` are text; `map<..>` is not
-/// supported.
+/// supported. A type nested deeper than [`MAX_TYPE_DEPTH`] is an error.
 pub fn parse_hive_type(hive: &str) -> Result<JType, String> {
-    fn split_top(s: &str) -> Vec<&str> {
+    // One linear pass first, so a deep type costs no more than a shallow
+    // one of the same length (each level below re-scans its rest).
+    let mut depth = 0usize;
+    let mut quoted = false;
+    for c in hive.chars() {
+        match c {
+            '`' => quoted = !quoted,
+            _ if quoted => {}
+            '<' => {
+                depth += 1;
+                if depth > MAX_TYPE_DEPTH {
+                    return Err(format!(
+                        "Hive type {} is nested deeper than {MAX_TYPE_DEPTH} levels",
+                        quote_type(hive)
+                    ));
+                }
+            }
+            '>' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    parse_hive_type_at(hive, hive, 0)
+}
+
+/// Whether `text` starts with `prefix`, ignoring ASCII case.
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+}
+
+fn parse_hive_type_at(hive: &str, whole: &str, depth: usize) -> Result<JType, String> {
+    // Splits at `at` outside brackets and back-quoted names.
+    fn split_top(s: &str, at: char, once: bool) -> Vec<&str> {
         let (mut depth, mut start, mut out) = (0i32, 0usize, Vec::new());
+        let mut quoted = false;
         for (i, c) in s.char_indices() {
             match c {
+                '`' => quoted = !quoted,
+                _ if quoted => {}
                 '<' | '(' => depth += 1,
                 '>' | ')' => depth -= 1,
-                ',' if depth == 0 => {
+                c if c == at && depth == 0 && (!once || out.is_empty()) => {
                     out.push(&s[start..i]);
                     start = i + 1;
                 }
@@ -264,31 +406,52 @@ pub fn parse_hive_type(hive: &str) -> Result<JType, String> {
         out
     }
     let t = hive.trim();
-    let lower = t.to_ascii_lowercase();
-    if lower.starts_with("array<") && lower.ends_with('>') {
+    let array = starts_with_ignore_case(t, "array<") && t.ends_with('>');
+    let structure = starts_with_ignore_case(t, "struct<") && t.ends_with('>');
+    if (array || structure) && depth >= MAX_TYPE_DEPTH {
+        return Err(format!(
+            "Hive type {} is nested deeper than {MAX_TYPE_DEPTH} levels",
+            quote_type(whole)
+        ));
+    }
+    if array {
         return Ok(JType::List {
-            item: Box::new(parse_hive_type(&t[6..t.len() - 1])?),
+            item: Box::new(parse_hive_type_at(&t[6..t.len() - 1], whole, depth + 1)?),
         });
     }
-    if lower.starts_with("struct<") && lower.ends_with('>') {
+    if structure {
         let inner = &t[7..t.len() - 1];
         let mut fields = Vec::new();
-        for part in split_top(inner) {
-            let (name, ty) = part
-                .split_once(':')
-                .ok_or_else(|| format!("struct field {part:?} in {hive:?} has no type"))?;
-            fields.push((name.trim().to_string(), parse_hive_type(ty)?));
+        for part in split_top(inner, ',', false) {
+            let [name, ty] = split_top(part, ':', true)[..] else {
+                return Err(format!(
+                    "struct field {} in {} has no type",
+                    quote_type(part),
+                    quote_type(whole)
+                ));
+            };
+            let name = name.trim();
+            let name = name
+                .strip_prefix('`')
+                .and_then(|n| n.strip_suffix('`'))
+                .unwrap_or(name);
+            fields.push((name.to_string(), parse_hive_type_at(ty, whole, depth + 1)?));
         }
         return Ok(JType::Struct { fields });
     }
+    let lower = t.to_ascii_lowercase();
     if lower.starts_with("decimal") {
         return Ok(JType::Float);
     }
     if lower.starts_with("varchar") || lower.starts_with("char") || lower == "date" {
         return Ok(JType::String);
     }
-    scalar_of_hive(&lower)
-        .ok_or_else(|| format!("Hive type {hive:?} is not supported for conversion"))
+    scalar_of_hive(&lower).ok_or_else(|| {
+        format!(
+            "Hive type {} is not supported for conversion",
+            quote_type(hive)
+        )
+    })
 }
 
 /// RFC 3339 date-times with a `T` and a zone: what Firehose's OpenX SerDe
@@ -412,6 +575,84 @@ mod tests {
         );
         assert!(parse_hive_type("map<string,int>").is_err());
         assert!(parse_hive_type("struct<a>").is_err());
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}int{}", "struct<a:".repeat(depth), ">".repeat(depth))
+    }
+
+    #[test]
+    fn deep_types_are_errors_not_stack_overflows() {
+        assert!(parse_hive_type(&nested(MAX_TYPE_DEPTH)).is_ok());
+        let err = parse_hive_type(&nested(MAX_TYPE_DEPTH + 1)).unwrap_err();
+        assert!(err.contains("nested deeper than 64 levels"), "{err}");
+        let err = parse_hive_type(&nested(100_000)).unwrap_err();
+        assert!(err.contains("nested deeper than 64 levels"), "{err}");
+        assert!(err.len() < 400, "the message quotes only the start: {err}");
+        let arrays = format!("{}int{}", "array<".repeat(5000), ">".repeat(5000));
+        assert!(parse_hive_type(&arrays).is_err());
+    }
+
+    #[test]
+    fn checks_types_before_they_are_stored() {
+        for good in [
+            "bigint",
+            "decimal(10,2)",
+            "array<struct<a:string,`b<c`:map<string,int>>>",
+            "uniontype<int,string>",
+            "struct<名前:string>",
+        ] {
+            assert_eq!(check_hive_type(good), Ok(()), "{good}");
+        }
+        assert!(check_hive_type(&nested(MAX_TYPE_DEPTH)).is_ok());
+        for (bad, why) in [
+            ("", "empty"),
+            ("  ", "empty"),
+            ("array<int", "unclosed '<'"),
+            ("array<int>>", "unbalanced '>'"),
+            ("decimal(10,2>", "unbalanced '>'"),
+            ("struct<`a:int>", "unterminated `name`"),
+            ("struct<a:\u{3000}int>", "U+3000"),
+            ("big\u{0}int", "control character U+0000"),
+        ] {
+            let err = check_hive_type(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+        let err = check_hive_type(&nested(MAX_TYPE_DEPTH + 1)).unwrap_err();
+        assert!(err.contains("nested deeper than 64 levels"), "{err}");
+        let err = check_hive_type(&"(".repeat(1000)).unwrap_err();
+        assert!(err.contains("nested deeper"), "{err}");
+        let long = format!("struct<{}:int>", "a".repeat(MAX_TYPE_LENGTH));
+        assert!(
+            check_hive_type(&long)
+                .unwrap_err()
+                .contains("at most 131072")
+        );
+    }
+
+    #[test]
+    fn odd_field_names_are_quoted_and_read_back() {
+        let t = JType::Struct {
+            fields: vec![
+                ("plain_1".into(), JType::Int),
+                ("a b<c,d:e>".into(), JType::String),
+                ("名\u{3000}前".into(), JType::Bool),
+            ],
+        };
+        let text = hive_type(&t);
+        assert_eq!(
+            text,
+            "struct<plain_1:bigint,`a b<c,d:e>`:string,`名\u{3000}前`:boolean>"
+        );
+        assert_eq!(check_hive_type(&text), Ok(()));
+        assert_eq!(parse_hive_type(&text).unwrap(), t);
+    }
+
+    #[test]
+    fn non_ascii_whitespace_does_not_panic() {
+        assert!(parse_hive_type("\u{3000}bigint\u{3000}").is_ok());
+        assert!(parse_hive_type("struct<a:\u{3000}int,\u{3000}b\u{3000}:string>").is_ok());
+        assert!(parse_hive_type("array<\u{3000}>").is_err());
     }
 
     #[test]

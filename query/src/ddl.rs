@@ -480,6 +480,9 @@ impl Parser<'_> {
     fn hive_type(&mut self) -> Result<String, QueryError> {
         let mut depth = 0i32;
         let mut text = String::new();
+        // Whitespace tokens are gone: two words in a row (`big int`) keep a
+        // space between them, so they are not read as one (`bigint`).
+        let mut after_word = false;
         loop {
             let t = self.peek().clone();
             match &t {
@@ -491,6 +494,11 @@ impl Parser<'_> {
                 Token::ShiftRight => depth -= 2,
                 _ => {}
             }
+            let is_word = matches!(t, Token::Word(_) | Token::Number(..));
+            if is_word && after_word {
+                text.push(' ');
+            }
+            after_word = is_word;
             text.push_str(&match &t {
                 Token::Word(w) if w.quote_style == Some('`') => format!("`{}`", w.value),
                 Token::Word(w) => w.value.to_ascii_lowercase(),
@@ -504,8 +512,6 @@ impl Parser<'_> {
                 self.describe_here()
             )));
         }
-        crate::types::hive_to_arrow(&text)
-            .map_err(|e| QueryError::new(QueryErrorKind::Semantic, format!("Unknown type: {e}")))?;
         Ok(text)
     }
 
@@ -515,6 +521,12 @@ impl Parser<'_> {
         loop {
             let name = self.ident("a column name")?;
             let hive_type = self.hive_type()?;
+            crate::types::hive_to_arrow(&hive_type).map_err(|e| {
+                QueryError::new(
+                    QueryErrorKind::Semantic,
+                    format!("Invalid type for column {name}: {e}"),
+                )
+            })?;
             let comment = if self.eat("comment") {
                 Some(self.string("a comment")?)
             } else {
@@ -1099,6 +1111,24 @@ mod tests {
 
     fn p(sql: &str) -> AthenaStatement {
         parse(sql).unwrap().unwrap()
+    }
+
+    #[test]
+    fn column_types_are_checked_with_their_column() {
+        let err = |sql: &str| parse(sql).unwrap_err().to_string();
+        let e = err("CREATE EXTERNAL TABLE t (a big int) LOCATION 's3://x/t/'");
+        assert!(e.contains("Invalid type for column a"), "{e}");
+        let e = err("CREATE EXTERNAL TABLE t (a big\u{3000}int) LOCATION 's3://x/t/'");
+        assert!(e.contains("column a"), "{e}");
+        let deep = format!("{}int{}", "array<".repeat(5000), ">>".repeat(2500));
+        let e = err(&format!(
+            "CREATE EXTERNAL TABLE t (a int, b {deep}) LOCATION 's3://x/t/'"
+        ));
+        assert!(
+            e.contains("column b") && e.contains("nested deeper than 64 levels"),
+            "{e}"
+        );
+        assert!(e.len() < 1000, "{e}");
     }
 
     #[test]

@@ -168,8 +168,10 @@ impl LakeTable {
         let location = Location::parse(location).map_err(|e| e.to_string())?;
         let format = StorageFormat::of(&table)
             .map_err(|e| format!("table {database}.{}: {e}", table.name))?;
-        let data = arrow_fields(&sd.columns, "data")?;
-        let partition_fields: Vec<FieldRef> = arrow_fields(&table.partition_keys, "partition")?
+        let named = |e: String| format!("table {database}.{}: {e}", table.name);
+        let data = arrow_fields(&sd.columns, "data").map_err(named)?;
+        let partition_fields: Vec<FieldRef> = arrow_fields(&table.partition_keys, "partition")
+            .map_err(named)?
             .into_iter()
             .map(Arc::new)
             .collect();

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Fields, TimeUnit};
+pub use lakehose_catalog::schema::{MAX_TYPE_DEPTH, MAX_TYPE_LENGTH, quote_type};
 
 /// The time zone lakehose timestamps carry (UTC, spelled as an offset so no
 /// time-zone database is needed to read them).
@@ -16,14 +17,27 @@ pub fn timestamp_type() -> DataType {
 
 /// Parses a Hive type (`bigint`, `decimal(10,2)`, `varchar(20)`,
 /// `array<struct<a:string,b:map<string,int>>>`) into an Arrow type.
+/// Types nested deeper than [`MAX_TYPE_DEPTH`] levels of `<..>` are an
+/// error, as are types longer than [`MAX_TYPE_LENGTH`] bytes.
 pub fn hive_to_arrow(hive: &str) -> Result<DataType, String> {
-    let mut parser = TypeParser { text: hive, pos: 0 };
+    if hive.len() > MAX_TYPE_LENGTH {
+        return Err(format!(
+            "type {} is longer than {MAX_TYPE_LENGTH} bytes",
+            quote_type(hive)
+        ));
+    }
+    let mut parser = TypeParser {
+        text: hive,
+        pos: 0,
+        depth: 0,
+    };
     let t = parser.parse()?;
     parser.skip_ws();
     if parser.pos != hive.len() {
         return Err(format!(
-            "unexpected {:?} in type {hive:?}",
-            &hive[parser.pos..]
+            "unexpected {} in type {}",
+            quote_type(&hive[parser.pos..]),
+            quote_type(hive)
         ));
     }
     Ok(t)
@@ -32,13 +46,34 @@ pub fn hive_to_arrow(hive: &str) -> Result<DataType, String> {
 struct TypeParser<'a> {
     text: &'a str,
     pos: usize,
+    /// Levels of `<..>` around the current position.
+    depth: usize,
 }
 
 impl TypeParser<'_> {
     fn skip_ws(&mut self) {
-        while self.text[self.pos..].starts_with(char::is_whitespace) {
-            self.pos += 1;
+        let rest = &self.text[self.pos..];
+        self.pos += rest.len() - rest.trim_start().len();
+    }
+
+    /// Enters one level of `<..>`.
+    fn open(&mut self) -> Result<(), String> {
+        self.expect('<')?;
+        self.depth += 1;
+        if self.depth > MAX_TYPE_DEPTH {
+            return Err(format!(
+                "type {} is nested deeper than {MAX_TYPE_DEPTH} levels",
+                quote_type(self.text)
+            ));
         }
+        Ok(())
+    }
+
+    /// Leaves one level of `<..>`.
+    fn close(&mut self) -> Result<(), String> {
+        self.expect('>')?;
+        self.depth -= 1;
+        Ok(())
     }
 
     fn word(&mut self) -> String {
@@ -57,7 +92,7 @@ impl TypeParser<'_> {
         if let Some(quoted) = rest.strip_prefix('`') {
             let end = quoted
                 .find('`')
-                .ok_or_else(|| format!("unterminated `name` in type {:?}", self.text))?;
+                .ok_or_else(|| format!("unterminated `name` in type {}", quote_type(self.text)))?;
             self.pos += end + 2;
             return Ok(quoted[..end].to_string());
         }
@@ -67,8 +102,8 @@ impl TypeParser<'_> {
         self.pos += len;
         if len == 0 {
             return Err(format!(
-                "a struct field has no name in type {:?}",
-                self.text
+                "a struct field has no name in type {}",
+                quote_type(self.text)
             ));
         }
         Ok(rest[..len].to_string())
@@ -81,9 +116,9 @@ impl TypeParser<'_> {
             Ok(())
         } else {
             Err(format!(
-                "expected {c:?} at {:?} in type {:?}",
-                &self.text[self.pos..],
-                self.text
+                "expected {c:?} at {} in type {}",
+                quote_type(&self.text[self.pos..]),
+                quote_type(self.text)
             ))
         }
     }
@@ -95,8 +130,13 @@ impl TypeParser<'_> {
 
     fn number(&mut self) -> Result<u32, String> {
         let w = self.word();
-        w.parse()
-            .map_err(|_| format!("expected a number, found {w:?} in type {:?}", self.text))
+        w.parse().map_err(|_| {
+            format!(
+                "expected a number, found {} in type {}",
+                quote_type(&w),
+                quote_type(self.text)
+            )
+        })
     }
 
     fn parse(&mut self) -> Result<DataType, String> {
@@ -140,21 +180,21 @@ impl TypeParser<'_> {
                 DataType::Decimal128(p as u8, s as i8)
             }
             "array" => {
-                self.expect('<')?;
+                self.open()?;
                 let item = self.parse()?;
-                self.expect('>')?;
+                self.close()?;
                 DataType::List(Arc::new(Field::new("item", item, true)))
             }
             "map" => {
-                self.expect('<')?;
+                self.open()?;
                 let key = self.parse()?;
                 self.expect(',')?;
                 let value = self.parse()?;
-                self.expect('>')?;
+                self.close()?;
                 map_type(key, value)
             }
             "struct" | "row" => {
-                self.expect('<')?;
+                self.open()?;
                 let mut fields = Vec::new();
                 loop {
                     let name = self.field_name()?;
@@ -167,11 +207,17 @@ impl TypeParser<'_> {
                         break;
                     }
                 }
-                self.expect('>')?;
+                self.close()?;
                 DataType::Struct(Fields::from(fields))
             }
-            "" => return Err(format!("missing type in {:?}", self.text)),
-            other => return Err(format!("unknown type {other:?} in {:?}", self.text)),
+            "" => return Err(format!("missing type in {}", quote_type(self.text))),
+            other => {
+                return Err(format!(
+                    "unknown type {} in {}",
+                    quote_type(other),
+                    quote_type(self.text)
+                ));
+            }
         })
     }
 }
@@ -223,7 +269,13 @@ pub fn arrow_to_hive(t: &DataType) -> Result<String, String> {
             "struct<{}>",
             fields
                 .iter()
-                .map(|f| Ok(format!("{}:{}", f.name(), arrow_to_hive(f.data_type())?)))
+                .map(|f| {
+                    Ok(format!(
+                        "{}:{}",
+                        lakehose_catalog::schema::hive_field_name(f.name()),
+                        arrow_to_hive(f.data_type())?
+                    ))
+                })
                 .collect::<Result<Vec<_>, String>>()?
                 .join(",")
         ),
@@ -330,6 +382,40 @@ mod tests {
                 .contains("out of range")
         );
         assert!(hive_to_arrow("int extra").unwrap_err().contains("extra"));
+    }
+
+    #[test]
+    fn non_ascii_whitespace_is_an_error_not_a_panic() {
+        // U+3000 is whitespace of three bytes: skipping it one byte at a
+        // time sliced inside the character.
+        assert_eq!(
+            hive_to_arrow("\u{3000}int\u{3000}").unwrap(),
+            DataType::Int32
+        );
+        assert_eq!(
+            hive_to_arrow("array<\u{3000}int>").unwrap(),
+            hive_to_arrow("array<int>").unwrap()
+        );
+        assert!(hive_to_arrow("struct<a\u{3000}:int>").is_ok());
+        assert!(hive_to_arrow("in\u{3000}t").is_err());
+        assert!(hive_to_arrow("\u{3000}").is_err());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |d: usize| format!("{}int{}", "array<".repeat(d), ">".repeat(d));
+        assert!(hive_to_arrow(&nested(MAX_TYPE_DEPTH)).is_ok());
+        for depth in [MAX_TYPE_DEPTH + 1, 5000, 15_000] {
+            let err = hive_to_arrow(&nested(depth)).unwrap_err();
+            assert!(err.contains("nested deeper than 64 levels"), "{err}");
+            assert!(err.len() < 400, "{err}");
+        }
+        let err = hive_to_arrow(&nested(100_000)).unwrap_err();
+        assert!(err.contains("longer than 131072 bytes"), "{err}");
+        let maps = format!("{}int{}", "map<int,".repeat(100), ">".repeat(100));
+        assert!(hive_to_arrow(&maps).unwrap_err().contains("nested deeper"));
+        let long = format!("struct<{}:int>", "a".repeat(MAX_TYPE_LENGTH));
+        assert!(hive_to_arrow(&long).unwrap_err().contains("longer than"));
     }
 
     #[test]

@@ -811,14 +811,14 @@ pub async fn insert_into(
     };
     let location = table_location(&table)?;
     let sd = table.storage_descriptor.clone().unwrap_or_default();
-    let mut fields = crate::table::arrow_fields(&sd.columns, "data").map_err(semantic)?;
+    let named = |e: String| semantic(format!("table {db}.{}: {e}", name.name));
+    let mut fields = crate::table::arrow_fields(&sd.columns, "data").map_err(named)?;
     let keys: Vec<String> = table
         .partition_keys
         .iter()
         .map(|k| k.name.clone())
         .collect();
-    fields
-        .extend(crate::table::arrow_fields(&table.partition_keys, "partition").map_err(semantic)?);
+    fields.extend(crate::table::arrow_fields(&table.partition_keys, "partition").map_err(named)?);
     let column_map: Option<Vec<Option<usize>>> = if columns.is_empty() {
         None
     } else {

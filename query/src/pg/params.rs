@@ -565,3 +565,168 @@ mod tests {
         assert!(literal(1, &Type::NUMERIC, t, Some(b"1e5')--")).is_err());
     }
 }
+
+/// Property tests: any bound value of any type, in text or binary, and any
+/// statement text around placeholders give a literal or an error, never a
+/// panic.
+#[cfg(test)]
+mod proptests {
+    use super::super::sql::{placeholders, split_statements, substitute, tokenize};
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    const CASES: u32 = 1000;
+
+    const TYPES: &[Type] = &[
+        Type::BOOL,
+        Type::INT2,
+        Type::INT4,
+        Type::INT8,
+        Type::OID,
+        Type::FLOAT4,
+        Type::FLOAT8,
+        Type::NUMERIC,
+        Type::BYTEA,
+        Type::DATE,
+        Type::TIMESTAMP,
+        Type::TIMESTAMPTZ,
+        Type::TIME,
+        Type::INTERVAL,
+        Type::UUID,
+        Type::JSON,
+        Type::JSONB,
+        Type::TEXT,
+        Type::VARCHAR,
+        Type::BPCHAR,
+        Type::NAME,
+        Type::UNKNOWN,
+        Type::XML,
+        Type::INET,
+        Type::POINT,
+    ];
+
+    fn config() -> Config {
+        Config {
+            cases: CASES,
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    /// Values shaped like what clients send: fixed-width binary numbers of
+    /// every width, binary numerics with hostile headers, huge decimal
+    /// text, unicode (U+3000 included), and plain random bytes.
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..40),
+            prop::collection::vec(any::<u8>(), 0..=16).prop_map(|mut v| {
+                v.truncate([0, 1, 2, 4, 8, 16][v.len() % 6]);
+                v
+            }),
+            (
+                any::<i16>(),
+                any::<i16>(),
+                any::<u16>(),
+                any::<u16>(),
+                0usize..8
+            )
+                .prop_flat_map(|(n, weight, sign, scale, extra)| {
+                    let digits = usize::try_from(n).unwrap_or(0).min(8) + extra % 2;
+                    prop::collection::vec(any::<i16>(), digits).prop_map(move |groups| {
+                        let mut v = Vec::new();
+                        v.extend(n.to_be_bytes());
+                        v.extend(weight.to_be_bytes());
+                        v.extend(sign.to_be_bytes());
+                        v.extend(scale.to_be_bytes());
+                        for g in groups {
+                            v.extend(g.to_be_bytes());
+                        }
+                        v
+                    })
+                }),
+            "[-+]?[0-9]{0,60}(\\.[0-9]{0,60})?([eE][-+]?[0-9]{1,6})?".prop_map(String::into_bytes),
+            "\\PC{0,24}".prop_map(String::into_bytes),
+            Just("\u{3000}1\u{3000}".as_bytes().to_vec()),
+            Just(b"\\x".to_vec()),
+            Just(b"\\xabc".to_vec()),
+        ]
+    }
+
+    #[test]
+    fn literals_never_panic() {
+        let strategy = (
+            prop::sample::select(TYPES),
+            any::<bool>(),
+            prop::option::weighted(0.95, value()),
+        );
+        TestRunner::new(config())
+            .run(&strategy, |(ty, binary, value)| {
+                let format = if binary {
+                    FieldFormat::Binary
+                } else {
+                    FieldFormat::Text
+                };
+                if let Ok(sql) = literal(1, &ty, format, value.as_deref()) {
+                    prop_assert!(!sql.contains('\0'));
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// Statement text around placeholders: casts, quotes, comments,
+    /// dollar quoting and unicode.
+    fn statement() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("$1".to_string()),
+            Just("$2".to_string()),
+            Just("$99999999999999999999".to_string()),
+            Just("$".to_string()),
+            Just("::".to_string()),
+            Just("int8".to_string()),
+            Just("double precision".to_string()),
+            Just("CAST(".to_string()),
+            Just(" AS ".to_string()),
+            Just(")".to_string()),
+            Just("LIMIT ".to_string()),
+            Just("'".to_string()),
+            Just("\"".to_string()),
+            Just("--".to_string()),
+            Just("/*".to_string()),
+            Just("*/".to_string()),
+            Just("$$".to_string()),
+            Just("$tag$".to_string()),
+            Just(";".to_string()),
+            Just("\n".to_string()),
+            Just("E'\\".to_string()),
+            Just("\u{3000}".to_string()),
+            Just("SELECT ".to_string()),
+            "\\PC{0,6}",
+            any::<char>().prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..30).prop_map(|v| v.concat())
+    }
+
+    #[test]
+    fn statement_scanning_never_panics() {
+        TestRunner::new(config())
+            .run(&statement(), |sql| {
+                let found = placeholders(&sql);
+                let count = found.iter().map(|p| p.number).max().unwrap_or(0).min(64);
+                let types = infer_types(&sql, &found, count);
+                prop_assert_eq!(types.len(), count);
+                for p in &found {
+                    let _ = in_limit_clause(&sql, p);
+                }
+                let _ = substitute(&sql, |p| {
+                    Ok::<_, ()>(describe_literal(&Type::TEXT, in_limit_clause(&sql, p)))
+                });
+                let _ = split_statements(&sql);
+                let _ = tokenize(&sql);
+                let _ = type_from_name(&sql);
+                Ok(())
+            })
+            .unwrap();
+    }
+}
