@@ -86,7 +86,12 @@ pub async fn serve(
         .max_headers(MAX_HEADERS)
         .max_header_size(limits.max_header_bytes)
         // An unfinished head cannot grow past twice the limit either.
-        .max_buf_size(limits.max_header_bytes.saturating_mul(2).max(MIN_READ_BUFFER))
+        .max_buf_size(
+            limits
+                .max_header_bytes
+                .saturating_mul(2)
+                .max(MIN_READ_BUFFER),
+        )
         .keep_alive(true);
     let builder = Arc::new(builder);
     let mut connections = JoinSet::new();

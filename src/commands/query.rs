@@ -63,7 +63,7 @@ pub struct Target {
     /// MiB a result may take in memory: the CLI holds a whole result to
     /// print it; a larger one fails with an error saying so (use LIMIT, or
     /// a Postgres client, which streams).
-    #[arg(long, env = "LAKEHOSE_MAX_HELD_RESULT_MB", default_value_t = (lakehose_query::stream::DEFAULT_MAX_HELD_RESULT_BYTES >> 20) as u64)]
+    #[arg(long = "max-held-result-mb", env = "LAKEHOSE_MAX_HELD_RESULT_MB", default_value_t = (lakehose_query::stream::DEFAULT_MAX_HELD_RESULT_BYTES >> 20) as u64)]
     pub max_result_mb: u64,
 }
 
@@ -311,7 +311,7 @@ async fn remote(
                 );
                 if held > max_result_bytes {
                     bail!(
-                        "the result is larger than the {} MiB the CLI holds to print it (--max-result-mb); add a LIMIT, or read it with a Postgres client, which streams it",
+                        "the result is larger than the {} MiB the CLI holds to print it (--max-held-result-mb); add a LIMIT, or read it with a Postgres client, which streams it",
                         max_result_bytes >> 20
                     );
                 }

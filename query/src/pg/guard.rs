@@ -177,9 +177,10 @@ pub(crate) async fn pump(
     let mut ready = false;
     let mut client_buf = vec![0u8; CHUNK];
     let mut server_buf = vec![0u8; CHUNK];
+    // No idle timeout: a deadline a century away.
     let idle = limits
         .idle_timeout
-        .unwrap_or(Duration::from_secs(u64::MAX >> 2));
+        .unwrap_or(Duration::from_secs(100 * 365 * 86_400));
     let mut last_traffic = Instant::now();
     loop {
         let deadline = if ready {
