@@ -388,6 +388,43 @@ mod tests {
     }
 
     #[test]
+    fn a_file_written_batch_by_batch_is_the_file_rendered_whole() {
+        let mut output = select_output();
+        let batch = output.batches[0].clone();
+        output.batches = vec![batch.clone(); 700];
+        let (whole, whole_metadata) = render(&output).unwrap();
+        let mut writer = ResultWriter::new(
+            output.statement_type,
+            &output.substatement_type,
+            &output.schema,
+            None,
+        );
+        let mut parts = Vec::new();
+        for b in &output.batches {
+            writer.push(b).unwrap();
+            if writer.pending_bytes() > 1000 {
+                parts.extend(writer.take());
+            }
+        }
+        parts.extend(writer.take());
+        let metadata = writer.finish();
+        assert_eq!(parts, whole);
+        assert_eq!(metadata, whole_metadata);
+        assert_eq!(metadata.row_count, 2100);
+        assert_eq!(metadata.row_index.len(), 3);
+        // Every indexed offset starts a row.
+        let text = String::from_utf8(parts).unwrap();
+        for offset in &metadata.row_index {
+            let rest = &text[*offset as usize..];
+            assert!(
+                rest.starts_with("\"1\"") || rest.starts_with(",") || rest.starts_with("\"3\""),
+                "{}",
+                &rest[..10]
+            );
+        }
+    }
+
+    #[test]
     fn csv_parser_rejects_broken_files() {
         assert!(parse_csv("\"open").is_err());
         assert!(parse_csv("\"a\"x").is_err());
