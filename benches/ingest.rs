@@ -89,6 +89,9 @@ fn e2e_http(c: &mut Criterion) {
             etl_job_list: Vec::new(),
             maintenance: None,
             engine: Default::default(),
+            http_limits: Default::default(),
+            pg: Default::default(),
+            max_executions: lakehose_query::athena::DEFAULT_MAX_EXECUTIONS,
         }))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());

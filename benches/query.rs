@@ -149,6 +149,9 @@ fn bench(c: &mut Criterion) {
             etl_jobs: None,
             etl_job_list: Vec::new(),
             maintenance: None,
+            http_limits: Default::default(),
+            pg: Default::default(),
+            max_executions: lakehose_query::athena::DEFAULT_MAX_EXECUTIONS,
         }))
         .expect("server");
     let athena = athena_client(server.addr());

@@ -14,6 +14,7 @@ mod etl;
 mod firehose_api;
 mod glue_api;
 mod hostile_types;
+mod limits;
 mod logbench;
 mod ndjson;
 mod psql;
