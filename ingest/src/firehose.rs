@@ -233,6 +233,13 @@ fn decode_records(records: Vec<RecordInput<'_>>) -> Result<Vec<Result<Bytes, Byt
     // (start, end) in `buf`, or the index of undecodable text.
     let mut spans = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
+        // Refuse what cannot fit before decoding it (padding is at most 2).
+        let least = (text.len() / 4 * 3).saturating_sub(2);
+        if least > MAX_RECORD_BYTES {
+            return Err(invalid(format!(
+                "record {i} is at least {least} bytes; a record may be at most {MAX_RECORD_BYTES} bytes (1,000 KiB)"
+            )));
+        }
         let start = buf.len();
         match engine.decode_vec(text.as_bytes(), &mut buf) {
             Ok(()) => {

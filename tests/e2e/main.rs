@@ -12,6 +12,7 @@ mod dynamodb;
 mod etl;
 mod firehose_api;
 mod glue_api;
+mod hostile_ingest;
 mod logbench;
 mod ndjson;
 mod psql;
