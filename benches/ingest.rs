@@ -83,6 +83,7 @@ fn e2e_http(c: &mut Criterion) {
             listen: "127.0.0.1:0".parse().expect("addr"),
             wal_dir: None,
             max_buffer_bytes: 1024 * 1024 * 1024,
+            request_limits: Default::default(),
             pg_listen: "127.0.0.1:0".parse().expect("addr"),
             max_concurrent_queries: 4,
             etl_jobs: None,

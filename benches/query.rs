@@ -143,6 +143,7 @@ fn bench(c: &mut Criterion) {
             listen: "127.0.0.1:0".parse().expect("address"),
             wal_dir: None,
             max_buffer_bytes: 1 << 30,
+            request_limits: Default::default(),
             engine: EngineConfig::default(),
             pg_listen: "127.0.0.1:0".parse().expect("address"),
             max_concurrent_queries: 4,

@@ -30,9 +30,30 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
-/// Largest request body accepted (a full NDJSON request; Firehose batches
-/// are at most 4 MiB of data, ~5.4 MiB base64).
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Default largest request body accepted, as sent (a full NDJSON request;
+/// Firehose batches are at most 4 MiB of data, ~5.4 MiB base64).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Caps on what one request may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Largest body as sent (413 past it).
+    pub max_body_bytes: usize,
+    /// Largest NDJSON body once decompressed (413 past it).
+    pub max_decompressed_bytes: usize,
+    /// Most records in one NDJSON request (413 past it).
+    pub max_ndjson_records: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_decompressed_bytes: lakehose_ingest::service::DEFAULT_MAX_DECOMPRESSED_BYTES,
+            max_ndjson_records: lakehose_ingest::service::DEFAULT_MAX_NDJSON_RECORDS,
+        }
+    }
+}
 
 /// What the server is started with.
 #[derive(Debug, Clone)]
@@ -45,6 +66,8 @@ pub struct ServerOptions {
     pub wal_dir: Option<PathBuf>,
     /// Bytes accepted but not yet delivered before requests get 503.
     pub max_buffer_bytes: u64,
+    /// Caps on one request.
+    pub request_limits: RequestLimits,
     /// Query engine settings (memory, spill folder, timeout).
     pub engine: EngineConfig,
     /// The Postgres wire address.
@@ -221,6 +244,8 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .unwrap_or_else(|| options.data_dir.join("_lakehose").join("wal"));
     let mut config = IngestConfig::new(wal_dir);
     config.max_buffer_bytes = options.max_buffer_bytes;
+    config.max_decompressed_bytes = options.request_limits.max_decompressed_bytes.max(1);
+    config.max_ndjson_records = options.request_limits.max_ndjson_records.max(1);
     let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
     let ingest = IngestService::open(config, storage, Some(Arc::clone(&catalog)))
         .await
@@ -310,7 +335,9 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(lakehose_ingest::router(ingest.clone()))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .layer(DefaultBodyLimit::max(
+            options.request_limits.max_body_bytes.max(1),
+        ));
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("could not listen on {}", options.listen))?;

@@ -17,6 +17,8 @@ use crate::wal::{RecordError, WalRecord};
 pub const DEFAULT_SIZE_MB: u64 = 5;
 /// Firehose's default buffer interval hint (seconds).
 pub const DEFAULT_INTERVAL_S: u64 = 300;
+/// Longest `Prefix` and `ErrorOutputPrefix` text (Firehose's limit).
+pub const MAX_PREFIX_LEN: usize = 1024;
 
 /// `BufferingHints`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,13 +179,78 @@ fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
 }
 
 impl DeliveryPlan {
-    /// Validates and compiles a destination.
+    /// Validates and compiles the destination of a stream being created:
+    /// besides what [`compile`](Self::compile) checks, both prefixes must
+    /// give valid object keys, and a JQ query must finish on an empty
+    /// record within its bounds.
+    pub fn create(dest: &S3Destination) -> Result<Self, ConfigError> {
+        let plan = Self::compile_with(dest, true)?;
+        plan.check_prefix("Prefix", dest.prefix.as_deref(), &plan.prefix)?;
+        plan.check_prefix(
+            "ErrorOutputPrefix",
+            dest.error_output_prefix.as_deref(),
+            &plan.error_prefix,
+        )?;
+        Ok(plan)
+    }
+
+    /// Compiles a stored destination. Checks added since it was stored are
+    /// not applied, so its records keep flowing: a record its prefix or
+    /// query fails on goes to the error prefix, and an error prefix that is
+    /// not a valid key falls back to `<error-output-type>/`.
     pub fn compile(dest: &S3Destination) -> Result<Self, ConfigError> {
+        Self::compile_with(dest, false)
+    }
+
+    /// Checks that `text` (the `field` as given) renders to a valid object
+    /// key: one with no empty, `.` or `..` segment, no leading `/`, no
+    /// control character or backslash, at most 512 characters.
+    fn check_prefix(
+        &self,
+        field: &str,
+        text: Option<&str>,
+        template: &PrefixTemplate,
+    ) -> Result<(), ConfigError> {
+        let text = text.unwrap_or("");
+        if text.len() > MAX_PREFIX_LEN {
+            return Err(format!(
+                "{field} is {} characters long; at most {MAX_PREFIX_LEN} are allowed",
+                text.len()
+            ));
+        }
+        if let Some(c) = text.chars().find(|c| c.is_control() || *c == '\\') {
+            return Err(format!(
+                "{field} {text:?} contains {c:?}; object keys may not contain control characters or backslashes"
+            ));
+        }
+        // Partition keys are checked per record; a sample value stands in.
+        let sample = |_: &str| Some("key".to_string());
+        let time = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 31, 23, 59, 59)
+            .single()
+            .unwrap_or_default();
+        for output_type in ERROR_OUTPUT_TYPES {
+            let rendered = template
+                .render(&RenderContext {
+                    time,
+                    keys: &sample,
+                    error_output_type: Some(output_type),
+                    random_seed: 0,
+                })
+                .map_err(|e| format!("{field} {text:?}: {e}"))?;
+            self.bucket.join(&rendered).map_err(|e| {
+                format!("{field} {text:?} gives object keys such as {rendered:?}, which is not valid: {e}")
+            })?;
+        }
+        Ok(())
+    }
+
+    fn compile_with(dest: &S3Destination, strict: bool) -> Result<Self, ConfigError> {
         let bucket_arn = dest
             .bucket_arn
             .as_deref()
             .ok_or("ExtendedS3DestinationConfiguration.BucketARN is required")?;
-        let bucket = Location::from_bucket_arn(bucket_arn).map_err(|e| e.to_string())?;
+        let bucket =
+            Location::from_bucket_arn(bucket_arn).map_err(|e| format!("BucketARN: {e}"))?;
 
         let hints = dest.buffering_hints.unwrap_or(BufferingHints {
             size_in_m_bs: None,
@@ -249,7 +316,11 @@ impl DeliveryPlan {
                                 "JsonParsingEngine {engine:?} is not supported (expected JQ-1.6)"
                             ));
                         }
-                        query = Some(MetadataQuery::compile(text)?);
+                        query = Some(if strict {
+                            MetadataQuery::compile(text)?
+                        } else {
+                            MetadataQuery::load(text)?
+                        });
                     }
                     // lakehose always ends each record with a newline.
                     "AppendDelimiterToRecord" => {}
@@ -466,19 +537,24 @@ impl DeliveryPlan {
         }
     }
 
-    /// Renders the error prefix for an error output type.
+    /// Renders the error prefix for an error output type. One that is not
+    /// a valid object key (a stream stored before prefixes were checked)
+    /// gives [`fallback_error_prefix`], so failed records still land.
     pub fn render_error_prefix(&self, output_type: &str, time: DateTime<Utc>, seed: u64) -> String {
         let no_keys = |_: &str| None;
-        self.error_prefix
-            .render(&RenderContext {
-                time,
-                keys: &no_keys,
-                error_output_type: Some(output_type),
-                random_seed: seed,
-            })
-            // The error prefix has no partition keys, and its length was
-            // bounded at creation; fall back to a fixed folder regardless.
-            .unwrap_or_else(|_| format!("{output_type}/"))
+        match self.error_prefix.render(&RenderContext {
+            time,
+            keys: &no_keys,
+            error_output_type: Some(output_type),
+            random_seed: seed,
+        }) {
+            Ok(prefix) if self.bucket.join(&prefix).is_ok() => prefix,
+            Ok(prefix) => {
+                tracing::error!(prefix = %prefix, "The ErrorOutputPrefix gives an invalid object key; failed records go to the fallback folder.");
+                fallback_error_prefix(output_type)
+            }
+            Err(_) => fallback_error_prefix(output_type),
+        }
     }
 
     fn data_prefix(
@@ -499,6 +575,10 @@ impl DeliveryPlan {
                     output_type: "processing-failed".into(),
                     code: match e {
                         crate::jq::ExtractError::InvalidJson(_) => "Invalid.JSON".into(),
+                        crate::jq::ExtractError::TooDeep => "Invalid.JSONNestingTooDeep".into(),
+                        crate::jq::ExtractError::Bound(_) => {
+                            "DynamicPartitioning.MetadataExtractionLimitExceeded".into()
+                        }
                         _ => "DynamicPartitioning.MetadataExtractionFailed".into(),
                     },
                     message: e.to_string(),
@@ -562,6 +642,14 @@ impl DeliveryPlan {
         })?;
         Ok(prefix)
     }
+}
+
+/// The error output types lakehose writes (`!{firehose:error-output-type}`).
+pub const ERROR_OUTPUT_TYPES: [&str; 2] = ["processing-failed", "format-conversion-failed"];
+
+/// Where failed records go when the error prefix cannot be used.
+pub fn fallback_error_prefix(output_type: &str) -> String {
+    format!("{output_type}/")
 }
 
 /// Checks that a record is one JSON object (what Parquet rows need).
@@ -690,6 +778,131 @@ mod tests {
             &mut PrefixCache::default(),
         );
         assert_eq!(r.prefix, "events/dt=2026-11-23/hour=08/");
+    }
+
+    #[test]
+    fn prefixes_must_give_valid_keys() {
+        let base = json!({"BucketARN": "arn:aws:s3:::lake"});
+        let with = |extra: Value| {
+            let mut v = base.clone();
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            dest(v)
+        };
+        for (extra, field) in [
+            (
+                json!({"ErrorOutputPrefix": "errors//"}),
+                "ErrorOutputPrefix",
+            ),
+            (
+                json!({"ErrorOutputPrefix": "/errors/"}),
+                "ErrorOutputPrefix",
+            ),
+            (
+                json!({"ErrorOutputPrefix": "errors/../x/"}),
+                "ErrorOutputPrefix",
+            ),
+            (
+                json!({"ErrorOutputPrefix": "./errors/"}),
+                "ErrorOutputPrefix",
+            ),
+            (
+                json!({"ErrorOutputPrefix": "err\\ors/"}),
+                "ErrorOutputPrefix",
+            ),
+            (
+                json!({"ErrorOutputPrefix": "err\u{1}ors/"}),
+                "ErrorOutputPrefix",
+            ),
+            (
+                json!({"ErrorOutputPrefix": "e/".repeat(600)}),
+                "ErrorOutputPrefix",
+            ),
+            (
+                json!({"ErrorOutputPrefix": "errors/!{firehose:error-output-type}//"}),
+                "ErrorOutputPrefix",
+            ),
+            (json!({"Prefix": "logs//"}), "Prefix"),
+            (json!({"Prefix": "/logs/"}), "Prefix"),
+            (json!({"Prefix": "logs/../../etc/"}), "Prefix"),
+            (
+                json!({"Prefix": "logs/!{timestamp:'/'}x/", "ErrorOutputPrefix": "e/"}),
+                "Prefix",
+            ),
+            (
+                json!({"Prefix": "l/".repeat(300), "ErrorOutputPrefix": "e/"}),
+                "Prefix",
+            ),
+        ] {
+            let d = with(extra.clone());
+            let err = DeliveryPlan::create(&d).unwrap_err();
+            assert!(err.starts_with(field), "{extra}: {err}");
+            // A stream stored with such a prefix still loads.
+            let plan = DeliveryPlan::compile(&d).unwrap_or_else(|e| panic!("{extra}: {e}"));
+            let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+            let rendered = plan.render_error_prefix("processing-failed", t, 1);
+            assert!(plan.bucket.join(&rendered).is_ok(), "{extra}: {rendered}");
+        }
+        // Its failed records land in the fallback folder.
+        let plan = DeliveryPlan::compile(&with(json!({"ErrorOutputPrefix": "errors//"}))).unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(
+            plan.render_error_prefix("format-conversion-failed", t, 1),
+            "format-conversion-failed/"
+        );
+        // Valid ones pass.
+        for extra in [
+            json!({"Prefix": "logs/", "ErrorOutputPrefix": "errors/"}),
+            json!({"Prefix": "a.b/c..d/", "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/!{timestamp:yyyy}/"}),
+            json!({}),
+        ] {
+            DeliveryPlan::create(&with(extra.clone())).unwrap_or_else(|e| panic!("{extra}: {e}"));
+        }
+    }
+
+    #[test]
+    fn hostile_records_and_queries_go_to_the_error_prefix() {
+        let stream = |query: &str| {
+            dest(json!({
+                "BucketARN": "arn:aws:s3:::lake",
+                "Prefix": "logs/service=!{partitionKeyFromQuery:service}/",
+                "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+                "DynamicPartitioningConfiguration": {"Enabled": true},
+                "ProcessingConfiguration": {"Processors": [{"Type": "MetadataExtraction", "Parameters": [
+                    {"ParameterName": "MetadataExtractionQuery", "ParameterValue": query}]}]}
+            }))
+        };
+        let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let plan = DeliveryPlan::create(&stream("{service: .service}")).unwrap();
+        let mut deep = br#"{"service":"#.to_vec();
+        deep.extend(std::iter::repeat_n(b'[', 100_000));
+        deep.extend(std::iter::repeat_n(b']', 100_000));
+        deep.push(b'}');
+        let r = plan.route(deep.into(), t, 1, &mut PrefixCache::default());
+        assert_eq!(r.prefix, "errors/processing-failed/");
+        let e = r.error.unwrap();
+        assert_eq!(e.code, "Invalid.JSONNestingTooDeep");
+        assert!(e.message.contains("128 levels"), "{}", e.message);
+
+        let endless = "{service: (def f: f; f)}";
+        let err = DeliveryPlan::create(&stream(endless)).unwrap_err();
+        assert!(err.contains("does not finish"), "{err}");
+        let plan = DeliveryPlan::compile(&stream(endless)).unwrap();
+        let r = crate::jq::pool::run_blocking(move || {
+            plan.route(
+                bytes::Bytes::from_static(br#"{"service":"web"}"#),
+                t,
+                1,
+                &mut PrefixCache::default(),
+            )
+        })
+        .unwrap();
+        assert_eq!(r.prefix, "errors/processing-failed/");
+        assert_eq!(
+            r.error.unwrap().code,
+            "DynamicPartitioning.MetadataExtractionLimitExceeded"
+        );
     }
 
     #[test]

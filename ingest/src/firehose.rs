@@ -215,7 +215,46 @@ struct PutRecordInput<'a> {
 struct PutRecordBatchInput<'a> {
     delivery_stream_name: Option<String>,
     #[serde(borrow)]
-    records: Option<Vec<RecordInput<'a>>>,
+    records: Option<RecordList<'a>>,
+}
+
+/// `Records`, kept only up to [`MAX_BATCH_RECORDS`] (the rest are counted,
+/// not held), so a body of millions of tiny entries costs no memory.
+struct RecordList<'a> {
+    records: Vec<RecordInput<'a>>,
+    total: usize,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RecordList<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = RecordList<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of records")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut records = Vec::new();
+                let mut total = 0;
+                loop {
+                    if records.len() < MAX_BATCH_RECORDS {
+                        match seq.next_element::<RecordInput<'a>>()? {
+                            Some(r) => records.push(r),
+                            None => break,
+                        }
+                    } else if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                        break;
+                    }
+                    total += 1;
+                }
+                Ok(RecordList { records, total })
+            }
+        }
+        d.deserialize_seq(Visit(std::marker::PhantomData))
+    }
 }
 
 /// Decodes base64 record data into one buffer shared by the batch's
@@ -233,6 +272,13 @@ fn decode_records(records: Vec<RecordInput<'_>>) -> Result<Vec<Result<Bytes, Byt
     // (start, end) in `buf`, or the index of undecodable text.
     let mut spans = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
+        // Refuse what cannot fit before decoding it (padding is at most 2).
+        let least = (text.len() / 4 * 3).saturating_sub(2);
+        if least > MAX_RECORD_BYTES {
+            return Err(invalid(format!(
+                "record {i} is at least {least} bytes; a record may be at most {MAX_RECORD_BYTES} bytes (1,000 KiB)"
+            )));
+        }
         let start = buf.len();
         match engine.decode_vec(text.as_bytes(), &mut buf) {
             Ok(()) => {
@@ -310,14 +356,14 @@ async fn put_record_batch(
 ) -> Result<PutRecordBatchOutput, AwsError> {
     let input: PutRecordBatchInput = awsjson::parse(body)?;
     let name = required(input.delivery_stream_name, "DeliveryStreamName")?;
-    let records = required(input.records, "Records")?;
-    if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
+    let list = required(input.records, "Records")?;
+    if list.total == 0 || list.total > MAX_BATCH_RECORDS {
         return Err(invalid(format!(
             "PutRecordBatch takes 1 to {MAX_BATCH_RECORDS} records, got {}",
-            records.len()
+            list.total
         )));
     }
-    let records = decode_records(records)?;
+    let records = decode_records(list.records)?;
     let accepted = service.put_records(&name, records).await?;
     Ok(PutRecordBatchOutput {
         failed_put_count: 0,
@@ -329,4 +375,37 @@ async fn put_record_batch(
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_records_list_is_counted_not_held() {
+        let entries = vec![r#"{"Data":"e30="}"#; 1_000_000].join(",");
+        let body = format!(r#"{{"DeliveryStreamName":"s","Records":[{entries}]}}"#);
+        let input: PutRecordBatchInput = awsjson::parse(body.as_bytes()).unwrap();
+        let list = input.records.unwrap();
+        assert_eq!(list.total, 1_000_000);
+        assert_eq!(list.records.len(), MAX_BATCH_RECORDS);
+        // Records past the kept ones are still checked to be JSON.
+        let body = r#"{"DeliveryStreamName":"s","Records":[{"Data":"e30="},{"Data":"e30="},oops]}"#;
+        assert!(awsjson::parse::<PutRecordBatchInput>(body.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn oversized_records_are_refused_before_decoding() {
+        let text = "QUFB".repeat(MAX_RECORD_BYTES / 3 + 2);
+        let err = decode_records(vec![RecordInput {
+            data: Some(Cow::Owned(text)),
+        }])
+        .unwrap_err();
+        assert_eq!(err.code, "InvalidArgumentException");
+        assert!(
+            err.message.contains("at most 1024000 bytes"),
+            "{}",
+            err.message
+        );
+    }
 }

@@ -4,17 +4,54 @@
 //! The query is run once per record and must produce one JSON object whose
 //! values are scalars, e.g. `{service: .service, day: .timestamp[0:10]}`.
 //! Those values fill `!{partitionKeyFromQuery:<key>}` in the prefix.
+//!
+//! **Bounds.** A query and a record both come from outside, so nothing here
+//! may run forever, recurse without a limit or take the process down:
+//!
+//! - a record nested deeper than [`MAX_JSON_DEPTH`] is refused by a flat
+//!   byte scan before any recursive parser sees it;
+//! - a query is at most [`MAX_QUERY_LEN`] characters, and is compiled and
+//!   evaluated on the threads of [`pool`], whose stacks are large;
+//! - every definition call, every loop (`reduce`/`foreach`), every output
+//!   of a filter argument, every array element collected, every value
+//!   piped on and every `//` and `try` attempt is one step: the query is rewritten so each passes a native
+//!   filter that fails the evaluation past [`MAX_EVAL_STEPS`] steps, past
+//!   [`MAX_EVAL_TIME`], or when little stack is left;
+//! - a query is tried on an empty object when it is compiled, so one that
+//!   never ends is refused by `CreateDeliveryStream`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use std::borrow::Cow;
 
+use jaq_core::box_iter::box_once;
 use jaq_core::load::lex::StrPart;
-use jaq_core::load::parse::{BinaryOp, Term};
+use jaq_core::load::parse::{BinaryOp, Def, Term};
 use jaq_core::load::{Arena, File, Lexer, Loader, Parser};
 use jaq_core::path::Part;
-use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
+use jaq_core::{Bind, Compiler, Ctx, Exn, Native, Vars, data, unwrap_valr};
 use jaq_json::Val;
+
+/// The deepest nesting of arrays and objects a record may have for a JQ
+/// query to see it (serde_json's own recursion limit, which the Parquet
+/// conversion applies as well).
+pub const MAX_JSON_DEPTH: usize = 128;
+/// The longest `MetadataExtractionQuery` (Firehose's `ParameterValue`
+/// limit).
+pub const MAX_QUERY_LEN: usize = 5120;
+/// Steps (definition calls, loop iterations, collected elements, piped
+/// values) one evaluation may take.
+pub const MAX_EVAL_STEPS: u64 = 100_000;
+/// Time one evaluation may take.
+pub const MAX_EVAL_TIME: Duration = Duration::from_millis(250);
+/// Stack an evaluation step must leave free; a deeper recursion fails.
+const STACK_RED_ZONE: usize = 1024 * 1024;
+/// The native filter every step passes through.
+const STEP: &str = "_lakehose_step";
+/// The definition the user's query is compiled into.
+const QUERY_DEF: &str = "_lakehose_query";
 
 type JqFilter = jaq_core::Filter<data::JustLut<Val>>;
 
@@ -88,21 +125,77 @@ pub enum ExtractError {
     /// The query produced something other than one object.
     #[error("JQ query must produce one JSON object of partition keys, got {0}")]
     NotAnObject(String),
+    /// The record nests arrays and objects too deeply to be evaluated.
+    #[error(
+        "record nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; JQ queries are not run on it"
+    )]
+    TooDeep,
+    /// The evaluation hit one of its bounds.
+    #[error("JQ query stopped: {0}")]
+    Bound(String),
 }
 
 impl MetadataQuery {
-    /// Compiles a query; the error names what is wrong.
+    /// Compiles a query; the error names what is wrong. The query is tried
+    /// on an empty object with the evaluation bounds, so one that never
+    /// ends is refused here. Runs on the [`pool`].
     pub fn compile(text: &str) -> Result<Self, String> {
-        let defs = jaq_core::defs()
+        if text.len() > MAX_QUERY_LEN {
+            return Err(format!(
+                "MetadataExtractionQuery is {} characters long; at most {MAX_QUERY_LEN} are allowed",
+                text.len()
+            ));
+        }
+        let owned = text.to_string();
+        pool::run_blocking(move || Self::compile_here(&owned, true))
+            .map_err(|panic| format!("invalid JQ query {text:?}: the compiler failed ({panic})"))?
+    }
+
+    /// Compiles a stored query without trying it (so a stream stored
+    /// before queries were tried keeps working; each record it cannot
+    /// finish on goes to the error prefix). Runs on the [`pool`].
+    pub fn load(text: &str) -> Result<Self, String> {
+        let owned = text.to_string();
+        pool::run_blocking(move || Self::compile_here(&owned, false))
+            .map_err(|panic| format!("invalid JQ query {text:?}: the compiler failed ({panic})"))?
+    }
+
+    fn compile_here(text: &str, try_it: bool) -> Result<Self, String> {
+        // The step filter and the query's definition must be lakehose's own.
+        if text.contains("_lakehose") {
+            return Err(format!(
+                "invalid JQ query {text:?}: names starting with _lakehose are reserved"
+            ));
+        }
+        let tokens = Lexer::new(text)
+            .lex()
+            .map_err(|errs| format!("invalid JQ query {text:?}: {}", describe(&errs)))?;
+        let mut term = Parser::new(&tokens)
+            .parse(Parser::term)
+            .map_err(|errs| format!("invalid JQ query {text:?}: {}", describe(&errs)))?;
+        let mut read = Vec::new();
+        let fields = reads_only_fields(&term, &mut read).then_some(read);
+        instrument(&mut term);
+        let prelude = jaq_core::defs()
             .chain(jaq_std::defs())
-            .chain(jaq_json::defs());
+            .chain(jaq_json::defs())
+            .map(|mut def| -> Def<&str> {
+                instrument_def(&mut def);
+                def
+            })
+            .chain([Def {
+                name: QUERY_DEF,
+                args: Vec::new(),
+                body: term,
+            }]);
         let funs = jaq_core::funs()
             .chain(jaq_std::funs())
-            .chain(jaq_json::funs());
-        let loader = Loader::new(defs);
+            .chain(jaq_json::funs())
+            .chain([step_filter()]);
+        let loader = Loader::new(prelude);
         let arena = Arena::default();
         let program = File {
-            code: text,
+            code: QUERY_DEF,
             path: (),
         };
         let modules = loader
@@ -112,12 +205,19 @@ impl MetadataQuery {
             .with_funs(funs)
             .compile(modules)
             .map_err(|errs| format!("invalid JQ query {text:?}: {}", describe(&errs)))?;
-        Ok(Self {
+        let query = Self {
             text: text.to_string(),
             filter,
-            fields: record_fields(text),
+            fields,
             pure: is_pure(text),
-        })
+        };
+        // A query that cannot finish on the simplest record never will.
+        if try_it && let Err(ExtractError::Bound(why)) = query.run(b"{}") {
+            return Err(format!(
+                "JQ query {text:?} does not finish on an empty record: {why}"
+            ));
+        }
+        Ok(query)
     }
 
     /// The top-level fields the query reads, when that is provable.
@@ -176,16 +276,30 @@ impl MetadataQuery {
     }
 
     fn run(&self, input: &[u8]) -> Result<Keys, ExtractError> {
+        // jaq's reader recurses once per level, without a limit.
+        if nesting_exceeds(input, MAX_JSON_DEPTH) {
+            return Err(ExtractError::TooDeep);
+        }
         let input = jaq_json::read::parse_single(input)
             .map_err(|e| ExtractError::InvalidJson(e.to_string()))?;
-        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
-        let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
-        let first = match outputs.next() {
+        let (first, more) = {
+            let _budget = Budget::start();
+            let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
+            let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
+            let first = outputs.next();
+            let more = first.as_ref().is_some_and(Result::is_ok) && outputs.next().is_some();
+            // A bound hit is final even when `try` or `//` caught its error.
+            if let Some(why) = Budget::hit() {
+                return Err(ExtractError::Bound(why));
+            }
+            (first, more)
+        };
+        let first = match first {
             None => return Err(ExtractError::NotAnObject("no output".into())),
-            Some(Err(e)) => return Err(ExtractError::Query(e.to_string())),
+            Some(Err(e)) => return Err(ExtractError::Query(truncate(e.to_string()))),
             Some(Ok(v)) => v,
         };
-        if outputs.next().is_some() {
+        if more {
             return Err(ExtractError::NotAnObject("more than one output".into()));
         }
         let Val::Obj(map) = first else {
@@ -267,7 +381,8 @@ fn scan_top_level(rec: &[u8]) -> Option<Vec<(Cow<'_, str>, &[u8])>> {
     /// closing one.
     fn string_end(rec: &[u8], mut i: usize) -> Option<usize> {
         loop {
-            i += memchr::memchr2(b'"', b'\\', &rec[i..])?;
+            // `get`: an escape may be the last byte, leaving `i` past the end.
+            i += memchr::memchr2(b'"', b'\\', rec.get(i..)?)?;
             if rec[i] == b'"' {
                 return Some(i + 1);
             }
@@ -288,7 +403,7 @@ fn scan_top_level(rec: &[u8]) -> Option<Vec<(Cow<'_, str>, &[u8])>> {
                         }
                         b'{' | b'[' => depth += 1,
                         b'}' | b']' => {
-                            depth -= 1;
+                            depth = depth.saturating_sub(1);
                             if depth == 0 {
                                 return Some(j + 1);
                             }
@@ -393,16 +508,6 @@ impl<'de> serde::Deserialize<'de> for CowStr<'de> {
     }
 }
 
-/// The top-level fields through which the query reads its input, when the
-/// query reads it in no other way; `None` when that cannot be shown (a bare
-/// `.`, `..`, a call of a filter, a variable binding over the input, ...).
-fn record_fields(text: &str) -> Option<Vec<String>> {
-    let tokens = Lexer::new(text).lex().ok()?;
-    let term = Parser::new(&tokens).parse(Parser::term).ok()?;
-    let mut fields = Vec::new();
-    reads_only_fields(&term, &mut fields).then_some(fields)
-}
-
 /// A string literal without interpolation.
 fn const_str(t: &Term<&str>) -> Option<String> {
     match t {
@@ -499,6 +604,372 @@ fn reads_only_fields(t: &Term<&str>, fields: &mut Vec<String>) -> bool {
                 })
         }
         _ => false,
+    }
+}
+
+/// Whether `json` nests arrays and objects more than `limit` deep. A flat
+/// scan (brackets inside strings do not count), so it is safe on any input;
+/// malformed JSON is left for the parser to report.
+pub fn nesting_exceeds(json: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&c) = json.get(i) {
+        match c {
+            b'"' => {
+                i += 1;
+                loop {
+                    let Some(k) = json.get(i..).and_then(|r| memchr::memchr2(b'"', b'\\', r))
+                    else {
+                        return false;
+                    };
+                    i += k;
+                    if json[i] == b'"' {
+                        break;
+                    }
+                    i += 2;
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The bounds of the evaluation running on this thread.
+struct Budget {
+    steps: u64,
+    deadline: Instant,
+    hit: Option<String>,
+}
+
+thread_local! {
+    static BUDGET: RefCell<Option<Budget>> = const { RefCell::new(None) };
+}
+
+/// Starts a bounded evaluation on this thread; dropping it ends it.
+struct BudgetGuard;
+
+impl Drop for BudgetGuard {
+    fn drop(&mut self) {
+        BUDGET.with(|b| b.borrow_mut().take());
+    }
+}
+
+impl Budget {
+    fn start() -> BudgetGuard {
+        BUDGET.with(|b| {
+            *b.borrow_mut() = Some(Budget {
+                steps: 0,
+                deadline: Instant::now() + MAX_EVAL_TIME,
+                hit: None,
+            })
+        });
+        BudgetGuard
+    }
+
+    /// Why the running evaluation was stopped, if it was.
+    fn hit() -> Option<String> {
+        BUDGET.with(|b| b.borrow().as_ref().and_then(|b| b.hit.clone()))
+    }
+
+    /// Counts one step; `Err` once any bound is passed (and from then on).
+    fn step() -> Result<(), String> {
+        BUDGET.with(|b| {
+            let mut b = b.borrow_mut();
+            let Some(b) = b.as_mut() else {
+                return Ok(());
+            };
+            if let Some(hit) = &b.hit {
+                return Err(hit.clone());
+            }
+            b.steps += 1;
+            let hit = if b.steps > MAX_EVAL_STEPS {
+                Some(format!(
+                    "it took more than {MAX_EVAL_STEPS} evaluation steps on one record"
+                ))
+            } else if b.steps % 64 == 0 && Instant::now() > b.deadline {
+                Some(format!(
+                    "it ran longer than {} ms on one record",
+                    MAX_EVAL_TIME.as_millis()
+                ))
+            } else if stacker::remaining_stack().is_some_and(|left| left < STACK_RED_ZONE) {
+                Some("it recursed too deeply".to_string())
+            } else {
+                None
+            };
+            match hit {
+                Some(why) => {
+                    b.hit = Some(why.clone());
+                    Err(why)
+                }
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+type Data = data::JustLut<Val>;
+
+fn step_error<'a, T>(why: String) -> jaq_core::ValXs<'a, T, Val>
+where
+    T: 'a,
+{
+    box_once(Err(Exn::from(jaq_core::Error::str(why))))
+}
+
+/// `_lakehose_step`: the identity, counting one step (for values, paths
+/// and updates alike, so it may stand in any path expression).
+fn step_filter() -> jaq_core::native::Fun<Data> {
+    let native = Native::<Data>::new(|cv| match Budget::step() {
+        Ok(()) => box_once(Ok(cv.1)),
+        Err(why) => step_error(why),
+    })
+    .with_paths(|cv| match Budget::step() {
+        Ok(()) => box_once(Ok(cv.1)),
+        Err(why) => step_error(why),
+    })
+    .with_update(|cv, f| match Budget::step() {
+        Ok(()) => f(cv.1),
+        Err(why) => step_error(why),
+    });
+    (STEP, Box::<[Bind]>::default(), native)
+}
+
+fn step_term<'s>() -> Term<&'s str> {
+    Term::Call(STEP, Vec::new())
+}
+
+fn pipe<'s>(l: Term<&'s str>, r: Term<&'s str>) -> Term<&'s str> {
+    Term::BinOp(Box::new(l), BinaryOp::Pipe(None), Box::new(r))
+}
+
+/// `body` becomes `step | body`.
+fn step_before(body: &mut Term<&str>) {
+    let inner = std::mem::take(body);
+    *body = pipe(step_term(), inner);
+}
+
+/// `body` becomes `body | step`.
+fn step_after(body: &mut Term<&str>) {
+    let inner = std::mem::take(body);
+    *body = pipe(inner, step_term());
+}
+
+fn instrument_def(def: &mut Def<&str>) {
+    instrument(&mut def.body);
+    step_before(&mut def.body);
+}
+
+/// Rewrites a query so that everything that can repeat passes a step: a
+/// call of a definition (recursion), each output of a filter argument,
+/// each value a pipe's right side runs on, each value a `reduce`/`foreach`
+/// folds, each element an array collects, each value `//` tries and each
+/// `try` attempt.
+fn instrument(t: &mut Term<&str>) {
+    match t {
+        Term::Id
+        | Term::Recurse
+        | Term::Num(_)
+        | Term::Var(_)
+        | Term::Break(_)
+        | Term::Arr(None) => {}
+        Term::Str(_, parts) => {
+            for part in parts {
+                if let StrPart::Term(t) = part {
+                    instrument(t);
+                }
+            }
+        }
+        Term::Arr(Some(t)) => {
+            instrument(t);
+            step_after(t);
+        }
+        Term::Obj(entries) => {
+            for (k, v) in entries {
+                instrument(k);
+                if let Some(v) = v {
+                    instrument(v);
+                }
+            }
+        }
+        Term::Neg(t) | Term::Label(_, t) => instrument(t),
+        Term::BinOp(l, op, r) => {
+            instrument(l);
+            instrument(r);
+            match op {
+                BinaryOp::Pipe(_) => step_before(r),
+                BinaryOp::Alt => step_after(l),
+                _ => {}
+            }
+        }
+        Term::Fold(_, xs, _, args) => {
+            instrument(xs);
+            step_after(xs);
+            for a in args {
+                instrument(a);
+            }
+        }
+        Term::TryCatch(t, catch) => {
+            instrument(t);
+            step_before(t);
+            if let Some(c) = catch {
+                instrument(c);
+            }
+        }
+        Term::IfThenElse(branches, otherwise) => {
+            for (c, b) in branches {
+                instrument(c);
+                instrument(b);
+            }
+            if let Some(o) = otherwise {
+                instrument(o);
+            }
+        }
+        Term::Def(defs, rest) => {
+            for def in defs {
+                instrument(&mut def.body);
+                step_before(&mut def.body);
+            }
+            instrument(rest);
+        }
+        Term::Call(_, args) => {
+            // Natives such as `last(f)` or `limit(n; f)` consume `f`'s
+            // outputs themselves.
+            for a in args {
+                instrument(a);
+                step_after(a);
+            }
+        }
+        Term::Path(head, path) => {
+            instrument(head);
+            for (part, _) in &mut path.0 {
+                match part {
+                    Part::Index(i) => instrument(i),
+                    Part::Range(a, b) => {
+                        if let Some(a) = a {
+                            instrument(a);
+                        }
+                        if let Some(b) = b {
+                            instrument(b);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The threads JQ queries are compiled and evaluated on. Their stacks are
+/// large ([`pool::STACK_BYTES`]): the parser, the compiler and the
+/// evaluator recurse, and so does dropping a deeply nested value a query
+/// built; the step filter keeps [`STACK_RED_ZONE`] of it free.
+pub mod pool {
+    use std::cell::Cell;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::mpsc::{Receiver, Sender, channel};
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    /// Stack of each thread.
+    pub const STACK_BYTES: usize = 64 * 1024 * 1024;
+    /// Most threads (fewer on machines with fewer cores).
+    pub const MAX_THREADS: usize = 8;
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    thread_local! {
+        static ON_POOL: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn sender() -> &'static Mutex<Sender<Job>> {
+        static POOL: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+        POOL.get_or_init(|| {
+            let (tx, rx) = channel::<Job>();
+            let rx = Arc::new(Mutex::new(rx));
+            let threads = std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(1, MAX_THREADS);
+            for i in 0..threads {
+                let rx: Arc<Mutex<Receiver<Job>>> = Arc::clone(&rx);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("lakehose-jq-{i}"))
+                    .stack_size(STACK_BYTES)
+                    .spawn(move || {
+                        ON_POOL.with(|p| p.set(true));
+                        loop {
+                            let job = match rx.lock() {
+                                Ok(rx) => rx.recv(),
+                                Err(poisoned) => poisoned.into_inner().recv(),
+                            };
+                            match job {
+                                Ok(job) => job(),
+                                Err(_) => break,
+                            }
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "Could not start a JQ thread.");
+                }
+            }
+            Mutex::new(tx)
+        })
+    }
+
+    fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+        p.downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into())
+    }
+
+    fn submit<R: Send + 'static>(
+        f: impl FnOnce() -> R + Send + 'static,
+        reply: impl FnOnce(Result<R, String>) + Send + 'static,
+    ) {
+        let job: Job = Box::new(move || {
+            reply(catch_unwind(AssertUnwindSafe(f)).map_err(panic_text));
+        });
+        let tx = sender().lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Err(e) = tx.send(job) {
+            // No thread is left to run it: run it here instead.
+            (e.0)();
+        }
+    }
+
+    /// Runs `f` on the pool and waits; `Err` holds a panic's message. On a
+    /// pool thread, runs `f` right away.
+    pub fn run_blocking<R: Send + 'static>(
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, String> {
+        if ON_POOL.with(Cell::get) {
+            return catch_unwind(AssertUnwindSafe(f)).map_err(panic_text);
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        submit(f, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err("the JQ thread stopped".into()))
+    }
+
+    /// Runs `f` on the pool; `Err` holds a panic's message. Dropping the
+    /// future does not stop `f`, only discards its result.
+    pub async fn run<R: Send + 'static>(
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        submit(f, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.await
+            .unwrap_or_else(|_| Err("the JQ thread stopped".into()))
     }
 }
 
@@ -665,6 +1136,239 @@ mod tests {
         let mut cache = KeyCache::default();
         let keys = q.extract_cached(records[0], &mut cache, true).unwrap();
         assert_eq!(keys["s"], "x,}]");
+    }
+
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn the_fast_scan_never_panics() {
+        // A record ending in a backslash inside a string used to index past
+        // the end.
+        for rec in [
+            &br#"{"a":"x\"#[..],
+            br#"{"a\"#,
+            br#"{"a":1,"b":"\"#,
+            br#"{"a":{"b":"\"#,
+            br"{\",
+            br"\",
+            br#"{"a":"\\\"#,
+        ] {
+            assert!(
+                scan_top_level(rec).is_none(),
+                "{}",
+                String::from_utf8_lossy(rec)
+            );
+            assert!(!nesting_exceeds(rec, 2));
+        }
+        let q = MetadataQuery::compile("{s: .s}").unwrap();
+        let mut cache = KeyCache::default();
+        assert!(q.extract_cached(br#"{"s":"x\"#, &mut cache, true).is_err());
+        // Mutations of valid records: the scan never panics, and whatever it
+        // accepts the parser reads the same way.
+        let seeds: &[&[u8]] = &[
+            br#"{"a": 1, "s": "x,}]", "n": {"b": [1, {"c": "]"}]}, "e": "q\"uote", "t": true}"#,
+            br#"{"k": "\\", "u": "\u00e9", "arr": [[], {}, [[1]]]}"#,
+            br#"  {"a":-1.5e3,"s":null}  "#,
+        ];
+        let alphabet = b"{}[]\\\":,\\ \nabc01";
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..200_000 {
+            let mut rec = seeds[rng.below(seeds.len())].to_vec();
+            for _ in 0..1 + rng.below(4) {
+                match rng.below(4) {
+                    0 if !rec.is_empty() => {
+                        let at = rng.below(rec.len());
+                        rec.truncate(at);
+                    }
+                    1 if !rec.is_empty() => {
+                        let at = rng.below(rec.len());
+                        rec[at] = alphabet[rng.below(alphabet.len())];
+                    }
+                    2 => {
+                        let at = rng.below(rec.len() + 1);
+                        rec.insert(at, alphabet[rng.below(alphabet.len())]);
+                    }
+                    _ if !rec.is_empty() => {
+                        let at = rng.below(rec.len());
+                        rec.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            let _ = nesting_exceeds(&rec, 2);
+            if let Some(fast) = scan_top_level(&rec)
+                && let Ok(slow) = serde_json::from_slice::<TopLevel<'_>>(&rec)
+            {
+                let fast: Vec<(String, Vec<u8>)> = fast
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_vec()))
+                    .collect();
+                let slow: Vec<(String, Vec<u8>)> = slow
+                    .0
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.get().as_bytes().to_vec()))
+                    .collect();
+                assert_eq!(fast, slow, "{}", String::from_utf8_lossy(&rec));
+            }
+        }
+    }
+
+    #[test]
+    fn nesting_is_measured_without_recursion() {
+        let deep = |n: usize| {
+            let mut v = br#"{"service":"web","x":"#.to_vec();
+            v.extend(std::iter::repeat_n(b'[', n));
+            v.extend(std::iter::repeat_n(b']', n));
+            v.push(b'}');
+            v
+        };
+        assert!(!nesting_exceeds(&deep(MAX_JSON_DEPTH - 1), MAX_JSON_DEPTH));
+        assert!(nesting_exceeds(&deep(MAX_JSON_DEPTH), MAX_JSON_DEPTH));
+        assert!(nesting_exceeds(&deep(1_000_000), MAX_JSON_DEPTH));
+        // Brackets in strings, and escaped quotes, do not count.
+        let text = format!(r#"{{"a": "{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(!nesting_exceeds(text.as_bytes(), 2));
+        // A record nested 100,000 deep is refused before jaq reads it, when
+        // the query reads the deep part (projected or whole-record queries).
+        for query in ["{service: .service, n: (.x | length)}", "{a: (. | length)}"] {
+            let q = MetadataQuery::compile(query).unwrap();
+            assert_eq!(
+                q.extract(&deep(100_000)),
+                Err(ExtractError::TooDeep),
+                "{query}"
+            );
+            for lenient in [false, true] {
+                let mut cache = KeyCache::default();
+                assert_eq!(
+                    q.extract_cached(&deep(100_000), &mut cache, lenient),
+                    Err(ExtractError::TooDeep),
+                    "{query}"
+                );
+            }
+        }
+        // A query that reads only shallow fields never parses the deep one.
+        let q = MetadataQuery::compile("{service: .service}").unwrap();
+        assert_eq!(q.extract(&deep(100_000)).unwrap()["service"], "web");
+        let mut cache = KeyCache::default();
+        let keys = q.extract_cached(&deep(100_000), &mut cache, true).unwrap();
+        assert_eq!(keys["service"], "web");
+    }
+
+    #[test]
+    fn queries_that_never_end_are_refused_or_stopped() {
+        let endless = [
+            "{service: (def f: f; f)}",
+            "{a: (def f: [f]; f)}",
+            "{a: (def f: 1 + f; f)}",
+            "{a: until(false; .)}",
+            "{a: ([repeat(1)] | length)}",
+            "{a: ([range(1e18)] | length)}",
+            "{a: (reduce range(1e18) as $x (0; .))}",
+            "{a: last(range(1e18))}",
+            "{a: first(range(1e18) | select(. < 0))}",
+            "{a: ((range(1e18) | false) // 1)}",
+            "{a: (try (def f: f; f) catch 1)}",
+            "{a: (def f: try f catch f; f)}",
+            "{a: ([range(1e18) | .x?] | length)}",
+            "{a: ([0 | recurse(. + 1)] | length)}",
+        ];
+        for text in endless {
+            let started = Instant::now();
+            let err = MetadataQuery::compile(text).unwrap_err();
+            assert!(err.contains("does not finish"), "{text}: {err}");
+            assert!(started.elapsed() < Duration::from_secs(5), "{text}");
+            // A stream stored with it: each record is stopped, and reported.
+            let q = MetadataQuery::load(text).unwrap();
+            let run = pool::run_blocking(move || q.extract(br#"{"service":"web"}"#)).unwrap();
+            assert!(
+                matches!(run, Err(ExtractError::Bound(_))),
+                "{text}: {run:?}"
+            );
+        }
+        // Bounded work that is merely large is fine.
+        let q = MetadataQuery::compile(
+            r#"{n: ([range(1000)] | length), s: (reduce range(100) as $x (0; . + $x)), d: (reduce range(2000) as $i (null; [.]) | length)}"#,
+        )
+        .unwrap();
+        let keys = pool::run_blocking(move || q.extract(b"{}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(keys["n"], "1000");
+        assert_eq!(keys["s"], "4950");
+        assert_eq!(keys["d"], "1");
+        // Too long a query.
+        let long = format!("{{a: {}}}", ".a".repeat(MAX_QUERY_LEN));
+        assert!(
+            MetadataQuery::compile(&long)
+                .unwrap_err()
+                .contains("at most 5120")
+        );
+        // Deep nesting in the query text only costs stack on the pool.
+        let nested = format!("{{a: {}1{}}}", "(".repeat(2000), ")".repeat(2000));
+        let q = MetadataQuery::compile(&nested).unwrap();
+        assert_eq!(
+            pool::run_blocking(move || q.extract(b"{}"))
+                .unwrap()
+                .unwrap()["a"],
+            "1"
+        );
+    }
+
+    #[test]
+    fn steps_do_not_change_what_queries_mean() {
+        let q = MetadataQuery::compile(
+            r#"{
+                f: first(.xs[]),
+                u: (.xs |= map(. * 2) | .xs[1]),
+                d: (del(.b) | keys | join(",")),
+                w: (walk(if type == "number" then . + 1 else . end) | .xs[0]),
+                g: getpath(["o", "p"]),
+                p: ([paths] | length),
+                e: (to_entries | map(.key) | join(",")),
+                t: (try error("x") catch .),
+                alt: (.missing // "dflt"),
+                s: ([.xs[] | select(. > 1)] | add),
+                r: (reduce .xs[] as $x (0; . + $x)),
+                l: ([limit(2; .xs[])] | length),
+                up: (.o.p += 1 | .o.p),
+                pth: (path(.o.p) | join("."))
+            }"#,
+        )
+        .unwrap();
+        let keys = q
+            .extract(br#"{"xs": [1, 2, 3], "b": 0, "o": {"p": 5}}"#)
+            .unwrap();
+        let expect = [
+            ("f", "1"),
+            ("u", "4"),
+            ("d", "o,xs"),
+            ("w", "2"),
+            ("g", "5"),
+            ("p", "7"),
+            ("e", "xs,b,o"),
+            ("t", "x"),
+            ("alt", "dflt"),
+            ("s", "5"),
+            ("r", "6"),
+            ("l", "2"),
+            ("up", "6"),
+            ("pth", "o.p"),
+        ];
+        for (k, v) in expect {
+            assert_eq!(keys[k], v, "{k}");
+        }
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl IngestMetrics {
         );
         r.register(
             "buffer_bytes",
-            "Bytes of acknowledged records not yet delivered",
+            "Memory accounted to acknowledged records not yet delivered: their bytes plus a fixed overhead per record",
             self.buffer_bytes.clone(),
         );
         r.register(

@@ -51,6 +51,20 @@ pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 512 * 1024 * 1024;
 pub const DEFAULT_MAX_CONCURRENT_FLUSHES: usize = 4;
 /// Most delivery streams one server holds.
 pub const MAX_STREAMS: usize = 5000;
+/// Default most records in one NDJSON request.
+pub const DEFAULT_MAX_NDJSON_RECORDS: usize = 100_000;
+/// Default most bytes of an NDJSON body once decompressed.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
+/// What one accepted record costs in memory besides its bytes, counted
+/// against `max_buffer_bytes`: its place in a buffer and its log record
+/// (the evaluated prefix and error reason it carries).
+pub const RECORD_OVERHEAD_BYTES: u64 =
+    (std::mem::size_of::<Buffered>() + std::mem::size_of::<WalRecord>() + 64) as u64;
+
+/// The memory a record of `len` bytes is accounted for until delivered.
+fn record_cost(len: usize) -> u64 {
+    len as u64 + RECORD_OVERHEAD_BYTES
+}
 
 const STREAMS_DIR: &str = "firehose/streams";
 
@@ -68,6 +82,10 @@ pub struct IngestConfig {
     pub flush_tick: Duration,
     /// Flushes encoding or writing at once.
     pub max_concurrent_flushes: usize,
+    /// Most records in one NDJSON request (413 past it).
+    pub max_ndjson_records: usize,
+    /// Most bytes of an NDJSON body once decompressed (413 past it).
+    pub max_decompressed_bytes: usize,
     /// Account id used in ARNs.
     pub account_id: String,
     /// Region used in ARNs.
@@ -83,6 +101,8 @@ impl IngestConfig {
             wal_segment_bytes: crate::wal::DEFAULT_SEGMENT_BYTES,
             flush_tick: Duration::from_millis(100),
             max_concurrent_flushes: DEFAULT_MAX_CONCURRENT_FLUSHES,
+            max_ndjson_records: DEFAULT_MAX_NDJSON_RECORDS,
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
             account_id: "000000000000".into(),
             region: "us-east-1".into(),
         }
@@ -140,7 +160,15 @@ impl Stream {
     ) -> (u64, bool) {
         let mut buffers = lock(&self.buffers);
         let (mut bytes, mut over_size) = (0, false);
-        for (idx, rec) in records {
+        for (idx, mut rec) in records {
+            if let Some(error) = &rec.error
+                && self.plan.bucket.join(&rec.prefix).is_err()
+            {
+                // Logged before error prefixes were checked at creation.
+                let fallback = crate::config::fallback_error_prefix(&error.output_type);
+                tracing::error!(stream = %self.name, prefix = %rec.prefix, fallback = %fallback, "A logged error prefix is not a valid key; its records go to the fallback folder.");
+                rec.prefix = fallback;
+            }
             let key = BufferKey {
                 prefix: rec.prefix,
                 error: rec.error.is_some(),
@@ -151,7 +179,7 @@ impl Stream {
             }
             let len = rec.data.len() as u64;
             buffer.bytes += len;
-            bytes += len;
+            bytes += record_cost(rec.data.len());
             over_size |= buffer.bytes >= self.plan.size_bytes;
             buffer.records.push(Buffered {
                 pos: Pos { seq, idx },
@@ -426,6 +454,11 @@ impl IngestService {
         out
     }
 
+    /// The settings.
+    pub fn config(&self) -> &IngestConfig {
+        &self.inner.config
+    }
+
     /// Bytes accepted but not yet delivered.
     pub fn buffered_bytes(&self) -> u64 {
         self.inner.buffered.load(Ordering::Relaxed)
@@ -601,7 +634,7 @@ impl IngestService {
                     "Interrupted flush has a different record count than logged."
                 );
             }
-            let bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
+            let bytes: u64 = records.iter().map(|r| record_cost(r.data.len())).sum();
             self.inner.buffered.fetch_add(bytes, Ordering::Relaxed);
             let fixed = intent.schema.as_deref().and_then(encode::parse_schema_text);
             self.run_flush(
@@ -665,8 +698,14 @@ impl IngestService {
                 ),
             ));
         }
-        let plan = DeliveryPlan::compile(&destination)
-            .map_err(|e| AwsError::client("InvalidArgumentException", e))?;
+        // Compiling tries a JQ query with its bounds: off the runtime.
+        let plan = {
+            let destination = destination.clone();
+            tokio::task::spawn_blocking(move || DeliveryPlan::create(&destination))
+                .await
+                .map_err(|e| AwsError::internal("InternalFailure", e.to_string()))?
+                .map_err(|e| AwsError::client("InvalidArgumentException", e))?
+        };
         let _control = self.inner.control.lock().await;
         if self.inner.stream_by_name(name).is_some() {
             return Err(AwsError::client(
@@ -797,14 +836,11 @@ impl IngestService {
     ) -> Result<Vec<Accepted>, AwsError> {
         let inner = &self.inner;
         let n = records.len() as u64;
-        let bytes: u64 = records
-            .iter()
-            .map(|r| match r {
-                Ok(b) | Err(b) => b.len() as u64,
-            })
-            .sum();
+        let (payload, cost) = records.iter().fold((0u64, 0u64), |(p, c), r| match r {
+            Ok(b) | Err(b) => (p + b.len() as u64, c + record_cost(b.len())),
+        });
         inner.metrics.records_received.inc_by(n);
-        inner.metrics.bytes_received.inc_by(bytes);
+        inner.metrics.bytes_received.inc_by(payload);
         let stream = inner
             .stream_by_name(name)
             .filter(|s| !s.deleting.load(Ordering::SeqCst))
@@ -816,41 +852,29 @@ impl IngestService {
         if inner.closing.load(Ordering::SeqCst) {
             return Err(unavailable("the server is shutting down"));
         }
-        // Admission: reserve buffer space or refuse.
-        let reserved = inner.buffered.fetch_add(bytes, Ordering::SeqCst) + bytes;
-        if reserved > inner.config.max_buffer_bytes && reserved > bytes {
-            inner.buffered.fetch_sub(bytes, Ordering::SeqCst);
-            inner.metrics.requests_throttled.inc();
-            return Err(unavailable("buffers are full; slow down and retry"));
-        }
+        // Reserved until the records are handed to the log, released on
+        // every other way out (errors, panics, a dropped request).
+        let admission = Admission::reserve(inner, cost)?;
         let arrival = Utc::now();
         let stream_for_route = Arc::clone(&stream);
-        let route = move || -> Vec<WalRecord> {
-            let plan = &stream_for_route.plan;
-            let seed = arrival.timestamp_millis() as u64;
-            let mut cache = PrefixCache::default();
-            records
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| match r {
-                    Ok(data) => plan.route(data, arrival, seed ^ i as u64, &mut cache),
-                    Err(raw) => plan.error_record(
-                        raw,
-                        arrival,
-                        seed,
-                        RecordError {
-                            output_type: "processing-failed".into(),
-                            code: "Invalid.Base64".into(),
-                            message: "record Data is not valid base64".into(),
-                        },
-                    ),
-                })
-                .collect()
+        // A dropped request (client gone) stops routing its records.
+        let dropped = DropFlag::default();
+        let stop = Arc::clone(&dropped.0);
+        let route = move || route_records(&stream_for_route.plan, records, arrival, &stop);
+        let failed = |e: String| {
+            tracing::error!(stream = name, error = %e, "Routing records failed.");
+            AwsError::internal(
+                "InternalFailure",
+                format!("routing the records failed: {e}"),
+            )
         };
-        let routed = if stream.plan.needs_json() {
+        let routed = if stream.plan.query.is_some() {
+            // JQ runs on threads with room for its recursion.
+            crate::jq::pool::run(route).await.map_err(failed)?
+        } else if stream.plan.needs_json() {
             tokio::task::spawn_blocking(route)
                 .await
-                .map_err(|e| AwsError::internal("InternalFailure", e.to_string()))?
+                .map_err(|e| failed(e.to_string()))?
         } else {
             route()
         };
@@ -860,13 +884,19 @@ impl IngestService {
             records: routed,
         });
         let appended = match inner.wal() {
-            Ok(wal) => wal.append(entry).await,
+            Ok(wal) => {
+                // Once the append is sent, the records are the log's: the
+                // flush that delivers them releases their space.
+                let bytes = admission.hand_over();
+                wal.append(entry).await.inspect_err(|_| {
+                    inner.buffered.fetch_sub(bytes, Ordering::SeqCst);
+                })
+            }
             Err(e) => Err(e),
         };
         let seq = match appended {
             Ok(seq) => seq,
             Err(e) => {
-                inner.buffered.fetch_sub(bytes, Ordering::SeqCst);
                 tracing::error!(error = %e, "Write-ahead log append failed.");
                 return Err(unavailable("the write-ahead log is unavailable"));
             }
@@ -966,7 +996,7 @@ impl IngestService {
         };
         let (from, to) = (first.pos, last.pos);
         let count = records.len();
-        let bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
+        let bytes: u64 = records.iter().map(|r| record_cost(r.data.len())).sum();
         let seqs: Vec<u64> = records.iter().map(|r| r.pos.seq).collect();
         let (intent_seq, fixed) = match replay {
             Some((seq, fixed)) => (Some(seq), fixed),
@@ -1186,6 +1216,104 @@ impl IngestService {
     }
 }
 
+/// Buffer space reserved by one request, released when dropped unless
+/// handed over to the write-ahead log.
+struct Admission<'a> {
+    inner: &'a Inner,
+    bytes: u64,
+}
+
+impl<'a> Admission<'a> {
+    /// Reserves `bytes`, or refuses with `ServiceUnavailableException`
+    /// when buffers are full (a request alone larger than the limit is
+    /// let in when nothing else is buffered, so it is not refused forever).
+    fn reserve(inner: &'a Inner, bytes: u64) -> Result<Self, AwsError> {
+        let reserved = inner.buffered.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        let admission = Self { inner, bytes };
+        if reserved > inner.config.max_buffer_bytes && reserved > bytes {
+            drop(admission);
+            inner.metrics.requests_throttled.inc();
+            return Err(unavailable("buffers are full; slow down and retry"));
+        }
+        Ok(admission)
+    }
+
+    /// The reservation now belongs to the records' buffers; returns it.
+    fn hand_over(mut self) -> u64 {
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.inner.buffered.fetch_sub(self.bytes, Ordering::SeqCst);
+            self.inner
+                .metrics
+                .buffer_bytes
+                .set(self.inner.buffered.load(Ordering::Relaxed) as i64);
+        }
+    }
+}
+
+/// Set when dropped.
+#[derive(Default)]
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Routes a request's records. A record whose routing panics goes to the
+/// error prefix with the reason; its neighbours are routed as usual. Stops
+/// early once `stop` is set (the result is then discarded).
+fn route_records(
+    plan: &DeliveryPlan,
+    records: Vec<std::result::Result<Bytes, Bytes>>,
+    arrival: DateTime<Utc>,
+    stop: &AtomicBool,
+) -> Vec<WalRecord> {
+    let seed = arrival.timestamp_millis() as u64;
+    let mut cache = PrefixCache::default();
+    records
+        .into_iter()
+        .enumerate()
+        .take_while(|_| !stop.load(Ordering::Relaxed))
+        .map(|(i, r)| match r {
+            Ok(data) => {
+                let routed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    plan.route(data.clone(), arrival, seed ^ i as u64, &mut cache)
+                }));
+                routed.unwrap_or_else(|_| {
+                    cache = PrefixCache::default();
+                    plan.error_record(
+                        data,
+                        arrival,
+                        seed,
+                        RecordError {
+                            output_type: "processing-failed".into(),
+                            code: "InternalFailure".into(),
+                            message: "routing this record failed unexpectedly (an internal error of lakehose, logged); the record is kept here".into(),
+                        },
+                    )
+                })
+            }
+            Err(raw) => plan.error_record(
+                raw,
+                arrival,
+                seed,
+                RecordError {
+                    output_type: "processing-failed".into(),
+                    code: "Invalid.Base64".into(),
+                    message: "record Data is not valid base64".into(),
+                },
+            ),
+        })
+        .collect()
+}
+
 fn unavailable(message: &str) -> AwsError {
     AwsError::client("ServiceUnavailableException", message)
         .with_status(StatusCode::SERVICE_UNAVAILABLE)
@@ -1332,6 +1460,48 @@ fn error_docs<'a>(items: &[(&'a Buffered, &'a RecordError)]) -> Vec<ErrorDocumen
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admission_is_released_when_a_request_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path().join("data")).unwrap();
+        let service = IngestService::open(IngestConfig::new(dir.path().join("wal")), storage, None)
+            .await
+            .unwrap();
+        let dest: S3Destination = serde_json::from_value(serde_json::json!({
+            "BucketARN": "arn:aws:s3:::lake",
+            "Prefix": "logs/s=!{partitionKeyFromQuery:s}/",
+            "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+            "DynamicPartitioningConfiguration": {"Enabled": true},
+            "ProcessingConfiguration": {"Processors": [{"Type": "MetadataExtraction", "Parameters": [
+                {"ParameterName": "MetadataExtractionQuery",
+                 "ParameterValue": "{s: .s, n: ([range(20000)] | length)}"}]}]}
+        }))
+        .unwrap();
+        service.create_stream("slow", None, dest).await.unwrap();
+        // Distinct records, so none reuses another's keys: routing takes a
+        // while, and the request is dropped meanwhile (a client gone).
+        let records: Vec<std::result::Result<Bytes, Bytes>> = (0..300)
+            .map(|i| Ok(Bytes::from(format!(r#"{{"s":"{i}"}}"#))))
+            .collect();
+        let put = service.put_records("slow", records);
+        let dropped = tokio::time::timeout(Duration::from_millis(20), put).await;
+        assert!(
+            dropped.is_err(),
+            "the request finished before it was dropped"
+        );
+        assert_eq!(service.buffered_bytes(), 0);
+        // Accepted records count their overhead until delivered.
+        let accepted = service
+            .put_records("slow", vec![Ok(Bytes::from_static(br#"{"s":"a"}"#))])
+            .await
+            .unwrap();
+        assert_eq!(accepted.len(), 1);
+        assert_eq!(service.buffered_bytes(), record_cost(9));
+        service.flush_all().await;
+        assert_eq!(service.buffered_bytes(), 0);
+        service.shutdown().await;
+    }
 
     #[test]
     fn record_ids_are_positions_in_hex() {

@@ -28,6 +28,19 @@ pub struct ServerArgs {
     #[arg(long, env = "LAKEHOSE_MAX_BUFFER_MB", default_value_t = 512)]
     pub max_buffer_mb: u64,
 
+    /// MiB a request body may have as sent; larger ones get 413.
+    #[arg(long, env = "LAKEHOSE_MAX_BODY_MB", default_value_t = 64)]
+    pub max_body_mb: usize,
+
+    /// MiB an NDJSON body may have once decompressed (gzip); larger ones
+    /// get 413, found while decompressing.
+    #[arg(long, env = "LAKEHOSE_MAX_DECOMPRESSED_MB", default_value_t = 64)]
+    pub max_decompressed_mb: usize,
+
+    /// Records (non-empty lines) one NDJSON request may hold; more get 413.
+    #[arg(long, env = "LAKEHOSE_MAX_NDJSON_RECORDS", default_value_t = 100_000)]
+    pub max_ndjson_records: usize,
+
     /// Tokio worker threads [default: one per core].
     #[arg(long, env = "LAKEHOSE_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -154,6 +167,11 @@ impl ServerArgs {
             listen: self.listen,
             wal_dir: self.wal_dir.clone(),
             max_buffer_bytes: self.max_buffer_mb.max(1) * 1024 * 1024,
+            request_limits: server::RequestLimits {
+                max_body_bytes: self.max_body_mb.max(1) << 20,
+                max_decompressed_bytes: self.max_decompressed_mb.max(1) << 20,
+                max_ndjson_records: self.max_ndjson_records.max(1),
+            },
             pg_listen: self.pg_listen,
             max_concurrent_queries: self.max_concurrent_queries.max(1),
             etl_jobs: self.etl_jobs.clone(),

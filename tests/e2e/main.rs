@@ -13,6 +13,7 @@ mod dynamodb;
 mod etl;
 mod firehose_api;
 mod glue_api;
+mod hostile_ingest;
 mod hostile_types;
 mod limits;
 mod logbench;
