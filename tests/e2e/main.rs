@@ -15,4 +15,5 @@ mod glue_api;
 mod logbench;
 mod ndjson;
 mod psql;
+mod sandbox;
 mod tpch;
