@@ -415,7 +415,9 @@ impl ConfinedStore {
             return Ok(());
         }
         let why = if path.prefix_matches(&self.system) {
-            format!("{path:?} is lakehose's own state ({SYSTEM_PREFIX}/), which queries may not read or write")
+            format!(
+                "{path:?} is lakehose's own state ({SYSTEM_PREFIX}/), which queries may not read or write"
+            )
         } else {
             format!("{path:?} is outside {}", self.what)
         };
@@ -764,12 +766,7 @@ mod tests {
             ObjectPath::default(),
             "lakehose's buckets",
         );
-        assert!(
-            buckets
-                .get(&ObjectPath::from("bucket/a.txt"))
-                .await
-                .is_ok()
-        );
+        assert!(buckets.get(&ObjectPath::from("bucket/a.txt")).await.is_ok());
         assert!(
             buckets
                 .get(&ObjectPath::from("_lakehose/catalog/x.json"))

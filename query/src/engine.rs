@@ -428,14 +428,20 @@ impl ObjectStoreRegistry for LakehoseStores {
 
     fn deregister_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>, DataFusionError> {
         let key = store_key(url);
-        if url.scheme() == FILE_SCHEME || key == store_key(&Url::parse(WAREHOUSE_URL).expect("valid warehouse URL")) {
-            return Err(DataFusionError::Plan(format!("lakehose's object store for {url} cannot be removed")));
+        if url.scheme() == FILE_SCHEME
+            || key == store_key(&Url::parse(WAREHOUSE_URL).expect("valid warehouse URL"))
+        {
+            return Err(DataFusionError::Plan(format!(
+                "lakehose's object store for {url} cannot be removed"
+            )));
         }
         self.stores
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key)
-            .ok_or_else(|| DataFusionError::Plan(format!("no object store is registered for {url}")))
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!("no object store is registered for {url}"))
+            })
     }
 
     fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>, DataFusionError> {

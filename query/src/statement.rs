@@ -123,7 +123,9 @@ pub(crate) async fn plan_read_only(
             QueryErrorKind::Semantic,
             format!(
                 "NOT_SUPPORTED: {}; {READ_ONLY}",
-                e.find_root().to_string().trim_start_matches("Error during planning: ")
+                e.find_root()
+                    .to_string()
+                    .trim_start_matches("Error during planning: ")
             ),
         )
     })?;
@@ -238,7 +240,11 @@ fn check_set_expr(body: &SetExpr, place: &str) -> Result<(), QueryError> {
 fn statement_kind(statement: &Statement) -> String {
     let text = statement.to_string();
     let keyword = |w: &&str| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_');
-    let words: Vec<&str> = text.split_whitespace().take_while(keyword).take(3).collect();
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .take_while(keyword)
+        .take(3)
+        .collect();
     if words.is_empty() {
         "this statement".into()
     } else {

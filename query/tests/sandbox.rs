@@ -64,10 +64,7 @@ impl Lake {
     }
 
     async fn fail(&self, sql: &str) -> String {
-        match self
-            .execute(QueryRequest::new(sql, Some("default")))
-            .await
-        {
+        match self.execute(QueryRequest::new(sql, Some("default"))).await {
             Ok(rows) => panic!("{sql}\nshould fail, answered {rows:?}"),
             Err(e) => e.message,
         }
@@ -80,7 +77,10 @@ impl Lake {
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
-        assert!(beside.is_empty(), "written outside the data folder: {beside:?}");
+        assert!(
+            beside.is_empty(),
+            "written outside the data folder: {beside:?}"
+        );
         let top: Vec<_> = std::fs::read_dir(self.dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -160,7 +160,10 @@ async fn statements_that_write_or_change_state_are_refused_at_every_level() {
             "CREATE FUNCTION f(a INT) RETURNS INT RETURN a + 1".into(),
             "CREATE FUNCTION is not allowed",
         ),
-        ("START TRANSACTION".into(), "START TRANSACTION is not allowed"),
+        (
+            "START TRANSACTION".into(),
+            "START TRANSACTION is not allowed",
+        ),
         (
             "EXPLAIN ANALYZE UPDATE t SET a = 1".into(),
             "UPDATE is not allowed inside EXPLAIN ANALYZE",
@@ -204,15 +207,15 @@ async fn queries_are_allowed_at_every_level() {
     let analyzed = lake
         .rows("EXPLAIN ANALYZE SELECT count(*) FROM (SELECT 1 AS x) WHERE EXISTS (SELECT 1)")
         .await;
-    assert!(analyzed.iter().any(|r| r.contains("metrics")), "{analyzed:?}");
+    assert!(
+        analyzed.iter().any(|r| r.contains("metrics")),
+        "{analyzed:?}"
+    );
     // lakehose's own writes still work.
     lake.rows("CREATE TABLE made WITH (format = 'PARQUET', external_location = 's3://lake/made/') AS SELECT 1 AS a")
         .await;
     lake.rows("INSERT INTO made SELECT 2").await;
-    assert_eq!(
-        lake.rows("SELECT a FROM made ORDER BY a").await,
-        ["1", "2"]
-    );
+    assert_eq!(lake.rows("SELECT a FROM made ORDER BY a").await, ["1", "2"]);
     lake.rows("UNLOAD (SELECT a FROM made) TO 's3://lake/unloaded/' WITH (format = 'JSON')")
         .await;
     assert!(lake.data().join("lake/unloaded").is_dir());
@@ -339,7 +342,10 @@ async fn catalog_entries_written_behind_the_sql_cannot_reach_outside() {
             )
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("invalid location"), "{location}: {err}");
+        assert!(
+            err.to_string().contains("invalid location"),
+            "{location}: {err}"
+        );
     }
     lake.assert_nothing_outside_but_the_secret();
 }
@@ -376,7 +382,10 @@ async fn postgres_catalog_statements_are_checked_too() {
     }
     let request = QueryRequest {
         postgres_catalog: true,
-        ..QueryRequest::new("SELECT count(*) > 0 FROM pg_catalog.pg_type", Some("default"))
+        ..QueryRequest::new(
+            "SELECT count(*) > 0 FROM pg_catalog.pg_type",
+            Some("default"),
+        )
     };
     assert_eq!(lake.execute(request).await.unwrap(), ["true"]);
     lake.assert_nothing_outside();
@@ -399,7 +408,7 @@ async fn the_engine_object_stores_reach_only_the_warehouse() {
         format!("file://{out}/direct2.csv"),
         format!("{out}/folder/"),
         format!("{}/_lakehose/catalog/evil.csv", data.display()),
-        format!("lakehose://warehouse/_lakehose/evil.csv"),
+        "lakehose://warehouse/_lakehose/evil.csv".to_string(),
         "s3://lake/x.csv".to_string(),
         "http://localhost:1/x.csv".to_string(),
     ] {

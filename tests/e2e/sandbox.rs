@@ -239,13 +239,19 @@ fn postgres_refuses_statements_that_leave_the_warehouse() {
                 .as_db_error()
                 .map(|e| e.message().to_string())
                 .unwrap_or_else(|| simple.to_string());
-            assert!(message.contains(why), "{sql}\nsimple: {message:?} should contain {why:?}");
+            assert!(
+                message.contains(why),
+                "{sql}\nsimple: {message:?} should contain {why:?}"
+            );
             let extended = pg.query(sql.as_str(), &[]).await.expect_err(sql);
             let message = extended
                 .as_db_error()
                 .map(|e| e.message().to_string())
                 .unwrap_or_else(|| extended.to_string());
-            assert!(message.contains(why), "{sql}\nextended: {message:?} should contain {why:?}");
+            assert!(
+                message.contains(why),
+                "{sql}\nextended: {message:?} should contain {why:?}"
+            );
         }
         folders.assert_untouched();
         healthy(&server).await;
