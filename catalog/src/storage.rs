@@ -190,9 +190,65 @@ fn validate_key(key: &str) -> std::result::Result<(), String> {
                 "key {key:?} contains a control character or backslash"
             ));
         }
+        if hides_dot_segment(segment) {
+            return Err(format!(
+                "key {key:?} has a percent-encoded '.' or '..' segment"
+            ));
+        }
     }
     ObjectPath::parse(key).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// How many rounds of percent-decoding [`hides_dot_segment`] looks through
+/// (`%252e` is `%2e` once decoded, `.` twice).
+const PERCENT_DECODE_ROUNDS: usize = 4;
+
+/// Whether a key segment, percent-decoded (repeatedly, as a layer that
+/// decodes URLs would), holds a `.` or `..` path component (split on `/`
+/// and `\`). Such keys name a folder literally on lakehose's own stores,
+/// but would climb out of it through anything that decodes the URL.
+fn hides_dot_segment(segment: &str) -> bool {
+    let mut text = segment.to_string();
+    for _ in 0..PERCENT_DECODE_ROUNDS {
+        if !text.contains('%') {
+            break;
+        }
+        let decoded = percent_decode(&text);
+        if decoded == text {
+            break;
+        }
+        if decoded
+            .split(['/', '\\'])
+            .any(|part| part == "." || part == "..")
+        {
+            return true;
+        }
+        text = decoded;
+    }
+    false
+}
+
+/// `%XX` escapes decoded (invalid escapes and invalid UTF-8 kept as they
+/// are / replaced).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The object store lakehose runs over, plus the local root when it is a
@@ -302,6 +358,215 @@ fn sync_file(path: &FsPath) -> Result<()> {
         .map_err(io)
 }
 
+/// An object store that reaches only the objects under one prefix, minus
+/// lakehose's own state (`_lakehose/`) below it: every path outside is
+/// refused with [`object_store::Error::PermissionDenied`] naming it.
+///
+/// The query engine's stores are these: the warehouse store (all buckets,
+/// not `_lakehose/`) and, on the embedded default, the `file://` store
+/// that Delta tables are read through, confined to the data folder (a
+/// plain `file://` store would reach every file the process may read or
+/// write).
+#[derive(Debug)]
+pub struct ConfinedStore {
+    inner: Arc<dyn ObjectStore>,
+    inside: ObjectPath,
+    system: ObjectPath,
+    what: String,
+}
+
+impl ConfinedStore {
+    /// `inner` limited to the paths under `inside` (every path when it is
+    /// empty) that are not under `inside/_lakehose`. `what` names the
+    /// allowed area in refusals.
+    pub fn new(inner: Arc<dyn ObjectStore>, inside: ObjectPath, what: impl Into<String>) -> Self {
+        let system = inside.clone().join(SYSTEM_PREFIX);
+        Self {
+            inner,
+            inside,
+            system,
+            what: what.into(),
+        }
+    }
+
+    /// The whole local file system confined to the data folder `root`
+    /// (paths as `file://` URLs give them: absolute, without the leading
+    /// `/`).
+    pub fn local_folder(root: &FsPath) -> Result<Self> {
+        let inside =
+            ObjectPath::from_absolute_path(root).map_err(|e| StorageError::InvalidLocation {
+                location: root.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self::new(
+            Arc::new(LocalFileSystem::new()),
+            inside,
+            format!("the data folder {}", root.display()),
+        ))
+    }
+
+    /// Whether `path` may be reached through this store.
+    pub fn allows(&self, path: &ObjectPath) -> bool {
+        path.prefix_matches(&self.inside) && !path.prefix_matches(&self.system)
+    }
+
+    fn check(&self, path: &ObjectPath) -> object_store::Result<()> {
+        if self.allows(path) {
+            return Ok(());
+        }
+        let why = if path.prefix_matches(&self.system) {
+            format!(
+                "{path:?} is lakehose's own state ({SYSTEM_PREFIX}/), which queries may not read or write"
+            )
+        } else {
+            format!("{path:?} is outside {}", self.what)
+        };
+        Err(object_store::Error::PermissionDenied {
+            path: path.to_string(),
+            source: why.into(),
+        })
+    }
+
+    fn check_prefix(&self, prefix: Option<&ObjectPath>) -> object_store::Result<()> {
+        self.check(prefix.unwrap_or(&ObjectPath::default()))
+    }
+
+    /// A listing without the objects this store may not reach (a listing
+    /// of the top folder would otherwise show `_lakehose/`).
+    fn only_allowed(
+        &self,
+        listed: futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        use futures::{StreamExt, TryStreamExt};
+        let (inside, system) = (self.inside.clone(), self.system.clone());
+        listed
+            .try_filter(move |m| {
+                let ok = m.location.prefix_matches(&inside) && !m.location.prefix_matches(&system);
+                futures::future::ready(ok)
+            })
+            .boxed()
+    }
+}
+
+impl fmt::Display for ConfinedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Confined({}, {})", self.inner, self.what)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for ConfinedStore {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.check(location)?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.check(location)?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.check(location)?;
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &ObjectPath,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.check(location)?;
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectPath>> {
+        use futures::StreamExt;
+        let guard = Arc::new(Self::new(
+            Arc::clone(&self.inner),
+            self.inside.clone(),
+            self.what.clone(),
+        ));
+        let checked = locations
+            .map(move |l| l.and_then(|l| guard.check(&l).map(|()| l)))
+            .boxed();
+        self.inner.delete_stream(checked)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        use futures::StreamExt;
+        match self.check_prefix(prefix) {
+            Ok(()) => self.only_allowed(self.inner.list(prefix)),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&ObjectPath>,
+        offset: &ObjectPath,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        use futures::StreamExt;
+        match self.check_prefix(prefix) {
+            Ok(()) => self.only_allowed(self.inner.list_with_offset(prefix, offset)),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.check_prefix(prefix)?;
+        let mut listed = self.inner.list_with_delimiter(prefix).await?;
+        // Listing the top folder shows no `_lakehose/`.
+        listed.common_prefixes.retain(|p| self.allows(p));
+        listed.objects.retain(|m| self.allows(&m.location));
+        Ok(listed)
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.check(from)?;
+        self.check(to)?;
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: object_store::RenameOptions,
+    ) -> object_store::Result<()> {
+        self.check(from)?;
+        self.check(to)?;
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
 /// Extension to make child paths from `a/b/c` strings.
 trait ChildPath {
     fn child_path(self, relative: &str) -> ObjectPath;
@@ -349,6 +614,174 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn hostile_locations_cannot_leave_their_bucket() {
+        for bad in [
+            // Other schemes and absolute paths.
+            "file:///etc/",
+            "/etc/passwd",
+            "../etc",
+            "hdfs://host/x",
+            "S3://bucket/x",
+            // Buckets that are not a folder name of their own.
+            "s3://../x",
+            "s3://./x",
+            "s3://.../x",
+            "s3://_lakehose/catalog/",
+            "s3://_lakehose",
+            "s3://a_lakehose/x",
+            "s3://%2e%2e/x",
+            "s3://bu\\ck/x",
+            "s3://buc/ket/..",
+            // Keys that climb, start at the root, or smuggle separators.
+            "s3://bucket//etc/passwd",
+            "s3://bucket/../_lakehose/catalog/",
+            "s3://bucket/a/./b",
+            "s3://bucket/a/..",
+            "s3://bucket/..\\..\\x",
+            "s3://bucket/a\\b",
+            "s3://bucket/a\0b",
+            "s3://bucket/a\nb",
+            "s3://bucket/%2e%2e/_lakehose/",
+            "s3://bucket/%2E%2e/x",
+            "s3://bucket/a/%2e/b",
+            "s3://bucket/%252e%252e/x",
+            "s3://bucket/x%2f%2e%2e%2fy",
+            "s3://bucket/x%5c..%5cy",
+        ] {
+            let err = Location::parse(bad).unwrap_err();
+            assert!(
+                matches!(err, StorageError::InvalidLocation { .. }),
+                "{bad}: {err}"
+            );
+        }
+        // Percent signs that do not hide a '.' or '..' are ordinary key
+        // text (Hive escapes partition values this way).
+        let hive = Location::parse("s3://bucket/t/k=a%2Fb/v=10%3A00/").unwrap();
+        assert_eq!(hive.key(), "t/k=a%2Fb/v=10%3A00/");
+        assert!(Location::parse("s3://bucket/t/..x/").is_ok());
+        assert!(
+            Location::parse("s3://bucket/t/")
+                .unwrap()
+                .join("../x")
+                .is_err()
+        );
+        assert!(
+            Location::parse("s3://bucket/t/")
+                .unwrap()
+                .join("%2e%2e/x")
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn locations_map_inside_their_bucket_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let storage = Storage::local(&data).unwrap();
+        for key in ["t/k=a%2Fb/x", "t/%zz%/x", "t/..x/y", "t/%25/x"] {
+            let loc = Location::parse(&format!("s3://bucket/{key}")).unwrap();
+            storage
+                .put_durable(&loc.object_path(), bytes::Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        // Every file landed under data/bucket/, nothing beside it.
+        let mut outside = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            outside.push(entry.unwrap().file_name());
+        }
+        assert_eq!(outside, vec![std::ffi::OsString::from("data")]);
+        let top: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(top, vec![std::ffi::OsString::from("bucket")]);
+    }
+
+    #[tokio::test]
+    async fn a_confined_store_refuses_paths_outside_and_lakehose_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let storage = Storage::local(&data).unwrap();
+        storage
+            .put_durable(
+                &storage.system_path("catalog/x.json"),
+                bytes::Bytes::from_static(b"{}"),
+            )
+            .await
+            .unwrap();
+        let root = storage.local_root().unwrap().to_path_buf();
+        std::fs::write(dir.path().join("secret"), b"s").unwrap();
+        let files = ConfinedStore::local_folder(&root).unwrap();
+        let abs = |p: &FsPath| ObjectPath::from_absolute_path(p).unwrap();
+        // Inside the data folder: allowed.
+        let inside = abs(&root.join("bucket/a.txt"));
+        files
+            .put(&inside, PutPayload::from_static(b"ok"))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(root.join("bucket/a.txt")).unwrap(), b"ok");
+        // Beside the data folder, at /, and lakehose's state: refused.
+        for path in [
+            abs(&dir.path().join("secret")),
+            abs(&dir.path().join("new.csv")),
+            abs(&root.join("_lakehose/catalog/x.json")),
+            abs(&root.join("_lakehose/evil")),
+            ObjectPath::from("etc/passwd"),
+            ObjectPath::default(),
+        ] {
+            let put = files
+                .put(&path, PutPayload::from_static(b"x"))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(put, object_store::Error::PermissionDenied { .. }),
+                "{path}: {put}"
+            );
+            assert!(files.get(&path).await.is_err(), "{path}");
+            assert!(files.head(&path).await.is_err(), "{path}");
+            use futures::StreamExt;
+            let listed: Vec<_> = files.list(Some(&path)).collect().await;
+            assert!(listed.iter().all(|r| r.is_err()), "{path}: {listed:?}");
+        }
+        assert!(!dir.path().join("new.csv").exists());
+        assert_eq!(
+            std::fs::read(root.join("_lakehose/catalog/x.json")).unwrap(),
+            b"{}"
+        );
+        let message = files
+            .get(&abs(&root.join("_lakehose/catalog/x.json")))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("lakehose's own state"), "{message}");
+
+        // The bucket store: every bucket, never `_lakehose/`, which a
+        // listing of the top does not show either.
+        let buckets = ConfinedStore::new(
+            Arc::clone(storage.store()),
+            ObjectPath::default(),
+            "lakehose's buckets",
+        );
+        assert!(buckets.get(&ObjectPath::from("bucket/a.txt")).await.is_ok());
+        assert!(
+            buckets
+                .get(&ObjectPath::from("_lakehose/catalog/x.json"))
+                .await
+                .is_err()
+        );
+        use futures::TryStreamExt;
+        let all: Vec<_> = buckets.list(None).try_collect().await.unwrap();
+        assert_eq!(all.len(), 1, "{all:?}");
+        let top = buckets.list_with_delimiter(None).await.unwrap();
+        assert_eq!(
+            top.common_prefixes,
+            vec![ObjectPath::from("bucket")],
+            "{top:?}"
+        );
     }
 
     #[test]

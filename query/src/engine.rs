@@ -18,6 +18,7 @@ use datafusion::datasource::{TableProvider, ViewTable};
 use datafusion::execution::TaskContext;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
@@ -25,7 +26,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use lakehose_catalog::storage::ConfinedStore;
 use lakehose_catalog::{CatalogError, CatalogRef, Storage};
+use object_store::ObjectStore;
 use url::Url;
 
 use crate::output::{
@@ -162,10 +165,9 @@ impl QueryEngine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit)))
             .with_disk_manager_builder(disk)
+            .with_object_store_registry(Arc::new(LakehoseStores::new(&storage)?))
             .build_arc()
             .map_err(internal)?;
-        let url = Url::parse(WAREHOUSE_URL).expect("valid warehouse URL");
-        runtime.register_object_store(&url, Arc::clone(storage.store()));
         Ok(Self {
             inner: Arc::new(Inner {
                 catalog,
@@ -372,6 +374,104 @@ impl QueryEngine {
         plan: &LogicalPlan,
     ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
         ctx.state().create_physical_plan(plan).await
+    }
+}
+
+/// The object stores the engine reaches: lakehose's warehouse (every
+/// bucket, not `_lakehose/`), on a local data folder a `file://` store
+/// confined to that folder (Delta tables are read through it), and the
+/// stores deltalake registers for the Delta tables it opens. Unlike
+/// DataFusion's default registry there is no `file://` store at `/`: any
+/// other URL (a `COPY ... TO '/etc/...'`, a `file:///` location) is refused
+/// naming it.
+#[derive(Debug)]
+struct LakehoseStores {
+    stores: std::sync::RwLock<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+/// The URL scheme of local files.
+const FILE_SCHEME: &str = "file";
+
+impl LakehoseStores {
+    fn new(storage: &Storage) -> Result<Self, QueryError> {
+        let mut stores: HashMap<String, Arc<dyn ObjectStore>> = HashMap::new();
+        let warehouse = Url::parse(WAREHOUSE_URL).expect("valid warehouse URL");
+        stores.insert(
+            store_key(&warehouse),
+            Arc::new(ConfinedStore::new(
+                Arc::clone(storage.store()),
+                object_store::path::Path::default(),
+                "lakehose's buckets",
+            )),
+        );
+        if let Some(root) = storage.local_root() {
+            let folder = ConfinedStore::local_folder(root)
+                .map_err(|e| QueryError::new(QueryErrorKind::Internal, e.to_string()))?;
+            stores.insert(format!("{FILE_SCHEME}://"), Arc::new(folder));
+        }
+        Ok(Self {
+            stores: std::sync::RwLock::new(stores),
+        })
+    }
+}
+
+/// A store's key in the registry: scheme, host and port (as DataFusion's
+/// default registry keys them).
+fn store_key(url: &Url) -> String {
+    format!(
+        "{}://{}",
+        url.scheme(),
+        &url[url::Position::BeforeHost..url::Position::AfterPort]
+    )
+}
+
+impl ObjectStoreRegistry for LakehoseStores {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        let key = store_key(url);
+        if url.scheme() == FILE_SCHEME || key == store_key(&Url::parse(WAREHOUSE_URL).ok()?) {
+            // Local files are reached only through the confined store.
+            tracing::warn!(url = %url, "refused to register an object store over lakehose's own");
+            return None;
+        }
+        self.stores
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>, DataFusionError> {
+        let key = store_key(url);
+        if url.scheme() == FILE_SCHEME
+            || key == store_key(&Url::parse(WAREHOUSE_URL).expect("valid warehouse URL"))
+        {
+            return Err(DataFusionError::Plan(format!(
+                "lakehose's object store for {url} cannot be removed"
+            )));
+        }
+        self.stores
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key)
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!("no object store is registered for {url}"))
+            })
+    }
+
+    fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>, DataFusionError> {
+        self.stores
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&store_key(url))
+            .cloned()
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "ACCESS_DENIED: the query engine reaches only lakehose's storage (s3:// locations); {url} is refused"
+                ))
+            })
     }
 }
 

@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
+use std::ops::ControlFlow;
+
+use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
@@ -69,8 +72,11 @@ pub(crate) async fn run(
     Ok(output)
 }
 
-/// Parses one query statement (SELECT, WITH, VALUES, EXPLAIN), applies the
-/// Presto rewrites and plans it.
+/// Parses one query statement (SELECT, WITH, VALUES, EXPLAIN), checks
+/// that it only reads (see [`check_read_only`]), applies the Presto
+/// rewrites and plans it. Every plan lakehose makes from SQL text goes
+/// through here (queries, views' bodies, the SELECT of CTAS, INSERT,
+/// UNLOAD and ETL jobs).
 pub async fn plan_query(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, QueryError> {
     let mut statements = parse_statements(sql)?;
     if statements.len() != 1 {
@@ -83,20 +89,9 @@ pub async fn plan_query(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, 
         ));
     }
     let mut statement = statements.remove(0);
+    check_read_only(&statement)?;
     match &mut statement {
         DFStatement::Statement(s) => {
-            match s.as_ref() {
-                Statement::Query(_) | Statement::Explain { .. } => {}
-                other => {
-                    return Err(QueryError::new(
-                        QueryErrorKind::Semantic,
-                        format!(
-                            "NOT_SUPPORTED: this statement is not supported: {}",
-                            first_words(&other.to_string())
-                        ),
-                    ));
-                }
-            }
             crate::dialect::rewrite(s).map_err(|e| QueryError::new(QueryErrorKind::Semantic, e))?;
         }
         DFStatement::Explain(explain) => {
@@ -105,23 +100,157 @@ pub async fn plan_query(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, 
                     .map_err(|e| QueryError::new(QueryErrorKind::Semantic, e))?;
             }
         }
-        _ => {
-            return Err(QueryError::new(
-                QueryErrorKind::Semantic,
-                "NOT_SUPPORTED: this statement is not supported (use Athena's DDL: CREATE EXTERNAL TABLE ... LOCATION 's3://...')",
-            ));
-        }
+        _ => unreachable!("check_read_only lets only queries and EXPLAIN through"),
     }
+    let plan = plan_read_only(ctx, statement).await?;
+    crate::functions::catch_errors(plan).map_err(classify)
+}
+
+/// Plans a statement [`check_read_only`] accepted, with DataFusion told to
+/// refuse DDL, DML (COPY and INSERT included) and utility statements
+/// anywhere in the plan: the second line of defence behind the check of
+/// the syntax tree.
+pub(crate) async fn plan_read_only(
+    ctx: &SessionContext,
+    statement: DFStatement,
+) -> Result<LogicalPlan, QueryError> {
     let plan = ctx
         .state()
         .statement_to_plan(statement)
         .await
         .map_err(classify)?;
-    crate::functions::catch_errors(plan).map_err(classify)
+    read_only_options().verify_plan(&plan).map_err(|e| {
+        QueryError::new(
+            QueryErrorKind::Semantic,
+            format!(
+                "NOT_SUPPORTED: {}; {READ_ONLY}",
+                e.find_root()
+                    .to_string()
+                    .trim_start_matches("Error during planning: ")
+            ),
+        )
+    })?;
+    Ok(plan)
 }
 
-fn first_words(sql: &str) -> String {
-    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+/// What DataFusion may plan from SQL text: queries only. Everything that
+/// writes or changes state is lakehose's own (Athena's DDL, CTAS, INSERT,
+/// UNLOAD), implemented over lakehose's storage.
+pub fn read_only_options() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// The tail of every refusal.
+const READ_ONLY: &str = "the query engine only runs queries (SELECT, WITH, VALUES, EXPLAIN); \
+     write with CREATE TABLE AS, INSERT INTO or UNLOAD to an s3:// location";
+
+fn refused(what: &str, place: &str) -> QueryError {
+    QueryError::new(
+        QueryErrorKind::Semantic,
+        format!("NOT_SUPPORTED: {what} is not allowed{place}; {READ_ONLY}"),
+    )
+}
+
+/// Checks that a statement only reads, at every level: the statement
+/// itself, the statement EXPLAIN (ANALYZE) wraps, every CTE and subquery
+/// (no data-modifying CTEs, no `SELECT ... INTO`). The allow-list is
+/// queries and EXPLAIN of a query; everything else DataFusion's parser
+/// knows (COPY, CREATE EXTERNAL TABLE, SET, PREPARE/EXECUTE, CREATE
+/// FUNCTION, INSERT, ...) is refused, naming what was refused.
+pub fn check_read_only(statement: &DFStatement) -> Result<(), QueryError> {
+    check_read_only_at(statement, "")
+}
+
+fn check_read_only_at(statement: &DFStatement, place: &str) -> Result<(), QueryError> {
+    match statement {
+        DFStatement::Statement(s) => check_query_statement(s, place),
+        DFStatement::Explain(explain) => {
+            let place = if explain.options.analyze {
+                " inside EXPLAIN ANALYZE"
+            } else {
+                " inside EXPLAIN"
+            };
+            check_read_only_at(&explain.statement, place)
+        }
+        DFStatement::CopyTo(_) => Err(refused("COPY ... TO (it writes files)", place)),
+        DFStatement::CreateExternalTable(t) => Err(refused(
+            &format!(
+                "DataFusion's CREATE EXTERNAL TABLE (LOCATION '{}'; use Athena's CREATE EXTERNAL TABLE ... LOCATION 's3://...')",
+                t.locations.join("', '")
+            ),
+            place,
+        )),
+        DFStatement::Reset(_) => Err(refused("RESET", place)),
+    }
+}
+
+/// Checks a statement of the SQL syntax tree (sqlparser's): the statement
+/// and every statement and query nested in it.
+pub fn check_query_statement(statement: &Statement, place: &str) -> Result<(), QueryError> {
+    struct Guard<'a> {
+        place: &'a str,
+    }
+    impl Visitor for Guard<'_> {
+        type Break = QueryError;
+
+        fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<QueryError> {
+            match statement {
+                Statement::Query(_) => ControlFlow::Continue(()),
+                Statement::Explain { .. } => ControlFlow::Continue(()),
+                other => ControlFlow::Break(refused(&statement_kind(other), self.place)),
+            }
+        }
+
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<QueryError> {
+            match check_set_expr(&query.body, self.place) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(e),
+            }
+        }
+    }
+    match statement.visit(&mut Guard { place }) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(e) => Err(e),
+    }
+}
+
+/// The parts of a query body that write: `SELECT ... INTO` and
+/// data-modifying CTEs (`WITH x AS (INSERT ...)`).
+fn check_set_expr(body: &SetExpr, place: &str) -> Result<(), QueryError> {
+    match body {
+        SetExpr::Select(select) if select.into.is_some() => {
+            Err(refused("SELECT ... INTO (it creates a table)", place))
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            check_set_expr(left, place)?;
+            check_set_expr(right, place)
+        }
+        SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => {
+            Err(refused(&statement_kind(s), place))
+        }
+        SetExpr::Select(_) | SetExpr::Query(_) | SetExpr::Values(_) | SetExpr::Table(_) => Ok(()),
+    }
+}
+
+/// The leading keywords of a statement (`COPY`, `CREATE FUNCTION`,
+/// `INSERT INTO`, ...) as sqlparser prints them (keywords in upper case),
+/// for messages; never the whole text.
+fn statement_kind(statement: &Statement) -> String {
+    let text = statement.to_string();
+    let keyword = |w: &&str| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .take_while(keyword)
+        .take(3)
+        .collect();
+    if words.is_empty() {
+        "this statement".into()
+    } else {
+        words.join(" ")
+    }
 }
 
 async fn select(

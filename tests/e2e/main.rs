@@ -19,4 +19,5 @@ mod limits;
 mod logbench;
 mod ndjson;
 mod psql;
+mod sandbox;
 mod tpch;

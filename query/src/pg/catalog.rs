@@ -93,6 +93,7 @@ pub(crate) async fn run(
         )));
     }
     let statement = statements.remove(0);
+    crate::statement::check_query_statement(&statement, "")?;
 
     let stats = Arc::new(QueryStats::default());
     let ctx = engine
@@ -119,11 +120,8 @@ pub(crate) async fn run(
             .map_err(classify)?;
     }
 
-    let plan = ctx
-        .state()
-        .statement_to_plan(DFStatement::Statement(Box::new(statement)))
-        .await
-        .map_err(classify)?;
+    let plan =
+        crate::statement::plan_read_only(&ctx, DFStatement::Statement(Box::new(statement))).await?;
     let (schema, batches, bytes_scanned) =
         engine.collect(&ctx, plan, &stats).await.map_err(classify)?;
     Ok(QueryOutput {
