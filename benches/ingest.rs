@@ -89,6 +89,7 @@ fn e2e_http(c: &mut Criterion) {
             etl_job_list: Vec::new(),
             maintenance: None,
             engine: Default::default(),
+            shutdown_timeout: std::time::Duration::from_secs(120),
         }))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());

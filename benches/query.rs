@@ -149,6 +149,7 @@ fn bench(c: &mut Criterion) {
             etl_jobs: None,
             etl_job_list: Vec::new(),
             maintenance: None,
+            shutdown_timeout: std::time::Duration::from_secs(120),
         }))
         .expect("server");
     let athena = athena_client(server.addr());

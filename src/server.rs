@@ -57,6 +57,9 @@ pub struct ServerOptions {
     pub etl_job_list: Vec<lakehose_transform::Job>,
     /// Table maintenance on a schedule.
     pub maintenance: Option<lakehose_transform::schedule::Maintenance>,
+    /// How long graceful shutdown waits for buffered records to be
+    /// delivered before leaving them in the write-ahead log.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// Records acknowledged by ingest but not yet delivered, for queries.
@@ -156,6 +159,7 @@ pub struct RunningServer {
     etl_scheduler: Option<lakehose_transform::schedule::Scheduler>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown_timeout: std::time::Duration,
 }
 
 impl RunningServer {
@@ -175,8 +179,10 @@ impl RunningServer {
     }
 
     /// Stops accepting connections, finishes in-flight requests, delivers
-    /// every buffer and closes the write-ahead log.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+    /// every buffer and closes the write-ahead log. Delivery is waited for
+    /// at most the shutdown timeout; returns `false` when records were left
+    /// in the write-ahead log for the next start.
+    pub async fn shutdown(mut self) -> anyhow::Result<bool> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -196,8 +202,7 @@ impl RunningServer {
         if let Some(etl) = self.etl_scheduler.take() {
             etl.stop(std::time::Duration::from_secs(60)).await;
         }
-        self.ingest.shutdown().await;
-        Ok(())
+        Ok(self.ingest.shutdown_within(self.shutdown_timeout).await)
     }
 }
 
@@ -324,6 +329,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         etl_scheduler,
         stop: Some(stop),
         task,
+        shutdown_timeout: options.shutdown_timeout,
     })
 }
 

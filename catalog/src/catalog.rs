@@ -330,8 +330,23 @@ impl EmbeddedCatalog {
                 ..Default::default()
             });
         for read in reads {
-            let (seq, ops) = read?;
-            state.apply(seq, ops);
+            match read {
+                Ok((seq, ops)) => state.apply(seq, ops),
+                Err(CatalogError::Corrupt { path, source }) => {
+                    // Its changes are lost, but the partitions before and
+                    // after it stay readable; the next segment goes after it.
+                    tracing::error!(file = %path, error = %source, "A catalog partition log segment is corrupt or truncated; it is skipped.");
+                    let seq = path
+                        .rsplit('/')
+                        .next()
+                        .and_then(|f| f.strip_suffix(".json"))
+                        .and_then(|n| n.parse::<u64>().ok());
+                    if let Some(seq) = seq {
+                        state.next = state.next.max(seq + 1);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -431,13 +446,26 @@ impl EmbeddedCatalog {
         &self,
         dir: &ObjectPath,
     ) -> Result<(u64, Option<(T, u64)>)> {
-        let Some(&last) = self.versions(dir).await?.last() else {
+        let versions = self.versions(dir).await?;
+        let Some(&last) = versions.last() else {
             return Ok((0, None));
         };
-        Ok(match self.read(dir, last).await? {
-            Version::Put { value, incarnation } => (last, Some((value, incarnation))),
-            Version::Delete => (last, None),
-        })
+        // A version that cannot be read (truncated or corrupt: a crash of
+        // an older release, a disk fault) is reported by name and the one
+        // before it is used; the next write still goes after it.
+        for &version in versions.iter().rev() {
+            match self.read(dir, version).await {
+                Ok(Version::Put { value, incarnation }) => {
+                    return Ok((last, Some((value, incarnation))));
+                }
+                Ok(Version::Delete) => return Ok((last, None)),
+                Err(CatalogError::Corrupt { path, source }) => {
+                    tracing::error!(file = %path, error = %source, "A catalog version file is corrupt or truncated; using the version before it.");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((last, None))
     }
 
     /// Writes version `version`; `false` when another writer took it.
@@ -697,9 +725,13 @@ impl Catalog for EmbeddedCatalog {
         let mut out = Vec::new();
         // Newest first, back to the last delete (an earlier incarnation).
         for version in self.versions(&dir).await?.into_iter().rev() {
-            match self.read::<Table>(&dir, version).await? {
-                Version::Put { value, .. } => out.push(value),
-                Version::Delete => break,
+            match self.read::<Table>(&dir, version).await {
+                Ok(Version::Put { value, .. }) => out.push(value),
+                Ok(Version::Delete) => break,
+                Err(CatalogError::Corrupt { path, source }) => {
+                    tracing::error!(file = %path, error = %source, "A catalog version file is corrupt or truncated; it is left out.");
+                }
+                Err(e) => return Err(e),
             }
         }
         if out.is_empty() {

@@ -73,6 +73,12 @@ pub struct ServerArgs {
     /// The size maintenance packs small files to, MiB.
     #[arg(long, env = "LAKEHOSE_COMPACT_TARGET_MB", default_value_t = 128)]
     pub compact_target_mb: u64,
+
+    /// Seconds graceful shutdown (SIGTERM, Ctrl-C) waits for buffered
+    /// records to be delivered; past it the process exits and records not
+    /// yet delivered stay in the write-ahead log for the next start.
+    #[arg(long, env = "LAKEHOSE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 120)]
+    pub shutdown_timeout_secs: u64,
 }
 
 impl ServerArgs {
@@ -106,6 +112,7 @@ impl ServerArgs {
             etl_jobs: self.etl_jobs.clone(),
             etl_job_list: Vec::new(),
             maintenance: self.maintenance()?,
+            shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout_secs),
             engine: lakehose_query::EngineConfig {
                 memory_limit: self.query_memory_mb.max(64) << 20,
                 spill_dir: self.spill_dir.clone(),
@@ -136,8 +143,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         println!("data folder: {}", config.server.data_dir.display());
         signal.await;
         eprintln!("shutting down: delivering every buffer...");
-        running.shutdown().await?;
-        eprintln!("stopped cleanly");
+        if running.shutdown().await? {
+            eprintln!("stopped cleanly");
+        } else {
+            eprintln!(
+                "stopped after the shutdown timeout: undelivered records stay in the write-ahead log and are delivered on the next start"
+            );
+        }
         Ok(())
     })
 }

@@ -10,6 +10,7 @@ mod crash;
 mod delivery;
 mod dynamodb;
 mod etl;
+mod faults;
 mod firehose_api;
 mod glue_api;
 mod logbench;
