@@ -1278,4 +1278,81 @@ mod tests {
         ids.sort();
         assert_eq!(ids, (1..=41).collect::<Vec<_>>());
     }
+    #[tokio::test]
+    async fn a_corrupt_newest_version_falls_back_to_the_one_before_it() {
+        let (dir, c) = catalog();
+        c.create_database(Database {
+            name: "db".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        c.create_table("db", table("t", &[("a", "string")]))
+            .await
+            .unwrap();
+        c.create_table("db", table("u", &[("a", "string")]))
+            .await
+            .unwrap();
+        c.update_table("db", table("t", &[("a", "string"), ("b", "int")]), None)
+            .await
+            .unwrap();
+        // A crash of an older release left the newest version truncated.
+        let versions = dir.path().join("_lakehose/catalog/tables/db/t");
+        let newest = versions.join(format!("{:020}.json", 2));
+        let text = std::fs::read(&newest).unwrap();
+        std::fs::write(&newest, &text[..text.len() / 3]).unwrap();
+
+        let t = c.get_table("db", "t").await.unwrap();
+        assert_eq!(t.storage_descriptor.unwrap().columns.len(), 1);
+        assert_eq!(c.list_tables("db").await.unwrap().len(), 2);
+        assert_eq!(c.table_versions("db", "t").await.unwrap().len(), 1);
+        // The next write goes after the corrupt version.
+        c.update_table("db", table("t", &[("c", "double")]), None)
+            .await
+            .unwrap();
+        assert!(versions.join(format!("{:020}.json", 3)).exists());
+        let t = c.get_table("db", "t").await.unwrap();
+        assert_eq!(t.storage_descriptor.unwrap().columns[0].name, "c");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_partition_log_segment_is_skipped() {
+        let (dir, c) = catalog();
+        c.create_database(Database {
+            name: "db".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut t = table("events", &[("x", "int")]);
+        t.partition_keys = vec![Column {
+            name: "dt".into(),
+            data_type: Some("string".into()),
+            ..Default::default()
+        }];
+        c.create_table("db", t).await.unwrap();
+        for v in ["a", "b", "c"] {
+            c.create_partitions("db", "events", vec![partition(&[v])])
+                .await
+                .unwrap();
+        }
+        let log = dir.path().join("_lakehose/catalog/partitions/db/events");
+        let incarnation = std::fs::read_dir(&log)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let second = incarnation.join(format!("{:020}.json", 2));
+        std::fs::write(&second, b"{\"add\": [").unwrap();
+        // A fresh process reads the log from the start.
+        let c = EmbeddedCatalog::new(Storage::local(dir.path()).unwrap());
+        let found = c.get_partitions("db", "events", None).await.unwrap();
+        let values: Vec<Vec<String>> = found.into_iter().map(|p| p.values).collect();
+        assert_eq!(values, [vec!["a".to_string()], vec!["c".to_string()]]);
+        c.create_partitions("db", "events", vec![partition(&["d"])])
+            .await
+            .unwrap();
+        assert!(incarnation.join(format!("{:020}.json", 4)).exists());
+    }
 }

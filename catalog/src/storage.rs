@@ -404,7 +404,10 @@ pub fn write_file_durable(file: &FsPath, bytes: &[u8], mode: DurableMode) -> Res
     };
     let dir = file.parent().ok_or_else(|| StorageError::Io {
         path: file.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "a file path has no folder"),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a file path has no folder",
+        ),
     })?;
     create_dirs_durable(dir)?;
     let name = file
@@ -573,5 +576,76 @@ mod tests {
             storage.system_path("firehose/streams/x.json").as_ref(),
             "_lakehose/firehose/streams/x.json"
         );
+    }
+    #[tokio::test]
+    async fn durable_writes_replace_or_create_only_and_leave_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let path = storage.system_path("catalog/tables/db/t/00000000000000000001.json");
+        assert!(storage.create_durable(&path, "one".into()).await.unwrap());
+        // Create-only: a second writer of the same version loses.
+        assert!(!storage.create_durable(&path, "two".into()).await.unwrap());
+        let file = dir
+            .path()
+            .join("_lakehose/catalog/tables/db/t/00000000000000000001.json");
+        assert_eq!(std::fs::read(&file).unwrap(), b"one");
+        storage.put_durable(&path, "three".into()).await.unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"three");
+        let names: Vec<String> = std::fs::read_dir(file.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["00000000000000000001.json"]);
+        // Readers through the store see exactly the object.
+        let listed: Vec<_> = futures::StreamExt::collect::<Vec<_>>(
+            storage.store().list(Some(&storage.system_path("catalog"))),
+        )
+        .await;
+        assert_eq!(listed.len(), 1);
+    }
+
+    #[test]
+    fn keys_with_a_segment_too_long_for_a_folder_are_refused() {
+        let ok = format!("a/{}/b", "x".repeat(MAX_KEY_SEGMENT_BYTES));
+        assert!(validate_key(&ok).is_ok());
+        let long = format!("a/{}/b", "x".repeat(MAX_KEY_SEGMENT_BYTES + 1));
+        let err = validate_key(&long).unwrap_err();
+        assert!(err.contains("256 bytes") && err.contains("255"), "{err}");
+        let err = Location::parse("s3://bucket/logs/")
+            .unwrap()
+            .join(&format!("tenant={}/", "y".repeat(300)))
+            .unwrap_err();
+        assert!(err.to_string().contains("at most 255 bytes"), "{err}");
+        let total = "abcdefgh/".repeat(MAX_KEY_BYTES / 9 + 1);
+        assert!(validate_key(&total).unwrap_err().contains("1024"));
+    }
+
+    #[tokio::test]
+    async fn a_name_too_long_is_a_permanent_error_and_an_io_error_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        // Built without validation, as a key logged by an older release.
+        let long = "z".repeat(300);
+        let path = ObjectPath::from_iter(["bucket", long.as_str(), "file.json"]);
+        let err = storage.put_durable(&path, "x".into()).await.unwrap_err();
+        assert!(err.is_permanent(), "{err}");
+        let transient = StorageError::Io {
+            path: PathBuf::from("x"),
+            source: std::io::Error::other("input/output error"),
+        };
+        assert!(!transient.is_permanent());
+        let generic = StorageError::ObjectStore(object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidFilename,
+                "too long",
+            )),
+        });
+        assert!(generic.is_permanent());
+        // The local store refuses names that look like its own temporary
+        // files.
+        let staged = ObjectPath::from_iter(["bucket", "file#123"]);
+        let err = storage.put_durable(&staged, "x".into()).await.unwrap_err();
+        assert!(err.is_permanent(), "{err}");
     }
 }

@@ -502,10 +502,9 @@ impl IngestService {
                 Ok(got) => got.bytes().await,
                 Err(e) => Err(e),
             };
-            let def = match bytes
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<StreamDefinition>(&b).map_err(|e| e.to_string()))
-            {
+            let def = match bytes.map_err(|e| e.to_string()).and_then(|b| {
+                serde_json::from_slice::<StreamDefinition>(&b).map_err(|e| e.to_string())
+            }) {
                 Ok(def) => def,
                 Err(e) => {
                     tracing::error!(file = %meta.location, error = %e, "A stream definition file is unreadable (truncated or corrupt); that stream is skipped and its records stay in the write-ahead log. Fix or remove the file and restart to serve it again.");
@@ -664,10 +663,20 @@ impl IngestService {
                 continue;
             };
             let Some(stream) = self.inner.stream_by_id(intent.stream_id) else {
+                if unreadable {
+                    tracing::warn!(
+                        stream_id = intent.stream_id,
+                        "Interrupted flush of a stream whose definition is unreadable is kept in the write-ahead log."
+                    );
+                    continue;
+                }
                 tracing::warn!(
                     stream_id = intent.stream_id,
                     "Interrupted flush of a deleted stream skipped."
                 );
+                if let Ok(wal) = self.inner.wal() {
+                    wal.release(records.iter().map(|r| r.pos.seq));
+                }
                 continue;
             };
             if records.len() as u32 != intent.count {
@@ -701,7 +710,11 @@ impl IngestService {
         {
             let Some(stream) = self.inner.stream_by_id(stream_id) else {
                 if unreadable {
-                    tracing::warn!(stream_id, records = records.len(), "Records of a stream whose definition is unreadable are kept in the write-ahead log.");
+                    tracing::warn!(
+                        stream_id,
+                        records = records.len(),
+                        "Records of a stream whose definition is unreadable are kept in the write-ahead log."
+                    );
                     continue;
                 }
                 tracing::warn!(stream_id, "Records of a deleted stream dropped on replay.");
@@ -1395,7 +1408,9 @@ impl IngestService {
         if delivered {
             tracing::info!("Ingest buffers flushed; write-ahead log closed.");
         } else {
-            tracing::info!("Write-ahead log closed with undelivered records kept for the next start.");
+            tracing::info!(
+                "Write-ahead log closed with undelivered records kept for the next start."
+            );
         }
         delivered
     }
@@ -1455,7 +1470,11 @@ fn object_name(stream: &Stream, records: &[Buffered]) -> String {
 }
 
 /// The path of object `name` under `prefix`, or why it is not a valid key.
-fn object_path(plan: &DeliveryPlan, prefix: &str, name: &str) -> std::result::Result<ObjectPath, String> {
+fn object_path(
+    plan: &DeliveryPlan,
+    prefix: &str,
+    name: &str,
+) -> std::result::Result<ObjectPath, String> {
     plan.bucket
         .join(&format!("{prefix}{name}"))
         .map(|loc| loc.object_path())
@@ -1631,7 +1650,10 @@ fn redirect(stream: &Stream, records: &[Buffered], failed: &Output, reason: &str
             Some(e) => RecordError {
                 output_type: e.output_type.clone(),
                 code: e.code.clone(),
-                message: format!("{}; then its error document could not be written where the error prefix says: {reason}", e.message),
+                message: format!(
+                    "{}; then its error document could not be written where the error prefix says: {reason}",
+                    e.message
+                ),
             },
             None => RecordError {
                 output_type: "processing-failed".into(),

@@ -380,15 +380,24 @@ pub struct FaultyFiles {
 impl FaultyFiles {
     /// Fails the `n`th write (counting from 1).
     pub fn fail_write(&self, n: u64) {
-        self.fail_writes.lock().unwrap_or_else(|e| e.into_inner()).push(n);
+        self.fail_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(n);
     }
     /// Fails the `n`th fsync (counting from 1).
     pub fn fail_sync(&self, n: u64) {
-        self.fail_syncs.lock().unwrap_or_else(|e| e.into_inner()).push(n);
+        self.fail_syncs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(n);
     }
     /// Fails the `n`th truncation (counting from 1).
     pub fn fail_truncate(&self, n: u64) {
-        self.fail_truncates.lock().unwrap_or_else(|e| e.into_inner()).push(n);
+        self.fail_truncates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(n);
     }
     /// Writes attempted so far.
     pub fn writes(&self) -> u64 {
@@ -407,8 +416,18 @@ fn injected(what: &str) -> std::io::Error {
 
 impl SegmentFile for FaultyFile {
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let n = self.layer.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        if self.layer.fail_writes.lock().unwrap_or_else(|e| e.into_inner()).contains(&n) {
+        let n = self
+            .layer
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if self
+            .layer
+            .fail_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&n)
+        {
             // A torn write: part of the bytes reach the file.
             Write::write_all(&mut self.file, &buf[..buf.len() / 2])?;
             return Err(injected("write"));
@@ -416,15 +435,35 @@ impl SegmentFile for FaultyFile {
         Write::write_all(&mut self.file, buf)
     }
     fn sync_data(&mut self) -> std::io::Result<()> {
-        let n = self.layer.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        if self.layer.fail_syncs.lock().unwrap_or_else(|e| e.into_inner()).contains(&n) {
+        let n = self
+            .layer
+            .syncs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if self
+            .layer
+            .fail_syncs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&n)
+        {
             return Err(injected("fsync"));
         }
         self.file.sync_data()
     }
     fn truncate(&mut self, len: u64) -> std::io::Result<()> {
-        let n = self.layer.truncates.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        if self.layer.fail_truncates.lock().unwrap_or_else(|e| e.into_inner()).contains(&n) {
+        let n = self
+            .layer
+            .truncates
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if self
+            .layer
+            .fail_truncates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&n)
+        {
             return Err(injected("truncate"));
         }
         SegmentFile::truncate(&mut self.file, len)
@@ -814,7 +853,9 @@ impl Writer {
             self.repair();
         }
         if let Some(reason) = &self.broken {
-            let reason = format!("a write failed earlier ({reason}) and the log could not be cut back to its last good entry");
+            let reason = format!(
+                "a write failed earlier ({reason}) and the log could not be cut back to its last good entry"
+            );
             self.refuse(group, &reason);
             return;
         }
@@ -824,7 +865,10 @@ impl Writer {
         let mut accepted = Vec::with_capacity(group.len());
         let mut records = 0u64;
         for req in group {
-            match req.entry.encode_into(self.next_seq, buf, self.opts.max_entry_bytes) {
+            match req
+                .entry
+                .encode_into(self.next_seq, buf, self.opts.max_entry_bytes)
+            {
                 Ok(()) => {
                     seqs.push(self.next_seq);
                     self.next_seq += 1;
@@ -1191,8 +1235,11 @@ mod tests {
         let faults = Arc::new(FaultyFiles::default());
         faults.fail_write(3);
         faults.fail_write(6);
-        let (opened, _) = Wal::open(faulty_opts(dir.path(), DEFAULT_SEGMENT_BYTES, &faults)).unwrap();
-        let wal = opened.start(Arc::new(Collect(Mutex::new(Vec::new())))).unwrap();
+        let (opened, _) =
+            Wal::open(faulty_opts(dir.path(), DEFAULT_SEGMENT_BYTES, &faults)).unwrap();
+        let wal = opened
+            .start(Arc::new(Collect(Mutex::new(Vec::new()))))
+            .unwrap();
         let mut acked = Vec::new();
         let mut refused = 0;
         for tag in 0..10 {
@@ -1219,8 +1266,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let faults = Arc::new(FaultyFiles::default());
         faults.fail_sync(2);
-        let (opened, _) = Wal::open(faulty_opts(dir.path(), DEFAULT_SEGMENT_BYTES, &faults)).unwrap();
-        let wal = opened.start(Arc::new(Collect(Mutex::new(Vec::new())))).unwrap();
+        let (opened, _) =
+            Wal::open(faulty_opts(dir.path(), DEFAULT_SEGMENT_BYTES, &faults)).unwrap();
+        let wal = opened
+            .start(Arc::new(Collect(Mutex::new(Vec::new()))))
+            .unwrap();
         let mut acked = Vec::new();
         for tag in 0..5 {
             if let Ok(seq) = wal.append(one(tag)).await {
@@ -1228,7 +1278,10 @@ mod tests {
             }
         }
         wal.close();
-        assert_eq!(acked.iter().map(|(_, t)| *t).collect::<Vec<_>>(), [0, 2, 3, 4]);
+        assert_eq!(
+            acked.iter().map(|(_, t)| *t).collect::<Vec<_>>(),
+            [0, 2, 3, 4]
+        );
         assert_replays_exactly(dir.path(), &acked);
     }
 
@@ -1273,7 +1326,9 @@ mod tests {
         }
         faults.fail_sync(7);
         let (opened, _) = Wal::open(faulty_opts(dir.path(), 4096, &faults)).unwrap();
-        let wal = opened.start(Arc::new(Collect(Mutex::new(Vec::new())))).unwrap();
+        let wal = opened
+            .start(Arc::new(Collect(Mutex::new(Vec::new()))))
+            .unwrap();
         let handles: Vec<_> = (0..200)
             .map(|tag| {
                 let wal = wal.clone();
@@ -1302,7 +1357,9 @@ mod tests {
             ..opts(dir.path(), DEFAULT_SEGMENT_BYTES)
         };
         let (opened, _) = Wal::open(o).unwrap();
-        let wal = opened.start(Arc::new(Collect(Mutex::new(Vec::new())))).unwrap();
+        let wal = opened
+            .start(Arc::new(Collect(Mutex::new(Vec::new()))))
+            .unwrap();
         let big = Entry::Records(RecordsEntry {
             stream_id: 1,
             arrival_ms: 0,
@@ -1313,7 +1370,10 @@ mod tests {
             }],
         });
         let err = wal.append(big).await.unwrap_err();
-        assert!(matches!(err, Error::WalEntryTooLarge { max: 1024, .. }), "{err}");
+        assert!(
+            matches!(err, Error::WalEntryTooLarge { max: 1024, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("1024"), "{err}");
         // The log goes on.
         let seq = wal.append(one(1)).await.unwrap();

@@ -194,22 +194,36 @@ fn record(tenant: &str, id: usize) -> Result<Bytes, Bytes> {
 async fn landed(store: &Arc<FailingStore>, prefix: &str) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     let root = Path::from(format!("lake/{prefix}"));
-    let metas: Vec<ObjectMeta> = store
-        .list(Some(&root))
-        .map(|m| m.unwrap())
-        .collect()
-        .await;
+    let metas: Vec<ObjectMeta> = store.list(Some(&root)).map(|m| m.unwrap()).collect().await;
     for meta in metas {
-        let bytes = store.get(&meta.location).await.unwrap().bytes().await.unwrap();
-        let folder = meta.location.as_ref().rsplit_once('/').unwrap().0.to_string();
+        let bytes = store
+            .get(&meta.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let folder = meta
+            .location
+            .as_ref()
+            .rsplit_once('/')
+            .unwrap()
+            .0
+            .to_string();
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let v: serde_json::Value = serde_json::from_slice(line).unwrap();
             if let Some(raw) = v.get("rawData").and_then(|r| r.as_str()) {
-                let raw = base64::engine::general_purpose::STANDARD.decode(raw).unwrap();
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .unwrap();
                 let rec: serde_json::Value = serde_json::from_slice(&raw).unwrap();
                 out.push((
                     rec["id"].as_u64().unwrap(),
-                    format!("error:{}: {}", v["errorCode"].as_str().unwrap(), v["errorMessage"].as_str().unwrap()),
+                    format!(
+                        "error:{}: {}",
+                        v["errorCode"].as_str().unwrap(),
+                        v["errorMessage"].as_str().unwrap()
+                    ),
                 ));
             } else {
                 out.push((v["id"].as_u64().unwrap(), folder.clone()));
@@ -245,15 +259,24 @@ async fn a_partition_failing_to_write_holds_up_no_other_partition_or_stream() {
     let wal = tempfile::tempdir().unwrap();
     let store = FailingStore::new();
     let service = open(wal.path(), &store).await;
-    service.create_stream("a", None, partitioned("a")).await.unwrap();
-    service.create_stream("b", None, partitioned("b")).await.unwrap();
+    service
+        .create_stream("a", None, partitioned("a"))
+        .await
+        .unwrap();
+    service
+        .create_stream("b", None, partitioned("b"))
+        .await
+        .unwrap();
     store.fail_matching("tenant=bad/", Fault::Transient);
 
     // Several failing flushes in a row (each batch is its own buffer once
     // the previous one is flushing), then good ones.
     let mut next = 0;
     for _ in 0..3 {
-        service.put_records("a", vec![record("bad", next)]).await.unwrap();
+        service
+            .put_records("a", vec![record("bad", next)])
+            .await
+            .unwrap();
         next += 1;
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
@@ -298,10 +321,16 @@ async fn a_permanently_failing_object_sends_its_records_to_the_error_prefix() {
     let wal = tempfile::tempdir().unwrap();
     let store = FailingStore::new();
     let service = open(wal.path(), &store).await;
-    service.create_stream("a", None, partitioned("a")).await.unwrap();
+    service
+        .create_stream("a", None, partitioned("a"))
+        .await
+        .unwrap();
     store.fail_matching("tenant=bad/", Fault::Permanent);
     service
-        .put_records("a", vec![record("bad", 1), record("good", 2), record("bad", 3)])
+        .put_records(
+            "a",
+            vec![record("bad", 1), record("good", 2), record("bad", 3)],
+        )
         .await
         .unwrap();
     until(10, "every record landed", || async {
@@ -326,7 +355,10 @@ async fn a_partition_value_too_long_for_a_folder_goes_to_the_error_prefix_up_fro
     let wal = tempfile::tempdir().unwrap();
     let store = FailingStore::new();
     let service = open(wal.path(), &store).await;
-    service.create_stream("a", None, partitioned("a")).await.unwrap();
+    service
+        .create_stream("a", None, partitioned("a"))
+        .await
+        .unwrap();
     let long = "x".repeat(300);
     service
         .put_records("a", vec![record(&long, 1), record("good", 2)])
@@ -350,7 +382,10 @@ async fn acknowledged_records_land_exactly_once_despite_failing_puts() {
     let wal = tempfile::tempdir().unwrap();
     let store = FailingStore::new();
     let service = open(wal.path(), &store).await;
-    service.create_stream("a", None, partitioned("a")).await.unwrap();
+    service
+        .create_stream("a", None, partitioned("a"))
+        .await
+        .unwrap();
     // Put 1 (the stream definition) is done; fail several of the next.
     store.nth.lock().unwrap().extend([3, 4, 6, 9, 10, 13]);
     let mut want = Vec::new();
@@ -375,14 +410,23 @@ async fn records_left_undelivered_at_shutdown_land_exactly_once_after_a_restart(
     let wal = tempfile::tempdir().unwrap();
     let store = FailingStore::new();
     let service = open(wal.path(), &store).await;
-    service.create_stream("a", None, partitioned("a")).await.unwrap();
-    service.create_stream("b", None, partitioned("b")).await.unwrap();
+    service
+        .create_stream("a", None, partitioned("a"))
+        .await
+        .unwrap();
+    service
+        .create_stream("b", None, partitioned("b"))
+        .await
+        .unwrap();
     store.fail_matching("lake/a/", Fault::Transient);
     service
         .put_records("a", vec![record("t1", 1), record("t2", 2)])
         .await
         .unwrap();
-    service.put_records("b", vec![record("t1", 3)]).await.unwrap();
+    service
+        .put_records("b", vec![record("t1", 3)])
+        .await
+        .unwrap();
     until(10, "stream b landed", || async {
         ids(&landed(&store, "b").await) == [3]
     })
@@ -391,7 +435,11 @@ async fn records_left_undelivered_at_shutdown_land_exactly_once_after_a_restart(
     // instead of hanging, leaving stream a's records in the log.
     let started = Instant::now();
     assert!(!service.shutdown_within(Duration::from_millis(500)).await);
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     drop(service);
     assert!(landed(&store, "a").await.is_empty());
 
@@ -399,9 +447,16 @@ async fn records_left_undelivered_at_shutdown_land_exactly_once_after_a_restart(
     // interrupted flushes (they run in the background).
     let started = Instant::now();
     let service = open(wal.path(), &store).await;
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     // New records are accepted meanwhile.
-    service.put_records("a", vec![record("t3", 4)]).await.unwrap();
+    service
+        .put_records("a", vec![record("t3", 4)])
+        .await
+        .unwrap();
     store.clear();
     until(10, "stream a landed", || async {
         ids(&landed(&store, "a").await) == [1, 2, 4]
@@ -420,4 +475,60 @@ async fn records_left_undelivered_at_shutdown_land_exactly_once_after_a_restart(
         m
     });
     assert_eq!(by_id, BTreeMap::from([(1, 1), (2, 1), (3, 1), (4, 1)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_stream_definition_is_skipped_and_its_records_are_kept() {
+    let wal = tempfile::tempdir().unwrap();
+    let store = FailingStore::new();
+    let service = open(wal.path(), &store).await;
+    service
+        .create_stream("a", None, partitioned("a"))
+        .await
+        .unwrap();
+    service
+        .create_stream("b", None, partitioned("b"))
+        .await
+        .unwrap();
+    store.fail_matching("lake/", Fault::Transient);
+    service
+        .put_records("a", vec![record("t", 1)])
+        .await
+        .unwrap();
+    service
+        .put_records("b", vec![record("t", 2)])
+        .await
+        .unwrap();
+    assert!(!service.shutdown_within(Duration::from_millis(300)).await);
+    drop(service);
+
+    // The definition of stream a is truncated (a crash of an older
+    // release, a disk fault).
+    let def = Path::from("_lakehose/firehose/streams/a.json");
+    let good = store.get(&def).await.unwrap().bytes().await.unwrap();
+    store
+        .put(&def, good.slice(..good.len() / 2).into())
+        .await
+        .unwrap();
+    store.clear();
+    let service = open(wal.path(), &store).await;
+    assert_eq!(service.list_streams(10, None).0, ["b"]);
+    until(10, "stream b landed", || async {
+        ids(&landed(&store, "b").await) == [2]
+    })
+    .await;
+    assert!(service.shutdown_within(Duration::from_secs(10)).await);
+    drop(service);
+    assert!(landed(&store, "a").await.is_empty());
+
+    // Stream a's acknowledged record was kept: once its definition is
+    // readable again it lands.
+    store.put(&def, good.into()).await.unwrap();
+    let service = open(wal.path(), &store).await;
+    until(10, "stream a landed", || async {
+        ids(&landed(&store, "a").await) == [1]
+    })
+    .await;
+    assert!(service.shutdown_within(Duration::from_secs(10)).await);
+    assert_eq!(ids(&landed(&store, "b").await), [2]);
 }

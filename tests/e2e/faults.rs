@@ -48,7 +48,12 @@ fn health(endpoint: &str) -> serde_json::Value {
     })
 }
 
-fn put(rt: &tokio::runtime::Runtime, server: &Server, stream: &str, records: Vec<serde_json::Value>) {
+fn put(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    stream: &str,
+    records: Vec<serde_json::Value>,
+) {
     let out = rt
         .block_on(
             server
@@ -79,7 +84,12 @@ fn a_partition_key_too_long_for_a_folder_goes_to_the_error_prefix_and_nothing_we
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let server = start_within(60, dir.path(), &[], None);
-    rt.block_on(create_parquet_stream(&server.client(), "wedge", "wedgelake", 1));
+    rt.block_on(create_parquet_stream(
+        &server.client(),
+        "wedge",
+        "wedgelake",
+        1,
+    ));
     let long = "s".repeat(300);
     put(
         &rt,
@@ -102,7 +112,10 @@ fn a_partition_key_too_long_for_a_folder_goes_to_the_error_prefix_and_nothing_we
     let docs = error_docs(&errors);
     assert_eq!(docs.len(), 1, "{docs:?}");
     let doc = &docs[0];
-    assert_eq!(doc["errorCode"], "DynamicPartitioning.InvalidPrefix", "{doc}");
+    assert_eq!(
+        doc["errorCode"], "DynamicPartitioning.InvalidPrefix",
+        "{doc}"
+    );
     let message = doc["errorMessage"].as_str().unwrap();
     assert!(message.contains("255"), "{message}");
     assert_eq!(doc["errorOutputType"], "processing-failed");
@@ -112,10 +125,19 @@ fn a_partition_key_too_long_for_a_folder_goes_to_the_error_prefix_and_nothing_we
         files(&errors, "")
     );
     // Nothing was created for the long key anywhere.
-    assert!(files(dir.path(), "").iter().all(|p| !p.to_string_lossy().contains(&long)));
+    assert!(
+        files(dir.path(), "")
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(&long))
+    );
 
     // Records sent after it still land.
-    put(&rt, &server, "wedge", vec![json!({"id": "a3", "service": "web"})]);
+    put(
+        &rt,
+        &server,
+        "wedge",
+        vec![json!({"id": "a3", "service": "web"})],
+    );
     wait_until(30, "a later record to land", || {
         row_ids(&lake.join("logs")) == ["a1", "a2", "a3"]
     });
@@ -140,14 +162,37 @@ fn a_log_whose_delivery_keeps_failing_neither_blocks_shutdown_nor_start_up() {
     let rt = rt();
     let flags = ["--shutdown-timeout-secs", "2"];
     let server = start_within(60, dir.path(), &flags, None);
-    rt.block_on(create_parquet_stream(&server.client(), "stuck", "stucklake", 1));
-    rt.block_on(create_parquet_stream(&server.client(), "fine", "finelake", 1));
+    rt.block_on(create_parquet_stream(
+        &server.client(),
+        "stuck",
+        "stucklake",
+        1,
+    ));
+    rt.block_on(create_parquet_stream(
+        &server.client(),
+        "fine",
+        "finelake",
+        1,
+    ));
     // The bucket's folder is a file: every write into it fails (and keeps
     // failing) until it is removed.
     let blocker = dir.path().join("stucklake");
     std::fs::write(&blocker, b"not a folder").unwrap();
-    put(&rt, &server, "stuck", vec![json!({"id": "s1", "service": "web"}), json!({"id": "s2", "service": "api"})]);
-    put(&rt, &server, "fine", vec![json!({"id": "f1", "service": "web"})]);
+    put(
+        &rt,
+        &server,
+        "stuck",
+        vec![
+            json!({"id": "s1", "service": "web"}),
+            json!({"id": "s2", "service": "api"}),
+        ],
+    );
+    put(
+        &rt,
+        &server,
+        "fine",
+        vec![json!({"id": "f1", "service": "web"})],
+    );
     // The other stream is not held up.
     wait_until(30, "the healthy stream to land", || {
         row_ids(&dir.path().join("finelake")) == ["f1"]
@@ -163,9 +208,18 @@ fn a_log_whose_delivery_keeps_failing_neither_blocks_shutdown_nor_start_up() {
     let log = dir.path().join("restart.log");
     let started = Instant::now();
     let server = start_within(15, dir.path(), &flags, Some(&log));
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(health(&server.endpoint)["status"], "ok");
-    put(&rt, &server, "fine", vec![json!({"id": "f2", "service": "web"})]);
+    put(
+        &rt,
+        &server,
+        "fine",
+        vec![json!({"id": "f2", "service": "web"})],
+    );
     wait_until(30, "a new record to land while the old ones retry", || {
         row_ids(&dir.path().join("finelake")) == ["f1", "f2"]
     });
@@ -219,7 +273,12 @@ fn corrupt_state_files_are_reported_by_name_and_never_stop_the_server() {
     let rt = rt();
     let server = start_within(60, dir.path(), &[], None);
     for name in ["broken", "intact"] {
-        rt.block_on(create_parquet_stream(&server.client(), name, "statelake", 1));
+        rt.block_on(create_parquet_stream(
+            &server.client(),
+            name,
+            "statelake",
+            1,
+        ));
     }
     let glue = glue_client(&server.endpoint);
     rt.block_on(async {
@@ -259,12 +318,29 @@ fn corrupt_state_files_are_reported_by_name_and_never_stop_the_server() {
     let glue = glue_client(&server.endpoint);
     rt.block_on(async {
         // The corrupt newest version falls back to the one before it.
-        let t1 = glue.get_table().database_name("state").name("t1").send().await.unwrap();
+        let t1 = glue
+            .get_table()
+            .database_name("state")
+            .name("t1")
+            .send()
+            .await
+            .unwrap();
         let cols = t1.table().unwrap().storage_descriptor().unwrap().columns();
         assert_eq!(cols.len(), 1, "{cols:?}");
-        let t2 = glue.get_table().database_name("state").name("t2").send().await.unwrap();
+        let t2 = glue
+            .get_table()
+            .database_name("state")
+            .name("t2")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(t2.table().unwrap().name(), "t2");
-        let tables = glue.get_tables().database_name("state").send().await.unwrap();
+        let tables = glue
+            .get_tables()
+            .database_name("state")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(tables.table_list().len(), 2);
         // The table can still be changed: the next version goes after the
         // corrupt one.
@@ -274,16 +350,33 @@ fn corrupt_state_files_are_reported_by_name_and_never_stop_the_server() {
             .send()
             .await
             .unwrap();
-        let t1 = glue.get_table().database_name("state").name("t1").send().await.unwrap();
-        assert_eq!(t1.table().unwrap().storage_descriptor().unwrap().columns().len(), 2);
+        let t1 = glue
+            .get_table()
+            .database_name("state")
+            .name("t1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            t1.table()
+                .unwrap()
+                .storage_descriptor()
+                .unwrap()
+                .columns()
+                .len(),
+            2
+        );
     });
     // The intact stream works; the broken one is skipped, not fatal.
     let client = server.client();
-    let streams = rt
-        .block_on(client.list_delivery_streams().send())
-        .unwrap();
+    let streams = rt.block_on(client.list_delivery_streams().send()).unwrap();
     assert_eq!(streams.delivery_stream_names(), ["intact"]);
-    put(&rt, &server, "intact", vec![json!({"id": "i1", "service": "web"})]);
+    put(
+        &rt,
+        &server,
+        "intact",
+        vec![json!({"id": "i1", "service": "web"})],
+    );
     wait_until(30, "a record of the intact stream to land", || {
         row_ids(&dir.path().join("statelake")) == ["i1"]
     });
@@ -291,7 +384,13 @@ fn corrupt_state_files_are_reported_by_name_and_never_stop_the_server() {
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("broken.json"), "{log}");
     assert!(
-        log.contains(&table_version.file_name().unwrap().to_string_lossy().to_string()),
+        log.contains(
+            &table_version
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string()
+        ),
         "{log}"
     );
 }
