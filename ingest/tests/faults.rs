@@ -271,13 +271,11 @@ async fn a_partition_failing_to_write_holds_up_no_other_partition_or_stream() {
 
     // Several failing flushes in a row (each batch is its own buffer once
     // the previous one is flushing), then good ones.
-    let mut next = 0;
-    for _ in 0..3 {
+    for id in 0..3 {
         service
-            .put_records("a", vec![record("bad", next)])
+            .put_records("a", vec![record("bad", id)])
             .await
             .unwrap();
-        next += 1;
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     let good: Vec<u64> = (100..110).collect();
