@@ -10,7 +10,6 @@ mod crash;
 mod delivery;
 mod dynamodb;
 mod etl;
-mod faults;
 mod firehose_api;
 mod glue_api;
 mod logbench;
