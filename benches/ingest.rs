@@ -93,6 +93,7 @@ fn e2e_http(c: &mut Criterion) {
             http_limits: Default::default(),
             pg: Default::default(),
             max_executions: lakehose_query::athena::DEFAULT_MAX_EXECUTIONS,
+            shutdown_timeout: std::time::Duration::from_secs(120),
         }))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());

@@ -153,6 +153,7 @@ fn bench(c: &mut Criterion) {
             http_limits: Default::default(),
             pg: Default::default(),
             max_executions: lakehose_query::athena::DEFAULT_MAX_EXECUTIONS,
+            shutdown_timeout: std::time::Duration::from_secs(120),
         }))
         .expect("server");
     let athena = athena_client(server.addr());

@@ -86,6 +86,9 @@ pub struct ServerOptions {
     pub pg: lakehose_query::pg::PgLimits,
     /// Athena executions kept in the history.
     pub max_executions: usize,
+    /// How long graceful shutdown waits for buffered records to be
+    /// delivered before leaving them in the write-ahead log.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// Records acknowledged by ingest but not yet delivered, for queries.
@@ -185,6 +188,7 @@ pub struct RunningServer {
     etl_scheduler: Option<lakehose_transform::schedule::Scheduler>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown_timeout: std::time::Duration,
 }
 
 impl RunningServer {
@@ -204,8 +208,10 @@ impl RunningServer {
     }
 
     /// Stops accepting connections, finishes in-flight requests, delivers
-    /// every buffer and closes the write-ahead log.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+    /// every buffer and closes the write-ahead log. Delivery is waited for
+    /// at most the shutdown timeout; returns `false` when records were left
+    /// in the write-ahead log for the next start.
+    pub async fn shutdown(mut self) -> anyhow::Result<bool> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -225,8 +231,7 @@ impl RunningServer {
         if let Some(etl) = self.etl_scheduler.take() {
             etl.stop(std::time::Duration::from_secs(60)).await;
         }
-        self.ingest.shutdown().await;
-        Ok(())
+        Ok(self.ingest.shutdown_within(self.shutdown_timeout).await)
     }
 }
 
@@ -357,6 +362,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         etl_scheduler,
         stop: Some(stop),
         task,
+        shutdown_timeout: options.shutdown_timeout,
     })
 }
 

@@ -382,8 +382,23 @@ impl EmbeddedCatalog {
                 ..Default::default()
             });
         for read in reads {
-            let (seq, ops) = read?;
-            state.apply(seq, ops);
+            match read {
+                Ok((seq, ops)) => state.apply(seq, ops),
+                Err(CatalogError::Corrupt { path, source }) => {
+                    // Its changes are lost, but the partitions before and
+                    // after it stay readable; the next segment goes after it.
+                    tracing::error!(file = %path, error = %source, "A catalog partition log segment is corrupt or truncated; it is skipped.");
+                    let seq = path
+                        .rsplit('/')
+                        .next()
+                        .and_then(|f| f.strip_suffix(".json"))
+                        .and_then(|n| n.parse::<u64>().ok());
+                    if let Some(seq) = seq {
+                        state.next = state.next.max(seq + 1);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -483,13 +498,26 @@ impl EmbeddedCatalog {
         &self,
         dir: &ObjectPath,
     ) -> Result<(u64, Option<(T, u64)>)> {
-        let Some(&last) = self.versions(dir).await?.last() else {
+        let versions = self.versions(dir).await?;
+        let Some(&last) = versions.last() else {
             return Ok((0, None));
         };
-        Ok(match self.read(dir, last).await? {
-            Version::Put { value, incarnation } => (last, Some((value, incarnation))),
-            Version::Delete => (last, None),
-        })
+        // A version that cannot be read (truncated or corrupt: a crash of
+        // an older release, a disk fault) is reported by name and the one
+        // before it is used; the next write still goes after it.
+        for &version in versions.iter().rev() {
+            match self.read(dir, version).await {
+                Ok(Version::Put { value, incarnation }) => {
+                    return Ok((last, Some((value, incarnation))));
+                }
+                Ok(Version::Delete) => return Ok((last, None)),
+                Err(CatalogError::Corrupt { path, source }) => {
+                    tracing::error!(file = %path, error = %source, "A catalog version file is corrupt or truncated; using the version before it.");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((last, None))
     }
 
     /// Writes version `version`; `false` when another writer took it.
@@ -782,9 +810,13 @@ impl Catalog for EmbeddedCatalog {
                 .await;
             let mut out = Vec::with_capacity(reads.len());
             for read in reads {
-                match read? {
-                    Version::Put { value, .. } => out.push(value),
-                    Version::Delete => break,
+                match read {
+                    Ok(Version::Put { value, .. }) => out.push(value),
+                    Ok(Version::Delete) => break,
+                    Err(CatalogError::Corrupt { path, source }) => {
+                        tracing::error!(file = %path, error = %source, "A catalog version file is corrupt or truncated; it is left out.");
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             return Ok((out, more));
@@ -794,8 +826,8 @@ impl Catalog for EmbeddedCatalog {
         let mut out = Vec::new();
         let mut seen = 0usize;
         for version in versions {
-            match self.read::<Table>(&dir, version).await? {
-                Version::Put { value, .. } => {
+            match self.read::<Table>(&dir, version).await {
+                Ok(Version::Put { value, .. }) => {
                     if seen >= skip.saturating_add(limit) {
                         return Ok((out, true));
                     }
@@ -804,7 +836,11 @@ impl Catalog for EmbeddedCatalog {
                     }
                     seen += 1;
                 }
-                Version::Delete => break,
+                Ok(Version::Delete) => break,
+                Err(CatalogError::Corrupt { path, source }) => {
+                    tracing::error!(file = %path, error = %source, "A catalog version file is corrupt or truncated; it is left out.");
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok((out, false))
@@ -1504,5 +1540,82 @@ mod tests {
             .collect();
         ids.sort();
         assert_eq!(ids, (1..=41).collect::<Vec<_>>());
+    }
+    #[tokio::test]
+    async fn a_corrupt_newest_version_falls_back_to_the_one_before_it() {
+        let (dir, c) = catalog();
+        c.create_database(Database {
+            name: "db".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        c.create_table("db", table("t", &[("a", "string")]))
+            .await
+            .unwrap();
+        c.create_table("db", table("u", &[("a", "string")]))
+            .await
+            .unwrap();
+        c.update_table("db", table("t", &[("a", "string"), ("b", "int")]), None)
+            .await
+            .unwrap();
+        // A crash of an older release left the newest version truncated.
+        let versions = dir.path().join("_lakehose/catalog/tables/db/t");
+        let newest = versions.join(format!("{:020}.json", 2));
+        let text = std::fs::read(&newest).unwrap();
+        std::fs::write(&newest, &text[..text.len() / 3]).unwrap();
+
+        let t = c.get_table("db", "t").await.unwrap();
+        assert_eq!(t.storage_descriptor.unwrap().columns.len(), 1);
+        assert_eq!(c.list_tables("db").await.unwrap().len(), 2);
+        assert_eq!(c.table_versions("db", "t").await.unwrap().len(), 1);
+        // The next write goes after the corrupt version.
+        c.update_table("db", table("t", &[("c", "double")]), None)
+            .await
+            .unwrap();
+        assert!(versions.join(format!("{:020}.json", 3)).exists());
+        let t = c.get_table("db", "t").await.unwrap();
+        assert_eq!(t.storage_descriptor.unwrap().columns[0].name, "c");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_partition_log_segment_is_skipped() {
+        let (dir, c) = catalog();
+        c.create_database(Database {
+            name: "db".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut t = table("events", &[("x", "int")]);
+        t.partition_keys = vec![Column {
+            name: "dt".into(),
+            data_type: Some("string".into()),
+            ..Default::default()
+        }];
+        c.create_table("db", t).await.unwrap();
+        for v in ["a", "b", "c"] {
+            c.create_partitions("db", "events", vec![partition(&[v])])
+                .await
+                .unwrap();
+        }
+        let log = dir.path().join("_lakehose/catalog/partitions/db/events");
+        let incarnation = std::fs::read_dir(&log)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let second = incarnation.join(format!("{:020}.json", 2));
+        std::fs::write(&second, b"{\"add\": [").unwrap();
+        // A fresh process reads the log from the start.
+        let c = EmbeddedCatalog::new(Storage::local(dir.path()).unwrap());
+        let found = c.get_partitions("db", "events", None).await.unwrap();
+        let values: Vec<Vec<String>> = found.into_iter().map(|p| p.values).collect();
+        assert_eq!(values, [vec!["a".to_string()], vec!["c".to_string()]]);
+        c.create_partitions("db", "events", vec![partition(&["d"])])
+            .await
+            .unwrap();
+        assert!(incarnation.join(format!("{:020}.json", 4)).exists());
     }
 }

@@ -48,6 +48,55 @@ pub enum StorageError {
     },
 }
 
+impl StorageError {
+    /// Whether retrying the same operation can never succeed: the path is
+    /// invalid (too long, a name the file system refuses, an invalid
+    /// argument) or the operation is not supported. Other failures (I/O
+    /// errors, a full disk, permissions, network and 5xx errors) may clear
+    /// and are worth retrying.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StorageError::InvalidLocation { .. } | StorageError::InvalidBucketArn { .. } => true,
+            StorageError::ObjectStore(e) => is_permanent_store_error(e),
+            StorageError::Io { source, .. } => is_permanent_io_error(source),
+        }
+    }
+}
+
+/// Whether an object store error can never clear by retrying (see
+/// [`StorageError::is_permanent`]).
+pub fn is_permanent_store_error(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    match e {
+        E::InvalidPath { .. } | E::NotSupported { .. } | E::NotImplemented { .. } => true,
+        E::Generic { source, .. } => {
+            let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+            while let Some(err) = cur {
+                if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                    return is_permanent_io_error(io);
+                }
+                if let Some(inner) = err.downcast_ref::<object_store::Error>() {
+                    return is_permanent_store_error(inner);
+                }
+                cur = err.source();
+            }
+            // The local store's own refusal of a file name.
+            source.to_string().contains("are not supported")
+        }
+        _ => false,
+    }
+}
+
+/// Whether an I/O error is about the request itself (a name too long or
+/// refused, an invalid argument or data) rather than the device's state.
+pub fn is_permanent_io_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::InvalidFilename | K::InvalidInput | K::InvalidData | K::Unsupported
+    )
+}
+
 /// Result type of this module.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
@@ -167,12 +216,26 @@ fn validate_bucket(bucket: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn validate_key(key: &str) -> std::result::Result<(), String> {
+/// Longest object key (S3's limit), in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Longest path segment of a key (between two `/`), in bytes: the longest
+/// file or folder name local file systems allow (`NAME_MAX`).
+pub const MAX_KEY_SEGMENT_BYTES: usize = 255;
+
+/// Checks that `key` is a valid object key that can also be a path in a
+/// local folder: at most [`MAX_KEY_BYTES`] bytes, no empty, `.` or `..`
+/// segment, no segment longer than [`MAX_KEY_SEGMENT_BYTES`] bytes, no
+/// control character or backslash. The error names what is wrong.
+pub fn validate_key(key: &str) -> std::result::Result<(), String> {
     if key.is_empty() {
         return Ok(());
     }
-    if key.len() > 1024 {
-        return Err("key is longer than 1024 bytes".into());
+    if key.len() > MAX_KEY_BYTES {
+        return Err(format!(
+            "key is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
+            key.len()
+        ));
     }
     if key.starts_with('/') {
         return Err("key must not start with '/'".into());
@@ -184,6 +247,13 @@ fn validate_key(key: &str) -> std::result::Result<(), String> {
         }
         if segment == "." || segment == ".." {
             return Err(format!("key {key:?} has a '.' or '..' segment"));
+        }
+        if segment.len() > MAX_KEY_SEGMENT_BYTES {
+            let shown: String = segment.chars().take(32).collect();
+            return Err(format!(
+                "key path segment {shown:?}... is {} bytes long; a folder or file name may be at most {MAX_KEY_SEGMENT_BYTES} bytes",
+                segment.len()
+            ));
         }
         if segment.chars().any(|c| c.is_control() || c == '\\') {
             return Err(format!(
@@ -257,6 +327,8 @@ fn percent_decode(text: &str) -> String {
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     local_root: Option<PathBuf>,
+    /// The local store, to map object paths to files exactly as it does.
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 impl Storage {
@@ -272,10 +344,11 @@ impl Storage {
             path: root.to_path_buf(),
             source,
         })?;
-        let store = LocalFileSystem::new_with_prefix(&root)?;
+        let store = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
         Ok(Self {
-            store: Arc::new(store),
+            store: store.clone(),
             local_root: Some(root),
+            local: Some(store),
         })
     }
 
@@ -284,6 +357,7 @@ impl Storage {
         Self {
             store,
             local_root: None,
+            local: None,
         }
     }
 
@@ -303,26 +377,33 @@ impl Storage {
     }
 
     /// Writes an object atomically (readers see the old object or the new
-    /// one, never a torn one) and, on a local folder, fsyncs it so the write
-    /// survives a machine crash, not only a process crash.
+    /// one, never a torn one) and, on a local folder, durably: the bytes go
+    /// to a hidden temporary file that is fsynced, renamed over the object,
+    /// and the folder is fsynced (see [`write_file_durable`]), so a machine
+    /// crash leaves the old object or the whole new one.
     pub async fn put_durable(&self, path: &ObjectPath, bytes: bytes::Bytes) -> Result<()> {
-        self.store.put(path, PutPayload::from(bytes)).await?;
-        if let Some(root) = &self.local_root {
-            let file = root.join(path.as_ref());
-            let dir = file.parent().map(FsPath::to_path_buf);
-            sync_file(&file)?;
-            if let Some(dir) = dir {
-                sync_file(&dir)?;
+        match &self.local {
+            Some(local) => {
+                let file = local.path_to_filesystem(path)?;
+                local_write(file, bytes, DurableMode::Replace).await?;
+            }
+            None => {
+                self.store.put(path, PutPayload::from(bytes)).await?;
             }
         }
         Ok(())
     }
-}
 
-impl Storage {
     /// Writes an object only if none exists at `path` (atomically, also on
     /// S3 with conditional writes). Returns `false` when one already exists.
+    /// On a local folder the object is written to a temporary file, fsynced,
+    /// hard-linked to its name (which fails if the name exists) and the
+    /// folder fsynced, so a crash never leaves a truncated version behind.
     pub async fn create_durable(&self, path: &ObjectPath, bytes: bytes::Bytes) -> Result<bool> {
+        if let Some(local) = &self.local {
+            let file = local.path_to_filesystem(path)?;
+            return local_write(file, bytes, DurableMode::CreateNew).await;
+        }
         let opts = object_store::PutOptions {
             mode: object_store::PutMode::Create,
             ..Default::default()
@@ -332,19 +413,131 @@ impl Storage {
             .put_opts(path, PutPayload::from(bytes), opts)
             .await
         {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
-            Err(e) => return Err(e.into()),
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        if let Some(root) = &self.local_root {
-            let file = root.join(path.as_ref());
-            sync_file(&file)?;
-            if let Some(dir) = file.parent() {
-                sync_file(dir)?;
-            }
-        }
-        Ok(true)
     }
+}
+
+/// How [`write_file_durable`] puts the new file in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurableMode {
+    /// Replace any existing file (rename).
+    Replace,
+    /// Only create: fail (return `false`) when the file exists (hard link).
+    CreateNew,
+}
+
+async fn local_write(file: PathBuf, bytes: bytes::Bytes, mode: DurableMode) -> Result<bool> {
+    let task = tokio::task::spawn_blocking(move || write_file_durable(&file, &bytes, mode));
+    match task.await {
+        Ok(result) => result,
+        Err(e) => Err(StorageError::Io {
+            path: PathBuf::from("<durable write task>"),
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Writes `bytes` to `file` crash-safely: to a temporary file in the same
+/// folder, `fsync`, then rename (or, for [`DurableMode::CreateNew`], hard
+/// link, which fails if `file` exists) onto `file`, then `fsync` the folder.
+/// Missing parent folders are created and their own parents fsynced. After
+/// a crash `file` holds its old content (or does not exist) or all of
+/// `bytes`, never a part. Returns `false` only in `CreateNew` mode when
+/// `file` already exists.
+///
+/// The temporary name is `<name>#<digits>`, which the local object store
+/// leaves out of listings, so readers never see it.
+pub fn write_file_durable(file: &FsPath, bytes: &[u8], mode: DurableMode) -> Result<bool> {
+    use std::io::Write;
+    let io = |path: &FsPath| {
+        let path = path.to_path_buf();
+        move |source| StorageError::Io { path, source }
+    };
+    let dir = file.parent().ok_or_else(|| StorageError::Io {
+        path: file.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a file path has no folder",
+        ),
+    })?;
+    create_dirs_durable(dir)?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let unique = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = dir.join(format!("{name}#{}{unique:06}", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(StorageError::Io { path: temp, source });
+    }
+    let placed = match mode {
+        DurableMode::Replace => std::fs::rename(&temp, file).map(|()| true),
+        DurableMode::CreateNew => {
+            let linked = match std::fs::hard_link(&temp, file) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            };
+            let _ = std::fs::remove_file(&temp);
+            linked
+        }
+    };
+    let placed = match placed {
+        Ok(placed) => placed,
+        Err(source) => {
+            let _ = std::fs::remove_file(&temp);
+            return Err(StorageError::Io {
+                path: file.to_path_buf(),
+                source,
+            });
+        }
+    };
+    sync_file(dir).map_err(|e| match e {
+        StorageError::Io { source, .. } => io(dir)(source),
+        other => other,
+    })?;
+    Ok(placed)
+}
+
+/// `create_dir_all`, then fsyncs the parent of every folder it created so
+/// the new folders survive a crash.
+fn create_dirs_durable(dir: &FsPath) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.is_dir() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cur = d.parent();
+    }
+    std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent() {
+            sync_file(parent)?;
+        }
+    }
+    Ok(())
 }
 
 fn sync_file(path: &FsPath) -> Result<()> {
@@ -816,5 +1009,76 @@ mod tests {
             storage.system_path("firehose/streams/x.json").as_ref(),
             "_lakehose/firehose/streams/x.json"
         );
+    }
+    #[tokio::test]
+    async fn durable_writes_replace_or_create_only_and_leave_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let path = storage.system_path("catalog/tables/db/t/00000000000000000001.json");
+        assert!(storage.create_durable(&path, "one".into()).await.unwrap());
+        // Create-only: a second writer of the same version loses.
+        assert!(!storage.create_durable(&path, "two".into()).await.unwrap());
+        let file = dir
+            .path()
+            .join("_lakehose/catalog/tables/db/t/00000000000000000001.json");
+        assert_eq!(std::fs::read(&file).unwrap(), b"one");
+        storage.put_durable(&path, "three".into()).await.unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"three");
+        let names: Vec<String> = std::fs::read_dir(file.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["00000000000000000001.json"]);
+        // Readers through the store see exactly the object.
+        let listed: Vec<_> = futures::StreamExt::collect::<Vec<_>>(
+            storage.store().list(Some(&storage.system_path("catalog"))),
+        )
+        .await;
+        assert_eq!(listed.len(), 1);
+    }
+
+    #[test]
+    fn keys_with_a_segment_too_long_for_a_folder_are_refused() {
+        let ok = format!("a/{}/b", "x".repeat(MAX_KEY_SEGMENT_BYTES));
+        assert!(validate_key(&ok).is_ok());
+        let long = format!("a/{}/b", "x".repeat(MAX_KEY_SEGMENT_BYTES + 1));
+        let err = validate_key(&long).unwrap_err();
+        assert!(err.contains("256 bytes") && err.contains("255"), "{err}");
+        let err = Location::parse("s3://bucket/logs/")
+            .unwrap()
+            .join(&format!("tenant={}/", "y".repeat(300)))
+            .unwrap_err();
+        assert!(err.to_string().contains("at most 255 bytes"), "{err}");
+        let total = "abcdefgh/".repeat(MAX_KEY_BYTES / 9 + 1);
+        assert!(validate_key(&total).unwrap_err().contains("1024"));
+    }
+
+    #[tokio::test]
+    async fn a_name_too_long_is_a_permanent_error_and_an_io_error_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        // Built without validation, as a key logged by an older release.
+        let long = "z".repeat(300);
+        let path = ObjectPath::from_iter(["bucket", long.as_str(), "file.json"]);
+        let err = storage.put_durable(&path, "x".into()).await.unwrap_err();
+        assert!(err.is_permanent(), "{err}");
+        let transient = StorageError::Io {
+            path: PathBuf::from("x"),
+            source: std::io::Error::other("input/output error"),
+        };
+        assert!(!transient.is_permanent());
+        let generic = StorageError::ObjectStore(object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidFilename,
+                "too long",
+            )),
+        });
+        assert!(generic.is_permanent());
+        // The local store refuses names that look like its own temporary
+        // files.
+        let staged = ObjectPath::from_iter(["bucket", "file#123"]);
+        let err = storage.put_durable(&staged, "x".into()).await.unwrap_err();
+        assert!(err.is_permanent(), "{err}");
     }
 }

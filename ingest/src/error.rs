@@ -31,6 +31,25 @@ pub enum Error {
         /// The log folder.
         path: PathBuf,
     },
+    /// An entry too large for the write-ahead log's length field.
+    #[error(
+        "a write-ahead log entry of {bytes} bytes is larger than the most one entry may hold ({max} bytes); send fewer or smaller records per request"
+    )]
+    WalEntryTooLarge {
+        /// The entry's size.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The write-ahead log refuses appends after a failed write it could
+    /// not repair.
+    #[error("the write-ahead log segment {path} refuses appends: {reason}")]
+    WalUnavailable {
+        /// The segment.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The write-ahead log is shut down.
     #[error("the write-ahead log is closed")]
     WalClosed,

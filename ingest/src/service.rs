@@ -65,6 +65,19 @@ pub const RECORD_OVERHEAD_BYTES: u64 =
 fn record_cost(len: usize) -> u64 {
     len as u64 + RECORD_OVERHEAD_BYTES
 }
+/// Default bound on how long graceful shutdown waits for buffers to be
+/// delivered; past it the process stops and undelivered records stay in
+/// the write-ahead log for the next start.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
+/// First wait before retrying an object write that failed transiently.
+const RETRY_FIRST_DELAY: Duration = Duration::from_millis(100);
+/// Longest wait between retries of an object write (they go on until the
+/// write succeeds or the server shuts down, as Firehose retries S3 for a
+/// day).
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(30);
+/// Error code of records whose object could not be written for a reason
+/// retrying cannot fix (an invalid path, a name the store refuses).
+pub const PERMANENT_WRITE_FAILURE: &str = "S3.PermanentWriteFailure";
 
 const STREAMS_DIR: &str = "firehose/streams";
 
@@ -90,6 +103,9 @@ pub struct IngestConfig {
     pub account_id: String,
     /// Region used in ARNs.
     pub region: String,
+    /// The file layer of the write-ahead log (the real file system unless a
+    /// test injects faults).
+    pub wal_files: Option<Arc<dyn crate::wal::FileLayer>>,
 }
 
 impl IngestConfig {
@@ -105,6 +121,7 @@ impl IngestConfig {
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
             account_id: "000000000000".into(),
             region: "us-east-1".into(),
+            wal_files: None,
         }
     }
 }
@@ -206,6 +223,9 @@ struct Inner {
     idle: Notify,
     wake: Notify,
     closing: AtomicBool,
+    /// Set when graceful shutdown gives up waiting: flushes still retrying
+    /// stop, leaving their records in the write-ahead log.
+    abandon: tokio::sync::watch::Sender<bool>,
     control: tokio::sync::Mutex<()>,
 }
 
@@ -345,10 +365,37 @@ impl Inner {
 
 /// Everything one flush writes.
 struct Encoded {
-    objects: Vec<(ObjectPath, Bytes)>,
+    objects: Vec<Output>,
     schema: Option<JType>,
     delivered: u64,
     failed: u64,
+}
+
+/// One object a flush writes.
+struct Output {
+    /// Where; `Err` says why no valid path could be made for it.
+    path: std::result::Result<ObjectPath, String>,
+    data: Bytes,
+    /// The buffer's records it holds (indexes), each with its error when
+    /// the object holds error documents.
+    members: Vec<(usize, Option<RecordError>)>,
+    /// Whether it holds data (not error documents).
+    is_data: bool,
+    /// 0: as encoded; 1: redirected to the rendered error prefix; 2:
+    /// redirected to the fixed folder `<error output type>/`.
+    depth: u8,
+    /// Names redirected objects uniquely and deterministically, so a replay
+    /// rewrites the same objects.
+    tag: String,
+}
+
+/// How writing one object ended.
+enum Written {
+    Ok,
+    /// Retrying cannot help; the reason names the object and the error.
+    Permanent(String),
+    /// Shutdown gave up waiting; the records stay in the write-ahead log.
+    Abandoned,
 }
 
 impl IngestService {
@@ -377,17 +424,25 @@ impl IngestService {
             idle: Notify::new(),
             wake: Notify::new(),
             closing: AtomicBool::new(false),
+            abandon: tokio::sync::watch::Sender::new(false),
             control: tokio::sync::Mutex::new(()),
         });
         let service = Self { inner };
-        service.load_streams().await?;
+        let unreadable = service.load_streams().await?;
         let (opened, replay) = Wal::open(WalOptions {
             dir: service.inner.config.wal_dir.clone(),
             segment_bytes: service.inner.config.wal_segment_bytes,
             fsyncs: service.inner.metrics.wal_fsyncs.clone(),
             entries: service.inner.metrics.wal_entries.clone(),
+            files: service
+                .inner
+                .config
+                .wal_files
+                .clone()
+                .unwrap_or_else(crate::wal::real_files),
+            max_entry_bytes: crate::wal::MAX_ENTRY_BYTES,
         })?;
-        service.recover(opened, replay.entries).await?;
+        service.recover(opened, replay.entries, unreadable).await?;
         let flusher = service.clone();
         tokio::spawn(async move { flusher.flush_loop().await });
         Ok(service)
@@ -464,7 +519,10 @@ impl IngestService {
         self.inner.buffered.load(Ordering::Relaxed)
     }
 
-    async fn load_streams(&self) -> Result<()> {
+    /// Loads the stream definitions. Returns whether one could not be read
+    /// (it is skipped, with an error naming its file).
+    async fn load_streams(&self) -> Result<bool> {
+        let mut unreadable = false;
         let store = self.inner.storage.store();
         let prefix = self.inner.storage.system_path(STREAMS_DIR);
         let mut listing = store.list(Some(&prefix));
@@ -473,22 +531,31 @@ impl IngestService {
             if !meta.location.as_ref().ends_with(".json") {
                 continue;
             }
-            let bytes = store.get(&meta.location).await?.bytes().await?;
-            let def: StreamDefinition =
-                serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt {
-                    what: meta.location.to_string(),
-                    source,
-                })?;
+            let bytes = match store.get(&meta.location).await {
+                Ok(got) => got.bytes().await,
+                Err(e) => Err(e),
+            };
+            let def = match bytes.map_err(|e| e.to_string()).and_then(|b| {
+                serde_json::from_slice::<StreamDefinition>(&b).map_err(|e| e.to_string())
+            }) {
+                Ok(def) => def,
+                Err(e) => {
+                    tracing::error!(file = %meta.location, error = %e, "A stream definition file is unreadable (truncated or corrupt); that stream is skipped and its records stay in the write-ahead log. Fix or remove the file and restart to serve it again.");
+                    unreadable = true;
+                    continue;
+                }
+            };
             let plan = match DeliveryPlan::compile(&def.destination) {
                 Ok(plan) => plan,
                 Err(e) => {
-                    tracing::error!(stream = %def.name, error = %e, "Stream definition no longer valid; skipped.");
+                    tracing::error!(stream = %def.name, file = %meta.location, error = %e, "Stream definition no longer valid; skipped, and its records stay in the write-ahead log.");
+                    unreadable = true;
                     continue;
                 }
             };
             self.insert_stream(def, plan);
         }
-        Ok(())
+        Ok(unreadable)
     }
 
     fn insert_stream(&self, def: StreamDefinition, plan: DeliveryPlan) -> Arc<Stream> {
@@ -531,7 +598,16 @@ impl IngestService {
 
     /// Replays the log: skips delivered records, re-runs interrupted
     /// flushes, and buffers the rest.
-    async fn recover(&self, mut opened: OpenedWal, entries: Vec<(u64, Entry)>) -> Result<()> {
+    ///
+    /// With `unreadable` (a stream definition could not be read), records
+    /// of unknown streams are kept in the log rather than dropped: they may
+    /// belong to that stream.
+    async fn recover(
+        &self,
+        mut opened: OpenedWal,
+        entries: Vec<(u64, Entry)>,
+        unreadable: bool,
+    ) -> Result<()> {
         let mut done = HashSet::new();
         let mut intents: BTreeMap<u64, FlushIntent> = BTreeMap::new();
         for (seq, entry) in &entries {
@@ -620,10 +696,20 @@ impl IngestService {
                 continue;
             };
             let Some(stream) = self.inner.stream_by_id(intent.stream_id) else {
+                if unreadable {
+                    tracing::warn!(
+                        stream_id = intent.stream_id,
+                        "Interrupted flush of a stream whose definition is unreadable is kept in the write-ahead log."
+                    );
+                    continue;
+                }
                 tracing::warn!(
                     stream_id = intent.stream_id,
                     "Interrupted flush of a deleted stream skipped."
                 );
+                if let Ok(wal) = self.inner.wal() {
+                    wal.release(records.iter().map(|r| r.pos.seq));
+                }
                 continue;
             };
             if records.len() as u32 != intent.count {
@@ -637,13 +723,14 @@ impl IngestService {
             let bytes: u64 = records.iter().map(|r| record_cost(r.data.len())).sum();
             self.inner.buffered.fetch_add(bytes, Ordering::Relaxed);
             let fixed = intent.schema.as_deref().and_then(encode::parse_schema_text);
-            self.run_flush(
+            // In the background: the server serves (and queries see these
+            // records) while interrupted flushes are re-run.
+            self.spawn_flush(
                 &stream,
                 intent.buffer.clone(),
                 records,
                 Some((intent_seq, fixed)),
-            )
-            .await;
+            );
         }
 
         // Buffer what was never flushed, with its original positions.
@@ -655,6 +742,14 @@ impl IngestService {
         } in pending
         {
             let Some(stream) = self.inner.stream_by_id(stream_id) else {
+                if unreadable {
+                    tracing::warn!(
+                        stream_id,
+                        records = records.len(),
+                        "Records of a stream whose definition is unreadable are kept in the write-ahead log."
+                    );
+                    continue;
+                }
                 tracing::warn!(stream_id, "Records of a deleted stream dropped on replay.");
                 if let Ok(wal) = self.inner.wal() {
                     wal.release(records.iter().map(|_| seq));
@@ -958,28 +1053,49 @@ impl IngestService {
                 .collect()
         };
         for (key, buffer) in due {
-            self.inner.inflight.fetch_add(1, Ordering::SeqCst);
-            stream.inflight.fetch_add(1, Ordering::SeqCst);
-            let service = self.clone();
-            let stream = Arc::clone(stream);
-            let records = Arc::new(buffer.records);
-            let flush_id = FLUSH_IDS.fetch_add(1, Ordering::Relaxed);
-            lock(&stream.flushing).push((flush_id, key.clone(), Arc::clone(&records)));
-            tokio::spawn(async move {
-                let owned = Arc::unwrap_or_clone(Arc::clone(&records));
-                drop(records);
-                service.run_flush(&stream, key, owned, None).await;
-                lock(&stream.flushing).retain(|(id, _, _)| *id != flush_id);
-                service.inner.inflight.fetch_sub(1, Ordering::SeqCst);
-                stream.inflight.fetch_sub(1, Ordering::SeqCst);
-                service.inner.idle.notify_waiters();
-                stream.idle.notify_waiters();
-            });
+            self.spawn_flush(stream, key, buffer.records, None);
         }
+    }
+
+    /// Starts delivering one buffer in a task of its own, keeping its
+    /// records visible to queries until their objects are written.
+    fn spawn_flush(
+        &self,
+        stream: &Arc<Stream>,
+        key: BufferKey,
+        records: Vec<Buffered>,
+        replay: Option<(u64, Option<JType>)>,
+    ) {
+        self.inner.inflight.fetch_add(1, Ordering::SeqCst);
+        stream.inflight.fetch_add(1, Ordering::SeqCst);
+        let service = self.clone();
+        let stream = Arc::clone(stream);
+        let records = Arc::new(records);
+        let flush_id = FLUSH_IDS.fetch_add(1, Ordering::Relaxed);
+        lock(&stream.flushing).push((flush_id, key.clone(), Arc::clone(&records)));
+        tokio::spawn(async move {
+            let owned = Arc::unwrap_or_clone(Arc::clone(&records));
+            drop(records);
+            service.run_flush(&stream, key, owned, replay).await;
+            lock(&stream.flushing).retain(|(id, _, _)| *id != flush_id);
+            service.inner.inflight.fetch_sub(1, Ordering::SeqCst);
+            stream.inflight.fetch_sub(1, Ordering::SeqCst);
+            service.inner.idle.notify_waiters();
+            stream.idle.notify_waiters();
+        });
     }
 
     /// Delivers one buffer. With `replay`, re-runs a logged intent (its
     /// sequence number and schema) instead of logging a new one.
+    ///
+    /// A global flush permit is held only while encoding and while an
+    /// object write is in progress, never while waiting to retry, so a
+    /// failing partition does not hold up other partitions or streams.
+    /// Write failures retrying cannot fix (an invalid path, a name the
+    /// store refuses) send the object's records to the error prefix with
+    /// the reason; other failures are retried with backoff until they
+    /// succeed or shutdown gives up waiting (the records then stay in the
+    /// write-ahead log for the next start).
     async fn run_flush(
         &self,
         stream: &Arc<Stream>,
@@ -987,9 +1103,6 @@ impl IngestService {
         records: Vec<Buffered>,
         replay: Option<(u64, Option<JType>)>,
     ) {
-        let Ok(_permit) = self.inner.permits.acquire().await else {
-            return;
-        };
         let started = Instant::now();
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return;
@@ -1002,28 +1115,37 @@ impl IngestService {
             Some((seq, fixed)) => (Some(seq), fixed),
             None => (None, None),
         };
-        // A stream converting with a catalog table's schema (one the user
-        // defined, not one ingest created) writes exactly those columns.
-        let fixed = match fixed {
-            Some(f) => Some(f),
-            None if !key.error => self.table_schema(stream).await,
-            None => None,
-        };
-        let running = lock(&stream.schema).clone();
-        let job = {
-            let stream = Arc::clone(stream);
-            let key = key.clone();
-            move || encode_buffer(&stream, &key, &records, &running, fixed.as_ref())
-        };
-        let encoded = match tokio::task::spawn_blocking(job).await {
-            Ok(Ok(e)) => e,
-            Ok(Err(e)) => {
-                tracing::error!(stream = %stream.name, prefix = %key.prefix, error = %e, "Encoding a buffer failed; its records stay in the write-ahead log for the next start.");
+        let records = Arc::new(records);
+        let encoded = {
+            let Some(_permit) = self.permit().await else {
                 return;
-            }
-            Err(e) => {
-                tracing::error!(stream = %stream.name, error = %e, "Encoding task failed.");
-                return;
+            };
+            // A stream converting with a catalog table's schema (one the
+            // user defined, not one ingest created) writes exactly those
+            // columns.
+            let fixed = match fixed {
+                Some(f) => Some(f),
+                None if !key.error => self.table_schema(stream).await,
+                None => None,
+            };
+            let running = lock(&stream.schema).clone();
+            let job = {
+                let stream = Arc::clone(stream);
+                let key = key.clone();
+                let records = Arc::clone(&records);
+                move || encode_buffer(&stream, &key, &records, &running, fixed.as_ref())
+            };
+            let failure = match tokio::task::spawn_blocking(job).await {
+                Ok(Ok(e)) => Ok(e),
+                Ok(Err(e)) => Err(format!("the buffer could not be encoded: {e}")),
+                Err(e) => Err(format!("encoding the buffer failed: {e}")),
+            };
+            match failure {
+                Ok(encoded) => encoded,
+                Err(reason) => {
+                    tracing::error!(stream = %stream.name, prefix = %key.prefix, error = %reason, "Encoding a buffer failed; its records go to the error prefix.");
+                    unencodable(&key, &records, reason)
+                }
             }
         };
         let Ok(wal) = self.inner.wal() else { return };
@@ -1038,40 +1160,50 @@ impl IngestService {
                     count: count as u32,
                     schema: encoded.schema.as_ref().map(encode::schema_text),
                 };
-                match wal.append(Entry::Intent(intent)).await {
-                    Ok(seq) => seq,
-                    Err(e) => {
-                        tracing::error!(stream = %stream.name, error = %e, "Could not log a flush; its records stay in the write-ahead log for the next start.");
-                        return;
+                let mut delay = RETRY_FIRST_DELAY;
+                loop {
+                    match wal.append(Entry::Intent(intent.clone())).await {
+                        Ok(seq) => break seq,
+                        Err(Error::WalClosed) => return,
+                        Err(e) => {
+                            tracing::error!(stream = %stream.name, error = %e, "Could not log a flush; retrying.");
+                            if !self.backoff(&mut delay).await {
+                                return;
+                            }
+                        }
                     }
                 }
             }
         };
-        // Write every object, retrying with backoff (Firehose retries S3
-        // delivery for a day); stop only at shutdown, when replay finishes
-        // the job on the next start.
-        let mut object_bytes = 0u64;
-        for (path, data) in &encoded.objects {
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match self.inner.storage.put_durable(path, data.clone()).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        self.inner.metrics.flush_retries.inc();
-                        tracing::warn!(path = %path, error = %e, "Writing an object failed; retrying.");
-                        if self.inner.closing.load(Ordering::SeqCst)
-                            && delay > Duration::from_secs(5)
-                        {
-                            return;
-                        }
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(30));
+        let mut queue: std::collections::VecDeque<Output> = encoded.objects.into();
+        let (mut delivered, mut failed) = (encoded.delivered, encoded.failed);
+        let (mut objects, mut object_bytes, mut data_written) = (0u64, 0u64, false);
+        while let Some(out) = queue.pop_front() {
+            match self.write_object(&out).await {
+                Written::Ok => {
+                    objects += 1;
+                    object_bytes += out.data.len() as u64;
+                    data_written |= out.is_data;
+                }
+                Written::Abandoned => return,
+                Written::Permanent(reason) => {
+                    let n = out.members.len() as u64;
+                    if out.is_data {
+                        delivered = delivered.saturating_sub(n);
+                        failed += n;
                     }
+                    let next = redirect(stream, &records, &out, &reason);
+                    if next.is_empty() {
+                        tracing::error!(stream = %stream.name, records = n, error = %reason, "Error documents could not be written to any error folder; these records are dropped.");
+                    } else {
+                        tracing::error!(stream = %stream.name, records = n, error = %reason, "An object cannot be written; its records go to the error prefix.");
+                    }
+                    queue.extend(next);
                 }
             }
-            object_bytes += data.len() as u64;
         }
         if !key.error
+            && data_written
             && let Some(schema) = &encoded.schema
         {
             self.register(stream, &key.prefix, schema).await;
@@ -1083,13 +1215,13 @@ impl IngestService {
         self.inner.buffered.fetch_sub(bytes, Ordering::SeqCst);
         let m = &self.inner.metrics;
         m.buffer_bytes.set(self.buffered_bytes() as i64);
-        m.records_delivered.inc_by(encoded.delivered);
-        m.records_failed.inc_by(encoded.failed);
-        m.objects_written.inc_by(encoded.objects.len() as u64);
+        m.records_delivered.inc_by(delivered);
+        m.records_failed.inc_by(failed);
+        m.objects_written.inc_by(objects);
         m.object_bytes_written.inc_by(object_bytes);
         m.flush_latency.observe(started.elapsed().as_secs_f64());
-        tracing::debug!(stream = %stream.name, prefix = %key.prefix, records = count, objects = encoded.objects.len(), "Buffer delivered.");
-        if let Some(schema) = encoded.schema {
+        tracing::debug!(stream = %stream.name, prefix = %key.prefix, records = count, objects, "Buffer delivered.");
+        if let Some(schema) = encoded.schema.filter(|_| data_written) {
             let changed = {
                 let mut running = lock(&stream.schema);
                 let merged = running.merge(&schema, "").unwrap_or(schema);
@@ -1107,6 +1239,63 @@ impl IngestService {
                     && let Err(e) = self.save_definition(&def).await
                 {
                     tracing::warn!(stream = %stream.name, error = %e, "Could not save the stream's schema.");
+                }
+            }
+        }
+    }
+
+    /// A global flush permit, or `None` once shutdown gave up waiting.
+    async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let mut abandon = self.inner.abandon.subscribe();
+        if *abandon.borrow() {
+            return None;
+        }
+        tokio::select! {
+            permit = self.inner.permits.acquire() => permit.ok(),
+            _ = abandon.wait_for(|a| *a) => None,
+        }
+    }
+
+    /// Waits `delay` (then doubles it, up to [`RETRY_MAX_DELAY`]) holding
+    /// no permit. `false` when shutdown gave up waiting meanwhile.
+    async fn backoff(&self, delay: &mut Duration) -> bool {
+        let mut abandon = self.inner.abandon.subscribe();
+        if *abandon.borrow() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(*delay) => {}
+            _ = abandon.wait_for(|a| *a) => return false,
+        }
+        *delay = (*delay * 2).min(RETRY_MAX_DELAY);
+        !*abandon.borrow()
+    }
+
+    /// Writes one object, retrying transient failures with backoff.
+    async fn write_object(&self, out: &Output) -> Written {
+        let path = match &out.path {
+            Ok(path) => path,
+            Err(reason) => return Written::Permanent(reason.clone()),
+        };
+        let mut delay = RETRY_FIRST_DELAY;
+        loop {
+            let result = {
+                let Some(_permit) = self.permit().await else {
+                    return Written::Abandoned;
+                };
+                self.inner.storage.put_durable(path, out.data.clone()).await
+            };
+            match result {
+                Ok(()) => return Written::Ok,
+                Err(e) if e.is_permanent() => {
+                    return Written::Permanent(format!("writing object {path} failed: {e}"));
+                }
+                Err(e) => {
+                    self.inner.metrics.flush_retries.inc();
+                    tracing::warn!(path = %path, error = %e, retry_in = ?delay, "Writing an object failed; retrying.");
+                    if !self.backoff(&mut delay).await {
+                        return Written::Abandoned;
+                    }
                 }
             }
         }
@@ -1203,16 +1392,57 @@ impl IngestService {
     }
 
     /// Graceful shutdown: refuses new records, delivers every buffer, and
-    /// closes the write-ahead log.
+    /// closes the write-ahead log, waiting at most
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`] (see [`shutdown_within`](Self::shutdown_within)).
     pub async fn shutdown(&self) {
+        self.shutdown_within(DEFAULT_SHUTDOWN_TIMEOUT).await;
+    }
+
+    /// Graceful shutdown bounded by `timeout`: refuses new records, delivers
+    /// every buffer it can within `timeout`, then closes the write-ahead
+    /// log. Flushes still failing then are given up: their records stay in
+    /// the log (nothing acknowledged is lost) and are delivered on the next
+    /// start. Returns whether everything was delivered.
+    pub async fn shutdown_within(&self, timeout: Duration) -> bool {
         self.inner.closing.store(true, Ordering::SeqCst);
         self.inner.wake.notify_one();
-        self.flush_all().await;
+        let delivered = tokio::time::timeout(timeout, self.flush_all())
+            .await
+            .is_ok();
+        if !delivered {
+            let flushes = self.inner.inflight.load(Ordering::SeqCst);
+            tracing::warn!(
+                timeout_secs = timeout.as_secs_f64(),
+                flushes,
+                undelivered_bytes = self.buffered_bytes(),
+                "Shutdown timed out before every buffer was delivered; the undelivered records stay in the write-ahead log and are delivered on the next start."
+            );
+            self.inner.abandon.send_replace(true);
+            // Flushes waiting to retry stop at once; give one caught in a
+            // write a moment to finish it.
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                loop {
+                    let idle = self.inner.idle.notified();
+                    if self.inner.inflight.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    idle.await;
+                }
+            })
+            .await;
+        }
         if let Some(wal) = self.inner.wal.get() {
             let wal = wal.clone();
             let _ = tokio::task::spawn_blocking(move || wal.close()).await;
         }
-        tracing::info!("Ingest buffers flushed; write-ahead log closed.");
+        if delivered {
+            tracing::info!("Ingest buffers flushed; write-ahead log closed.");
+        } else {
+            tracing::info!(
+                "Write-ahead log closed with undelivered records kept for the next start."
+            );
+        }
+        delivered
     }
 }
 
@@ -1346,6 +1576,39 @@ fn object_time(ms: i64) -> String {
     t.format("%Y-%m-%d-%H-%M-%S").to_string()
 }
 
+/// The name every object of a flush starts with; it derives from the
+/// buffer's first write-ahead-log position, so a replay rewrites (rather
+/// than duplicates) the same objects.
+fn object_name(stream: &Stream, records: &[Buffered]) -> String {
+    let version = lock(&stream.def).version_id;
+    let first = &records[0];
+    let oldest = records
+        .iter()
+        .map(|r| r.arrival_ms)
+        .min()
+        .unwrap_or(first.arrival_ms);
+    format!(
+        "{}-{}-{}-{:016x}-{:08x}",
+        stream.name,
+        version,
+        object_time(oldest),
+        first.pos.seq,
+        first.pos.idx
+    )
+}
+
+/// The path of object `name` under `prefix`, or why it is not a valid key.
+fn object_path(
+    plan: &DeliveryPlan,
+    prefix: &str,
+    name: &str,
+) -> std::result::Result<ObjectPath, String> {
+    plan.bucket
+        .join(&format!("{prefix}{name}"))
+        .map(|loc| loc.object_path())
+        .map_err(|e| format!("no object can be written under prefix {prefix:?}: {e}"))
+}
+
 /// Encodes one buffer into its objects (CPU work, blocking pool).
 fn encode_buffer(
     stream: &Stream,
@@ -1355,47 +1618,41 @@ fn encode_buffer(
     fixed: Option<&JType>,
 ) -> Result<Encoded> {
     let plan = &stream.plan;
-    let version = lock(&stream.def).version_id;
-    let first = &records[0];
-    let oldest = records
-        .iter()
-        .map(|r| r.arrival_ms)
-        .min()
-        .unwrap_or(first.arrival_ms);
-    let name = format!(
-        "{}-{}-{}-{:016x}-{:08x}",
-        stream.name,
-        version,
-        object_time(oldest),
-        first.pos.seq,
-        first.pos.idx
-    );
-    let object = |prefix: &str, ext: &str| -> Result<ObjectPath> {
-        Ok(plan
-            .bucket
-            .join(&format!("{prefix}{name}{ext}"))?
-            .object_path())
-    };
+    let name = object_name(stream, records);
     if key.error {
-        let items: Vec<(&Buffered, &RecordError)> = records
+        let members: Vec<(usize, Option<RecordError>)> = records
             .iter()
-            .filter_map(|r| r.error.as_ref().map(|e| (r, e)))
+            .enumerate()
+            .filter_map(|(i, r)| r.error.clone().map(|e| (i, Some(e))))
             .collect();
-        let body = encode::encode_errors(&stream.name, &error_docs(&items));
+        let body = error_body(stream, records, &members);
+        let failed = members.len() as u64;
         return Ok(Encoded {
-            objects: vec![(object(&key.prefix, "")?, body)],
+            objects: vec![Output {
+                path: object_path(plan, &key.prefix, &name),
+                data: body,
+                members,
+                is_data: false,
+                depth: 0,
+                tag: "0".into(),
+            }],
             schema: None,
             delivered: 0,
-            failed: items.len() as u64,
+            failed,
         });
     }
     let data: Vec<Bytes> = records.iter().map(|r| r.data.clone()).collect();
+    let data_name = format!("{name}{}", plan.extension);
     match plan.output {
         OutputFormat::Json(compression) => Ok(Encoded {
-            objects: vec![(
-                object(&key.prefix, &plan.extension)?,
-                encode::encode_json_lines(&data, compression)?,
-            )],
+            objects: vec![Output {
+                path: object_path(plan, &key.prefix, &data_name),
+                data: encode::encode_json_lines(&data, compression)?,
+                members: (0..records.len()).map(|i| (i, None)).collect(),
+                is_data: true,
+                depth: 0,
+                tag: "0".into(),
+            }],
             schema: None,
             delivered: records.len() as u64,
             failed: 0,
@@ -1413,11 +1670,22 @@ fn encode_buffer(
             )?;
             let mut objects = Vec::new();
             if let Some(bytes) = out.bytes {
-                objects.push((object(&key.prefix, &plan.extension)?, bytes));
+                let failed: HashSet<usize> = out.failed.iter().map(|(i, _)| *i).collect();
+                objects.push(Output {
+                    path: object_path(plan, &key.prefix, &data_name),
+                    data: bytes,
+                    members: (0..records.len())
+                        .filter(|i| !failed.contains(i))
+                        .map(|i| (i, None))
+                        .collect(),
+                    is_data: true,
+                    depth: 0,
+                    tag: "0".into(),
+                });
             }
             // Conversion failures go to the error prefix, grouped by its
             // rendering (which depends on each record's arrival time).
-            let mut groups: BTreeMap<String, Vec<(&Buffered, &RecordError)>> = BTreeMap::new();
+            let mut groups: BTreeMap<String, Vec<(usize, Option<RecordError>)>> = BTreeMap::new();
             for (i, err) in &out.failed {
                 let r = &records[*i];
                 let prefix = plan.render_error_prefix(
@@ -1427,13 +1695,20 @@ fn encode_buffer(
                         .unwrap_or_default(),
                     r.pos.seq ^ u64::from(r.pos.idx),
                 );
-                groups.entry(prefix).or_default().push((r, err));
+                groups
+                    .entry(prefix)
+                    .or_default()
+                    .push((*i, Some(err.clone())));
             }
-            for (prefix, items) in &groups {
-                objects.push((
-                    object(prefix, "")?,
-                    encode::encode_errors(&stream.name, &error_docs(items)),
-                ));
+            for (n, (prefix, members)) in groups.into_iter().enumerate() {
+                objects.push(Output {
+                    path: object_path(plan, &prefix, &name),
+                    data: error_body(stream, records, &members),
+                    members,
+                    is_data: false,
+                    depth: 0,
+                    tag: format!("c{n}"),
+                });
             }
             Ok(Encoded {
                 objects,
@@ -1443,6 +1718,105 @@ fn encode_buffer(
             })
         }
     }
+}
+
+/// What a flush writes when its buffer cannot be encoded at all: every
+/// record goes to the error prefix with `reason`.
+fn unencodable(key: &BufferKey, records: &[Buffered], reason: String) -> Encoded {
+    Encoded {
+        objects: vec![Output {
+            path: Err(reason),
+            data: Bytes::new(),
+            members: records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i, r.error.clone()))
+                .collect(),
+            is_data: !key.error,
+            depth: 0,
+            tag: "e".into(),
+        }],
+        schema: None,
+        delivered: if key.error { 0 } else { records.len() as u64 },
+        failed: if key.error { records.len() as u64 } else { 0 },
+    }
+}
+
+/// The error documents of `members` (Firehose's error output shape).
+fn error_body(
+    stream: &Stream,
+    records: &[Buffered],
+    members: &[(usize, Option<RecordError>)],
+) -> Bytes {
+    let items: Vec<(&Buffered, &RecordError)> = members
+        .iter()
+        .filter_map(|(i, e)| Some((&records[*i], e.as_ref()?)))
+        .collect();
+    encode::encode_errors(&stream.name, &error_docs(&items))
+}
+
+/// The objects that take the records of `failed`, an object that cannot be
+/// written for `reason`: data records go to the stream's error prefix with
+/// that reason; error documents that cannot be written where their prefix
+/// says go to the fixed folder `<error output type>/` of the bucket. Empty
+/// when even that failed.
+fn redirect(stream: &Stream, records: &[Buffered], failed: &Output, reason: &str) -> Vec<Output> {
+    let plan = &stream.plan;
+    let depth = if failed.is_data && failed.depth == 0 {
+        1
+    } else {
+        2
+    };
+    if failed.depth >= 2 || records.is_empty() {
+        return Vec::new();
+    }
+    let name = object_name(stream, records);
+    let mut groups: BTreeMap<String, Vec<(usize, Option<RecordError>)>> = BTreeMap::new();
+    for (i, error) in &failed.members {
+        let r = &records[*i];
+        let error = match error {
+            Some(e) => RecordError {
+                output_type: e.output_type.clone(),
+                code: e.code.clone(),
+                message: format!(
+                    "{}; then its error document could not be written where the error prefix says: {reason}",
+                    e.message
+                ),
+            },
+            None => RecordError {
+                output_type: "processing-failed".into(),
+                code: PERMANENT_WRITE_FAILURE.into(),
+                message: reason.to_string(),
+            },
+        };
+        let prefix = if depth == 1 {
+            plan.render_error_prefix(
+                &error.output_type,
+                Utc.timestamp_millis_opt(r.arrival_ms)
+                    .single()
+                    .unwrap_or_default(),
+                r.pos.seq ^ u64::from(r.pos.idx),
+            )
+        } else {
+            format!("{}/", error.output_type)
+        };
+        groups.entry(prefix).or_default().push((*i, Some(error)));
+    }
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(n, (prefix, members))| {
+            let tag = format!("{}.{n}", failed.tag);
+            Output {
+                path: object_path(plan, &prefix, &format!("{name}-undeliverable-{tag}")),
+                data: error_body(stream, records, &members),
+                members,
+                is_data: false,
+                depth,
+                tag,
+            }
+        })
+        .collect()
 }
 
 fn error_docs<'a>(items: &[(&'a Buffered, &'a RecordError)]) -> Vec<ErrorDocument<'a>> {

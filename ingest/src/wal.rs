@@ -18,6 +18,14 @@
 //! A torn tail (a crash mid-write) is detected by length and checksum and cut
 //! off on open; it was never acknowledged.
 //!
+//! The log fails closed: when a write or fsync fails (a full disk, EIO)
+//! the requests of that group get the error (they were not acknowledged),
+//! and the segment is truncated back to its last good entry before anything
+//! else is appended. Until that truncation succeeds every append is
+//! refused; the log never rotates past a torn segment nor writes after
+//! garbage. File operations go through a [`FileLayer`], so tests can inject
+//! faults.
+//!
 //! Besides records the log holds flush intents and flush completions, which
 //! make delivery exactly-once across crashes (see `service.rs`). A segment is
 //! deleted once every record in it has been delivered: callers
@@ -41,6 +49,12 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Largest group written with one fsync.
 const MAX_GROUP_BYTES: usize = 16 * 1024 * 1024;
+
+/// Largest log entry (its body, after the 8-byte header), in bytes. The
+/// length field is a `u32`; an append above this is refused with
+/// [`Error::WalEntryTooLarge`], and a header claiming more is read as a torn
+/// tail.
+pub const MAX_ENTRY_BYTES: usize = 1 << 30;
 
 const KIND_RECORDS: u8 = 1;
 const KIND_INTENT: u8 = 2;
@@ -160,7 +174,15 @@ impl Entry {
         }
     }
 
-    fn encode_into(&self, seq: u64, out: &mut BytesMut) {
+    /// Appends the entry's bytes to `out`; when its body would be larger
+    /// than `max` (at most [`MAX_ENTRY_BYTES`]), leaves `out` as it was and
+    /// returns the size.
+    fn encode_into(
+        &self,
+        seq: u64,
+        out: &mut BytesMut,
+        max: usize,
+    ) -> std::result::Result<(), usize> {
         let start = out.len();
         out.put_u32_le(0);
         out.put_u32_le(0);
@@ -191,9 +213,17 @@ impl Entry {
             Entry::Done { intent_seq } => out.put_u64_le(*intent_seq),
         }
         let body_len = out.len() - start - HEADER;
+        let Some(len_field) = u32::try_from(body_len)
+            .ok()
+            .filter(|_| body_len <= max.min(MAX_ENTRY_BYTES))
+        else {
+            out.truncate(start);
+            return Err(body_len);
+        };
         let crc = crc32fast::hash(&out[start + HEADER..]);
-        out[start..start + 4].copy_from_slice(&(body_len as u32).to_le_bytes());
+        out[start..start + 4].copy_from_slice(&len_field.to_le_bytes());
         out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        Ok(())
     }
 
     fn decode(mut body: Bytes) -> Option<(u64, Entry)> {
@@ -284,6 +314,176 @@ pub trait DurableSink: Send + Sync + 'static {
     fn durable(&self, seq: u64, entry: Entry);
 }
 
+/// One open segment, as the writer uses it.
+pub trait SegmentFile: Send {
+    /// Appends all of `buf` at the end of the file.
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()>;
+    /// Makes everything written durable (`fdatasync`).
+    fn sync_data(&mut self) -> std::io::Result<()>;
+    /// Cuts the file to `len` bytes and makes that durable.
+    fn truncate(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+/// How the log opens segments: the real file system, or a test double
+/// that injects faults.
+pub trait FileLayer: Send + Sync + std::fmt::Debug {
+    /// Opens `path` for appending, creating it if missing.
+    fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFiles;
+
+impl SegmentFile for File {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        Write::write_all(self, buf)
+    }
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        File::sync_data(self)
+    }
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)?;
+        self.sync_all()
+    }
+}
+
+impl FileLayer for RealFiles {
+    fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Box::new(file))
+    }
+}
+
+/// The real file system, shared.
+pub fn real_files() -> Arc<dyn FileLayer> {
+    Arc::new(RealFiles)
+}
+
+/// A [`FileLayer`] over the real file system that fails on purpose: the
+/// `n`th write (1-based, counted over every segment) writes only half its
+/// bytes and then fails, and the `n`th `fsync` fails after the data
+/// reached the file. For fault-injection tests.
+#[derive(Debug, Default)]
+pub struct FaultyFiles {
+    writes: std::sync::atomic::AtomicU64,
+    syncs: std::sync::atomic::AtomicU64,
+    truncates: std::sync::atomic::AtomicU64,
+    /// Writes that fail (their numbers).
+    pub fail_writes: Mutex<Vec<u64>>,
+    /// Fsyncs that fail (their numbers).
+    pub fail_syncs: Mutex<Vec<u64>>,
+    /// Truncations (repairs) that fail (their numbers).
+    pub fail_truncates: Mutex<Vec<u64>>,
+}
+
+impl FaultyFiles {
+    /// Fails the `n`th write (counting from 1).
+    pub fn fail_write(&self, n: u64) {
+        self.fail_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(n);
+    }
+    /// Fails the `n`th fsync (counting from 1).
+    pub fn fail_sync(&self, n: u64) {
+        self.fail_syncs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(n);
+    }
+    /// Fails the `n`th truncation (counting from 1).
+    pub fn fail_truncate(&self, n: u64) {
+        self.fail_truncates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(n);
+    }
+    /// Writes attempted so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+struct FaultyFile {
+    file: File,
+    layer: Arc<FaultyFiles>,
+}
+
+fn injected(what: &str) -> std::io::Error {
+    std::io::Error::other(format!("injected fault: {what} failed"))
+}
+
+impl SegmentFile for FaultyFile {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let n = self
+            .layer
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if self
+            .layer
+            .fail_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&n)
+        {
+            // A torn write: part of the bytes reach the file.
+            Write::write_all(&mut self.file, &buf[..buf.len() / 2])?;
+            return Err(injected("write"));
+        }
+        Write::write_all(&mut self.file, buf)
+    }
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        let n = self
+            .layer
+            .syncs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if self
+            .layer
+            .fail_syncs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&n)
+        {
+            return Err(injected("fsync"));
+        }
+        self.file.sync_data()
+    }
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        let n = self
+            .layer
+            .truncates
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if self
+            .layer
+            .fail_truncates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&n)
+        {
+            return Err(injected("truncate"));
+        }
+        SegmentFile::truncate(&mut self.file, len)
+    }
+}
+
+/// Shares a [`FaultyFiles`] as the log's file layer.
+#[derive(Debug, Clone)]
+pub struct SharedFaultyFiles(pub Arc<FaultyFiles>);
+
+impl FileLayer for SharedFaultyFiles {
+    fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Box::new(FaultyFile {
+            file,
+            layer: Arc::clone(&self.0),
+        }))
+    }
+}
+
 /// Settings of the log.
 #[derive(Debug, Clone)]
 pub struct WalOptions {
@@ -295,6 +495,10 @@ pub struct WalOptions {
     pub fsyncs: prometheus_client::metrics::counter::Counter,
     /// Counts entries written; entries per fsync is the group size.
     pub entries: prometheus_client::metrics::counter::Counter,
+    /// How segments are opened ([`real_files`] outside fault tests).
+    pub files: Arc<dyn FileLayer>,
+    /// Largest entry body accepted, in bytes (at most [`MAX_ENTRY_BYTES`]).
+    pub max_entry_bytes: usize,
 }
 
 struct Request {
@@ -359,7 +563,7 @@ impl OpenedWal {
             mut live,
             lock,
         } = self;
-        let (file, path) = create_segment(&opts.dir, next_seq)?;
+        let (file, path) = create_segment(opts.files.as_ref(), &opts.dir, next_seq)?;
         live.segments.insert(next_seq, 0);
         let live = Arc::new(Mutex::new(live));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -372,6 +576,7 @@ impl OpenedWal {
             next_seq,
             live: Arc::clone(&live),
             sink,
+            broken: None,
             _lock: lock,
         };
         let thread = std::thread::Builder::new()
@@ -538,7 +743,7 @@ fn read_entry(data: &Bytes, offset: usize) -> Option<(usize, u64, Entry)> {
     }
     let len = u32::from_le_bytes(rest[0..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(rest[4..8].try_into().ok()?);
-    if rest.len() < HEADER + len {
+    if len > MAX_ENTRY_BYTES || rest.len() < HEADER + len {
         return None;
     }
     let body = data.slice(offset + HEADER..offset + HEADER + len);
@@ -549,17 +754,17 @@ fn read_entry(data: &Bytes, offset: usize) -> Option<(usize, u64, Entry)> {
     Some((HEADER + len, seq, entry))
 }
 
-fn create_segment(dir: &Path, first_seq: u64) -> Result<(File, PathBuf)> {
+fn create_segment(
+    files: &dyn FileLayer,
+    dir: &Path,
+    first_seq: u64,
+) -> Result<(Box<dyn SegmentFile>, PathBuf)> {
     let path = dir.join(format!("{first_seq:020}.wal"));
     let io = |source| Error::Io {
         path: path.clone(),
         source,
     };
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(io)?;
+    let file = files.open_append(&path).map_err(io)?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|source| Error::Io {
@@ -571,13 +776,16 @@ fn create_segment(dir: &Path, first_seq: u64) -> Result<(File, PathBuf)> {
 
 struct Writer {
     opts: WalOptions,
-    file: File,
+    file: Box<dyn SegmentFile>,
     path: PathBuf,
     segment_start: u64,
     written: u64,
     next_seq: u64,
     live: Arc<Mutex<Live>>,
     sink: Arc<dyn DurableSink>,
+    /// Set after a failed write or fsync until the segment is cut back to
+    /// its last good entry: why appends are refused.
+    broken: Option<String>,
     /// Held while the writer runs: one process per log.
     _lock: File,
 }
@@ -610,26 +818,81 @@ impl Writer {
                 self.commit(&mut buf, group);
             }
         }
-        let _ = self.file.sync_all();
+        let _ = self.file.sync_data();
+    }
+
+    /// Cuts the segment back to its last good entry (what was written
+    /// before the failed group) and reopens it. Clears `broken` on success.
+    fn repair(&mut self) {
+        let result = self.file.truncate(self.written).and_then(|()| {
+            self.file = self.opts.files.open_append(&self.path)?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                tracing::warn!(path = %self.path.display(), length = self.written, "Write-ahead log segment cut back to its last good entry; appends resume.");
+                self.broken = None;
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "Could not cut the write-ahead log back to its last good entry; appends are refused until it can be.");
+            }
+        }
+    }
+
+    fn refuse(&self, group: Vec<Request>, reason: &str) {
+        for req in group {
+            let _ = req.reply.send(Err(Error::WalUnavailable {
+                path: self.path.clone(),
+                reason: reason.to_string(),
+            }));
+        }
     }
 
     fn commit(&mut self, buf: &mut BytesMut, group: Vec<Request>) {
-        buf.clear();
-        let mut seqs = Vec::with_capacity(group.len());
-        let mut records = 0u64;
-        for req in &group {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            req.entry.encode_into(seq, buf);
-            records += req.entry.record_count();
-            seqs.push(seq);
+        if self.broken.is_some() {
+            self.repair();
         }
+        if let Some(reason) = &self.broken {
+            let reason = format!(
+                "a write failed earlier ({reason}) and the log could not be cut back to its last good entry"
+            );
+            self.refuse(group, &reason);
+            return;
+        }
+        buf.clear();
+        let first_seq = self.next_seq;
+        let mut seqs = Vec::with_capacity(group.len());
+        let mut accepted = Vec::with_capacity(group.len());
+        let mut records = 0u64;
+        for req in group {
+            match req
+                .entry
+                .encode_into(self.next_seq, buf, self.opts.max_entry_bytes)
+            {
+                Ok(()) => {
+                    seqs.push(self.next_seq);
+                    self.next_seq += 1;
+                    records += req.entry.record_count();
+                    accepted.push(req);
+                }
+                Err(bytes) => {
+                    let _ = req.reply.send(Err(Error::WalEntryTooLarge {
+                        bytes: bytes as u64,
+                        max: self.opts.max_entry_bytes.min(MAX_ENTRY_BYTES) as u64,
+                    }));
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let group = accepted;
         let result = self
             .file
             .write_all(buf)
             .and_then(|()| self.file.sync_data());
         if let Err(source) = result {
-            tracing::error!(path = %self.path.display(), error = %source, "Write-ahead log write failed; requests are refused.");
+            tracing::error!(path = %self.path.display(), error = %source, "Write-ahead log write failed; the requests of this group are refused.");
             let msg = source.to_string();
             for req in group {
                 let _ = req.reply.send(Err(Error::Io {
@@ -637,9 +900,11 @@ impl Writer {
                     source: std::io::Error::other(msg.clone()),
                 }));
             }
-            // The tail may be torn now; start a fresh segment so later
-            // entries are not written after garbage.
-            self.rotate();
+            // The tail may be torn: cut it off before anything else is
+            // appended (never rotate past it, never write after it).
+            self.next_seq = first_seq;
+            self.broken = Some(msg);
+            self.repair();
             return;
         }
         self.written += buf.len() as u64;
@@ -660,9 +925,8 @@ impl Writer {
     }
 
     fn rotate(&mut self) {
-        match create_segment(&self.opts.dir, self.next_seq) {
+        match create_segment(self.opts.files.as_ref(), &self.opts.dir, self.next_seq) {
             Ok((file, path)) => {
-                let _ = self.file.sync_all();
                 self.file = file;
                 self.path = path;
                 self.segment_start = self.next_seq;
@@ -732,6 +996,8 @@ mod tests {
             segment_bytes,
             fsyncs: Default::default(),
             entries: Default::default(),
+            files: real_files(),
+            max_entry_bytes: MAX_ENTRY_BYTES,
         }
     }
 
@@ -846,7 +1112,9 @@ mod tests {
             .unwrap();
         let full = std::fs::read(&seg).unwrap();
         let mut torn = BytesMut::new();
-        records(1, 5).encode_into(3, &mut torn);
+        records(1, 5)
+            .encode_into(3, &mut torn, MAX_ENTRY_BYTES)
+            .unwrap();
         let mut data = full.clone();
         data.extend_from_slice(&torn[..torn.len() / 2]);
         std::fs::write(&seg, &data).unwrap();
@@ -901,5 +1169,224 @@ mod tests {
             "delivered records were not deleted: {:?}",
             replay.entries.iter().map(|(s, _)| s).collect::<Vec<_>>()
         );
+    }
+    fn faulty_opts(dir: &Path, segment_bytes: u64, faults: &Arc<FaultyFiles>) -> WalOptions {
+        WalOptions {
+            files: Arc::new(SharedFaultyFiles(Arc::clone(faults))),
+            ..opts(dir, segment_bytes)
+        }
+    }
+
+    /// The data of a records entry, to recognise it after replay.
+    fn payload(entry: &Entry) -> Vec<Bytes> {
+        match entry {
+            Entry::Records(r) => r.records.iter().map(|r| r.data.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn one(tag: usize) -> Entry {
+        Entry::Records(RecordsEntry {
+            stream_id: 7,
+            arrival_ms: 1_700_000_000_000,
+            records: vec![WalRecord {
+                prefix: "p/".into(),
+                error: None,
+                data: Bytes::from(format!("{{\"tag\":{tag}}}")),
+            }],
+        })
+    }
+
+    /// Replays `dir` with the real file system and checks that it holds
+    /// exactly `acked` (data of acknowledged entries), once each, in
+    /// sequence order, with no torn bytes anywhere.
+    fn assert_replays_exactly(dir: &Path, acked: &[(u64, usize)]) {
+        for seg in std::fs::read_dir(dir).unwrap() {
+            let path = seg.unwrap().path();
+            if path.extension().is_none_or(|e| e != "wal") {
+                continue;
+            }
+            let data = Bytes::from(std::fs::read(&path).unwrap());
+            let mut offset = 0;
+            while offset < data.len() {
+                let (len, _, _) = read_entry(&data, offset)
+                    .unwrap_or_else(|| panic!("garbage in {} at {offset}", path.display()));
+                offset += len;
+            }
+        }
+        let (_, replay) = Wal::open(opts(dir, DEFAULT_SEGMENT_BYTES)).unwrap();
+        let mut expected: Vec<(u64, usize)> = acked.to_vec();
+        expected.sort();
+        let got: Vec<(u64, Vec<Bytes>)> = replay
+            .entries
+            .iter()
+            .map(|(seq, e)| (*seq, payload(e)))
+            .collect();
+        let want: Vec<(u64, Vec<Bytes>)> = expected
+            .iter()
+            .map(|(seq, tag)| (*seq, payload(&one(*tag))))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_torn_write_fails_its_requests_and_the_log_goes_on_after_the_last_good_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(FaultyFiles::default());
+        faults.fail_write(3);
+        faults.fail_write(6);
+        let (opened, _) =
+            Wal::open(faulty_opts(dir.path(), DEFAULT_SEGMENT_BYTES, &faults)).unwrap();
+        let wal = opened
+            .start(Arc::new(Collect(Mutex::new(Vec::new()))))
+            .unwrap();
+        let mut acked = Vec::new();
+        let mut refused = 0;
+        for tag in 0..10 {
+            match wal.append(one(tag)).await {
+                Ok(seq) => acked.push((seq, tag)),
+                Err(e) => {
+                    assert!(e.to_string().contains("injected fault"), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        wal.close();
+        assert_eq!(refused, 2);
+        // Sequence numbers stay dense: a failed entry's number is reused.
+        assert_eq!(
+            acked.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            (1..=8).collect::<Vec<_>>()
+        );
+        assert_replays_exactly(dir.path(), &acked);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fsync_fails_its_requests_and_its_bytes_are_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(FaultyFiles::default());
+        faults.fail_sync(2);
+        let (opened, _) =
+            Wal::open(faulty_opts(dir.path(), DEFAULT_SEGMENT_BYTES, &faults)).unwrap();
+        let wal = opened
+            .start(Arc::new(Collect(Mutex::new(Vec::new()))))
+            .unwrap();
+        let mut acked = Vec::new();
+        for tag in 0..5 {
+            if let Ok(seq) = wal.append(one(tag)).await {
+                acked.push((seq, tag));
+            }
+        }
+        wal.close();
+        assert_eq!(
+            acked.iter().map(|(_, t)| *t).collect::<Vec<_>>(),
+            [0, 2, 3, 4]
+        );
+        assert_replays_exactly(dir.path(), &acked);
+    }
+
+    #[tokio::test]
+    async fn appends_are_refused_until_the_torn_tail_can_be_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(FaultyFiles::default());
+        faults.fail_write(2);
+        // The repair right after the failure and the one before the next
+        // append fail; the third works.
+        faults.fail_truncate(1);
+        faults.fail_truncate(2);
+        let (opened, _) = Wal::open(faulty_opts(dir.path(), 1, &faults)).unwrap();
+        let sink = Arc::new(Collect(Mutex::new(Vec::new())));
+        let wal = opened.start(sink.clone()).unwrap();
+        let s1 = wal.append(one(1)).await.unwrap();
+        // Tiny segments: the first commit rotated to a new segment.
+        let segments = wal.segment_count();
+        assert!(wal.append(one(2)).await.is_err());
+        let writes = faults.writes();
+        let err = wal.append(one(3)).await.unwrap_err();
+        assert!(matches!(err, Error::WalUnavailable { .. }), "{err}");
+        assert!(err.to_string().contains("refuses appends"), "{err}");
+        // Nothing was written after the garbage, and no segment was started
+        // past the torn one.
+        assert_eq!(faults.writes(), writes);
+        assert_eq!(wal.segment_count(), segments);
+        let s4 = wal.append(one(4)).await.unwrap();
+        wal.close();
+        // Refused entries never reached the sink.
+        let seen: Vec<u64> = sink.0.lock().unwrap().iter().map(|(s, _)| *s).collect();
+        assert_eq!(seen, [s1, s4]);
+        assert_replays_exactly(dir.path(), &[(s1, 1), (s4, 4)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_concurrent_appends_every_acknowledged_entry_replays_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(FaultyFiles::default());
+        for n in [2, 5, 9, 14, 20] {
+            faults.fail_write(n);
+        }
+        faults.fail_sync(7);
+        let (opened, _) = Wal::open(faulty_opts(dir.path(), 4096, &faults)).unwrap();
+        let wal = opened
+            .start(Arc::new(Collect(Mutex::new(Vec::new()))))
+            .unwrap();
+        let handles: Vec<_> = (0..200)
+            .map(|tag| {
+                let wal = wal.clone();
+                tokio::spawn(async move { (tag, wal.append(one(tag)).await) })
+            })
+            .collect();
+        let mut acked = Vec::new();
+        let mut refused = 0;
+        for h in handles {
+            match h.await.unwrap() {
+                (tag, Ok(seq)) => acked.push((seq, tag)),
+                (_, Err(_)) => refused += 1,
+            }
+        }
+        wal.close();
+        assert!(refused > 0, "no fault was hit");
+        assert_eq!(acked.len() + refused, 200);
+        assert_replays_exactly(dir.path(), &acked);
+    }
+
+    #[tokio::test]
+    async fn an_entry_larger_than_the_limit_is_refused_with_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = WalOptions {
+            max_entry_bytes: 1024,
+            ..opts(dir.path(), DEFAULT_SEGMENT_BYTES)
+        };
+        let (opened, _) = Wal::open(o).unwrap();
+        let wal = opened
+            .start(Arc::new(Collect(Mutex::new(Vec::new()))))
+            .unwrap();
+        let big = Entry::Records(RecordsEntry {
+            stream_id: 1,
+            arrival_ms: 0,
+            records: vec![WalRecord {
+                prefix: "p/".into(),
+                error: None,
+                data: Bytes::from(vec![b'x'; 4096]),
+            }],
+        });
+        let err = wal.append(big).await.unwrap_err();
+        assert!(
+            matches!(err, Error::WalEntryTooLarge { max: 1024, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("1024"), "{err}");
+        // The log goes on.
+        let seq = wal.append(one(1)).await.unwrap();
+        wal.close();
+        assert_replays_exactly(dir.path(), &[(seq, 1)]);
+    }
+
+    #[test]
+    fn a_header_claiming_more_than_the_largest_entry_is_a_torn_tail() {
+        let mut data = BytesMut::new();
+        data.put_u32_le(u32::MAX);
+        data.put_u32_le(0);
+        data.put_slice(&[0u8; 64]);
+        assert!(read_entry(&data.freeze(), 0).is_none());
     }
 }

@@ -139,6 +139,11 @@ pub struct ServerArgs {
     /// Athena result files are not held and not capped.
     #[arg(long, env = "LAKEHOSE_MAX_HELD_RESULT_MB", default_value_t = (lakehose_query::stream::DEFAULT_MAX_HELD_RESULT_BYTES >> 20) as u64)]
     pub max_held_result_mb: u64,
+    /// Seconds graceful shutdown (SIGTERM, Ctrl-C) waits for buffered
+    /// records to be delivered; past it the process exits and records not
+    /// yet delivered stay in the write-ahead log for the next start.
+    #[arg(long, env = "LAKEHOSE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 120)]
+    pub shutdown_timeout_secs: u64,
 }
 
 impl ServerArgs {
@@ -195,6 +200,7 @@ impl ServerArgs {
                 max_message_bytes: self.pg_max_message_bytes.max(1024),
             },
             max_executions: self.max_query_executions.max(1),
+            shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout_secs),
             engine: lakehose_query::EngineConfig {
                 memory_limit: self.query_memory_mb.max(64) << 20,
                 spill_dir: self.spill_dir.clone(),
@@ -228,8 +234,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         println!("data folder: {}", config.server.data_dir.display());
         signal.await;
         eprintln!("shutting down: delivering every buffer...");
-        running.shutdown().await?;
-        eprintln!("stopped cleanly");
+        if running.shutdown().await? {
+            eprintln!("stopped cleanly");
+        } else {
+            eprintln!(
+                "stopped after the shutdown timeout: undelivered records stay in the write-ahead log and are delivered on the next start"
+            );
+        }
         Ok(())
     })
 }

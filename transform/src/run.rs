@@ -944,7 +944,13 @@ impl Etl {
                 let bytes = r.bytes().await.map_err(|e| e.to_string())?;
                 serde_json::from_slice(&bytes)
                     .map(Some)
-                    .map_err(|e| format!("the bookmark of {} is corrupt: {e}", job.name))
+                    .map_err(|e| {
+                        format!(
+                            "the bookmark file {} of job {} is corrupt or truncated ({e}); fix or delete it (the job then starts over from its first partition)",
+                            self.bookmark_path(job),
+                            job.name
+                        )
+                    })
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.to_string()),

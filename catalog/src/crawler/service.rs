@@ -362,7 +362,16 @@ impl CrawlerService {
         names.sort();
         let mut out = Vec::new();
         for n in names {
-            out.push(self.load(&n).await?);
+            match self.load(&n).await {
+                Ok(def) => out.push(def),
+                // One unreadable definition must not hide the others.
+                Err(CrawlerError::Catalog(CatalogError::Corrupt { path, source })) => {
+                    tracing::error!(file = %path, error = %source, "A crawler definition file is corrupt or truncated; that crawler is skipped.");
+                }
+                // Deleted between the listing and the read.
+                Err(CrawlerError::Catalog(CatalogError::NotFound(_))) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
