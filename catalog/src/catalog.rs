@@ -1568,7 +1568,7 @@ mod tests {
         let t = c.get_table("db", "t").await.unwrap();
         assert_eq!(t.storage_descriptor.unwrap().columns.len(), 1);
         assert_eq!(c.list_tables("db").await.unwrap().len(), 2);
-        assert_eq!(c.table_versions("db", "t").await.unwrap().len(), 1);
+        assert_eq!(c.table_versions("db", "t", 0, 100).await.unwrap().0.len(), 1);
         // The next write goes after the corrupt version.
         c.update_table("db", table("t", &[("c", "double")]), None)
             .await
