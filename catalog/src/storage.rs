@@ -1075,10 +1075,5 @@ mod tests {
             )),
         });
         assert!(generic.is_permanent());
-        // The local store refuses names that look like its own temporary
-        // files.
-        let staged = ObjectPath::from_iter(["bucket", "file#123"]);
-        let err = storage.put_durable(&staged, "x".into()).await.unwrap_err();
-        assert!(err.is_permanent(), "{err}");
     }
 }
