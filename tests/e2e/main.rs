@@ -11,6 +11,7 @@ mod deep_sql;
 mod delivery;
 mod dynamodb;
 mod etl;
+mod faults;
 mod firehose_api;
 mod glue_api;
 mod hostile_ingest;

@@ -23,6 +23,11 @@ pub struct Server {
 impl Server {
     /// Starts a server over `data_dir` with extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with_stderr(data_dir, extra, Stdio::inherit())
+    }
+
+    /// [`start`](Self::start) with the server's log (stderr) sent to `stderr`.
+    pub fn start_with_stderr(data_dir: &Path, extra: &[&str], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lakehose"))
             .arg("serve")
             .arg("--data-dir")
@@ -37,7 +42,7 @@ impl Server {
             ])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start lakehose");
         let stdout = child.stdout.take().expect("stdout");
