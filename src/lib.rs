@@ -20,7 +20,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod commands;
-pub mod http;
 pub mod loggen;
 pub mod server;
 pub mod usersgen;

@@ -9,8 +9,8 @@ use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use futures::stream::{self, BoxStream};
-use futures::{FutureExt, Sink, StreamExt};
+use futures::Sink;
+use futures::stream;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
@@ -34,8 +34,7 @@ use super::sql::{
     MAX_PARAMETERS, first_keyword, placeholders, split_statements, substitute, trim_statement,
 };
 use crate::output::{
-    QueryError, QueryErrorKind, QueryOutput, QueryRequest, QueryStream, SqlRunner, StatementType,
-    panic_error,
+    QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType,
 };
 
 /// A statement's failure, boxed as it travels through `Result`s.
@@ -83,12 +82,9 @@ fn query_error(err: &QueryError) -> Failure {
     error(sqlstate(err), err.message.clone())
 }
 
-/// Result rows as they arrive from the engine.
-type Batches = BoxStream<'static, Result<RecordBatch, Failure>>;
-
 /// What one statement produced.
 enum Outcome {
-    Rows(SchemaRef, Batches),
+    Rows(SchemaRef, Vec<RecordBatch>),
     Command(Tag),
     Begin(Tag),
     End(Tag),
@@ -114,7 +110,7 @@ fn shape(sql: &str) -> Shape {
 }
 
 /// The command tag for a statement that returns no rows.
-fn command_tag(output: &QueryStream, sql: &str) -> Tag {
+fn command_tag(output: &QueryOutput, sql: &str) -> Tag {
     let sub = output.substatement_type.to_uppercase();
     if let Some(n) = output.update_count {
         let n = usize::try_from(n).unwrap_or(usize::MAX);
@@ -257,18 +253,12 @@ fn fields(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
         .collect()
 }
 
-/// Streams the rows of `batches` as DataRows, batch by batch as they
-/// arrive. An error (or a panic while encoding) ends the stream with an
-/// ErrorResponse after the rows already sent.
+/// Streams the rows of `batches` as DataRows.
 fn row_stream(
-    batches: Batches,
+    batches: Vec<RecordBatch>,
     schema: Arc<Vec<FieldInfo>>,
 ) -> impl futures::Stream<Item = PgWireResult<DataRow>> + Send + 'static {
-    let rows = batches.flat_map(move |batch| {
-        let batch = match batch {
-            Ok(b) => b,
-            Err(info) => return stream::iter(vec![Err(user_error(info))]).boxed(),
-        };
+    let rows = batches.into_iter().flat_map(move |batch| {
         let columns: Result<Vec<ArrayRef>, _> = batch.columns().iter().map(normalize).collect();
         let schema = schema.clone();
         let (columns, failure) = match columns {
@@ -280,7 +270,7 @@ fn row_stream(
         } else {
             batch.num_rows()
         };
-        let rows = (0..n).map(move |row| {
+        (0..n).map(move |row| {
             if let Some(e) = &failure {
                 return Err(user_error(error("XX000", e.to_string())));
             }
@@ -295,32 +285,18 @@ fn row_stream(
                 );
             }
             Ok(DataRow::new(buf, columns.len() as i16))
-        });
-        stream::iter(rows).boxed()
+        })
     });
-    std::panic::AssertUnwindSafe(rows)
-        .catch_unwind()
-        .map(|row| match row {
-            Ok(row) => row,
-            Err(payload) => Err(user_error(query_error(&panic_error(payload.as_ref())))),
-        })
-        .scan(false, |failed, row| {
-            // Nothing after an error.
-            if *failed {
-                return futures::future::ready(None);
-            }
-            *failed = row.is_err();
-            futures::future::ready(Some(row))
-        })
+    stream::iter(rows)
 }
 
 /// Brings `batches` to the column types announced in `target`, so binary
-/// values decode as the client expects (batch by batch, as they arrive).
+/// values decode as the client expects.
 fn conform(
-    batches: Batches,
+    batches: Vec<RecordBatch>,
     schema: &SchemaRef,
     target: &SchemaRef,
-) -> Result<(SchemaRef, Batches), Failure> {
+) -> Result<(SchemaRef, Vec<RecordBatch>), Failure> {
     if schema.fields().len() != target.fields().len() {
         return Err(error(
             "0A000",
@@ -343,37 +319,27 @@ fn conform(
         return Ok((schema.clone(), batches));
     }
     let new_schema = Arc::new(Schema::new(new_fields));
-    let cast_to = new_schema.clone();
-    let out = batches
-        .map(move |batch| {
-            let batch = batch?;
-            let columns = batch
-                .columns()
-                .iter()
-                .zip(cast_to.fields().iter())
-                .map(|(c, f)| {
-                    if c.data_type() == f.data_type() {
-                        Ok(c.clone())
-                    } else {
-                        normalize(c).and_then(|c| cast(&c, f.data_type()))
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| error("22000", format!("cannot convert result column: {e}")))?;
-            RecordBatch::try_new(cast_to.clone(), columns)
-                .map_err(|e| error("XX000", e.to_string()))
-        })
-        .boxed();
-    Ok((new_schema, out))
-}
-
-/// Runs a stream of rows to its end, counting them.
-async fn drain(mut batches: Batches) -> Result<usize, Failure> {
-    let mut n = 0;
-    while let Some(batch) = batches.next().await {
-        n += batch?.num_rows();
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(new_schema.fields().iter())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c.clone())
+                } else {
+                    normalize(c).and_then(|c| cast(&c, f.data_type()))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| error("22000", format!("cannot convert result column: {e}")))?;
+        out.push(
+            RecordBatch::try_new(new_schema.clone(), columns)
+                .map_err(|e| error("XX000", e.to_string()))?,
+        );
     }
-    Ok(n)
+    Ok((new_schema, out))
 }
 
 /// Serves queries of every connection.
@@ -420,29 +386,11 @@ impl Queries {
         session.lock().ok().and_then(|s| s.database.clone())
     }
 
-    fn request(session: &SessionRef, sql: &str) -> QueryRequest {
+    async fn engine(&self, session: &SessionRef, sql: &str) -> Result<QueryOutput, Failure> {
         let mut request = QueryRequest::new(sql, Self::database(session).as_deref());
         request.postgres_catalog = super::catalog::reads_pg_catalog(sql);
         tracing::debug!(database = ?request.database, "postgres statement");
-        request
-    }
-
-    /// Runs a statement whose result is small (describing), held whole;
-    /// a panic is an internal error.
-    async fn engine(&self, session: &SessionRef, sql: &str) -> Result<QueryOutput, Failure> {
-        let run = std::panic::AssertUnwindSafe(self.runner.run(Self::request(session, sql)));
-        match run.catch_unwind().await {
-            Ok(result) => result.map_err(|e| query_error(&e)),
-            Err(payload) => Err(query_error(&panic_error(payload.as_ref()))),
-        }
-    }
-
-    /// Runs a statement, its rows streamed.
-    async fn engine_stream(&self, session: &SessionRef, sql: &str) -> Result<QueryStream, Failure> {
-        self.runner
-            .run_stream(Self::request(session, sql))
-            .await
-            .map_err(|e| query_error(&e))
+        self.runner.run(request).await.map_err(|e| query_error(&e))
     }
 
     fn local(command: &Local, session: &SessionRef, user: &str) -> Result<Outcome, Failure> {
@@ -450,9 +398,7 @@ impl Queries {
             .lock()
             .map_err(|_| error("XX000", "session state is unavailable"))?;
         match session::run(command, &mut guard, user) {
-            Ok(LocalResult::Rows(schema, batch)) => {
-                Ok(Outcome::Rows(schema, stream::iter([Ok(batch)]).boxed()))
-            }
+            Ok(LocalResult::Rows(schema, batch)) => Ok(Outcome::Rows(schema, vec![batch])),
             Ok(LocalResult::Tag(tag)) => Ok(Outcome::Command(Tag::new(tag))),
             Ok(LocalResult::Begin(tag)) => Ok(Outcome::Begin(Tag::new(tag))),
             Ok(LocalResult::End(tag)) => Ok(Outcome::End(Tag::new(tag))),
@@ -460,43 +406,19 @@ impl Queries {
         }
     }
 
-    /// Runs one statement (parameters already substituted); a panic while
-    /// planning or running it is the statement's error (`XX000`), and the
-    /// connection goes on.
+    /// Runs one statement (parameters already substituted).
     async fn run(&self, session: &SessionRef, user: &str, sql: &str) -> Result<Outcome, Failure> {
-        match std::panic::AssertUnwindSafe(self.run_unguarded(session, user, sql))
-            .catch_unwind()
-            .await
-        {
-            Ok(outcome) => outcome,
-            Err(payload) => Err(query_error(&panic_error(payload.as_ref()))),
-        }
-    }
-
-    async fn run_unguarded(
-        &self,
-        session: &SessionRef,
-        user: &str,
-        sql: &str,
-    ) -> Result<Outcome, Failure> {
         if let Some(command) = session::parse(sql) {
             return Self::local(&command, session, user);
         }
-        let mut output = self.engine_stream(session, sql).await?;
+        let output = self.engine(session, sql).await?;
         let returns_rows = output.update_count.is_none()
             && !output.schema.fields().is_empty()
             && shape(sql) != Shape::Command;
-        let tag = (!returns_rows).then(|| command_tag(&output, sql));
-        let batches = std::mem::replace(&mut output.batches, stream::empty().boxed())
-            .map(|b| b.map_err(|e| query_error(&e)))
-            .boxed();
-        match tag {
-            None => Ok(Outcome::Rows(output.schema, batches)),
-            Some(tag) => {
-                // Runs to its end: dropping the stream would cancel it.
-                drain(batches).await?;
-                Ok(Outcome::Command(tag))
-            }
+        if returns_rows {
+            Ok(Outcome::Rows(output.schema, output.batches))
+        } else {
+            Ok(Outcome::Command(command_tag(&output, sql)))
         }
     }
 
@@ -717,7 +639,7 @@ impl ExtendedQueryHandler for Queries {
         let outcome = match (outcome, stmt.described()) {
             // Described as returning nothing: report the row count only.
             (Outcome::Rows(_, batches), Some(None)) => {
-                let n = drain(batches).await.map_err(user_error)?;
+                let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
                 Outcome::Command(Tag::new("SELECT").with_rows(n))
             }
             (Outcome::Rows(schema, batches), Some(Some(target))) => {

@@ -68,7 +68,6 @@
 mod auth;
 pub(crate) mod catalog;
 mod encode;
-mod guard;
 mod handler;
 mod params;
 mod session;
@@ -96,50 +95,24 @@ use crate::output::SqlRunner;
 /// The default address of the Postgres listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
 
-/// The default of [`PgLimits::max_connections`].
-pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
-/// The default of [`PgLimits::startup_timeout`], seconds.
-pub const DEFAULT_STARTUP_TIMEOUT_SECS: u64 = 30;
-/// The default of [`PgLimits::idle_timeout`], seconds (above the default
-/// query timeout, as a statement that sends nothing counts as idle).
-pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 3600;
-/// The default of [`PgLimits::max_message_bytes`].
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
-
-/// Limits of the Postgres wire server (see the `guard` module).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PgLimits {
-    /// Connections served at once; further clients are turned away with
-    /// `53300 too many connections`.
-    pub max_connections: usize,
-    /// Time from connecting to the end of startup and authentication.
-    pub startup_timeout: Duration,
-    /// Time a connection may pass without traffic either way (`None`:
-    /// forever).
-    pub idle_timeout: Option<Duration>,
-    /// Bytes one frontend message may take.
-    pub max_message_bytes: usize,
-}
-
-impl Default for PgLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            startup_timeout: Duration::from_secs(DEFAULT_STARTUP_TIMEOUT_SECS),
-            idle_timeout: Some(Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS)),
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-        }
-    }
-}
-
 /// Settings of the Postgres wire server.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PgConfig {
     /// `(user, password)` clients must authenticate as (SCRAM-SHA-256);
     /// `None` trusts every client.
     pub credentials: Option<(String, String)>,
-    /// Connection limits and timeouts.
-    pub limits: PgLimits,
+    /// Connections served at once; further clients are turned away with
+    /// `53300 too many connections`.
+    pub max_connections: usize,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self {
+            credentials: None,
+            max_connections: 100,
+        }
+    }
 }
 
 impl fmt::Debug for PgConfig {
@@ -149,7 +122,7 @@ impl fmt::Debug for PgConfig {
                 "user",
                 &self.credentials.as_ref().map(|(user, _)| user.as_str()),
             )
-            .field("limits", &self.limits)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -198,8 +171,7 @@ pub async fn serve(
         queries: Arc::new(handler::Queries::new(runner)),
         cancel: Arc::new(DefaultCancelHandler::new(connections)),
     });
-    let slots = Arc::new(Semaphore::new(config.limits.max_connections.max(1)));
-    let limits = Arc::new(config.limits.clone());
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let mut tasks = JoinSet::new();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, auth = config.credentials.is_some(), "postgres wire server listening");
@@ -222,11 +194,10 @@ pub async fn serve(
                 match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let handlers = handlers.clone();
-                        let limits = Arc::clone(&limits);
                         tasks.spawn(async move {
                             let _permit = permit;
                             tracing::debug!(%peer, "postgres connection opened");
-                            serve_connection(socket, handlers, &limits).await;
+                            serve_connection(socket, handlers).await;
                             tracing::debug!(%peer, "postgres connection closed");
                         });
                     }
@@ -245,31 +216,40 @@ pub async fn serve(
     Ok(())
 }
 
-/// Runs one connection through the guard (limits, see `guard`), and drops
-/// it (with any running statement) as soon as the client goes away.
-async fn serve_connection(socket: TcpStream, handlers: Arc<Handlers>, limits: &PgLimits) {
-    let _ = socket.set_nodelay(true);
-    let (ours, theirs) = match tokio::net::UnixStream::pair() {
+/// Runs one connection, and drops it (with any running statement) as soon
+/// as the client goes away.
+async fn serve_connection(socket: TcpStream, handlers: Arc<Handlers>) {
+    let watcher = socket.into_std().and_then(|std| {
+        let twin = std.try_clone()?;
+        Ok((TcpStream::from_std(std)?, TcpStream::from_std(twin)?))
+    });
+    let (socket, twin) = match watcher {
         Ok(pair) => pair,
         Err(err) => {
             tracing::warn!(error = %err, "postgres connection setup failed");
             return;
         }
     };
-    let handler = pgwire::tokio::process_socket_unix(theirs, handlers);
-    let pump = guard::pump(socket, ours, limits);
-    tokio::pin!(handler, pump);
     tokio::select! {
-        result = &mut handler => {
+        result = pgwire::tokio::process_socket(socket, None, handlers) => {
             if let Err(err) = result {
                 tracing::debug!(error = %err, "postgres connection ended with an error");
             }
-            // What the handler wrote last (an authentication failure, say)
-            // still goes to the client.
-            let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
         }
-        ended = &mut pump => {
-            tracing::debug!(?ended, "postgres connection ended");
+        _ = peer_closed(twin) => {
+            tracing::debug!("postgres client disconnected");
+        }
+    }
+}
+
+/// Completes when the peer has closed its end of `socket`. Unread data
+/// belongs to the protocol handler, so it is only peeked at.
+async fn peer_closed(socket: TcpStream) {
+    let mut byte = [0u8; 1];
+    loop {
+        match socket.peek(&mut byte).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
 }
