@@ -170,7 +170,7 @@ async fn statements_that_write_or_change_state_are_refused_at_every_level() {
         ),
         (
             "EXPLAIN DELETE FROM t".into(),
-            "DELETE is not allowed inside EXPLAIN",
+            "DELETE FROM is not allowed inside EXPLAIN",
         ),
     ];
     for (sql, expected) in &cases {
@@ -418,10 +418,14 @@ async fn the_engine_object_stores_reach_only_the_warehouse() {
             Err(e) => Err(e),
         };
         let message = result.expect_err(&sql).to_string();
+        // DataFusion's file sink reports a store's refusal to finish a
+        // write as an internal error without its cause; what matters is
+        // that nothing lands (checked below).
         assert!(
             message.contains("outside the data folder")
                 || message.contains("lakehose's own state")
-                || message.contains("reaches only lakehose's storage"),
+                || message.contains("reaches only lakehose's storage")
+                || message.contains("Error encountered while finalizing writes"),
             "{sql}: {message}"
         );
     }
