@@ -414,20 +414,18 @@ fn injected(what: &str) -> std::io::Error {
     std::io::Error::other(format!("injected fault: {what} failed"))
 }
 
+/// Counts one more call and tells whether it is one chosen to fail.
+fn is_chosen(calls: &std::sync::atomic::AtomicU64, chosen: &Mutex<Vec<u64>>) -> bool {
+    let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    chosen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&n)
+}
+
 impl SegmentFile for FaultyFile {
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let n = self
-            .layer
-            .writes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        if self
-            .layer
-            .fail_writes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&n)
-        {
+        if is_chosen(&self.layer.writes, &self.layer.fail_writes) {
             // A torn write: part of the bytes reach the file.
             Write::write_all(&mut self.file, &buf[..buf.len() / 2])?;
             return Err(injected("write"));
@@ -435,35 +433,13 @@ impl SegmentFile for FaultyFile {
         Write::write_all(&mut self.file, buf)
     }
     fn sync_data(&mut self) -> std::io::Result<()> {
-        let n = self
-            .layer
-            .syncs
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        if self
-            .layer
-            .fail_syncs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&n)
-        {
+        if is_chosen(&self.layer.syncs, &self.layer.fail_syncs) {
             return Err(injected("fsync"));
         }
         self.file.sync_data()
     }
     fn truncate(&mut self, len: u64) -> std::io::Result<()> {
-        let n = self
-            .layer
-            .truncates
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        if self
-            .layer
-            .fail_truncates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&n)
-        {
+        if is_chosen(&self.layer.truncates, &self.layer.fail_truncates) {
             return Err(injected("truncate"));
         }
         SegmentFile::truncate(&mut self.file, len)
