@@ -90,6 +90,9 @@ fn e2e_http(c: &mut Criterion) {
             etl_job_list: Vec::new(),
             maintenance: None,
             engine: Default::default(),
+            http_limits: Default::default(),
+            pg: Default::default(),
+            max_executions: lakehose_query::athena::DEFAULT_MAX_EXECUTIONS,
             shutdown_timeout: std::time::Duration::from_secs(120),
         }))
         .expect("server");

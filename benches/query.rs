@@ -150,6 +150,9 @@ fn bench(c: &mut Criterion) {
             etl_jobs: None,
             etl_job_list: Vec::new(),
             maintenance: None,
+            http_limits: Default::default(),
+            pg: Default::default(),
+            max_executions: lakehose_query::athena::DEFAULT_MAX_EXECUTIONS,
             shutdown_timeout: std::time::Duration::from_secs(120),
         }))
         .expect("server");

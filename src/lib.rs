@@ -20,6 +20,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod commands;
+pub mod http;
 pub mod loggen;
 pub mod server;
 pub mod usersgen;

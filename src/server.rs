@@ -80,6 +80,12 @@ pub struct ServerOptions {
     pub etl_job_list: Vec<lakehose_transform::Job>,
     /// Table maintenance on a schedule.
     pub maintenance: Option<lakehose_transform::schedule::Maintenance>,
+    /// Connection limits and timeouts of the HTTP server.
+    pub http_limits: crate::http::HttpLimits,
+    /// Connection limits and timeouts of the Postgres wire server.
+    pub pg: lakehose_query::pg::PgLimits,
+    /// Athena executions kept in the history.
+    pub max_executions: usize,
     /// How long graceful shutdown waits for buffered records to be
     /// delivered before leaving them in the write-ahead log.
     pub shutdown_timeout: std::time::Duration,
@@ -267,6 +273,9 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         AthenaConfig {
             max_concurrent_queries: options.max_concurrent_queries,
             queue_limit: (options.max_concurrent_queries * 16).max(64),
+            max_executions: options
+                .max_executions
+                .max((options.max_concurrent_queries * 16).max(64)),
             ..Default::default()
         },
     )
@@ -289,7 +298,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         Arc::new(engine.clone()),
         lakehose_query::pg::PgConfig {
             credentials,
-            ..Default::default()
+            limits: options.pg.clone(),
         },
         async move {
             let _ = pg_stopped.await;
@@ -339,13 +348,10 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("could not listen on {}", options.listen))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let limits = options.http_limits.clone();
+    let task = tokio::spawn(crate::http::serve(listener, app, limits, async move {
+        let _ = stopped.await;
+    }));
     Ok(RunningServer {
         addr,
         pg_addr,

@@ -21,6 +21,7 @@ pub mod glue;
 pub mod model;
 pub mod schema;
 pub mod storage;
+pub mod supervise;
 
 pub use catalog::{Catalog, CatalogError, CatalogRef, EmbeddedCatalog, PartitionUpdate};
 pub use storage::{Location, Storage, StorageError};

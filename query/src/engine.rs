@@ -22,7 +22,7 @@ use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -60,6 +60,9 @@ pub struct EngineConfig {
     /// The bucket that holds tables created without a location (CTAS
     /// without `external_location`, in databases without a location).
     pub warehouse_bucket: String,
+    /// Bytes a result collected whole may take (results streamed to
+    /// Postgres clients and Athena result files are not held).
+    pub max_held_result_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +76,7 @@ impl Default for EngineConfig {
             batch_size: 8192,
             query_timeout: Some(Duration::from_secs(30 * 60)),
             warehouse_bucket: "lakehose-warehouse".into(),
+            max_held_result_bytes: crate::stream::DEFAULT_MAX_HELD_RESULT_BYTES,
         }
     }
 }
@@ -345,7 +349,20 @@ impl QueryEngine {
         let physical = ctx.state().create_physical_plan(&plan).await?;
         let schema = physical.schema();
         let task: Arc<TaskContext> = ctx.task_ctx();
-        let batches = collect(Arc::clone(&physical), task).await?;
+        // A streaming front end gets the rows as they come; else they are
+        // held, up to a cap.
+        let batches =
+            match crate::stream::forward(&plan, Arc::clone(&physical), Arc::clone(&task)).await {
+                Some(sent) => sent.map(|()| Vec::new())?,
+                None => {
+                    crate::stream::collect_bounded(
+                        Arc::clone(&physical),
+                        task,
+                        self.inner.config.max_held_result_bytes,
+                    )
+                    .await?
+                }
+            };
         let bytes = scanned_bytes(&physical) + stats.text_bytes.load(Ordering::Relaxed);
         Ok((schema, batches, bytes))
     }
@@ -516,6 +533,13 @@ fn context_for(
 impl SqlRunner for QueryEngine {
     async fn run(&self, request: QueryRequest) -> Result<QueryOutput, QueryError> {
         self.execute(request).await
+    }
+
+    async fn run_stream(
+        &self,
+        request: QueryRequest,
+    ) -> Result<crate::output::QueryStream, QueryError> {
+        self.execute_stream(request).await
     }
 }
 

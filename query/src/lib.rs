@@ -29,10 +29,13 @@ pub mod nesting;
 pub mod output;
 pub mod pg;
 pub mod statement;
+pub mod stream;
 pub mod table;
 pub mod text;
 pub mod types;
 pub mod write;
 
 pub use engine::{EngineConfig, QueryEngine};
-pub use output::{QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType};
+pub use output::{
+    QueryError, QueryErrorKind, QueryOutput, QueryRequest, QueryStream, SqlRunner, StatementType,
+};

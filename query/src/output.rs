@@ -3,10 +3,14 @@
 //! server, the CLI).
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use futures::FutureExt;
+use futures::stream::{self, BoxStream, StreamExt};
 
 /// Athena's statement classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -146,9 +150,95 @@ impl fmt::Display for QueryError {
 
 impl std::error::Error for QueryError {}
 
+/// The result of a statement whose rows arrive as they are produced: a
+/// front end sends them on (to a Postgres client, into a result file) and
+/// never holds them all.
+pub struct QueryStream {
+    /// DDL, DML or UTILITY.
+    pub statement_type: StatementType,
+    /// Athena's finer statement name (see [`QueryOutput`]).
+    pub substatement_type: String,
+    /// Result columns.
+    pub schema: SchemaRef,
+    /// Rows written by CTAS / INSERT INTO / UNLOAD.
+    pub update_count: Option<u64>,
+    /// The rows. An error ends the stream (a failure while running, a limit
+    /// hit after the first rows went out). Dropping it cancels the query.
+    pub batches: BoxStream<'static, Result<RecordBatch, QueryError>>,
+    /// Bytes read from storage; final once `batches` has ended.
+    pub bytes_scanned: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for QueryStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryStream")
+            .field("statement_type", &self.statement_type)
+            .field("substatement_type", &self.substatement_type)
+            .field("schema", &self.schema)
+            .field("update_count", &self.update_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryStream {
+    /// The stream of a result already held in memory.
+    pub fn from_output(output: QueryOutput) -> Self {
+        Self {
+            statement_type: output.statement_type,
+            substatement_type: output.substatement_type,
+            schema: output.schema,
+            update_count: output.update_count,
+            batches: stream::iter(output.batches.into_iter().map(Ok)).boxed(),
+            bytes_scanned: Arc::new(AtomicU64::new(output.bytes_scanned)),
+        }
+    }
+
+    /// Bytes read from storage so far.
+    pub fn bytes_scanned(&self) -> u64 {
+        self.bytes_scanned.load(Ordering::Relaxed)
+    }
+
+    /// Whether Athena puts a header row first in GetQueryResults (see
+    /// [`QueryOutput::has_header_row`]).
+    pub fn has_header_row(&self) -> bool {
+        self.statement_type == StatementType::Dml && self.update_count.is_none()
+    }
+}
+
+/// The error a statement that panicked ends with: the panic is contained
+/// where it happened and reported as an internal error naming it.
+pub fn panic_error(payload: &(dyn std::any::Any + Send)) -> QueryError {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".to_string());
+    tracing::error!(panic = %what, "a query panicked; it fails with an internal error");
+    QueryError::new(
+        QueryErrorKind::Internal,
+        format!(
+            "INTERNAL_ERROR: lakehose failed while running the query (a bug: {what}); the query was stopped"
+        ),
+    )
+}
+
 /// Runs statements: implemented by the engine, used by the front ends.
 #[async_trait]
 pub trait SqlRunner: Send + Sync + fmt::Debug {
     /// Runs one statement to completion. Dropping the future cancels it.
     async fn run(&self, request: QueryRequest) -> Result<QueryOutput, QueryError>;
+
+    /// Runs one statement, its rows streamed as they are produced. The
+    /// default runs it to completion and streams the held result; a panic
+    /// while running is an internal error, not a crash. Dropping the stream
+    /// cancels the statement.
+    async fn run_stream(&self, request: QueryRequest) -> Result<QueryStream, QueryError> {
+        match std::panic::AssertUnwindSafe(self.run(request))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result.map(QueryStream::from_output),
+            Err(payload) => Err(panic_error(payload.as_ref())),
+        }
+    }
 }

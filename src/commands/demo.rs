@@ -516,6 +516,7 @@ async fn live_answers(endpoint: &str, delivered: u64, acked: u64) {
         format: super::query::Format::Table,
         output: None,
         memory_limit_mb: 0,
+        max_result_mb: (lakehose_query::stream::DEFAULT_MAX_HELD_RESULT_BYTES >> 20) as u64,
     };
     let backend = match super::query::Backend::open(&target).await {
         Ok(b) => b,

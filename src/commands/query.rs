@@ -59,6 +59,20 @@ pub struct Target {
     /// in MiB (local mode).
     #[arg(long, default_value_t = 4096)]
     pub memory_limit_mb: usize,
+
+    /// MiB a result may take in memory: the CLI holds a whole result to
+    /// print it; a larger one fails with an error saying so (use LIMIT, or
+    /// a Postgres client, which streams).
+    #[arg(long = "max-held-result-mb", env = "LAKEHOSE_MAX_HELD_RESULT_MB", default_value_t = (lakehose_query::stream::DEFAULT_MAX_HELD_RESULT_BYTES >> 20) as u64)]
+    pub max_result_mb: u64,
+}
+
+impl Target {
+    fn max_result_bytes(&self) -> usize {
+        usize::try_from(self.max_result_mb.max(1))
+            .unwrap_or(usize::MAX >> 20)
+            .saturating_mul(1 << 20)
+    }
 }
 
 /// `lakehose query`.
@@ -108,6 +122,8 @@ pub enum Backend {
         client: aws_sdk_athena::Client,
         /// Workgroup.
         workgroup: String,
+        /// Bytes of result rows held at most.
+        max_result_bytes: usize,
     },
 }
 
@@ -133,6 +149,7 @@ impl Backend {
             return Ok(Self::Remote {
                 client: aws_sdk_athena::Client::from_conf(config),
                 workgroup: target.workgroup.clone(),
+                max_result_bytes: target.max_result_bytes(),
             });
         }
         let storage = Storage::local(&target.data_dir).with_context(|| {
@@ -144,6 +161,7 @@ impl Backend {
         let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
         let config = EngineConfig {
             memory_limit: target.memory_limit_mb.max(64) << 20,
+            max_held_result_bytes: target.max_result_bytes(),
             ..Default::default()
         };
         Ok(Self::Local(QueryEngine::new(catalog, storage, config)?))
@@ -165,9 +183,11 @@ impl Backend {
                     elapsed: started.elapsed(),
                 })
             }
-            Self::Remote { client, workgroup } => {
-                remote(client, workgroup, sql, database, started).await
-            }
+            Self::Remote {
+                client,
+                workgroup,
+                max_result_bytes,
+            } => remote(client, workgroup, sql, database, started, *max_result_bytes).await,
         }
     }
 
@@ -205,6 +225,7 @@ async fn remote(
     sql: &str,
     database: &str,
     started: Instant,
+    max_result_bytes: usize,
 ) -> anyhow::Result<Answer> {
     use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState};
     let id = client
@@ -256,6 +277,7 @@ async fn remote(
     let mut update_count = None;
     let mut token: Option<String> = None;
     let mut first = true;
+    let mut held = 0usize;
     loop {
         let page = client
             .get_query_results()
@@ -281,6 +303,18 @@ async fn remote(
                 page_rows.next();
             }
             for row in page_rows {
+                held = held.saturating_add(
+                    row.data()
+                        .iter()
+                        .map(|d| d.var_char_value.as_ref().map_or(0, String::len) + 24)
+                        .sum::<usize>(),
+                );
+                if held > max_result_bytes {
+                    bail!(
+                        "the result is larger than the {} MiB the CLI holds to print it (--max-held-result-mb); add a LIMIT, or read it with a Postgres client, which streams it",
+                        max_result_bytes >> 20
+                    );
+                }
                 rows.push(
                     row.data
                         .unwrap_or_default()

@@ -86,6 +86,59 @@ pub struct ServerArgs {
     /// The size maintenance packs small files to, MiB.
     #[arg(long, env = "LAKEHOSE_COMPACT_TARGET_MB", default_value_t = 128)]
     pub compact_target_mb: u64,
+
+    /// HTTP connections served at once; more clients wait in the listen
+    /// backlog until one closes.
+    #[arg(long, env = "LAKEHOSE_HTTP_MAX_CONNECTIONS", default_value_t = crate::http::DEFAULT_MAX_CONNECTIONS)]
+    pub http_max_connections: usize,
+
+    /// Seconds an HTTP client has to send a request's head; also how long
+    /// an idle keep-alive connection stays open. The connection is closed
+    /// past it.
+    #[arg(long, env = "LAKEHOSE_HTTP_HEADER_TIMEOUT_SECS", default_value_t = crate::http::DEFAULT_HEADER_TIMEOUT_SECS)]
+    pub http_header_timeout_secs: u64,
+
+    /// Seconds an HTTP client has to send a request's whole body; a slower
+    /// body is refused (400) and the connection closed.
+    #[arg(long, env = "LAKEHOSE_HTTP_BODY_TIMEOUT_SECS", default_value_t = crate::http::DEFAULT_BODY_TIMEOUT_SECS)]
+    pub http_body_timeout_secs: u64,
+
+    /// Bytes an HTTP request's head (request line and headers) may take;
+    /// a larger one is answered 431.
+    #[arg(long, env = "LAKEHOSE_HTTP_MAX_HEADER_BYTES", default_value_t = crate::http::DEFAULT_MAX_HEADER_BYTES)]
+    pub http_max_header_bytes: usize,
+
+    /// Postgres connections served at once; more are refused with
+    /// `53300 too many connections`.
+    #[arg(long, env = "LAKEHOSE_PG_MAX_CONNECTIONS", default_value_t = lakehose_query::pg::DEFAULT_MAX_CONNECTIONS)]
+    pub pg_max_connections: usize,
+
+    /// Seconds a Postgres client has from connecting to finishing its
+    /// startup and authentication.
+    #[arg(long, env = "LAKEHOSE_PG_STARTUP_TIMEOUT_SECS", default_value_t = lakehose_query::pg::DEFAULT_STARTUP_TIMEOUT_SECS)]
+    pub pg_startup_timeout_secs: u64,
+
+    /// Seconds a Postgres connection may stay idle (no message from the
+    /// client, no statement running) before it is closed; 0 for never.
+    #[arg(long, env = "LAKEHOSE_PG_IDLE_TIMEOUT_SECS", default_value_t = lakehose_query::pg::DEFAULT_IDLE_TIMEOUT_SECS)]
+    pub pg_idle_timeout_secs: u64,
+
+    /// Bytes one message from a Postgres client may take; a larger one
+    /// ends the connection with an error.
+    #[arg(long, env = "LAKEHOSE_PG_MAX_MESSAGE_BYTES", default_value_t = lakehose_query::pg::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub pg_max_message_bytes: usize,
+
+    /// Athena query executions kept in the history; past it the oldest
+    /// finished ones are forgotten (their records deleted, their result
+    /// files kept).
+    #[arg(long, env = "LAKEHOSE_MAX_QUERY_EXECUTIONS", default_value_t = lakehose_query::athena::DEFAULT_MAX_EXECUTIONS)]
+    pub max_query_executions: usize,
+
+    /// MiB a query result held whole in memory may take (the `lakehose sql`
+    /// CLI, dashboard datasets); results streamed to Postgres clients and
+    /// Athena result files are not held and not capped.
+    #[arg(long, env = "LAKEHOSE_MAX_HELD_RESULT_MB", default_value_t = (lakehose_query::stream::DEFAULT_MAX_HELD_RESULT_BYTES >> 20) as u64)]
+    pub max_held_result_mb: u64,
     /// Seconds graceful shutdown (SIGTERM, Ctrl-C) waits for buffered
     /// records to be delivered; past it the process exits and records not
     /// yet delivered stay in the write-ahead log for the next start.
@@ -129,10 +182,31 @@ impl ServerArgs {
             etl_jobs: self.etl_jobs.clone(),
             etl_job_list: Vec::new(),
             maintenance: self.maintenance()?,
+            http_limits: crate::http::HttpLimits {
+                max_connections: self.http_max_connections.max(1),
+                header_timeout: std::time::Duration::from_secs(
+                    self.http_header_timeout_secs.max(1),
+                ),
+                body_timeout: std::time::Duration::from_secs(self.http_body_timeout_secs.max(1)),
+                max_header_bytes: self.http_max_header_bytes.max(1024),
+            },
+            pg: lakehose_query::pg::PgLimits {
+                max_connections: self.pg_max_connections.max(1),
+                startup_timeout: std::time::Duration::from_secs(
+                    self.pg_startup_timeout_secs.max(1),
+                ),
+                idle_timeout: (self.pg_idle_timeout_secs > 0)
+                    .then(|| std::time::Duration::from_secs(self.pg_idle_timeout_secs)),
+                max_message_bytes: self.pg_max_message_bytes.max(1024),
+            },
+            max_executions: self.max_query_executions.max(1),
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout_secs),
             engine: lakehose_query::EngineConfig {
                 memory_limit: self.query_memory_mb.max(64) << 20,
                 spill_dir: self.spill_dir.clone(),
+                max_held_result_bytes: usize::try_from(self.max_held_result_mb.max(1))
+                    .unwrap_or(usize::MAX >> 20)
+                    << 20,
                 query_timeout: Some(std::time::Duration::from_secs(
                     self.query_timeout_secs.max(1),
                 )),

@@ -16,6 +16,7 @@ mod firehose_api;
 mod glue_api;
 mod hostile_ingest;
 mod hostile_types;
+mod limits;
 mod logbench;
 mod ndjson;
 mod psql;

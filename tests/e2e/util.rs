@@ -72,6 +72,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A Firehose client for this server.
     pub fn client(&self) -> Client {
         lakehose::commands::demo::firehose_client(&self.endpoint, 3)

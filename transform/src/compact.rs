@@ -356,7 +356,10 @@ impl Compactor {
             }
             let new_folder = dir
                 .home()
-                .join(&format!("{COMPACTED_FOLDER_PREFIX}{run_id}/"))
+                .join(&format!(
+                    "{COMPACTED_FOLDER_PREFIX}{}-{run_id}/",
+                    owner_tag(database, &table)
+                ))
                 .map_err(|e| e.to_string())?;
             plans.push(PartitionPlan {
                 stored_location: stored.get(&dir.values).cloned().flatten(),
@@ -676,6 +679,11 @@ impl Compactor {
             dirs.iter().map(|d| (&d.values, d)).collect();
         let now = now_ms();
         let mut deleted = 0;
+        let own_tag = owner_tag(database, table);
+        // Other tables whose files may lie in this table's folders (a
+        // stream's table and a crawler's table over one location): what they
+        // read is never deleted, whatever this table's manifests say.
+        let others = self.other_readers(database, table, dirs).await?;
         // Folders a pending manifest still needs.
         let mut referenced: HashSet<String> = HashSet::new();
         for (path, manifest) in self.manifests(database, table).await? {
@@ -699,6 +707,22 @@ impl Compactor {
                     let path = Location::parse(file)
                         .map(|l| l.object_path())
                         .unwrap_or_else(|_| ObjectPath::from(file.trim_start_matches("s3://")));
+                    if !others.is_empty() {
+                        let modified = match store.head(&path).await {
+                            Ok(meta) => meta.last_modified.timestamp_millis(),
+                            Err(object_store::Error::NotFound { .. }) => continue,
+                            Err(e) => return Err(e.to_string()),
+                        };
+                        if let Some(reader) = others.reader_of(file, modified) {
+                            tracing::info!(
+                                file = %file,
+                                table = %format!("{database}.{table}"),
+                                reader = %reader,
+                                "a file this table's compaction replaced is kept: another table still reads it"
+                            );
+                            continue;
+                        }
+                    }
                     match store.delete(&path).await {
                         Ok(()) => deleted += 1,
                         Err(object_store::Error::NotFound { .. }) => {}
@@ -724,12 +748,25 @@ impl Compactor {
                 let Some(name) = folder.filename() else {
                     continue;
                 };
-                if !name.starts_with(COMPACTED_FOLDER_PREFIX) {
+                let Some(id) = name.strip_prefix(COMPACTED_FOLDER_PREFIX) else {
                     continue;
-                }
+                };
                 let location = home.join(&format!("{name}/")).map_err(|e| e.to_string())?;
                 let text = location.to_string();
                 if location == dir.location || referenced.contains(&text) {
+                    continue;
+                }
+                // Only this table's own leftovers: another table's
+                // compaction folder (tagged with that table) is never
+                // touched, nor an untagged one (written before folders were
+                // tagged) in a folder another table reads too.
+                match folder_owner(id) {
+                    Some(tag) if tag == own_tag => {}
+                    Some(_) => continue,
+                    None if others.overlaps(&home) => continue,
+                    None => {}
+                }
+                if others.inside(&text) {
                     continue;
                 }
                 let files: Vec<ObjectMeta> = store
@@ -755,6 +792,72 @@ impl Compactor {
         Ok(deleted)
     }
 
+    /// The partition folders of every other Parquet table whose location
+    /// overlaps one of `dirs`' home folders.
+    async fn other_readers(
+        &self,
+        database: &str,
+        table: &str,
+        dirs: &[PartitionDir],
+    ) -> Result<OtherReaders, String> {
+        let catalog = self.engine.catalog();
+        let homes: Vec<String> = dirs.iter().map(|d| d.home().to_string()).collect();
+        let overlaps = |location: &str| {
+            homes
+                .iter()
+                .any(|h| h.starts_with(location) || location.starts_with(h.as_str()))
+        };
+        let mut readers = OtherReaders::default();
+        for db in catalog.list_databases().await.map_err(|e| e.to_string())? {
+            let tables = catalog
+                .list_tables(&db.name)
+                .await
+                .map_err(|e| e.to_string())?;
+            for t in tables {
+                if db.name == database && t.name == table {
+                    continue;
+                }
+                let Some(location) = t
+                    .storage_descriptor
+                    .as_ref()
+                    .and_then(|sd| sd.location.clone())
+                else {
+                    continue;
+                };
+                let Ok(parsed) = Location::parse(&location) else {
+                    continue;
+                };
+                let home = lakehose_query::table::home_folder(&parsed).to_string();
+                if !overlaps(&home) {
+                    continue;
+                }
+                let name = format!("{}.{}", db.name, t.name);
+                match self.engine.lake_table(&db.name, &t.name).await {
+                    Ok(lake) => {
+                        let their = lake
+                            .partition_locations()
+                            .await
+                            .map_err(|e| format!("listing the partitions of {name}: {e}"))?;
+                        readers
+                            .dirs
+                            .extend(their.into_iter().map(|d| (name.clone(), d)));
+                    }
+                    // A Delta table or a view over the same folder: keep
+                    // everything under its whole location.
+                    Err(_) => readers.dirs.push((
+                        name,
+                        PartitionDir {
+                            values: Vec::new(),
+                            location: lakehose_query::table::home_folder(&parsed),
+                            cutoff_ms: None,
+                        },
+                    )),
+                }
+            }
+        }
+        Ok(readers)
+    }
+
     async fn drop_folder(&self, folder: &Location) {
         let store = self.storage().store();
         let files: Vec<ObjectMeta> = store
@@ -768,6 +871,82 @@ impl Compactor {
             }
         }
     }
+}
+
+/// The partition folders of other tables that share this table's folders.
+#[derive(Default)]
+struct OtherReaders {
+    /// `(db.table, partition)`.
+    dirs: Vec<(String, PartitionDir)>,
+}
+
+impl OtherReaders {
+    fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+
+    /// The table that reads `file` (modified at `modified_ms`), if any:
+    /// a file in a partition's folder, or in its home folder after its
+    /// compaction cutoff, outside hidden (`_`, `.`) folders.
+    fn reader_of(&self, file: &str, modified_ms: i64) -> Option<&str> {
+        self.dirs.iter().find_map(|(name, dir)| {
+            let location = dir.location.to_string();
+            let home = dir.home().to_string();
+            let visible = |rel: &str| {
+                !rel.split('/')
+                    .any(|seg| seg.starts_with('_') || seg.starts_with('.'))
+            };
+            let reads = if let Some(rel) = file.strip_prefix(location.as_str()) {
+                visible(rel)
+            } else if let Some(rel) = file.strip_prefix(home.as_str()) {
+                visible(rel) && modified_ms > dir.cutoff_ms.unwrap_or(i64::MAX)
+            } else {
+                false
+            };
+            reads.then_some(name.as_str())
+        })
+    }
+
+    /// Whether another table's partition lies inside `folder`.
+    fn inside(&self, folder: &str) -> bool {
+        self.dirs
+            .iter()
+            .any(|(_, d)| d.location.to_string().starts_with(folder))
+    }
+
+    /// Whether another table's folders and `home` overlap.
+    fn overlaps(&self, home: &Location) -> bool {
+        let home = home.to_string();
+        self.dirs.iter().any(|(_, d)| {
+            let theirs = d.home().to_string();
+            theirs.starts_with(&home) || home.starts_with(&theirs)
+        })
+    }
+}
+
+/// A short, stable tag naming a table, put in the names of the compaction
+/// folders it writes (`_compacted-<tag>-<run>/`), so a table's clean-up
+/// knows its own leftovers from another table's folders in a shared
+/// location. FNV-1a of `database.table`, 16 hex digits.
+fn owner_tag(database: &str, table: &str) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let name = format!(
+        "{}.{}",
+        database.to_ascii_lowercase(),
+        table.to_ascii_lowercase()
+    );
+    let hash = name
+        .bytes()
+        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    format!("{hash:016x}")
+}
+
+/// The owner tag of a compaction folder name (after the prefix), `None`
+/// for untagged folders.
+fn folder_owner(id: &str) -> Option<&str> {
+    let (tag, _) = id.split_once('-')?;
+    (tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit())).then_some(tag)
 }
 
 fn optimize_builder<'a>(table: DeltaTable) -> deltalake::operations::optimize::OptimizeBuilder<'a> {

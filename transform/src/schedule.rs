@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use lakehose_catalog::supervise::{catch_panic, spawn_supervised};
 use tokio::task::JoinSet;
 
 use crate::compact::{CompactOptions, Compactor};
@@ -151,7 +152,13 @@ fn start(etl: &Etl, tasks: &Tasks, job: &Arc<Job>, why: &'static str) {
             return;
         }
         tracing::info!(job = %job.name, "ETL run started ({why})");
-        match etl.run(&job, &NoProgress).await {
+        // A panic fails this run (logged); the schedule goes on.
+        let run = catch_panic("ETL run", etl.run(&job, &NoProgress)).await;
+        let Ok(run) = run else {
+            tracing::error!(job = %job.name, "ETL run failed: it panicked; the next scheduled run goes ahead");
+            return;
+        };
+        match run {
             Ok(r) if r.succeeded() => tracing::info!(
                 job = %job.name,
                 rows_read = r.rows_read,
@@ -179,14 +186,34 @@ fn start_maintenance(
     let etl = etl.clone();
     let jobs = jobs.to_vec();
     let options = maintenance.compact.clone();
-    let busy = Arc::clone(busy);
+    let busy = Busy(Arc::clone(busy));
     spawn_tracked(tasks, async move {
+        // Cleared however the round ends (a panic included), so the next
+        // round runs.
+        let _busy = busy;
         let compactor = Compactor::new(etl.engine().clone());
-        for line in maintain(&etl, &compactor, &jobs, &options).await {
-            tracing::info!("maintenance: {line}");
+        let round = catch_panic("maintenance", maintain(&etl, &compactor, &jobs, &options)).await;
+        match round {
+            Ok(lines) => {
+                for line in lines {
+                    tracing::info!("maintenance: {line}");
+                }
+            }
+            Err(panic) => tracing::error!(
+                %panic,
+                "maintenance failed: it panicked; the next scheduled round goes ahead"
+            ),
         }
-        busy.store(false, Ordering::SeqCst);
     });
+}
+
+/// Marks maintenance as running until dropped.
+struct Busy(Arc<AtomicBool>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Starts the scheduler for `jobs` (those without a schedule are not run,
@@ -201,51 +228,86 @@ pub fn spawn_scheduler(etl: Etl, jobs: Vec<Job>, maintenance: Option<Maintenance
     let busy = Arc::new(AtomicBool::new(false));
     let tasks: Tasks = Arc::default();
     let tracked = Arc::clone(&tasks);
-    let ticker = tokio::spawn(async move {
-        let tasks = tracked;
-        let mut last = Utc::now();
-        for job in &jobs {
-            let Some((_, schedule)) = &job.schedule else {
-                continue;
-            };
-            let missed = match etl.last_run(&job.name).await {
-                Ok(Some(run)) => DateTime::from_timestamp_millis(run.started_ms)
-                    .is_some_and(|started| fires_between(schedule, started, last)),
-                Ok(None) => false,
-                Err(e) => {
-                    tracing::warn!(job = %job.name, error = %e, "could not read the ETL run history");
-                    false
-                }
-            };
-            if missed {
-                start(&etl, &tasks, job, "missed while the server was down");
-            }
-        }
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let now = Utc::now();
-            for job in &jobs {
-                if let Some((_, schedule)) = &job.schedule
-                    && fires_between(schedule, last, now)
-                {
-                    start(&etl, &tasks, job, "scheduled");
-                }
-            }
-            if let Some(m) = &maintenance
-                && fires_between(&m.schedule, last, now)
-            {
-                start_maintenance(&etl, &tasks, &all, m, &busy);
-            }
-            last = now;
-        }
+    // A panic in the ticker is logged and it starts again (see
+    // `lakehose_catalog::supervise`).
+    let ticker = spawn_supervised("ETL scheduler", move || {
+        tick(
+            etl.clone(),
+            Arc::clone(&tracked),
+            jobs.clone(),
+            all.clone(),
+            maintenance.clone(),
+            Arc::clone(&busy),
+        )
     });
     Scheduler { ticker, tasks }
+}
+
+/// The scheduler's loop: runs what fired since the last tick, every second.
+async fn tick(
+    etl: Etl,
+    tasks: Tasks,
+    jobs: Vec<Arc<Job>>,
+    all: Vec<Arc<Job>>,
+    maintenance: Option<Maintenance>,
+    busy: Arc<AtomicBool>,
+) {
+    let mut last = Utc::now();
+    for job in &jobs {
+        let Some((_, schedule)) = &job.schedule else {
+            continue;
+        };
+        let missed = match etl.last_run(&job.name).await {
+            Ok(Some(run)) => DateTime::from_timestamp_millis(run.started_ms)
+                .is_some_and(|started| fires_between(schedule, started, last)),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(job = %job.name, error = %e, "could not read the ETL run history");
+                false
+            }
+        };
+        if missed {
+            start(&etl, &tasks, job, "missed while the server was down");
+        }
+    }
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = Utc::now();
+        for job in &jobs {
+            if let Some((_, schedule)) = &job.schedule
+                && fires_between(schedule, last, now)
+            {
+                start(&etl, &tasks, job, "scheduled");
+            }
+        }
+        if let Some(m) = &maintenance
+            && fires_between(&m.schedule, last, now)
+        {
+            start_maintenance(&etl, &tasks, &all, m, &busy);
+        }
+        last = now;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::job::parse_cron;
+
+    #[tokio::test]
+    async fn a_panicking_maintenance_round_does_not_disable_the_next() {
+        let busy = Arc::new(AtomicBool::new(true));
+        let guard = Busy(Arc::clone(&busy));
+        let round = tokio::spawn(async move {
+            let _busy = guard;
+            catch_panic("maintenance", async { panic!("compaction bug") }).await
+        });
+        assert_eq!(round.await.unwrap(), Err("compaction bug".to_string()));
+        assert!(
+            !busy.load(Ordering::SeqCst),
+            "maintenance stays marked running"
+        );
+    }
 
     #[test]
     fn fires_in_half_open_windows() {

@@ -369,3 +369,65 @@ fn delta_tables_are_compacted_by_optimize() {
         assert_eq!(old[0][0], "480");
     });
 }
+
+#[test]
+fn two_tables_over_one_location_keep_each_others_files() {
+    rt().block_on(async {
+        let lake = Lake::new();
+        lake.create("raw.events", true).await;
+        for i in 0..3 {
+            lake.insert("raw.events", &DAYS, i * 50, 50).await;
+        }
+        // A second table over the same folders (as a crawler registers next
+        // to a delivery stream's table).
+        lake.sql(
+            "CREATE EXTERNAL TABLE raw.crawled (service string, status bigint, latency_ms double, user_id string) \
+             PARTITIONED BY (dt string) STORED AS PARQUET LOCATION 's3://lake/raw/events/'",
+        )
+        .await;
+        lake.sql("MSCK REPAIR TABLE raw.crawled").await;
+        let count = |table: &'static str| {
+            let engine = lake.engine.clone();
+            async move {
+                rows_of(
+                    &engine,
+                    &format!("SELECT count(*), sum(status) FROM raw.{table}"),
+                )
+                .await
+            }
+        };
+        let events = count("events").await;
+        let crawled = count("crawled").await;
+        assert_eq!(events[0][0], "450");
+        assert_eq!(crawled, events);
+
+        // Compact one table, then run the clean-up of both past the grace
+        // period: neither deletes what the other reads.
+        let first = lake
+            .compactor
+            .optimize("raw", "events", &options(0), &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(first.partitions_compacted, 3, "{first:?}");
+        for table in ["crawled", "events", "crawled"] {
+            let report = lake
+                .compactor
+                .optimize("raw", table, &options(0), &NoProgress)
+                .await
+                .unwrap();
+            assert_eq!(count("events").await, events, "after {table}: {report:?}");
+            assert_eq!(count("crawled").await, events, "after {table}: {report:?}");
+        }
+        // Each table now reads its own compacted folder; once neither
+        // reads the delivered files any more, they go.
+        let last = lake
+            .compactor
+            .optimize("raw", "events", &options(0), &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(count("events").await, events, "{last:?}");
+        assert_eq!(count("crawled").await, events, "{last:?}");
+        let files = lake.parquet_files("lake/raw/events");
+        assert_eq!(files.len(), 6, "one compacted file per partition per table: {files:?}");
+    });
+}

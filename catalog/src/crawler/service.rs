@@ -471,15 +471,20 @@ impl CrawlerService {
                 {
                     options.sample_files = n.clamp(1, 249) as usize;
                 }
-                crawl(
-                    &self.storage,
-                    self.catalog.as_ref(),
-                    &locations,
-                    &options,
-                    &NoProgress,
+                // A panic while crawling fails this run with its reason.
+                crate::supervise::catch_panic(
+                    "crawl",
+                    crawl(
+                        &self.storage,
+                        self.catalog.as_ref(),
+                        &locations,
+                        &options,
+                        &NoProgress,
+                    ),
                 )
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|panic| format!("internal error: the crawl panicked ({panic})"))
+                .and_then(|r| r.map_err(|e| e.to_string()))
             }
             (Err(e), _) | (_, Err(e)) => Err(e),
         };
@@ -520,29 +525,36 @@ impl CrawlerService {
     /// returned task is dropped or aborted.
     pub fn spawn_scheduler(&self) -> tokio::task::JoinHandle<()> {
         let service = self.clone();
-        tokio::spawn(async move {
-            let mut last = Utc::now();
-            loop {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                let now = Utc::now();
-                if let Ok(crawlers) = service.list().await {
-                    for def in crawlers {
-                        if due(&def, last, now) {
-                            match service.start(&def.name).await {
-                                Ok(()) => {
-                                    tracing::info!(crawler = %def.name, "Scheduled crawl started.")
-                                }
-                                Err(CrawlerError::Running(_)) => {}
-                                Err(e) => {
-                                    tracing::warn!(crawler = %def.name, error = %e, "Scheduled crawl could not start.")
-                                }
-                            }
+        // A panic in a round is logged and the scheduler starts again.
+        crate::supervise::spawn_supervised("crawler scheduler", move || {
+            let service = service.clone();
+            scheduler_loop(service)
+        })
+    }
+}
+
+/// Starts the crawlers whose schedule fired, every second.
+async fn scheduler_loop(service: CrawlerService) {
+    let mut last = Utc::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = Utc::now();
+        if let Ok(crawlers) = service.list().await {
+            for def in crawlers {
+                if due(&def, last, now) {
+                    match service.start(&def.name).await {
+                        Ok(()) => {
+                            tracing::info!(crawler = %def.name, "Scheduled crawl started.")
+                        }
+                        Err(CrawlerError::Running(_)) => {}
+                        Err(e) => {
+                            tracing::warn!(crawler = %def.name, error = %e, "Scheduled crawl could not start.")
                         }
                     }
                 }
-                last = now;
             }
-        })
+        }
+        last = now;
     }
 }
 

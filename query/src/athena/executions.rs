@@ -5,18 +5,23 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
 use lakehose_catalog::Location;
 use object_store::ObjectStoreExt;
+use object_store::buffered::BufWriter;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 
 use super::error::ApiError;
 use super::input::{self, length, parse, required};
 use super::results::{self, ResultMetadata};
 use super::workgroups::{self, ENGINE_VERSION, ResultConfiguration};
 use super::{AthenaApi, now_ms, seconds};
-use crate::output::{QueryError, QueryErrorKind, QueryOutput, QueryRequest, StatementType};
+use crate::output::{
+    QueryError, QueryErrorKind, QueryRequest, QueryStream, StatementType, panic_error,
+};
 
 /// Athena's limit on `QueryString`, in bytes.
 pub const MAX_QUERY_BYTES: usize = 262_144;
@@ -512,7 +517,46 @@ pub(super) async fn start(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiErro
 
 /// The task of one execution: wait for a slot, run, write results, record
 /// the outcome. Aborting it (StopQueryExecution) drops the engine's future.
+/// A panic anywhere in it fails the execution with the panic as its reason
+/// (and frees its slot), instead of leaving it RUNNING.
 async fn run(api: AthenaApi, id: String) {
+    let attempt = std::panic::AssertUnwindSafe(run_guarded(api.clone(), id.clone()));
+    let Err(payload) = attempt.catch_unwind().await else {
+        return;
+    };
+    let error = panic_error(payload.as_ref());
+    {
+        let mut state = api.state();
+        state.tasks.remove(&id);
+        let Some(e) = state.executions.get_mut(&id) else {
+            return;
+        };
+        if !e.state.is_active() {
+            return;
+        }
+        fail(e, &error);
+    }
+    if let Err(e) = api.persist_execution(&id).await {
+        tracing::error!(query_execution_id = %id, error = %e, "Could not record a failed Athena query.");
+    }
+}
+
+/// How an execution's run ended.
+enum Ended {
+    /// The rows are in the result file.
+    Written {
+        substatement_type: String,
+        update_count: Option<u64>,
+        bytes_scanned: u64,
+        service_ms: i64,
+    },
+    /// The engine failed (before or while sending rows).
+    Query(QueryError),
+    /// The result file could not be written.
+    Write { message: String, service_ms: i64 },
+}
+
+async fn run_guarded(api: AthenaApi, id: String) {
     let Ok(_permit) = api.inner.slots.clone().acquire_owned().await else {
         return;
     };
@@ -539,11 +583,8 @@ async fn run(api: AthenaApi, id: String) {
     // as QUEUED or RUNNING is failed alike, so the write would only delay
     // the query.
     let started = Instant::now();
-    let outcome = api.inner.runner.run(request).await;
-    let engine_ms = started.elapsed().as_millis() as i64;
-    let written = match outcome {
+    let ended = match api.inner.runner.run_stream(request).await {
         Ok(output) => {
-            let service_started = Instant::now();
             let result_file = {
                 let mut state = api.state();
                 let Some(e) = state.executions.get_mut(&id) else {
@@ -552,12 +593,11 @@ async fn run(api: AthenaApi, id: String) {
                 e.statement_type = output.statement_type;
                 e.result_file()
             };
-            let written = write_results(&api, &result_file, &output).await;
-            let service_ms = service_started.elapsed().as_millis() as i64;
-            Ok((output, written, service_ms))
+            write_results(&api, &result_file, output).await
         }
-        Err(e) => Err(e),
+        Err(e) => Ended::Query(e),
     };
+    let total_ms = started.elapsed().as_millis() as i64;
     {
         let mut state = api.state();
         state.tasks.remove(&id);
@@ -568,16 +608,25 @@ async fn run(api: AthenaApi, id: String) {
             // Cancelled meanwhile.
             return;
         }
-        e.engine_ms = Some(engine_ms);
-        match written {
-            Ok((output, Ok(()), service_ms)) => {
+        match ended {
+            Ended::Written {
+                substatement_type,
+                update_count,
+                bytes_scanned,
+                service_ms,
+            } => {
+                e.engine_ms = Some((total_ms - service_ms).max(0));
                 e.service_ms = Some(service_ms);
-                e.substatement_type = Some(output.substatement_type.clone());
-                e.data_scanned = output.bytes_scanned;
-                e.update_count = output.update_count;
+                e.substatement_type = Some(substatement_type);
+                e.data_scanned = bytes_scanned;
+                e.update_count = update_count;
                 e.finish(QueryState::Succeeded, None, None);
             }
-            Ok((_, Err(message), service_ms)) => {
+            Ended::Write {
+                message,
+                service_ms,
+            } => {
+                e.engine_ms = Some((total_ms - service_ms).max(0));
                 e.service_ms = Some(service_ms);
                 e.finish(
                     QueryState::Failed,
@@ -590,12 +639,16 @@ async fn run(api: AthenaApi, id: String) {
                     }),
                 );
             }
-            Err(error) => fail(e, &error),
+            Ended::Query(error) => {
+                e.engine_ms = Some(total_ms);
+                fail(e, &error);
+            }
         }
     }
     if let Err(e) = api.persist_execution(&id).await {
         tracing::error!(query_execution_id = %id, error = %e, "Could not record a finished Athena query.");
     }
+    api.prune_history().await;
 }
 
 fn fail(e: &mut Execution, error: &QueryError) {
@@ -620,31 +673,118 @@ fn fail(e: &mut Execution, error: &QueryError) {
     );
 }
 
-/// Writes the result file and its metadata; the error is the message shown
-/// as `StateChangeReason` (the cause goes to the log).
-async fn write_results(
-    api: &AthenaApi,
-    result_file: &str,
-    output: &QueryOutput,
-) -> Result<(), String> {
-    let (file, metadata) = results::render(output).map_err(|e| {
-        tracing::error!(error = %e, "Could not format Athena query results.");
-        format!("could not format the query results: {e}")
-    })?;
-    let metadata_bytes = serde_json::to_vec(&metadata).unwrap_or_default();
+/// Rendered bytes sent to the result file at a time.
+const RESULT_CHUNK_BYTES: usize = 1 << 20;
+/// The result file is written in parts of this size once it is larger.
+const RESULT_PART_BYTES: usize = 8 << 20;
+
+/// Writes the result file batch by batch as the rows arrive (parts of a
+/// multipart upload past [`RESULT_PART_BYTES`]), then its metadata; a
+/// write failure's message is the `StateChangeReason` (the cause goes to
+/// the log).
+async fn write_results(api: &AthenaApi, result_file: &str, mut output: QueryStream) -> Ended {
+    let mut writer = results::ResultWriter::new(
+        output.statement_type,
+        &output.substatement_type,
+        &output.schema,
+        output.update_count,
+    );
     let storage = &api.inner.storage;
-    let put = async |location: &str, bytes: Vec<u8>| -> Result<(), String> {
-        let loc = Location::parse(location).map_err(|e| e.to_string())?;
-        storage
-            .put_durable(&loc.object_path(), Bytes::from(bytes))
-            .await
-            .map_err(|e| {
-                tracing::error!(%location, error = %e, "Could not write Athena query results.");
-                format!("Unable to write query results to {location}")
-            })
+    let location = match Location::parse(result_file) {
+        Ok(l) => l,
+        Err(e) => {
+            return Ended::Write {
+                message: format!("Unable to write query results to {result_file}: {e}"),
+                service_ms: 0,
+            };
+        }
     };
+    let write_failed = |e: &dyn std::fmt::Display, service_ms: i64| {
+        tracing::error!(location = %result_file, error = %e, "Could not write Athena query results.");
+        Ended::Write {
+            message: format!("Unable to write query results to {result_file}"),
+            service_ms,
+        }
+    };
+    let mut file = BufWriter::with_capacity(
+        std::sync::Arc::clone(storage.store()),
+        location.object_path(),
+        RESULT_PART_BYTES,
+    )
+    .with_max_concurrency(2);
+    let mut service = std::time::Duration::ZERO;
+    let ms = |d: std::time::Duration| d.as_millis() as i64;
+    while let Some(batch) = output.batches.next().await {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(error) => {
+                let _ = file.abort().await;
+                return Ended::Query(error);
+            }
+        };
+        let began = Instant::now();
+        if let Err(e) = writer.push(&batch) {
+            let _ = file.abort().await;
+            tracing::error!(error = %e, "Could not format Athena query results.");
+            return Ended::Write {
+                message: format!("could not format the query results: {e}"),
+                service_ms: ms(service + began.elapsed()),
+            };
+        }
+        if writer.pending_bytes() >= RESULT_CHUNK_BYTES
+            && let Err(e) = file.put(Bytes::from(writer.take())).await
+        {
+            let _ = file.abort().await;
+            return write_failed(&e, ms(service + began.elapsed()));
+        }
+        service += began.elapsed();
+    }
+    let began = Instant::now();
+    let rest = writer.take();
+    if !rest.is_empty()
+        && let Err(e) = file.put(Bytes::from(rest)).await
+    {
+        let _ = file.abort().await;
+        return write_failed(&e, ms(service + began.elapsed()));
+    }
+    if let Err(e) = file.shutdown().await {
+        return write_failed(&e, ms(service + began.elapsed()));
+    }
+    if let Err(e) = sync_local(storage, &location) {
+        return write_failed(&e, ms(service + began.elapsed()));
+    }
+    let metadata = writer.finish();
+    let metadata_bytes = serde_json::to_vec(&metadata).unwrap_or_default();
     let metadata_file = format!("{result_file}.metadata");
-    futures::try_join!(put(result_file, file), put(&metadata_file, metadata_bytes)).map(|_| ())
+    let put = async {
+        let loc = Location::parse(&metadata_file).map_err(|e| e.to_string())?;
+        storage
+            .put_durable(&loc.object_path(), Bytes::from(metadata_bytes))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    if let Err(e) = put.await {
+        return write_failed(&e, ms(service + began.elapsed()));
+    }
+    Ended::Written {
+        substatement_type: output.substatement_type.clone(),
+        update_count: output.update_count,
+        bytes_scanned: output.bytes_scanned(),
+        service_ms: ms(service + began.elapsed()),
+    }
+}
+
+/// On a local folder, fsyncs a written object and its folder.
+fn sync_local(storage: &lakehose_catalog::Storage, location: &Location) -> std::io::Result<()> {
+    let Some(root) = storage.local_root() else {
+        return Ok(());
+    };
+    let file = root.join(location.object_path().as_ref());
+    std::fs::File::open(&file)?.sync_all()?;
+    if let Some(dir) = file.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -68,7 +68,15 @@ pub struct AthenaConfig {
     /// (default `s3://lakehose-athena-results/`). Real Athena refuses such
     /// queries instead.
     pub default_output_location: String,
+    /// Executions kept in the history (default [`DEFAULT_MAX_EXECUTIONS`]);
+    /// past it the oldest finished ones are forgotten, their records
+    /// deleted (their result files stay). Queued and running ones are
+    /// always kept.
+    pub max_executions: usize,
 }
+
+/// The default of [`AthenaConfig::max_executions`].
+pub const DEFAULT_MAX_EXECUTIONS: usize = 10_000;
 
 impl Default for AthenaConfig {
     fn default() -> Self {
@@ -76,6 +84,7 @@ impl Default for AthenaConfig {
             max_concurrent_queries: 4,
             queue_limit: 64,
             default_output_location: "s3://lakehose-athena-results/".into(),
+            max_executions: DEFAULT_MAX_EXECUTIONS,
         }
     }
 }
@@ -171,6 +180,11 @@ impl AthenaApi {
                 "max_concurrent_queries must be at least 1".into(),
             ));
         }
+        if config.max_executions < config.queue_limit {
+            return Err(OpenError::Config(
+                "max_executions must be at least queue_limit".into(),
+            ));
+        }
         if config.queue_limit < config.max_concurrent_queries {
             return Err(OpenError::Config(
                 "queue_limit must be at least max_concurrent_queries".into(),
@@ -191,6 +205,7 @@ impl AthenaApi {
         };
         api.load_workgroups().await?;
         api.load_executions().await?;
+        api.prune_history().await;
         Ok(api)
     }
 
@@ -282,6 +297,60 @@ impl AthenaApi {
             .storage
             .put_durable(&self.execution_path(id), bytes.into())
             .await
+    }
+
+    /// Forgets the oldest finished executions past
+    /// [`AthenaConfig::max_executions`], deleting their records.
+    async fn prune_history(&self) {
+        let pruned: Vec<String> = {
+            let mut state = self.state();
+            let excess = state
+                .executions
+                .len()
+                .saturating_sub(self.inner.config.max_executions);
+            if excess == 0 {
+                return;
+            }
+            let mut finished: Vec<(i64, i64, String)> = state
+                .executions
+                .values()
+                .filter(|e| !e.state.is_active())
+                .map(|e| {
+                    (
+                        e.completed_ms.unwrap_or(e.submitted_ms),
+                        e.submitted_ms,
+                        e.id.clone(),
+                    )
+                })
+                .collect();
+            finished.sort();
+            finished.truncate(excess);
+            let ids: Vec<String> = finished.into_iter().map(|(_, _, id)| id).collect();
+            for id in &ids {
+                if let Some(e) = state.executions.remove(id)
+                    && let Some(token) = e.client_request_token
+                    && state.tokens.get(&token) == Some(id)
+                {
+                    state.tokens.remove(&token);
+                }
+            }
+            ids
+        };
+        let _guard = self.inner.write_lock.lock().await;
+        for id in pruned {
+            match self
+                .inner
+                .storage
+                .store()
+                .delete(&self.execution_path(&id))
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(query_execution_id = %id, error = %e, "Could not delete the record of a pruned Athena query; it is forgotten until the next restart.");
+                }
+            }
+        }
     }
 
     /// Every object under a system folder, as (path, bytes).

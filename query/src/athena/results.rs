@@ -17,7 +17,9 @@
 //!   of the whole file. GetQueryResults reads both files back, so results
 //!   survive restarts.
 
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use super::values::{ColumnInfo, column_text};
@@ -76,74 +78,143 @@ pub fn is_text(statement_type: StatementType) -> bool {
 
 /// The result file of `output` and its metadata document.
 pub fn render(output: &QueryOutput) -> Result<(Vec<u8>, ResultMetadata), ArrowError> {
-    let text = is_text(output.statement_type);
-    let mut file = Vec::new();
-    let column_info: Vec<ColumnInfo> = if output.update_count.is_some() {
-        vec![ColumnInfo::rows()]
-    } else {
-        output
-            .schema
-            .fields()
-            .iter()
-            .map(|f| ColumnInfo::of(f))
-            .collect()
-    };
-    let mut row_count = 0u64;
-    let mut row_index = Vec::new();
-    if output.update_count.is_none() {
-        if !text {
+    let mut writer = ResultWriter::new(
+        output.statement_type,
+        &output.substatement_type,
+        &output.schema,
+        output.update_count,
+    );
+    for batch in &output.batches {
+        writer.push(batch)?;
+    }
+    let file = writer.take();
+    Ok((file, writer.finish()))
+}
+
+/// Writes a result file batch by batch: [`push`](Self::push) each batch,
+/// [`take`](Self::take) the bytes rendered so far whenever they should go
+/// out, and [`finish`](Self::finish) for the metadata document. Only the
+/// rendered bytes not yet taken and one index entry per
+/// [`INDEX_STRIDE`] rows are held.
+#[derive(Debug)]
+pub struct ResultWriter {
+    text: bool,
+    statement_type: StatementType,
+    substatement_type: String,
+    update_count: Option<u64>,
+    column_info: Vec<ColumnInfo>,
+    pending: Vec<u8>,
+    /// Bytes taken before `pending`.
+    taken: u64,
+    row_count: u64,
+    row_index: Vec<u64>,
+    /// For text files: where the current line starts.
+    line_start: u64,
+}
+
+impl ResultWriter {
+    /// A writer for a result of `statement_type` with columns `schema`
+    /// (an update count instead of rows for CTAS / INSERT INTO).
+    pub fn new(
+        statement_type: StatementType,
+        substatement_type: &str,
+        schema: &Schema,
+        update_count: Option<u64>,
+    ) -> Self {
+        let text = is_text(statement_type);
+        let column_info: Vec<ColumnInfo> = if update_count.is_some() {
+            vec![ColumnInfo::rows()]
+        } else {
+            schema.fields().iter().map(|f| ColumnInfo::of(f)).collect()
+        };
+        let mut pending = Vec::new();
+        if update_count.is_none() && !text {
             let header: Vec<Option<String>> =
                 column_info.iter().map(|c| Some(c.name.clone())).collect();
-            write_csv_line(&mut file, &header);
+            write_csv_line(&mut pending, &header);
         }
-        for batch in &output.batches {
-            let columns = batch
-                .columns()
-                .iter()
-                .map(column_text)
-                .collect::<Result<Vec<_>, _>>()?;
-            for row in 0..batch.num_rows() {
-                let values: Vec<Option<String>> = columns.iter().map(|c| c[row].clone()).collect();
-                if text {
-                    let line: Vec<String> =
-                        values.into_iter().map(Option::unwrap_or_default).collect();
-                    file.extend_from_slice(line.join("\t").as_bytes());
-                    file.push(b'\n');
-                } else {
-                    if row_count.is_multiple_of(INDEX_STRIDE) {
-                        row_index.push(file.len() as u64);
-                    }
-                    write_csv_line(&mut file, &values);
-                    row_count += 1;
-                }
-            }
-        }
-        if text {
-            // A value may hold newlines: text rows are lines.
-            let mut start = 0usize;
-            for (i, b) in file.iter().enumerate() {
-                if *b == b'\n' {
-                    if row_count.is_multiple_of(INDEX_STRIDE) {
-                        row_index.push(start as u64);
-                    }
-                    row_count += 1;
-                    start = i + 1;
-                }
-            }
+        Self {
+            text,
+            statement_type,
+            substatement_type: substatement_type.to_string(),
+            update_count,
+            column_info,
+            pending,
+            taken: 0,
+            row_count: 0,
+            row_index: Vec::new(),
+            line_start: 0,
         }
     }
-    let metadata = ResultMetadata {
-        format: METADATA_FORMAT.into(),
-        version: 1,
-        statement_type: output.statement_type,
-        substatement_type: output.substatement_type.clone(),
-        update_count: output.update_count,
-        row_count,
-        column_info,
-        row_index,
-        result_bytes: file.len() as u64,
-    };
-    Ok((file, metadata))
+
+    /// Renders one batch of rows.
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+        if self.update_count.is_some() {
+            return Ok(());
+        }
+        let columns = batch
+            .columns()
+            .iter()
+            .map(column_text)
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            let values: Vec<Option<String>> = columns.iter().map(|c| c[row].clone()).collect();
+            if self.text {
+                let from = self.pending.len();
+                let line: Vec<String> = values.into_iter().map(Option::unwrap_or_default).collect();
+                self.pending.extend_from_slice(line.join("\t").as_bytes());
+                self.pending.push(b'\n');
+                // A value may hold newlines: text rows are lines.
+                for i in from..self.pending.len() {
+                    if self.pending[i] == b'\n' {
+                        if self.row_count.is_multiple_of(INDEX_STRIDE) {
+                            self.row_index.push(self.line_start);
+                        }
+                        self.row_count += 1;
+                        self.line_start = self.taken + i as u64 + 1;
+                    }
+                }
+            } else {
+                if self.row_count.is_multiple_of(INDEX_STRIDE) {
+                    self.row_index.push(self.taken + self.pending.len() as u64);
+                }
+                write_csv_line(&mut self.pending, &values);
+                self.row_count += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes rendered and not yet taken.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The bytes rendered since the last call.
+    pub fn take(&mut self) -> Vec<u8> {
+        self.taken += self.pending.len() as u64;
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Data rows rendered so far.
+    pub fn row_count(&self) -> u64 {
+        self.row_count
+    }
+
+    /// The metadata document (after the last [`take`](Self::take)).
+    pub fn finish(self) -> ResultMetadata {
+        ResultMetadata {
+            format: METADATA_FORMAT.into(),
+            version: 1,
+            statement_type: self.statement_type,
+            substatement_type: self.substatement_type,
+            update_count: self.update_count,
+            row_count: self.row_count,
+            column_info: self.column_info,
+            row_index: self.row_index,
+            result_bytes: self.taken + self.pending.len() as u64,
+        }
+    }
 }
 
 /// Appends one CSV record: every value quoted, NULL as an empty field.
@@ -314,6 +385,43 @@ mod tests {
         assert_eq!(metadata.column_info, vec![ColumnInfo::rows()]);
         assert_eq!(metadata.update_count, Some(3));
         assert!(!metadata.has_header());
+    }
+
+    #[test]
+    fn a_file_written_batch_by_batch_is_the_file_rendered_whole() {
+        let mut output = select_output();
+        let batch = output.batches[0].clone();
+        output.batches = vec![batch.clone(); 700];
+        let (whole, whole_metadata) = render(&output).unwrap();
+        let mut writer = ResultWriter::new(
+            output.statement_type,
+            &output.substatement_type,
+            &output.schema,
+            None,
+        );
+        let mut parts = Vec::new();
+        for b in &output.batches {
+            writer.push(b).unwrap();
+            if writer.pending_bytes() > 1000 {
+                parts.extend(writer.take());
+            }
+        }
+        parts.extend(writer.take());
+        let metadata = writer.finish();
+        assert_eq!(parts, whole);
+        assert_eq!(metadata, whole_metadata);
+        assert_eq!(metadata.row_count, 2100);
+        assert_eq!(metadata.row_index.len(), 3);
+        // Every indexed offset starts a row.
+        let text = String::from_utf8(parts).unwrap();
+        for offset in &metadata.row_index {
+            let rest = &text[*offset as usize..];
+            assert!(
+                rest.starts_with("\"1\"") || rest.starts_with(",") || rest.starts_with("\"3\""),
+                "{}",
+                &rest[..10]
+            );
+        }
     }
 
     #[test]

@@ -69,7 +69,22 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
     if let Some(f) = series {
         ctx.register_udf(f.as_ref().clone().with_aliases(["sequence"]));
     }
+    #[cfg(debug_assertions)]
+    ctx.register_udf(debug_panic());
     Ok(())
+}
+
+/// Debug builds only (the tests'): `lakehose_debug_panic(x)` panics when it
+/// is evaluated, to prove a panic in a running query is contained.
+#[cfg(debug_assertions)]
+fn debug_panic() -> ScalarUDF {
+    datafusion::logical_expr::create_udf(
+        "lakehose_debug_panic",
+        vec![DataType::Int64],
+        DataType::Int64,
+        datafusion::logical_expr::Volatility::Volatile,
+        Arc::new(|_| panic!("lakehose_debug_panic was called")),
+    )
 }
 
 /// Computes the return type from the (coerced) argument types.

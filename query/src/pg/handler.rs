@@ -9,23 +9,25 @@ use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use futures::Sink;
-use futures::stream;
-use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use futures::stream::{self, BoxStream};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_execution_response};
 use pgwire::api::results::{
     DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse,
     Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, METADATA_APPLICATION_NAME, METADATA_DATABASE, METADATA_USER,
-    Type,
+    ClientInfo, ClientPortalStore, ConnectionHandle, DEFAULT_NAME, METADATA_APPLICATION_NAME,
+    METADATA_DATABASE, METADATA_USER, PgWireConnectionState, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::response::EmptyQueryResponse;
 
 use super::encode::{arrow_type_for, encode_field, normalize, pg_type};
 use super::params::{describe_literal, in_limit_clause, infer_types, literal};
@@ -34,7 +36,8 @@ use super::sql::{
     MAX_PARAMETERS, first_keyword, placeholders, split_statements, substitute, trim_statement,
 };
 use crate::output::{
-    QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType,
+    QueryError, QueryErrorKind, QueryOutput, QueryRequest, QueryStream, SqlRunner, StatementType,
+    panic_error,
 };
 
 /// A statement's failure, boxed as it travels through `Result`s.
@@ -82,9 +85,12 @@ fn query_error(err: &QueryError) -> Failure {
     error(sqlstate(err), err.message.clone())
 }
 
+/// Result rows as they arrive from the engine.
+type Batches = BoxStream<'static, Result<RecordBatch, Failure>>;
+
 /// What one statement produced.
 enum Outcome {
-    Rows(SchemaRef, Vec<RecordBatch>),
+    Rows(SchemaRef, Batches),
     Command(Tag),
     Begin(Tag),
     End(Tag),
@@ -110,7 +116,7 @@ fn shape(sql: &str) -> Shape {
 }
 
 /// The command tag for a statement that returns no rows.
-fn command_tag(output: &QueryOutput, sql: &str) -> Tag {
+fn command_tag(output: &QueryStream, sql: &str) -> Tag {
     let sub = output.substatement_type.to_uppercase();
     if let Some(n) = output.update_count {
         let n = usize::try_from(n).unwrap_or(usize::MAX);
@@ -253,12 +259,18 @@ fn fields(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
         .collect()
 }
 
-/// Streams the rows of `batches` as DataRows.
+/// Streams the rows of `batches` as DataRows, batch by batch as they
+/// arrive. An error (or a panic while encoding) ends the stream with an
+/// ErrorResponse after the rows already sent.
 fn row_stream(
-    batches: Vec<RecordBatch>,
+    batches: Batches,
     schema: Arc<Vec<FieldInfo>>,
 ) -> impl futures::Stream<Item = PgWireResult<DataRow>> + Send + 'static {
-    let rows = batches.into_iter().flat_map(move |batch| {
+    let rows = batches.flat_map(move |batch| {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(info) => return stream::iter(vec![Err(user_error(info))]).boxed(),
+        };
         let columns: Result<Vec<ArrayRef>, _> = batch.columns().iter().map(normalize).collect();
         let schema = schema.clone();
         let (columns, failure) = match columns {
@@ -270,7 +282,7 @@ fn row_stream(
         } else {
             batch.num_rows()
         };
-        (0..n).map(move |row| {
+        let rows = (0..n).map(move |row| {
             if let Some(e) = &failure {
                 return Err(user_error(error("XX000", e.to_string())));
             }
@@ -285,18 +297,32 @@ fn row_stream(
                 );
             }
             Ok(DataRow::new(buf, columns.len() as i16))
-        })
+        });
+        stream::iter(rows).boxed()
     });
-    stream::iter(rows)
+    std::panic::AssertUnwindSafe(rows)
+        .catch_unwind()
+        .map(|row| match row {
+            Ok(row) => row,
+            Err(payload) => Err(user_error(query_error(&panic_error(payload.as_ref())))),
+        })
+        .scan(false, |failed, row| {
+            // Nothing after an error.
+            if *failed {
+                return futures::future::ready(None);
+            }
+            *failed = row.is_err();
+            futures::future::ready(Some(row))
+        })
 }
 
 /// Brings `batches` to the column types announced in `target`, so binary
-/// values decode as the client expects.
+/// values decode as the client expects (batch by batch, as they arrive).
 fn conform(
-    batches: Vec<RecordBatch>,
+    batches: Batches,
     schema: &SchemaRef,
     target: &SchemaRef,
-) -> Result<(SchemaRef, Vec<RecordBatch>), Failure> {
+) -> Result<(SchemaRef, Batches), Failure> {
     if schema.fields().len() != target.fields().len() {
         return Err(error(
             "0A000",
@@ -319,27 +345,37 @@ fn conform(
         return Ok((schema.clone(), batches));
     }
     let new_schema = Arc::new(Schema::new(new_fields));
-    let mut out = Vec::with_capacity(batches.len());
-    for batch in batches {
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(new_schema.fields().iter())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c.clone())
-                } else {
-                    normalize(c).and_then(|c| cast(&c, f.data_type()))
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| error("22000", format!("cannot convert result column: {e}")))?;
-        out.push(
-            RecordBatch::try_new(new_schema.clone(), columns)
-                .map_err(|e| error("XX000", e.to_string()))?,
-        );
-    }
+    let cast_to = new_schema.clone();
+    let out = batches
+        .map(move |batch| {
+            let batch = batch?;
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(cast_to.fields().iter())
+                .map(|(c, f)| {
+                    if c.data_type() == f.data_type() {
+                        Ok(c.clone())
+                    } else {
+                        normalize(c).and_then(|c| cast(&c, f.data_type()))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| error("22000", format!("cannot convert result column: {e}")))?;
+            RecordBatch::try_new(cast_to.clone(), columns)
+                .map_err(|e| error("XX000", e.to_string()))
+        })
+        .boxed();
     Ok((new_schema, out))
+}
+
+/// Runs a stream of rows to its end, counting them.
+async fn drain(mut batches: Batches) -> Result<usize, Failure> {
+    let mut n = 0;
+    while let Some(batch) = batches.next().await {
+        n += batch?.num_rows();
+    }
+    Ok(n)
 }
 
 /// Serves queries of every connection.
@@ -386,11 +422,29 @@ impl Queries {
         session.lock().ok().and_then(|s| s.database.clone())
     }
 
-    async fn engine(&self, session: &SessionRef, sql: &str) -> Result<QueryOutput, Failure> {
+    fn request(session: &SessionRef, sql: &str) -> QueryRequest {
         let mut request = QueryRequest::new(sql, Self::database(session).as_deref());
         request.postgres_catalog = super::catalog::reads_pg_catalog(sql);
         tracing::debug!(database = ?request.database, "postgres statement");
-        self.runner.run(request).await.map_err(|e| query_error(&e))
+        request
+    }
+
+    /// Runs a statement whose result is small (describing), held whole;
+    /// a panic is an internal error.
+    async fn engine(&self, session: &SessionRef, sql: &str) -> Result<QueryOutput, Failure> {
+        let run = std::panic::AssertUnwindSafe(self.runner.run(Self::request(session, sql)));
+        match run.catch_unwind().await {
+            Ok(result) => result.map_err(|e| query_error(&e)),
+            Err(payload) => Err(query_error(&panic_error(payload.as_ref()))),
+        }
+    }
+
+    /// Runs a statement, its rows streamed.
+    async fn engine_stream(&self, session: &SessionRef, sql: &str) -> Result<QueryStream, Failure> {
+        self.runner
+            .run_stream(Self::request(session, sql))
+            .await
+            .map_err(|e| query_error(&e))
     }
 
     fn local(command: &Local, session: &SessionRef, user: &str) -> Result<Outcome, Failure> {
@@ -398,7 +452,9 @@ impl Queries {
             .lock()
             .map_err(|_| error("XX000", "session state is unavailable"))?;
         match session::run(command, &mut guard, user) {
-            Ok(LocalResult::Rows(schema, batch)) => Ok(Outcome::Rows(schema, vec![batch])),
+            Ok(LocalResult::Rows(schema, batch)) => {
+                Ok(Outcome::Rows(schema, stream::iter([Ok(batch)]).boxed()))
+            }
             Ok(LocalResult::Tag(tag)) => Ok(Outcome::Command(Tag::new(tag))),
             Ok(LocalResult::Begin(tag)) => Ok(Outcome::Begin(Tag::new(tag))),
             Ok(LocalResult::End(tag)) => Ok(Outcome::End(Tag::new(tag))),
@@ -406,19 +462,43 @@ impl Queries {
         }
     }
 
-    /// Runs one statement (parameters already substituted).
+    /// Runs one statement (parameters already substituted); a panic while
+    /// planning or running it is the statement's error (`XX000`), and the
+    /// connection goes on.
     async fn run(&self, session: &SessionRef, user: &str, sql: &str) -> Result<Outcome, Failure> {
+        match std::panic::AssertUnwindSafe(self.run_unguarded(session, user, sql))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(payload) => Err(query_error(&panic_error(payload.as_ref()))),
+        }
+    }
+
+    async fn run_unguarded(
+        &self,
+        session: &SessionRef,
+        user: &str,
+        sql: &str,
+    ) -> Result<Outcome, Failure> {
         if let Some(command) = session::parse(sql) {
             return Self::local(&command, session, user);
         }
-        let output = self.engine(session, sql).await?;
+        let mut output = self.engine_stream(session, sql).await?;
         let returns_rows = output.update_count.is_none()
             && !output.schema.fields().is_empty()
             && shape(sql) != Shape::Command;
-        if returns_rows {
-            Ok(Outcome::Rows(output.schema, output.batches))
-        } else {
-            Ok(Outcome::Command(command_tag(&output, sql)))
+        let tag = (!returns_rows).then(|| command_tag(&output, sql));
+        let batches = std::mem::replace(&mut output.batches, stream::empty().boxed())
+            .map(|b| b.map_err(|e| query_error(&e)))
+            .boxed();
+        match tag {
+            None => Ok(Outcome::Rows(output.schema, batches)),
+            Some(tag) => {
+                // Runs to its end: dropping the stream would cancel it.
+                drain(batches).await?;
+                Ok(Outcome::Command(tag))
+            }
         }
     }
 
@@ -619,6 +699,100 @@ impl ExtendedQueryHandler for Queries {
         Ok(DescribePortalResponse::new(fields))
     }
 
+    /// An Execute without a row limit streams its rows as they come.
+    /// (pgwire's own Execute gathers every row of such a portal into one
+    /// vector before sending the first: a `SELECT *` of a large table would
+    /// be held whole.) An Execute with a row limit, or one resuming a
+    /// suspended portal, takes pgwire's way, which holds at most that many
+    /// rows.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if message.max_rows != 0
+            || !matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+        {
+            return self._on_execute(client, message).await;
+        }
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal)) => portal,
+            _ => return self._on_execute(client, message).await,
+        };
+        if !matches!(*portal.state().lock().await, PortalExecutionState::Initial) {
+            return self._on_execute(client, message).await;
+        }
+        let mut transaction = client.transaction_status();
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let cancelled = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+            Some(handle) => Some(handle.start_query().await),
+            None => None,
+        };
+        let run = async {
+            match ExtendedQueryHandler::do_query(self, client, portal.as_ref(), 0).await? {
+                Response::Query(mut response) => {
+                    let tag = response.command_tag().to_owned();
+                    let mut rows = 0usize;
+                    let data_rows = response.data_rows();
+                    while let Some(row) = data_rows.next().await {
+                        client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                        rows += 1;
+                    }
+                    client
+                        .send(PgWireBackendMessage::CommandComplete(
+                            Tag::new(&tag).with_rows(rows).into(),
+                        ))
+                        .await?;
+                }
+                Response::EmptyQuery => {
+                    client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(
+                            EmptyQueryResponse::new(),
+                        ))
+                        .await?;
+                }
+                Response::Execution(tag) => send_execution_response(client, tag).await?,
+                Response::TransactionStart(tag) => {
+                    send_execution_response(client, tag).await?;
+                    transaction = transaction.to_in_transaction_state();
+                }
+                Response::TransactionEnd(tag) => {
+                    send_execution_response(client, tag).await?;
+                    transaction = transaction.to_idle_state();
+                    client.portal_store().rm_portal(DEFAULT_NAME);
+                }
+                Response::Error(err) => {
+                    client
+                        .send(PgWireBackendMessage::ErrorResponse((*err).into()))
+                        .await?;
+                    transaction = transaction.to_error_state();
+                }
+                Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
+                    return Err(user_error(error("0A000", "COPY is not supported")));
+                }
+            }
+            Ok::<(), PgWireError>(())
+        };
+        match cancelled {
+            Some(cancelled) => {
+                tokio::pin!(run);
+                match futures::future::select(run, cancelled).await {
+                    futures::future::Either::Left((result, _)) => result?,
+                    futures::future::Either::Right(_) => return Err(PgWireError::QueryCanceled),
+                }
+            }
+            None => run.await?,
+        }
+        // Finished: a later Execute of this portal sends nothing more.
+        *portal.state().lock().await = PortalExecutionState::Finished;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(transaction);
+        Ok(())
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -639,7 +813,7 @@ impl ExtendedQueryHandler for Queries {
         let outcome = match (outcome, stmt.described()) {
             // Described as returning nothing: report the row count only.
             (Outcome::Rows(_, batches), Some(None)) => {
-                let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                let n = drain(batches).await.map_err(user_error)?;
                 Outcome::Command(Tag::new("SELECT").with_rows(n))
             }
             (Outcome::Rows(schema, batches), Some(Some(target))) => {

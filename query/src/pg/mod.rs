@@ -68,6 +68,7 @@
 mod auth;
 pub(crate) mod catalog;
 mod encode;
+mod guard;
 mod handler;
 mod params;
 mod session;
@@ -95,24 +96,50 @@ use crate::output::SqlRunner;
 /// The default address of the Postgres listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
 
+/// The default of [`PgLimits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+/// The default of [`PgLimits::startup_timeout`], seconds.
+pub const DEFAULT_STARTUP_TIMEOUT_SECS: u64 = 30;
+/// The default of [`PgLimits::idle_timeout`], seconds (above the default
+/// query timeout, as a statement that sends nothing counts as idle).
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 3600;
+/// The default of [`PgLimits::max_message_bytes`].
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Limits of the Postgres wire server (see the `guard` module).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgLimits {
+    /// Connections served at once; further clients are turned away with
+    /// `53300 too many connections`.
+    pub max_connections: usize,
+    /// Time from connecting to the end of startup and authentication.
+    pub startup_timeout: Duration,
+    /// Time a connection may pass without traffic either way (`None`:
+    /// forever).
+    pub idle_timeout: Option<Duration>,
+    /// Bytes one frontend message may take.
+    pub max_message_bytes: usize,
+}
+
+impl Default for PgLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            startup_timeout: Duration::from_secs(DEFAULT_STARTUP_TIMEOUT_SECS),
+            idle_timeout: Some(Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS)),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
 /// Settings of the Postgres wire server.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct PgConfig {
     /// `(user, password)` clients must authenticate as (SCRAM-SHA-256);
     /// `None` trusts every client.
     pub credentials: Option<(String, String)>,
-    /// Connections served at once; further clients are turned away with
-    /// `53300 too many connections`.
-    pub max_connections: usize,
-}
-
-impl Default for PgConfig {
-    fn default() -> Self {
-        Self {
-            credentials: None,
-            max_connections: 100,
-        }
-    }
+    /// Connection limits and timeouts.
+    pub limits: PgLimits,
 }
 
 impl fmt::Debug for PgConfig {
@@ -122,7 +149,7 @@ impl fmt::Debug for PgConfig {
                 "user",
                 &self.credentials.as_ref().map(|(user, _)| user.as_str()),
             )
-            .field("max_connections", &self.max_connections)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -169,9 +196,10 @@ pub async fn serve(
             connections.clone(),
         )),
         queries: Arc::new(handler::Queries::new(runner)),
-        cancel: Arc::new(DefaultCancelHandler::new(connections)),
+        cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
     });
-    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let slots = Arc::new(Semaphore::new(config.limits.max_connections.max(1)));
+    let limits = Arc::new(config.limits.clone());
     let mut tasks = JoinSet::new();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, auth = config.credentials.is_some(), "postgres wire server listening");
@@ -194,10 +222,12 @@ pub async fn serve(
                 match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let handlers = handlers.clone();
+                        let limits = Arc::clone(&limits);
+                        let connections = Arc::clone(&connections);
                         tasks.spawn(async move {
                             let _permit = permit;
                             tracing::debug!(%peer, "postgres connection opened");
-                            serve_connection(socket, handlers).await;
+                            serve_connection(socket, handlers, &limits, &connections).await;
                             tracing::debug!(%peer, "postgres connection closed");
                         });
                     }
@@ -216,40 +246,36 @@ pub async fn serve(
     Ok(())
 }
 
-/// Runs one connection, and drops it (with any running statement) as soon
-/// as the client goes away.
-async fn serve_connection(socket: TcpStream, handlers: Arc<Handlers>) {
-    let watcher = socket.into_std().and_then(|std| {
-        let twin = std.try_clone()?;
-        Ok((TcpStream::from_std(std)?, TcpStream::from_std(twin)?))
-    });
-    let (socket, twin) = match watcher {
+/// Runs one connection through the guard (limits, see `guard`), and drops
+/// it (with any running statement) as soon as the client goes away.
+async fn serve_connection(
+    socket: TcpStream,
+    handlers: Arc<Handlers>,
+    limits: &PgLimits,
+    connections: &ConnectionManager,
+) {
+    let _ = socket.set_nodelay(true);
+    let (ours, theirs) = match tokio::net::UnixStream::pair() {
         Ok(pair) => pair,
         Err(err) => {
             tracing::warn!(error = %err, "postgres connection setup failed");
             return;
         }
     };
+    let handler = pgwire::tokio::process_socket_unix(theirs, handlers);
+    let pump = guard::pump(socket, ours, limits, connections);
+    tokio::pin!(handler, pump);
     tokio::select! {
-        result = pgwire::tokio::process_socket(socket, None, handlers) => {
+        result = &mut handler => {
             if let Err(err) = result {
                 tracing::debug!(error = %err, "postgres connection ended with an error");
             }
+            // What the handler wrote last (an authentication failure, say)
+            // still goes to the client.
+            let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
         }
-        _ = peer_closed(twin) => {
-            tracing::debug!("postgres client disconnected");
-        }
-    }
-}
-
-/// Completes when the peer has closed its end of `socket`. Unread data
-/// belongs to the protocol handler, so it is only peeked at.
-async fn peer_closed(socket: TcpStream) {
-    let mut byte = [0u8; 1];
-    loop {
-        match socket.peek(&mut byte).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        ended = &mut pump => {
+            tracing::debug!(?ended, "postgres connection ended");
         }
     }
 }

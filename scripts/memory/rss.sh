@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Peak memory of the server under load, against its configured limits.
+#
+# Starts the release server with an ingest buffer limit and a query memory
+# limit, then at the same time:
+#   - CLIENTS clients POST maximal NDJSON bodies (64 MiB, the body limit)
+#     to one delivery stream for SECONDS seconds (503s are retried, as
+#     clients must);
+#   - a Postgres client (psql) streams `SELECT *` of ROWS rows written by
+#     `lakehose gen-logs` (registered with sql/logbench/ddl.sql) to
+#     /dev/null;
+# samples the server's VmRSS every 0.2 s and prints its peak (VmHWM) next
+# to the limits.
+#
+# Usage: scripts/memory/rss.sh            (after `cargo build --release`)
+# Environment: LAKEHOSE (binary, default target/release/lakehose or
+# $CARGO_TARGET_DIR/release/lakehose), ROWS (10000000), CLIENTS (8),
+# SECONDS_LOAD (60), BUFFER_MB (256), QUERY_MB (512), WORK (a temporary
+# folder; the generated logs are kept there between runs when set).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${LAKEHOSE:-${CARGO_TARGET_DIR:-$root/target}/release/lakehose}
+rows=${ROWS:-10000000}
+clients=${CLIENTS:-8}
+load_secs=${SECONDS_LOAD:-60}
+buffer_mb=${BUFFER_MB:-256}
+query_mb=${QUERY_MB:-512}
+work=${WORK:-$(mktemp -d)}
+data=$work/data
+mkdir -p "$data"
+[ -x "$bin" ] || { echo "no release binary at $bin: run cargo build --release" >&2; exit 1; }
+
+if [ ! -f "$work/generated-$rows" ]; then
+  echo "generating $rows log records..."
+  "$bin" gen-logs --out "$data/bench/gen" --records "$rows" --days 1 >/dev/null
+  touch "$work/generated-$rows"
+fi
+
+port=$((20000 + RANDOM % 20000)); pg_port=$((port + 1))
+"$bin" serve --data-dir "$data" --listen "127.0.0.1:$port" --pg-listen "127.0.0.1:$pg_port" \
+  --max-buffer-mb "$buffer_mb" --query-memory-mb "$query_mb" --maintenance off --log warn \
+  >"$work/server.out" 2>"$work/server.err" &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "postgres wire listening" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
+endpoint="http://127.0.0.1:$port"
+
+sed -e 's/\${BUCKET}/bench/g' -e 's/\${PREFIX}/gen/g' "$root/sql/logbench/ddl.sql" |
+  psql -X -q -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$pg_port user=bench dbname=default" >/dev/null
+
+curl -sf -o /dev/null "$endpoint/" -H 'X-Amz-Target: Firehose_20150804.CreateDeliveryStream' \
+  -H 'Content-Type: application/x-amz-json-1.1' \
+  -d '{"DeliveryStreamName":"load","ExtendedS3DestinationConfiguration":{"BucketARN":"arn:aws:s3:::load","RoleARN":"arn:aws:iam::000000000000:role/x","Prefix":"logs/","ErrorOutputPrefix":"errors/","BufferingHints":{"SizeInMBs":64,"IntervalInSeconds":60}}}'
+
+# Sample RSS.
+( peak=0; while kill -0 $server 2>/dev/null; do
+    rss=$(awk '/VmRSS/ {print $2}' /proc/$server/status 2>/dev/null || echo 0)
+    [ "${rss:-0}" -gt "$peak" ] && peak=$rss && echo "$peak" >"$work/peak"
+    sleep 0.2
+  done ) &
+sampler=$!
+
+# NDJSON load: CLIENTS threads, 64 MiB bodies, for load_secs seconds.
+python3 - "$endpoint" "$clients" "$load_secs" >"$work/load.out" <<'PY' &
+import http.client, json, sys, threading, time, urllib.parse
+endpoint, clients, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+u = urllib.parse.urlparse(endpoint)
+line = (json.dumps({"service": "web", "level": "info", "message": "x" * 180}) + "\n").encode()
+body = line * ((64 * 1024 * 1024 - 1024) // len(line))
+stats = {"ok": 0, "busy": 0, "other": 0}
+lock = threading.Lock()
+def client():
+    end = time.time() + secs
+    while time.time() < end:
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+        try:
+            c.request("POST", "/v1/streams/load/records", body)
+            r = c.getresponse(); r.read()
+            key = "ok" if r.status == 200 else "busy" if r.status == 503 else "other"
+        except Exception:
+            key = "other"
+        finally:
+            c.close()
+        with lock:
+            stats[key] += 1
+        if key != "ok":
+            time.sleep(0.5)
+ts = [threading.Thread(target=client) for _ in range(clients)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(json.dumps(stats))
+PY
+load=$!
+
+start=$(date +%s.%N)
+streamed=$(psql -X -At -c "SELECT * FROM logbench.logs" \
+  "host=127.0.0.1 port=$pg_port user=bench dbname=default" | wc -l)
+query_secs=$(echo "$(date +%s.%N) - $start" | bc)
+wait $load
+hwm=$(awk '/VmHWM/ {print $2}' /proc/$server/status)
+kill $sampler 2>/dev/null || true
+echo "rows streamed to psql:     $streamed in ${query_secs}s"
+echo "NDJSON posts (64 MiB):     $(cat "$work/load.out")"
+echo "configured: --max-buffer-mb $buffer_mb, --query-memory-mb $query_mb, request bodies up to $clients x 64 MiB"
+echo "server peak RSS (VmHWM):   $((hwm / 1024)) MiB"
+echo "budget (buffer + query + bodies in flight): $((buffer_mb + query_mb + clients * 64)) MiB"
