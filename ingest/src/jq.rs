@@ -17,6 +17,16 @@
 //!   piped on and every `//` and `try` attempt is one step: the query is rewritten so each passes a native
 //!   filter that fails the evaluation past [`MAX_EVAL_STEPS`] steps, past
 //!   [`MAX_EVAL_TIME`], or when little stack is left;
+//! - a value passing a step (the accumulator of every `reduce`/`foreach`
+//!   iteration included) may be at most [`MAX_EVAL_VALUE_BYTES`] long as
+//!   JSON text, and a string may not be repeated (`"x" * n`) past it, so a
+//!   query cannot build a value that exhausts memory;
+//! - builtins that read the server's environment or write to its output
+//!   (`env`, `$ENV`, `debug`, `stderr`, `input`, `halt`, ...) do not exist
+//!   here, and `fromjson` refuses text nested deeper than
+//!   [`MAX_JSON_DEPTH`];
+//! - what is shown of a value in an error is at most a few hundred bytes,
+//!   however large the value;
 //! - a query is tried on an empty object when it is compiled, so one that
 //!   never ends is refused by `CreateDeliveryStream`.
 
@@ -28,8 +38,9 @@ use std::borrow::Cow;
 
 use jaq_core::box_iter::box_once;
 use jaq_core::load::lex::StrPart;
-use jaq_core::load::parse::{BinaryOp, Def, Term};
+use jaq_core::load::parse::{BinaryOp, Def, Pattern, Term};
 use jaq_core::load::{Arena, File, Lexer, Loader, Parser};
+use jaq_core::ops::Math;
 use jaq_core::path::Part;
 use jaq_core::{Bind, Compiler, Ctx, Exn, Native, Vars, data, unwrap_valr};
 use jaq_json::Val;
@@ -46,6 +57,25 @@ pub const MAX_QUERY_LEN: usize = 5120;
 pub const MAX_EVAL_STEPS: u64 = 100_000;
 /// Time one evaluation may take.
 pub const MAX_EVAL_TIME: Duration = Duration::from_millis(250);
+/// The longest value (as JSON text) an evaluation may build.
+pub const MAX_EVAL_VALUE_BYTES: u64 = 16 << 20;
+/// Builtins a query may not call: they read the server's environment or
+/// write to its output.
+const DENIED_BUILTINS: &[&str] = &[
+    "env",
+    "debug",
+    "stderr",
+    "debug_empty",
+    "stderr_empty",
+    "halt",
+    "halt_error",
+    "input",
+    "inputs",
+    "input_filename",
+    "input_line_number",
+];
+/// The native that multiplies `[l, r]` (bounding string repetition).
+const MUL: &str = "_lakehose_mul";
 /// Stack an evaluation step must leave free; a deeper recursion fails.
 const STACK_RED_ZONE: usize = 1024 * 1024;
 /// The native filter every step passes through.
@@ -191,7 +221,15 @@ impl MetadataQuery {
         let funs = jaq_core::funs()
             .chain(jaq_std::funs())
             .chain(jaq_json::funs())
-            .chain([step_filter()]);
+            .filter(|(name, _, _)| *name != "fromjson")
+            .map(|(name, binds, native)| {
+                if DENIED_BUILTINS.contains(&name) {
+                    (name, binds, denied_filter())
+                } else {
+                    (name, binds, native)
+                }
+            })
+            .chain([step_filter(), mul_filter(), fromjson_filter()]);
         let loader = Loader::new(prelude);
         let arena = Arena::default();
         let program = File {
@@ -296,14 +334,14 @@ impl MetadataQuery {
         };
         let first = match first {
             None => return Err(ExtractError::NotAnObject("no output".into())),
-            Some(Err(e)) => return Err(ExtractError::Query(truncate(e.to_string()))),
+            Some(Err(e)) => return Err(ExtractError::Query(shown(&e))),
             Some(Ok(v)) => v,
         };
         if more {
             return Err(ExtractError::NotAnObject("more than one output".into()));
         }
         let Val::Obj(map) = first else {
-            return Err(ExtractError::NotAnObject(truncate(first.to_string())));
+            return Err(ExtractError::NotAnObject(shown(&first)));
         };
         let mut keys = HashMap::with_capacity(map.len());
         for (k, v) in map.iter() {
@@ -318,7 +356,7 @@ impl MetadataQuery {
                 Val::Arr(_) | Val::Obj(_) => {
                     return Err(ExtractError::Query(format!(
                         "partition key {key:?} must be a scalar, got {}",
-                        truncate(v.to_string())
+                        shown(v)
                     )));
                 }
             };
@@ -648,6 +686,9 @@ struct Budget {
     steps: u64,
     deadline: Instant,
     hit: Option<String>,
+    /// The JSON size of each array and object seen, by address (the value
+    /// is kept so the address is not reused while the evaluation runs).
+    sizes: HashMap<usize, (Val, u64)>,
 }
 
 thread_local! {
@@ -670,6 +711,7 @@ impl Budget {
                 steps: 0,
                 deadline: Instant::now() + MAX_EVAL_TIME,
                 hit: None,
+                sizes: HashMap::new(),
             })
         });
         BudgetGuard
@@ -682,6 +724,16 @@ impl Budget {
 
     /// Counts one step; `Err` once any bound is passed (and from then on).
     fn step() -> Result<(), String> {
+        Self::step_with(None)
+    }
+
+    /// Counts one step of `value`, which must not be longer than
+    /// [`MAX_EVAL_VALUE_BYTES`].
+    fn step_value(value: &Val) -> Result<(), String> {
+        Self::step_with(Some(value))
+    }
+
+    fn step_with(value: Option<&Val>) -> Result<(), String> {
         BUDGET.with(|b| {
             let mut b = b.borrow_mut();
             let Some(b) = b.as_mut() else {
@@ -691,7 +743,17 @@ impl Budget {
                 return Err(hit.clone());
             }
             b.steps += 1;
-            let hit = if b.steps > MAX_EVAL_STEPS {
+            let size = value.map_or(0, |v| json_size(v, &mut b.sizes));
+            let hit = if size > MAX_EVAL_VALUE_BYTES {
+                Some(if size == u64::MAX {
+                    "it built a value nested too deeply".to_string()
+                } else {
+                    format!(
+                        "it built a value longer than {} MiB",
+                        MAX_EVAL_VALUE_BYTES >> 20
+                    )
+                })
+            } else if b.steps > MAX_EVAL_STEPS {
                 Some(format!(
                     "it took more than {MAX_EVAL_STEPS} evaluation steps on one record"
                 ))
@@ -725,10 +787,120 @@ where
     box_once(Err(Exn::from(jaq_core::Error::str(why))))
 }
 
+/// The length of `value` as JSON text, roughly (numbers count 8), up to a
+/// little past [`MAX_EVAL_VALUE_BYTES`]; `u64::MAX` when it is nested too
+/// deeply to measure. Arrays and objects already measured are looked up in
+/// `sizes`, so a value shared by many others is walked once.
+fn json_size(value: &Val, sizes: &mut HashMap<usize, (Val, u64)>) -> u64 {
+    let key = match value {
+        Val::Null => return 4,
+        Val::Bool(_) => return 5,
+        Val::Num(_) => return 8,
+        Val::TStr(b) | Val::BStr(b) => return b.len() as u64 + 2,
+        Val::Arr(a) => std::rc::Rc::as_ptr(a) as *const () as usize,
+        Val::Obj(o) => std::rc::Rc::as_ptr(o) as *const () as usize,
+    };
+    if let Some((_, n)) = sizes.get(&key) {
+        return *n;
+    }
+    if stacker::remaining_stack().is_some_and(|left| left < STACK_RED_ZONE) {
+        return u64::MAX;
+    }
+    let mut n = 2u64;
+    let mut add = |part: u64| {
+        n = n.saturating_add(part).saturating_add(1);
+        n <= MAX_EVAL_VALUE_BYTES
+    };
+    let complete = match value {
+        Val::Arr(a) => a.iter().all(|x| add(json_size(x, sizes))),
+        Val::Obj(o) => o
+            .iter()
+            .all(|(k, v)| add(json_size(k, sizes)) && add(json_size(v, sizes))),
+        _ => true,
+    };
+    if complete {
+        sizes.insert(key, (value.clone(), n));
+    }
+    n
+}
+
+/// `_lakehose_mul`: `[l, r] | l * r`, refusing a string repeated past
+/// [`MAX_EVAL_VALUE_BYTES`].
+fn mul_filter() -> jaq_core::native::Fun<Data> {
+    let native = Native::<Data>::new(|cv| {
+        let (l, r) = match &cv.1 {
+            Val::Arr(pair) if pair.len() == 2 => (pair[0].clone(), pair[1].clone()),
+            _ => return step_error("internal: multiplication of a non-pair".into()),
+        };
+        let repeated = match (&l, &r) {
+            (Val::TStr(s) | Val::BStr(s), Val::Num(n))
+            | (Val::Num(n), Val::TStr(s) | Val::BStr(s)) => {
+                let times = n.to_string().parse::<f64>().unwrap_or(0.0).max(0.0);
+                Some(s.len() as f64 * times)
+            }
+            _ => None,
+        };
+        if repeated.is_some_and(|bytes| bytes > MAX_EVAL_VALUE_BYTES as f64) {
+            return stop(format!(
+                "it repeated a string into more than {} MiB",
+                MAX_EVAL_VALUE_BYTES >> 20
+            ));
+        }
+        box_once((l * r).map_err(Exn::from))
+    });
+    (MUL, Box::<[Bind]>::default(), native)
+}
+
+/// What the builtins in [`DENIED_BUILTINS`] become: a call stops the
+/// evaluation (so a query calling one unconditionally is refused when the
+/// stream is created).
+fn denied_filter() -> Native<Data> {
+    fn deny<'a, T: 'a>() -> jaq_core::ValXs<'a, T, Val> {
+        stop("it calls a builtin that reads the server's environment or writes to its output (env, debug, stderr, input, halt), which lakehose does not offer".to_string())
+    }
+    Native::new(|_| deny())
+        .with_paths(|_| deny())
+        .with_update(|_, _| deny())
+}
+
+/// `fromjson`, refusing text nested deeper than [`MAX_JSON_DEPTH`] (the
+/// reader recurses once per level).
+fn fromjson_filter() -> jaq_core::native::Fun<Data> {
+    let native = Native::<Data>::new(|cv| {
+        let text = match &cv.1 {
+            Val::TStr(b) | Val::BStr(b) => b.clone(),
+            other => {
+                return step_error(format!("{} cannot be parsed as JSON", shown(other)));
+            }
+        };
+        if nesting_exceeds(&text, MAX_JSON_DEPTH) {
+            return step_error(format!(
+                "fromjson: the text nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
+            ));
+        }
+        let values: Vec<_> = jaq_json::read::parse_many(&text)
+            .map(|v| v.map_err(|e| Exn::from(jaq_core::Error::str(format!("fromjson: {e}")))))
+            .collect();
+        Box::new(values.into_iter())
+    });
+    ("fromjson", Box::<[Bind]>::default(), native)
+}
+
+/// Stops the running evaluation for `why`: a bound hit, final even when
+/// `try` or `//` catches the error.
+fn stop<'a, T: 'a>(why: String) -> jaq_core::ValXs<'a, T, Val> {
+    BUDGET.with(|b| {
+        if let Some(b) = b.borrow_mut().as_mut() {
+            b.hit.get_or_insert_with(|| why.clone());
+        }
+    });
+    step_error(why)
+}
+
 /// `_lakehose_step`: the identity, counting one step (for values, paths
 /// and updates alike, so it may stand in any path expression).
 fn step_filter() -> jaq_core::native::Fun<Data> {
-    let native = Native::<Data>::new(|cv| match Budget::step() {
+    let native = Native::<Data>::new(|cv| match Budget::step_value(&cv.1) {
         Ok(()) => box_once(Ok(cv.1)),
         Err(why) => step_error(why),
     })
@@ -768,6 +940,43 @@ fn instrument_def(def: &mut Def<&str>) {
     step_before(&mut def.body);
 }
 
+const MUL_L: &str = "$__lakehose_l";
+const MUL_R: &str = "$__lakehose_r";
+const MUL_BY: &str = "$__lakehose_by";
+
+/// `l * r` as `l as $l | r as $r | [$l, $r] | _lakehose_mul`: the same
+/// outputs in the same order (every `r` for each `l`), with string
+/// repetition bounded.
+fn checked_mul<'s>(l: Term<&'s str>, r: Term<&'s str>) -> Term<&'s str> {
+    let pair = Term::Arr(Some(Box::new(Term::BinOp(
+        Box::new(Term::Var(MUL_L)),
+        BinaryOp::Comma,
+        Box::new(Term::Var(MUL_R)),
+    ))));
+    let apply = pipe(pair, Term::Call(MUL, Vec::new()));
+    let inner = Term::BinOp(
+        Box::new(r),
+        BinaryOp::Pipe(Some(Pattern::Var(MUL_R))),
+        Box::new(apply),
+    );
+    Term::BinOp(
+        Box::new(l),
+        BinaryOp::Pipe(Some(Pattern::Var(MUL_L))),
+        Box::new(inner),
+    )
+}
+
+/// Instruments the operands of a [`checked_mul`] term (not its own
+/// plumbing, which must stay as it is).
+fn instrument_mul(t: &mut Term<&str>) {
+    if let Term::BinOp(l, _, inner) = t {
+        instrument(l);
+        if let Term::BinOp(r, _, _) = inner.as_mut() {
+            instrument(r);
+        }
+    }
+}
+
 /// Rewrites a query so that everything that can repeat passes a step: a
 /// call of a definition (recursion), each output of a filter argument,
 /// each value a pipe's right side runs on, each value a `reduce`/`foreach`
@@ -801,6 +1010,33 @@ fn instrument(t: &mut Term<&str>) {
             }
         }
         Term::Neg(t) | Term::Label(_, t) => instrument(t),
+        Term::BinOp(_, BinaryOp::Math(Math::Mul), _) => {
+            let Term::BinOp(l, _, r) = std::mem::take(t) else {
+                unreachable!()
+            };
+            *t = checked_mul(*l, *r);
+            instrument_mul(t);
+        }
+        Term::BinOp(_, BinaryOp::UpdateMath(Math::Mul), _) => {
+            // `l *= r` is `r as $m | l |= . * $m`.
+            let Term::BinOp(l, _, r) = std::mem::take(t) else {
+                unreachable!()
+            };
+            let by = Term::Var(MUL_BY);
+            let update = Term::BinOp(l, BinaryOp::Update, Box::new(checked_mul(Term::Id, by)));
+            *t = Term::BinOp(
+                r,
+                BinaryOp::Pipe(Some(Pattern::Var(MUL_BY))),
+                Box::new(update),
+            );
+            if let Term::BinOp(r, _, update) = t {
+                instrument(r);
+                if let Term::BinOp(l, _, m) = update.as_mut() {
+                    instrument(l);
+                    instrument_mul(m);
+                }
+            }
+        }
         Term::BinOp(l, op, r) => {
             instrument(l);
             instrument(r);
@@ -813,8 +1049,12 @@ fn instrument(t: &mut Term<&str>) {
         Term::Fold(_, xs, _, args) => {
             instrument(xs);
             step_after(xs);
-            for a in args {
+            for a in args.iter_mut() {
                 instrument(a);
+            }
+            // The accumulator passes a step at each iteration.
+            if let Some(update) = args.get_mut(1) {
+                step_before(update);
             }
         }
         Term::TryCatch(t, catch) => {
@@ -971,6 +1211,25 @@ pub mod pool {
         rx.await
             .unwrap_or_else(|_| Err("the JQ thread stopped".into()))
     }
+}
+
+/// At most the first 200 bytes of `value`'s text, however long it is: the
+/// text is written through a writer that stops there (a value of a few
+/// shared parts may print as gigabytes).
+fn shown(value: &impl std::fmt::Display) -> String {
+    struct Capped(String);
+    impl std::fmt::Write for Capped {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            if self.0.len() > 200 {
+                return Err(std::fmt::Error);
+            }
+            self.0.push_str(s);
+            Ok(())
+        }
+    }
+    let mut out = Capped(String::new());
+    let _ = std::fmt::write(&mut out, format_args!("{value}"));
+    truncate(out.0)
 }
 
 fn truncate(mut s: String) -> String {
@@ -1391,5 +1650,115 @@ mod tests {
         ));
         assert!(MetadataQuery::compile("{a: .a").is_err());
         assert!(MetadataQuery::compile("{a: nosuchfn}").is_err());
+    }
+
+    #[test]
+    fn queries_cannot_build_values_that_exhaust_memory() {
+        let bound = |query: &str, record: &[u8]| {
+            let q = MetadataQuery::compile(query).unwrap();
+            match q.extract(record) {
+                Err(ExtractError::Bound(why)) => why,
+                other => panic!("{query}: {other:?}"),
+            }
+        };
+        // One repetition into a gigabyte.
+        let why = bound(r#"{k: ("x" * .n)}"#, br#"{"n": 1000000000}"#);
+        assert!(why.contains("repeated"), "{why}");
+        let why = bound(r#"{k: (.n * "xy")}"#, br#"{"n": 1e12}"#);
+        assert!(why.contains("repeated"), "{why}");
+        let why = bound(r#"{k: (.s *= .n | .s)}"#, br#"{"s": "ab", "n": 1e10}"#);
+        assert!(why.contains("repeated"), "{why}");
+        // Doubling a string, and an array of shared halves, in a loop.
+        let why = bound(
+            r#"{k: (reduce range(.n) as $i ("ab"; . + .) | length)}"#,
+            br#"{"n": 64}"#,
+        );
+        assert!(why.contains("MiB"), "{why}");
+        let why = bound(
+            r#"{k: (reduce range(.n) as $i ([1]; [., .]) | tojson | length)}"#,
+            br#"{"n": 64}"#,
+        );
+        assert!(why.contains("MiB"), "{why}");
+        let err = MetadataQuery::compile(
+            r#"def f: if length > 1e9 then . else [., .] | f end; {k: ([.a] | f | length)}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("MiB"), "{err}");
+        // A bomb that needs no record is refused when the stream is created.
+        let err = MetadataQuery::compile(r#"{k: ("x" * 1e10)}"#).unwrap_err();
+        assert!(err.contains("repeated"), "{err}");
+        // Small ones still work.
+        let q =
+            MetadataQuery::compile(r#"{k: ("ab" * .n), m: (reduce range(3) as $i ("a"; . + .))}"#)
+                .unwrap();
+        let keys = q.extract(br#"{"n": 3}"#).unwrap();
+        assert_eq!(keys["k"], "ababab");
+        assert_eq!(keys["m"], "aaaaaaaa");
+    }
+
+    #[test]
+    fn multiplication_keeps_its_meaning() {
+        let q = MetadataQuery::compile(
+            r#"{
+                order: ([(1,2) * (10,20)] | tostring),
+                num: (.a * 3),
+                merge: (({"x": {"y": 1}} * {"x": {"z": 2}}) | tojson),
+                upd: (.o.p *= 4 | .o.p),
+                neg: ("ab" * -1 | tostring),
+                prec: (1 + 2 * 3)
+            }"#,
+        )
+        .unwrap();
+        let keys = q.extract(br#"{"a": 1.5, "o": {"p": 5}}"#).unwrap();
+        assert_eq!(keys["order"], "[10,20,20,40]");
+        assert_eq!(keys["num"], "4.5");
+        assert_eq!(keys["merge"], r#"{"x":{"y":1,"z":2}}"#);
+        assert_eq!(keys["upd"], "20");
+        assert_eq!(keys["neg"], "null");
+        assert_eq!(keys["prec"], "7");
+    }
+
+    #[test]
+    fn queries_cannot_read_the_environment_or_write_to_the_log() {
+        for query in [
+            "{k: env.HOME}",
+            "{k: $ENV.HOME}",
+            "{k: (1 | debug)}",
+            "{k: (1 | stderr)}",
+            "{k: input}",
+            "{k: (1 | halt_error)}",
+        ] {
+            let err = MetadataQuery::compile(query).unwrap_err();
+            assert!(
+                err.contains("invalid JQ query") || err.contains("reads the server's environment"),
+                "{query}: {err}"
+            );
+        }
+        // Called only for some records: those go to the error prefix.
+        let q = MetadataQuery::compile("{k: (if .x then env.HOME else 1 end)}").unwrap();
+        assert_eq!(q.extract(br#"{"x": false}"#).unwrap()["k"], "1");
+        assert!(matches!(
+            q.extract(br#"{"x": true}"#),
+            Err(ExtractError::Bound(why)) if why.contains("environment")
+        ));
+    }
+
+    #[test]
+    fn fromjson_refuses_deep_text_and_errors_show_little() {
+        let q = MetadataQuery::compile("{k: (.s | fromjson | length)}").unwrap();
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let record = serde_json::to_vec(&serde_json::json!({ "s": deep })).unwrap();
+        match q.extract(&record) {
+            Err(ExtractError::Query(why)) => assert!(why.contains("levels deep"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let keys = q.extract(br#"{"s": "[1, [2, 3]]"}"#).unwrap();
+        assert_eq!(keys["k"], "2");
+        // An error about a value of a million parts shows a few hundred bytes.
+        let q = MetadataQuery::compile("{k: (reduce range(.n) as $i ([1]; [., .]) | .x)}").unwrap();
+        match q.extract(br#"{"n": 20}"#) {
+            Err(ExtractError::Query(why)) => assert!(why.len() < 400, "{}", why.len()),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -444,7 +444,17 @@ impl IngestService {
         })?;
         service.recover(opened, replay.entries, unreadable).await?;
         let flusher = service.clone();
-        tokio::spawn(async move { flusher.flush_loop().await });
+        // A panic in the loop is logged and the loop starts again: flushing
+        // never silently stops.
+        tokio::spawn(async move {
+            loop {
+                let run = flusher.clone().flush_loop();
+                match lakehose_catalog::supervise::catch_panic("flush loop", run).await {
+                    Ok(()) => break,
+                    Err(_) => tokio::time::sleep(lakehose_catalog::supervise::MIN_BACKOFF).await,
+                }
+            }
+        });
         Ok(service)
     }
 
@@ -1076,7 +1086,13 @@ impl IngestService {
         tokio::spawn(async move {
             let owned = Arc::unwrap_or_clone(Arc::clone(&records));
             drop(records);
-            service.run_flush(&stream, key, owned, replay).await;
+            let flush = service.run_flush(&stream, key, owned, replay);
+            if lakehose_catalog::supervise::catch_panic("flush", flush)
+                .await
+                .is_err()
+            {
+                tracing::error!(stream = %stream.name, "A flush failed unexpectedly; its records stay in the write-ahead log and are delivered at the next start.");
+            }
             lock(&stream.flushing).retain(|(id, _, _)| *id != flush_id);
             service.inner.inflight.fetch_sub(1, Ordering::SeqCst);
             stream.inflight.fetch_sub(1, Ordering::SeqCst);

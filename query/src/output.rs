@@ -208,11 +208,7 @@ impl QueryStream {
 /// The error a statement that panicked ends with: the panic is contained
 /// where it happened and reported as an internal error naming it.
 pub fn panic_error(payload: &(dyn std::any::Any + Send)) -> QueryError {
-    let what = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown cause".to_string());
+    let what = lakehose_catalog::supervise::panic_message(payload);
     tracing::error!(panic = %what, "a query panicked; it fails with an internal error");
     QueryError::new(
         QueryErrorKind::Internal,

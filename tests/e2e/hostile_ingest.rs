@@ -387,3 +387,99 @@ fn streams_stored_with_hostile_settings_do_not_wedge_ingest() {
     );
     assert_eq!(codes[1].0, "DynamicPartitioning.MissingPartitionKey");
 }
+
+/// JQ queries that build huge values or read the server's environment: a
+/// query that does so on every record is refused when the stream is
+/// created; records that make a query do so go to the error prefix, while
+/// the other records of the stream land and the server stays small.
+#[test]
+fn jq_queries_cannot_exhaust_memory_or_read_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let client = server.client();
+    let http = reqwest::Client::new();
+    let ep = server.endpoint.clone();
+    let destination = |name: &str, query: &str| {
+        lakehose::commands::demo::parquet_destination(
+            "lake",
+            &format!("{name}/k=!{{partitionKeyFromQuery:k}}/"),
+            &format!("{name}-errors/!{{firehose:error-output-type}}/"),
+            query,
+            1,
+            None,
+        )
+        .unwrap()
+    };
+    rt().block_on(async {
+        for (name, query, says) in [
+            ("repeat", r#"{k: ("x" * 1e10)}"#, "repeated a string"),
+            (
+                "doubling",
+                r#"{k: (reduce range(64) as $i ("ab"; . + .))}"#,
+                "MiB",
+            ),
+            (
+                "shared",
+                r#"{k: (reduce range(64) as $i ([1]; [., .]) | tojson)}"#,
+                "MiB",
+            ),
+            ("environment", "{k: env.HOME}", "environment"),
+        ] {
+            let started = Instant::now();
+            let err = client
+                .create_delivery_stream()
+                .delivery_stream_name(name)
+                .extended_s3_destination_configuration(destination(name, query))
+                .send()
+                .await
+                .unwrap_err();
+            assert!(started.elapsed() < Duration::from_secs(10), "{name}");
+            assert_eq!(err.code(), Some("InvalidArgumentException"), "{err:?}");
+            let message = err.message().unwrap_or_default();
+            assert!(message.contains(says), "{name}: {message}");
+        }
+
+        // A query whose size comes from the record.
+        client
+            .create_delivery_stream()
+            .delivery_stream_name("bomb")
+            .extended_s3_destination_configuration(destination("bomb", r#"{k: ("x" * .n)}"#))
+            .send()
+            .await
+            .expect("a query that is small on small records");
+        for n in ["1e12", "3", "200000000", "2"] {
+            client
+                .put_record()
+                .delivery_stream_name("bomb")
+                .record(record(format!(r#"{{"n":{n}}}"#)))
+                .send()
+                .await
+                .expect("PutRecord");
+        }
+        healthy(&http, &ep).await;
+        let lake = dir.path().join("lake");
+        wait_until(60, "small records to land", || {
+            parquet_rows(&lake.join("bomb/k=xxx")).len() == 1
+                && parquet_rows(&lake.join("bomb/k=xx")).len() == 1
+        });
+        wait_until(60, "the bombs in the error prefix", || {
+            error_docs(&lake.join("bomb-errors")).len() == 2
+        });
+        let codes = error_codes(&lake.join("bomb-errors"));
+        for (code, message) in &codes {
+            assert_eq!(code, "DynamicPartitioning.MetadataExtractionLimitExceeded");
+            assert!(message.contains("repeated a string"), "{message}");
+        }
+        healthy(&http, &ep).await;
+    });
+    let pid = server.pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    // A gigabyte string was never built.
+    assert!(peak_kib < 1024 * 1024, "peak RSS {peak_kib} KiB");
+    stopped_in_time(server);
+}

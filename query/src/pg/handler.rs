@@ -712,8 +712,7 @@ impl ExtendedQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if message.max_rows != 0
-            || !matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+        if message.max_rows != 0 || !matches!(client.state(), PgWireConnectionState::ReadyForQuery)
         {
             return self._on_execute(client, message).await;
         }
