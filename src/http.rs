@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -38,6 +38,13 @@ pub struct HttpLimits {
     /// Bytes a request's head (line and headers) may take; larger heads are
     /// answered `431 Request Header Fields Too Large`.
     pub max_header_bytes: usize,
+    /// Bytes of request bodies being received and handled at once: each
+    /// request holds its announced length (the body limit when it announces
+    /// none) until it is answered; past it requests get 503 before their
+    /// body is read.
+    pub max_inflight_body_bytes: usize,
+    /// The body limit, held by a request that announces no length.
+    pub max_body_bytes: usize,
 }
 
 /// The default of [`HttpLimits::max_connections`].
@@ -48,6 +55,8 @@ pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 60;
 /// The default of [`HttpLimits::max_header_bytes`].
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The default of [`HttpLimits::max_inflight_body_bytes`].
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 512 << 20;
 /// Header fields a request may have.
 const MAX_HEADERS: usize = 128;
 /// hyper's smallest read buffer.
@@ -60,6 +69,8 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS),
             body_timeout: Duration::from_secs(DEFAULT_BODY_TIMEOUT_SECS),
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+            max_body_bytes: crate::server::DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -74,9 +85,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let body_timeout = limits.body_timeout;
-    let app = app.layer(axum::middleware::from_fn(move |request, next| {
-        body_deadline(body_timeout, request, next)
-    }));
+    let bodies = Arc::new(BodyBudget::new(
+        limits.max_inflight_body_bytes,
+        limits.max_body_bytes,
+    ));
+    let app = app
+        .layer(axum::middleware::from_fn(move |request, next| {
+            body_deadline(body_timeout, request, next)
+        }))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            Arc::clone(&bodies).admit(request, next)
+        }));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (closing, closed) = watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -144,6 +163,63 @@ pub async fn serve(
     let _ = closing.send(true);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The bytes of request bodies in flight (see
+/// [`HttpLimits::max_inflight_body_bytes`]), counted in KiB.
+struct BodyBudget {
+    kib: Arc<Semaphore>,
+    total_kib: u32,
+    unannounced_kib: u32,
+}
+
+impl BodyBudget {
+    fn new(max_inflight: usize, max_body: usize) -> Self {
+        let total_kib = u32::try_from(max_inflight.div_ceil(1024))
+            .unwrap_or(u32::MAX >> 4)
+            .clamp(1, Semaphore::MAX_PERMITS as u32);
+        let unannounced_kib = u32::try_from(max_body.div_ceil(1024)).unwrap_or(u32::MAX);
+        Self {
+            kib: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+            unannounced_kib,
+        }
+    }
+
+    /// Holds the request's share of the budget until it is answered, or
+    /// answers 503 when the budget is spent.
+    async fn admit(self: Arc<Self>, request: Request, next: Next) -> Response {
+        let announced = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        let kib = match announced {
+            Some(0) => return next.run(request).await,
+            Some(n) => u32::try_from(n.div_ceil(1024)).unwrap_or(u32::MAX),
+            None => self.unannounced_kib,
+        }
+        .clamp(1, self.total_kib);
+        let Ok(_permit) = Arc::clone(&self.kib).try_acquire_many_owned(kib) else {
+            tracing::debug!(
+                kib,
+                "request refused: request bodies in flight are at their limit"
+            );
+            let body = serde_json::json!({
+                "__type": "ServiceUnavailableException",
+                "message": "too many request bodies are being received at once (--http-max-inflight-body-mb); slow down and retry",
+            });
+            return (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "application/x-amz-json-1.1",
+                )],
+                body.to_string(),
+            )
+                .into_response();
+        };
+        next.run(request).await
+    }
 }
 
 /// Puts a deadline on reading the request's body.

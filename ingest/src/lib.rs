@@ -46,5 +46,9 @@ pub fn router(service: IngestService) -> axum::Router {
             "/v1/streams/{name}/records",
             axum::routing::post(ndjson::put_lines),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            ndjson::check_room,
+        ))
         .with_state(service)
 }

@@ -70,6 +70,25 @@ impl IntoResponse for NdjsonError {
     }
 }
 
+/// Before the body of `POST /v1/streams/{name}/records` is read: a
+/// request whose announced length would not fit in the buffers now gets
+/// 503 at once (see [`IngestService::check_room`]).
+pub async fn check_room(
+    State(service): State<IngestService>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    match service.check_room(announced) {
+        Ok(()) => next.run(request).await,
+        Err(e) => NdjsonError::from(e).into_response(),
+    }
+}
+
 /// `POST /v1/streams/{name}/records`.
 pub async fn put_lines(
     State(service): State<IngestService>,

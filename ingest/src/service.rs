@@ -529,6 +529,19 @@ impl IngestService {
         self.inner.buffered.load(Ordering::Relaxed)
     }
 
+    /// Refuses, before a request's body is read, a request announcing
+    /// `bytes` that admission would refuse now (buffers full), so a client
+    /// retrying against full buffers costs no body in memory. Admission
+    /// proper happens per record once the body is read.
+    pub fn check_room(&self, bytes: u64) -> std::result::Result<(), AwsError> {
+        let buffered = self.buffered_bytes();
+        if buffered > 0 && buffered.saturating_add(bytes) > self.inner.config.max_buffer_bytes {
+            self.inner.metrics.requests_throttled.inc();
+            return Err(unavailable("buffers are full; slow down and retry"));
+        }
+        Ok(())
+    }
+
     /// Loads the stream definitions. Returns whether one could not be read
     /// (it is skipped, with an error naming its file).
     async fn load_streams(&self) -> Result<bool> {

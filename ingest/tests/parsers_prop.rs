@@ -1,6 +1,6 @@
 //! Property tests over ingest's parsers of untrusted input: prefix
-//! templates, DynamoDB JSON lines, NDJSON bodies and whole Firehose request
-//! bodies. Any input gives an answer or an error, never a panic or a stack
+//! templates, JQ queries, DynamoDB JSON lines, NDJSON bodies and whole
+//! Firehose request bodies. Any input gives an answer or an error, never a panic or a stack
 //! overflow.
 
 use axum::extract::{Path, State};
@@ -40,6 +40,89 @@ fn pieces(extra: &'static [&'static str]) -> impl Strategy<Value = String> {
         any::<char>().prop_map(String::from),
     ];
     prop::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+}
+
+/// Random JQ queries from jq's own pieces (recursion, loops, string and
+/// array growth, paths, builtins) compile or are refused, and run on a
+/// record to keys or an error within the evaluation bounds: never a panic,
+/// a stack overflow or an evaluation that does not end.
+#[test]
+fn jq_queries_never_panic_or_run_away() {
+    let text = pieces(&[
+        "{k: ",
+        "}",
+        "(",
+        ")",
+        "[",
+        "]",
+        ".",
+        ".a",
+        ".[]",
+        "|",
+        ",",
+        " * ",
+        " + ",
+        " // ",
+        "\"x\"",
+        "1e9",
+        "2",
+        "range(",
+        "reduce ",
+        "foreach ",
+        " as $x ",
+        "($x; . + .)",
+        "def f: ",
+        "f",
+        "; ",
+        "[., .]",
+        "tojson",
+        "fromjson",
+        "tostring",
+        "recurse",
+        "limit(",
+        "env",
+        "$ENV",
+        "paths",
+        "setpath(",
+        "getpath(",
+        "repeat",
+        "until(",
+        "while(",
+        "ascii",
+        "implode",
+        "splits(",
+        "test(",
+        "@base64d",
+        "ltrimstr(",
+        "try ",
+        " catch ",
+        "error",
+        "if ",
+        " then ",
+        " else ",
+        " end",
+    ]);
+    TestRunner::new(Config {
+        cases: 256,
+        ..config()
+    })
+    .run(&text, |query| {
+        let query = format!("{{k: ({query})}}");
+        if let Ok(q) = lakehose_ingest::jq::MetadataQuery::compile(&query) {
+            let started = std::time::Instant::now();
+            // On the evaluation pool, as the server runs queries.
+            let ran = lakehose_ingest::jq::pool::run_blocking(move || {
+                let _ = q.extract(br#"{"a": "xy", "n": 3, "s": "[1, [2]]"}"#);
+            });
+            prop_assert!(ran.is_ok(), "{query}: the evaluation panicked");
+            prop_assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{query}"
+            );
+        }
+        Ok(())
+    })
+    .unwrap();
 }
 
 #[test]

@@ -3,20 +3,22 @@
 #
 # Starts the release server with an ingest buffer limit and a query memory
 # limit, then at the same time:
-#   - CLIENTS clients POST maximal NDJSON bodies (64 MiB, the body limit)
-#     to one delivery stream for SECONDS seconds (503s are retried, as
-#     clients must);
+#   - CLIENTS clients POST maximal NDJSON bodies (64 MiB in 100,000
+#     records: the body and record-count limits) to one delivery stream for
+#     SECONDS_LOAD seconds (503s are retried after 0.5 s, as clients must);
 #   - a Postgres client (psql) streams `SELECT *` of ROWS rows written by
-#     `lakehose gen-logs` (registered with sql/logbench/ddl.sql) to
-#     /dev/null;
+#     `lakehose gen-logs` (registered with sql/logbench/ddl.sql) and the
+#     rows are counted;
 # samples the server's VmRSS every 0.2 s and prints its peak (VmHWM) next
 # to the limits.
 #
 # Usage: scripts/memory/rss.sh            (after `cargo build --release`)
 # Environment: LAKEHOSE (binary, default target/release/lakehose or
 # $CARGO_TARGET_DIR/release/lakehose), ROWS (10000000), CLIENTS (8),
-# SECONDS_LOAD (60), BUFFER_MB (256), QUERY_MB (512), WORK (a temporary
-# folder; the generated logs are kept there between runs when set).
+# SECONDS_LOAD (60), BUFFER_MB (256), QUERY_MB (512), INFLIGHT_MB (512,
+# request bodies being received at once), QUERY (1; 0 leaves
+# the SELECT out), WORK (a temporary folder; the generated logs are kept
+# there between runs when set).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,6 +28,7 @@ clients=${CLIENTS:-8}
 load_secs=${SECONDS_LOAD:-60}
 buffer_mb=${BUFFER_MB:-256}
 query_mb=${QUERY_MB:-512}
+inflight_mb=${INFLIGHT_MB:-512}
 work=${WORK:-$(mktemp -d)}
 data=$work/data
 mkdir -p "$data"
@@ -39,7 +42,8 @@ fi
 
 port=$((20000 + RANDOM % 20000)); pg_port=$((port + 1))
 "$bin" serve --data-dir "$data" --listen "127.0.0.1:$port" --pg-listen "127.0.0.1:$pg_port" \
-  --max-buffer-mb "$buffer_mb" --query-memory-mb "$query_mb" --maintenance off --log warn \
+  --max-buffer-mb "$buffer_mb" --query-memory-mb "$query_mb" \
+  --http-max-inflight-body-mb "$inflight_mb" --maintenance off --log warn \
   >"$work/server.out" 2>"$work/server.err" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
@@ -49,7 +53,8 @@ endpoint="http://127.0.0.1:$port"
 sed -e 's/\${BUCKET}/bench/g' -e 's/\${PREFIX}/gen/g' "$root/sql/logbench/ddl.sql" |
   psql -X -q -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$pg_port user=bench dbname=default" >/dev/null
 
-curl -sf -o /dev/null "$endpoint/" -H 'X-Amz-Target: Firehose_20150804.CreateDeliveryStream' \
+# (Already there when WORK is reused: its ResourceInUseException is fine.)
+curl -s -o /dev/null "$endpoint/" -H 'X-Amz-Target: Firehose_20150804.CreateDeliveryStream' \
   -H 'Content-Type: application/x-amz-json-1.1' \
   -d '{"DeliveryStreamName":"load","ExtendedS3DestinationConfiguration":{"BucketARN":"arn:aws:s3:::load","RoleARN":"arn:aws:iam::000000000000:role/x","Prefix":"logs/","ErrorOutputPrefix":"errors/","BufferingHints":{"SizeInMBs":64,"IntervalInSeconds":60}}}'
 
@@ -66,9 +71,15 @@ python3 - "$endpoint" "$clients" "$load_secs" >"$work/load.out" <<'PY' &
 import http.client, json, sys, threading, time, urllib.parse
 endpoint, clients, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 u = urllib.parse.urlparse(endpoint)
-line = (json.dumps({"service": "web", "level": "info", "message": "x" * 180}) + "\n").encode()
-body = line * ((64 * 1024 * 1024 - 1024) // len(line))
+# The largest body the server takes: 64 MiB (--max-body-mb) in 100,000
+# records (--max-ndjson-records), so lines of about 670 bytes.
+records = 100_000
+pad = (64 * 1024 * 1024 - 1024) // records - len(json.dumps({"service": "web", "level": "info", "message": ""})) - 1
+line = (json.dumps({"service": "web", "level": "info", "message": "x" * pad}) + "\n").encode()
+body = line * records
+assert len(body) <= 64 * 1024 * 1024
 stats = {"ok": 0, "busy": 0, "other": 0}
+codes = {}
 lock = threading.Lock()
 def client():
     end = time.time() + secs
@@ -78,8 +89,12 @@ def client():
             c.request("POST", "/v1/streams/load/records", body)
             r = c.getresponse(); r.read()
             key = "ok" if r.status == 200 else "busy" if r.status == 503 else "other"
-        except Exception:
+            with lock:
+                codes[r.status] = codes.get(r.status, 0) + 1
+        except Exception as e:
             key = "other"
+            with lock:
+                codes[type(e).__name__] = codes.get(type(e).__name__, 0) + 1
         finally:
             c.close()
         with lock:
@@ -88,19 +103,28 @@ def client():
             time.sleep(0.5)
 ts = [threading.Thread(target=client) for _ in range(clients)]
 [t.start() for t in ts]; [t.join() for t in ts]
+stats["codes"] = {str(k): v for k, v in codes.items()}
 print(json.dumps(stats))
 PY
 load=$!
 
 start=$(date +%s.%N)
-streamed=$(psql -X -At -c "SELECT * FROM logbench.logs" \
-  "host=127.0.0.1 port=$pg_port user=bench dbname=default" | wc -l)
+if [ "${QUERY:-1}" = 1 ]; then
+  streamed=$(psql -X -At -c "SELECT * FROM logbench.logs" \
+    "host=127.0.0.1 port=$pg_port user=bench dbname=default" | wc -l)
+else
+  streamed=0
+fi
 query_secs=$(echo "$(date +%s.%N) - $start" | bc)
 wait $load
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$server/status)
 kill $sampler 2>/dev/null || true
 echo "rows streamed to psql:     $streamed in ${query_secs}s"
 echo "NDJSON posts (64 MiB):     $(cat "$work/load.out")"
-echo "configured: --max-buffer-mb $buffer_mb, --query-memory-mb $query_mb, request bodies up to $clients x 64 MiB"
+echo "configured: --max-buffer-mb $buffer_mb, --http-max-inflight-body-mb $inflight_mb, --query-memory-mb $query_mb"
 echo "server peak RSS (VmHWM):   $((hwm / 1024)) MiB"
-echo "budget (buffer + query + bodies in flight): $((buffer_mb + query_mb + clients * 64)) MiB"
+# What the limits allow: acknowledged records (--max-buffer-mb) and the copy
+# a flush writes out, request bodies being received (--http-max-inflight-body-mb)
+# and their write-ahead-log entries, the query memory pool, and 64 MiB for
+# the process itself (code, runtime, catalog).
+echo "bound from the limits:     $((2 * buffer_mb + 2 * inflight_mb + query_mb + 64)) MiB (2 x buffer + 2 x bodies in flight + query + 64)"

@@ -108,6 +108,12 @@ pub struct ServerArgs {
     #[arg(long, env = "LAKEHOSE_HTTP_MAX_HEADER_BYTES", default_value_t = crate::http::DEFAULT_MAX_HEADER_BYTES)]
     pub http_max_header_bytes: usize,
 
+    /// MiB of request bodies being received and handled at once (each
+    /// request counts its Content-Length, or --max-body-mb without one);
+    /// past it requests get 503 before their body is read.
+    #[arg(long, env = "LAKEHOSE_HTTP_MAX_INFLIGHT_BODY_MB", default_value_t = (crate::http::DEFAULT_MAX_INFLIGHT_BODY_BYTES >> 20) as u64)]
+    pub http_max_inflight_body_mb: u64,
+
     /// Postgres connections served at once; more are refused with
     /// `53300 too many connections`.
     #[arg(long, env = "LAKEHOSE_PG_MAX_CONNECTIONS", default_value_t = lakehose_query::pg::DEFAULT_MAX_CONNECTIONS)]
@@ -189,6 +195,10 @@ impl ServerArgs {
                 ),
                 body_timeout: std::time::Duration::from_secs(self.http_body_timeout_secs.max(1)),
                 max_header_bytes: self.http_max_header_bytes.max(1024),
+                max_inflight_body_bytes: usize::try_from(self.http_max_inflight_body_mb.max(1))
+                    .unwrap_or(usize::MAX >> 20)
+                    << 20,
+                max_body_bytes: self.max_body_mb.max(1) << 20,
             },
             pg: lakehose_query::pg::PgLimits {
                 max_connections: self.pg_max_connections.max(1),

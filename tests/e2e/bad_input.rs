@@ -132,6 +132,18 @@ fn full_buffers_answer_503_until_they_drain() {
         let (s2, body) = call(&http, &ep, Some("Firehose_20150804.PutRecordBatch"), batch.clone()).await;
         assert_eq!(s2, 503, "{body}");
         assert_eq!(body["__type"], "ServiceUnavailableException");
+        // An NDJSON body announcing more than fits is refused before it is
+        // read.
+        let lines = format!("{{\"z\":\"{}\"}}\n", "z".repeat(600_000));
+        let answer = http
+            .post(format!("{ep}/v1/streams/slow/records"))
+            .body(lines)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 503);
+        let answer: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(answer["error"], "ServiceUnavailableException", "{answer}");
         // Once the interval flush drains the buffer, records are accepted again.
         let mut accepted = false;
         for _ in 0..100 {

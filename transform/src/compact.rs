@@ -227,21 +227,14 @@ impl Compactor {
         progress: &dyn CompactProgress,
         skip: &HashSet<String>,
     ) -> Result<Vec<(String, Result<CompactReport, String>)>, String> {
-        let catalog = self.engine.catalog();
         let mut out = Vec::new();
-        for db in catalog.list_databases().await.map_err(|e| e.to_string())? {
-            let tables = catalog
-                .list_tables(&db.name)
-                .await
-                .map_err(|e| e.to_string())?;
-            for t in tables {
-                let name = format!("{}.{}", db.name, t.name);
-                if !compactable(&t) || skip.contains(&name) {
-                    continue;
-                }
-                let result = self.optimize(&db.name, &t.name, options, progress).await;
-                out.push((name, result));
+        for (db, t) in self.all_tables().await? {
+            let name = format!("{db}.{}", t.name);
+            if !compactable(&t) || skip.contains(&name) {
+                continue;
             }
+            let result = self.optimize(&db, &t.name, options, progress).await;
+            out.push((name, result));
         }
         Ok(out)
     }
@@ -794,13 +787,26 @@ impl Compactor {
 
     /// The partition folders of every other Parquet table whose location
     /// overlaps one of `dirs`' home folders.
+    /// Every table of the catalog, with its database's name.
+    async fn all_tables(&self) -> Result<Vec<(String, Table)>, String> {
+        let catalog = self.engine.catalog();
+        let mut all = Vec::new();
+        for db in catalog.list_databases().await.map_err(|e| e.to_string())? {
+            let tables = catalog
+                .list_tables(&db.name)
+                .await
+                .map_err(|e| e.to_string())?;
+            all.extend(tables.into_iter().map(|t| (db.name.clone(), t)));
+        }
+        Ok(all)
+    }
+
     async fn other_readers(
         &self,
         database: &str,
         table: &str,
         dirs: &[PartitionDir],
     ) -> Result<OtherReaders, String> {
-        let catalog = self.engine.catalog();
         let homes: Vec<String> = dirs.iter().map(|d| d.home().to_string()).collect();
         let overlaps = |location: &str| {
             homes
@@ -808,51 +814,45 @@ impl Compactor {
                 .any(|h| h.starts_with(location) || location.starts_with(h.as_str()))
         };
         let mut readers = OtherReaders::default();
-        for db in catalog.list_databases().await.map_err(|e| e.to_string())? {
-            let tables = catalog
-                .list_tables(&db.name)
-                .await
-                .map_err(|e| e.to_string())?;
-            for t in tables {
-                if db.name == database && t.name == table {
-                    continue;
+        for (db, t) in self.all_tables().await? {
+            if db == database && t.name == table {
+                continue;
+            }
+            let Some(location) = t
+                .storage_descriptor
+                .as_ref()
+                .and_then(|sd| sd.location.clone())
+            else {
+                continue;
+            };
+            let Ok(parsed) = Location::parse(&location) else {
+                continue;
+            };
+            let home = lakehose_query::table::home_folder(&parsed).to_string();
+            if !overlaps(&home) {
+                continue;
+            }
+            let name = format!("{db}.{}", t.name);
+            match self.engine.lake_table(&db, &t.name).await {
+                Ok(lake) => {
+                    let their = lake
+                        .partition_locations()
+                        .await
+                        .map_err(|e| format!("listing the partitions of {name}: {e}"))?;
+                    readers
+                        .dirs
+                        .extend(their.into_iter().map(|d| (name.clone(), d)));
                 }
-                let Some(location) = t
-                    .storage_descriptor
-                    .as_ref()
-                    .and_then(|sd| sd.location.clone())
-                else {
-                    continue;
-                };
-                let Ok(parsed) = Location::parse(&location) else {
-                    continue;
-                };
-                let home = lakehose_query::table::home_folder(&parsed).to_string();
-                if !overlaps(&home) {
-                    continue;
-                }
-                let name = format!("{}.{}", db.name, t.name);
-                match self.engine.lake_table(&db.name, &t.name).await {
-                    Ok(lake) => {
-                        let their = lake
-                            .partition_locations()
-                            .await
-                            .map_err(|e| format!("listing the partitions of {name}: {e}"))?;
-                        readers
-                            .dirs
-                            .extend(their.into_iter().map(|d| (name.clone(), d)));
-                    }
-                    // A Delta table or a view over the same folder: keep
-                    // everything under its whole location.
-                    Err(_) => readers.dirs.push((
-                        name,
-                        PartitionDir {
-                            values: Vec::new(),
-                            location: lakehose_query::table::home_folder(&parsed),
-                            cutoff_ms: None,
-                        },
-                    )),
-                }
+                // A Delta table or a view over the same folder: keep
+                // everything under its whole location.
+                Err(_) => readers.dirs.push((
+                    name,
+                    PartitionDir {
+                        values: Vec::new(),
+                        location: lakehose_query::table::home_folder(&parsed),
+                        cutoff_ms: None,
+                    },
+                )),
             }
         }
         Ok(readers)

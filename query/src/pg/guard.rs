@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use pgwire::api::ConnectionManager;
 use pgwire::error::ErrorInfo;
-use pgwire::messages::startup::SecretKey;
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::startup::SecretKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
@@ -169,6 +169,20 @@ async fn startup(
     }
 }
 
+/// Tells a client that did not finish its startup in time, and ends.
+async fn startup_timed_out(client: &mut TcpStream, limits: &PgLimits) -> Ended {
+    fatal(
+        client,
+        "08006",
+        format!(
+            "the startup did not finish within {} s (--pg-startup-timeout-secs)",
+            limits.startup_timeout.as_secs()
+        ),
+    )
+    .await;
+    Ended::Limit("startup timeout")
+}
+
 /// Carries bytes both ways between `client` and the handler's `server`
 /// end until either side closes or a limit is hit.
 pub(crate) async fn pump(
@@ -186,18 +200,7 @@ pub(crate) async fn pump(
     match first {
         Ok(Ok(())) => {}
         Ok(Err(ended)) => return ended,
-        Err(_) => {
-            fatal(
-                &mut client,
-                "08006",
-                format!(
-                    "the startup did not finish within {} s (--pg-startup-timeout-secs)",
-                    limits.startup_timeout.as_secs()
-                ),
-            )
-            .await;
-            return Ended::Limit("startup timeout");
-        }
+        Err(_) => return startup_timed_out(&mut client, limits).await,
     }
     let mut from_client = Frames::default();
     let mut from_server = Frames::default();
@@ -273,16 +276,7 @@ pub(crate) async fn pump(
                     .await;
                     return Ended::Limit("idle timeout");
                 }
-                fatal(
-                    &mut client,
-                    "08006",
-                    format!(
-                        "the startup did not finish within {} s (--pg-startup-timeout-secs)",
-                        limits.startup_timeout.as_secs()
-                    ),
-                )
-                .await;
-                return Ended::Limit("startup timeout");
+                return startup_timed_out(&mut client, limits).await;
             }
         }
     }
