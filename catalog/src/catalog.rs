@@ -43,7 +43,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::expr::PartitionFilter;
-use crate::model::{Column, Database, Partition, Table};
+use crate::model::{Column, Database, Partition, PartitionIndex, Table};
 use crate::storage::{Storage, StorageError};
 
 /// Errors of the catalog, mapped one to one onto Glue's exceptions.
@@ -230,6 +230,61 @@ pub fn check_column_types<'a>(
 
 /// Checks every column type of a table: its data columns and partition
 /// keys.
+/// Partition indexes a table may have.
+pub const MAX_PARTITION_INDEXES: usize = 3;
+
+/// Whether every key of `index` is a partition key of `table`.
+fn index_keys_exist(table: &Table, index: &PartitionIndex) -> bool {
+    index.keys.iter().all(|k| {
+        table
+            .partition_keys
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(k))
+    })
+}
+
+/// Checks a new partition index against the table's keys and indexes.
+pub fn check_partition_index(table: &Table, index: &PartitionIndex) -> Result<()> {
+    let owner = format!("table {}", table.name);
+    if index.index_name.is_empty() || index.index_name.len() > 255 {
+        return Err(CatalogError::InvalidInput(format!(
+            "PartitionIndex.IndexName must be 1 to 255 characters, got {:?}",
+            index.index_name
+        )));
+    }
+    if index.keys.is_empty() {
+        return Err(CatalogError::InvalidInput(
+            "PartitionIndex.Keys must name at least one partition key".into(),
+        ));
+    }
+    if let Some(k) = index.keys.iter().find(|k| {
+        !table
+            .partition_keys
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(k))
+    }) {
+        return Err(CatalogError::InvalidInput(format!(
+            "PartitionIndex key {k:?} is not a partition key of {owner}"
+        )));
+    }
+    let existing = table.partition_indexes.as_deref().unwrap_or_default();
+    if existing
+        .iter()
+        .any(|i| i.index_name.eq_ignore_ascii_case(&index.index_name))
+    {
+        return Err(CatalogError::AlreadyExists(format!(
+            "Partition index {} of {owner}",
+            index.index_name
+        )));
+    }
+    if existing.len() >= MAX_PARTITION_INDEXES {
+        return Err(CatalogError::InvalidInput(format!(
+            "{owner} already has {MAX_PARTITION_INDEXES} partition indexes, the most a table may have"
+        )));
+    }
+    Ok(())
+}
+
 fn check_table_types(db: &str, table: &Table) -> Result<()> {
     let owner = format!("table {db}.{}", table.name);
     if let Some(sd) = &table.storage_descriptor {
@@ -743,6 +798,17 @@ impl Catalog for EmbeddedCatalog {
             table.name = name.clone();
             table.database_name = Some(db.clone());
             table.create_time = current.create_time;
+            // An update that does not name indexes keeps the table's, less
+            // those over keys the table no longer has.
+            let indexes = table
+                .partition_indexes
+                .take()
+                .or_else(|| current.partition_indexes.clone());
+            table.partition_indexes = indexes.map(|all| {
+                all.into_iter()
+                    .filter(|i| index_keys_exist(&table, i))
+                    .collect()
+            });
             table.update_time = Some(now_seconds());
             table.catalog_id = Some(self.catalog_id.clone());
             table

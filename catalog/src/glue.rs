@@ -15,9 +15,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::awsjson::{self, AwsError};
-use crate::catalog::{Catalog, CatalogError, CatalogRef, PartitionUpdate};
+use crate::catalog::{Catalog, CatalogError, CatalogRef, PartitionUpdate, check_partition_index};
 use crate::crawler::service::{CrawlerDefinition, CrawlerError, CrawlerService};
-use crate::model::{Database, Partition, Table};
+use crate::model::{Database, Partition, PartitionIndex, Table};
 
 /// The `X-Amz-Target` prefix of Glue.
 pub const TARGET_PREFIX: &str = "AWSGlue";
@@ -104,6 +104,9 @@ pub async fn handle(api: &GlueApi, operation: &str, body: &[u8]) -> Response {
         "BatchDeletePartition" => batch_delete_partition(catalog, body).await,
         "UpdatePartition" => update_partition(catalog, body).await,
         "BatchUpdatePartition" => batch_update_partition(catalog, body).await,
+        "CreatePartitionIndex" => create_partition_index(catalog, body).await,
+        "GetPartitionIndexes" => get_partition_indexes(catalog, body).await,
+        "DeletePartitionIndex" => delete_partition_index(catalog, body).await,
         other => Err(AwsError::unknown_operation(&format!("{TARGET_PREFIX}.{other}")).upper_case()),
     };
     match result {
@@ -218,13 +221,108 @@ struct TableInput {
     table_input: Option<Table>,
     name: Option<String>,
     version_id: Option<String>,
+    /// CreateTable's indexes.
+    partition_indexes: Option<Vec<PartitionIndex>>,
 }
 
 async fn create_table(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
     let input: TableInput = parse(body)?;
     let db = required(input.database_name, "DatabaseName")?;
-    let table = required(input.table_input, "TableInput")?;
+    let mut table = required(input.table_input, "TableInput")?;
+    // Indexes come from CreateTable's own member, checked one by one.
+    table.partition_indexes = None;
+    let mut indexes = Vec::new();
+    for index in input.partition_indexes.unwrap_or_default() {
+        table.partition_indexes = Some(indexes.clone());
+        check_partition_index(&table, &index)?;
+        indexes.push(index);
+    }
+    table.partition_indexes = (!indexes.is_empty()).then_some(indexes);
     catalog.create_table(&db, table).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PartitionIndexInput {
+    database_name: Option<String>,
+    table_name: Option<String>,
+    partition_index: Option<PartitionIndex>,
+    index_name: Option<String>,
+    next_token: Option<String>,
+}
+
+/// `CreatePartitionIndex`.
+async fn create_partition_index(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: PartitionIndexInput = parse(body)?;
+    let db = required(input.database_name, "DatabaseName")?;
+    let name = required(input.table_name, "TableName")?;
+    let index = required(input.partition_index, "PartitionIndex")?;
+    let mut table = catalog.get_table(&db, &name).await?;
+    check_partition_index(&table, &index)?;
+    let version = table.version_id.clone();
+    table
+        .partition_indexes
+        .get_or_insert_with(Vec::new)
+        .push(index);
+    catalog.update_table(&db, table, version.as_deref()).await?;
+    Ok(json!({}))
+}
+
+/// `GetPartitionIndexes`: every index is `ACTIVE` (the catalog answers
+/// partition lookups from its own files; nothing is built in the
+/// background).
+async fn get_partition_indexes(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: PartitionIndexInput = parse(body)?;
+    let db = required(input.database_name, "DatabaseName")?;
+    let name = required(input.table_name, "TableName")?;
+    if input.next_token.as_deref().is_some_and(|t| !t.is_empty()) {
+        return Err(invalid("NextToken is not valid"));
+    }
+    let table = catalog.get_table(&db, &name).await?;
+    let list: Vec<Value> = table
+        .partition_indexes
+        .unwrap_or_default()
+        .iter()
+        .map(|index| {
+            let keys: Vec<Value> = index
+                .keys
+                .iter()
+                .map(|k| {
+                    let ty = table
+                        .partition_keys
+                        .iter()
+                        .find(|c| c.name.eq_ignore_ascii_case(k))
+                        .and_then(|c| c.data_type.clone())
+                        .unwrap_or_else(|| "string".into());
+                    json!({ "Name": k, "Type": ty })
+                })
+                .collect();
+            json!({ "IndexName": index.index_name, "Keys": keys, "IndexStatus": "ACTIVE" })
+        })
+        .collect();
+    Ok(json!({ "PartitionIndexDescriptorList": list }))
+}
+
+/// `DeletePartitionIndex`.
+async fn delete_partition_index(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
+    let input: PartitionIndexInput = parse(body)?;
+    let db = required(input.database_name, "DatabaseName")?;
+    let name = required(input.table_name, "TableName")?;
+    let index_name = required(input.index_name, "IndexName")?;
+    let mut table = catalog.get_table(&db, &name).await?;
+    let mut indexes = table.partition_indexes.take().unwrap_or_default();
+    let before = indexes.len();
+    indexes.retain(|i| !i.index_name.eq_ignore_ascii_case(&index_name));
+    if indexes.len() == before {
+        return Err(CatalogError::NotFound(format!(
+            "Partition index {index_name} of table {db}.{name}"
+        ))
+        .into());
+    }
+    let version = table.version_id.clone();
+    table.partition_indexes = Some(indexes);
+    catalog.update_table(&db, table, version.as_deref()).await?;
     Ok(json!({}))
 }
 
@@ -300,7 +398,9 @@ async fn get_tables(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsErro
 async fn update_table(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
     let input: TableInput = parse(body)?;
     let db = required(input.database_name, "DatabaseName")?;
-    let table = required(input.table_input, "TableInput")?;
+    let mut table = required(input.table_input, "TableInput")?;
+    // TableInput has no indexes: the table keeps its own.
+    table.partition_indexes = None;
     catalog
         .update_table(&db, table, input.version_id.as_deref())
         .await?;

@@ -171,6 +171,21 @@ pub struct Table {
     /// Catalog id (server-managed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_id: Option<String>,
+    /// Partition indexes (Glue's `CreatePartitionIndex`, listed by
+    /// `GetPartitionIndexes`). In an update, `None` keeps the table's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_indexes: Option<Vec<PartitionIndex>>,
+}
+
+/// An index over some of a table's partition keys (Glue's
+/// `PartitionIndex`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PartitionIndex {
+    /// Its name, unique within the table.
+    pub index_name: String,
+    /// Partition keys, in order.
+    pub keys: Vec<String>,
 }
 
 /// A partition of a table: its values (one per partition key, in order) and

@@ -243,7 +243,7 @@ fn unsupported_crawler_configuration_is_refused() {
     rt().block_on(async {
         let body = json!({"Name": "c", "Role": "r", "DatabaseName": "d",
             "Targets": {"S3Targets": [{"Path": "s3://ok-bucket/", "SampleSize": 5}]},
-            "Configuration": "{\"Version\": 1.0, \"Grouping\": {\"TableLevelConfiguration\": 3}}"});
+            "Configuration": "{\"Version\": 1.0, \"Grouping\": {\"TableLevel\": 3}}"});
         let (status, v) = call(
             &http,
             &server.endpoint,
@@ -253,7 +253,13 @@ fn unsupported_crawler_configuration_is_refused() {
         .await;
         assert_eq!(status, 400, "{v}");
         assert_eq!(v["__type"], "InvalidInputException");
-        assert!(v["Message"].as_str().unwrap().contains("Grouping"), "{v}");
+        assert!(
+            v["Message"]
+                .as_str()
+                .unwrap()
+                .contains("Grouping.TableLevel"),
+            "{v}"
+        );
         let body = json!({"Name": "c", "Role": "r", "DatabaseName": "d",
             "Targets": {"S3Targets": [{"Path": "s3://ok-bucket/", "SampleSize": 5}]},
             "Configuration": "{\"Version\": 1.0}"});

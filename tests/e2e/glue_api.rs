@@ -1164,3 +1164,275 @@ fn a_glue_crawler_catalogs_hand_made_folders() {
     });
     server.terminate();
 }
+
+/// Runs a crawler through the Glue API and waits for its run to end.
+async fn crawl_once(glue: &aws_sdk_glue::Client, name: &str) -> aws_sdk_glue::types::LastCrawlInfo {
+    glue.start_crawler().name(name).send().await.unwrap();
+    for _ in 0..400 {
+        let c = glue
+            .get_crawler()
+            .name(name)
+            .send()
+            .await
+            .unwrap()
+            .crawler()
+            .unwrap()
+            .clone();
+        if c.state().map(|s| s.as_str()) == Some("READY")
+            && let Some(last) = c.last_crawl()
+        {
+            return last.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("crawler {name} did not finish");
+}
+
+/// Every `Configuration` option Glue documents for S3 crawlers, through
+/// aws-sdk-glue: grouping by compatible schemas, tables at a folder level,
+/// merging only new columns, partitions inheriting the table's definition,
+/// the table threshold and partition indexes (with the partition index API).
+#[test]
+fn crawler_configuration_options() {
+    use aws_sdk_glue::types::{CrawlerTargets, PartitionIndex, S3Target};
+    let dir = tempfile::tempdir().unwrap();
+    let put = |rel: &str, data: &str| {
+        let p = dir.path().join("conf").join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    };
+    // Two folders of one format whose columns have little in common; the
+    // second's two partitions have nothing in common either.
+    put("data/a/x=1/f.json", "{\"id\": 1, \"name\": \"a\"}\n");
+    put("data/a/x=2/f.json", "{\"q\": 1, \"r\": 2, \"s\": 3}\n");
+    put("data/b/x=1/f.json", "{\"other\": true, \"z\": 1}\n");
+    put("inh/x=1/f.json", "{\"id\": 1, \"v\": 1}\n");
+
+    let server = Server::start(dir.path(), &[]);
+    let glue = glue_client(&server.endpoint);
+    rt().block_on(async {
+        let create = |name: &str, path: &str, configuration: &str| {
+            glue.create_crawler()
+                .name(name)
+                .role("r")
+                .database_name(name)
+                .targets(
+                    CrawlerTargets::builder()
+                        .s3_targets(S3Target::builder().path(path).build())
+                        .build(),
+                )
+                .configuration(configuration)
+                .send()
+        };
+        let tables = |db: &'static str| {
+            let glue = glue.clone();
+            async move {
+                let mut names: Vec<String> = glue
+                    .get_tables()
+                    .database_name(db)
+                    .send()
+                    .await
+                    .unwrap()
+                    .table_list()
+                    .iter()
+                    .map(|t| t.name().to_string())
+                    .collect();
+                names.sort();
+                names
+            }
+        };
+        let keys = |t: &aws_sdk_glue::types::Table| -> Vec<String> {
+            t.partition_keys().iter().map(|k| k.name().to_string()).collect()
+        };
+        let columns = |sd: Option<&aws_sdk_glue::types::StorageDescriptor>| -> Vec<(String, String)> {
+            sd.unwrap()
+                .columns()
+                .iter()
+                .map(|c| (c.name().to_string(), c.r#type().unwrap().to_string()))
+                .collect()
+        };
+
+        // Without options: a folder per schema family.
+        create("plain", "s3://conf/data/", r#"{"Version": 1.0}"#).await.unwrap();
+        assert_eq!(crawl_once(&glue, "plain").await.status().unwrap().as_str(), "SUCCEEDED");
+        assert_eq!(tables("plain").await, ["b", "x_1", "x_2"]);
+
+        // CombineCompatibleSchemas: one table for the whole path, with a
+        // partition index over its keys (CreatePartitionIndex's default).
+        create(
+            "combined",
+            "s3://conf/data/",
+            r#"{"Version": 1.0, "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"}}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(crawl_once(&glue, "combined").await.status().unwrap().as_str(), "SUCCEEDED");
+        assert_eq!(tables("combined").await, ["data"]);
+        let data = glue.get_table().database_name("combined").name("data").send().await.unwrap();
+        let data = data.table().unwrap();
+        assert_eq!(keys(data), ["partition_0", "x"]);
+        let names: Vec<String> = columns(data.storage_descriptor()).into_iter().map(|(n, _)| n).collect();
+        for column in ["id", "name", "q", "other", "z"] {
+            assert!(names.contains(&column.to_string()), "{names:?}");
+        }
+        let indexes = glue
+            .get_partition_indexes()
+            .database_name("combined")
+            .table_name("data")
+            .send()
+            .await
+            .unwrap();
+        let list = indexes.partition_index_descriptor_list();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].index_name(), "crawler_partition_index");
+        let index_keys: Vec<&str> = list[0].keys().iter().map(|k| k.name()).collect();
+        assert_eq!(index_keys, ["partition_0", "x"]);
+        assert_eq!(list[0].index_status().as_str(), "ACTIVE");
+
+        // The partition index API.
+        glue.create_partition_index()
+            .database_name("combined")
+            .table_name("data")
+            .partition_index(PartitionIndex::builder().index_name("by_x").keys("x").build().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let err = glue
+            .create_partition_index()
+            .database_name("combined")
+            .table_name("data")
+            .partition_index(PartitionIndex::builder().index_name("bad").keys("nope").build().unwrap())
+            .send()
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("InvalidInputException"), "{err:?}");
+        let err = glue
+            .create_partition_index()
+            .database_name("combined")
+            .table_name("data")
+            .partition_index(PartitionIndex::builder().index_name("by_x").keys("x").build().unwrap())
+            .send()
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("AlreadyExistsException"), "{err:?}");
+        let count = || async {
+            glue.get_partition_indexes()
+                .database_name("combined")
+                .table_name("data")
+                .send()
+                .await
+                .unwrap()
+                .partition_index_descriptor_list()
+                .len()
+        };
+        assert_eq!(count().await, 2);
+        // An UpdateTable (whose TableInput has no indexes) keeps them.
+        glue.update_table()
+            .database_name("combined")
+            .table_input(
+                aws_sdk_glue::types::TableInput::builder()
+                    .name("data")
+                    .set_partition_keys(Some(data.partition_keys().to_vec()))
+                    .set_storage_descriptor(data.storage_descriptor().cloned())
+                    .description("kept")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(count().await, 2);
+        glue.delete_partition_index()
+            .database_name("combined")
+            .table_name("data")
+            .index_name("by_x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(count().await, 1);
+        let err = glue
+            .delete_partition_index()
+            .database_name("combined")
+            .table_name("data")
+            .index_name("by_x")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("EntityNotFoundException"), "{err:?}");
+
+        // TableLevelConfiguration: a table for each folder at level 3
+        // (s3://conf is 1, data/ is 2), however different its partitions;
+        // no index when CreatePartitionIndex is false.
+        create(
+            "levels",
+            "s3://conf/data/",
+            r#"{"Version": 1.0, "Grouping": {"TableLevelConfiguration": 3}, "CreatePartitionIndex": false}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(crawl_once(&glue, "levels").await.status().unwrap().as_str(), "SUCCEEDED");
+        assert_eq!(tables("levels").await, ["a", "b"]);
+        let a = glue.get_table().database_name("levels").name("a").send().await.unwrap();
+        assert_eq!(keys(a.table().unwrap()), ["x"]);
+        let a_parts = glue.get_partitions().database_name("levels").table_name("a").send().await.unwrap();
+        assert_eq!(a_parts.partitions().len(), 2);
+        let none = glue
+            .get_partition_indexes()
+            .database_name("levels")
+            .table_name("a")
+            .send()
+            .await
+            .unwrap();
+        assert!(none.partition_index_descriptor_list().is_empty());
+        // A level above the include path is refused.
+        let err = create("above", "s3://conf/data/", r#"{"Version": 1.0, "Grouping": {"TableLevelConfiguration": 1}}"#)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("above the include path"), "{err:?}");
+
+        // TableThreshold: a crawl that would make more tables fails and
+        // changes nothing.
+        create(
+            "few",
+            "s3://conf/data/",
+            r#"{"Version": 1.0, "CrawlerOutput": {"Tables": {"TableThreshold": 2}}}"#,
+        )
+        .await
+        .unwrap();
+        let last = crawl_once(&glue, "few").await;
+        assert_eq!(last.status().unwrap().as_str(), "FAILED");
+        assert!(last.error_message().unwrap_or_default().contains("TableThreshold"), "{last:?}");
+        let few = glue.get_tables().database_name("few").send().await;
+        assert!(few.map(|o| o.table_list().is_empty()).unwrap_or(true));
+
+        // MergeNewColumns and InheritFromTable: a recrawl adds the new
+        // column without retyping `id` (now a double in a new file), and
+        // every partition, old and new, takes the table's definition.
+        create(
+            "inherit",
+            "s3://conf/inh/",
+            r#"{"Version": 1.0, "CrawlerOutput": {"Tables": {"AddOrUpdateBehavior": "MergeNewColumns"}, "Partitions": {"AddOrUpdateBehavior": "InheritFromTable"}}}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(crawl_once(&glue, "inherit").await.status().unwrap().as_str(), "SUCCEEDED");
+        put("inh/x=2/f.json", "{\"id\": 1.5, \"w\": \"new\"}\n");
+        assert_eq!(crawl_once(&glue, "inherit").await.status().unwrap().as_str(), "SUCCEEDED");
+        let inh = glue.get_table().database_name("inherit").name("inh").send().await.unwrap();
+        let table_columns = columns(inh.table().unwrap().storage_descriptor());
+        assert_eq!(
+            table_columns,
+            [
+                ("id".to_string(), "bigint".to_string()),
+                ("v".to_string(), "bigint".to_string()),
+                ("w".to_string(), "string".to_string())
+            ]
+        );
+        let parts = glue.get_partitions().database_name("inherit").table_name("inh").send().await.unwrap();
+        assert_eq!(parts.partitions().len(), 2);
+        for p in parts.partitions() {
+            assert_eq!(columns(p.storage_descriptor()), table_columns, "{:?}", p.values());
+        }
+    });
+    server.terminate();
+}

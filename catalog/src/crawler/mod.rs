@@ -30,8 +30,10 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 
-use crate::catalog::{Catalog, CatalogError};
-use crate::model::{Column, Database, Partition, SerDeInfo, StorageDescriptor, Table};
+use crate::catalog::{Catalog, CatalogError, PartitionUpdate};
+use crate::model::{
+    Column, Database, Partition, PartitionIndex, SerDeInfo, StorageDescriptor, Table,
+};
 use crate::schema::{JType, hive_type, scalar_of_hive};
 use crate::storage::{Location, Storage};
 use classify::{FileSchema, classify};
@@ -63,6 +65,54 @@ pub enum DeleteBehavior {
     Log,
 }
 
+/// The name of the partition index a crawler gives the tables it creates
+/// (`CreatePartitionIndex`).
+pub const CRAWLER_INDEX: &str = "crawler_partition_index";
+
+/// The options of a crawler's `Configuration` document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrawlerConfiguration {
+    /// `CrawlerOutput.Tables.AddOrUpdateBehavior = MergeNewColumns`: a
+    /// table's update only adds the new columns; existing ones keep their
+    /// types and are never dropped.
+    pub merge_new_columns: bool,
+    /// `CrawlerOutput.Partitions.AddOrUpdateBehavior = InheritFromTable`:
+    /// partitions take the table's schema, formats and SerDe (new ones when
+    /// added, existing ones when the table changes).
+    pub inherit_from_table: bool,
+    /// `Grouping.TableGroupingPolicy = CombineCompatibleSchemas`: sibling
+    /// folders of one format form one table whatever their columns.
+    pub combine_compatible_schemas: bool,
+    /// `Grouping.TableLevelConfiguration`: tables are made at this folder
+    /// level (the bucket is level 1), one per folder there.
+    pub table_level: Option<usize>,
+    /// `CrawlerOutput.Tables.TableThreshold`: a crawl that would make more
+    /// tables fails without changing the catalog.
+    pub table_threshold: Option<usize>,
+    /// `CreatePartitionIndex` (default true): tables the crawler creates
+    /// get a partition index over their partition keys.
+    pub create_partition_index: bool,
+}
+
+impl Default for CrawlerConfiguration {
+    fn default() -> Self {
+        Self {
+            merge_new_columns: false,
+            inherit_from_table: false,
+            combine_compatible_schemas: false,
+            table_level: None,
+            table_threshold: None,
+            create_partition_index: true,
+        }
+    }
+}
+
+/// The folder level of a target's root: the bucket is level 1, each folder
+/// of its key one more.
+pub fn target_level(target: &Location) -> usize {
+    1 + target.key().split('/').filter(|s| !s.is_empty()).count()
+}
+
 /// How to crawl.
 #[derive(Debug, Clone)]
 pub struct CrawlOptions {
@@ -87,6 +137,8 @@ pub struct CrawlOptions {
     /// as they are (update and delete behaviours are `LOG`); new folders
     /// still add partitions and tables.
     pub new_folders_only: bool,
+    /// The `Configuration` document's options.
+    pub configuration: CrawlerConfiguration,
 }
 
 impl CrawlOptions {
@@ -102,6 +154,7 @@ impl CrawlOptions {
             update: UpdateBehavior::UpdateInDatabase,
             delete: DeleteBehavior::DeprecateInDatabase,
             new_folders_only: false,
+            configuration: CrawlerConfiguration::default(),
         }
     }
 }
@@ -219,7 +272,32 @@ pub async fn crawl(
             .next()
             .filter(|s| !s.is_empty())
             .unwrap_or(target.bucket());
-        group(target, root_name, &[], leaves, &mut found);
+        let grouping = Grouping {
+            target,
+            combine: options.configuration.combine_compatible_schemas,
+        };
+        match options.configuration.table_level {
+            Some(level) => {
+                let depth = level.saturating_sub(target_level(target));
+                table_level_groups(
+                    &grouping,
+                    root_name,
+                    depth,
+                    leaves,
+                    &mut found,
+                    &mut summary,
+                );
+            }
+            None => grouping.group(root_name, &[], leaves, &mut found),
+        }
+    }
+    if let Some(threshold) = options.configuration.table_threshold
+        && found.len() > threshold
+    {
+        return Err(CrawlError::Invalid(format!(
+            "the crawl found {} tables, more than the {threshold} CrawlerOutput.Tables.TableThreshold allows; the catalog was not changed",
+            found.len()
+        )));
     }
     let mut effective = options.clone();
     if options.new_folders_only {
@@ -465,8 +543,45 @@ fn names(schema: &JType) -> Vec<&str> {
     }
 }
 
-/// Whether the leaves can form one table, and its merged schema.
-fn compatible(leaves: &[Leaf]) -> Option<FileSchema> {
+/// With `Grouping.TableLevelConfiguration`: the leaves under each folder
+/// `depth` levels below the target form one table named after that folder
+/// (when their formats and depths agree; else that folder is grouped as
+/// usual). Files above that level are skipped, with the reason.
+fn table_level_groups(
+    grouping: &Grouping<'_>,
+    root_name: &str,
+    depth: usize,
+    leaves: Vec<Leaf>,
+    found: &mut Vec<Found>,
+    summary: &mut CrawlSummary,
+) {
+    let mut tables: BTreeMap<Vec<String>, Vec<Leaf>> = BTreeMap::new();
+    for mut leaf in leaves {
+        if leaf.segments.len() < depth {
+            let folder: String = leaf.segments.iter().map(|s| format!("{s}/")).collect();
+            summary.skipped.push((
+                format!("{}{folder}", grouping.target),
+                format!(
+                    "{} files above Grouping.TableLevelConfiguration's level",
+                    leaf.files
+                ),
+            ));
+            continue;
+        }
+        let rest = leaf.segments.split_off(depth);
+        let head = std::mem::replace(&mut leaf.segments, rest);
+        tables.entry(head).or_default().push(leaf);
+    }
+    for (path, leaves) in tables {
+        let name = path.last().map_or(root_name, String::as_str);
+        grouping.table_at(name, &path, leaves, found);
+    }
+}
+
+/// Whether the leaves can form one table, and its merged schema: one
+/// format and depth, and (unless `any_columns`, `CombineCompatibleSchemas`)
+/// each leaf has at least half the merged columns.
+fn compatible_with(leaves: &[Leaf], any_columns: bool) -> Option<FileSchema> {
     let schemas: Vec<&FileSchema> = leaves.iter().filter_map(|l| l.schema.as_ref()).collect();
     let first = (*schemas.first()?).clone();
     let depth = leaves[0].segments.len();
@@ -483,7 +598,7 @@ fn compatible(leaves: &[Leaf]) -> Option<FileSchema> {
         merged = merge_file(merged, (*s).clone());
     }
     let all = names(&merged.schema).len().max(1);
-    let similar = schemas.iter().all(|s| names(&s.schema).len() * 2 >= all);
+    let similar = any_columns || schemas.iter().all(|s| names(&s.schema).len() * 2 >= all);
     similar.then_some(merged)
 }
 
@@ -502,82 +617,111 @@ fn table_name(prefix: &str, raw: &str) -> String {
     format!("{prefix}{clean}")
 }
 
-/// Groups leaves below `target` + `path` into tables.
-fn group(target: &Location, name: &str, path: &[String], leaves: Vec<Leaf>, out: &mut Vec<Found>) {
-    let leaves: Vec<Leaf> = leaves.into_iter().filter(|l| l.schema.is_some()).collect();
-    if leaves.is_empty() {
-        return;
-    }
-    let location = {
+/// How leaves become tables.
+struct Grouping<'a> {
+    target: &'a Location,
+    /// `CombineCompatibleSchemas`.
+    combine: bool,
+}
+
+impl Grouping<'_> {
+    /// The location of the folder `path` below the target.
+    fn location(&self, path: &[String]) -> String {
         let rel: String = path.iter().map(|s| format!("{s}/")).collect();
-        let key = target.key();
+        let key = self.target.key();
         let sep = if key.is_empty() || key.ends_with('/') {
             ""
         } else {
             "/"
         };
-        format!("s3://{}/{key}{sep}{rel}", target.bucket())
-    };
-    if let Some(schema) = compatible(&leaves) {
-        let depth = leaves[0].segments.len();
-        let keys: Vec<String> = (0..depth)
-            .map(|i| {
-                let hive: Option<&str> = leaves[0].segments[i].split_once('=').map(|(k, _)| k);
-                match hive {
-                    Some(k)
-                        if !k.is_empty()
-                            && leaves.iter().all(|l| {
-                                l.segments[i].split_once('=').map(|(k2, _)| k2) == Some(k)
-                            }) =>
-                    {
-                        k.to_lowercase()
-                    }
-                    _ => format!("partition_{i}"),
-                }
-            })
-            .collect();
-        let partitions = leaves
-            .iter()
-            .filter(|l| depth > 0 && !l.segments.is_empty())
-            .map(|l| {
-                let values = l
-                    .segments
-                    .iter()
-                    .map(|s| s.split_once('=').map_or(s.as_str(), |(_, v)| v).to_string())
-                    .collect();
-                let rel: String = l.segments.iter().map(|s| format!("{s}/")).collect();
-                (values, format!("{location}{rel}"))
-            })
-            .collect();
-        out.push(Found {
-            name: name.to_string(),
-            location,
-            schema,
-            keys,
-            partitions,
-            files: leaves.iter().map(|l| l.files).sum(),
-            bytes: leaves.iter().map(|l| l.bytes).sum(),
-        });
-        return;
+        format!("s3://{}/{key}{sep}{rel}", self.target.bucket())
     }
-    // Not one table: files right here form one, each sub-folder another.
-    let mut here = Vec::new();
-    let mut below: BTreeMap<String, Vec<Leaf>> = BTreeMap::new();
-    for mut leaf in leaves {
-        if leaf.segments.is_empty() {
-            here.push(leaf);
-        } else {
-            let first = leaf.segments.remove(0);
-            below.entry(first).or_default().push(leaf);
+
+    /// Groups leaves below the target + `path` into tables.
+    fn group(&self, name: &str, path: &[String], leaves: Vec<Leaf>, out: &mut Vec<Found>) {
+        let leaves: Vec<Leaf> = leaves.into_iter().filter(|l| l.schema.is_some()).collect();
+        if leaves.is_empty() {
+            return;
+        }
+        if let Some(schema) = compatible_with(&leaves, self.combine) {
+            out.push(found_table(name, self.location(path), schema, &leaves));
+            return;
+        }
+        // Not one table: files right here form one, each sub-folder another.
+        let mut here = Vec::new();
+        let mut below: BTreeMap<String, Vec<Leaf>> = BTreeMap::new();
+        for mut leaf in leaves {
+            if leaf.segments.is_empty() {
+                here.push(leaf);
+            } else {
+                let first = leaf.segments.remove(0);
+                below.entry(first).or_default().push(leaf);
+            }
+        }
+        if !here.is_empty() {
+            self.group(name, path, here, out);
+        }
+        for (folder, leaves) in below {
+            let mut sub = path.to_vec();
+            sub.push(folder.clone());
+            self.group(&folder, &sub, leaves, out);
         }
     }
-    if !here.is_empty() {
-        group(target, name, path, here, out);
+
+    /// One table at the folder `path` whatever its leaves' columns, when
+    /// their formats and depths allow; else the folder is grouped as usual.
+    fn table_at(&self, name: &str, path: &[String], leaves: Vec<Leaf>, out: &mut Vec<Found>) {
+        let leaves: Vec<Leaf> = leaves.into_iter().filter(|l| l.schema.is_some()).collect();
+        if leaves.is_empty() {
+            return;
+        }
+        match compatible_with(&leaves, true) {
+            Some(schema) => out.push(found_table(name, self.location(path), schema, &leaves)),
+            None => self.group(name, path, leaves, out),
+        }
     }
-    for (folder, leaves) in below {
-        let mut sub = path.to_vec();
-        sub.push(folder.clone());
-        group(target, &folder, &sub, leaves, out);
+}
+
+/// The table `leaves` (all at one depth below `location`) form.
+fn found_table(name: &str, location: String, schema: FileSchema, leaves: &[Leaf]) -> Found {
+    let depth = leaves[0].segments.len();
+    let keys: Vec<String> = (0..depth)
+        .map(|i| {
+            let hive: Option<&str> = leaves[0].segments[i].split_once('=').map(|(k, _)| k);
+            match hive {
+                Some(k)
+                    if !k.is_empty()
+                        && leaves.iter().all(|l| {
+                            l.segments[i].split_once('=').map(|(k2, _)| k2) == Some(k)
+                        }) =>
+                {
+                    k.to_lowercase()
+                }
+                _ => format!("partition_{i}"),
+            }
+        })
+        .collect();
+    let partitions = leaves
+        .iter()
+        .filter(|l| depth > 0 && !l.segments.is_empty())
+        .map(|l| {
+            let values = l
+                .segments
+                .iter()
+                .map(|s| s.split_once('=').map_or(s.as_str(), |(_, v)| v).to_string())
+                .collect();
+            let rel: String = l.segments.iter().map(|s| format!("{s}/")).collect();
+            (values, format!("{location}{rel}"))
+        })
+        .collect();
+    Found {
+        name: name.to_string(),
+        location,
+        schema,
+        keys,
+        partitions,
+        files: leaves.iter().map(|l| l.files).sum(),
+        bytes: leaves.iter().map(|l| l.bytes).sum(),
     }
 }
 
@@ -699,6 +843,54 @@ fn merge_columns(existing: &[Column], new: &[Column]) -> Vec<Column> {
     out
 }
 
+/// Adds the columns of `new` whose names `existing` lacks; existing columns
+/// keep their types and none is dropped (`MergeNewColumns`).
+fn add_new_columns(existing: &[Column], new: &[Column]) -> Vec<Column> {
+    let mut out = existing.to_vec();
+    for c in new {
+        if !out.iter().any(|e| e.name.eq_ignore_ascii_case(&c.name)) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+/// Brings the table's existing partitions to its definition
+/// (`InheritFromTable`): columns, formats and SerDe, each keeping its own
+/// location.
+async fn inherit_existing(
+    catalog: &dyn Catalog,
+    db: &str,
+    table: &str,
+    table_sd: &StorageDescriptor,
+) -> Result<(), CrawlError> {
+    let stale: Vec<PartitionUpdate> = catalog
+        .get_partitions(db, table, None)
+        .await?
+        .into_iter()
+        .filter_map(|p| {
+            let sd = p.storage_descriptor.clone().unwrap_or_default();
+            let inherited = StorageDescriptor {
+                location: sd.location.clone(),
+                ..table_sd.clone()
+            };
+            (sd != inherited).then(|| PartitionUpdate {
+                values: p.values.clone(),
+                expected_location: sd.location.clone(),
+                partition: Partition {
+                    storage_descriptor: Some(inherited),
+                    ..p
+                },
+            })
+        })
+        .collect();
+    for chunk in stale.chunks(100) {
+        // A partition moved or dropped meanwhile keeps what it has.
+        catalog.update_partitions(db, table, chunk.to_vec()).await?;
+    }
+    Ok(())
+}
+
 async fn apply(
     catalog: &dyn Catalog,
     options: &CrawlOptions,
@@ -743,6 +935,14 @@ async fn apply(
                     partition_keys: keys,
                     storage_descriptor: Some(sd),
                     created_by: Some(format!("lakehose crawler {}", options.name)),
+                    partition_indexes: (options.configuration.create_partition_index
+                        && !f.keys.is_empty())
+                    .then(|| {
+                        vec![PartitionIndex {
+                            index_name: CRAWLER_INDEX.into(),
+                            keys: f.keys.clone(),
+                        }]
+                    }),
                     ..Default::default()
                 };
                 catalog.create_table(&db, table).await?;
@@ -752,7 +952,11 @@ async fn apply(
                 if options.update == UpdateBehavior::UpdateInDatabase {
                     let old_sd = existing.storage_descriptor.clone().unwrap_or_default();
                     let mut new_sd = sd.clone();
-                    new_sd.columns = merge_columns(&old_sd.columns, &sd.columns);
+                    new_sd.columns = if options.configuration.merge_new_columns {
+                        add_new_columns(&old_sd.columns, &sd.columns)
+                    } else {
+                        merge_columns(&old_sd.columns, &sd.columns)
+                    };
                     let mut params = existing.parameters.clone();
                     params.extend(table_parameters(f, &options.name));
                     params.remove("DEPRECATED_BY_CRAWLER");
@@ -771,6 +975,19 @@ async fn apply(
             }
             Err(e) => return Err(e.into()),
         }
+        // What partitions are described with: the table's own definition
+        // (as it is now) with InheritFromTable, else what was found.
+        let partition_sd = if options.configuration.inherit_from_table {
+            let table_sd = catalog
+                .get_table(&db, &name)
+                .await?
+                .storage_descriptor
+                .unwrap_or_default();
+            inherit_existing(catalog, &db, &name, &table_sd).await?;
+            table_sd
+        } else {
+            sd.clone()
+        };
         // New partitions are always added, whatever the policy.
         for chunk in f.partitions.chunks(100) {
             let batch = chunk
@@ -779,7 +996,7 @@ async fn apply(
                     values: values.clone(),
                     storage_descriptor: Some(StorageDescriptor {
                         location: Some(location.clone()),
-                        ..storage_descriptor(f)
+                        ..partition_sd.clone()
                     }),
                     ..Default::default()
                 })

@@ -18,7 +18,10 @@ use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{CrawlOptions, DeleteBehavior, NoProgress, UpdateBehavior, crawl};
+use super::{
+    CrawlOptions, CrawlerConfiguration, DeleteBehavior, NoProgress, UpdateBehavior, crawl,
+    target_level,
+};
 use crate::catalog::{CatalogError, CatalogRef, normalize_name};
 use crate::storage::{Location, Storage};
 
@@ -200,21 +203,15 @@ impl CrawlerService {
         {
             parse_schedule(s).map_err(invalid)?;
         }
-        options(def).map_err(invalid)?;
-        if let Some(conf) = def
-            .configuration
-            .as_deref()
-            .filter(|c| !c.trim().is_empty())
-        {
-            let v: Value = serde_json::from_str(conf)
-                .map_err(|e| invalid(format!("Configuration is not valid JSON: {e}")))?;
-            if let Some(other) = v
-                .as_object()
-                .and_then(|o| o.keys().find(|k| *k != "Version"))
-            {
-                return Err(invalid(format!(
-                    "Configuration option {other:?} is not supported; lakehose crawlers group folders by compatible schemas and merge new columns by default"
-                )));
+        let options = options(def).map_err(invalid)?;
+        if let Some(level) = options.configuration.table_level {
+            for target in &targets {
+                let root = target_level(target);
+                if level < root {
+                    return Err(invalid(format!(
+                        "Crawler configuration not valid: Grouping.TableLevelConfiguration {level} is above the include path {target} (level {root}; the bucket is level 1)"
+                    )));
+                }
             }
         }
         if def
@@ -644,6 +641,13 @@ fn options(def: &CrawlerDefinition) -> Result<CrawlOptions, String> {
             }
         };
     }
+    if let Some(text) = def
+        .configuration
+        .as_deref()
+        .filter(|c| !c.trim().is_empty())
+    {
+        o.configuration = parse_configuration(text)?;
+    }
     if let Some(r) = &def.recrawl_policy {
         match r.get("RecrawlBehavior").and_then(Value::as_str) {
             None | Some("CRAWL_EVERYTHING") => {}
@@ -657,10 +661,191 @@ fn options(def: &CrawlerDefinition) -> Result<CrawlOptions, String> {
     Ok(o)
 }
 
+/// Reads a crawler's `Configuration` document (Glue's version 1.0 options
+/// for S3 crawlers); an unknown option or value is refused, naming it.
+pub fn parse_configuration(text: &str) -> Result<CrawlerConfiguration, String> {
+    let bad = |m: String| format!("Crawler configuration not valid: {m}");
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| bad(format!("the Configuration is not valid JSON: {e}")))?;
+    let Some(top) = v.as_object() else {
+        return Err(bad("the Configuration must be a JSON object".into()));
+    };
+    let object = |v: &Value, at: &str| -> Result<serde_json::Map<String, Value>, String> {
+        v.as_object()
+            .cloned()
+            .ok_or_else(|| bad(format!("{at} must be an object")))
+    };
+    let only = |o: &serde_json::Map<String, Value>, at: &str, known: &[&str]| match o
+        .keys()
+        .find(|k| !known.contains(&k.as_str()))
+    {
+        Some(k) => Err(bad(format!(
+            "unknown option {at}{k}; the options are {}",
+            known
+                .iter()
+                .map(|n| format!("{at}{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        None => Ok(()),
+    };
+    only(
+        top,
+        "",
+        &[
+            "Version",
+            "CrawlerOutput",
+            "Grouping",
+            "CreatePartitionIndex",
+        ],
+    )?;
+    match top.get("Version") {
+        Some(Value::Number(n)) if n.as_f64() == Some(1.0) => {}
+        Some(other) => return Err(bad(format!("Version must be 1.0, got {other}"))),
+        None => return Err(bad("Version (1.0) is required".into())),
+    }
+    let mut config = CrawlerConfiguration::default();
+    let behavior = |o: &serde_json::Map<String, Value>, at: &str, allowed: &str| match o
+        .get("AddOrUpdateBehavior")
+    {
+        None => Ok(false),
+        Some(Value::String(s)) if s == allowed => Ok(true),
+        Some(other) => Err(bad(format!(
+            "{at}.AddOrUpdateBehavior must be \"{allowed}\", got {other}"
+        ))),
+    };
+    if let Some(output) = top.get("CrawlerOutput") {
+        let output = object(output, "CrawlerOutput")?;
+        only(&output, "CrawlerOutput.", &["Partitions", "Tables"])?;
+        if let Some(p) = output.get("Partitions") {
+            let p = object(p, "CrawlerOutput.Partitions")?;
+            only(&p, "CrawlerOutput.Partitions.", &["AddOrUpdateBehavior"])?;
+            config.inherit_from_table =
+                behavior(&p, "CrawlerOutput.Partitions", "InheritFromTable")?;
+        }
+        if let Some(t) = output.get("Tables") {
+            let t = object(t, "CrawlerOutput.Tables")?;
+            only(
+                &t,
+                "CrawlerOutput.Tables.",
+                &["AddOrUpdateBehavior", "TableThreshold"],
+            )?;
+            config.merge_new_columns = behavior(&t, "CrawlerOutput.Tables", "MergeNewColumns")?;
+            if let Some(n) = t.get("TableThreshold") {
+                let n = n
+                    .as_u64()
+                    .filter(|n| (1..=MAX_TABLE_THRESHOLD).contains(n))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "CrawlerOutput.Tables.TableThreshold must be a whole number from 1 to {MAX_TABLE_THRESHOLD}, got {n}"
+                        ))
+                    })?;
+                config.table_threshold = Some(n as usize);
+            }
+        }
+    }
+    if let Some(grouping) = top.get("Grouping") {
+        let grouping = object(grouping, "Grouping")?;
+        only(
+            &grouping,
+            "Grouping.",
+            &["TableGroupingPolicy", "TableLevelConfiguration"],
+        )?;
+        match grouping.get("TableGroupingPolicy") {
+            None => {}
+            Some(Value::String(s)) if s == "CombineCompatibleSchemas" => {
+                config.combine_compatible_schemas = true;
+            }
+            Some(other) => {
+                return Err(bad(format!(
+                    "Grouping.TableGroupingPolicy must be \"CombineCompatibleSchemas\", got {other}"
+                )));
+            }
+        }
+        if let Some(level) = grouping.get("TableLevelConfiguration") {
+            let level = level
+                .as_u64()
+                .filter(|n| (1..=MAX_TABLE_LEVEL).contains(n))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "Grouping.TableLevelConfiguration must be a whole number from 1 to {MAX_TABLE_LEVEL}, got {level}"
+                    ))
+                })?;
+            config.table_level = Some(level as usize);
+        }
+    }
+    config.create_partition_index = match top.get("CreatePartitionIndex") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(bad(format!(
+                "CreatePartitionIndex must be true or false, got {other}"
+            )));
+        }
+    };
+    Ok(config)
+}
+
+/// The deepest `Grouping.TableLevelConfiguration` accepted.
+const MAX_TABLE_LEVEL: u64 = 64;
+/// The largest `CrawlerOutput.Tables.TableThreshold` accepted.
+const MAX_TABLE_THRESHOLD: u64 = 100_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn crawler_configurations() {
+        let c = parse_configuration(
+            r#"{"Version":1.0,"CrawlerOutput":{"Partitions":{"AddOrUpdateBehavior":"InheritFromTable"},"Tables":{"AddOrUpdateBehavior":"MergeNewColumns","TableThreshold":5}},"Grouping":{"TableGroupingPolicy":"CombineCompatibleSchemas","TableLevelConfiguration":3},"CreatePartitionIndex":false}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            CrawlerConfiguration {
+                merge_new_columns: true,
+                inherit_from_table: true,
+                combine_compatible_schemas: true,
+                table_level: Some(3),
+                table_threshold: Some(5),
+                create_partition_index: false,
+            }
+        );
+        let d = parse_configuration(r#"{"Version": 1}"#).unwrap();
+        assert!(d.create_partition_index && !d.merge_new_columns && d.table_level.is_none());
+        for (bad, says) in [
+            (r#"{"Version":1.0,"Nope":1}"#, "unknown option Nope"),
+            (
+                r#"{"Version":1.0,"CrawlerOutput":{"Tables":{"X":1}}}"#,
+                "CrawlerOutput.Tables.X",
+            ),
+            (
+                r#"{"Version":1.0,"CrawlerOutput":{"Partitions":{"AddOrUpdateBehavior":"Other"}}}"#,
+                "InheritFromTable",
+            ),
+            (
+                r#"{"Version":1.0,"Grouping":{"TableLevelConfiguration":0}}"#,
+                "TableLevelConfiguration",
+            ),
+            (r#"{"Version":2.0}"#, "Version must be 1.0"),
+            (
+                r#"{"CreatePartitionIndex":true}"#,
+                "Version (1.0) is required",
+            ),
+            (
+                r#"{"Version":1.0,"CreatePartitionIndex":"yes"}"#,
+                "true or false",
+            ),
+            ("[1]", "JSON object"),
+            ("{", "not valid JSON"),
+        ] {
+            let err = parse_configuration(bad).unwrap_err();
+            assert!(err.starts_with("Crawler configuration not valid"), "{err}");
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn glue_cron_schedules() {
