@@ -933,7 +933,7 @@ async fn apply(
                     table_type: Some("EXTERNAL_TABLE".into()),
                     parameters: table_parameters(f, &options.name),
                     partition_keys: keys,
-                    storage_descriptor: Some(sd),
+                    storage_descriptor: Some(sd.clone()),
                     created_by: Some(format!("lakehose crawler {}", options.name)),
                     partition_indexes: (options.configuration.create_partition_index
                         && !f.keys.is_empty())

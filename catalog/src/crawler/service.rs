@@ -205,7 +205,7 @@ impl CrawlerService {
         }
         let options = options(def).map_err(invalid)?;
         if let Some(level) = options.configuration.table_level {
-            for target in &targets {
+            for (target, _) in &targets {
                 let root = target_level(target);
                 if level < root {
                     return Err(invalid(format!(
