@@ -509,11 +509,17 @@ fn context_for(
         options.sql_parser.enable_ident_normalization = true;
         options.optimizer.prefer_hash_join = prefer_hash_join;
     }
-    let state: SessionState = SessionStateBuilder::new()
+    let mut builder = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(Arc::clone(&inner.runtime))
-        .with_default_features()
-        .build();
+        .with_default_features();
+    // Planned before DataFusion's own planners, which would take
+    // `SUBSTR(...)`/`SUBSTRING(...)` syntax for text only.
+    builder
+        .expr_planners()
+        .get_or_insert_with(Vec::new)
+        .insert(0, crate::functions::substring_planner());
+    let state: SessionState = builder.build();
     let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(
         CATALOG_NAME,

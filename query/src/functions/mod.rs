@@ -5,12 +5,14 @@
 //! ships a function under the same name with Presto's semantics it is left
 //! alone; where the name exists with different semantics (`date_format`,
 //! `split_part`, `regexp_replace`, `element_at`, `contains`, `to_hex`,
-//! `from_unixtime`, `to_unixtime`, ...) the lakehose version replaces it.
+//! `md5`, `from_unixtime`, `to_unixtime`, ...) the lakehose version replaces
+//! it.
 //! Syntax rather than functions (`IF`, `TRY`, `UNNEST ... WITH ORDINALITY`,
 //! `TABLESAMPLE`) is handled by [`crate::dialect::rewrite`].
 
 mod aggregate;
 mod array;
+mod binary;
 mod datetime;
 mod json;
 mod lenient;
@@ -50,6 +52,7 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
     scalars.extend(strings::functions());
     scalars.extend(array::functions());
     scalars.extend(url::functions());
+    scalars.extend(binary::functions());
     for f in scalars {
         ctx.register_udf(ScalarUDF::new_from_impl(f.lenient_variant()));
         ctx.register_udf(ScalarUDF::new_from_impl(f));
@@ -58,6 +61,9 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
         ctx.register_udaf(f);
     }
     ctx.register_udf(ScalarUDF::new_from_impl(lenient::TryMarker::new()));
+    // `substr`/`substring` over varbinary, in front of DataFusion's over text
+    // (the SQL syntax goes through [`substring_planner`]).
+    ctx.register_udf(binary::substr_udf());
     // Presto's `sequence(start, stop[, step])` (numbers, dates and
     // timestamps with an interval step) is DataFusion's `generate_series`.
     let series = ctx
@@ -85,6 +91,12 @@ fn debug_panic() -> ScalarUDF {
         datafusion::logical_expr::Volatility::Volatile,
         Arc::new(|_| panic!("lakehose_debug_panic was called")),
     )
+}
+
+/// Plans `SUBSTR(...)`/`SUBSTRING(...)` syntax with lakehose's `substr`,
+/// which takes `varbinary` as well as text.
+pub fn substring_planner() -> Arc<dyn datafusion::logical_expr::planner::ExprPlanner> {
+    Arc::new(binary::SubstringPlanner)
 }
 
 /// Computes the return type from the (coerced) argument types.
