@@ -39,9 +39,9 @@ pub struct HttpLimits {
     /// answered `431 Request Header Fields Too Large`.
     pub max_header_bytes: usize,
     /// Bytes of request bodies being received and handled at once: each
-    /// request holds its announced length (the body limit when it announces
-    /// none) until it is answered; past it requests get 503 before their
-    /// body is read.
+    /// request holds its announced length (the body limit when it is sent
+    /// in chunks) until it is answered; past it requests get 503 before
+    /// their body is read.
     pub max_inflight_body_bytes: usize,
     /// The body limit, held by a request that announces no length.
     pub max_body_bytes: usize,
@@ -193,9 +193,14 @@ impl BodyBudget {
             .headers()
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        // HTTP/1.1: without a length or a chunked transfer there is no body.
+        let chunked = request
+            .headers()
+            .contains_key(axum::http::header::TRANSFER_ENCODING);
         let kib = match announced {
             Some(0) => return next.run(request).await,
             Some(n) => u32::try_from(n.div_ceil(1024)).unwrap_or(u32::MAX),
+            None if !chunked => return next.run(request).await,
             None => self.unannounced_kib,
         }
         .clamp(1, self.total_kib);

@@ -109,8 +109,8 @@ pub struct ServerArgs {
     pub http_max_header_bytes: usize,
 
     /// MiB of request bodies being received and handled at once (each
-    /// request counts its Content-Length, or --max-body-mb without one);
-    /// past it requests get 503 before their body is read.
+    /// request counts its Content-Length, or --max-body-mb when sent in
+    /// chunks); past it requests get 503 before their body is read.
     #[arg(long, env = "LAKEHOSE_HTTP_MAX_INFLIGHT_BODY_MB", default_value_t = (crate::http::DEFAULT_MAX_INFLIGHT_BODY_BYTES >> 20) as u64)]
     pub http_max_inflight_body_mb: u64,
 

@@ -28,11 +28,12 @@ async fn pg_connect(server: &Server) -> tokio_postgres::Client {
 }
 
 async fn healthy(server: &Server) {
-    let status = reqwest::get(format!("{}/health", server.endpoint))
+    let answer = reqwest::get(format!("{}/health", server.endpoint))
         .await
-        .expect("GET /health")
-        .status();
-    assert!(status.is_success(), "health: {status}");
+        .expect("GET /health");
+    let status = answer.status();
+    let body = answer.text().await.unwrap_or_default();
+    assert!(status.is_success(), "health: {status} {body}");
 }
 
 /// The server process's peak resident memory, KiB.
@@ -461,5 +462,94 @@ fn streaming_a_large_select_keeps_the_server_small() {
             after.saturating_sub(before) < 80 * 1024,
             "peak RSS grew from {before} KiB to {after} KiB"
         );
+    });
+}
+
+#[test]
+fn request_bodies_in_flight_are_capped_before_they_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--http-max-inflight-body-mb",
+            "1",
+            "--http-body-timeout-secs",
+            "30",
+        ],
+    );
+    let address = addr(&server);
+    // A body of 900,000 bytes announced and not yet sent holds most of the
+    // megabyte.
+    let mut holding = TcpStream::connect(&address).unwrap();
+    holding
+        .write_all(
+            b"POST /v1/streams/none/records HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n\r\n{",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    rt().block_on(async {
+        let http = reqwest::Client::new();
+        // Another body that does not fit: 503 at once, naming the flag.
+        let refused = http
+            .post(format!("{}/v1/streams/none/records", server.endpoint))
+            .body(vec![b' '; 500_000])
+            .send()
+            .await;
+        match refused {
+            Ok(answer) => {
+                assert_eq!(answer.status(), 503);
+                let text = answer.text().await.unwrap();
+                assert!(text.contains("--http-max-inflight-body-mb"), "{text}");
+            }
+            // Refused before the body was read: the connection may be
+            // closed while the client still sends.
+            Err(e) => assert!(e.is_request() || e.is_body(), "{e:?}"),
+        }
+        // Requests without a body are not held back (they would all be
+        // refused if they counted the body limit).
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            let answer = http.get(format!("{}/health", server.endpoint)).send().await;
+            statuses.push(answer.map_or(0, |a| a.status().as_u16()));
+            if statuses.last() == Some(&200) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            statuses.last(),
+            Some(&200),
+            "GET /health answered {statuses:?}"
+        );
+        // A small body still fits.
+        let small = http
+            .post(format!("{}/v1/streams/none/records", server.endpoint))
+            .body("{}\n")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(small.status(), 404, "the stream does not exist");
+    });
+    drop(holding);
+    // Once the held body is gone, a large one fits again.
+    rt().block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = reqwest::Client::new()
+                .post(format!("{}/v1/streams/none/records", server.endpoint))
+                .body(vec![b' '; 500_000])
+                .send()
+                .await;
+            if let Ok(a) = answer
+                && a.status() != 503
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the held body was never released"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
 }
