@@ -147,3 +147,54 @@ async fn golden_files() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The function names the README's "Presto/Trino functions" list gives (in
+/// backquotes, plain names only; syntax such as `if`, `try` and `try_cast`,
+/// and type names, left out).
+fn readme_functions() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
+    let start = readme
+        .find("- **Presto/Trino functions**")
+        .expect("the README lists the Presto/Trino functions");
+    let rest = &readme[start + 2..];
+    let list = &rest[..rest.find("\n- **").unwrap_or(rest.len())];
+    let syntax = ["if", "try", "try_cast", "varbinary", "varchar"];
+    list.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|name| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && !syntax.contains(name)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every function the README lists exists in a lakehose session.
+#[test]
+fn readme_functions_exist() {
+    let (engine, _dir) = session();
+    let ctx = engine
+        .context("default", Arc::default())
+        .expect("a session context");
+    let state = ctx.state();
+    let names = readme_functions();
+    assert!(names.len() > 30, "the list was not found: {names:?}");
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            !state.scalar_functions().contains_key(n.as_str())
+                && !state.aggregate_functions().contains_key(n.as_str())
+                && !state.window_functions().contains_key(n.as_str())
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the README lists functions lakehose lacks: {missing:?}"
+    );
+}
