@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use lakehose_catalog::awsjson::AwsError;
 use lakehose_catalog::crawler::service::CrawlerService;
 use lakehose_catalog::glue::{self, GlueApi};
-use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
+use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Location, Storage};
 use lakehose_ingest::{IngestConfig, IngestService, firehose};
 use lakehose_query::athena::{self, AthenaApi, AthenaConfig};
 use lakehose_query::live::{LiveBuffer, LiveSource};
@@ -102,18 +102,25 @@ impl std::fmt::Debug for IngestLive {
 
 impl LiveSource for IngestLive {
     fn pending(&self, database: &str, table: &str) -> Vec<LiveBuffer> {
-        self.0
-            .pending_records(database, table)
-            .into_iter()
-            .map(|p| LiveBuffer {
-                folder: p.folder,
-                object_suffix: p.object_suffix,
-                records: p.records,
-                lowercase_keys: p.lowercase_keys,
-                dots_to_underscores: p.dots_to_underscores,
-            })
-            .collect()
+        live_buffers(self.0.pending_records(database, table))
     }
+
+    fn pending_under(&self, location: &Location, parquet: bool) -> Vec<LiveBuffer> {
+        live_buffers(self.0.pending_under(location, parquet))
+    }
+}
+
+fn live_buffers(pending: Vec<lakehose_ingest::PendingBuffer>) -> Vec<LiveBuffer> {
+    pending
+        .into_iter()
+        .map(|p| LiveBuffer {
+            folder: p.folder,
+            object_suffix: p.object_suffix,
+            records: p.records,
+            lowercase_keys: p.lowercase_keys,
+            dots_to_underscores: p.dots_to_underscores,
+        })
+        .collect()
 }
 
 #[derive(Clone)]

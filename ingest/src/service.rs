@@ -473,19 +473,55 @@ impl IngestService {
     /// `database.table`: what queries add to the table's files so a record
     /// is queryable as soon as it is acknowledged.
     pub fn pending_records(&self, database: &str, table: &str) -> Vec<PendingBuffer> {
+        self.pending_where(
+            |s| {
+                matches!(s.plan.output, OutputFormat::Parquet(_))
+                    && s.plan
+                        .catalog_table
+                        .as_ref()
+                        .is_some_and(|(d, t)| d == database && t == table)
+            },
+            |_| true,
+        )
+    }
+
+    /// The pending records of every stream writing objects under
+    /// `location` (a table's, say: any table over a stream's output), of
+    /// streams writing Parquet when `parquet`, else of streams writing
+    /// uncompressed JSON lines.
+    pub fn pending_under(&self, location: &Location, parquet: bool) -> Vec<PendingBuffer> {
+        let base = location.to_string();
+        let base = if base.ends_with('/') {
+            base
+        } else {
+            format!("{base}/")
+        };
+        self.pending_where(
+            |s| match s.plan.output {
+                OutputFormat::Parquet(_) => parquet,
+                OutputFormat::Json(compression) => {
+                    !parquet && matches!(compression, crate::config::FileCompression::Uncompressed)
+                }
+            },
+            |folder| {
+                let folder = folder.to_string();
+                folder.starts_with(&base) || format!("{folder}/").starts_with(&base)
+            },
+        )
+    }
+
+    fn pending_where(
+        &self,
+        stream_filter: impl Fn(&Stream) -> bool,
+        folder_filter: impl Fn(&Location) -> bool,
+    ) -> Vec<PendingBuffer> {
         let streams: Vec<Arc<Stream>> = self
             .inner
             .streams
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .filter(|s| {
-                matches!(s.plan.output, OutputFormat::Parquet(_))
-                    && s.plan
-                        .catalog_table
-                        .as_ref()
-                        .is_some_and(|(d, t)| d == database && t == table)
-            })
+            .filter(|s| stream_filter(s))
             .cloned()
             .collect();
         let mut out = Vec::new();
@@ -497,6 +533,9 @@ impl IngestService {
                 let Ok(folder) = stream.plan.bucket.join(&key.prefix) else {
                     return;
                 };
+                if !folder_filter(&folder) {
+                    return;
+                }
                 let first = records[0].pos;
                 out.push(PendingBuffer {
                     folder,

@@ -3,7 +3,10 @@
 //! Ingest keeps records in memory (durable in its write-ahead log) until a
 //! buffer flushes. The engine asks a [`LiveSource`] for them when it scans a
 //! table and adds them to what the files hold, so a record is queryable as
-//! soon as it is acknowledged. The snapshot is taken before the files are
+//! soon as it is acknowledged — by the table a stream registers into, and by
+//! any other table whose location covers the stream's output in a format
+//! whose rows come from the records (Parquet, or JSON lines read with a JSON
+//! SerDe). The snapshot is taken before the files are
 //! listed; a buffer whose object already shows up in the listing is
 //! skipped (the object holds all of its records), so no row is counted
 //! twice.
@@ -38,6 +41,13 @@ pub struct LiveBuffer {
 pub trait LiveSource: Send + Sync + std::fmt::Debug {
     /// The pending buffers of streams registering into `database.table`.
     fn pending(&self, database: &str, table: &str) -> Vec<LiveBuffer>;
+
+    /// The pending buffers of every stream writing objects under
+    /// `location` in a table's format (Parquet, or uncompressed JSON
+    /// lines), so any table over a stream's output sees its records.
+    fn pending_under(&self, _location: &Location, _parquet: bool) -> Vec<LiveBuffer> {
+        Vec::new()
+    }
 }
 
 /// A shared live source.

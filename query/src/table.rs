@@ -33,7 +33,7 @@ use lakehose_catalog::model::{Column, Table};
 use lakehose_catalog::{CatalogRef, Location, Storage};
 use object_store::ObjectMeta;
 
-use crate::text::{TextFormat, TextScan};
+use crate::text::{TextFormat, TextKind, TextScan};
 use crate::types::hive_to_arrow;
 
 /// The object-store URL every warehouse path is read through (the bucket is
@@ -624,7 +624,7 @@ impl TableProvider for LakeTable {
         // Pending records are snapshotted before files are listed (see
         // crate::live).
         let pending = match &self.live {
-            Some(live) => live.pending(&self.database, &self.table.name),
+            Some(live) => self.pending_records(live.as_ref()),
             None => Vec::new(),
         };
         let mut candidates = self.partition_locations().await?;
@@ -676,6 +676,36 @@ impl TableProvider for LakeTable {
 }
 
 impl LakeTable {
+    /// Records acknowledged for this table and not yet in objects: those of
+    /// streams registering into it, and those of any stream writing under
+    /// its location in its format (Parquet, or JSON lines with a JSON
+    /// SerDe), each buffer once.
+    fn pending_records(&self, live: &dyn crate::live::LiveSource) -> Vec<crate::live::LiveBuffer> {
+        let mut pending = live.pending(&self.database, &self.table.name);
+        let under = match &self.format {
+            StorageFormat::Parquet => Some((true, false)),
+            StorageFormat::Text(TextFormat {
+                kind: TextKind::Json {
+                    case_insensitive, ..
+                },
+                ..
+            }) => Some((false, *case_insensitive)),
+            StorageFormat::Text(_) => None,
+        };
+        if let Some((parquet, lowercase)) = under {
+            for mut buffer in live.pending_under(&self.location, parquet) {
+                let seen = pending
+                    .iter()
+                    .any(|p| p.folder == buffer.folder && p.object_suffix == buffer.object_suffix);
+                if !seen {
+                    buffer.lowercase_keys |= lowercase;
+                    pending.push(buffer);
+                }
+            }
+        }
+        pending
+    }
+
     /// The pending records of partitions that survived pruning and whose
     /// objects the listing does not show yet, as batches of the table.
     fn live_batches(
@@ -687,7 +717,13 @@ impl LakeTable {
         let mut out = Vec::new();
         for (_, buffer) in live {
             let folder = with_slash(&buffer.folder);
-            let Some((_, values)) = locations.iter().find(|(d, _)| d.home() == folder) else {
+            // Its partition's folder, or one above it (objects may land in
+            // sub-folders, which a scan lists too).
+            let inside = folder.to_string();
+            let Some((_, values)) = locations
+                .iter()
+                .find(|(d, _)| inside.starts_with(&with_slash(&d.home()).to_string()))
+            else {
                 continue;
             };
             let prefix = folder.object_path();

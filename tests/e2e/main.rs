@@ -13,6 +13,7 @@ mod dynamodb;
 mod etl;
 mod faults;
 mod firehose_api;
+mod freshness;
 mod glue_api;
 mod hostile_ingest;
 mod hostile_types;
