@@ -124,8 +124,9 @@ pub struct ServerArgs {
     #[arg(long, env = "LAKEHOSE_PG_STARTUP_TIMEOUT_SECS", default_value_t = lakehose_query::pg::DEFAULT_STARTUP_TIMEOUT_SECS)]
     pub pg_startup_timeout_secs: u64,
 
-    /// Seconds a Postgres connection may stay idle (no message from the
-    /// client, no statement running) before it is closed; 0 for never.
+    /// Seconds a Postgres connection may pass without traffic either way
+    /// before it is closed; 0 for never. A statement that sends no row for
+    /// that long counts as idle, so keep it above --query-timeout-secs.
     #[arg(long, env = "LAKEHOSE_PG_IDLE_TIMEOUT_SECS", default_value_t = lakehose_query::pg::DEFAULT_IDLE_TIMEOUT_SECS)]
     pub pg_idle_timeout_secs: u64,
 
