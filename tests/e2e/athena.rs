@@ -251,14 +251,7 @@ fn acked_records_are_queryable_at_once_and_after_restart() {
         assert_eq!(cell(&rows), "true");
 
         // The same table over the Postgres wire protocol.
-        let (host, port) = server.pg_addr.rsplit_once(':').unwrap();
-        let (pg, connection) = tokio_postgres::connect(
-            &format!("host={host} port={port} user=analyst dbname=weblogs"),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .expect("connect over the Postgres wire protocol");
-        tokio::spawn(connection);
+        let pg = server.pg("weblogs").await;
         let row = pg
             .query_one(
                 "SELECT count(*) AS n, max(id) AS top FROM requests WHERE service = $1",

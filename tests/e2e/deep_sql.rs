@@ -62,14 +62,7 @@ fn statements_nested_past_the_limit_are_refused_and_the_server_stays_up() {
             );
         }
 
-        let (host, port) = server.pg_addr.rsplit_once(':').unwrap();
-        let (pg, connection) = tokio_postgres::connect(
-            &format!("host={host} port={port} user=analyst dbname=default"),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .expect("connect over the Postgres wire protocol");
-        tokio::spawn(connection);
+        let pg = server.pg("default").await;
         for (what, sql) in hostile() {
             let err = pg
                 .simple_query(&sql)

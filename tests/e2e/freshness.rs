@@ -10,18 +10,6 @@ use aws_sdk_firehose::types::{BufferingHints, ExtendedS3DestinationConfiguration
 
 use crate::util::*;
 
-async fn pg_connect(server: &Server) -> tokio_postgres::Client {
-    let (host, port) = server.pg_addr.rsplit_once(':').unwrap();
-    let (pg, connection) = tokio_postgres::connect(
-        &format!("host={host} port={port} user=analyst dbname=default connect_timeout=10"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect over the Postgres wire protocol");
-    tokio::spawn(connection);
-    pg
-}
-
 async fn count(pg: &tokio_postgres::Client, table: &str) -> i64 {
     pg.query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await
@@ -76,7 +64,7 @@ fn any_table_over_a_stream_answers_acknowledged_records() {
             .send()
             .await
             .unwrap();
-        let pg = pg_connect(&server).await;
+        let pg = server.pg("default").await;
         pg.simple_query(
             "CREATE EXTERNAL TABLE fresh_json (service string, n int) \
              ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' LOCATION 's3://lake/fresh/'",
@@ -119,7 +107,7 @@ fn any_table_over_a_stream_answers_acknowledged_records() {
     );
     let server = Server::start(dir.path(), &[]);
     rt().block_on(async {
-        let pg = pg_connect(&server).await;
+        let pg = server.pg("default").await;
         assert_eq!(count(&pg, "fresh_json").await, 2);
     });
     server.terminate();

@@ -15,18 +15,6 @@ use futures::{StreamExt, TryStreamExt};
 use crate::athena::{athena_client, results, run};
 use crate::util::{Server, rt};
 
-async fn pg_connect(server: &Server) -> tokio_postgres::Client {
-    let (host, port) = server.pg_addr.rsplit_once(':').unwrap();
-    let (pg, connection) = tokio_postgres::connect(
-        &format!("host={host} port={port} user=analyst dbname=default connect_timeout=10"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect over the Postgres wire protocol");
-    tokio::spawn(connection);
-    pg
-}
-
 async fn healthy(server: &Server) {
     let answer = reqwest::get(format!("{}/health", server.endpoint))
         .await
@@ -53,7 +41,7 @@ fn postgres_results_stream_past_the_held_result_cap() {
     rt().block_on(async {
         // 2,000,000 rows of two BIGINTs: 32 MB as Arrow, far above the 1 MiB
         // a held result may take; streamed, every row arrives.
-        let pg = pg_connect(&server).await;
+        let pg = server.pg("default").await;
         let rows = pg
             .query_raw(
                 "SELECT value, value * 2 AS twice FROM generate_series(1, 2000000)",
@@ -88,7 +76,7 @@ fn postgres_results_stream_past_the_held_result_cap() {
             started.elapsed()
         );
         drop(pg);
-        let pg = pg_connect(&server).await;
+        let pg = server.pg("default").await;
         let one = pg.query_one("SELECT 1::bigint", &[]).await.unwrap();
         assert_eq!(one.get::<_, i64>(0), 1);
 
@@ -180,7 +168,7 @@ fn a_query_that_panics_fails_alone() {
         assert_eq!(state, QueryExecutionState::Succeeded, "{reason:?}");
 
         // Over Postgres: the client gets the error, the connection goes on.
-        let pg = pg_connect(&server).await;
+        let pg = server.pg("default").await;
         let err = pg.simple_query(panics).await.unwrap_err();
         let db = err.as_db_error().expect("an error from the server");
         assert!(
@@ -407,7 +395,7 @@ fn postgres_limits_cut_off_oversized_slow_and_idle_clients() {
     );
     rt().block_on(async {
         // A message over the limit ends that connection, naming the flag.
-        let pg = pg_connect(&server).await;
+        let pg = server.pg("default").await;
         let huge = format!("SELECT '{}'", "x".repeat(100_000));
         let err = pg.simple_query(&huge).await.unwrap_err();
         let db = err.as_db_error().expect("an error from the server");
@@ -417,7 +405,7 @@ fn postgres_limits_cut_off_oversized_slow_and_idle_clients() {
         );
         assert!(db.message().contains("--pg-max-message-bytes"), "{db:?}");
         // Others are served.
-        let pg = pg_connect(&server).await;
+        let pg = server.pg("default").await;
         let one = pg.query_one("SELECT 3::bigint", &[]).await.unwrap();
         assert_eq!(one.get::<_, i64>(0), 3);
 
@@ -441,7 +429,7 @@ fn streaming_a_large_select_keeps_the_server_small() {
     let server = Server::start(dir.path(), &["--query-memory-mb", "256"]);
     let pid = server.pid();
     rt().block_on(async {
-        let pg = pg_connect(&server).await;
+        let pg = server.pg("default").await;
         let before = peak_rss_kib(pid);
         // 3,000,000 rows of a BIGINT and a 32-byte string: ~130 MB as
         // Arrow, streamed to the client a few batches at a time.

@@ -21,6 +21,20 @@ pub struct Server {
 }
 
 impl Server {
+    /// A tokio-postgres client connected to the server's Postgres port as
+    /// `analyst`, in `database`.
+    pub async fn pg(&self, database: &str) -> tokio_postgres::Client {
+        let (host, port) = self.pg_addr.rsplit_once(':').unwrap();
+        let (pg, connection) = tokio_postgres::connect(
+            &format!("host={host} port={port} user=analyst dbname={database} connect_timeout=10"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("connect over the Postgres wire protocol");
+        tokio::spawn(connection);
+        pg
+    }
+
     /// Starts a server over `data_dir` with extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
         Self::start_with_stderr(data_dir, extra, Stdio::inherit())
