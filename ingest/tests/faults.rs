@@ -258,15 +258,7 @@ fn ids(landed: &[(u64, String)]) -> Vec<u64> {
 async fn a_partition_failing_to_write_holds_up_no_other_partition_or_stream() {
     let wal = tempfile::tempdir().unwrap();
     let store = FailingStore::new();
-    let service = open(wal.path(), &store).await;
-    service
-        .create_stream("a", None, partitioned("a"))
-        .await
-        .unwrap();
-    service
-        .create_stream("b", None, partitioned("b"))
-        .await
-        .unwrap();
+    let service = open_with_streams(wal.path(), &store, &["a", "b"]).await;
     store.fail_matching("tenant=bad/", Fault::Transient);
 
     // Several failing flushes in a row (each batch is its own buffer once
@@ -403,19 +395,27 @@ async fn acknowledged_records_land_exactly_once_despite_failing_puts() {
     assert_eq!(ids(&landed(&store, "a").await), want);
 }
 
+/// A service over `wal` and `store` with a partitioned stream per name.
+async fn open_with_streams(
+    wal: &std::path::Path,
+    store: &Arc<FailingStore>,
+    names: &[&str],
+) -> IngestService {
+    let service = open(wal, store).await;
+    for name in names {
+        service
+            .create_stream(name, None, partitioned(name))
+            .await
+            .unwrap();
+    }
+    service
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_left_undelivered_at_shutdown_land_exactly_once_after_a_restart() {
     let wal = tempfile::tempdir().unwrap();
     let store = FailingStore::new();
-    let service = open(wal.path(), &store).await;
-    service
-        .create_stream("a", None, partitioned("a"))
-        .await
-        .unwrap();
-    service
-        .create_stream("b", None, partitioned("b"))
-        .await
-        .unwrap();
+    let service = open_with_streams(wal.path(), &store, &["a", "b"]).await;
     store.fail_matching("lake/a/", Fault::Transient);
     service
         .put_records("a", vec![record("t1", 1), record("t2", 2)])
@@ -479,15 +479,7 @@ async fn records_left_undelivered_at_shutdown_land_exactly_once_after_a_restart(
 async fn a_corrupt_stream_definition_is_skipped_and_its_records_are_kept() {
     let wal = tempfile::tempdir().unwrap();
     let store = FailingStore::new();
-    let service = open(wal.path(), &store).await;
-    service
-        .create_stream("a", None, partitioned("a"))
-        .await
-        .unwrap();
-    service
-        .create_stream("b", None, partitioned("b"))
-        .await
-        .unwrap();
+    let service = open_with_streams(wal.path(), &store, &["a", "b"]).await;
     store.fail_matching("lake/", Fault::Transient);
     service
         .put_records("a", vec![record("t", 1)])
