@@ -117,8 +117,7 @@ fn live_buffers(pending: Vec<lakehose_ingest::PendingBuffer>) -> Vec<LiveBuffer>
             folder: p.folder,
             object_suffix: p.object_suffix,
             records: p.records,
-            lowercase_keys: p.lowercase_keys,
-            dots_to_underscores: p.dots_to_underscores,
+            serde: p.serde,
         })
         .collect()
 }

@@ -18,6 +18,8 @@ pub mod catalog;
 pub mod crawler;
 pub mod expr;
 pub mod glue;
+pub mod hive;
+pub mod jsonserde;
 pub mod model;
 pub mod schema;
 pub mod storage;

@@ -149,6 +149,11 @@ pub struct DeliveryPlan {
     pub lowercase_keys: bool,
     /// `ConvertDotsInJsonKeysToUnderscores`.
     pub dots_to_underscores: bool,
+    /// OpenX `ColumnToJsonKeyMappings`: column name → JSON key.
+    pub column_keys: std::collections::BTreeMap<String, String>,
+    /// Hive SerDe `TimestampFormats: ["millis"]`: integer timestamps are
+    /// epoch milliseconds.
+    pub timestamp_millis: bool,
     /// File extension of data objects.
     pub extension: String,
     /// The catalog table the stream registers its partitions in
@@ -170,6 +175,22 @@ pub struct PrefixCache {
 
 /// Most rendered prefixes a [`PrefixCache`] keeps.
 const RENDERED_ENTRIES: usize = 256;
+
+/// Most `ColumnToJsonKeyMappings` entries a stream may have.
+const MAX_KEY_MAPPINGS: usize = 10_000;
+
+impl DeliveryPlan {
+    /// How the stream's JSON SerDe matches keys and reads timestamps when
+    /// it converts records to a catalog table's types.
+    pub fn serde_options(&self) -> lakehose_catalog::jsonserde::SerDeOptions {
+        lakehose_catalog::jsonserde::SerDeOptions {
+            case_insensitive: self.lowercase_keys,
+            dots_to_underscores: self.dots_to_underscores,
+            column_keys: self.column_keys.clone(),
+            timestamp_millis: self.timestamp_millis,
+        }
+    }
+}
 
 /// A configuration error, reported as `InvalidArgumentException`.
 pub type ConfigError = String;
@@ -392,6 +413,8 @@ impl DeliveryPlan {
             .filter(|c| c.get("Enabled").and_then(Value::as_bool).unwrap_or(true));
         let mut lowercase_keys = true;
         let mut dots_to_underscores = false;
+        let mut column_keys = std::collections::BTreeMap::new();
+        let mut timestamp_millis = false;
         let (output, default_ext) = if let Some(conv) = conversion {
             if compression != "UNCOMPRESSED" {
                 return Err(format!(
@@ -424,13 +447,27 @@ impl DeliveryPlan {
                     ));
                 }
             };
-            if get(
+            if let Some(hive) = get(
                 conv,
                 &["InputFormatConfiguration", "Deserializer", "HiveJsonSerDe"],
-            )
-            .is_some()
-            {
+            ) {
                 lowercase_keys = false;
+                for format in hive
+                    .get("TimestampFormats")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    match format.as_str() {
+                        Some("millis") => timestamp_millis = true,
+                        other => {
+                            return Err(format!(
+                                "HiveJsonSerDe.TimestampFormats {}: only \"millis\" is supported; without it timestamps are read in ISO 8601 form (with 'T' or a space, optional fraction and zone) or as epoch seconds or milliseconds",
+                                other.map_or_else(|| format.to_string(), |f| format!("{f:?}"))
+                            ));
+                        }
+                    }
+                }
             }
             if let Some(openx) = get(
                 conv,
@@ -440,6 +477,28 @@ impl DeliveryPlan {
                     .get("CaseInsensitive")
                     .and_then(Value::as_bool)
                     .unwrap_or(true);
+                if let Some(mappings) = openx.get("ColumnToJsonKeyMappings") {
+                    let Some(mappings) = mappings.as_object() else {
+                        return Err(
+                            "OpenXJsonSerDe.ColumnToJsonKeyMappings must map column names to JSON keys".into(),
+                        );
+                    };
+                    if mappings.len() > MAX_KEY_MAPPINGS {
+                        return Err(format!(
+                            "OpenXJsonSerDe.ColumnToJsonKeyMappings has {} entries; at most {MAX_KEY_MAPPINGS} are allowed",
+                            mappings.len()
+                        ));
+                    }
+                    for (column, key) in mappings {
+                        let Some(key) = key.as_str().filter(|k| !k.is_empty() && k.len() <= 1024)
+                        else {
+                            return Err(format!(
+                                "OpenXJsonSerDe.ColumnToJsonKeyMappings: column {column:?} must map to a JSON key (text of 1–1024 bytes)"
+                            ));
+                        };
+                        column_keys.insert(column.to_lowercase(), key.to_string());
+                    }
+                }
                 dots_to_underscores = openx
                     .get("ConvertDotsInJsonKeysToUnderscores")
                     .and_then(Value::as_bool)
@@ -493,6 +552,8 @@ impl DeliveryPlan {
             query,
             lowercase_keys,
             dots_to_underscores,
+            column_keys,
+            timestamp_millis,
             extension,
             catalog_table,
         })

@@ -1,4 +1,5 @@
-//! Encoding a flushed buffer into object bytes: Parquet (with schema
+//! Encoding a flushed buffer into object bytes: Parquet (with a catalog
+//! table's exact types, see [`lakehose_catalog::jsonserde`], or with schema
 //! inference, see [`crate::schema`]), JSON lines, and error documents.
 //!
 //! Everything here is synchronous CPU work; the service runs it on the
@@ -18,19 +19,55 @@ use serde_json::Value;
 
 use crate::config::{FileCompression, ParquetCompression};
 use crate::error::Result;
+use std::sync::Arc;
+
+use lakehose_catalog::hive::HiveType;
+use lakehose_catalog::jsonserde::{JsonSerDe, SerDeOptions};
+
 use crate::schema::{JType, arrow_schema, normalize_keys};
 use crate::wal::RecordError;
 
 /// Records per Arrow batch while decoding.
 const DECODE_BATCH: usize = 8192;
 
+/// The schema a flush converts records with, as its intent records it so a
+/// replay writes the same file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlushSchema {
+    /// Inferred from the records: the stream's running schema, grown.
+    Inferred(JType),
+    /// A catalog table's columns, exactly (a `struct<..>` Hive type).
+    Table(HiveType),
+}
+
+/// What a Parquet flush converts records to.
+#[derive(Debug, Clone, Copy)]
+pub enum Conversion<'a> {
+    /// Infer a schema, starting from the stream's `running` one; with
+    /// `fixed` (a replayed flush) that exact schema is used, so the file is
+    /// the one the first attempt wrote.
+    Infer {
+        /// The stream's schema so far.
+        running: &'a JType,
+        /// The schema a replayed flush used.
+        fixed: Option<&'a JType>,
+    },
+    /// The columns of the catalog table the stream names, with the
+    /// stream's SerDe options.
+    Table(&'a HiveType, &'a SerDeOptions),
+    /// The stream names a catalog table that cannot be used: every record
+    /// goes to the error prefix with this reason.
+    Unusable(&'a str),
+}
+
 /// Result of encoding one buffer as Parquet.
 #[derive(Debug)]
 pub struct ParquetOutput {
     /// The Parquet file, unless no record converted.
     pub bytes: Option<Bytes>,
-    /// The schema written (and the stream's new running schema).
-    pub schema: JType,
+    /// The schema written (with inference, the stream's new running
+    /// schema); `None` when nothing could be converted.
+    pub schema: Option<FlushSchema>,
     /// Rows written.
     pub rows: usize,
     /// Records that could not be converted: index into the input and why.
@@ -55,42 +92,51 @@ fn conversion_error(code: &str, message: String) -> RecordError {
 }
 
 /// Encodes records as one Parquet file.
-///
-/// `running` is the stream's schema so far. With `fixed` (a replayed flush)
-/// that exact schema is used, so the file is the one the first attempt
-/// wrote.
 pub fn encode_parquet(
     records: &[Bytes],
-    running: &JType,
-    fixed: Option<&JType>,
+    conversion: Conversion<'_>,
     keys: KeyOptions,
     compression: ParquetCompression,
 ) -> Result<ParquetOutput> {
     let mut failed = Vec::new();
-    // Fast path: the running schema already fits every record (no new
-    // field, no new type, no key to rename): decode once, strictly.
-    let fast = match (fixed, running) {
-        (None, JType::Struct { fields }) if !fields.is_empty() => {
-            decode(records.iter().map(|r| &r[..]), running, true).ok()
-        }
-        _ => None,
+    let unusable = |reason: &str| ParquetOutput {
+        bytes: None,
+        schema: None,
+        rows: 0,
+        failed: (0..records.len())
+            .map(|i| {
+                (
+                    i,
+                    conversion_error("DataFormatConversion.InvalidSchema", reason.to_string()),
+                )
+            })
+            .collect(),
     };
-    let (schema, batches) = match fast {
-        Some(batches) => (running.clone(), batches),
-        None => {
-            let (schema, prepared) = match fixed {
-                Some(schema) => (schema.clone(), prepare(records, keys, &mut failed, None)),
-                None => {
-                    let mut schema = match running {
-                        JType::Struct { .. } => running.clone(),
-                        _ => JType::Struct { fields: vec![] },
-                    };
-                    let prepared = prepare(records, keys, &mut failed, Some(&mut schema));
-                    (schema, prepared)
-                }
+    let (schema, arrow, batches) = match conversion {
+        Conversion::Unusable(reason) => return Ok(unusable(reason)),
+        Conversion::Table(table, options) => {
+            let serde = match table {
+                HiveType::Struct(columns) => JsonSerDe::new(columns.clone(), options.clone()),
+                other => Err(format!("a table schema must be a struct, not {other}")),
             };
-            let batches = decode_isolating(&prepared, &schema, &mut failed);
-            (schema, batches)
+            let serde = match serde {
+                Ok(serde) => serde,
+                Err(why) => return Ok(unusable(&format!("the table cannot be used: {why}"))),
+            };
+            let batch = convert_to_table(records, &serde, &mut failed);
+            (
+                FlushSchema::Table(table.clone()),
+                Arc::clone(serde.schema()),
+                batch.into_iter().collect(),
+            )
+        }
+        Conversion::Infer { running, fixed } => {
+            let (schema, batches) = infer_and_decode(records, running, fixed, keys, &mut failed);
+            (
+                FlushSchema::Inferred(schema.clone()),
+                arrow_schema(&schema),
+                batches,
+            )
         }
     };
     failed.sort_by_key(|(i, _)| *i);
@@ -108,7 +154,7 @@ pub fn encode_parquet(
             .set_compression(codec)
             .set_created_by(format!("lakehose {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let mut writer = ArrowWriter::try_new(Vec::new(), arrow_schema(&schema), Some(props))?;
+        let mut writer = ArrowWriter::try_new(Vec::new(), arrow, Some(props))?;
         for batch in &batches {
             writer.write(batch)?;
         }
@@ -116,10 +162,107 @@ pub fn encode_parquet(
     };
     Ok(ParquetOutput {
         bytes,
-        schema,
+        schema: Some(schema),
         rows,
         failed,
     })
+}
+
+/// Converts records to a table's exact columns; records that are not JSON
+/// objects or do not fit the columns are reported in `failed`.
+fn convert_to_table(
+    records: &[Bytes],
+    serde: &JsonSerDe,
+    failed: &mut Vec<(usize, RecordError)>,
+) -> Option<RecordBatch> {
+    let mut objects = Vec::with_capacity(records.len());
+    for (i, raw) in records.iter().enumerate() {
+        match parse_object(raw) {
+            Ok(Value::Object(map)) => match serde.check(&map) {
+                Ok(()) => objects.push(map),
+                Err(why) => failed.push((
+                    i,
+                    conversion_error(
+                        "DataFormatConversion.MalformedData",
+                        format!("record does not fit the table schema: {why}"),
+                    ),
+                )),
+            },
+            Ok(_) => unreachable!("parse_object returns objects"),
+            Err(e) => failed.push((i, e)),
+        }
+    }
+    if objects.is_empty() {
+        return None;
+    }
+    let refs: Vec<&serde_json::Map<String, Value>> = objects.iter().collect();
+    match serde.decode(&refs) {
+        Ok(batch) => Some(batch),
+        Err(why) => {
+            // Every record was checked, so this is not expected; the
+            // records still go to the error prefix rather than vanish.
+            let reason = format!("records could not be converted: {why}");
+            let checked: Vec<usize> = (0..records.len())
+                .filter(|i| !failed.iter().any(|(f, _)| f == i))
+                .collect();
+            for i in checked {
+                failed.push((
+                    i,
+                    conversion_error("DataFormatConversion.MalformedData", reason.clone()),
+                ));
+            }
+            None
+        }
+    }
+}
+
+/// A record parsed as a JSON object, or why it is not one.
+fn parse_object(raw: &[u8]) -> std::result::Result<Value, RecordError> {
+    match serde_json::from_slice(raw) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(conversion_error(
+            "DataFormatConversion.NotAnObject",
+            "record is not a JSON object".into(),
+        )),
+        Err(e) => Err(conversion_error(
+            "Invalid.JSON",
+            format!("record is not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// Infers the schema of records (or uses `fixed`) and decodes them.
+fn infer_and_decode(
+    records: &[Bytes],
+    running: &JType,
+    fixed: Option<&JType>,
+    keys: KeyOptions,
+    failed: &mut Vec<(usize, RecordError)>,
+) -> (JType, Vec<RecordBatch>) {
+    // Fast path: the running schema already fits every record (no new
+    // field, no new type, no key to rename): decode once, strictly.
+    let fast = match (fixed, running) {
+        (None, JType::Struct { fields }) if !fields.is_empty() => {
+            decode(records.iter().map(|r| &r[..]), running, true).ok()
+        }
+        _ => None,
+    };
+    if let Some(batches) = fast {
+        return (running.clone(), batches);
+    }
+    let (schema, prepared) = match fixed {
+        Some(schema) => (schema.clone(), prepare(records, keys, failed, None)),
+        None => {
+            let mut schema = match running {
+                JType::Struct { .. } => running.clone(),
+                _ => JType::Struct { fields: vec![] },
+            };
+            let prepared = prepare(records, keys, failed, Some(&mut schema));
+            (schema, prepared)
+        }
+    };
+    let batches = decode_isolating(&prepared, &schema, failed);
+    (schema, batches)
 }
 
 /// Decodes the prepared records; when the batch fails, decodes record by
@@ -166,23 +309,10 @@ fn prepare<'a>(
         .iter()
         .enumerate()
         .map(|(i, raw)| {
-            let mut value: Value = match serde_json::from_slice(raw) {
-                Ok(v @ Value::Object(_)) => v,
-                Ok(_) => {
-                    failed.push((
-                        i,
-                        conversion_error(
-                            "DataFormatConversion.NotAnObject",
-                            "record is not a JSON object".into(),
-                        ),
-                    ));
-                    return None;
-                }
+            let mut value = match parse_object(raw) {
+                Ok(v) => v,
                 Err(e) => {
-                    failed.push((
-                        i,
-                        conversion_error("Invalid.JSON", format!("record is not valid JSON: {e}")),
-                    ));
+                    failed.push((i, e));
                     return None;
                 }
             };
@@ -314,14 +444,24 @@ pub fn encode_errors(stream: &str, docs: &[ErrorDocument<'_>]) -> Bytes {
     Bytes::from(out)
 }
 
-/// The schema as the JSON text stored in a flush intent.
-pub fn schema_text(schema: &JType) -> String {
-    serde_json::to_string(schema).unwrap_or_default()
+/// The schema as the JSON text stored in a flush intent: an inferred
+/// schema as its JSON form, a table's as `{"table": "struct<..>"}`.
+pub fn schema_text(schema: &FlushSchema) -> String {
+    match schema {
+        FlushSchema::Inferred(t) => serde_json::to_string(t).unwrap_or_default(),
+        FlushSchema::Table(t) => serde_json::json!({ "table": t.to_string() }).to_string(),
+    }
 }
 
 /// Parses a schema stored in a flush intent.
-pub fn parse_schema_text(text: &str) -> Option<JType> {
-    serde_json::from_str(text).ok()
+pub fn parse_schema_text(text: &str) -> Option<FlushSchema> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    if let Some(table) = value.get("table").and_then(Value::as_str) {
+        return HiveType::parse(table).ok().map(FlushSchema::Table);
+    }
+    serde_json::from_value(value)
+        .ok()
+        .map(FlushSchema::Inferred)
 }
 
 #[cfg(test)]
@@ -357,16 +497,16 @@ mod tests {
             r#"[1, 2]"#,
             r#"{"a": {"nested": true}}"#,
         ]);
-        let out =
-            encode_parquet(&records, &JType::Null, None, KEYS, ParquetCompression::Zstd).unwrap();
+        let out = encode_parquet(
+            &records,
+            infer(&JType::Null),
+            KEYS,
+            ParquetCompression::Zstd,
+        )
+        .unwrap();
         assert_eq!(out.rows, 2, "{:?}", out.failed);
-        let failed: Vec<_> = out
-            .failed
-            .iter()
-            .map(|(i, e)| (*i, e.code.as_str()))
-            .collect();
         assert_eq!(
-            failed,
+            codes(&out),
             [
                 (2, "Invalid.JSON"),
                 (3, "DataFormatConversion.NotAnObject"),
@@ -391,22 +531,26 @@ mod tests {
     fn fast_path_keeps_schema_and_fixed_schema_replays() {
         let first = encode_parquet(
             &recs(&[r#"{"a": 1, "s": "x"}"#]),
-            &JType::Null,
-            None,
+            infer(&JType::Null),
             KEYS,
             ParquetCompression::Snappy,
         )
         .unwrap();
+        let Some(FlushSchema::Inferred(first_schema)) = first.schema else {
+            panic!("an inferred schema")
+        };
         // A later batch with the same shape takes the fast path.
         let second = encode_parquet(
             &recs(&[r#"{"a": 7, "s": 3}"#, r#"{"s": "z"}"#]),
-            &first.schema,
-            None,
+            infer(&first_schema),
             KEYS,
             ParquetCompression::Snappy,
         )
         .unwrap();
-        assert_eq!(second.schema, first.schema);
+        assert_eq!(
+            second.schema,
+            Some(FlushSchema::Inferred(first_schema.clone()))
+        );
         assert_eq!(second.rows, 2);
         let batches = read(second.bytes.as_ref().unwrap());
         assert_eq!(
@@ -418,15 +562,102 @@ mod tests {
             "3"
         );
         // Replaying with the recorded schema gives the same rows.
+        let text = schema_text(second.schema.as_ref().unwrap());
+        let Some(FlushSchema::Inferred(fixed)) = parse_schema_text(&text) else {
+            panic!("the intent's schema reads back")
+        };
         let replay = encode_parquet(
             &recs(&[r#"{"a": 7, "s": 3}"#, r#"{"s": "z"}"#]),
-            &JType::Null,
-            Some(&second.schema),
+            Conversion::Infer {
+                running: &JType::Null,
+                fixed: Some(&fixed),
+            },
             KEYS,
             ParquetCompression::Snappy,
         )
         .unwrap();
         assert_eq!(read(replay.bytes.as_ref().unwrap()), batches);
+    }
+
+    /// Each failed record's index and error code.
+    fn codes(out: &ParquetOutput) -> Vec<(usize, &str)> {
+        out.failed
+            .iter()
+            .map(|(i, e)| (*i, e.code.as_str()))
+            .collect()
+    }
+
+    fn infer(running: &JType) -> Conversion<'_> {
+        Conversion::Infer {
+            running,
+            fixed: None,
+        }
+    }
+
+    #[test]
+    fn table_schema_is_written_exactly_and_misfits_fail() {
+        let table = HiveType::parse(
+            "struct<status:int,ts:string,req:struct<headers:map<string,string>>,price:decimal(6,2)>",
+        )
+        .unwrap();
+        let options = SerDeOptions {
+            case_insensitive: true,
+            ..Default::default()
+        };
+        let records = recs(&[
+            r#"{"Status": "200", "ts": "2026-11-23T08:00:00Z", "req": {"headers": {"Host": "a"}}, "price": 1.5}"#,
+            r#"{"status": "oops"}"#,
+            r#"[]"#,
+        ]);
+        let out = encode_parquet(
+            &records,
+            Conversion::Table(&table, &options),
+            KEYS,
+            ParquetCompression::Zstd,
+        )
+        .unwrap();
+        assert_eq!(out.rows, 1);
+        assert_eq!(out.schema, Some(FlushSchema::Table(table.clone())));
+        assert_eq!(
+            codes(&out),
+            [
+                (1, "DataFormatConversion.MalformedData"),
+                (2, "DataFormatConversion.NotAnObject")
+            ]
+        );
+        assert!(out.failed[0].1.message.contains(r#"field "status""#));
+        let batch = &read(out.bytes.as_ref().unwrap())[0];
+        let types: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| HiveType::from_arrow(f.data_type()).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "int",
+                "string",
+                "struct<headers:map<string,string>>",
+                "decimal(6,2)"
+            ]
+        );
+        assert_eq!(
+            batch.column(1).as_string::<i32>().value(0),
+            "2026-11-23T08:00:00Z"
+        );
+        let text = schema_text(out.schema.as_ref().unwrap());
+        assert_eq!(parse_schema_text(&text), out.schema);
+        let unusable = encode_parquet(
+            &records,
+            Conversion::Unusable("column x has type uuid"),
+            KEYS,
+            ParquetCompression::Zstd,
+        )
+        .unwrap();
+        assert_eq!(unusable.failed.len(), 3);
+        assert!(unusable.bytes.is_none());
+        assert_eq!(unusable.failed[0].1.output_type, "format-conversion-failed");
     }
 
     #[test]

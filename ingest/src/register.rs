@@ -13,7 +13,35 @@
 use lakehose_catalog::catalog::{Catalog, CatalogError};
 use lakehose_catalog::model::{Column, Database, Partition, SerDeInfo, StorageDescriptor, Table};
 
+use lakehose_catalog::hive::HiveType;
+
 use crate::schema::{JType, hive_type};
+
+/// The data columns of a catalog table as one `struct<..>` type, for
+/// converting records to exactly those types. Fails, naming the column,
+/// when a column's type is unknown or cannot hold JSON values, or when the
+/// table has no data columns.
+pub fn table_columns(table: &Table) -> Result<HiveType, String> {
+    let columns = table
+        .storage_descriptor
+        .as_ref()
+        .map(|sd| sd.columns.as_slice())
+        .unwrap_or_default();
+    if columns.is_empty() {
+        return Err("it has no columns".into());
+    }
+    let mut fields = Vec::with_capacity(columns.len());
+    for c in columns {
+        let text = c.data_type.as_deref().unwrap_or("string");
+        let t = HiveType::parse(text).map_err(|e| format!("column {:?}: {e}", c.name))?;
+        fields.push((c.name.to_lowercase(), t));
+    }
+    let schema = HiveType::Struct(fields);
+    if let HiveType::Struct(fields) = &schema {
+        lakehose_catalog::jsonserde::JsonSerDe::new(fields.clone(), Default::default())?;
+    }
+    Ok(schema)
+}
 
 /// Where a table's data starts, and its partition keys, from an evaluated
 /// prefix: `logs/service=web/dt=2026-11-23/` → (`logs/`, [service, dt],
@@ -73,15 +101,16 @@ fn parquet_storage(location: String, columns: Vec<Column>) -> StorageDescriptor 
     }
 }
 
-/// Registers one delivered partition: creates or widens the table, then
-/// adds the partition (already registered is fine).
+/// Registers one delivered partition: creates or widens the table (with
+/// `schema`, the stream's inferred one; `None` leaves the columns as they
+/// are), then adds the partition (already registered is fine).
 pub async fn register_partition(
     catalog: &dyn Catalog,
     stream: &str,
     (database, table): (&str, &str),
     bucket: &str,
     prefix: &str,
-    schema: &JType,
+    schema: Option<&JType>,
 ) -> Result<(), CatalogError> {
     let Some((root, keys, values)) = split_prefix(prefix) else {
         return Err(CatalogError::InvalidInput(format!(
@@ -90,7 +119,9 @@ pub async fn register_partition(
     };
     // A partition key is not also a data column (Athena refuses tables
     // where it is); the value comes from the folder.
-    let new_columns: Vec<Column> = columns(schema)
+    let new_columns: Vec<Column> = schema
+        .map(columns)
+        .unwrap_or_default()
         .into_iter()
         .filter(|c| !keys.iter().any(|k| k.eq_ignore_ascii_case(&c.name)))
         .collect();

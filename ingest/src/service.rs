@@ -37,6 +37,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{DeliveryPlan, OutputFormat, PrefixCache, S3Destination, StreamDefinition};
 use crate::encode::{self, ErrorDocument, KeyOptions};
+use crate::encode::{Conversion, FlushSchema};
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
 use crate::schema::JType;
@@ -242,10 +243,8 @@ pub struct PendingBuffer {
     pub object_suffix: String,
     /// The records as received (JSON).
     pub records: Vec<Bytes>,
-    /// Keys are lowercased when converted.
-    pub lowercase_keys: bool,
-    /// Dots in keys become underscores when converted.
-    pub dots_to_underscores: bool,
+    /// How the stream's JSON SerDe reads them.
+    pub serde: lakehose_catalog::jsonserde::SerDeOptions,
 }
 
 /// The ingest service. Cloning shares it.
@@ -366,7 +365,7 @@ impl Inner {
 /// Everything one flush writes.
 struct Encoded {
     objects: Vec<Output>,
-    schema: Option<JType>,
+    schema: Option<FlushSchema>,
     delivered: u64,
     failed: u64,
 }
@@ -544,8 +543,7 @@ impl IngestService {
                         first.seq, first.idx, stream.plan.extension
                     ),
                     records: records.iter().map(|r| r.data.clone()).collect(),
-                    lowercase_keys: stream.plan.lowercase_keys,
-                    dots_to_underscores: stream.plan.dots_to_underscores,
+                    serde: stream.plan.serde_options(),
                 });
             };
             for (_, key, records) in lock(&stream.flushing).iter() {
@@ -863,6 +861,7 @@ impl IngestService {
                 .map_err(|e| AwsError::internal("InternalFailure", e.to_string()))?
                 .map_err(|e| AwsError::client("InvalidArgumentException", e))?
         };
+        self.check_schema_table(&plan).await?;
         let _control = self.inner.control.lock().await;
         if self.inner.stream_by_name(name).is_some() {
             return Err(AwsError::client(
@@ -1126,7 +1125,7 @@ impl IngestService {
         stream: &Arc<Stream>,
         key: BufferKey,
         records: Vec<Buffered>,
-        replay: Option<(u64, Option<JType>)>,
+        replay: Option<(u64, Option<FlushSchema>)>,
     ) {
         self.inner.inflight.fetch_add(1, Ordering::SeqCst);
         stream.inflight.fetch_add(1, Ordering::SeqCst);
@@ -1169,7 +1168,7 @@ impl IngestService {
         stream: &Arc<Stream>,
         key: BufferKey,
         records: Vec<Buffered>,
-        replay: Option<(u64, Option<JType>)>,
+        replay: Option<(u64, Option<FlushSchema>)>,
     ) {
         let started = Instant::now();
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
@@ -1190,10 +1189,10 @@ impl IngestService {
             };
             // A stream converting with a catalog table's schema (one the
             // user defined, not one ingest created) writes exactly those
-            // columns.
+            // columns; a replay writes with the schema its intent logged.
             let fixed = match fixed {
-                Some(f) => Some(f),
-                None if !key.error => self.table_schema(stream).await,
+                Some(f) => Some(Ok(f)),
+                None if !key.error => self.table_schema(stream).await.transpose(),
                 None => None,
             };
             let running = lock(&stream.schema).clone();
@@ -1201,7 +1200,22 @@ impl IngestService {
                 let stream = Arc::clone(stream);
                 let key = key.clone();
                 let records = Arc::clone(&records);
-                move || encode_buffer(&stream, &key, &records, &running, fixed.as_ref())
+                move || {
+                    let options = stream.plan.serde_options();
+                    let conversion = match &fixed {
+                        None => Conversion::Infer {
+                            running: &running,
+                            fixed: None,
+                        },
+                        Some(Ok(FlushSchema::Inferred(f))) => Conversion::Infer {
+                            running: &running,
+                            fixed: Some(f),
+                        },
+                        Some(Ok(FlushSchema::Table(t))) => Conversion::Table(t, &options),
+                        Some(Err(reason)) => Conversion::Unusable(reason),
+                    };
+                    encode_buffer(&stream, &key, &records, conversion)
+                }
             };
             let failure = match tokio::task::spawn_blocking(job).await {
                 Ok(Ok(e)) => Ok(e),
@@ -1270,11 +1284,14 @@ impl IngestService {
                 }
             }
         }
-        if !key.error
-            && data_written
-            && let Some(schema) = &encoded.schema
-        {
-            self.register(stream, &key.prefix, schema).await;
+        if !key.error && data_written {
+            match &encoded.schema {
+                Some(FlushSchema::Inferred(schema)) => {
+                    self.register(stream, &key.prefix, Some(schema)).await;
+                }
+                Some(FlushSchema::Table(_)) => self.register(stream, &key.prefix, None).await,
+                None => {}
+            }
         }
         if let Err(e) = wal.append(Entry::Done { intent_seq }).await {
             tracing::warn!(error = %e, "Could not log a flush completion; the next start rewrites the same objects.");
@@ -1289,7 +1306,7 @@ impl IngestService {
         m.object_bytes_written.inc_by(object_bytes);
         m.flush_latency.observe(started.elapsed().as_secs_f64());
         tracing::debug!(stream = %stream.name, prefix = %key.prefix, records = count, objects, "Buffer delivered.");
-        if let Some(schema) = encoded.schema.filter(|_| data_written) {
+        if let Some(FlushSchema::Inferred(schema)) = encoded.schema.filter(|_| data_written) {
             let changed = {
                 let mut running = lock(&stream.schema);
                 let merged = running.merge(&schema, "").unwrap_or(schema);
@@ -1369,50 +1386,78 @@ impl IngestService {
         }
     }
 
-    /// The schema of the catalog table a stream converts with, when the
-    /// table exists and was defined by someone other than ingest itself.
-    async fn table_schema(&self, stream: &Stream) -> Option<JType> {
+    /// The schema of the catalog table a stream converts with: `None` when
+    /// the stream infers (no table is named, the table does not exist yet,
+    /// or ingest created it), an error saying why when the named table
+    /// cannot be read or used (its records then go to the error prefix;
+    /// a configured schema is never silently replaced).
+    async fn table_schema(&self, stream: &Stream) -> Result<Option<FlushSchema>, String> {
         let (Some(catalog), Some((db, table))) = (&self.inner.catalog, &stream.plan.catalog_table)
         else {
-            return None;
+            return Ok(None);
         };
         if !matches!(stream.plan.output, OutputFormat::Parquet(_)) {
-            return None;
+            return Ok(None);
         }
-        let table = catalog.get_table(db, table).await.ok()?;
-        if table.parameters.contains_key("lakehose.stream") {
-            return None;
-        }
-        let columns = table.storage_descriptor?.columns;
-        if columns.is_empty() {
-            return None;
-        }
-        let mut fields = Vec::with_capacity(columns.len());
-        for c in columns {
-            match lakehose_catalog::schema::parse_hive_type(
-                c.data_type.as_deref().unwrap_or("string"),
-            ) {
-                Ok(t) => fields.push((c.name.to_lowercase(), t)),
-                Err(e) => {
-                    tracing::warn!(stream = %stream.name, column = %c.name, error = %e, "The catalog table's schema cannot be used; inferring instead.");
-                    return None;
-                }
+        let table = match catalog.get_table(db, table).await {
+            Ok(t) => t,
+            Err(lakehose_catalog::CatalogError::NotFound(_)) => return Ok(None),
+            Err(e) => {
+                return Err(format!(
+                    "the catalog table {db}.{table} could not be read: {e}"
+                ));
             }
+        };
+        if table.parameters.contains_key("lakehose.stream") {
+            return Ok(None);
         }
-        Some(JType::Struct { fields })
+        crate::register::table_columns(&table)
+            .map(|t| Some(FlushSchema::Table(t)))
+            .map_err(|e| format!("the catalog table {db}.{} cannot be used: {e}", table.name))
+    }
+
+    /// Refuses a stream whose `SchemaConfiguration` names an existing
+    /// catalog table that records cannot be converted to (an unknown
+    /// column type, no columns, a map with complex keys). A table that
+    /// does not exist yet is created from the records when they arrive.
+    async fn check_schema_table(&self, plan: &DeliveryPlan) -> Result<(), AwsError> {
+        let (Some(catalog), Some((db, name))) = (&self.inner.catalog, &plan.catalog_table) else {
+            return Ok(());
+        };
+        if !matches!(plan.output, OutputFormat::Parquet(_)) {
+            return Ok(());
+        }
+        match catalog.get_table(db, name).await {
+            Ok(table) if !table.parameters.contains_key("lakehose.stream") => {
+                crate::register::table_columns(&table).map_err(|e| {
+                    AwsError::client(
+                        "InvalidArgumentException",
+                        format!(
+                            "DataFormatConversionConfiguration.SchemaConfiguration names table {db}.{name}, which cannot be used for conversion: {e}"
+                        ),
+                    )
+                })?;
+                Ok(())
+            }
+            Ok(_) | Err(lakehose_catalog::CatalogError::NotFound(_)) => Ok(()),
+            Err(e) => Err(AwsError::internal(
+                "ServiceUnavailableException",
+                format!("the catalog table {db}.{name} could not be read: {e}"),
+            )),
+        }
     }
 
     /// Registers a delivered partition in the catalog, once per prefix and
     /// schema; failures are logged (the data is delivered either way, and a
     /// crawler can catalog it).
-    async fn register(&self, stream: &Stream, prefix: &str, schema: &JType) {
+    async fn register(&self, stream: &Stream, prefix: &str, schema: Option<&JType>) {
         let (Some(catalog), Some((db, table))) = (&self.inner.catalog, &stream.plan.catalog_table)
         else {
             return;
         };
         {
             let registered = lock(&stream.registered);
-            if registered.0.contains(prefix) && registered.1.as_ref() == Some(schema) {
+            if registered.0.contains(prefix) && registered.1.as_ref() == schema {
                 return;
             }
         }
@@ -1429,7 +1474,7 @@ impl IngestService {
             Ok(()) => {
                 let mut registered = lock(&stream.registered);
                 registered.0.insert(prefix.to_string());
-                registered.1 = Some(schema.clone());
+                registered.1 = schema.cloned();
             }
             Err(e) => {
                 tracing::warn!(stream = %stream.name, table = %format!("{db}.{table}"), prefix, error = %e, "Could not register a partition in the catalog.");
@@ -1682,8 +1727,7 @@ fn encode_buffer(
     stream: &Stream,
     key: &BufferKey,
     records: &[Buffered],
-    running: &JType,
-    fixed: Option<&JType>,
+    conversion: Conversion<'_>,
 ) -> Result<Encoded> {
     let plan = &stream.plan;
     let name = object_name(stream, records);
@@ -1728,8 +1772,7 @@ fn encode_buffer(
         OutputFormat::Parquet(compression) => {
             let out = encode::encode_parquet(
                 &data,
-                running,
-                fixed,
+                conversion,
                 KeyOptions {
                     lowercase: plan.lowercase_keys,
                     dots_to_underscores: plan.dots_to_underscores,
@@ -1780,7 +1823,7 @@ fn encode_buffer(
             }
             Ok(Encoded {
                 objects,
-                schema: Some(out.schema),
+                schema: out.schema,
                 delivered: out.rows as u64,
                 failed: out.failed.len() as u64,
             })

@@ -514,11 +514,11 @@ fn context_for(
         .with_runtime_env(Arc::clone(&inner.runtime))
         .with_default_features();
     // Planned before DataFusion's own planners, which would take
-    // `SUBSTR(...)`/`SUBSTRING(...)` syntax for text only.
-    builder
-        .expr_planners()
-        .get_or_insert_with(Vec::new)
-        .insert(0, crate::functions::substring_planner());
+    // `SUBSTR(...)`/`SUBSTRING(...)` syntax for text only, and plan map
+    // subscripts with `get_field`.
+    let planners = builder.expr_planners().get_or_insert_with(Vec::new);
+    planners.insert(0, crate::functions::substring_planner());
+    planners.insert(0, crate::functions::map_subscript_planner());
     let state: SessionState = builder.build();
     let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::json::ReaderBuilder;
 use datafusion::error::{DataFusionError, Result};
 use lakehose_catalog::Location;
+use lakehose_catalog::hive::HiveType;
+use lakehose_catalog::jsonserde::{JsonSerDe, SerDeOptions};
 use serde_json::Value;
 
 /// Records of one ingest buffer.
@@ -30,10 +31,8 @@ pub struct LiveBuffer {
     pub object_suffix: String,
     /// The records (JSON objects).
     pub records: Vec<Bytes>,
-    /// Lowercase keys before matching columns.
-    pub lowercase_keys: bool,
-    /// Turn dots in keys into underscores.
-    pub dots_to_underscores: bool,
+    /// How keys match columns and values convert (the stream's SerDe).
+    pub serde: SerDeOptions,
 }
 
 /// Where pending records come from (implemented over the ingest service by
@@ -53,52 +52,46 @@ pub trait LiveSource: Send + Sync + std::fmt::Debug {
 /// A shared live source.
 pub type LiveSourceRef = Arc<dyn LiveSource>;
 
-fn normalize(value: &mut Value, lowercase: bool, dots: bool) {
-    match value {
-        Value::Object(map) => {
-            let entries = std::mem::take(map);
-            for (k, mut v) in entries {
-                normalize(&mut v, lowercase, dots);
-                let mut k = if lowercase { k.to_lowercase() } else { k };
-                if dots {
-                    k = k.replace('.', "_");
-                }
-                map.insert(k, v);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| normalize(v, lowercase, dots)),
-        _ => {}
-    }
-}
-
-/// Decodes a buffer's records with a table's data schema. Records that do
-/// not convert are left out: ingest sends them to the error prefix too.
+/// Decodes a buffer's records with a table's data schema, by the same
+/// rules ingest converts them with. Records that do not convert are left
+/// out: ingest sends them to the error prefix too.
 pub fn decode(buffer: &LiveBuffer, schema: &SchemaRef) -> Result<Option<RecordBatch>> {
-    let mut decoder = ReaderBuilder::new(Arc::clone(schema))
-        .with_coerce_primitive(true)
-        .with_strict_mode(false)
-        .build_decoder()?;
-    let mut rows = 0;
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| Ok((f.name().clone(), HiveType::from_arrow(f.data_type())?)))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| DataFusionError::Execution(format!("pending records: {e}")))?;
+    let serde = JsonSerDe::new(columns, buffer.serde.clone())
+        .map_err(|e| DataFusionError::Execution(format!("pending records: {e}")))?;
+    let mut rows = Vec::with_capacity(buffer.records.len());
     for record in &buffer.records {
-        let Ok(mut value) = serde_json::from_slice::<Value>(record) else {
-            continue;
-        };
-        if !value.is_object() {
-            continue;
-        }
-        normalize(
-            &mut value,
-            buffer.lowercase_keys,
-            buffer.dots_to_underscores,
-        );
-        if decoder.serialize(std::slice::from_ref(&value)).is_ok() {
-            rows += 1;
+        if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(record)
+            && serde.check(&map).is_ok()
+        {
+            rows.push(map);
         }
     }
-    if rows == 0 {
+    if rows.is_empty() {
         return Ok(None);
     }
-    decoder
-        .flush()
-        .map_err(|e| DataFusionError::Execution(format!("pending records: {e}")))
+    let refs: Vec<&serde_json::Map<String, Value>> = rows.iter().collect();
+    let batch = serde
+        .decode(&refs)
+        .map_err(|e| DataFusionError::Execution(format!("pending records: {e}")))?;
+    // The table's schema may spell a type another way (a view, a
+    // dictionary) or differ in field names and metadata.
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                datafusion::arrow::compute::cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(RecordBatch::try_new(Arc::clone(schema), columns)?))
 }

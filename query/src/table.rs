@@ -698,7 +698,7 @@ impl LakeTable {
                     .iter()
                     .any(|p| p.folder == buffer.folder && p.object_suffix == buffer.object_suffix);
                 if !seen {
-                    buffer.lowercase_keys |= lowercase;
+                    buffer.serde.case_insensitive |= lowercase;
                     pending.push(buffer);
                 }
             }

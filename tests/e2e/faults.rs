@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_glue::types::{Column, DatabaseInput, StorageDescriptor, TableInput};
+use aws_sdk_glue::types::{DatabaseInput, TableInput};
 use serde_json::json;
 
 use crate::util::*;
@@ -239,22 +239,7 @@ fn a_log_whose_delivery_keeps_failing_neither_blocks_shutdown_nor_start_up() {
 }
 
 fn table_input(name: &str, columns: &[(&str, &str)]) -> TableInput {
-    TableInput::builder()
-        .name(name)
-        .table_type("EXTERNAL_TABLE")
-        .storage_descriptor(
-            StorageDescriptor::builder()
-                .set_columns(Some(
-                    columns
-                        .iter()
-                        .map(|(n, t)| Column::builder().name(*n).r#type(*t).build().unwrap())
-                        .collect(),
-                ))
-                .location(format!("s3://statelake/{name}/"))
-                .build(),
-        )
-        .build()
-        .unwrap()
+    parquet_table_input(name, &format!("s3://statelake/{name}/"), columns, &[])
 }
 
 /// The newest file in a folder of version files.

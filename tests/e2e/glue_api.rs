@@ -2,43 +2,12 @@
 //! databases, tables, versions, paging, typed errors, persistence, and two
 //! processes writing one catalog at once.
 
-use aws_sdk_glue::types::{Column, DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
+use aws_sdk_glue::types::{Column, DatabaseInput, StorageDescriptor, TableInput};
 
 use crate::util::*;
 
 fn table_input(name: &str, columns: &[(&str, &str)]) -> TableInput {
-    let sd = StorageDescriptor::builder()
-        .set_columns(Some(
-            columns
-                .iter()
-                .map(|(n, t)| Column::builder().name(*n).r#type(*t).build().unwrap())
-                .collect(),
-        ))
-        .location(format!("s3://lake/{name}/"))
-        .input_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat")
-        .output_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat")
-        .serde_info(
-            SerDeInfo::builder()
-                .serialization_library(
-                    "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
-                )
-                .build(),
-        )
-        .build();
-    TableInput::builder()
-        .name(name)
-        .table_type("EXTERNAL_TABLE")
-        .parameters("classification", "parquet")
-        .partition_keys(
-            Column::builder()
-                .name("dt")
-                .r#type("string")
-                .build()
-                .unwrap(),
-        )
-        .storage_descriptor(sd)
-        .build()
-        .unwrap()
+    parquet_table_input(name, &format!("s3://lake/{name}/"), columns, &["dt"])
 }
 
 #[test]

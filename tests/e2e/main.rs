@@ -6,6 +6,7 @@ mod util;
 
 mod athena;
 mod bad_input;
+mod conversion;
 mod crash;
 mod deep_sql;
 mod delivery;

@@ -282,3 +282,38 @@ pub fn glue_client(endpoint: &str) -> aws_sdk_glue::Client {
         .build();
     aws_sdk_glue::Client::from_conf(config)
 }
+
+/// A Glue `TableInput` for a Parquet table at `location` with `columns`
+/// (name, Hive type) and string partition keys.
+pub fn parquet_table_input(
+    name: &str,
+    location: &str,
+    columns: &[(&str, &str)],
+    partition_keys: &[&str],
+) -> aws_sdk_glue::types::TableInput {
+    use aws_sdk_glue::types::{Column, SerDeInfo, StorageDescriptor, TableInput};
+    let column = |n: &str, t: &str| Column::builder().name(n).r#type(t).build().unwrap();
+    let sd = StorageDescriptor::builder()
+        .set_columns(Some(columns.iter().map(|(n, t)| column(n, t)).collect()))
+        .location(location)
+        .input_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat")
+        .output_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat")
+        .serde_info(
+            SerDeInfo::builder()
+                .serialization_library(
+                    "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+                )
+                .build(),
+        )
+        .build();
+    TableInput::builder()
+        .name(name)
+        .table_type("EXTERNAL_TABLE")
+        .parameters("classification", "parquet")
+        .set_partition_keys(Some(
+            partition_keys.iter().map(|k| column(k, "string")).collect(),
+        ))
+        .storage_descriptor(sd)
+        .build()
+        .unwrap()
+}

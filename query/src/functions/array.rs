@@ -18,7 +18,7 @@ use super::{Func, arity, fail, int_at, ints, is_string, ret_bool, strs, want_int
 /// The array and map functions.
 pub(crate) fn functions() -> Vec<Func> {
     vec![
-        Func::new("element_at", coerce_element_at, ret_element_at, element_at),
+        element_at_func(),
         Func::new("contains", coerce_contains, ret_bool, contains),
         Func::new(
             "unnest_part",
@@ -137,6 +137,11 @@ fn map_key_value(t: &DataType) -> Option<(DataType, DataType)> {
         },
         _ => None,
     }
+}
+
+/// `element_at(array, index)` / `element_at(map, key)`.
+pub(crate) fn element_at_func() -> Func {
+    Func::new("element_at", coerce_element_at, ret_element_at, element_at)
 }
 
 fn coerce_element_at(a: &[DataType]) -> Result<Vec<DataType>> {

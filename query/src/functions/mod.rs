@@ -18,6 +18,7 @@ mod json;
 mod lenient;
 mod regex;
 mod strings;
+mod subscript;
 mod url;
 
 use std::hash::{Hash, Hasher};
@@ -97,6 +98,12 @@ fn debug_panic() -> ScalarUDF {
 /// which takes `varbinary` as well as text.
 pub fn substring_planner() -> Arc<dyn datafusion::logical_expr::planner::ExprPlanner> {
     Arc::new(binary::SubstringPlanner)
+}
+
+/// Plans subscripts on maps (`m['k']`, `row.m['k']`) with `element_at`,
+/// in front of DataFusion's field-access planner.
+pub fn map_subscript_planner() -> Arc<dyn datafusion::logical_expr::planner::ExprPlanner> {
+    Arc::new(subscript::MapSubscriptPlanner::new())
 }
 
 /// Computes the return type from the (coerced) argument types.
