@@ -12,12 +12,20 @@ use arrow::datatypes::{DataType, Field, Fields, TimeUnit};
 
 use crate::schema::{MAX_TYPE_DEPTH, MAX_TYPE_LENGTH, hive_field_name, quote_type};
 
-/// The zone Arrow `timestamp` columns carry (UTC, spelled as an offset so
-/// no time-zone database is needed to read them).
+/// The zone of `timestamp with time zone` values (UTC, spelled as an
+/// offset so no time-zone database is needed to read them).
 pub const UTC: &str = "+00:00";
 
-/// The Arrow type of `timestamp` columns: microseconds, UTC.
+/// The Arrow type of `timestamp` columns: Trino's `timestamp`, a date and
+/// time of day without a zone, in microseconds. lakehose's own files hold
+/// UTC instants; read into a `timestamp` column they are that UTC wall
+/// time, which is what Athena shows for them.
 pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, None)
+}
+
+/// The Arrow type of `timestamp with time zone` values: microseconds, UTC.
+pub fn timestamp_tz_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
 }
 

@@ -41,7 +41,7 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde_json::{Map, Value};
 
-use crate::hive::{HiveType, UTC};
+use crate::hive::HiveType;
 
 /// How keys are matched and timestamps read.
 #[derive(Debug, Clone, Default)]
@@ -610,13 +610,15 @@ fn column(t: &HiveType, values: &[Option<&Value>], o: &SerDeOptions) -> Result<A
             Scalar::Date(d) => Some(d),
             _ => None,
         })?)),
-        HiveType::Timestamp => Arc::new(
-            TimestampMicrosecondArray::from(scalars(t, values, o, |s| match s {
+        HiveType::Timestamp => Arc::new(TimestampMicrosecondArray::from(scalars(
+            t,
+            values,
+            o,
+            |s| match s {
                 Scalar::Micros(m) => Some(m),
                 _ => None,
-            })?)
-            .with_timezone(UTC),
-        ),
+            },
+        )?)),
         HiveType::Array(item) => {
             let mut offsets = Vec::with_capacity(values.len() + 1);
             offsets.push(0i32);

@@ -198,7 +198,7 @@ async fn text_formats_json_csv_regex_and_gzip() {
         lake.rows("SELECT id, name, cardinality(tags), ts FROM j ORDER BY id")
             .await,
         [
-            "1|x|2|2024-01-02T03:04:05Z",
+            "1|x|2|2024-01-02T03:04:05",
             "2|NULL|NULL|NULL",
             "3|z|NULL|NULL"
         ]

@@ -178,3 +178,131 @@ fn psql_describe_commands_list_the_catalog() {
     );
     server.terminate();
 }
+
+/// Athena types reach Postgres clients as the matching Postgres types: in
+/// psql's `\d`, in result metadata, and in binary results (tokio-postgres
+/// asks for binary), with `timestamp` a timestamp without time zone and
+/// `timestamp with time zone` a `timestamptz`.
+#[test]
+fn athena_types_are_postgres_types() {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
+    use tokio_postgres::types::Type;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    for sql in [
+        "CREATE DATABASE typed",
+        "CREATE EXTERNAL TABLE typed.all_types (t tinyint, s smallint, i int, b bigint, \
+         f float, d double, price decimal(10,2), ok boolean, msg string, code varchar(20), \
+         flag char(3), raw binary, day date, at timestamp, tags array<int>, \
+         attrs map<string,int>, req struct<a:int>) \
+         STORED AS PARQUET LOCATION 's3://typed/all_types/'",
+        "INSERT INTO typed.all_types SELECT CAST(1 AS tinyint), CAST(2 AS smallint), 3, 4, \
+         CAST(1.5 AS real), 2.5, CAST(19.99 AS decimal(10,2)), true, 'hello', 'abc', 'xy', \
+         from_hex('cafe'), DATE '2026-12-05', TIMESTAMP '2026-12-05 10:11:12.345678', \
+         ARRAY[1, 2], MAP(ARRAY['k'], ARRAY[7]), named_struct('a', 5)",
+    ] {
+        psql(&server, "default", sql);
+    }
+
+    let described = psql(&server, "typed", r"\d all_types");
+    let columns: Vec<(String, String)> = cells(&described)[1..]
+        .iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    let expected = [
+        ("t", "smallint"),
+        ("s", "smallint"),
+        ("i", "integer"),
+        ("b", "bigint"),
+        ("f", "real"),
+        ("d", "double precision"),
+        ("price", "numeric(10,2)"),
+        ("ok", "boolean"),
+        ("msg", "text"),
+        ("code", "character varying(20)"),
+        ("flag", "character(3)"),
+        ("raw", "bytea"),
+        ("day", "date"),
+        ("at", "timestamp without time zone"),
+        ("tags", "json"),
+        ("attrs", "json"),
+        ("req", "json"),
+    ];
+    assert_eq!(
+        columns,
+        expected.map(|(n, t)| (n.to_string(), t.to_string())),
+        "{described}"
+    );
+
+    rt().block_on(async {
+        let pg = server.pg("typed").await;
+        let row = pg
+            .query_one(
+                "SELECT t, s, i, b, f, d, price, ok, msg, code, raw, day, at, tags, \
+                 from_iso8601_timestamp('2026-12-05T10:00:00Z') AS zoned FROM all_types",
+                &[],
+            )
+            .await
+            .unwrap();
+        let types: Vec<Type> = row.columns().iter().map(|c| c.type_().clone()).collect();
+        assert_eq!(
+            types,
+            [
+                Type::INT2,
+                Type::INT2,
+                Type::INT4,
+                Type::INT8,
+                Type::FLOAT4,
+                Type::FLOAT8,
+                Type::NUMERIC,
+                Type::BOOL,
+                Type::TEXT,
+                Type::TEXT,
+                Type::BYTEA,
+                Type::DATE,
+                Type::TIMESTAMP,
+                Type::JSON,
+                Type::TIMESTAMPTZ,
+            ]
+        );
+        assert_eq!(row.get::<_, i16>(0), 1);
+        assert_eq!(row.get::<_, i32>(2), 3);
+        assert_eq!(row.get::<_, f32>(4), 1.5);
+        assert!(row.get::<_, bool>(7));
+        assert_eq!(row.get::<_, &str>(9), "abc");
+        assert_eq!(row.get::<_, Vec<u8>>(10), [0xca, 0xfe]);
+        assert_eq!(
+            row.get::<_, NaiveDate>(11),
+            NaiveDate::from_ymd_opt(2026, 12, 5).unwrap()
+        );
+        let at: NaiveDateTime = row.get(12);
+        assert_eq!(
+            at.to_string(),
+            "2026-12-05 10:11:12.345678",
+            "a naive timestamp"
+        );
+        assert_eq!(
+            row.get::<_, serde_json::Value>(13),
+            serde_json::json!([1, 2])
+        );
+        assert_eq!(
+            row.get::<_, chrono::DateTime<Utc>>(14),
+            Utc.with_ymd_and_hms(2026, 12, 5, 10, 0, 0).unwrap()
+        );
+        // Text results: the decimal keeps its scale, the timestamp has no
+        // zone.
+        let text = pg
+            .simple_query("SELECT price, at FROM all_types")
+            .await
+            .unwrap();
+        let row = text
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(row.get(0), Some("19.99"));
+        assert_eq!(row.get(1), Some("2026-12-05 10:11:12.345678"));
+    });
+}

@@ -598,7 +598,7 @@ async fn run_guarded(api: AthenaApi, id: String) {
         Err(e) => Ended::Query(e),
     };
     let total_ms = started.elapsed().as_millis() as i64;
-    {
+    let pruned = {
         let mut state = api.state();
         state.tasks.remove(&id);
         let Some(e) = state.executions.get_mut(&id) else {
@@ -644,11 +644,12 @@ async fn run_guarded(api: AthenaApi, id: String) {
                 fail(e, &error);
             }
         }
-    }
+        api.forget_excess(&mut state)
+    };
     if let Err(e) = api.persist_execution(&id).await {
         tracing::error!(query_execution_id = %id, error = %e, "Could not record a finished Athena query.");
     }
-    api.prune_history().await;
+    api.delete_records(pruned).await;
 }
 
 fn fail(e: &mut Execution, error: &QueryError) {

@@ -302,40 +302,57 @@ impl AthenaApi {
     /// Forgets the oldest finished executions past
     /// [`AthenaConfig::max_executions`], deleting their records.
     async fn prune_history(&self) {
-        let pruned: Vec<String> = {
+        let pruned = {
             let mut state = self.state();
-            let excess = state
-                .executions
-                .len()
-                .saturating_sub(self.inner.config.max_executions);
-            if excess == 0 {
-                return;
-            }
-            let mut finished: Vec<(i64, i64, String)> = state
-                .executions
-                .values()
-                .filter(|e| !e.state.is_active())
-                .map(|e| {
-                    (
-                        e.completed_ms.unwrap_or(e.submitted_ms),
-                        e.submitted_ms,
-                        e.id.clone(),
-                    )
-                })
-                .collect();
-            finished.sort();
-            finished.truncate(excess);
-            let ids: Vec<String> = finished.into_iter().map(|(_, _, id)| id).collect();
-            for id in &ids {
-                if let Some(e) = state.executions.remove(id)
-                    && let Some(token) = e.client_request_token
-                    && state.tokens.get(&token) == Some(id)
-                {
-                    state.tokens.remove(&token);
-                }
-            }
-            ids
+            self.forget_excess(&mut state)
         };
+        self.delete_records(pruned).await;
+    }
+
+    /// Takes the oldest finished executions past
+    /// [`AthenaConfig::max_executions`] out of the history (in the same
+    /// lock as the change that made the history too long, so no listing
+    /// sees it over the cap); their records are deleted by
+    /// [`Self::delete_records`].
+    fn forget_excess(&self, state: &mut State) -> Vec<String> {
+        let excess = state
+            .executions
+            .len()
+            .saturating_sub(self.inner.config.max_executions);
+        if excess == 0 {
+            return Vec::new();
+        }
+        let mut finished: Vec<(i64, i64, String)> = state
+            .executions
+            .values()
+            .filter(|e| !e.state.is_active())
+            .map(|e| {
+                (
+                    e.completed_ms.unwrap_or(e.submitted_ms),
+                    e.submitted_ms,
+                    e.id.clone(),
+                )
+            })
+            .collect();
+        finished.sort();
+        finished.truncate(excess);
+        let ids: Vec<String> = finished.into_iter().map(|(_, _, id)| id).collect();
+        for id in &ids {
+            if let Some(e) = state.executions.remove(id)
+                && let Some(token) = e.client_request_token
+                && state.tokens.get(&token) == Some(id)
+            {
+                state.tokens.remove(&token);
+            }
+        }
+        ids
+    }
+
+    /// Deletes the records of executions taken out of the history.
+    async fn delete_records(&self, pruned: Vec<String>) {
+        if pruned.is_empty() {
+            return;
+        }
         let _guard = self.inner.write_lock.lock().await;
         for id in pruned {
             match self

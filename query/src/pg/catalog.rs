@@ -340,18 +340,19 @@ fn size_pretty(bytes: i64) -> String {
 /// The `pg_catalog` schema over the catalog behind `inner`.
 pub(crate) fn schema_provider(inner: Weak<Inner>) -> Result<Arc<dyn SchemaProvider>, String> {
     let statics = PgCatalogStaticTables::try_new().map_err(|e| e.to_string())?;
-    let provider = PgCatalogSchemaProvider::try_new(
-        LakeCatalogInfo { inner },
-        Arc::new(statics),
-        EmptyContextProvider,
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(Arc::new(provider))
+    let info = LakeCatalogInfo { inner };
+    let provider =
+        PgCatalogSchemaProvider::try_new(info.clone(), Arc::new(statics), EmptyContextProvider)
+            .map_err(|e| e.to_string())?;
+    Ok(Arc::new(super::attributes::TypedPgCatalog {
+        inner: Arc::new(provider),
+        info,
+    }))
 }
 
 /// What `pg_catalog` lists: the lakehose catalog, in name order.
 #[derive(Debug, Clone)]
-struct LakeCatalogInfo {
+pub(crate) struct LakeCatalogInfo {
     inner: Weak<Inner>,
 }
 
@@ -393,7 +394,11 @@ impl LakeCatalogInfo {
         }
     }
 
-    async fn table(&self, schema: &str, table: &str) -> Result<Option<Table>, DataFusionError> {
+    pub(crate) async fn table(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<Table>, DataFusionError> {
         match self.engine()?.catalog().get_table(schema, table).await {
             Ok(t) => Ok(Some(t)),
             Err(CatalogError::NotFound(_)) => Ok(None),

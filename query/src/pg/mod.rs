@@ -65,6 +65,7 @@
 //! disconnects, its connection task is dropped within a fraction of a
 //! second, together with the statement it was running.
 
+mod attributes;
 mod auth;
 pub(crate) mod catalog;
 mod encode;
