@@ -29,6 +29,10 @@ pub fn timestamp_tz_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
 }
 
+/// The field metadata key that carries a column's Hive type where its
+/// Arrow type says less: `varchar(n)` and `char(n)` are Arrow text.
+pub const HIVE_TYPE_KEY: &str = "lakehose.hive_type";
+
 /// A Hive column type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HiveType {
@@ -135,6 +139,24 @@ impl HiveType {
                     .collect::<Fields>(),
             ),
         }
+    }
+
+    /// An Arrow field for a column of this type; `varchar(n)` and `char(n)`
+    /// carry their Hive type in the field's metadata ([`HIVE_TYPE_KEY`]).
+    pub fn field(&self, name: impl Into<String>) -> Field {
+        let field = Field::new(name, self.to_arrow(), true);
+        match self {
+            HiveType::Varchar(_) | HiveType::Char(_) => {
+                field.with_metadata([(HIVE_TYPE_KEY.to_string(), self.to_string())].into())
+            }
+            _ => field,
+        }
+    }
+
+    /// The `varchar(n)`/`char(n)` type a field's metadata records.
+    pub fn of_field(field: &Field) -> Option<HiveType> {
+        let t = HiveType::parse(field.metadata().get(HIVE_TYPE_KEY)?).ok()?;
+        matches!(t, HiveType::Varchar(_) | HiveType::Char(_)).then_some(t)
     }
 
     /// The Hive type of an Arrow type (views and dictionaries resolved,

@@ -34,7 +34,7 @@ use lakehose_catalog::{CatalogRef, Location, Storage};
 use object_store::ObjectMeta;
 
 use crate::text::{TextFormat, TextKind, TextScan};
-use crate::types::hive_to_arrow;
+use crate::types::HiveType;
 
 /// The object-store URL every warehouse path is read through (the bucket is
 /// the first path segment).
@@ -145,8 +145,8 @@ pub fn arrow_fields(columns: &[Column], what: &str) -> Result<Vec<Field>, String
         .iter()
         .map(|c| {
             let hive = c.data_type.as_deref().unwrap_or("string");
-            let t = hive_to_arrow(hive).map_err(|e| format!("{what} column {}: {e}", c.name))?;
-            Ok(Field::new(c.name.to_ascii_lowercase(), t, true))
+            let t = HiveType::parse(hive).map_err(|e| format!("{what} column {}: {e}", c.name))?;
+            Ok(t.field(c.name.to_ascii_lowercase()))
         })
         .collect()
 }

@@ -528,10 +528,58 @@ fn conform(
                 }
             }
         };
+        let array = match lakehose_catalog::hive::HiveType::of_field(field) {
+            Some(t) => fit_length(&array, &t, field.name())?,
+            None => array,
+        };
         columns.push(array);
     }
     RecordBatch::try_new(Arc::clone(schema), columns)
         .map_err(|e| QueryError::new(QueryErrorKind::Internal, e.to_string()))
+}
+
+/// Brings text to a `varchar(n)`/`char(n)` column as Trino does on
+/// INSERT: trailing spaces past `n` are dropped, other characters past
+/// `n` fail the statement, and `char(n)` values are padded with spaces.
+fn fit_length(
+    array: &ArrayRef,
+    t: &lakehose_catalog::hive::HiveType,
+    column: &str,
+) -> Result<ArrayRef, QueryError> {
+    use datafusion::arrow::array::{AsArray, StringArray};
+    use lakehose_catalog::hive::HiveType;
+    let (n, pad) = match t {
+        HiveType::Varchar(n) => (*n as usize, false),
+        HiveType::Char(n) => (*n as usize, true),
+        _ => return Ok(Arc::clone(array)),
+    };
+    let text = cast(array.as_ref(), &DataType::Utf8)
+        .map_err(|e| QueryError::new(QueryErrorKind::Internal, e.to_string()))?;
+    let mut out = Vec::with_capacity(text.len());
+    for v in text.as_string::<i32>().iter() {
+        let Some(v) = v else {
+            out.push(None);
+            continue;
+        };
+        let cut = v.char_indices().nth(n).map_or(v.len(), |(at, _)| at);
+        let (head, tail) = v.split_at(cut);
+        if !tail.chars().all(|c| c == ' ') {
+            return Err(QueryError::new(
+                QueryErrorKind::Data,
+                format!(
+                    "Cannot truncate non-space characters when writing a value of {} characters to column {column} ({t})",
+                    v.chars().count()
+                ),
+            ));
+        }
+        let mut owned = head.to_string();
+        if pad {
+            let chars = head.chars().count();
+            owned.extend(std::iter::repeat_n(' ', n - chars));
+        }
+        out.push(Some(owned));
+    }
+    Ok(Arc::new(StringArray::from(out)))
 }
 
 /// Partition values and the indices of the rows that have them.

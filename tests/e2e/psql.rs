@@ -257,7 +257,7 @@ fn athena_types_are_postgres_types() {
                 Type::NUMERIC,
                 Type::BOOL,
                 Type::TEXT,
-                Type::TEXT,
+                Type::VARCHAR,
                 Type::BYTEA,
                 Type::DATE,
                 Type::TIMESTAMP,
@@ -290,9 +290,10 @@ fn athena_types_are_postgres_types() {
             Utc.with_ymd_and_hms(2026, 12, 5, 10, 0, 0).unwrap()
         );
         // Text results: the decimal keeps its scale, the timestamp has no
-        // zone.
+        // zone, char(n) is padded; varchar(n) and char(n) columns are
+        // described as such.
         let text = pg
-            .simple_query("SELECT price, at FROM all_types")
+            .simple_query("SELECT price, at, flag, code FROM all_types")
             .await
             .unwrap();
         let row = text
@@ -304,5 +305,25 @@ fn athena_types_are_postgres_types() {
             .unwrap();
         assert_eq!(row.get(0), Some("19.99"));
         assert_eq!(row.get(1), Some("2026-12-05 10:11:12.345678"));
+        assert_eq!(row.get(2), Some("xy "));
+        assert_eq!(row.get(3), Some("abc"));
+        let described = pg
+            .prepare("SELECT flag, code FROM all_types")
+            .await
+            .unwrap();
+        let types: Vec<&Type> = described.columns().iter().map(|c| c.type_()).collect();
+        assert_eq!(types, [&Type::BPCHAR, &Type::VARCHAR]);
+        // Writing past a varchar(n) fails the statement, naming the column.
+        let err = pg
+            .simple_query("INSERT INTO all_types (code) VALUES ('this is far too long for twenty')")
+            .await
+            .unwrap_err();
+        let message = err.as_db_error().map(|e| e.message().to_string());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("column code (varchar(20))")),
+            "{err:?}"
+        );
     });
 }

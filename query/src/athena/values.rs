@@ -63,7 +63,12 @@ pub struct ColumnInfo {
 impl ColumnInfo {
     /// The column info of an Arrow field.
     pub fn of(field: &Field) -> Self {
-        let (data_type, precision, scale) = athena_type(field.data_type());
+        use lakehose_catalog::hive::HiveType;
+        let (data_type, precision, scale) = match HiveType::of_field(field) {
+            Some(HiveType::Varchar(n)) => ("varchar", n as i32, 0),
+            Some(HiveType::Char(n)) => ("char", n as i32, 0),
+            _ => athena_type(field.data_type()),
+        };
         Self {
             catalog_name: "hive".into(),
             schema_name: String::new(),

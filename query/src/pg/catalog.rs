@@ -178,7 +178,7 @@ async fn information_schema(
                     table.clone(),
                     f.name().clone(),
                     i as i32 + 1,
-                    sql_type_name(f.data_type()),
+                    sql_type_name(f),
                 ));
             }
         }
@@ -259,9 +259,9 @@ async fn information_schema(
 
 /// The SQL name of the Postgres type a column is sent as
 /// (`information_schema.columns.data_type`).
-fn sql_type_name(t: &DataType) -> String {
+fn sql_type_name(field: &datafusion::arrow::datatypes::Field) -> String {
     use pgwire::api::Type;
-    let pg = super::encode::pg_type(t);
+    let pg = super::encode::pg_field_type(field);
     match pg {
         Type::BOOL => "boolean",
         Type::INT2 => "smallint",
@@ -271,6 +271,8 @@ fn sql_type_name(t: &DataType) -> String {
         Type::FLOAT4 => "real",
         Type::FLOAT8 => "double precision",
         Type::TEXT => "text",
+        Type::VARCHAR => "character varying",
+        Type::BPCHAR => "character",
         Type::BYTEA => "bytea",
         Type::DATE => "date",
         Type::TIMESTAMP => "timestamp without time zone",

@@ -25,6 +25,17 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Days between the Unix epoch and the Postgres epoch.
 const PG_EPOCH_DAYS: i32 = 10_957;
 
+/// The Postgres type a result column is sent as: `character varying` and
+/// `character` for `varchar(n)`/`char(n)` columns of a table, else the
+/// type of its Arrow type.
+pub(crate) fn pg_field_type(field: &datafusion::arrow::datatypes::Field) -> Type {
+    match lakehose_catalog::hive::HiveType::of_field(field) {
+        Some(lakehose_catalog::hive::HiveType::Varchar(_)) => Type::VARCHAR,
+        Some(lakehose_catalog::hive::HiveType::Char(_)) => Type::BPCHAR,
+        _ => pg_type(field.data_type()),
+    }
+}
+
 /// The Postgres type that carries values of an Arrow type.
 pub(crate) fn pg_type(data_type: &DataType) -> Type {
     match data_type {
@@ -73,7 +84,7 @@ pub(crate) fn arrow_type_for(pg: &Type) -> Option<DataType> {
         Type::FLOAT4 => DataType::Float32,
         Type::FLOAT8 => DataType::Float64,
         Type::NUMERIC => DataType::Decimal128(38, 10),
-        Type::TEXT => DataType::Utf8,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR => DataType::Utf8,
         Type::BYTEA => DataType::Binary,
         Type::DATE => DataType::Date32,
         Type::TIMESTAMP => DataType::Timestamp(TimeUnit::Microsecond, None),

@@ -29,7 +29,7 @@ use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::EmptyQueryResponse;
 
-use super::encode::{arrow_type_for, encode_field, normalize, pg_type};
+use super::encode::{arrow_type_for, encode_field, normalize, pg_field_type};
 use super::params::{describe_literal, in_limit_clause, infer_types, literal};
 use super::session::{self, Local, LocalResult, Session};
 use super::sql::{
@@ -252,7 +252,7 @@ fn fields(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
                 f.name().clone(),
                 None,
                 None,
-                pg_type(f.data_type()),
+                pg_field_type(f),
                 format_at(format, i),
             )
         })
@@ -332,8 +332,8 @@ fn conform(
     let mut needs_cast = false;
     let mut new_fields = Vec::new();
     for (have, want) in schema.fields().iter().zip(target.fields().iter()) {
-        let want_pg = pg_type(want.data_type());
-        if pg_type(have.data_type()) == want_pg {
+        let want_pg = pg_field_type(want);
+        if pg_field_type(have) == want_pg {
             new_fields.push(have.as_ref().clone());
         } else {
             needs_cast = true;
