@@ -685,11 +685,9 @@ impl LakeTable {
         let under = match &self.format {
             StorageFormat::Parquet => Some((true, false)),
             StorageFormat::Text(TextFormat {
-                kind: TextKind::Json {
-                    case_insensitive, ..
-                },
+                kind: TextKind::Json { serde, .. },
                 ..
-            }) => Some((false, *case_insensitive)),
+            }) => Some((false, serde.case_insensitive)),
             StorageFormat::Text(_) => None,
         };
         if let Some((parquet, lowercase)) = under {

@@ -14,7 +14,6 @@ use bytes::Bytes;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
-use datafusion::arrow::json::ReaderBuilder;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
@@ -28,6 +27,8 @@ use object_store::{ObjectMeta, ObjectStore};
 use regex::Regex;
 use serde_json::Value;
 
+use lakehose_catalog::hive::HiveType;
+use lakehose_catalog::jsonserde::{JsonSerDe, SerDeOptions};
 use lakehose_catalog::model::Parameters;
 
 const BATCH_ROWS: usize = 8192;
@@ -37,8 +38,10 @@ const BATCH_ROWS: usize = 8192;
 pub enum TextKind {
     /// One JSON object per line.
     Json {
-        /// Match keys to columns ignoring case (OpenX default).
-        case_insensitive: bool,
+        /// How keys match columns and values convert: `case.insensitive`
+        /// (default true), `dots.in.keys`, `mapping.<column>`, and the
+        /// Hive SerDe's `timestamp.formats` = `millis`.
+        serde: SerDeOptions,
         /// Read malformed lines as all-NULL rows instead of failing.
         ignore_malformed: bool,
     },
@@ -127,7 +130,20 @@ impl TextFormat {
         };
         let kind = if lib.contains("jsonserde") || classification == "json" {
             TextKind::Json {
-                case_insensitive: flag("case.insensitive", true),
+                serde: SerDeOptions {
+                    case_insensitive: flag("case.insensitive", true),
+                    dots_to_underscores: flag("dots.in.keys", false),
+                    column_keys: params
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            let column = k.strip_prefix("mapping.")?;
+                            Some((column.to_lowercase(), v.clone()))
+                        })
+                        .collect(),
+                    timestamp_millis: params
+                        .get("timestamp.formats")
+                        .is_some_and(|f| f.split(',').any(|f| f.trim() == "millis")),
+                },
                 ignore_malformed: flag("ignore.malformed.json", false),
             }
         } else if lib.contains("opencsvserde") {
@@ -222,9 +238,31 @@ impl TextScan {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = Arc::clone(&self.schema);
+        let json = match &self.format.kind {
+            TextKind::Json { serde, .. } => Some(
+                JsonSerDe::new(
+                    self.file_schema
+                        .fields()
+                        .iter()
+                        .map(|f| {
+                            let t = match HiveType::of_field(f) {
+                                Some(t) => t,
+                                None => HiveType::from_arrow(f.data_type())
+                                    .map_err(DataFusionError::Plan)?,
+                            };
+                            Ok((f.name().clone(), t))
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                    serde.clone(),
+                )
+                .map_err(DataFusionError::Plan)?,
+            ),
+            _ => None,
+        };
         let shared = Arc::new(Shared {
             store: self.store,
             format: self.format,
+            json,
             file_schema: self.file_schema,
             schema: Arc::clone(&schema),
             partition_count: self.partition_fields.len(),
@@ -255,6 +293,8 @@ impl TextScan {
 struct Shared {
     store: Arc<dyn ObjectStore>,
     format: TextFormat,
+    /// The JSON SerDe of a JSON table.
+    json: Option<JsonSerDe>,
     file_schema: SchemaRef,
     schema: SchemaRef,
     partition_count: usize,
@@ -338,9 +378,8 @@ fn decode_file(
     for chunk in lines.chunks(BATCH_ROWS) {
         let data = match &shared.format.kind {
             TextKind::Json {
-                case_insensitive,
-                ignore_malformed,
-            } => json_batch(chunk, name, shared, *case_insensitive, *ignore_malformed)?,
+                ignore_malformed, ..
+            } => json_batch(chunk, name, shared, *ignore_malformed)?,
             kind => text_batch(chunk, kind, &shared.file_schema)?,
         };
         let Some(data) = data else { continue };
@@ -354,50 +393,44 @@ fn decode_file(
     Ok(out)
 }
 
-fn lowercase_keys(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            let entries = std::mem::take(map);
-            for (k, mut v) in entries {
-                lowercase_keys(&mut v);
-                map.insert(k.to_lowercase(), v);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(lowercase_keys),
-        _ => {}
-    }
-}
-
+/// Reads JSON lines by the rules ingest converts records with
+/// ([`lakehose_catalog::jsonserde`]): numbers in strings, timestamps in
+/// ISO 8601 or epoch form, maps, and a value that does not fit its column
+/// failing the query with the file, line and field.
 fn json_batch(
     lines: &[&str],
     name: &str,
     shared: &Shared,
-    case_insensitive: bool,
     ignore_malformed: bool,
 ) -> Result<Option<RecordBatch>> {
+    let Some(serde) = &shared.json else {
+        return Err(DataFusionError::Internal(
+            "a JSON table without its SerDe".into(),
+        ));
+    };
+    let empty = serde_json::Map::new();
     let mut rows = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
+        let line_no = i + 1 + shared.format.skip_header;
         match serde_json::from_str::<Value>(line) {
-            Ok(mut v @ Value::Object(_)) => {
-                if case_insensitive {
-                    lowercase_keys(&mut v);
-                }
-                rows.push(v);
+            Ok(Value::Object(map)) => {
+                serde.check(&map).map_err(|e| {
+                    DataFusionError::Execution(format!("{name}: line {line_no}: {e}"))
+                })?;
+                rows.push(map);
             }
-            Ok(_) | Err(_) if ignore_malformed => rows.push(Value::Object(Default::default())),
+            Ok(_) | Err(_) if ignore_malformed => rows.push(empty.clone()),
             Ok(_) => {
                 return Err(DataFusionError::Execution(format!(
-                    "{name}: line {} is not a JSON object",
-                    i + 1 + shared.format.skip_header
+                    "{name}: line {line_no} is not a JSON object"
                 )));
             }
             Err(e) => {
                 return Err(DataFusionError::Execution(format!(
-                    "{name}: line {} is malformed JSON ({e}); set 'ignore.malformed.json'='true' to read it as NULLs",
-                    i + 1 + shared.format.skip_header
+                    "{name}: line {line_no} is malformed JSON ({e}); set 'ignore.malformed.json'='true' to read it as NULLs"
                 )));
             }
         }
@@ -405,14 +438,14 @@ fn json_batch(
     if rows.is_empty() {
         return Ok(None);
     }
-    let mut decoder = ReaderBuilder::new(Arc::clone(&shared.file_schema))
-        .with_coerce_primitive(true)
-        .with_strict_mode(false)
-        .build_decoder()?;
-    decoder
-        .serialize(&rows)
+    let refs: Vec<&serde_json::Map<String, Value>> = rows.iter().collect();
+    let batch = serde
+        .decode(&refs)
         .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))?;
-    Ok(decoder.flush()?)
+    Ok(Some(RecordBatch::try_new(
+        Arc::clone(&shared.file_schema),
+        batch.columns().to_vec(),
+    )?))
 }
 
 fn text_batch(lines: &[&str], kind: &TextKind, schema: &SchemaRef) -> Result<Option<RecordBatch>> {
@@ -516,12 +549,20 @@ mod tests {
         let mut p = Parameters::new();
         let f = TextFormat::from_serde("org.openx.data.jsonserde.jsonserde", "", &p, 0).unwrap();
         assert!(matches!(
-            f.kind,
-            TextKind::Json {
-                case_insensitive: true,
-                ..
-            }
+            &f.kind,
+            TextKind::Json { serde, .. } if serde.case_insensitive && !serde.dots_to_underscores
         ));
+        let mut mapped = Parameters::new();
+        mapped.insert("mapping.ts".into(), "timestamp".into());
+        mapped.insert("dots.in.keys".into(), "TRUE".into());
+        mapped.insert("case.insensitive".into(), "false".into());
+        let f =
+            TextFormat::from_serde("org.openx.data.jsonserde.jsonserde", "", &mapped, 0).unwrap();
+        let TextKind::Json { serde, .. } = &f.kind else {
+            panic!("a JSON format")
+        };
+        assert!(!serde.case_insensitive && serde.dots_to_underscores);
+        assert_eq!(serde.column_keys["ts"], "timestamp");
         p.insert("field.delim".into(), "|".into());
         let f = TextFormat::from_serde(
             "org.apache.hadoop.hive.serde2.lazy.lazysimpleserde",

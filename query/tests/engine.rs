@@ -179,6 +179,46 @@ async fn partitioned_parquet_prunes_before_listing() {
     .await;
 }
 
+/// JSON tables read values the way the OpenX SerDe (and Firehose's
+/// conversion) does, with its key options, and a value that does not fit
+/// its column fails the query naming the file, line and field.
+#[tokio::test]
+async fn json_tables_read_by_the_openx_rules() {
+    let lake = Lake::new();
+    lake.write(
+        "raw/openx/a.json",
+        br#"{"N": "42", "ts": 1796428800, "attrs": {"K": "1"}, "Dotted.Key": 3, "timestamp": "kw", "price": "1.005"}
+{"n": 7, "ts": "2026-12-05 01:02:03.5"}
+"#,
+    );
+    lake.run(
+        "CREATE EXTERNAL TABLE o (n int, ts timestamp, attrs map<string,int>, dotted_key int,
+           tsword string, price decimal(5,2))
+         ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'
+         WITH SERDEPROPERTIES ('dots.in.keys'='true', 'mapping.tsword'='timestamp')
+         LOCATION 's3://raw/openx/'",
+    )
+    .await;
+    assert_eq!(
+        lake.rows(
+            "SELECT n, CAST(ts AS varchar), attrs['K'], dotted_key, tsword, price FROM o ORDER BY n"
+        )
+        .await,
+        [
+            "7|2026-12-05T01:02:03.500|NULL|NULL|NULL|NULL",
+            "42|2026-12-05T00:00:00|1|3|kw|1.01",
+        ]
+    );
+    lake.write("raw/openx/b.json", b"{\"n\": \"many\"}\n");
+    let err = lake.fail("SELECT count(*) FROM o").await;
+    assert!(
+        err.message
+            .contains("b.json: line 1: field \"n\": \"many\" is not a valid int"),
+        "{}",
+        err.message
+    );
+}
+
 #[tokio::test]
 async fn text_formats_json_csv_regex_and_gzip() {
     let lake = Lake::new();
