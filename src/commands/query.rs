@@ -379,14 +379,37 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// An answer as a text table, each value written as the Athena API writes
+/// it (`2026-12-05 10:11:12.345` for a timestamp, `1.0E10` for a large
+/// double), so the CLI shows what every other client shows.
+fn text_table(answer: &Answer) -> anyhow::Result<comfy_table::Table> {
+    let mut table = comfy_table::Table::new();
+    table.load_preset("||--+-++|    ++++++");
+    table.set_header(answer.schema.fields().iter().map(|f| f.name().as_str()));
+    for batch in &answer.batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .map(lakehose_query::athena::values::column_text)
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            table.add_row(
+                columns
+                    .iter()
+                    .map(|c| c[row].as_deref().unwrap_or_default()),
+            );
+        }
+    }
+    Ok(table)
+}
+
 /// Writes an answer in a format.
 pub fn render(answer: &Answer, format: Format, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let rows: usize = answer.batches.iter().map(RecordBatch::num_rows).sum();
     match format {
         Format::Table => {
             if !answer.schema.fields().is_empty() && answer.update_count.is_none() {
-                let table =
-                    datafusion::arrow::util::pretty::pretty_format_batches(&answer.batches)?;
+                let table = text_table(answer)?;
                 if answer.batches.is_empty() {
                     let names: Vec<&str> = answer
                         .schema
