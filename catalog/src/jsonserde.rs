@@ -964,6 +964,24 @@ mod tests {
     }
 
     #[test]
+    fn types_nested_to_the_depth_limit_convert() {
+        use crate::schema::MAX_TYPE_DEPTH;
+        let depth = MAX_TYPE_DEPTH;
+        let t = format!("{}int{}", "array<".repeat(depth), ">".repeat(depth));
+        let s = serde(&[("deep", t.as_str())], SerDeOptions::default());
+        let mut value = json!("7");
+        for _ in 0..depth {
+            value = json!([value]);
+        }
+        let r = object(json!({ "deep": value }));
+        s.check(&r).unwrap();
+        assert_eq!(s.decode(&[&r]).unwrap().num_rows(), 1);
+        // One level more than the type is a misfit, not a crash.
+        let r = object(json!({ "deep": [value] }));
+        assert!(s.check(&r).is_err());
+    }
+
+    #[test]
     fn hostile_values_are_refused_not_panicked_on() {
         let s = serde(
             &[
