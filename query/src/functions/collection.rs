@@ -632,7 +632,7 @@ fn array_histogram(a: &[ArrayRef], t: &DataType) -> Result<ArrayRef> {
     let list = lists(&a[0])?;
     let values = list.values();
     let conv = RowConverter::new(vec![SortField::new(values.data_type().clone())])?;
-    let rows = conv.convert_columns(&[values.clone()])?;
+    let rows = conv.convert_columns(std::slice::from_ref(values))?;
     let mut keys = Vec::new();
     let mut counts_out = Vec::new();
     let mut per_row = Vec::with_capacity(list.len());
@@ -730,7 +730,7 @@ fn map_concat(a: &[ArrayRef], t: &DataType) -> Result<ArrayRef> {
         })
         .collect();
     let conv = RowConverter::new(vec![SortField::new(all_keys.data_type().clone())])?;
-    let rows = conv.convert_columns(&[all_keys.clone()])?;
+    let rows = conv.convert_columns(std::slice::from_ref(&all_keys))?;
     let rows_n = ms.first().map_or(0, |m| m.len());
     let (mut kidx, mut vidx, mut counts) = (Vec::new(), Vec::new(), Vec::with_capacity(rows_n));
     for i in 0..rows_n {
@@ -801,7 +801,7 @@ fn map_from_entries(a: &[ArrayRef], t: &DataType, multi: bool) -> Result<ArrayRe
         .ok_or_else(|| DataFusionError::Internal(format!("{name}: expected rows")))?;
     let (keys, values) = (entries.column(0), entries.column(1));
     let conv = RowConverter::new(vec![SortField::new(keys.data_type().clone())])?;
-    let rows = conv.convert_columns(&[keys.clone()])?;
+    let rows = conv.convert_columns(std::slice::from_ref(keys))?;
     let (mut kidx, mut groups, mut counts) = (Vec::new(), Vec::<Vec<usize>>::new(), Vec::new());
     for i in 0..list.len() {
         if list.is_null(i) {

@@ -385,7 +385,7 @@ fn luhn_check(a: &[ArrayRef], _: &DataType) -> Result<ArrayRef> {
                     }
                 })
                 .sum();
-            Some(sum % 10 == 0)
+            Some(sum.is_multiple_of(10))
         })
         .collect();
     Ok(Arc::new(out))
