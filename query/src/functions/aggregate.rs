@@ -78,7 +78,35 @@ pub(crate) fn functions() -> Vec<AggregateUDF> {
             .clone()
             .with_aliases(["arbitrary"]),
         bool_and_udaf().as_ref().clone().with_aliases(["every"]),
+        AggregateUDF::new_from_impl(Agg::new(
+            "skewness",
+            coerce_numeric,
+            |_| Ok(DataType::Float64),
+            moments(Moment::Skewness),
+        )),
+        AggregateUDF::new_from_impl(Agg::new(
+            "kurtosis",
+            coerce_numeric,
+            |_| Ok(DataType::Float64),
+            moments(Moment::Kurtosis),
+        )),
     ]
+}
+
+/// Trino's names for DataFusion's aggregates: `variance` (`var_samp`) and
+/// the bitwise `bitwise_and_agg`, `bitwise_or_agg`, `bitwise_xor_agg`.
+pub(crate) fn aliases(
+    builtins: &std::collections::HashMap<String, Arc<AggregateUDF>>,
+) -> Vec<AggregateUDF> {
+    [
+        ("var_samp", "variance"),
+        ("bit_and", "bitwise_and_agg"),
+        ("bit_or", "bitwise_or_agg"),
+        ("bit_xor", "bitwise_xor_agg"),
+    ]
+    .iter()
+    .filter_map(|&(name, alias)| Some(builtins.get(name)?.as_ref().clone().with_aliases([alias])))
+    .collect()
 }
 
 type StateFn = fn(&StateFieldsArgs) -> Result<Vec<FieldRef>>;
@@ -510,6 +538,159 @@ fn geometric_mean() -> (StateFn, MakeFn) {
             ])
         },
         |_| Ok(Box::new(GeoMean::default())),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// skewness, kurtosis
+
+/// Which central-moment statistic an accumulator returns.
+#[derive(Debug, Clone, Copy)]
+enum Moment {
+    Skewness,
+    Kurtosis,
+}
+
+/// The count, mean and central moment sums M2..M4 of the values seen,
+/// updated and merged with Pébay's one-pass formulas.
+#[derive(Debug)]
+struct Moments {
+    which: Moment,
+    n: f64,
+    mean: f64,
+    m2: f64,
+    m3: f64,
+    m4: f64,
+}
+
+impl Moments {
+    fn new(which: Moment) -> Self {
+        Self {
+            which,
+            n: 0.0,
+            mean: 0.0,
+            m2: 0.0,
+            m3: 0.0,
+            m4: 0.0,
+        }
+    }
+
+    fn push(&mut self, x: f64) {
+        let n1 = self.n;
+        self.n += 1.0;
+        let n = self.n;
+        let delta = x - self.mean;
+        let dn = delta / n;
+        let dn2 = dn * dn;
+        let term1 = delta * dn * n1;
+        self.mean += dn;
+        self.m4 += term1 * dn2 * (n * n - 3.0 * n + 3.0) + 6.0 * dn2 * self.m2 - 4.0 * dn * self.m3;
+        self.m3 += term1 * dn * (n - 2.0) - 3.0 * dn * self.m2;
+        self.m2 += term1;
+    }
+
+    fn merge(&mut self, o: [f64; 5]) {
+        let [nb, mb, m2b, m3b, m4b] = o;
+        if nb == 0.0 {
+            return;
+        }
+        let na = self.n;
+        if na == 0.0 {
+            (self.n, self.mean, self.m2, self.m3, self.m4) = (nb, mb, m2b, m3b, m4b);
+            return;
+        }
+        let n = na + nb;
+        let d = mb - self.mean;
+        let (d2, d3, d4) = (d * d, d * d * d, d * d * d * d);
+        let (m2a, m3a, m4a) = (self.m2, self.m3, self.m4);
+        self.mean = (na * self.mean + nb * mb) / n;
+        self.m2 = m2a + m2b + d2 * na * nb / n;
+        self.m3 =
+            m3a + m3b + d3 * na * nb * (na - nb) / (n * n) + 3.0 * d * (na * m2b - nb * m2a) / n;
+        self.m4 = m4a
+            + m4b
+            + d4 * na * nb * (na * na - na * nb + nb * nb) / (n * n * n)
+            + 6.0 * d2 * (na * na * m2b + nb * nb * m2a) / (n * n)
+            + 4.0 * d * (na * m3b - nb * m3a) / n;
+        self.n = n;
+    }
+}
+
+impl Accumulator for Moments {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let v = values[0]
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .ok_or_else(|| DataFusionError::Internal("moments expect doubles".into()))?;
+        for x in v.iter().flatten() {
+            self.push(x);
+        }
+        Ok(())
+    }
+
+    /// Skewness: sqrt(n)·M3/M2^1.5 (NULL under 3 values); kurtosis: the
+    /// unbiased excess kurtosis of Trino's documentation (NULL under 4).
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let n = self.n;
+        Ok(ScalarValue::Float64(match self.which {
+            Moment::Skewness => (n >= 3.0).then(|| n.sqrt() * self.m3 / self.m2.powf(1.5)),
+            Moment::Kurtosis => (n >= 4.0).then(|| {
+                let var = self.m2 / (n - 1.0);
+                n * (n + 1.0) / ((n - 1.0) * (n - 2.0) * (n - 3.0)) * self.m4 / (var * var)
+                    - 3.0 * (n - 1.0) * (n - 1.0) / ((n - 2.0) * (n - 3.0))
+            }),
+        }))
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok([self.n, self.mean, self.m2, self.m3, self.m4]
+            .into_iter()
+            .map(|v| ScalarValue::Float64(Some(v)))
+            .collect())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let cols = states
+            .iter()
+            .map(|s| {
+                s.as_any()
+                    .downcast_ref::<Float64Array>()
+                    .ok_or_else(|| DataFusionError::Internal("moments state".into()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for i in 0..cols[0].len() {
+            if cols.iter().any(|c| c.is_null(i)) {
+                continue;
+            }
+            self.merge([
+                cols[0].value(i),
+                cols[1].value(i),
+                cols[2].value(i),
+                cols[3].value(i),
+                cols[4].value(i),
+            ]);
+        }
+        Ok(())
+    }
+}
+
+fn moments(which: Moment) -> (StateFn, MakeFn) {
+    let make: MakeFn = match which {
+        Moment::Skewness => |_| Ok(Box::new(Moments::new(Moment::Skewness))),
+        Moment::Kurtosis => |_| Ok(Box::new(Moments::new(Moment::Kurtosis))),
+    };
+    (
+        |a| {
+            Ok(["n", "mean", "m2", "m3", "m4"]
+                .iter()
+                .map(|w| state_field(a, w, DataType::Float64))
+                .collect())
+        },
+        make,
     )
 }
 

@@ -165,21 +165,19 @@ fn crc32(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef> {
     Ok(Arc::new(Int64Array::from(out)))
 }
 
-/// `substr`/`substring`: over `varbinary` as Trino's (1-based start,
-/// negative from the end, bytes not characters); over text DataFusion's own
-/// function, which this one stands in front of.
+/// `substr`/`substring` as Trino's: a 1-based start, negative from the
+/// end; over `varbinary` in bytes, over text in characters (a start of 0
+/// or past the end, or a negative length, gives an empty result).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Substr {
-    text: ScalarUDF,
     aliases: Vec<String>,
     signature: Signature,
 }
 
 impl Substr {
-    /// In front of DataFusion's `substr` (`text`).
-    pub(crate) fn new(text: ScalarUDF) -> Self {
+    /// The function, also named `substring`.
+    pub(crate) fn new() -> Self {
         Self {
-            text,
             aliases: vec!["substring".to_string()],
             signature: Signature::user_defined(Volatility::Immutable),
         }
@@ -204,7 +202,7 @@ impl ScalarUDFImpl for Substr {
         let first = if is_binary(&a[0]) {
             DataType::Binary
         } else if is_string(&a[0]) || a[0].is_null() {
-            a[0].clone()
+            DataType::Utf8
         } else {
             // What DataFusion's substr does with other types: text.
             DataType::Utf8
@@ -223,16 +221,16 @@ impl ScalarUDFImpl for Substr {
         if is_binary(&a[0]) {
             Ok(DataType::Binary)
         } else {
-            self.text.inner().return_type(a)
+            Ok(DataType::Utf8)
         }
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        if !is_binary(&args.arg_fields[0].data_type().clone()) {
-            return self.text.inner().invoke_with_args(args);
-        }
         let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        if !is_binary(&args.arg_fields[0].data_type().clone()) {
+            return substr_text(&arrays, rows);
+        }
         let bytes = cast(&arrays[0], &DataType::Binary)?;
         let bytes = bytes_of(&bytes)?;
         let starts: &Int64Array = arrays[1].as_any().downcast_ref().ok_or_else(|| {
@@ -263,11 +261,41 @@ impl ScalarUDFImpl for Substr {
     }
 }
 
-/// lakehose's `substr`: [`Substr`] in front of DataFusion's.
+/// Trino's `substr` on text, by characters, with [`slice`]'s rules.
+fn substr_text(arrays: &[ArrayRef], rows: usize) -> Result<ColumnarValue> {
+    let text = cast(&arrays[0], &DataType::Utf8)?;
+    let text: &StringArray = text.as_any().downcast_ref().ok_or_else(|| {
+        datafusion::error::DataFusionError::Internal("substr text is not Utf8".into())
+    })?;
+    let starts: &Int64Array = arrays[1].as_any().downcast_ref().ok_or_else(|| {
+        datafusion::error::DataFusionError::Internal("substr start is not Int64".into())
+    })?;
+    let lengths: Option<&Int64Array> = arrays.get(2).and_then(|a| a.as_any().downcast_ref());
+    let mut out: Vec<Option<String>> = Vec::with_capacity(rows);
+    for i in 0..rows {
+        let length = match lengths {
+            Some(l) if l.is_null(i) => {
+                out.push(None);
+                continue;
+            }
+            Some(l) => Some(l.value(i)),
+            None => None,
+        };
+        if text.is_null(i) || starts.is_null(i) {
+            out.push(None);
+            continue;
+        }
+        let chars: Vec<char> = text.value(i).chars().collect();
+        let picked = slice_of(&chars, starts.value(i), length);
+        out.push(Some(picked.iter().collect()));
+    }
+    let out: ArrayRef = Arc::new(StringArray::from(out));
+    Ok(ColumnarValue::Array(out))
+}
+
+/// lakehose's `substr`: [`Substr`], in place of DataFusion's.
 pub(crate) fn substr_udf() -> ScalarUDF {
-    ScalarUDF::new_from_impl(Substr::new(
-        datafusion::functions::unicode::substr().as_ref().clone(),
-    ))
+    ScalarUDF::new_from_impl(Substr::new())
 }
 
 /// Plans the `SUBSTRING(x FROM a FOR b)` / `SUBSTR(x, a, b)` syntax with
@@ -295,6 +323,11 @@ impl datafusion::logical_expr::planner::ExprPlanner for SubstringPlanner {
 /// end); a start of 0 or outside the value, or a negative length, gives
 /// nothing.
 fn slice(b: &[u8], start: i64, length: Option<i64>) -> &[u8] {
+    slice_of(b, start, length)
+}
+
+/// [`slice`] over any elements (bytes or characters).
+fn slice_of<T>(b: &[T], start: i64, length: Option<i64>) -> &[T] {
     let n = b.len() as i64;
     let from = match start {
         s if s > 0 => s - 1,

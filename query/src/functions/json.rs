@@ -51,6 +51,13 @@ pub(crate) fn functions() -> Vec<Func> {
             json_array_contains,
         ),
         Func::new("json_size", |a| all_strings(a, 2, 2), ret_i64, json_size),
+        Func::new(
+            "is_json_scalar",
+            |a| all_strings(a, 1, 1),
+            ret_bool,
+            is_json_scalar,
+        ),
+        Func::new("json_array_get", coerce_array_get, ret_utf8, json_array_get),
     ]
 }
 
@@ -245,6 +252,50 @@ fn json_array_length(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef> {
         .map(|i| {
             let v = serde_json::from_str::<Value>(str_at(s, i)?).ok()?;
             v.as_array().map(|a| a.len() as i64)
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+/// `is_json_scalar(json)`: whether the value is a number, string, boolean
+/// or null rather than an array or object; text that is not JSON fails.
+fn is_json_scalar(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef> {
+    let s = strs(&args[0])?;
+    let mut out = Vec::with_capacity(s.len());
+    for i in 0..s.len() {
+        let Some(text) = str_at(s, i) else {
+            out.push(None);
+            continue;
+        };
+        match serde_json::from_str::<Value>(text) {
+            Ok(v) => out.push(Some(!(v.is_array() || v.is_object()))),
+            Err(e) => return fail(format!("is_json_scalar: invalid JSON value '{text}' ({e})")),
+        }
+    }
+    Ok(Arc::new(BooleanArray::from(out)))
+}
+
+fn coerce_array_get(a: &[DataType]) -> Result<Vec<DataType>> {
+    arity(a, 2, 2)?;
+    Ok(vec![
+        want_string(&a[0], "json")?,
+        super::want_int(&a[1], "index")?,
+    ])
+}
+
+/// `json_array_get(json_array, index)`: the element at the 0-based `index`
+/// (negative from the end) as JSON text; NULL out of range or when the
+/// value is not an array.
+fn json_array_get(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef> {
+    let (s, idx) = (strs(&args[0])?, super::ints(&args[1])?);
+    let out: StringArray = (0..s.len())
+        .map(|i| {
+            let k = super::int_at(idx, i)?;
+            let v = serde_json::from_str::<Value>(str_at(s, i)?).ok()?;
+            let items = v.as_array()?;
+            let n = items.len() as i64;
+            let at = if k >= 0 { k } else { n + k };
+            (0..n).contains(&at).then(|| items[at as usize].to_string())
         })
         .collect();
     Ok(Arc::new(out))

@@ -13,13 +13,27 @@
 mod aggregate;
 mod array;
 mod binary;
+mod bitwise;
+mod collection;
 mod datetime;
 mod json;
 mod lenient;
+mod math;
 mod regex;
 mod strings;
 mod subscript;
+mod text;
 mod url;
+
+/// The most elements an array built by a function may hold (`sequence`,
+/// `repeat`), as Trino allows.
+pub(crate) const MAX_ARRAY_ELEMENTS: usize = 10_000;
+/// The most values a function deriving arrays of arrays (`ngrams`,
+/// `combinations`) may produce in one row.
+pub(crate) const MAX_DERIVED_ELEMENTS: usize = 100_000;
+/// The most characters a string built by a function (`lpad`, `rpad`) may
+/// hold: 1 MiB, Trino's `listagg` limit.
+pub(crate) const MAX_STRING_CHARS: usize = 1 << 20;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -54,6 +68,10 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
     scalars.extend(array::functions());
     scalars.extend(url::functions());
     scalars.extend(binary::functions());
+    scalars.extend(math::functions());
+    scalars.extend(bitwise::functions());
+    scalars.extend(text::functions());
+    scalars.extend(collection::functions());
     for f in scalars {
         ctx.register_udf(ScalarUDF::new_from_impl(f.lenient_variant()));
         ctx.register_udf(ScalarUDF::new_from_impl(f));
@@ -66,15 +84,21 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
     // (the SQL syntax goes through [`substring_planner`]).
     ctx.register_udf(binary::substr_udf());
     // Presto's `sequence(start, stop[, step])` (numbers, dates and
-    // timestamps with an interval step) is DataFusion's `generate_series`.
-    let series = ctx
-        .state_ref()
-        .read()
-        .scalar_functions()
-        .get("generate_series")
-        .cloned();
-    if let Some(f) = series {
-        ctx.register_udf(f.as_ref().clone().with_aliases(["sequence"]));
+    // timestamps with an interval step) is DataFusion's `generate_series`,
+    // capped at [`MAX_ARRAY_ELEMENTS`] entries; `ceiling` is `ceil`.
+    let builtin = |name: &str| ctx.state_ref().read().scalar_functions().get(name).cloned();
+    if let Some(f) = builtin("generate_series") {
+        ctx.register_udf(collection::sequence_udf(f.as_ref().clone()));
+    }
+    if let Some(f) = builtin("arrays_zip") {
+        ctx.register_udf(f.as_ref().clone().with_aliases(["zip"]));
+    }
+    if let Some(f) = builtin("ceil") {
+        ctx.register_udf(f.as_ref().clone().with_aliases(["ceiling"]));
+    }
+    let builtin_aggregates = ctx.state_ref().read().aggregate_functions().clone();
+    for f in aggregate::aliases(&builtin_aggregates) {
+        ctx.register_udaf(f);
     }
     #[cfg(debug_assertions)]
     ctx.register_udf(debug_panic());
@@ -165,6 +189,12 @@ impl Func {
         }
     }
 
+    /// A function whose result changes from call to call (`random`).
+    pub(crate) fn volatile(mut self) -> Self {
+        self.signature = Signature::user_defined(Volatility::Volatile);
+        self
+    }
+
     /// Adds alternative names.
     pub(crate) fn alias(mut self, names: &[&str]) -> Self {
         self.aliases = names.iter().map(|n| n.to_string()).collect();
@@ -232,16 +262,26 @@ impl ScalarUDFImpl for Func {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        // A volatile function yields a value per row even from constants.
+        let volatile = self.signature.volatility == Volatility::Volatile;
+        let all_scalar = !volatile
+            && args
+                .args
+                .iter()
+                .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let rows = if all_scalar { 1 } else { args.number_rows };
-        let arrays = args
+        let mut arrays = args
             .args
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<Result<Vec<_>>>()?;
+        if volatile && arrays.is_empty() {
+            // Without arguments the row count travels as an all-NULL column.
+            arrays.push(datafusion::arrow::array::new_null_array(
+                &DataType::Null,
+                rows,
+            ));
+        }
         let ret = args.return_field.data_type();
         let out = match (self.eval)(&arrays, ret) {
             Ok(out) => out,
@@ -290,6 +330,10 @@ pub(crate) fn scalar_names() -> &'static std::collections::HashSet<String> {
             all.extend(strings::functions());
             all.extend(array::functions());
             all.extend(url::functions());
+            all.extend(math::functions());
+            all.extend(bitwise::functions());
+            all.extend(text::functions());
+            all.extend(collection::functions());
             all.iter()
                 .flat_map(|f| std::iter::once(f.name.clone()).chain(f.aliases.iter().cloned()))
                 .collect()
