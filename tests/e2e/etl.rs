@@ -177,7 +177,7 @@ fn a_run_killed_mid_write_leaves_the_target_intact() {
     let before = sql(&data, "SELECT count(*), sum(x) FROM curated.wide");
     assert!(before.contains("2000"), "{before}");
 
-    std::fs::write(jobs.join("wide.sql"), job.replace("COPIES", "20000")).unwrap();
+    std::fs::write(jobs.join("wide.sql"), job.replace("COPIES", "10000")).unwrap();
     let target = data.join("lakehose-warehouse/curated/curated/wide");
     let count_files = || crate::util::files(&target, ".parquet").len();
     let files_before = count_files();
