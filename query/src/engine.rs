@@ -512,7 +512,8 @@ fn context_for(
     let mut builder = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(Arc::clone(&inner.runtime))
-        .with_default_features();
+        .with_default_features()
+        .with_analyzer_rule(crate::functions::trino_semantics_rule());
     // Planned before DataFusion's own planners, which would take
     // `SUBSTR(...)`/`SUBSTRING(...)` syntax for text only, and plan map
     // subscripts with `get_field`.

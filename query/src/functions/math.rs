@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, StringArray,
 };
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::plan_err;
 use datafusion::error::Result;
 
@@ -57,6 +57,13 @@ pub(crate) fn functions() -> Vec<Func> {
             |a| doubles(a, 3),
             ret_f64,
             inverse_normal_cdf,
+        ),
+        // NaN for a negative number, where DataFusion's fails the query.
+        Func::new(
+            "sqrt",
+            |a| doubles(a, 1),
+            ret_f64,
+            |a, _| Ok(Arc::new(floats(&a[0])?.unary::<_, Float64Type>(f64::sqrt))),
         ),
         Func::new("wilson_interval_lower", coerce_wilson, ret_f64, |a, _| {
             wilson(a, -1.0)

@@ -20,6 +20,7 @@ mod json;
 mod lenient;
 mod math;
 mod regex;
+mod semantics;
 mod strings;
 mod subscript;
 mod text;
@@ -122,6 +123,12 @@ fn debug_panic() -> ScalarUDF {
 /// which takes `varbinary` as well as text.
 pub fn substring_planner() -> Arc<dyn datafusion::logical_expr::planner::ExprPlanner> {
     Arc::new(binary::SubstringPlanner)
+}
+
+/// The analyzer rule that gives casts, `concat`/`greatest`/`least` and
+/// `EXTRACT(DOW ...)` Trino's semantics.
+pub fn trino_semantics_rule() -> Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync> {
+    Arc::new(semantics::TrinoSemantics)
 }
 
 /// Plans subscripts on maps (`m['k']`, `row.m['k']`) with `element_at`,
