@@ -11,9 +11,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike};
 use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::array::{
-    Array, ArrayRef, Date32Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, Date32Array, Float64Array, Int64Array, IntervalMonthDayNanoArray, StringArray,
+    TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit, TimeUnit};
 use datafusion::common::{ScalarValue, plan_err};
 use datafusion::error::{DataFusionError, Result};
 
@@ -61,6 +62,29 @@ pub(crate) fn functions() -> Vec<Func> {
         .ret_scalar(ret_from_unixtime),
         Func::new("at_timezone", coerce_at_timezone, ret_utc_ts, at_timezone)
             .ret_scalar(ret_at_timezone),
+        Func::new(
+            "with_timezone",
+            coerce_at_timezone,
+            ret_utc_ts,
+            with_timezone,
+        )
+        .ret_scalar(ret_at_timezone),
+        Func::new("to_milliseconds", coerce_interval, ret_i64, to_milliseconds),
+        Func::new(
+            "human_readable_seconds",
+            |a| {
+                arity(a, 1, 1)?;
+                Ok(vec![DataType::Float64])
+            },
+            ret_utf8,
+            human_readable_seconds,
+        ),
+        Func::new(
+            "parse_duration",
+            |a| all_strings(a, 1, 1),
+            |_| Ok(DataType::Interval(IntervalUnit::MonthDayNano)),
+            parse_duration,
+        ),
         Func::new(
             "to_unixtime",
             |a| {
@@ -965,6 +989,135 @@ fn ret_at_timezone(types: &[DataType], scalars: &[Option<&ScalarValue>]) -> Resu
 fn at_timezone(args: &[ArrayRef], ret: &DataType) -> Result<ArrayRef> {
     let ts = ts_array(&args[0])?;
     Ok(ts_out(ts.iter().collect(), ret))
+}
+
+/// The wall-clock time of a timestamp without zone, taken in a zone: the
+/// instant it names there.
+fn with_timezone(args: &[ArrayRef], ret: &DataType) -> Result<ArrayRef> {
+    let ts = ts_array(&args[0])?;
+    let tz = match ret {
+        DataType::Timestamp(_, Some(z)) => Some(parse_zone(z)?),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(ts.len());
+    for v in ts.iter() {
+        out.push(match v {
+            Some(us) => Some(unlocal(local(us, None)?, tz.as_ref())?),
+            None => None,
+        });
+    }
+    Ok(ts_out(out, ret))
+}
+
+fn coerce_interval(a: &[DataType]) -> Result<Vec<DataType>> {
+    arity(a, 1, 1)?;
+    match &a[0] {
+        DataType::Interval(_) | DataType::Duration(_) | DataType::Null => {
+            Ok(vec![DataType::Interval(IntervalUnit::MonthDayNano)])
+        }
+        t => plan_err!("expects an interval day to second, got {t}"),
+    }
+}
+
+/// Milliseconds of an interval day to second.
+fn to_milliseconds(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef> {
+    let iv = args[0]
+        .as_any()
+        .downcast_ref::<IntervalMonthDayNanoArray>()
+        .ok_or_else(|| DataFusionError::Internal("expected an interval".into()))?;
+    let mut out = Vec::with_capacity(iv.len());
+    for v in iv.iter() {
+        out.push(match v {
+            Some(v) if v.months != 0 => {
+                return fail("to_milliseconds: the interval has months; it must be day to second");
+            }
+            Some(v) => Some(i64::from(v.days) * 86_400_000 + v.nanoseconds / 1_000_000),
+            None => None,
+        });
+    }
+    Ok(Arc::new(Int64Array::from(out)))
+}
+
+/// Seconds as weeks, days, hours, minutes and seconds, as Trino writes
+/// them (`1 hour, 2 minutes, 42 seconds`).
+fn human_readable_seconds(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef> {
+    let secs = args[0]
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .ok_or_else(|| DataFusionError::Internal("expected Float64".into()))?;
+    let mut out = Vec::with_capacity(secs.len());
+    for v in secs.iter() {
+        let Some(v) = v else {
+            out.push(None);
+            continue;
+        };
+        if !v.is_finite() {
+            return fail(format!(
+                "human_readable_seconds: {v} is not a number of seconds"
+            ));
+        }
+        let mut rest = v.abs().round() as u64;
+        let mut parts = Vec::new();
+        for (unit, size) in [
+            ("week", 604_800u64),
+            ("day", 86_400),
+            ("hour", 3_600),
+            ("minute", 60),
+            ("second", 1),
+        ] {
+            let n = rest / size;
+            rest %= size;
+            if n > 0 || (size == 1 && parts.is_empty()) {
+                parts.push(format!("{n} {unit}{}", if n == 1 { "" } else { "s" }));
+            }
+        }
+        out.push(Some(parts.join(", ")));
+    }
+    Ok(Arc::new(StringArray::from(out)))
+}
+
+/// A duration such as `3.81 d`, `500ms` or `1.5h` as an interval day to
+/// second (units `ns`, `us`, `ms`, `s`, `m`, `h`, `d`).
+fn parse_duration(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef> {
+    let s = strs(&args[0])?;
+    let mut out = Vec::with_capacity(s.len());
+    for i in 0..s.len() {
+        let Some(text) = str_at(s, i) else {
+            out.push(None);
+            continue;
+        };
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (number, unit) = (&t[..split], t[split..].trim());
+        let value: f64 = match number.parse() {
+            Ok(v) if number.len() <= 40 => v,
+            _ => return fail(format!("duration is not valid: {text:?}")),
+        };
+        let nanos_per = match unit {
+            "ns" => 1.0,
+            "us" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3_600e9,
+            "d" => 86_400e9,
+            _ => return fail(format!("unknown time unit in duration {text:?}")),
+        };
+        let total = (value * nanos_per).round();
+        if !total.is_finite() || total >= 9.2e18 {
+            return fail(format!("duration is too large: {text:?}"));
+        }
+        let total = total as i64;
+        let day = 86_400_000_000_000i64;
+        out.push(Some(IntervalMonthDayNano::new(
+            0,
+            (total / day) as i32,
+            total % day,
+        )));
+    }
+    Ok(Arc::new(IntervalMonthDayNanoArray::from(out)))
 }
 
 fn from_unixtime(args: &[ArrayRef], ret: &DataType) -> Result<ArrayRef> {
