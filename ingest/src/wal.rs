@@ -1128,8 +1128,15 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         wal.release([s1, s1, s1]);
-        // Deletion happens after the next commit.
+        // Deletion happens after the next commit, off the commit path: wait
+        // for it (a loaded machine may take a moment).
         wal.append(Entry::Done { intent_seq: 99 }).await.unwrap();
+        for _ in 0..500 {
+            if wal.segment_count() <= 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         assert_eq!(
             wal.segment_count(),
             3,

@@ -16,6 +16,7 @@ mod binary;
 mod bitwise;
 mod collection;
 mod datetime;
+mod format;
 mod json;
 mod lenient;
 mod math;
@@ -73,6 +74,7 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
     scalars.extend(bitwise::functions());
     scalars.extend(text::functions());
     scalars.extend(collection::functions());
+    scalars.extend(format::functions());
     for f in scalars {
         ctx.register_udf(ScalarUDF::new_from_impl(f.lenient_variant()));
         ctx.register_udf(ScalarUDF::new_from_impl(f));
