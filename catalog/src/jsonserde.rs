@@ -56,6 +56,153 @@ pub struct SerDeOptions {
     /// Integer timestamps are epoch milliseconds (Hive SerDe
     /// `TimestampFormats: ["millis"]`).
     pub timestamp_millis: bool,
+    /// Timestamp patterns tried before the default forms (Hive SerDe
+    /// `TimestampFormats`), compiled by [`joda_pattern`].
+    pub timestamp_formats: Vec<TimestampFormat>,
+}
+
+/// A Joda-Time pattern compiled for parsing timestamps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampFormat {
+    /// The pattern as given.
+    pub joda: String,
+    /// The same pattern in `chrono`'s strftime syntax.
+    strftime: String,
+    /// Whether the pattern reads a zone offset.
+    zoned: bool,
+    /// Whether the pattern reads a time of day (else midnight).
+    timed: bool,
+}
+
+/// Compiles a Joda-Time pattern (`yyyy-MM-dd'T'HH:mm:ss.SSSZ`,
+/// `dd/MMM/yyyy:HH:mm:ss Z`, ...) for parsing: years `yyyy`/`yy`, months
+/// `M`/`MM`/`MMM`/`MMMM`, days `d`/`dd`, day of year `D`, weekdays `E`,
+/// hours `H`/`HH`/`h`/`hh`, `a`, minutes, seconds, fractions of 3, 6 or 9
+/// `S`, offsets `Z`/`ZZ`, and quoted text. Other letters are an error
+/// naming them.
+pub fn joda_pattern(joda: &str) -> Result<TimestampFormat, String> {
+    if joda.is_empty() || joda.len() > 256 {
+        return Err(format!(
+            "timestamp pattern {joda:?} must have 1 to 256 characters"
+        ));
+    }
+    let chars: Vec<char> = joda.chars().collect();
+    let mut out = String::new();
+    let (mut zoned, mut timed) = (false, false);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            // Quoted text; '' is a quote.
+            i += 1;
+            if chars.get(i) == Some(&'\'') {
+                out.push('\'');
+                i += 1;
+                continue;
+            }
+            loop {
+                match chars.get(i) {
+                    None => {
+                        return Err(format!("unterminated quote in timestamp pattern {joda:?}"));
+                    }
+                    Some('\'') if chars.get(i + 1) == Some(&'\'') => {
+                        out.push('\'');
+                        i += 2;
+                    }
+                    Some('\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some('%') => {
+                        out.push_str("%%");
+                        i += 1;
+                    }
+                    Some(&q) => {
+                        out.push(q);
+                        i += 1;
+                    }
+                }
+            }
+            continue;
+        }
+        if !c.is_ascii_alphabetic() {
+            if c == '%' {
+                out.push_str("%%");
+            } else {
+                out.push(c);
+            }
+            i += 1;
+            continue;
+        }
+        let run = chars[i..].iter().take_while(|&&x| x == c).count();
+        i += run;
+        let spec = match (c, run) {
+            ('y' | 'Y' | 'u', 2) => "%y",
+            ('y' | 'Y' | 'u', _) => "%Y",
+            ('M', 1 | 2) => "%m",
+            ('M', 3) => "%b",
+            ('M', _) => "%B",
+            ('d', 1 | 2) => "%d",
+            ('D', _) => "%j",
+            ('E', 1..=3) => "%a",
+            ('E', _) => "%A",
+            ('H', 1 | 2) => {
+                timed = true;
+                "%H"
+            }
+            ('h', 1 | 2) => {
+                timed = true;
+                "%I"
+            }
+            ('a', _) => "%p",
+            ('m', 1 | 2) => "%M",
+            ('s', 1 | 2) => "%S",
+            ('S', 3) => "%3f",
+            ('S', 6) => "%6f",
+            ('S', 9) => "%9f",
+            ('Z', 1) => {
+                zoned = true;
+                "%z"
+            }
+            ('Z', 2) => {
+                zoned = true;
+                "%:z"
+            }
+            _ => {
+                return Err(format!(
+                    "timestamp pattern {joda:?}: {:?} is not supported",
+                    c.to_string().repeat(run)
+                ));
+            }
+        };
+        out.push_str(spec);
+    }
+    Ok(TimestampFormat {
+        joda: joda.to_string(),
+        strftime: out,
+        zoned,
+        timed,
+    })
+}
+
+impl TimestampFormat {
+    /// Microseconds since the epoch (UTC unless the text has an offset).
+    fn parse(&self, text: &str) -> Option<i64> {
+        if self.zoned {
+            return DateTime::parse_from_str(text, &self.strftime)
+                .ok()
+                .map(|t| t.timestamp_micros());
+        }
+        if self.timed {
+            return NaiveDateTime::parse_from_str(text, &self.strftime)
+                .ok()
+                .map(|t| t.and_utc().timestamp_micros());
+        }
+        NaiveDate::parse_from_str(text, &self.strftime)
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc().timestamp_micros())
+    }
 }
 
 /// A table's columns, ready to convert records.
@@ -352,7 +499,18 @@ fn scalar(t: &HiveType, v: &Value, o: &SerDeOptions) -> Result<Scalar, Misfit> {
             Value::String(s) => Scalar::Date(parse_date(s.trim()).ok_or_else(bad)?),
             _ => return Err(bad()),
         },
-        HiveType::Timestamp => Scalar::Micros(timestamp(v, o.timestamp_millis).ok_or_else(bad)?),
+        HiveType::Timestamp => {
+            let patterned = match v {
+                Value::String(s) if s.len() <= 256 => {
+                    o.timestamp_formats.iter().find_map(|f| f.parse(s.trim()))
+                }
+                _ => None,
+            };
+            match patterned {
+                Some(us) => Scalar::Micros(us),
+                None => Scalar::Micros(timestamp(v, o.timestamp_millis).ok_or_else(bad)?),
+            }
+        }
         HiveType::Array(_) | HiveType::Map(..) | HiveType::Struct(_) => return Err(bad()),
     })
 }
@@ -846,6 +1004,53 @@ mod tests {
     }
 
     #[test]
+    fn hive_serde_timestamp_patterns() {
+        let formats = [
+            "dd/MMM/yyyy:HH:mm:ss Z",
+            "yyyy-MM-dd'T'HH:mm:ss.SSS",
+            "yyyyMMdd",
+        ]
+        .iter()
+        .map(|p| joda_pattern(p).unwrap())
+        .collect();
+        let s = serde(
+            &[("ts", "timestamp")],
+            SerDeOptions {
+                timestamp_formats: formats,
+                ..Default::default()
+            },
+        );
+        let want = 1_795_420_800_000_000i64; // 2026-11-23 08:00:00 UTC
+        for (v, us) in [
+            (json!("23/Nov/2026:09:00:00 +0100"), want),
+            (json!("2026-11-23T08:00:00.250"), want + 250_000),
+            (json!("20261123"), want - 8 * 3_600_000_000),
+            // The default forms still apply.
+            (json!("2026-11-23 08:00:00"), want),
+            (json!(1_795_420_800), want),
+        ] {
+            let r = object(json!({ "ts": v }));
+            s.check(&r).unwrap_or_else(|e| panic!("{v}: {e}"));
+            let b = s.decode(&[&r]).unwrap();
+            assert_eq!(
+                b.column(0)
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .value(0),
+                us,
+                "{v}"
+            );
+        }
+        assert!(s.check(&object(json!({"ts": "23-11-2026"}))).is_err());
+        assert!(
+            joda_pattern("yyyy-QQ")
+                .unwrap_err()
+                .contains("\"QQ\" is not supported")
+        );
+        assert!(joda_pattern("'open").unwrap_err().contains("unterminated"));
+        assert_eq!(joda_pattern("yyyy'%'").unwrap().strftime, "%Y%%");
+    }
+
+    #[test]
     fn records_that_do_not_fit_name_the_field() {
         let s = serde(
             &[
@@ -912,6 +1117,7 @@ mod tests {
                 dots_to_underscores: true,
                 column_keys: [("col".to_string(), "timestamp".to_string())].into(),
                 timestamp_millis: false,
+                timestamp_formats: Vec::new(),
             },
         );
         let r1 = object(json!({

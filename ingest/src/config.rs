@@ -154,6 +154,8 @@ pub struct DeliveryPlan {
     /// Hive SerDe `TimestampFormats: ["millis"]`: integer timestamps are
     /// epoch milliseconds.
     pub timestamp_millis: bool,
+    /// Hive SerDe `TimestampFormats` patterns, compiled.
+    pub timestamp_formats: Vec<lakehose_catalog::jsonserde::TimestampFormat>,
     /// File extension of data objects.
     pub extension: String,
     /// The catalog table the stream registers its partitions in
@@ -188,6 +190,7 @@ impl DeliveryPlan {
             dots_to_underscores: self.dots_to_underscores,
             column_keys: self.column_keys.clone(),
             timestamp_millis: self.timestamp_millis,
+            timestamp_formats: self.timestamp_formats.clone(),
         }
     }
 }
@@ -415,6 +418,7 @@ impl DeliveryPlan {
         let mut dots_to_underscores = false;
         let mut column_keys = std::collections::BTreeMap::new();
         let mut timestamp_millis = false;
+        let mut timestamp_formats = Vec::new();
         let (output, default_ext) = if let Some(conv) = conversion {
             if compression != "UNCOMPRESSED" {
                 return Err(format!(
@@ -460,10 +464,13 @@ impl DeliveryPlan {
                 {
                     match format.as_str() {
                         Some("millis") => timestamp_millis = true,
-                        other => {
+                        Some(pattern) => timestamp_formats.push(
+                            lakehose_catalog::jsonserde::joda_pattern(pattern)
+                                .map_err(|e| format!("HiveJsonSerDe.TimestampFormats: {e}"))?,
+                        ),
+                        None => {
                             return Err(format!(
-                                "HiveJsonSerDe.TimestampFormats {}: only \"millis\" is supported; without it timestamps are read in ISO 8601 form (with 'T' or a space, optional fraction and zone) or as epoch seconds or milliseconds",
-                                other.map_or_else(|| format.to_string(), |f| format!("{f:?}"))
+                                "HiveJsonSerDe.TimestampFormats holds {format}; it must list Joda-Time patterns or \"millis\""
                             ));
                         }
                     }
@@ -554,6 +561,7 @@ impl DeliveryPlan {
             dots_to_underscores,
             column_keys,
             timestamp_millis,
+            timestamp_formats,
             extension,
             catalog_table,
         })

@@ -143,6 +143,17 @@ impl TextFormat {
                     timestamp_millis: params
                         .get("timestamp.formats")
                         .is_some_and(|f| f.split(',').any(|f| f.trim() == "millis")),
+                    timestamp_formats: params
+                        .get("timestamp.formats")
+                        .map(|f| {
+                            f.split(',')
+                                .map(str::trim)
+                                .filter(|f| !f.is_empty() && *f != "millis")
+                                .map(lakehose_catalog::jsonserde::joda_pattern)
+                                .collect::<Result<Vec<_>, _>>()
+                        })
+                        .transpose()?
+                        .unwrap_or_default(),
                 },
                 ignore_malformed: flag("ignore.malformed.json", false),
             }

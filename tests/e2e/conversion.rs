@@ -64,7 +64,19 @@ async fn create_stream(
     name: &str,
     table: &str,
 ) -> Result<(), String> {
-    let dest = lakehose::commands::demo::parquet_destination(
+    create_stream_reading(client, name, table, None).await
+}
+
+/// [`create_stream`] whose records are read with the Hive JSON SerDe and
+/// these `TimestampFormats`.
+async fn create_stream_reading(
+    client: &aws_sdk_firehose::Client,
+    name: &str,
+    table: &str,
+    hive_timestamp_formats: Option<&[&str]>,
+) -> Result<(), String> {
+    use aws_sdk_firehose::types::{Deserializer, HiveJsonSerDe, InputFormatConfiguration};
+    let mut dest = lakehose::commands::demo::parquet_destination(
         "typed",
         &format!("{table}/service=!{{partitionKeyFromQuery:service}}/"),
         "errors/!{firehose:error-output-type}/",
@@ -73,6 +85,26 @@ async fn create_stream(
         Some(("typed", table)),
     )
     .unwrap();
+    if let (Some(formats), Some(conversion)) = (
+        hive_timestamp_formats,
+        dest.data_format_conversion_configuration.as_mut(),
+    ) {
+        conversion.input_format_configuration = Some(
+            InputFormatConfiguration::builder()
+                .deserializer(
+                    Deserializer::builder()
+                        .hive_json_ser_de(
+                            HiveJsonSerDe::builder()
+                                .set_timestamp_formats(Some(
+                                    formats.iter().map(|f| f.to_string()).collect(),
+                                ))
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        );
+    }
     client
         .create_delivery_stream()
         .delivery_stream_name(name)
@@ -348,4 +380,56 @@ fn a_table_that_cannot_be_used_is_never_replaced_by_inference() {
             "{message}"
         );
     }
+}
+
+#[test]
+fn hive_serde_timestamp_formats_read_custom_patterns() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let glue = glue_client(&server.endpoint);
+    let client = server.client();
+    rt().block_on(async {
+        create_tables(
+            &glue,
+            &[table("access", &[("id", "bigint"), ("at", "timestamp")])],
+        )
+        .await;
+        // A pattern with letters lakehose does not read is refused.
+        let err = create_stream_reading(&client, "bad", "access", Some(&["yyyy-QQ"]))
+            .await
+            .unwrap_err();
+        assert!(
+            err.starts_with("InvalidArgumentException") && err.contains("\"QQ\""),
+            "{err}"
+        );
+        create_stream_reading(
+            &client,
+            "access",
+            "access",
+            Some(&["dd/MMM/yyyy:HH:mm:ss Z", "millis"]),
+        )
+        .await
+        .unwrap();
+        client
+            .put_record_batch()
+            .delivery_stream_name("access")
+            .set_records(Some(vec![
+                record(r#"{"service":"web","id":1,"at":"05/Dec/2026:01:00:00 +0100"}"#),
+                record(r#"{"service":"web","id":2,"at":1796428800000}"#),
+                record(r#"{"service":"web","id":3,"at":"2026-12-05 00:00:00"}"#),
+            ]))
+            .send()
+            .await
+            .unwrap();
+    });
+    server.terminate();
+    let files = files(&dir.path().join("typed/access"), ".parquet");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let batch = &read_parquet(&files[0])[0];
+    let at = batch
+        .column_by_name("at")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    // Each is 2026-12-05 00:00:00 UTC.
+    assert_eq!(at.values()[..], [1_796_428_800_000_000; 3]);
 }
