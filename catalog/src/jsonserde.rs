@@ -956,6 +956,16 @@ mod tests {
         );
     }
 
+    /// The microseconds a `{"ts": v}` record converts to.
+    fn micros(s: &JsonSerDe, v: &Value) -> i64 {
+        let r = object(json!({ "ts": v }));
+        s.check(&r).unwrap_or_else(|e| panic!("{v}: {e}"));
+        let b = s.decode(&[&r]).unwrap();
+        b.column(0)
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(0)
+    }
+
     #[test]
     fn timestamps_in_every_accepted_form() {
         let s = serde(&[("ts", "timestamp")], SerDeOptions::default());
@@ -971,16 +981,7 @@ mod tests {
             json!(1_795_420_800.0),
             json!("1795420800"),
         ] {
-            let r = object(json!({ "ts": v }));
-            s.check(&r).unwrap_or_else(|e| panic!("{v}: {e}"));
-            let b = s.decode(&[&r]).unwrap();
-            assert_eq!(
-                b.column(0)
-                    .as_primitive::<TimestampMicrosecondType>()
-                    .value(0),
-                want,
-                "{v}"
-            );
+            assert_eq!(micros(&s, &v), want, "{v}");
         }
         for v in [json!("yesterday"), json!(true), json!([1])] {
             let r = object(json!({ "ts": v }));
@@ -1029,16 +1030,7 @@ mod tests {
             (json!("2026-11-23 08:00:00"), want),
             (json!(1_795_420_800), want),
         ] {
-            let r = object(json!({ "ts": v }));
-            s.check(&r).unwrap_or_else(|e| panic!("{v}: {e}"));
-            let b = s.decode(&[&r]).unwrap();
-            assert_eq!(
-                b.column(0)
-                    .as_primitive::<TimestampMicrosecondType>()
-                    .value(0),
-                us,
-                "{v}"
-            );
+            assert_eq!(micros(&s, &v), us, "{v}");
         }
         assert!(s.check(&object(json!({"ts": "23-11-2026"}))).is_err());
         assert!(

@@ -42,6 +42,20 @@ fn table(name: &str, columns: &[(&str, &str)]) -> TableInput {
     parquet_table_input(name, &format!("s3://typed/{name}/"), columns, &["service"])
 }
 
+/// A server on a fresh folder with its Glue and Firehose clients.
+fn start() -> (
+    tempfile::TempDir,
+    Server,
+    aws_sdk_glue::Client,
+    aws_sdk_firehose::Client,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let glue = glue_client(&server.endpoint);
+    let client = server.client();
+    (dir, server, glue, client)
+}
+
 /// Creates database `typed` and its tables.
 async fn create_tables(glue: &aws_sdk_glue::Client, tables: &[TableInput]) {
     glue.create_database()
@@ -124,10 +138,7 @@ async fn create_stream_reading(
 
 #[test]
 fn a_stream_converts_to_every_type_of_its_glue_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    let glue = glue_client(&server.endpoint);
-    let client = server.client();
+    let (dir, server, glue, client) = start();
     rt().block_on(async {
         create_tables(&glue, &[table("events", COLUMNS)]).await;
         create_stream(&client, "events", "events").await.unwrap();
@@ -319,10 +330,7 @@ fn a_stream_converts_to_every_type_of_its_glue_table() {
 
 #[test]
 fn a_table_that_cannot_be_used_is_never_replaced_by_inference() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    let glue = glue_client(&server.endpoint);
-    let client = server.client();
+    let (dir, server, glue, client) = start();
     rt().block_on(async {
         // A column type Firehose cannot convert to: refused at creation.
         create_tables(
@@ -384,10 +392,7 @@ fn a_table_that_cannot_be_used_is_never_replaced_by_inference() {
 
 #[test]
 fn hive_serde_timestamp_formats_read_custom_patterns() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    let glue = glue_client(&server.endpoint);
-    let client = server.client();
+    let (dir, server, glue, client) = start();
     rt().block_on(async {
         create_tables(
             &glue,
