@@ -10,7 +10,42 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, TimeUnit};
 
-use crate::schema::{MAX_TYPE_DEPTH, MAX_TYPE_LENGTH, hive_field_name, quote_type};
+/// How many levels of `<..>` (and, separately, `(..)`) a Hive type may nest:
+/// `array<array<int>>` is two. Every reader of catalog types (these parsers,
+/// the engine's Arrow conversion, the Parquet writers, the Postgres
+/// encoders) walks a type recursively, so an unbounded type overflows a
+/// thread's stack, which aborts the process. Real schemas stay within a
+/// dozen levels; 64 leaves ample room while keeping every such walk at a
+/// few hundred KiB of stack at most.
+pub const MAX_TYPE_DEPTH: usize = 64;
+
+/// The longest Hive type string a column may have: Glue's documented
+/// maximum for `Column.Type`.
+pub const MAX_TYPE_LENGTH: usize = 131_072;
+
+/// At most this many characters of a type are quoted in an error message.
+const QUOTED_TYPE_CHARS: usize = 80;
+
+/// A type string for an error message: whole when short, else its start.
+pub fn quote_type(hive: &str) -> String {
+    if hive.chars().count() <= QUOTED_TYPE_CHARS {
+        format!("{hive:?}")
+    } else {
+        let head: String = hive.chars().take(QUOTED_TYPE_CHARS).collect();
+        format!("{head:?}… ({} bytes)", hive.len())
+    }
+}
+
+/// A struct field name as a Hive type spells it: back-quoted unless it is
+/// a plain identifier, so names holding `<`, `,`, `:` or spaces read back
+/// as one name.
+pub fn hive_field_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(format!("`{name}`"))
+    }
+}
 
 /// The zone of `timestamp with time zone` values (UTC, spelled as an
 /// offset so no time-zone database is needed to read them).
@@ -88,6 +123,26 @@ impl HiveType {
     /// levels of `<..>`, or longer than [`MAX_TYPE_LENGTH`] bytes, are an
     /// error, as are unknown type names.
     pub fn parse(hive: &str) -> Result<HiveType, String> {
+        // Nesting first (one linear pass): it says more about a long,
+        // deep type than its length does.
+        let (mut depth, mut quoted) = (0usize, false);
+        for c in hive.chars() {
+            match c {
+                '`' => quoted = !quoted,
+                _ if quoted => {}
+                '<' => {
+                    depth += 1;
+                    if depth > MAX_TYPE_DEPTH {
+                        return Err(format!(
+                            "type {} is nested deeper than {MAX_TYPE_DEPTH} levels",
+                            quote_type(hive)
+                        ));
+                    }
+                }
+                '>' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
         if hive.len() > MAX_TYPE_LENGTH {
             return Err(format!(
                 "type {} is longer than {MAX_TYPE_LENGTH} bytes",

@@ -36,6 +36,9 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::hive::HiveType;
+pub use crate::hive::{MAX_TYPE_DEPTH, MAX_TYPE_LENGTH, hive_field_name, quote_type};
+
 /// The type of a JSON value as lakehose stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -229,54 +232,19 @@ pub fn hive_type(t: &JType) -> String {
     }
 }
 
-/// A struct field name as a Hive type spells it: back-quoted unless it is
-/// a plain identifier, so names holding `<`, `,`, `:` or spaces read back
-/// as one name.
-pub fn hive_field_name(name: &str) -> std::borrow::Cow<'_, str> {
-    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        std::borrow::Cow::Borrowed(name)
-    } else {
-        std::borrow::Cow::Owned(format!("`{name}`"))
-    }
-}
-
 /// The JSON type of a scalar Hive type (`None` for complex or unknown
-/// types), for widening catalog columns with the same rules.
+/// types, and for `decimal`, `char(n)`, `varchar(n)`, `date` and
+/// `binary`, which inference never produces), for widening catalog
+/// columns with the same rules.
 pub fn scalar_of_hive(hive: &str) -> Option<JType> {
-    Some(match hive.trim().to_ascii_lowercase().as_str() {
-        "bigint" | "int" | "integer" | "smallint" | "tinyint" => JType::Int,
-        "double" | "float" => JType::Float,
-        "boolean" => JType::Bool,
-        "timestamp" => JType::Timestamp,
-        "string" | "varchar" => JType::String,
+    Some(match HiveType::parse(hive).ok()? {
+        HiveType::TinyInt | HiveType::SmallInt | HiveType::Int | HiveType::BigInt => JType::Int,
+        HiveType::Float | HiveType::Double => JType::Float,
+        HiveType::Boolean => JType::Bool,
+        HiveType::Timestamp => JType::Timestamp,
+        HiveType::String => JType::String,
         _ => return None,
     })
-}
-
-/// How many levels of `<..>` (and, separately, `(..)`) a Hive type may nest:
-/// `array<array<int>>` is two. Every reader of catalog types (these parsers,
-/// the engine's Arrow conversion, the Parquet writers, the Postgres
-/// encoders) walks a type recursively, so an unbounded type overflows a
-/// thread's stack, which aborts the process. Real schemas stay within a
-/// dozen levels; 64 leaves ample room while keeping every such walk at a
-/// few hundred KiB of stack at most.
-pub const MAX_TYPE_DEPTH: usize = 64;
-
-/// The longest Hive type string a column may have: Glue's documented
-/// maximum for `Column.Type`.
-pub const MAX_TYPE_LENGTH: usize = 131_072;
-
-/// At most this many characters of a type are quoted in an error message.
-const QUOTED_TYPE_CHARS: usize = 80;
-
-/// A type string for an error message: whole when short, else its start.
-pub fn quote_type(hive: &str) -> String {
-    if hive.chars().count() <= QUOTED_TYPE_CHARS {
-        format!("{hive:?}")
-    } else {
-        let head: String = hive.chars().take(QUOTED_TYPE_CHARS).collect();
-        format!("{head:?}… ({} bytes)", hive.len())
-    }
 }
 
 /// Checks that a Hive type string is well formed enough to be stored in
@@ -351,107 +319,41 @@ pub fn check_hive_type(hive: &str) -> Result<(), String> {
 
 /// Parses a Hive type string (`bigint`, `decimal(10,2)`,
 /// `array<struct<a:string,b:int>>`) into the JSON type records are
-/// converted to. `date`, `char(n)`, `varchar(n)` are text; `map<..>` is not
+/// inferred as, through [`HiveType`]: `decimal` is a double, `date`,
+/// `char(n)` and `varchar(n)` are text; `map<..>` and `binary` are not
 /// supported. A type nested deeper than [`MAX_TYPE_DEPTH`] is an error.
 pub fn parse_hive_type(hive: &str) -> Result<JType, String> {
-    // One linear pass first, so a deep type costs no more than a shallow
-    // one of the same length (each level below re-scans its rest).
-    let mut depth = 0usize;
-    let mut quoted = false;
-    for c in hive.chars() {
-        match c {
-            '`' => quoted = !quoted,
-            _ if quoted => {}
-            '<' => {
-                depth += 1;
-                if depth > MAX_TYPE_DEPTH {
-                    return Err(format!(
-                        "Hive type {} is nested deeper than {MAX_TYPE_DEPTH} levels",
-                        quote_type(hive)
-                    ));
-                }
-            }
-            '>' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    parse_hive_type_at(hive, hive, 0)
-}
-
-/// Whether `text` starts with `prefix`, ignoring ASCII case.
-fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
-    text.get(..prefix.len())
-        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-}
-
-fn parse_hive_type_at(hive: &str, whole: &str, depth: usize) -> Result<JType, String> {
-    // Splits at `at` outside brackets and back-quoted names.
-    fn split_top(s: &str, at: char, once: bool) -> Vec<&str> {
-        let (mut depth, mut start, mut out) = (0i32, 0usize, Vec::new());
-        let mut quoted = false;
-        for (i, c) in s.char_indices() {
-            match c {
-                '`' => quoted = !quoted,
-                _ if quoted => {}
-                '<' | '(' => depth += 1,
-                '>' | ')' => depth -= 1,
-                c if c == at && depth == 0 && (!once || out.is_empty()) => {
-                    out.push(&s[start..i]);
-                    start = i + 1;
-                }
-                _ => {}
-            }
-        }
-        out.push(&s[start..]);
-        out
-    }
-    let t = hive.trim();
-    let array = starts_with_ignore_case(t, "array<") && t.ends_with('>');
-    let structure = starts_with_ignore_case(t, "struct<") && t.ends_with('>');
-    if (array || structure) && depth >= MAX_TYPE_DEPTH {
-        return Err(format!(
-            "Hive type {} is nested deeper than {MAX_TYPE_DEPTH} levels",
-            quote_type(whole)
-        ));
-    }
-    if array {
-        return Ok(JType::List {
-            item: Box::new(parse_hive_type_at(&t[6..t.len() - 1], whole, depth + 1)?),
-        });
-    }
-    if structure {
-        let inner = &t[7..t.len() - 1];
-        let mut fields = Vec::new();
-        for part in split_top(inner, ',', false) {
-            let [name, ty] = split_top(part, ':', true)[..] else {
-                return Err(format!(
-                    "struct field {} in {} has no type",
-                    quote_type(part),
-                    quote_type(whole)
-                ));
-            };
-            let name = name.trim();
-            let name = name
-                .strip_prefix('`')
-                .and_then(|n| n.strip_suffix('`'))
-                .unwrap_or(name);
-            fields.push((name.to_string(), parse_hive_type_at(ty, whole, depth + 1)?));
-        }
-        return Ok(JType::Struct { fields });
-    }
-    let lower = t.to_ascii_lowercase();
-    if lower.starts_with("decimal") {
-        return Ok(JType::Float);
-    }
-    if lower.starts_with("varchar") || lower.starts_with("char") || lower == "date" {
-        return Ok(JType::String);
-    }
-    scalar_of_hive(&lower).ok_or_else(|| {
+    JType::of_hive(&HiveType::parse(hive)?).map_err(|t| {
         format!(
-            "Hive type {} is not supported for conversion",
+            "Hive type {} is not supported for conversion ({t})",
             quote_type(hive)
         )
     })
+}
+
+impl JType {
+    /// The JSON type of a Hive type; the error is the part that has none.
+    pub fn of_hive(t: &HiveType) -> Result<JType, String> {
+        Ok(match t {
+            HiveType::TinyInt | HiveType::SmallInt | HiveType::Int | HiveType::BigInt => JType::Int,
+            HiveType::Float | HiveType::Double | HiveType::Decimal { .. } => JType::Float,
+            HiveType::Boolean => JType::Bool,
+            HiveType::Timestamp => JType::Timestamp,
+            HiveType::String | HiveType::Varchar(_) | HiveType::Char(_) | HiveType::Date => {
+                JType::String
+            }
+            HiveType::Array(item) => JType::List {
+                item: Box::new(JType::of_hive(item)?),
+            },
+            HiveType::Struct(fields) => JType::Struct {
+                fields: fields
+                    .iter()
+                    .map(|(n, t)| Ok((n.clone(), JType::of_hive(t)?)))
+                    .collect::<Result<_, String>>()?,
+            },
+            HiveType::Binary | HiveType::Map(..) => return Err(t.to_string()),
+        })
+    }
 }
 
 /// RFC 3339 date-times with a `T` and a zone: what Firehose's OpenX SerDe

@@ -139,7 +139,7 @@ mod tests {
             assert!(err.len() < 400, "{err}");
         }
         let err = hive_to_arrow(&nested(100_000)).unwrap_err();
-        assert!(err.contains("longer than 131072 bytes"), "{err}");
+        assert!(err.contains("nested deeper than 64 levels"), "{err}");
         let maps = format!("{}int{}", "map<int,".repeat(100), ">".repeat(100));
         assert!(hive_to_arrow(&maps).unwrap_err().contains("nested deeper"));
         let long = format!("struct<{}:int>", "a".repeat(MAX_TYPE_LENGTH));
