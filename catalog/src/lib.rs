@@ -21,6 +21,7 @@ pub mod glue;
 pub mod hive;
 pub mod jsonserde;
 pub mod model;
+pub mod parquet_writer;
 pub mod schema;
 pub mod storage;
 pub mod supervise;

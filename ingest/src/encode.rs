@@ -13,8 +13,7 @@ use arrow::json::ReaderBuilder;
 use base64::Engine;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, GzipLevel, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::basic::{Compression, GzipLevel};
 use serde_json::Value;
 
 use crate::config::{FileCompression, ParquetCompression};
@@ -145,15 +144,12 @@ pub fn encode_parquet(
         None
     } else {
         let codec = match compression {
-            ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::try_new(3)?),
+            ParquetCompression::Zstd => lakehose_catalog::parquet_writer::default_codec(),
             ParquetCompression::Snappy => Compression::SNAPPY,
             ParquetCompression::Gzip => Compression::GZIP(GzipLevel::default()),
             ParquetCompression::Uncompressed => Compression::UNCOMPRESSED,
         };
-        let props = WriterProperties::builder()
-            .set_compression(codec)
-            .set_created_by(format!("lakehose {}", env!("CARGO_PKG_VERSION")))
-            .build();
+        let props = lakehose_catalog::parquet_writer::writer_properties(codec).build();
         let mut writer = ArrowWriter::try_new(Vec::new(), arrow, Some(props))?;
         for batch in &batches {
             writer.write(batch)?;

@@ -19,8 +19,7 @@ use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::{Compression, GzipLevel, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::basic::{Compression, GzipLevel};
 use datafusion::physical_plan::execute_stream;
 use futures::StreamExt;
 use lakehose_catalog::model::{Column, SerDeInfo, StorageDescriptor, Table};
@@ -98,7 +97,7 @@ impl OutputFormat {
 fn compression(name: Option<&str>, default: Compression) -> Result<Compression, QueryError> {
     Ok(match name.map(str::to_ascii_uppercase).as_deref() {
         None => default,
-        Some("ZSTD") => Compression::ZSTD(ZstdLevel::default()),
+        Some("ZSTD") => lakehose_catalog::parquet_writer::default_codec(),
         Some("SNAPPY") => Compression::SNAPPY,
         Some("GZIP") => Compression::GZIP(GzipLevel::default()),
         Some("NONE") | Some("UNCOMPRESSED") => Compression::UNCOMPRESSED,
@@ -227,10 +226,7 @@ impl PartWriter {
         match &self.format {
             OutputFormat::Parquet(codec) => {
                 if self.parquet.is_none() {
-                    let props = WriterProperties::builder()
-                        .set_compression(*codec)
-                        .set_max_row_group_row_count(Some(1 << 20))
-                        .build();
+                    let props = lakehose_catalog::parquet_writer::writer_properties(*codec).build();
                     self.parquet = Some(
                         ArrowWriter::try_new(Vec::new(), Arc::clone(&self.schema), Some(props))
                             .map_err(|e| internal(e.to_string()))?,
@@ -681,7 +677,7 @@ pub async fn create_table_as(
     let db = database_of(&name, current);
     let opts = options(
         &with,
-        Compression::ZSTD(ZstdLevel::default()),
+        lakehose_catalog::parquet_writer::default_codec(),
         "CREATE TABLE AS",
     )?;
     let catalog = engine.catalog();
@@ -845,7 +841,9 @@ pub async fn insert_into(
         )));
     }
     let format = match StorageFormat::of(&table).map_err(semantic)? {
-        StorageFormat::Parquet => OutputFormat::Parquet(Compression::ZSTD(ZstdLevel::default())),
+        StorageFormat::Parquet => {
+            OutputFormat::Parquet(lakehose_catalog::parquet_writer::default_codec())
+        }
         StorageFormat::Text(t) => match t.kind {
             TextKind::Json { .. } => OutputFormat::Json,
             TextKind::Delimited { delimiter, .. } => OutputFormat::Text(delimiter),

@@ -29,7 +29,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{Duration, NaiveDate};
 use indicatif::{ProgressBar, ProgressStyle};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -159,9 +158,7 @@ fn partitions(config: &Config) -> Vec<Partition> {
 }
 
 fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build()
+    lakehose_catalog::parquet_writer::default_writer_properties()
 }
 
 /// Writes `batches` to `path` through a temporary file renamed at the end.

@@ -459,11 +459,7 @@ pub fn render(answer: &Answer, format: Format, out: &mut dyn std::io::Write) -> 
             writer.finish()?;
         }
         Format::Parquet => {
-            let props = datafusion::parquet::file::properties::WriterProperties::builder()
-                .set_compression(datafusion::parquet::basic::Compression::ZSTD(
-                    Default::default(),
-                ))
-                .build();
+            let props = lakehose_catalog::parquet_writer::default_writer_properties();
             let mut buffer = Vec::new();
             let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
                 &mut buffer,

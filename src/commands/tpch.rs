@@ -33,8 +33,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use tpchgen::generators::{
     CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
     PartSuppGenerator, RegionGenerator, SupplierGenerator,
@@ -328,9 +326,7 @@ fn write_part(
     let path = out
         .join(name)
         .join(format!("part-{}.parquet", task.part - 1));
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .build();
+    let props = lakehose_catalog::parquet_writer::default_writer_properties();
     let mut iter = batches(scale, task);
     let file =
         File::create(&path).with_context(|| format!("could not create {}", path.display()))?;

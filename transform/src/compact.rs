@@ -35,8 +35,6 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
 use deltalake::DeltaTable;
 use futures::{StreamExt, TryStreamExt};
 use lakehose_catalog::model::Table;
@@ -276,11 +274,7 @@ impl Compactor {
             report.files_before = small as u64;
             return Ok(report);
         }
-        let props = deltalake::parquet::file::properties::WriterProperties::builder()
-            .set_compression(deltalake::parquet::basic::Compression::ZSTD(
-                deltalake::parquet::basic::ZstdLevel::try_new(3).map_err(|e| e.to_string())?,
-            ))
-            .build();
+        let props = lakehose_catalog::parquet_writer::default_writer_properties();
         let target = NonZeroU64::new(options.target_size.max(1)).expect("non-zero");
         let (_, metrics) = optimize_builder(table)
             .with_target_size(target)
@@ -1089,12 +1083,7 @@ fn merge(inputs: &[(ObjectPath, Bytes)], catalog: &Schema) -> Result<(u64, Vec<u
         readers.push((path, builder));
     }
     let schema = Arc::new(Schema::new(fields));
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).map_err(|e| e.to_string())?,
-        ))
-        .set_created_by(format!("lakehose {}", env!("CARGO_PKG_VERSION")))
-        .build();
+    let props = lakehose_catalog::parquet_writer::default_writer_properties();
     let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props))
         .map_err(|e| e.to_string())?;
     let mut rows = 0u64;

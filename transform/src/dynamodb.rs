@@ -40,7 +40,6 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
-use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use futures::{StreamExt, TryStreamExt};
@@ -334,9 +333,7 @@ pub async fn import(
             serde_json::json!(rfc3339(summary.as_of_ms)),
         ),
     ]);
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
+    let props = lakehose_catalog::parquet_writer::default_writer_properties();
     let export = Arc::new(export);
     let scan = Arc::new(scan);
     // An incremental export keeps the table's raw column, if it has one.
