@@ -718,7 +718,7 @@ impl Catalog for EmbeddedCatalog {
         table.catalog_id = Some(self.catalog_id.clone());
         table
             .table_type
-            .get_or_insert_with(|| "EXTERNAL_TABLE".into());
+            .get_or_insert_with(|| crate::model::EXTERNAL_TABLE.into());
         let dir = self.table_dir(&db, &name);
         for _ in 0..MAX_RETRIES {
             let (version, current) = self.latest::<Table>(&dir).await?;
@@ -813,7 +813,7 @@ impl Catalog for EmbeddedCatalog {
             table.catalog_id = Some(self.catalog_id.clone());
             table
                 .table_type
-                .get_or_insert_with(|| "EXTERNAL_TABLE".into());
+                .get_or_insert_with(|| crate::model::EXTERNAL_TABLE.into());
             let entry = Version::Put {
                 value: Self::with_version(table.clone(), version + 1),
                 incarnation,

@@ -117,6 +117,13 @@ pub struct StorageDescriptor {
     pub stored_as_sub_directories: Option<bool>,
 }
 
+/// `Table.TableType` of a table over files, as Athena, the crawler and
+/// ingest create them.
+pub const EXTERNAL_TABLE: &str = "EXTERNAL_TABLE";
+
+/// `Table.TableType` of a view.
+pub const VIRTUAL_VIEW: &str = "VIRTUAL_VIEW";
+
 /// A table.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -175,6 +182,13 @@ pub struct Table {
     /// `GetPartitionIndexes`). In an update, `None` keeps the table's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_indexes: Option<Vec<PartitionIndex>>,
+}
+
+impl Table {
+    /// Whether this is a view (`TableType` `VIRTUAL_VIEW`).
+    pub fn is_view(&self) -> bool {
+        self.table_type.as_deref() == Some(VIRTUAL_VIEW)
+    }
 }
 
 /// An index over some of a table's partition keys (Glue's

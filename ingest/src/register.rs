@@ -165,7 +165,7 @@ pub async fn register_partition(
             }
             let definition = Table {
                 name: table.to_string(),
-                table_type: Some("EXTERNAL_TABLE".into()),
+                table_type: Some(lakehose_catalog::model::EXTERNAL_TABLE.into()),
                 parameters: [
                     ("classification".to_string(), "parquet".to_string()),
                     ("typeOfData".to_string(), "file".to_string()),

@@ -199,7 +199,7 @@ pub async fn execute(
             let sub = if view { "DROP_VIEW" } else { "DROP_TABLE" };
             match catalog.get_table(&db, &name.name).await {
                 Ok(t) => {
-                    let is_view = t.table_type.as_deref() == Some("VIRTUAL_VIEW");
+                    let is_view = t.is_view();
                     if view && !is_view {
                         return Err(semantic(format!(
                             "{db}.{} is a table, not a view; use DROP TABLE",
@@ -376,7 +376,7 @@ pub async fn execute(
             })?;
             let names = tables
                 .into_iter()
-                .filter(|t| !views || t.table_type.as_deref() == Some("VIRTUAL_VIEW"))
+                .filter(|t| !views || t.is_view())
                 .map(|t| t.name)
                 .filter(|n| pattern.as_ref().is_none_or(|p| p.is_match(n)))
                 .collect();
@@ -443,7 +443,7 @@ pub async fn execute(
         AthenaStatement::ShowCreate { name, view } => {
             let db = database_of(&name, current);
             let table = get_table(engine, &db, &name.name).await?;
-            let is_view = table.table_type.as_deref() == Some("VIRTUAL_VIEW");
+            let is_view = table.is_view();
             if view != is_view {
                 return Err(semantic(format!(
                     "{db}.{} is {}",
@@ -769,7 +769,7 @@ async fn create_external_table(
             ..Default::default()
         }),
         partition_keys: columns_of(&spec.partitioned_by),
-        table_type: Some("EXTERNAL_TABLE".into()),
+        table_type: Some(lakehose_catalog::model::EXTERNAL_TABLE.into()),
         parameters,
         ..Default::default()
     };
@@ -906,7 +906,7 @@ async fn create_view(
         .collect::<Result<Vec<_>, QueryError>>()?;
     let table = Table {
         name: name.name.clone(),
-        table_type: Some("VIRTUAL_VIEW".into()),
+        table_type: Some(lakehose_catalog::model::VIRTUAL_VIEW.into()),
         view_original_text: Some(query),
         view_expanded_text: Some("/* Presto View */".into()),
         storage_descriptor: Some(StorageDescriptor {
@@ -924,7 +924,7 @@ async fn create_view(
                 .get_table(&db, &name.name)
                 .await
                 .map_err(catalog_error)?;
-            if existing.table_type.as_deref() != Some("VIRTUAL_VIEW") {
+            if !existing.is_view() {
                 return Err(semantic(format!(
                     "{db}.{} is a table, not a view",
                     name.name

@@ -287,7 +287,7 @@ impl QueryEngine {
                 ),
                 other => QueryError::new(QueryErrorKind::Internal, other.to_string()),
             })?;
-        if found.table_type.as_deref() == Some("VIRTUAL_VIEW") || crate::delta::is_delta(&found) {
+        if found.is_view() || crate::delta::is_delta(&found) {
             return Err(QueryError::new(
                 QueryErrorKind::Semantic,
                 format!("{database}.{table} is a view or a Delta table, not a table of files"),
@@ -639,7 +639,7 @@ impl SchemaProvider for LakeSchema {
             Err(CatalogError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };
-        if table.table_type.as_deref() == Some("VIRTUAL_VIEW") {
+        if table.is_view() {
             if self.depth >= MAX_VIEW_DEPTH {
                 return Err(DataFusionError::Plan(format!(
                     "view {}.{name} nests more than {MAX_VIEW_DEPTH} views deep (does it refer to itself?)",

@@ -758,7 +758,7 @@ pub async fn create_table_as(
             ..Default::default()
         }),
         partition_keys: hive_columns(&fields[fields.len() - key_count..])?,
-        table_type: Some("EXTERNAL_TABLE".into()),
+        table_type: Some(lakehose_catalog::model::EXTERNAL_TABLE.into()),
         parameters,
         ..Default::default()
     };
@@ -828,7 +828,7 @@ pub async fn insert_into(
 ) -> Result<QueryOutput, QueryError> {
     let db = database_of(&name, current);
     let table = get_table(engine, &db, &name.name).await?;
-    if table.table_type.as_deref() == Some("VIRTUAL_VIEW") {
+    if table.is_view() {
         return Err(semantic(format!(
             "{db}.{} is a view; INSERT INTO needs a table",
             name.name

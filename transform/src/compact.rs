@@ -949,7 +949,7 @@ fn optimize_builder<'a>(table: DeltaTable) -> deltalake::operations::optimize::O
 
 /// Whether a table is one compaction handles (Parquet files or Delta).
 pub fn compactable(table: &Table) -> bool {
-    if table.table_type.as_deref() == Some("VIRTUAL_VIEW") {
+    if table.is_view() {
         return false;
     }
     lakehose_query::delta::is_delta(table)

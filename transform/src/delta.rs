@@ -119,7 +119,7 @@ pub async fn register(
             ..Default::default()
         }),
         partition_keys: keys,
-        table_type: Some("EXTERNAL_TABLE".into()),
+        table_type: Some(lakehose_catalog::model::EXTERNAL_TABLE.into()),
         parameters: parameters.clone().into_iter().collect(),
         ..Default::default()
     };

@@ -930,7 +930,7 @@ async fn apply(
                     name: name.clone(),
                     owner: Some("owner".into()),
                     retention: Some(0),
-                    table_type: Some("EXTERNAL_TABLE".into()),
+                    table_type: Some(crate::model::EXTERNAL_TABLE.into()),
                     parameters: table_parameters(f, &options.name),
                     partition_keys: keys,
                     storage_descriptor: Some(sd.clone()),

@@ -482,7 +482,7 @@ impl CatalogInfo for LakeCatalogInfo {
 
 /// A view or a table.
 fn type_of(table: &Table) -> TableType {
-    if table.table_type.as_deref() == Some("VIRTUAL_VIEW") {
+    if table.is_view() {
         TableType::View
     } else {
         TableType::Base
