@@ -382,7 +382,8 @@ fn validate_literal(value: &str) -> Result<(), String> {
     }
 }
 
-/// Splits a script into statements on `;` outside quotes and comments.
+/// Splits a script into statements on `;` outside quotes and comments
+/// (`-- ...` to the end of the line, `/* ... */`), which are dropped.
 pub fn split_statements(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
@@ -408,6 +409,19 @@ pub fn split_statements(sql: &str) -> Vec<String> {
                             break;
                         }
                     }
+                }
+                // A block comment (a `;` in it ends nothing) reads as a
+                // space; unterminated, it runs to the end.
+                '/' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    let mut last = ' ';
+                    for c in chars.by_ref() {
+                        if last == '*' && c == '/' {
+                            break;
+                        }
+                        last = c;
+                    }
+                    current.push(' ');
                 }
                 ';' => {
                     if !current.trim().is_empty() {

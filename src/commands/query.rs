@@ -713,6 +713,14 @@ mod tests {
             split_statements("select 'a;b'; -- c;\nselect \"x;\" ;;"),
             vec!["select 'a;b'", "select \"x;\""]
         );
+        assert_eq!(
+            split_statements("SELECT 1 /* ; */; select 2 /* a */ + /* b; */ 3"),
+            vec!["SELECT 1", "select 2   +   3"]
+        );
+        assert_eq!(
+            split_statements("select 1 /* never closed ;"),
+            vec!["select 1"]
+        );
         assert_eq!(use_database("USE Logs"), Some("logs".into()));
         assert_eq!(use_database("user"), None);
     }
