@@ -258,6 +258,23 @@ impl JsonSerDe {
         })
     }
 
+    /// A converter for the columns of an Arrow schema: each field's Hive
+    /// type from its metadata (`varchar(n)`, `char(n)`) or its Arrow type.
+    pub fn for_schema(schema: &Schema, options: SerDeOptions) -> Result<Self, String> {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let t = match HiveType::of_field(f) {
+                    Some(t) => t,
+                    None => HiveType::from_arrow(f.data_type())?,
+                };
+                Ok((f.name().clone(), t))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        JsonSerDe::new(columns, options)
+    }
+
     /// The Arrow schema of converted rows.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema

@@ -18,7 +18,6 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
 use lakehose_catalog::Location;
-use lakehose_catalog::hive::HiveType;
 use lakehose_catalog::jsonserde::{JsonSerDe, SerDeOptions};
 use serde_json::Value;
 
@@ -56,13 +55,7 @@ pub type LiveSourceRef = Arc<dyn LiveSource>;
 /// rules ingest converts them with. Records that do not convert are left
 /// out: ingest sends them to the error prefix too.
 pub fn decode(buffer: &LiveBuffer, schema: &SchemaRef) -> Result<Option<RecordBatch>> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| Ok((f.name().clone(), HiveType::from_arrow(f.data_type())?)))
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(|e| DataFusionError::Execution(format!("pending records: {e}")))?;
-    let serde = JsonSerDe::new(columns, buffer.serde.clone())
+    let serde = JsonSerDe::for_schema(schema, buffer.serde.clone())
         .map_err(|e| DataFusionError::Execution(format!("pending records: {e}")))?;
     let mut rows = Vec::with_capacity(buffer.records.len());
     for record in &buffer.records {

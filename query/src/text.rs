@@ -27,7 +27,6 @@ use object_store::{ObjectMeta, ObjectStore};
 use regex::Regex;
 use serde_json::Value;
 
-use lakehose_catalog::hive::HiveType;
 use lakehose_catalog::jsonserde::{JsonSerDe, SerDeOptions};
 use lakehose_catalog::model::Parameters;
 
@@ -251,22 +250,8 @@ impl TextScan {
         let schema = Arc::clone(&self.schema);
         let json = match &self.format.kind {
             TextKind::Json { serde, .. } => Some(
-                JsonSerDe::new(
-                    self.file_schema
-                        .fields()
-                        .iter()
-                        .map(|f| {
-                            let t = match HiveType::of_field(f) {
-                                Some(t) => t,
-                                None => HiveType::from_arrow(f.data_type())
-                                    .map_err(DataFusionError::Plan)?,
-                            };
-                            Ok((f.name().clone(), t))
-                        })
-                        .collect::<Result<Vec<_>>>()?,
-                    serde.clone(),
-                )
-                .map_err(DataFusionError::Plan)?,
+                JsonSerDe::for_schema(&self.file_schema, serde.clone())
+                    .map_err(DataFusionError::Plan)?,
             ),
             _ => None,
         };
