@@ -78,7 +78,7 @@ fn warehouse(data: &Path) -> (tempfile::TempDir, QueryEngine) {
 }
 
 async fn run_sql(engine: &QueryEngine, text: &str) {
-    for statement in lakehose_query::statement::split_statements(text) {
+    for statement in lakehose_query::plan::split_statements(text) {
         engine
             .execute(QueryRequest::new(&statement, Some("default")))
             .await

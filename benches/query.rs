@@ -152,7 +152,7 @@ fn bench(c: &mut Criterion) {
             maintenance: None,
             http_limits: Default::default(),
             pg: Default::default(),
-            max_executions: lakehose_query::athena::DEFAULT_MAX_EXECUTIONS,
+            max_executions: lakehose_athena::DEFAULT_MAX_EXECUTIONS,
             shutdown_timeout: std::time::Duration::from_secs(120),
         }))
         .expect("server");

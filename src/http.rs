@@ -57,6 +57,10 @@ pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// The default of [`HttpLimits::max_inflight_body_bytes`].
 pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 512 << 20;
+/// Default largest request body accepted, as sent (a full NDJSON request;
+/// Firehose batches are at most 4 MiB of data, ~5.4 MiB base64).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
 /// Header fields a request may have.
 const MAX_HEADERS: usize = 128;
 /// hyper's smallest read buffer.
@@ -70,7 +74,7 @@ impl Default for HttpLimits {
             body_timeout: Duration::from_secs(DEFAULT_BODY_TIMEOUT_SECS),
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
-            max_body_bytes: crate::server::DEFAULT_MAX_BODY_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }

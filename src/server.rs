@@ -17,22 +17,18 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use lakehose_athena::{self as athena, AthenaApi, AthenaConfig};
 use lakehose_catalog::awsjson::AwsError;
 use lakehose_catalog::crawler::service::CrawlerService;
 use lakehose_catalog::glue::{self, GlueApi};
 use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Location, Storage};
 use lakehose_ingest::{IngestConfig, IngestService, firehose};
-use lakehose_query::athena::{self, AthenaApi, AthenaConfig};
 use lakehose_query::live::{LiveBuffer, LiveSource};
 use lakehose_query::{EngineConfig, QueryEngine};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
-
-/// Default largest request body accepted, as sent (a full NDJSON request;
-/// Firehose batches are at most 4 MiB of data, ~5.4 MiB base64).
-pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Caps on what one request may hold.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +44,7 @@ pub struct RequestLimits {
 impl Default for RequestLimits {
     fn default() -> Self {
         Self {
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_body_bytes: crate::http::DEFAULT_MAX_BODY_BYTES,
             max_decompressed_bytes: lakehose_ingest::service::DEFAULT_MAX_DECOMPRESSED_BYTES,
             max_ndjson_records: lakehose_ingest::service::DEFAULT_MAX_NDJSON_RECORDS,
         }
@@ -83,7 +79,7 @@ pub struct ServerOptions {
     /// Connection limits and timeouts of the HTTP server.
     pub http_limits: crate::http::HttpLimits,
     /// Connection limits and timeouts of the Postgres wire server.
-    pub pg: lakehose_query::pg::PgLimits,
+    pub pg: lakehose_pgwire::PgLimits,
     /// Athena executions kept in the history.
     pub max_executions: usize,
     /// How long graceful shutdown waits for buffered records to be
@@ -299,10 +295,10 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         _ => None,
     };
     let (pg_stop, pg_stopped) = oneshot::channel::<()>();
-    let pg_task = tokio::spawn(lakehose_query::pg::serve(
+    let pg_task = tokio::spawn(lakehose_pgwire::serve(
         pg_listener,
         Arc::new(engine.clone()),
-        lakehose_query::pg::PgConfig {
+        lakehose_pgwire::PgConfig {
             credentials,
             limits: options.pg.clone(),
         },

@@ -22,6 +22,7 @@ pub mod hive;
 pub mod jsonserde;
 pub mod model;
 pub mod parquet_writer;
+pub mod partition_path;
 pub mod schema;
 pub mod storage;
 pub mod supervise;

@@ -117,6 +117,81 @@ pub struct StorageDescriptor {
     pub stored_as_sub_directories: Option<bool>,
 }
 
+/// The Hive classes that name a storage format in a
+/// [`StorageDescriptor`], as Glue, Athena and Hive spell them.
+pub mod formats {
+    /// SerDe of Parquet tables.
+    pub const PARQUET_SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
+    /// Input format of Parquet tables.
+    pub const PARQUET_INPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
+    /// Output format of Parquet tables.
+    pub const PARQUET_OUTPUT: &str =
+        "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
+    /// SerDe of delimited text tables.
+    pub const LAZY_SIMPLE_SERDE: &str = "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe";
+    /// SerDe of quoted CSV tables.
+    pub const OPEN_CSV_SERDE: &str = "org.apache.hadoop.hive.serde2.OpenCSVSerde";
+    /// SerDe of JSON-lines tables (the OpenX JSON SerDe).
+    pub const JSON_SERDE: &str = "org.openx.data.jsonserde.JsonSerDe";
+    /// Input format of text tables (delimited and JSON lines).
+    pub const TEXT_INPUT: &str = "org.apache.hadoop.mapred.TextInputFormat";
+    /// Output format of text tables.
+    pub const TEXT_OUTPUT: &str = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat";
+}
+
+impl StorageDescriptor {
+    /// Parquet files under `location`.
+    pub fn parquet(location: impl Into<String>, columns: Vec<Column>) -> Self {
+        Self::of_format(
+            location.into(),
+            columns,
+            (formats::PARQUET_INPUT, formats::PARQUET_OUTPUT),
+            formats::PARQUET_SERDE,
+            Parameters::new(),
+        )
+    }
+
+    /// Text files under `location` (delimited, CSV or JSON lines) read by
+    /// the SerDe `serde` with `parameters` (`field.delim`, `paths`, ...).
+    pub fn text(
+        location: impl Into<String>,
+        columns: Vec<Column>,
+        serde: impl Into<String>,
+        parameters: Parameters,
+    ) -> Self {
+        Self::of_format(
+            location.into(),
+            columns,
+            (formats::TEXT_INPUT, formats::TEXT_OUTPUT),
+            serde,
+            parameters,
+        )
+    }
+
+    fn of_format(
+        location: String,
+        columns: Vec<Column>,
+        (input, output): (&str, &str),
+        serde: impl Into<String>,
+        parameters: Parameters,
+    ) -> Self {
+        Self {
+            columns,
+            location: Some(location),
+            input_format: Some(input.into()),
+            output_format: Some(output.into()),
+            compressed: Some(false),
+            number_of_buckets: Some(-1),
+            serde_info: Some(SerDeInfo {
+                serialization_library: Some(serde.into()),
+                parameters,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
 /// `Table.TableType` of a table over files, as Athena, the crawler and
 /// ingest create them.
 pub const EXTERNAL_TABLE: &str = "EXTERNAL_TABLE";

@@ -284,7 +284,7 @@ fn hides_dot_segment(segment: &str) -> bool {
         if !text.contains('%') {
             break;
         }
-        let decoded = percent_decode(&text);
+        let decoded = crate::partition_path::unescape_value(&text);
         if decoded == text {
             break;
         }
@@ -297,28 +297,6 @@ fn hides_dot_segment(segment: &str) -> bool {
         text = decoded;
     }
     false
-}
-
-/// `%XX` escapes decoded (invalid escapes and invalid UTF-8 kept as they
-/// are / replaced).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The object store lakehose runs over, plus the local root when it is a

@@ -11,7 +11,7 @@
 //! dynamic folders is not registered (a crawler can catalog it).
 
 use lakehose_catalog::catalog::{Catalog, CatalogError};
-use lakehose_catalog::model::{Column, Database, Partition, SerDeInfo, StorageDescriptor, Table};
+use lakehose_catalog::model::{Column, Database, Partition, StorageDescriptor, Table};
 
 use lakehose_catalog::hive::HiveType;
 
@@ -57,12 +57,12 @@ pub fn split_prefix(prefix: &str) -> Option<(String, Vec<String>, Vec<String>)> 
     let mut keys = Vec::new();
     let mut values = Vec::new();
     for seg in &segments[first_hive..] {
-        let (k, v) = seg.split_once('=')?;
+        let (k, v) = lakehose_catalog::partition_path::parse_segment(seg)?;
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return None;
         }
         keys.push(k.to_lowercase());
-        values.push(v.to_string());
+        values.push(v);
     }
     Some((root, keys, values))
 }
@@ -78,26 +78,6 @@ fn columns(schema: &JType) -> Vec<Column> {
             })
             .collect(),
         _ => Vec::new(),
-    }
-}
-
-fn parquet_storage(location: String, columns: Vec<Column>) -> StorageDescriptor {
-    StorageDescriptor {
-        columns,
-        location: Some(location),
-        input_format: Some("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat".into()),
-        output_format: Some(
-            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat".into(),
-        ),
-        compressed: Some(false),
-        number_of_buckets: Some(-1),
-        serde_info: Some(SerDeInfo {
-            serialization_library: Some(
-                "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe".into(),
-            ),
-            ..Default::default()
-        }),
-        ..Default::default()
     }
 }
 
@@ -180,7 +160,7 @@ pub async fn register_partition(
                         ..Default::default()
                     })
                     .collect(),
-                storage_descriptor: Some(parquet_storage(
+                storage_descriptor: Some(StorageDescriptor::parquet(
                     format!("s3://{bucket}/{root}"),
                     new_columns,
                 )),
@@ -195,7 +175,7 @@ pub async fn register_partition(
     }
     let partition = Partition {
         values,
-        storage_descriptor: Some(parquet_storage(
+        storage_descriptor: Some(StorageDescriptor::parquet(
             format!("s3://{bucket}/{prefix}"),
             Vec::new(),
         )),

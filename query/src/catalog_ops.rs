@@ -4,60 +4,21 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use lakehose_catalog::model::{Column, Database, Partition, SerDeInfo, StorageDescriptor, Table};
-use lakehose_catalog::{CatalogError, Location};
+use lakehose_catalog::CatalogError;
+use lakehose_catalog::model::{Column, Database, SerDeInfo, StorageDescriptor, Table, formats};
 
+use crate::contract::{QueryError, QueryErrorKind, QueryOutput, StatementType, empty_output};
 use crate::ddl::{AthenaStatement, ColumnDef, ExternalTable, Name};
-use crate::engine::{QueryEngine, QueryStats, classify, empty_output};
-use crate::output::{QueryError, QueryErrorKind, QueryOutput, StatementType};
-use crate::table::{hive_partition_values, list_data_files, with_slash};
-
-/// SerDe and formats of Parquet tables.
-pub const PARQUET_SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
-const PARQUET_INPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
-const PARQUET_OUTPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
-/// SerDe of delimited text tables.
-pub const LAZY_SIMPLE_SERDE: &str = "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe";
-/// SerDe of JSON tables.
-pub const JSON_SERDE: &str = "org.openx.data.jsonserde.JsonSerDe";
-const TEXT_INPUT: &str = "org.apache.hadoop.mapred.TextInputFormat";
-const TEXT_OUTPUT: &str = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat";
-
-fn catalog_error(e: CatalogError) -> QueryError {
-    let kind = match e {
-        CatalogError::NotFound(_)
-        | CatalogError::AlreadyExists(_)
-        | CatalogError::InvalidInput(_) => QueryErrorKind::Semantic,
-        _ => QueryErrorKind::Internal,
-    };
-    QueryError::new(kind, e.to_string())
-}
+use crate::engine::QueryEngine;
+use crate::error::classify;
+use crate::glue::{
+    catalog_error, database_of, folder_location, get_table, partition, table_location,
+};
+use crate::stats::QueryStats;
+use crate::table::{hive_partition_values, list_data_files};
 
 fn semantic(message: impl Into<String>) -> QueryError {
     QueryError::new(QueryErrorKind::Semantic, message)
-}
-
-/// The database of a name, defaulting to the current one.
-pub fn database_of(name: &Name, current: &str) -> String {
-    name.database.clone().unwrap_or_else(|| current.to_string())
-}
-
-/// Reads a table, with Athena's wording when it is missing.
-pub async fn get_table(
-    engine: &QueryEngine,
-    database: &str,
-    name: &str,
-) -> Result<Table, QueryError> {
-    engine
-        .catalog()
-        .get_table(database, name)
-        .await
-        .map_err(|e| match e {
-            CatalogError::NotFound(_) => semantic(format!(
-                "TABLE_NOT_FOUND: Table 'awsdatacatalog.{database}.{name}' does not exist"
-            )),
-            other => catalog_error(other),
-        })
 }
 
 /// A result of one text column per line.
@@ -107,17 +68,6 @@ fn columns_of(defs: &[ColumnDef]) -> Vec<Column> {
             ..Default::default()
         })
         .collect()
-}
-
-/// A table location as a folder URL, validated.
-pub fn folder_location(location: &str) -> Result<Location, QueryError> {
-    let parsed = Location::parse(location).map_err(|e| semantic(e.to_string()))?;
-    if location.contains('*') || location.contains('?') {
-        return Err(semantic(format!(
-            "LOCATION {location:?} must be a folder, without wildcards"
-        )));
-    }
-    Ok(with_slash(&parsed))
 }
 
 /// Runs a statement of [`AthenaStatement`].
@@ -598,28 +548,6 @@ async fn delta_columns(
         .collect()
 }
 
-/// The folder of a table.
-pub fn table_location(table: &Table) -> Result<Location, QueryError> {
-    let l = table
-        .storage_descriptor
-        .as_ref()
-        .and_then(|sd| sd.location.as_deref())
-        .ok_or_else(|| semantic(format!("table {} has no location", table.name)))?;
-    folder_location(l)
-}
-
-/// A partition of `table` with `values` at `location`, with the table's
-/// storage settings.
-pub fn partition(table: &Table, values: Vec<String>, location: String) -> Partition {
-    let mut sd: StorageDescriptor = table.storage_descriptor.clone().unwrap_or_default();
-    sd.location = Some(location);
-    Partition {
-        values,
-        storage_descriptor: Some(sd),
-        ..Default::default()
-    }
-}
-
 fn spec_values(table: &Table, spec: &[(String, String)]) -> Result<Vec<String>, QueryError> {
     let keys: Vec<&str> = table
         .partition_keys
@@ -707,16 +635,18 @@ async fn create_external_table(
     let stored = fmt.stored_as.as_deref().map(str::to_ascii_lowercase);
     let (serde, input, output, classification) = match stored.as_deref() {
         Some("parquet") => (
-            fmt.serde.clone().unwrap_or_else(|| PARQUET_SERDE.into()),
-            PARQUET_INPUT.to_string(),
-            PARQUET_OUTPUT.to_string(),
+            fmt.serde
+                .clone()
+                .unwrap_or_else(|| formats::PARQUET_SERDE.into()),
+            formats::PARQUET_INPUT.to_string(),
+            formats::PARQUET_OUTPUT.to_string(),
             "parquet",
         ),
         Some("textfile") | None => {
             let serde = fmt
                 .serde
                 .clone()
-                .unwrap_or_else(|| LAZY_SIMPLE_SERDE.into());
+                .unwrap_or_else(|| formats::LAZY_SIMPLE_SERDE.into());
             let class = if serde.to_ascii_lowercase().contains("json") {
                 "json"
             } else if serde.to_ascii_lowercase().contains("csv") {
@@ -727,17 +657,19 @@ async fn create_external_table(
             let input = fmt
                 .input_format
                 .clone()
-                .unwrap_or_else(|| TEXT_INPUT.into());
+                .unwrap_or_else(|| formats::TEXT_INPUT.into());
             let output = fmt
                 .output_format
                 .clone()
-                .unwrap_or_else(|| TEXT_OUTPUT.into());
+                .unwrap_or_else(|| formats::TEXT_OUTPUT.into());
             (serde, input, output, class)
         }
         Some("json") => (
-            fmt.serde.clone().unwrap_or_else(|| JSON_SERDE.into()),
-            TEXT_INPUT.to_string(),
-            TEXT_OUTPUT.to_string(),
+            fmt.serde
+                .clone()
+                .unwrap_or_else(|| formats::JSON_SERDE.into()),
+            formats::TEXT_INPUT.to_string(),
+            formats::TEXT_OUTPUT.to_string(),
             "json",
         ),
         Some(other) => {
@@ -891,7 +823,7 @@ async fn create_view(
     let ctx = engine
         .context(&db, Arc::new(QueryStats::default()))
         .map_err(classify)?;
-    let plan = crate::statement::plan_query(&ctx, &query).await?;
+    let plan = crate::plan::plan_query(&ctx, &query).await?;
     let columns = plan
         .schema()
         .fields()
@@ -986,7 +918,7 @@ fn show_create_table(db: &str, table: &Table) -> String {
             serde
                 .serialization_library
                 .as_deref()
-                .unwrap_or(LAZY_SIMPLE_SERDE)
+                .unwrap_or(formats::LAZY_SIMPLE_SERDE)
         ));
         if !serde.parameters.is_empty() {
             let props: Vec<String> = serde
@@ -1002,8 +934,8 @@ fn show_create_table(db: &str, table: &Table) -> String {
     }
     out.push_str(&format!(
         "\nSTORED AS INPUTFORMAT \n  '{}' \nOUTPUTFORMAT \n  '{}'",
-        sd.input_format.as_deref().unwrap_or(TEXT_INPUT),
-        sd.output_format.as_deref().unwrap_or(TEXT_OUTPUT)
+        sd.input_format.as_deref().unwrap_or(formats::TEXT_INPUT),
+        sd.output_format.as_deref().unwrap_or(formats::TEXT_OUTPUT)
     ));
     out.push_str(&format!(
         "\nLOCATION\n  '{}'",

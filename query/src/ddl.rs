@@ -9,7 +9,7 @@
 use datafusion::sql::sqlparser::dialect::HiveDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use crate::output::{QueryError, QueryErrorKind};
+use crate::contract::{QueryError, QueryErrorKind};
 
 /// A possibly qualified name (`db.t` or `t`), lowercased.
 #[derive(Debug, Clone, PartialEq)]
@@ -388,7 +388,7 @@ impl Parser<'_> {
             if self.eat_token(Token::Period) {
                 // catalog.db.table: only the one catalog exists.
                 let third = self.ident("a table name")?;
-                if first != crate::engine::CATALOG_NAME {
+                if first != crate::contract::CATALOG_NAME {
                     return Err(QueryError::new(
                         QueryErrorKind::Semantic,
                         format!("Catalog '{first}' does not exist"),

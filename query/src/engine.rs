@@ -5,15 +5,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{CatalogProvider, SchemaProvider, Session};
-use datafusion::common::DataFusionError;
+use datafusion::catalog::{CatalogProvider, SchemaProvider};
+use datafusion::common::{DataFusionError, TableReference};
 use datafusion::datasource::{TableProvider, ViewTable};
 use datafusion::execution::TaskContext;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -24,21 +24,15 @@ use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::parser::{DFParser, Statement as DFStatement};
-use datafusion::sql::sqlparser::dialect::GenericDialect;
 use lakehose_catalog::storage::ConfinedStore;
 use lakehose_catalog::{CatalogError, CatalogRef, Storage};
 use object_store::ObjectStore;
 use url::Url;
 
-use crate::output::{
-    QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType,
-};
+use crate::contract::{CATALOG_NAME, QueryError, QueryErrorKind};
+use crate::postgres::CatalogSource;
+use crate::stats::{QueryStats, scanned_bytes};
 use crate::table::{LakeTable, WAREHOUSE_URL};
-use crate::text::ScanCounter;
-
-/// The catalog name queries see (`awsdatacatalog.db.table`).
-pub const CATALOG_NAME: &str = "awsdatacatalog";
 
 /// How deep views may refer to views.
 const MAX_VIEW_DEPTH: usize = 16;
@@ -81,34 +75,6 @@ impl Default for EngineConfig {
     }
 }
 
-/// Per-query counters, reachable from table scans through the session
-/// config.
-#[derive(Debug, Default)]
-pub struct QueryStats {
-    /// Bytes of the files the scans planned to read.
-    pub planned_bytes: AtomicU64,
-    /// Bytes read by text scans.
-    pub text_bytes: ScanCounter,
-}
-
-/// Adds planned file sizes to the query's counters.
-pub fn record_planned_files(state: &dyn Session, sizes: impl Iterator<Item = u64>) {
-    if let Some(stats) = state.config().get_extension::<QueryStats>() {
-        stats
-            .planned_bytes
-            .fetch_add(sizes.sum(), Ordering::Relaxed);
-    }
-}
-
-/// The query's text-scan byte counter.
-pub fn scan_counter(state: &dyn Session) -> ScanCounter {
-    state
-        .config()
-        .get_extension::<QueryStats>()
-        .map(|s| Arc::clone(&s.text_bytes))
-        .unwrap_or_default()
-}
-
 /// The query engine. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct QueryEngine {
@@ -116,15 +82,15 @@ pub struct QueryEngine {
 }
 
 #[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) catalog: CatalogRef,
-    pub(crate) storage: Storage,
-    pub(crate) runtime: Arc<RuntimeEnv>,
-    pub(crate) config: EngineConfig,
-    pub(crate) live: std::sync::OnceLock<crate::live::LiveSourceRef>,
+struct Inner {
+    catalog: CatalogRef,
+    storage: Storage,
+    runtime: Arc<RuntimeEnv>,
+    config: EngineConfig,
+    live: std::sync::OnceLock<crate::live::LiveSourceRef>,
     /// Postgres's system catalog over this catalog, made on first use and
     /// shared, so the oids it hands out stay the same between queries.
-    pub(crate) pg_catalog: std::sync::OnceLock<Arc<dyn SchemaProvider>>,
+    pg_catalog: std::sync::OnceLock<Arc<dyn SchemaProvider>>,
     default_database: tokio::sync::OnceCell<()>,
 }
 
@@ -207,25 +173,21 @@ impl QueryEngine {
             .map(|_| ())
     }
 
-    /// A weak reference to the engine's state.
-    pub(crate) fn weak_inner(&self) -> Weak<Inner> {
-        Arc::downgrade(&self.inner)
-    }
-
-    /// The engine around `inner` (which a weak reference kept alive).
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
-        Self { inner }
-    }
-
     /// Postgres's `pg_catalog` schema over this engine's catalog, shared by
     /// all queries of this engine.
     pub(crate) fn pg_catalog_schema(&self) -> Arc<dyn SchemaProvider> {
         Arc::clone(self.inner.pg_catalog.get_or_init(|| {
-            crate::pg::catalog::schema_provider(Arc::downgrade(&self.inner)).unwrap_or_else(|e| {
+            crate::postgres::schema_provider(self.catalog_source()).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "the pg_catalog tables could not be loaded");
                 Arc::new(datafusion::catalog::MemorySchemaProvider::new())
             })
         }))
+    }
+
+    /// This engine as the source of Postgres's system catalog (it does not
+    /// keep the engine alive).
+    pub(crate) fn catalog_source(&self) -> Arc<dyn CatalogSource> {
+        Arc::new(EngineSource(Arc::downgrade(&self.inner)))
     }
 
     /// The catalog.
@@ -319,23 +281,6 @@ impl QueryEngine {
             false,
             Restrictions::default(),
         )
-    }
-
-    /// Runs one statement.
-    pub async fn execute(&self, request: QueryRequest) -> Result<QueryOutput, QueryError> {
-        let run = crate::statement::run(self.clone(), request);
-        match self.inner.config.query_timeout {
-            Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
-                Err(QueryError::new(
-                    QueryErrorKind::Limit,
-                    format!(
-                        "Query exhausted resources at this scale factor: it ran longer than the {} s timeout",
-                        limit.as_secs()
-                    ),
-                ))
-            }),
-            None => run.await,
-        }
     }
 
     /// Plans and runs a logical plan, returning its rows and the bytes it
@@ -475,20 +420,6 @@ impl ObjectStoreRegistry for LakehoseStores {
     }
 }
 
-/// Bytes the Parquet scans of an executed plan read.
-pub fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
-    let own = plan
-        .metrics()
-        .and_then(|m| m.sum_by_name("bytes_scanned"))
-        .map(|v| v.as_usize() as u64)
-        .unwrap_or(0);
-    own + plan
-        .children()
-        .iter()
-        .map(|c| scanned_bytes(c))
-        .sum::<u64>()
-}
-
 fn context_for(
     inner: &Arc<Inner>,
     database: &str,
@@ -536,17 +467,42 @@ fn context_for(
     Ok(ctx)
 }
 
+/// The engine as what Postgres's system catalog reads.
+#[derive(Debug)]
+struct EngineSource(Weak<Inner>);
+
+impl EngineSource {
+    fn inner(&self) -> Result<Arc<Inner>, DataFusionError> {
+        self.0
+            .upgrade()
+            .ok_or_else(|| DataFusionError::Internal("the query engine has stopped".into()))
+    }
+}
+
 #[async_trait]
-impl SqlRunner for QueryEngine {
-    async fn run(&self, request: QueryRequest) -> Result<QueryOutput, QueryError> {
-        self.execute(request).await
+impl CatalogSource for EngineSource {
+    fn catalog(&self) -> Result<CatalogRef, DataFusionError> {
+        Ok(Arc::clone(&self.inner()?.catalog))
     }
 
-    async fn run_stream(
+    async fn query_schema(
         &self,
-        request: QueryRequest,
-    ) -> Result<crate::output::QueryStream, QueryError> {
-        self.execute_stream(request).await
+        database: &str,
+        table: &str,
+    ) -> Result<SchemaRef, DataFusionError> {
+        let inner = self.inner()?;
+        let ctx = context_for(
+            &inner,
+            database,
+            Arc::default(),
+            0,
+            true,
+            Restrictions::default(),
+        )?;
+        let provider = ctx
+            .table_provider(TableReference::full(CATALOG_NAME, database, table))
+            .await?;
+        Ok(provider.schema())
     }
 }
 
@@ -661,11 +617,9 @@ impl SchemaProvider for LakeSchema {
                 true,
                 Arc::clone(&self.restrictions),
             )?;
-            let plan = crate::statement::plan_query(&ctx, &sql)
-                .await
-                .map_err(|e| {
-                    DataFusionError::Plan(format!("view {}.{name} is invalid: {e}", self.database))
-                })?;
+            let plan = crate::plan::plan_query(&ctx, &sql).await.map_err(|e| {
+                DataFusionError::Plan(format!("view {}.{name} is invalid: {e}", self.database))
+            })?;
             return Ok(Some(Arc::new(ViewTable::new(plan, Some(sql)))));
         }
         if as_of != crate::delta::AsOf::Latest && !crate::delta::is_delta(&table) {
@@ -716,62 +670,5 @@ impl SchemaProvider for LakeSchema {
     fn table_exist(&self, name: &str) -> bool {
         let key = (self.database.clone(), name.to_ascii_lowercase());
         self.overlay.lock().is_ok_and(|o| o.contains_key(&key))
-    }
-}
-
-/// Maps an engine error to Athena's categories and wording.
-pub fn classify(error: DataFusionError) -> QueryError {
-    let root = error.find_root();
-    let (kind, message) = match root {
-        DataFusionError::SQL(e, _) => (QueryErrorKind::Syntax, format!("SYNTAX_ERROR: {e}")),
-        DataFusionError::ResourcesExhausted(m) => (
-            QueryErrorKind::Limit,
-            format!("Query exhausted resources: {m}"),
-        ),
-        DataFusionError::Plan(_)
-        | DataFusionError::SchemaError(..)
-        | DataFusionError::NotImplemented(_)
-            if root.to_string().contains("table '") =>
-        {
-            let m = root.to_string();
-            if let Some(rest) = m.find("table '").map(|i| &m[i + 7..])
-                && let Some(end) = rest.find("' not found")
-            {
-                (
-                    QueryErrorKind::Semantic,
-                    format!("TABLE_NOT_FOUND: Table '{}' does not exist", &rest[..end]),
-                )
-            } else {
-                (QueryErrorKind::Semantic, m)
-            }
-        }
-        DataFusionError::SchemaError(..)
-        | DataFusionError::Plan(_)
-        | DataFusionError::NotImplemented(_) => (QueryErrorKind::Semantic, root.to_string()),
-        DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => {
-            (QueryErrorKind::Data, root.to_string())
-        }
-        _ => (QueryErrorKind::Internal, root.to_string()),
-    };
-    QueryError::new(kind, message)
-}
-
-/// Splits SQL text into its statements.
-pub fn parse_statements(sql: &str) -> Result<Vec<DFStatement>, QueryError> {
-    crate::nesting::check(sql)?;
-    DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
-        .map(|s| s.into_iter().collect())
-        .map_err(|e| QueryError::new(QueryErrorKind::Syntax, format!("SYNTAX_ERROR: {e}")))
-}
-
-/// The result of statements that return no rows.
-pub fn empty_output(kind: StatementType, substatement: &str) -> QueryOutput {
-    QueryOutput {
-        statement_type: kind,
-        substatement_type: substatement.into(),
-        schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),
-        batches: Vec::new(),
-        update_count: None,
-        bytes_scanned: 0,
     }
 }

@@ -1,41 +1,59 @@
 //! # lakehose-query
 //!
-//! The query service: a DataFusion session over the lakehose catalog with a
-//! Presto/Trino function library, Athena DDL, the Athena API and the Postgres
-//! wire protocol.
+//! The query engine: a DataFusion session over the lakehose catalog with a
+//! Presto/Trino function library, Athena's DDL and utility statements, and
+//! Postgres's system catalog for Postgres clients. The front ends (the
+//! Athena API in `lakehose-athena`, the Postgres wire server in
+//! `lakehose-pgwire`, the CLI) depend on [`contract`] alone.
 //!
 //! ```text
-//! Athena API · `lakehose sql` · Postgres wire ──▶ query (DataFusion) ──▶ catalog + object store
+//! front ends ──▶ contract ◀── dispatch ──▶ ddl · catalog_ops · write ──▶ engine ──▶ plan ──▶ dialect · functions
+//!                                 └──▶ postgres (pg_catalog)               └──▶ table · text · delta · live · stats
 //! ```
 //!
+//! - [`contract`]: what front ends send and get back ([`SqlRunner`],
+//!   [`QueryRequest`], [`QueryOutput`], [`QueryStream`]); [`error`]: how a
+//!   statement fails.
+//! - [`dispatch`]: one statement's run, at the top: checks, dialect, DDL or
+//!   query or system catalog, timeout, the out-of-memory retry.
 //! - [`engine`]: the DataFusion session over the catalog, memory and spill.
-//! - [`table`], [`text`], [`delta`]: reading Parquet, text and Delta tables,
-//!   with partition pruning from catalog partition values.
+//! - [`plan`]: SQL text to a plan (splitting, parameters, the read-only
+//!   check, Presto rewrites from [`dialect`]); nothing there runs a plan.
+//! - [`table`], [`text`], [`delta`], [`live`]: reading Parquet, text and
+//!   Delta tables and buffered rows, with partition pruning from catalog
+//!   partition values; [`stats`]: what a query counts as it runs.
 //! - [`ddl`], [`catalog_ops`], [`write`]: Athena's DDL, utility statements,
-//!   CTAS, `INSERT INTO` and `UNLOAD`.
-//! - [`statement`]: dispatch, parameters, limits.
+//!   CTAS, `INSERT INTO` and `UNLOAD`; [`glue`]: the Glue conventions they
+//!   share.
+//! - [`postgres`]: Postgres's system catalog over the lakehose catalog, and
+//!   how Arrow types appear to Postgres clients.
 //! - [`nesting`]: the bound on how deeply a statement may nest, checked
 //!   before any parser builds a tree of it.
 
-pub mod athena;
 pub mod catalog_ops;
+pub mod contract;
 pub mod ddl;
 pub mod delta;
 pub mod dialect;
+pub mod dispatch;
 pub mod engine;
+pub mod error;
 pub mod functions;
+pub mod glue;
 pub mod live;
 pub mod nesting;
-pub mod output;
-pub mod pg;
-pub mod statement;
+pub mod plan;
+pub mod postgres;
+pub mod stats;
 pub mod stream;
 pub mod table;
 pub mod text;
 pub mod types;
+pub mod values;
 pub mod write;
 
-pub use engine::{EngineConfig, QueryEngine};
-pub use output::{
-    QueryError, QueryErrorKind, QueryOutput, QueryRequest, QueryStream, SqlRunner, StatementType,
+pub use contract::{
+    CATALOG_NAME, Dialect, QueryOutput, QueryRequest, QueryStream, SqlRunner, StatementType,
 };
+pub use engine::{EngineConfig, QueryEngine};
+pub use error::{QueryError, QueryErrorKind};

@@ -22,7 +22,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
-use crate::output::{QueryError, QueryErrorKind};
+use crate::contract::{QueryError, QueryErrorKind};
 
 /// The deepest nesting a statement may reach: operators chained within one
 /// expression plus bracket levels. Past it the statement is refused with

@@ -28,9 +28,8 @@ use futures::stream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::engine::QueryEngine;
-use crate::output::{
-    QueryError, QueryErrorKind, QueryOutput, QueryRequest, QueryStream, StatementType, panic_error,
+use crate::contract::{
+    QueryError, QueryErrorKind, QueryOutput, QueryStream, StatementType, panic_error,
 };
 
 /// Batches in flight between a running query and its front end. The query
@@ -152,64 +151,63 @@ fn joined(
     }
 }
 
-impl QueryEngine {
-    /// Runs one statement as [`execute`](Self::execute) does, its rows
-    /// streamed as they are produced (see the module documentation).
-    pub async fn execute_stream(&self, request: QueryRequest) -> Result<QueryStream, QueryError> {
-        let (tx, mut rx) = mpsc::channel(STREAM_DEPTH);
-        let sink = Arc::new(Sink {
-            tx,
-            sent_rows: AtomicBool::new(false),
-        });
-        let engine = self.clone();
-        let mut task = AbortOnDrop(tokio::spawn(
-            SINK.scope(sink, async move { engine.execute(request).await }),
-        ));
-        let schema = tokio::select! {
-            biased;
-            first = rx.recv() => match first {
-                Some(Message::Start(schema)) => schema,
-                Some(Message::Batch(_)) => {
-                    return Err(QueryError::new(QueryErrorKind::Internal, "result rows arrived before their columns"));
-                }
-                // Finished without streaming rows.
-                None => return joined((&mut task.0).await).map(QueryStream::from_output),
-            },
-            done = &mut task.0 => {
-                return joined(done).map(QueryStream::from_output);
+/// Runs `statement` (a statement's whole run, as
+/// [`QueryEngine::execute`](crate::QueryEngine::execute) does it) in a task
+/// of its own with a result sink in scope, its rows streamed as they are
+/// produced (see the module documentation).
+pub(crate) async fn streamed(
+    statement: impl Future<Output = Result<QueryOutput, QueryError>> + Send + 'static,
+) -> Result<QueryStream, QueryError> {
+    let (tx, mut rx) = mpsc::channel(STREAM_DEPTH);
+    let sink = Arc::new(Sink {
+        tx,
+        sent_rows: AtomicBool::new(false),
+    });
+    let mut task = AbortOnDrop(tokio::spawn(SINK.scope(sink, statement)));
+    let schema = tokio::select! {
+        biased;
+        first = rx.recv() => match first {
+            Some(Message::Start(schema)) => schema,
+            Some(Message::Batch(_)) => {
+                return Err(QueryError::new(QueryErrorKind::Internal, "result rows arrived before their columns"));
             }
-        };
-        let bytes_scanned = Arc::new(AtomicU64::new(0));
-        let bytes = Arc::clone(&bytes_scanned);
-        let batches = stream::unfold(Some((rx, task)), move |state| {
-            let bytes = Arc::clone(&bytes);
-            async move {
-                let (mut rx, mut task) = state?;
-                loop {
-                    match rx.recv().await {
-                        Some(Message::Batch(batch)) => return Some((Ok(batch), Some((rx, task)))),
-                        Some(Message::Start(_)) => continue,
-                        None => {
-                            return match joined((&mut task.0).await) {
-                                Ok(output) => {
-                                    bytes.store(output.bytes_scanned, Ordering::Relaxed);
-                                    None
-                                }
-                                Err(e) => Some((Err(e), None)),
-                            };
-                        }
+            // Finished without streaming rows.
+            None => return joined((&mut task.0).await).map(QueryStream::from_output),
+        },
+        done = &mut task.0 => {
+            return joined(done).map(QueryStream::from_output);
+        }
+    };
+    let bytes_scanned = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::clone(&bytes_scanned);
+    let batches = stream::unfold(Some((rx, task)), move |state| {
+        let bytes = Arc::clone(&bytes);
+        async move {
+            let (mut rx, mut task) = state?;
+            loop {
+                match rx.recv().await {
+                    Some(Message::Batch(batch)) => return Some((Ok(batch), Some((rx, task)))),
+                    Some(Message::Start(_)) => continue,
+                    None => {
+                        return match joined((&mut task.0).await) {
+                            Ok(output) => {
+                                bytes.store(output.bytes_scanned, Ordering::Relaxed);
+                                None
+                            }
+                            Err(e) => Some((Err(e), None)),
+                        };
                     }
                 }
             }
-        })
-        .boxed();
-        Ok(QueryStream {
-            statement_type: StatementType::Dml,
-            substatement_type: "SELECT".into(),
-            schema,
-            update_count: None,
-            batches,
-            bytes_scanned,
-        })
-    }
+        }
+    })
+    .boxed();
+    Ok(QueryStream {
+        statement_type: StatementType::Dml,
+        substatement_type: "SELECT".into(),
+        schema,
+        update_count: None,
+        batches,
+        bytes_scanned,
+    })
 }

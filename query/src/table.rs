@@ -30,7 +30,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use futures::{StreamExt, TryStreamExt};
 use lakehose_catalog::model::{Column, Table};
-use lakehose_catalog::{CatalogRef, Location, Storage};
+use lakehose_catalog::{CatalogRef, Location, Storage, partition_path};
 use object_store::ObjectMeta;
 
 use crate::text::{TextFormat, TextKind, TextScan};
@@ -377,8 +377,8 @@ impl LakeTable {
             .iter()
             .zip(&segments)
             .map(|(f, seg)| {
-                let (k, v) = seg.split_once('=')?;
-                k.eq_ignore_ascii_case(f.name()).then(|| percent_decode(v))
+                let (k, v) = partition_path::parse_segment(seg)?;
+                k.eq_ignore_ascii_case(f.name()).then_some(v)
             })
             .collect()
     }
@@ -817,7 +817,7 @@ impl LakeTable {
                     self.partition_fields.clone(),
                     files,
                     target,
-                    crate::engine::scan_counter(state),
+                    crate::stats::scan_counter(state),
                 );
                 scan.into_plan(projection, limit).map(Some)
             }
@@ -848,9 +848,9 @@ pub fn hive_partition_values(
         }
         let mut values = Vec::new();
         for (seg, key) in segments.iter().zip(keys) {
-            match seg.split_once('=') {
+            match partition_path::parse_segment(seg) {
                 Some((k, v)) if k.eq_ignore_ascii_case(key) => {
-                    values.push(percent_decode(v));
+                    values.push(v);
                 }
                 _ => break,
             }
@@ -863,28 +863,4 @@ pub fn hive_partition_values(
         }
     }
     out
-}
-
-/// Decodes `%XX` escapes in a partition folder value (as Hive writes them).
-pub fn percent_decode(v: &str) -> String {
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
 }

@@ -22,18 +22,18 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, GzipLevel};
 use datafusion::physical_plan::execute_stream;
 use futures::StreamExt;
-use lakehose_catalog::model::{Column, SerDeInfo, StorageDescriptor, Table};
+use lakehose_catalog::model::{Column, StorageDescriptor, Table, formats};
+use lakehose_catalog::partition_path;
 use lakehose_catalog::{CatalogError, Location};
 use object_store::ObjectStoreExt;
 use object_store::PutPayload;
 
-use crate::catalog_ops::{
-    JSON_SERDE, LAZY_SIMPLE_SERDE, PARQUET_SERDE, database_of, folder_location, get_table,
-    partition, table_location,
-};
+use crate::contract::{QueryError, QueryErrorKind, QueryOutput, StatementType};
 use crate::ddl::{Name, WithValue};
-use crate::engine::{QueryEngine, QueryStats, classify, scanned_bytes};
-use crate::output::{QueryError, QueryErrorKind, QueryOutput, StatementType};
+use crate::engine::QueryEngine;
+use crate::error::classify;
+use crate::glue::{database_of, folder_location, get_table, partition, table_location};
+use crate::stats::{QueryStats, scanned_bytes};
 use crate::table::{HIVE_NULL_PARTITION, StorageFormat, list_data_files};
 use crate::text::TextKind;
 use crate::types::{arrow_to_hive, storable};
@@ -64,31 +64,27 @@ impl OutputFormat {
         }
     }
 
-    fn serde(&self) -> (String, String, String, String, Vec<(String, String)>) {
+    /// How the catalog describes files of this format under `location`,
+    /// and the table's `classification`.
+    fn storage(&self, location: String, columns: Vec<Column>) -> (StorageDescriptor, &'static str) {
         match self {
-            Self::Parquet(_) => (
-                PARQUET_SERDE.into(),
-                "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat".into(),
-                "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat".into(),
-                "parquet".into(),
-                Vec::new(),
-            ),
+            Self::Parquet(_) => (StorageDescriptor::parquet(location, columns), "parquet"),
             Self::Json => (
-                JSON_SERDE.into(),
-                "org.apache.hadoop.mapred.TextInputFormat".into(),
-                "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat".into(),
-                "json".into(),
-                Vec::new(),
+                StorageDescriptor::text(location, columns, formats::JSON_SERDE, Default::default()),
+                "json",
             ),
             Self::Text(d) => (
-                LAZY_SIMPLE_SERDE.into(),
-                "org.apache.hadoop.mapred.TextInputFormat".into(),
-                "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat".into(),
-                String::new(),
-                vec![
-                    ("field.delim".into(), d.clone()),
-                    ("serialization.format".into(), d.clone()),
-                ],
+                StorageDescriptor::text(
+                    location,
+                    columns,
+                    formats::LAZY_SIMPLE_SERDE,
+                    [
+                        ("field.delim".to_string(), d.clone()),
+                        ("serialization.format".to_string(), d.clone()),
+                    ]
+                    .into(),
+                ),
+                "",
             ),
         }
     }
@@ -306,7 +302,7 @@ async fn write_query(
     let ctx = engine
         .context(database, Arc::clone(&stats))
         .map_err(classify)?;
-    let plan = crate::statement::plan_query(&ctx, query).await?;
+    let plan = crate::plan::plan_query(&ctx, query).await?;
     let physical = engine.physical(&ctx, &plan).await.map_err(classify)?;
     let source_schema = physical.schema();
     // The schema written: the target's (INSERT) or the query's with
@@ -399,11 +395,12 @@ async fn write_query(
                 )
                 .map_err(|e| QueryError::new(QueryErrorKind::Internal, e.to_string()))?;
                 let writer = writers.entry(values.clone()).or_insert_with(|| {
-                    let folder: String = partition_keys
-                        .iter()
-                        .zip(&values)
-                        .map(|(k, v)| format!("{k}={}/", escape_partition_value(v)))
-                        .collect();
+                    let folder = partition_path::folder(
+                        partition_keys
+                            .iter()
+                            .map(String::as_str)
+                            .zip(values.iter().map(String::as_str)),
+                    );
                     PartWriter::new(
                         folder,
                         values.clone(),
@@ -473,21 +470,6 @@ async fn remove(engine: &QueryEngine, files: &[object_store::path::Path]) {
             tracing::warn!("could not remove {f} after a failed write: {e}");
         }
     }
-}
-
-/// Hive's escaping of partition folder values.
-fn escape_partition_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        if c.is_control() || "\"#%'*/:=?\\{[]^".contains(c) {
-            for b in c.to_string().bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Casts a query batch to the written schema (by position), filling
@@ -726,7 +708,7 @@ pub async fn create_table_as(
     } else {
         let stats = Arc::new(QueryStats::default());
         let ctx = engine.context(&db, stats).map_err(classify)?;
-        let plan = crate::statement::plan_query(&ctx, &query).await?;
+        let plan = crate::plan::plan_query(&ctx, &query).await?;
         let fields: Vec<Field> = plan
             .schema()
             .fields()
@@ -737,25 +719,21 @@ pub async fn create_table_as(
     };
     let key_count = opts.partitioned_by.len();
     let fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    let (serde, input, output, classification, serde_params) = opts.format.serde();
+    let (storage, classification) = opts.format.storage(
+        location.to_string(),
+        hive_columns(&fields[..fields.len() - key_count])?,
+    );
     let mut parameters: lakehose_catalog::model::Parameters = Default::default();
     if !classification.is_empty() {
-        parameters.insert("classification".into(), classification);
+        parameters.insert("classification".into(), classification.into());
     }
     parameters.insert("EXTERNAL".into(), "TRUE".into());
     let table = Table {
         name: name.name.clone(),
         storage_descriptor: Some(StorageDescriptor {
-            columns: hive_columns(&fields[..fields.len() - key_count])?,
-            location: Some(location.to_string()),
-            input_format: Some(input),
-            output_format: Some(output),
-            serde_info: Some(SerDeInfo {
-                serialization_library: Some(serde),
-                parameters: serde_params.into_iter().collect(),
-                ..Default::default()
-            }),
-            ..Default::default()
+            compressed: None,
+            number_of_buckets: None,
+            ..storage
         }),
         partition_keys: hive_columns(&fields[fields.len() - key_count..])?,
         table_type: Some(lakehose_catalog::model::EXTERNAL_TABLE.into()),
@@ -790,12 +768,13 @@ async fn register_partitions(
     let batch: Vec<_> = partitions
         .iter()
         .map(|values| {
-            let folder: String = table
-                .partition_keys
-                .iter()
-                .zip(values)
-                .map(|(k, v)| format!("{}={}/", k.name, escape_partition_value(v)))
-                .collect();
+            let folder = partition_path::folder(
+                table
+                    .partition_keys
+                    .iter()
+                    .map(|k| k.name.as_str())
+                    .zip(values.iter().map(String::as_str)),
+            );
             partition(table, values.clone(), format!("{location}{folder}"))
         })
         .collect();

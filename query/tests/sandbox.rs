@@ -371,7 +371,7 @@ async fn postgres_catalog_statements_are_checked_too() {
         "SELECT relname INTO pwned FROM pg_catalog.pg_class".into(),
     ] {
         let request = QueryRequest {
-            postgres_catalog: true,
+            dialect: lakehose_query::Dialect::Postgres,
             ..QueryRequest::new(sql.clone(), Some("default"))
         };
         let message = lake.execute(request).await.unwrap_err().message;
@@ -381,7 +381,7 @@ async fn postgres_catalog_statements_are_checked_too() {
         );
     }
     let request = QueryRequest {
-        postgres_catalog: true,
+        dialect: lakehose_query::Dialect::Postgres,
         ..QueryRequest::new(
             "SELECT count(*) > 0 FROM pg_catalog.pg_type",
             Some("default"),

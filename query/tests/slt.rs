@@ -30,7 +30,7 @@ async fn execute(db: &mut Lakehose, sql: &str) -> Result<lakehose_query::QueryOu
         && u.eq_ignore_ascii_case("use")
     {
         db.database = name.to_ascii_lowercase();
-        return Ok(lakehose_query::engine::empty_output(
+        return Ok(lakehose_query::contract::empty_output(
             lakehose_query::StatementType::Utility,
             "USE",
         ));

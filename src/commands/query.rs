@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
-use lakehose_query::statement::split_statements;
+use lakehose_query::plan::split_statements;
 use lakehose_query::{EngineConfig, QueryEngine, QueryRequest};
 
 /// Output formats.
@@ -390,7 +390,7 @@ fn text_table(answer: &Answer) -> anyhow::Result<comfy_table::Table> {
         let columns = batch
             .columns()
             .iter()
-            .map(lakehose_query::athena::values::column_text)
+            .map(lakehose_query::values::column_text)
             .collect::<Result<Vec<_>, _>>()?;
         for row in 0..batch.num_rows() {
             table.add_row(

@@ -116,29 +116,29 @@ pub struct ServerArgs {
 
     /// Postgres connections served at once; more are refused with
     /// `53300 too many connections`.
-    #[arg(long, env = "LAKEHOSE_PG_MAX_CONNECTIONS", default_value_t = lakehose_query::pg::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, env = "LAKEHOSE_PG_MAX_CONNECTIONS", default_value_t = lakehose_pgwire::DEFAULT_MAX_CONNECTIONS)]
     pub pg_max_connections: usize,
 
     /// Seconds a Postgres client has from connecting to finishing its
     /// startup and authentication.
-    #[arg(long, env = "LAKEHOSE_PG_STARTUP_TIMEOUT_SECS", default_value_t = lakehose_query::pg::DEFAULT_STARTUP_TIMEOUT_SECS)]
+    #[arg(long, env = "LAKEHOSE_PG_STARTUP_TIMEOUT_SECS", default_value_t = lakehose_pgwire::DEFAULT_STARTUP_TIMEOUT_SECS)]
     pub pg_startup_timeout_secs: u64,
 
     /// Seconds a Postgres connection may pass without traffic either way
     /// before it is closed; 0 for never. A statement that sends no row for
     /// that long counts as idle, so keep it above --query-timeout-secs.
-    #[arg(long, env = "LAKEHOSE_PG_IDLE_TIMEOUT_SECS", default_value_t = lakehose_query::pg::DEFAULT_IDLE_TIMEOUT_SECS)]
+    #[arg(long, env = "LAKEHOSE_PG_IDLE_TIMEOUT_SECS", default_value_t = lakehose_pgwire::DEFAULT_IDLE_TIMEOUT_SECS)]
     pub pg_idle_timeout_secs: u64,
 
     /// Bytes one message from a Postgres client may take; a larger one
     /// ends the connection with an error.
-    #[arg(long, env = "LAKEHOSE_PG_MAX_MESSAGE_BYTES", default_value_t = lakehose_query::pg::DEFAULT_MAX_MESSAGE_BYTES)]
+    #[arg(long, env = "LAKEHOSE_PG_MAX_MESSAGE_BYTES", default_value_t = lakehose_pgwire::DEFAULT_MAX_MESSAGE_BYTES)]
     pub pg_max_message_bytes: usize,
 
     /// Athena query executions kept in the history; past it the oldest
     /// finished ones are forgotten (their records deleted, their result
     /// files kept).
-    #[arg(long, env = "LAKEHOSE_MAX_QUERY_EXECUTIONS", default_value_t = lakehose_query::athena::DEFAULT_MAX_EXECUTIONS)]
+    #[arg(long, env = "LAKEHOSE_MAX_QUERY_EXECUTIONS", default_value_t = lakehose_athena::DEFAULT_MAX_EXECUTIONS)]
     pub max_query_executions: usize,
 
     /// MiB a query result held whole in memory may take (the `lakehose sql`
@@ -201,7 +201,7 @@ impl ServerArgs {
                     << 20,
                 max_body_bytes: self.max_body_mb.max(1) << 20,
             },
-            pg: lakehose_query::pg::PgLimits {
+            pg: lakehose_pgwire::PgLimits {
                 max_connections: self.pg_max_connections.max(1),
                 startup_timeout: std::time::Duration::from_secs(
                     self.pg_startup_timeout_secs.max(1),

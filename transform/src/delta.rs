@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use datafusion::arrow::datatypes::Field;
 use deltalake::DeltaTable;
 use futures::StreamExt;
-use lakehose_catalog::model::{Column, Database, SerDeInfo, StorageDescriptor, Table};
+use lakehose_catalog::model::{Column, Database, StorageDescriptor, Table};
 use lakehose_catalog::{CatalogError, CatalogRef, Location, Storage};
 
 /// The Delta table at `location`: opened when it has a log, a new
@@ -102,21 +102,9 @@ pub async fn register(
         name: reg.name.to_string(),
         description: reg.description.clone(),
         storage_descriptor: Some(StorageDescriptor {
-            columns: data,
-            location: Some(reg.location.to_string()),
-            input_format: Some(
-                "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat".into(),
-            ),
-            output_format: Some(
-                "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat".into(),
-            ),
-            serde_info: Some(SerDeInfo {
-                serialization_library: Some(
-                    "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe".into(),
-                ),
-                ..Default::default()
-            }),
-            ..Default::default()
+            compressed: None,
+            number_of_buckets: None,
+            ..StorageDescriptor::parquet(reg.location.to_string(), data)
         }),
         partition_keys: keys,
         table_type: Some(lakehose_catalog::model::EXTERNAL_TABLE.into()),

@@ -482,7 +482,7 @@ impl Job {
         reads.dedup();
         // Split the text itself (the statements re-rendered by sqlparser
         // would lose Presto spellings the engine's dialect rewrites).
-        let pieces = lakehose_query::statement::split_statements(&body);
+        let pieces = lakehose_query::plan::split_statements(&body);
         let (select, setup_text) = match pieces.split_last() {
             Some((last, rest)) if rest.len() == setup.len() => (last.clone(), rest.to_vec()),
             _ => (

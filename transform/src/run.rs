@@ -24,7 +24,7 @@ use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 
 use lakehose_catalog::{CatalogRef, Location, Storage};
-use lakehose_query::engine::{QueryStats, scanned_bytes};
+use lakehose_query::stats::{QueryStats, scanned_bytes};
 use lakehose_query::{QueryEngine, QueryRequest};
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
@@ -310,7 +310,7 @@ impl Etl {
             }
             let name = format!(
                 "{}.{}.{}",
-                lakehose_query::engine::CATALOG_NAME,
+                lakehose_query::CATALOG_NAME,
                 read.database,
                 read.table
             );
@@ -322,7 +322,7 @@ impl Etl {
             )
             .map_err(|e| JobError::at(&job.path, None, e.to_string()))?;
         }
-        let plan = lakehose_query::statement::plan_query(&ctx, &job.select)
+        let plan = lakehose_query::plan::plan_query(&ctx, &job.select)
             .await
             .map_err(|e| self.sql_error(job, &e.message))?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
@@ -389,7 +389,7 @@ impl Etl {
             .engine
             .restricted_context(&job.database, Arc::clone(&stats), Arc::new(restrictions))
             .map_err(|e| Failure::fatal(e.to_string()))?;
-        let plan = lakehose_query::statement::plan_query(&ctx, &job.select)
+        let plan = lakehose_query::plan::plan_query(&ctx, &job.select)
             .await
             .map_err(|e| Failure::fatal(self.sql_error(job, &e.message).to_string()))?;
         let physical = ctx

@@ -32,7 +32,7 @@ use object_store::path::Path as ObjectPath;
 
 use crate::catalog::{Catalog, CatalogError, PartitionUpdate};
 use crate::model::{
-    Column, Database, Partition, PartitionIndex, SerDeInfo, StorageDescriptor, Table,
+    Column, Database, Partition, PartitionIndex, StorageDescriptor, Table, formats,
 };
 use crate::schema::{JType, hive_type, scalar_of_hive};
 use crate::storage::{Location, Storage};
@@ -708,7 +708,9 @@ fn found_table(name: &str, location: String, schema: FileSchema, leaves: &[Leaf]
             let values = l
                 .segments
                 .iter()
-                .map(|s| s.split_once('=').map_or(s.as_str(), |(_, v)| v).to_string())
+                .map(|s| {
+                    crate::partition_path::parse_segment(s).map_or_else(|| s.clone(), |(_, v)| v)
+                })
                 .collect();
             let rel: String = l.segments.iter().map(|s| format!("{s}/")).collect();
             (values, format!("{location}{rel}"))
@@ -726,50 +728,29 @@ fn found_table(name: &str, location: String, schema: FileSchema, leaves: &[Leaf]
 }
 
 fn storage_descriptor(found: &Found) -> StorageDescriptor {
-    let (input, output, serde, params) = match (found.schema.classification, found.schema.csv) {
-        ("parquet", _) => (
-            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-            "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
-            BTreeMap::new(),
-        ),
+    let columns = columns(&found.schema.schema, &found.keys);
+    let location = found.location.clone();
+    let sd = match (found.schema.classification, found.schema.csv) {
+        ("parquet", _) => StorageDescriptor::parquet(location, columns),
         ("csv", Some(csv)) => {
             let delim = (csv.delimiter as char).to_string();
-            (
-                "org.apache.hadoop.mapred.TextInputFormat",
-                "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
-                if csv.quoted {
-                    "org.apache.hadoop.hive.serde2.OpenCSVSerde"
-                } else {
-                    "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe"
-                },
-                if csv.quoted {
-                    [("separatorChar".to_string(), delim)].into()
-                } else {
-                    [("field.delim".to_string(), delim)].into()
-                },
-            )
+            let (serde, key) = if csv.quoted {
+                (formats::OPEN_CSV_SERDE, "separatorChar")
+            } else {
+                (formats::LAZY_SIMPLE_SERDE, "field.delim")
+            };
+            StorageDescriptor::text(location, columns, serde, [(key.to_string(), delim)].into())
         }
-        _ => (
-            "org.apache.hadoop.mapred.TextInputFormat",
-            "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
-            "org.openx.data.jsonserde.JsonSerDe",
+        _ => StorageDescriptor::text(
+            location,
+            columns,
+            formats::JSON_SERDE,
             [("paths".to_string(), names(&found.schema.schema).join(","))].into(),
         ),
     };
     StorageDescriptor {
-        columns: columns(&found.schema.schema, &found.keys),
-        location: Some(found.location.clone()),
-        input_format: Some(input.into()),
-        output_format: Some(output.into()),
         compressed: Some(found.schema.gzip),
-        number_of_buckets: Some(-1),
-        serde_info: Some(SerDeInfo {
-            serialization_library: Some(serde.into()),
-            parameters: params,
-            ..Default::default()
-        }),
-        ..Default::default()
+        ..sd
     }
 }
 

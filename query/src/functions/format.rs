@@ -221,7 +221,7 @@ fn render(spec: &Spec, array: &ArrayRef, row: usize) -> Result<String> {
     let one = array.slice(row, 1);
     let text = match spec.conversion {
         's' | 'S' => {
-            let text = crate::athena::values::column_text(&one)
+            let text = crate::values::column_text(&one)
                 .map_err(|e| datafusion::error::DataFusionError::ArrowError(Box::new(e), None))?
                 .pop()
                 .flatten()

@@ -1,75 +1,25 @@
-//! Running one statement: parameters, dispatch to the DDL/DML
-//! implementation or to DataFusion, limits.
-
-use std::sync::Arc;
+//! SQL text to a plan: statement splitting and parsing, `?` parameters,
+//! the read-only check and the Presto rewrites. Every plan lakehose makes
+//! from SQL text comes from here; nothing here runs a plan.
 
 use std::ops::ControlFlow;
 
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
-use crate::engine::{CATALOG_NAME, QueryEngine, QueryStats, classify, parse_statements};
-use crate::output::{QueryError, QueryErrorKind, QueryOutput, QueryRequest, StatementType};
+use crate::error::{QueryError, QueryErrorKind, classify};
 
-/// The database a request runs in.
-pub fn current_database(request: &QueryRequest) -> String {
-    request
-        .database
-        .as_deref()
-        .filter(|d| !d.is_empty())
-        .unwrap_or("default")
-        .to_ascii_lowercase()
-}
-
-pub(crate) async fn run(
-    engine: QueryEngine,
-    request: QueryRequest,
-) -> Result<QueryOutput, QueryError> {
-    if let Some(catalog) = request.catalog.as_deref()
-        && !catalog.is_empty()
-        && !catalog.eq_ignore_ascii_case(CATALOG_NAME)
-    {
-        return Err(QueryError::new(
-            QueryErrorKind::Semantic,
-            format!("CATALOG_NOT_FOUND: Catalog '{catalog}' does not exist"),
-        ));
-    }
-    let sql = bind_parameters(&request.sql, &request.parameters)?;
-    crate::nesting::check(&sql)?;
-    if sql.trim().trim_end_matches(';').trim().is_empty() {
-        return Err(QueryError::new(
-            QueryErrorKind::Syntax,
-            "SYNTAX_ERROR: the query is empty",
-        ));
-    }
-    let database = current_database(&request);
-    if database == "default" {
-        engine.ensure_default_database().await?;
-    }
-    let output = if request.postgres_catalog {
-        crate::pg::catalog::run(&engine, &database, &sql).await?
-    } else if let Some(statement) = crate::ddl::parse(&sql)? {
-        crate::catalog_ops::execute(&engine, &database, statement).await?
-    } else {
-        select(&engine, &database, &sql).await?
-    };
-    if let Some(cutoff) = request.bytes_scanned_cutoff
-        && output.bytes_scanned > cutoff
-    {
-        return Err(QueryError::new(
-            QueryErrorKind::Limit,
-            format!(
-                "Query cancelled! : Bytes scanned limit was exceeded (scanned {} bytes, the workgroup allows {cutoff})",
-                output.bytes_scanned
-            ),
-        ));
-    }
-    Ok(output)
+/// Splits SQL text into its statements.
+pub fn parse_statements(sql: &str) -> Result<Vec<DFStatement>, QueryError> {
+    crate::nesting::check(sql)?;
+    DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+        .map(|s| s.into_iter().collect())
+        .map_err(|e| QueryError::new(QueryErrorKind::Syntax, format!("SYNTAX_ERROR: {e}")))
 }
 
 /// Parses one query statement (SELECT, WITH, VALUES, EXPLAIN), checks
@@ -251,54 +201,6 @@ fn statement_kind(statement: &Statement) -> String {
     } else {
         words.join(" ")
     }
-}
-
-async fn select(
-    engine: &QueryEngine,
-    database: &str,
-    sql: &str,
-) -> Result<QueryOutput, QueryError> {
-    match select_with(engine, database, sql, false).await {
-        // Hash joins cannot spill; run again with joins that can.
-        Err(e)
-            if e.kind == QueryErrorKind::Limit
-                && e.message.starts_with("Query exhausted resources") =>
-        {
-            tracing::info!("query ran out of memory; re-running it with spilling sort-merge joins");
-            select_with(engine, database, sql, true).await
-        }
-        other => other,
-    }
-}
-
-async fn select_with(
-    engine: &QueryEngine,
-    database: &str,
-    sql: &str,
-    low_memory: bool,
-) -> Result<QueryOutput, QueryError> {
-    let stats = Arc::new(QueryStats::default());
-    let ctx = if low_memory {
-        engine.low_memory_context(database, Arc::clone(&stats))
-    } else {
-        engine.context(database, Arc::clone(&stats))
-    }
-    .map_err(classify)?;
-    let plan = plan_query(&ctx, sql).await?;
-    let (statement_type, substatement) = match &plan {
-        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => (StatementType::Utility, "EXPLAIN"),
-        _ => (StatementType::Dml, "SELECT"),
-    };
-    let (schema, batches, bytes_scanned) =
-        engine.collect(&ctx, plan, &stats).await.map_err(classify)?;
-    Ok(QueryOutput {
-        statement_type,
-        substatement_type: substatement.into(),
-        schema,
-        batches,
-        update_count: None,
-        bytes_scanned,
-    })
 }
 
 /// Replaces each `?` placeholder with the next parameter, which must be

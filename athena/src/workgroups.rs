@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use lakehose_catalog::Location;
 
-use super::error::ApiError;
-use super::input::{self, length, parse, required};
-use super::{AthenaApi, now_ms, seconds};
+use crate::error::ApiError;
+use crate::input::{self, length, parse, required};
+use crate::{AthenaApi, now_ms, seconds};
 
 /// The default workgroup.
 pub const PRIMARY: &str = "primary";

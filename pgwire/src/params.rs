@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate};
 use pgwire::api::Type;
 use pgwire::api::results::FieldFormat;
 
-use super::sql::{Placeholder, quote_literal};
+use crate::sql::{Placeholder, quote_literal};
 
 /// Why a parameter could not be turned into a literal.
 #[derive(Debug)]
@@ -511,8 +511,8 @@ fn text_from_bytes(number: usize, bytes: &[u8]) -> Result<String, ParamError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sql::placeholders;
     use super::*;
+    use crate::sql::placeholders;
 
     #[test]
     fn pg_param_type_inference() {
@@ -571,8 +571,8 @@ mod tests {
 /// panic.
 #[cfg(test)]
 mod proptests {
-    use super::super::sql::{placeholders, split_statements, substitute, tokenize};
     use super::*;
+    use crate::sql::{placeholders, split_statements, substitute, tokenize};
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 

@@ -14,12 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use super::error::ApiError;
-use super::input::{self, length, parse, required};
-use super::results::{self, ResultMetadata};
-use super::workgroups::{self, ENGINE_VERSION, ResultConfiguration};
-use super::{AthenaApi, now_ms, seconds};
-use crate::output::{
+use crate::error::ApiError;
+use crate::input::{self, length, parse, required};
+use crate::results::{self, ResultMetadata};
+use crate::workgroups::{self, ENGINE_VERSION, ResultConfiguration};
+use crate::{AthenaApi, now_ms, seconds};
+use lakehose_query::contract::{
     QueryError, QueryErrorKind, QueryRequest, QueryStream, StatementType, panic_error,
 };
 
@@ -576,7 +576,7 @@ async fn run_guarded(api: AthenaApi, id: String) {
             catalog: e.catalog.clone(),
             parameters: e.parameters.clone(),
             bytes_scanned_cutoff: e.bytes_scanned_cutoff,
-            postgres_catalog: false,
+            dialect: lakehose_query::Dialect::Athena,
         }
     };
     // RUNNING is not written down: after a restart an execution recorded
@@ -1041,7 +1041,7 @@ pub(super) async fn results(
         },
         next_token: next,
     };
-    Ok(super::awsjson::ok_json(&page))
+    Ok(crate::awsjson::ok_json(&page))
 }
 
 /// A GetQueryResults response.
@@ -1064,7 +1064,7 @@ struct ResultSetPage<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct PageMetadata<'a> {
-    column_info: &'a [super::values::ColumnInfo],
+    column_info: &'a [crate::columns::ColumnInfo],
 }
 
 /// One row: `{"Data": [{"VarCharValue": "..."}, {}]}`, NULL as an empty

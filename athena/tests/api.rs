@@ -22,9 +22,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
+use lakehose_athena::{self as athena, AthenaApi, AthenaConfig};
 use lakehose_catalog::model::{Column, Database, SerDeInfo, StorageDescriptor, Table};
 use lakehose_catalog::{Catalog, CatalogRef, EmbeddedCatalog, Storage};
-use lakehose_query::athena::{self, AthenaApi, AthenaConfig};
 use lakehose_query::{
     QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType,
 };

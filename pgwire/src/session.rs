@@ -10,8 +10,8 @@ use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::auth::{SERVER_VERSION, default_parameters};
-use super::sql::{Token, tokenize};
+use crate::auth::{SERVER_VERSION, default_parameters};
+use crate::sql::{Token, tokenize};
 
 /// Startup database names that mean "the default database".
 const DEFAULT_ALIASES: &[&str] = &["", "postgres", "template0", "template1", "default"];

@@ -65,9 +65,7 @@
 //! disconnects, its connection task is dropped within a fraction of a
 //! second, together with the statement it was running.
 
-mod attributes;
 mod auth;
-pub(crate) mod catalog;
 mod encode;
 mod guard;
 mod handler;
@@ -92,7 +90,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::output::SqlRunner;
+use lakehose_query::contract::SqlRunner;
 
 /// The default address of the Postgres listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";

@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
-use super::PgLimits;
+use crate::PgLimits;
 
 /// Bytes read from either side at a time.
 const CHUNK: usize = 16 * 1024;

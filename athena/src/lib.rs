@@ -25,12 +25,12 @@
 //! [`AthenaConfig::default_output_location`]
 //! (`s3://lakehose-athena-results/` unless configured).
 
+pub mod columns;
 pub mod error;
 mod executions;
 pub mod input;
 mod metadata;
 pub mod results;
-pub mod values;
 pub mod workgroups;
 
 use std::collections::{BTreeMap, HashMap};
@@ -45,9 +45,9 @@ use object_store::path::Path as ObjectPath;
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
-use crate::output::SqlRunner;
 pub use error::ApiError;
 use executions::{Execution, QueryState};
+use lakehose_query::contract::SqlRunner;
 use workgroups::WorkGroup;
 
 /// The `X-Amz-Target` prefix of Athena.

@@ -22,8 +22,9 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use super::values::{ColumnInfo, column_text};
-use crate::output::{QueryOutput, StatementType};
+use crate::columns::ColumnInfo;
+use lakehose_query::contract::{QueryOutput, StatementType};
+use lakehose_query::values::column_text;
 
 /// Rows between two entries of [`ResultMetadata::row_index`].
 pub const INDEX_STRIDE: u64 = 1000;

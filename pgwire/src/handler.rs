@@ -29,16 +29,17 @@ use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::EmptyQueryResponse;
 
-use super::encode::{arrow_type_for, encode_field, normalize, pg_field_type};
-use super::params::{describe_literal, in_limit_clause, infer_types, literal};
-use super::session::{self, Local, LocalResult, Session};
-use super::sql::{
+use crate::encode::{encode_field, normalize};
+use crate::params::{describe_literal, in_limit_clause, infer_types, literal};
+use crate::session::{self, Local, LocalResult, Session};
+use crate::sql::{
     MAX_PARAMETERS, first_keyword, placeholders, split_statements, substitute, trim_statement,
 };
-use crate::output::{
+use lakehose_query::contract::{
     QueryError, QueryErrorKind, QueryOutput, QueryRequest, QueryStream, SqlRunner, StatementType,
     panic_error,
 };
+use lakehose_query::postgres::types::{arrow_type_for, pg_field_type};
 
 /// A statement's failure, boxed as it travels through `Result`s.
 type Failure = Box<ErrorInfo>;
@@ -424,7 +425,7 @@ impl Queries {
 
     fn request(session: &SessionRef, sql: &str) -> QueryRequest {
         let mut request = QueryRequest::new(sql, Self::database(session).as_deref());
-        request.postgres_catalog = super::catalog::reads_pg_catalog(sql);
+        request.dialect = lakehose_query::Dialect::Postgres;
         tracing::debug!(database = ?request.database, "postgres statement");
         request
     }

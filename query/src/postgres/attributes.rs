@@ -25,7 +25,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use lakehose_catalog::hive::HiveType;
 
-use super::catalog::LakeCatalogInfo;
+use super::LakeCatalogInfo;
 
 /// Postgres type oids lakehose columns are described with.
 mod oid {

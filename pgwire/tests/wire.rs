@@ -19,7 +19,7 @@ use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use lakehose_query::pg::{PgConfig, serve};
+use lakehose_pgwire::{PgConfig, serve};
 use lakehose_query::{
     QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType,
 };

@@ -8,7 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::error::ApiError;
+use crate::error::ApiError;
 
 /// Parses `body` (`{}` when empty) into `T`; on failure names the member
 /// that does not fit.

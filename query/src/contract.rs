@@ -12,6 +12,11 @@ use datafusion::arrow::record_batch::RecordBatch;
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 
+pub use crate::error::{QueryError, QueryErrorKind, panic_error};
+
+/// The one catalog lakehose has, as Athena names it.
+pub const CATALOG_NAME: &str = "awsdatacatalog";
+
 /// Athena's statement classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -48,9 +53,22 @@ pub struct QueryRequest {
     pub parameters: Vec<String>,
     /// Fail the query once it would scan more than this many bytes.
     pub bytes_scanned_cutoff: Option<u64>,
-    /// The statement is Postgres SQL reading Postgres's system catalog
-    /// (`pg_catalog`), sent by a Postgres client such as psql's `\d`.
-    pub postgres_catalog: bool,
+    /// The SQL dialect the client speaks.
+    pub dialect: Dialect,
+}
+
+/// The SQL a front end's clients speak. The engine runs Athena's SQL; a
+/// Postgres client's statements that read Postgres's system catalog
+/// (`pg_catalog`, `information_schema`, as psql's `\d` and BI tools' schema
+/// browsers send) are Postgres SQL, answered from the lakehose catalog.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// Athena's (Presto/Trino) SQL.
+    #[default]
+    Athena,
+    /// A Postgres client: Athena's SQL, except statements that read
+    /// Postgres's system catalog, which are Postgres SQL.
+    Postgres,
 }
 
 impl QueryRequest {
@@ -94,61 +112,6 @@ impl QueryOutput {
         self.statement_type == StatementType::Dml && self.update_count.is_none()
     }
 }
-
-/// Why a statement failed, in Athena's categories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueryErrorKind {
-    /// The SQL does not parse.
-    Syntax,
-    /// Unknown table/column/function, type errors: the user's to fix.
-    Semantic,
-    /// Bad data met while running (cast failure, malformed file).
-    Data,
-    /// A limit was hit (bytes-scanned cutoff, memory, timeout).
-    Limit,
-    /// Stopped by the user.
-    Cancelled,
-    /// A fault of lakehose or its storage.
-    Internal,
-}
-
-impl QueryErrorKind {
-    /// Athena's `ErrorCategory`: 1 system, 2 user, 3 other.
-    pub fn athena_category(self) -> u8 {
-        match self {
-            Self::Syntax | Self::Semantic | Self::Data | Self::Limit => 2,
-            Self::Internal => 1,
-            Self::Cancelled => 3,
-        }
-    }
-}
-
-/// A failed statement.
-#[derive(Debug, Clone)]
-pub struct QueryError {
-    /// Category.
-    pub kind: QueryErrorKind,
-    /// The message shown to the user (Athena's `StateChangeReason`).
-    pub message: String,
-}
-
-impl QueryError {
-    /// An error of `kind`.
-    pub fn new(kind: QueryErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for QueryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for QueryError {}
 
 /// The result of a statement whose rows arrive as they are produced: a
 /// front end sends them on (to a Postgres client, into a result file) and
@@ -205,17 +168,16 @@ impl QueryStream {
     }
 }
 
-/// The error a statement that panicked ends with: the panic is contained
-/// where it happened and reported as an internal error naming it.
-pub fn panic_error(payload: &(dyn std::any::Any + Send)) -> QueryError {
-    let what = lakehose_catalog::supervise::panic_message(payload);
-    tracing::error!(panic = %what, "a query panicked; it fails with an internal error");
-    QueryError::new(
-        QueryErrorKind::Internal,
-        format!(
-            "INTERNAL_ERROR: lakehose failed while running the query (a bug: {what}); the query was stopped"
-        ),
-    )
+/// The result of statements that return no rows.
+pub fn empty_output(kind: StatementType, substatement: &str) -> QueryOutput {
+    QueryOutput {
+        statement_type: kind,
+        substatement_type: substatement.into(),
+        schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+        batches: Vec::new(),
+        update_count: None,
+        bytes_scanned: 0,
+    }
 }
 
 /// Runs statements: implemented by the engine, used by the front ends.

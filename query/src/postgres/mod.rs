@@ -11,16 +11,17 @@
 //! `datafusion-pg-catalog` crate; this module tells it what the lakehose
 //! catalog holds and runs such statements apart from the Athena dialect.
 
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, StringArray, new_null_array};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::SchemaProvider;
-use datafusion::common::{DataFusionError, TableReference};
+use datafusion::common::DataFusionError;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::ScalarUDF;
-use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
@@ -30,13 +31,17 @@ use datafusion_pg_catalog::pg_catalog::{
 };
 use datafusion_pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use lakehose_catalog::CatalogError;
 use lakehose_catalog::model::Table;
+use lakehose_catalog::{CatalogError, CatalogRef};
 
-use crate::engine::{CATALOG_NAME, Inner, QueryEngine, QueryStats, classify};
+use crate::contract::CATALOG_NAME;
+use crate::contract::{QueryError, QueryErrorKind};
+use crate::error::classify;
 use crate::functions::Func;
-use crate::output::{QueryError, QueryErrorKind, QueryOutput, StatementType};
 use crate::table::arrow_fields;
+
+mod attributes;
+pub mod types;
 
 /// The schema the catalog tables live in.
 const PG_CATALOG: &str = "pg_catalog";
@@ -72,13 +77,9 @@ fn names_any(sql: &str, test: impl Fn(&str) -> bool) -> bool {
     })
 }
 
-/// Runs one statement that reads `pg_catalog`, with `database` as the
-/// current schema.
-pub(crate) async fn run(
-    engine: &QueryEngine,
-    database: &str,
-    sql: &str,
-) -> Result<QueryOutput, QueryError> {
+/// Parses one statement that reads Postgres's system catalog (Postgres
+/// SQL) and checks that it only reads.
+pub(crate) fn parse(sql: &str) -> Result<Statement, QueryError> {
     static PARSER: LazyLock<PostgresCompatibilityParser> =
         LazyLock::new(PostgresCompatibilityParser::new);
     let syntax = |e: &dyn std::fmt::Display| {
@@ -93,60 +94,53 @@ pub(crate) async fn run(
         )));
     }
     let statement = statements.remove(0);
-    crate::statement::check_query_statement(&statement, "")?;
+    crate::plan::check_query_statement(&statement, "")?;
+    Ok(statement)
+}
 
-    let stats = Arc::new(QueryStats::default());
-    let ctx = engine
-        .context(database, Arc::clone(&stats))
-        .map_err(classify)?;
-    setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| classify(*e))?;
+/// Makes a query context answer Postgres's system catalog: `pg_catalog`
+/// (the engine's shared schema, so oids stay the same between queries:
+/// psql looks a table's oid up in one query and its columns in the next),
+/// its functions, and `information_schema` when `sql` names it.
+pub(crate) async fn install(
+    ctx: &SessionContext,
+    pg_catalog: Arc<dyn SchemaProvider>,
+    source: Arc<dyn CatalogSource>,
+    sql: &str,
+) -> Result<(), QueryError> {
+    setup_pg_catalog(ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| classify(*e))?;
     for f in functions() {
         ctx.register_udf(ScalarUDF::new_from_impl(f));
     }
-    // The crate registered a catalog of its own; the engine's shared one
-    // keeps oids stable from one query to the next (psql looks a table's
-    // oid up in one query and its columns in the next).
-    ctx.catalog(CATALOG_NAME)
-        .ok_or_else(|| QueryError::new(QueryErrorKind::Internal, "the catalog is missing"))?
-        .register_schema(PG_CATALOG, engine.pg_catalog_schema())
+    let catalog = ctx
+        .catalog(CATALOG_NAME)
+        .ok_or_else(|| QueryError::new(QueryErrorKind::Internal, "the catalog is missing"))?;
+    // The crate registered a `pg_catalog` of its own; the shared one
+    // replaces it.
+    catalog
+        .register_schema(PG_CATALOG, pg_catalog)
         .map_err(classify)?;
-    if names_any(&sql, |word| word == INFORMATION_SCHEMA) {
-        let info = information_schema(engine)
+    if names_any(sql, |word| word == INFORMATION_SCHEMA) {
+        let info = information_schema(LakeCatalogInfo { source })
             .await
             .map_err(|e| QueryError::new(QueryErrorKind::Internal, e.to_string()))?;
-        ctx.catalog(CATALOG_NAME)
-            .ok_or_else(|| QueryError::new(QueryErrorKind::Internal, "the catalog is missing"))?
+        catalog
             .register_schema(INFORMATION_SCHEMA, info)
             .map_err(classify)?;
     }
-
-    let plan =
-        crate::statement::plan_read_only(&ctx, DFStatement::Statement(Box::new(statement))).await?;
-    let (schema, batches, bytes_scanned) =
-        engine.collect(&ctx, plan, &stats).await.map_err(classify)?;
-    Ok(QueryOutput {
-        statement_type: StatementType::Dml,
-        substatement_type: "SELECT".into(),
-        schema,
-        batches,
-        update_count: None,
-        bytes_scanned,
-    })
+    Ok(())
 }
 
 /// `information_schema.schemata`, `.tables`, `.columns` and `.views` as
 /// they stand now in the lakehose catalog.
 async fn information_schema(
-    engine: &QueryEngine,
+    info: LakeCatalogInfo,
 ) -> Result<Arc<dyn SchemaProvider>, DataFusionError> {
     use datafusion::arrow::array::{Int32Array, RecordBatch};
     use datafusion::arrow::datatypes::Field;
     use datafusion::catalog::MemorySchemaProvider;
     use datafusion::datasource::MemTable;
 
-    let info = LakeCatalogInfo {
-        inner: engine.weak_inner(),
-    };
     let mut schemata = Vec::new();
     let mut tables: Vec<[String; 3]> = Vec::new();
     let mut views: Vec<[String; 3]> = Vec::new();
@@ -261,7 +255,7 @@ async fn information_schema(
 /// (`information_schema.columns.data_type`).
 fn sql_type_name(field: &datafusion::arrow::datatypes::Field) -> String {
     use pgwire::api::Type;
-    let pg = super::encode::pg_field_type(field);
+    let pg = types::pg_field_type(field);
     match pg {
         Type::BOOL => "boolean",
         Type::INT2 => "smallint",
@@ -339,14 +333,29 @@ fn size_pretty(bytes: i64) -> String {
     unreachable!("the last unit returns")
 }
 
-/// The `pg_catalog` schema over the catalog behind `inner`.
-pub(crate) fn schema_provider(inner: Weak<Inner>) -> Result<Arc<dyn SchemaProvider>, String> {
+/// What Postgres's system catalog is made from: the lakehose catalog,
+/// and the columns of a table the catalog lists none for (a Delta table
+/// registered without them) as a query sees them. The engine provides it.
+#[async_trait]
+pub(crate) trait CatalogSource: Send + Sync + std::fmt::Debug {
+    /// The lakehose catalog.
+    fn catalog(&self) -> Result<CatalogRef, DataFusionError>;
+
+    /// The columns a query of `database.table` sees.
+    async fn query_schema(&self, database: &str, table: &str)
+    -> Result<SchemaRef, DataFusionError>;
+}
+
+/// The `pg_catalog` schema over `source`'s catalog.
+pub(crate) fn schema_provider(
+    source: Arc<dyn CatalogSource>,
+) -> Result<Arc<dyn SchemaProvider>, String> {
     let statics = PgCatalogStaticTables::try_new().map_err(|e| e.to_string())?;
-    let info = LakeCatalogInfo { inner };
+    let info = LakeCatalogInfo { source };
     let provider =
         PgCatalogSchemaProvider::try_new(info.clone(), Arc::new(statics), EmptyContextProvider)
             .map_err(|e| e.to_string())?;
-    Ok(Arc::new(super::attributes::TypedPgCatalog {
+    Ok(Arc::new(attributes::TypedPgCatalog {
         inner: Arc::new(provider),
         info,
     }))
@@ -355,15 +364,12 @@ pub(crate) fn schema_provider(inner: Weak<Inner>) -> Result<Arc<dyn SchemaProvid
 /// What `pg_catalog` lists: the lakehose catalog, in name order.
 #[derive(Debug, Clone)]
 pub(crate) struct LakeCatalogInfo {
-    inner: Weak<Inner>,
+    source: Arc<dyn CatalogSource>,
 }
 
 impl LakeCatalogInfo {
-    fn engine(&self) -> Result<QueryEngine, DataFusionError> {
-        self.inner
-            .upgrade()
-            .map(QueryEngine::from_inner)
-            .ok_or_else(|| DataFusionError::Internal("the query engine has stopped".into()))
+    fn catalog(&self) -> Result<CatalogRef, DataFusionError> {
+        self.source.catalog()
     }
 
     /// The columns of `found` (in database `schema`): the catalog's, partition
@@ -382,13 +388,8 @@ impl LakeCatalogInfo {
         {
             return Ok(Arc::new(Schema::new(fields)));
         }
-        let engine = self.engine()?;
-        let ctx = engine.context(schema, Arc::default())?;
-        match ctx
-            .table_provider(TableReference::full(CATALOG_NAME, schema, table))
-            .await
-        {
-            Ok(provider) => Ok(provider.schema()),
+        match self.source.query_schema(schema, table).await {
+            Ok(schema) => Ok(schema),
             Err(e) => {
                 tracing::debug!(schema, table, error = %e, "pg_catalog: table has no readable schema");
                 Ok(Arc::new(Schema::empty()))
@@ -401,7 +402,7 @@ impl LakeCatalogInfo {
         schema: &str,
         table: &str,
     ) -> Result<Option<Table>, DataFusionError> {
-        match self.engine()?.catalog().get_table(schema, table).await {
+        match self.catalog()?.get_table(schema, table).await {
             Ok(t) => Ok(Some(t)),
             Err(CatalogError::NotFound(_)) => Ok(None),
             Err(e) => Err(DataFusionError::External(Box::new(e))),
@@ -423,12 +424,7 @@ impl CatalogInfo for LakeCatalogInfo {
         if catalog != CATALOG_NAME {
             return Ok(None);
         }
-        let databases = self
-            .engine()?
-            .catalog()
-            .list_databases()
-            .await
-            .map_err(external)?;
+        let databases = self.catalog()?.list_databases().await.map_err(external)?;
         let mut names: Vec<String> = databases.into_iter().map(|d| d.name).collect();
         names.sort();
         Ok(Some(names))
@@ -442,7 +438,7 @@ impl CatalogInfo for LakeCatalogInfo {
         if catalog != CATALOG_NAME {
             return Ok(None);
         }
-        let tables = match self.engine()?.catalog().list_tables(schema).await {
+        let tables = match self.catalog()?.list_tables(schema).await {
             Ok(t) => t,
             Err(CatalogError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(external(e)),

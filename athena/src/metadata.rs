@@ -9,10 +9,10 @@ use lakehose_catalog::model::{Column, Database, Table};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AthenaApi;
-use super::error::{ApiError, from_catalog};
-use super::input::{self, length, parse, required};
-use super::{now_ms, seconds};
+use crate::AthenaApi;
+use crate::error::{ApiError, from_catalog};
+use crate::input::{self, length, parse, required};
+use crate::{now_ms, seconds};
 
 /// The name of the one data catalog.
 pub const DATA_CATALOG: &str = "AwsDataCatalog";
@@ -20,7 +20,7 @@ pub const DATA_CATALOG: &str = "AwsDataCatalog";
 /// A `WorkGroup` given with a catalog call must exist.
 fn check_workgroup(api: &AthenaApi, name: Option<&str>) -> Result<(), ApiError> {
     if let Some(name) = name {
-        super::workgroups::validate_name(name, "WorkGroup")?;
+        crate::workgroups::validate_name(name, "WorkGroup")?;
         api.workgroup(name)?;
     }
     Ok(())

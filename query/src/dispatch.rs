@@ -1,0 +1,190 @@
+//! Running one statement, the top of the engine: the request's checks
+//! (catalog, parameters, nesting, the scan cutoff), its dialect, dispatch to
+//! Athena's DDL and utility statements, to a query, or to Postgres's system
+//! catalog, the timeout, and the retry of a query that ran out of memory.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DFStatement;
+
+use crate::contract::{
+    CATALOG_NAME, Dialect, QueryError, QueryErrorKind, QueryOutput, QueryRequest, QueryStream,
+    SqlRunner, StatementType,
+};
+use crate::engine::QueryEngine;
+use crate::error::classify;
+use crate::plan::{bind_parameters, plan_query, plan_read_only};
+use crate::stats::QueryStats;
+
+/// The database a request runs in.
+pub fn current_database(request: &QueryRequest) -> String {
+    request
+        .database
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .unwrap_or("default")
+        .to_ascii_lowercase()
+}
+
+async fn run(engine: QueryEngine, request: QueryRequest) -> Result<QueryOutput, QueryError> {
+    if let Some(catalog) = request.catalog.as_deref()
+        && !catalog.is_empty()
+        && !catalog.eq_ignore_ascii_case(CATALOG_NAME)
+    {
+        return Err(QueryError::new(
+            QueryErrorKind::Semantic,
+            format!("CATALOG_NOT_FOUND: Catalog '{catalog}' does not exist"),
+        ));
+    }
+    let sql = bind_parameters(&request.sql, &request.parameters)?;
+    crate::nesting::check(&sql)?;
+    if sql.trim().trim_end_matches(';').trim().is_empty() {
+        return Err(QueryError::new(
+            QueryErrorKind::Syntax,
+            "SYNTAX_ERROR: the query is empty",
+        ));
+    }
+    let database = current_database(&request);
+    if database == "default" {
+        engine.ensure_default_database().await?;
+    }
+    let output = if request.dialect == Dialect::Postgres && crate::postgres::reads_pg_catalog(&sql)
+    {
+        run_postgres(&engine, &database, &sql).await?
+    } else if let Some(statement) = crate::ddl::parse(&sql)? {
+        crate::catalog_ops::execute(&engine, &database, statement).await?
+    } else {
+        select(&engine, &database, &sql).await?
+    };
+    if let Some(cutoff) = request.bytes_scanned_cutoff
+        && output.bytes_scanned > cutoff
+    {
+        return Err(QueryError::new(
+            QueryErrorKind::Limit,
+            format!(
+                "Query cancelled! : Bytes scanned limit was exceeded (scanned {} bytes, the workgroup allows {cutoff})",
+                output.bytes_scanned
+            ),
+        ));
+    }
+    Ok(output)
+}
+
+/// Runs one statement that reads Postgres's system catalog, with
+/// `database` as the current schema.
+async fn run_postgres(
+    engine: &QueryEngine,
+    database: &str,
+    sql: &str,
+) -> Result<QueryOutput, QueryError> {
+    let statement = crate::postgres::parse(sql)?;
+    let stats = Arc::new(QueryStats::default());
+    let ctx = engine
+        .context(database, Arc::clone(&stats))
+        .map_err(classify)?;
+    crate::postgres::install(
+        &ctx,
+        engine.pg_catalog_schema(),
+        engine.catalog_source(),
+        sql,
+    )
+    .await?;
+    let plan = plan_read_only(&ctx, DFStatement::Statement(Box::new(statement))).await?;
+    let (schema, batches, bytes_scanned) =
+        engine.collect(&ctx, plan, &stats).await.map_err(classify)?;
+    Ok(QueryOutput {
+        statement_type: StatementType::Dml,
+        substatement_type: "SELECT".into(),
+        schema,
+        batches,
+        update_count: None,
+        bytes_scanned,
+    })
+}
+
+async fn select(
+    engine: &QueryEngine,
+    database: &str,
+    sql: &str,
+) -> Result<QueryOutput, QueryError> {
+    match select_with(engine, database, sql, false).await {
+        // Hash joins cannot spill; run again with joins that can.
+        Err(e)
+            if e.kind == QueryErrorKind::Limit
+                && e.message.starts_with("Query exhausted resources") =>
+        {
+            tracing::info!("query ran out of memory; re-running it with spilling sort-merge joins");
+            select_with(engine, database, sql, true).await
+        }
+        other => other,
+    }
+}
+
+async fn select_with(
+    engine: &QueryEngine,
+    database: &str,
+    sql: &str,
+    low_memory: bool,
+) -> Result<QueryOutput, QueryError> {
+    let stats = Arc::new(QueryStats::default());
+    let ctx = if low_memory {
+        engine.low_memory_context(database, Arc::clone(&stats))
+    } else {
+        engine.context(database, Arc::clone(&stats))
+    }
+    .map_err(classify)?;
+    let plan = plan_query(&ctx, sql).await?;
+    let (statement_type, substatement) = match &plan {
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => (StatementType::Utility, "EXPLAIN"),
+        _ => (StatementType::Dml, "SELECT"),
+    };
+    let (schema, batches, bytes_scanned) =
+        engine.collect(&ctx, plan, &stats).await.map_err(classify)?;
+    Ok(QueryOutput {
+        statement_type,
+        substatement_type: substatement.into(),
+        schema,
+        batches,
+        update_count: None,
+        bytes_scanned,
+    })
+}
+
+impl QueryEngine {
+    /// Runs one statement.
+    pub async fn execute(&self, request: QueryRequest) -> Result<QueryOutput, QueryError> {
+        let run = run(self.clone(), request);
+        match self.config().query_timeout {
+            Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
+                Err(QueryError::new(
+                    QueryErrorKind::Limit,
+                    format!(
+                        "Query exhausted resources at this scale factor: it ran longer than the {} s timeout",
+                        limit.as_secs()
+                    ),
+                ))
+            }),
+            None => run.await,
+        }
+    }
+
+    /// Runs one statement as [`execute`](Self::execute) does, its rows
+    /// streamed as they are produced (see [`crate::stream`]).
+    pub async fn execute_stream(&self, request: QueryRequest) -> Result<QueryStream, QueryError> {
+        let engine = self.clone();
+        crate::stream::streamed(async move { engine.execute(request).await }).await
+    }
+}
+
+#[async_trait]
+impl SqlRunner for QueryEngine {
+    async fn run(&self, request: QueryRequest) -> Result<QueryOutput, QueryError> {
+        self.execute(request).await
+    }
+
+    async fn run_stream(&self, request: QueryRequest) -> Result<QueryStream, QueryError> {
+        self.execute_stream(request).await
+    }
+}
