@@ -152,12 +152,17 @@ async fn select_with(
     })
 }
 
-impl QueryEngine {
-    /// Runs one statement.
-    pub async fn execute(&self, request: QueryRequest) -> Result<QueryOutput, QueryError> {
-        let run = run(self.clone(), request);
-        match self.config().query_timeout {
-            Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
+/// Runs one statement within the engine's timeout.
+async fn run_limited(
+    engine: QueryEngine,
+    request: QueryRequest,
+) -> Result<QueryOutput, QueryError> {
+    let limit = engine.config().query_timeout;
+    let statement = run(engine, request);
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, statement)
+            .await
+            .unwrap_or_else(|_| {
                 Err(QueryError::new(
                     QueryErrorKind::Limit,
                     format!(
@@ -166,15 +171,23 @@ impl QueryEngine {
                     ),
                 ))
             }),
-            None => run.await,
-        }
+        None => statement.await,
+    }
+}
+
+impl QueryEngine {
+    /// Runs one statement on the engine's CPU runtime (see
+    /// [`crate::executor`]). Dropping the future cancels it; a panic while
+    /// running is an internal error, not a crash.
+    pub async fn execute(&self, request: QueryRequest) -> Result<QueryOutput, QueryError> {
+        let mut task = self.spawn(run_limited(self.clone(), request));
+        crate::stream::joined(task.join().await)
     }
 
     /// Runs one statement as [`execute`](Self::execute) does, its rows
     /// streamed as they are produced (see [`crate::stream`]).
     pub async fn execute_stream(&self, request: QueryRequest) -> Result<QueryStream, QueryError> {
-        let engine = self.clone();
-        crate::stream::streamed(async move { engine.execute(request).await }).await
+        crate::stream::streamed(self.cpu_runtime(), run_limited(self.clone(), request)).await
     }
 }
 

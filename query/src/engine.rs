@@ -19,8 +19,7 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::object_store::ObjectStoreRegistry;
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -30,7 +29,9 @@ use object_store::ObjectStore;
 use url::Url;
 
 use crate::contract::{CATALOG_NAME, QueryError, QueryErrorKind};
+use crate::executor::{CpuRuntime, Task};
 use crate::postgres::CatalogSource;
+use crate::session::BaseSession;
 use crate::stats::{QueryStats, scanned_bytes};
 use crate::table::{LakeTable, WAREHOUSE_URL};
 
@@ -57,6 +58,10 @@ pub struct EngineConfig {
     /// Bytes a result collected whole may take (results streamed to
     /// Postgres clients and Athena result files are not held).
     pub max_held_result_bytes: usize,
+    /// Worker threads of the runtime statements, ETL runs and compaction
+    /// run on, apart from the caller's (see [`crate::executor`]); 0 runs
+    /// them on the caller's runtime.
+    pub cpu_threads: usize,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +76,7 @@ impl Default for EngineConfig {
             query_timeout: Some(Duration::from_secs(30 * 60)),
             warehouse_bucket: "lakehose-warehouse".into(),
             max_held_result_bytes: crate::stream::DEFAULT_MAX_HELD_RESULT_BYTES,
+            cpu_threads: 0,
         }
     }
 }
@@ -85,12 +91,15 @@ pub struct QueryEngine {
 struct Inner {
     catalog: CatalogRef,
     storage: Storage,
-    runtime: Arc<RuntimeEnv>,
     config: EngineConfig,
     live: std::sync::OnceLock<crate::live::LiveSourceRef>,
     /// Postgres's system catalog over this catalog, made on first use and
     /// shared, so the oids it hands out stay the same between queries.
     pg_catalog: std::sync::OnceLock<Arc<dyn SchemaProvider>>,
+    /// Where statements run (the caller's runtime when `None`).
+    cpu: Option<CpuRuntime>,
+    /// The session every query's starts from.
+    base: BaseSession,
     default_database: tokio::sync::OnceCell<()>,
 }
 
@@ -134,14 +143,25 @@ impl QueryEngine {
             .with_object_store_registry(Arc::new(LakehoseStores::new(&storage)?))
             .build_arc()
             .map_err(internal)?;
+        let cpu = match config.cpu_threads {
+            0 => None,
+            n => Some(CpuRuntime::new(n).map_err(|e| {
+                QueryError::new(
+                    QueryErrorKind::Internal,
+                    format!("could not start the query runtime: {e}"),
+                )
+            })?),
+        };
+        let base = BaseSession::new(config.session_config(), &runtime).map_err(internal)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 catalog,
                 storage,
-                runtime,
                 config,
                 live: std::sync::OnceLock::new(),
                 pg_catalog: std::sync::OnceLock::new(),
+                cpu,
+                base,
                 default_database: tokio::sync::OnceCell::new(),
             }),
         })
@@ -188,6 +208,21 @@ impl QueryEngine {
     /// keep the engine alive).
     pub(crate) fn catalog_source(&self) -> Arc<dyn CatalogSource> {
         Arc::new(EngineSource(Arc::downgrade(&self.inner)))
+    }
+
+    /// The runtime statements run on (`None`: the caller's).
+    pub fn cpu_runtime(&self) -> Option<&CpuRuntime> {
+        self.inner.cpu.as_ref()
+    }
+
+    /// Runs `future` on the engine's CPU runtime (or the caller's when it
+    /// has none); dropping the task cancels it.
+    pub fn spawn<F>(&self, future: F) -> Task<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        crate::executor::spawn_on(self.inner.cpu.as_ref(), future)
     }
 
     /// The catalog.
@@ -440,18 +475,7 @@ fn context_for(
         options.sql_parser.enable_ident_normalization = true;
         options.optimizer.prefer_hash_join = prefer_hash_join;
     }
-    let mut builder = SessionStateBuilder::new()
-        .with_config(config)
-        .with_runtime_env(Arc::clone(&inner.runtime))
-        .with_default_features()
-        .with_analyzer_rule(crate::functions::trino_semantics_rule());
-    // Planned before DataFusion's own planners, which would take
-    // `SUBSTR(...)`/`SUBSTRING(...)` syntax for text only, and plan map
-    // subscripts with `get_field`.
-    let planners = builder.expr_planners().get_or_insert_with(Vec::new);
-    planners.insert(0, crate::functions::substring_planner());
-    planners.insert(0, crate::functions::map_subscript_planner());
-    let state: SessionState = builder.build();
+    let state = inner.base.state_for(config);
     let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(
         CATALOG_NAME,
@@ -463,7 +487,6 @@ fn context_for(
             schemas: SchemaOverlay::default(),
         }),
     );
-    crate::functions::register(&ctx)?;
     Ok(ctx)
 }
 

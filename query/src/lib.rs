@@ -16,7 +16,8 @@
 //!   statement fails.
 //! - [`dispatch`]: one statement's run, at the top: checks, dialect, DDL or
 //!   query or system catalog, timeout, the out-of-memory retry.
-//! - [`engine`]: the DataFusion session over the catalog, memory and spill.
+//! - [`engine`]: the DataFusion session over the catalog, memory and spill;
+//!   [`executor`]: the runtime statements, ETL and compaction run on.
 //! - [`plan`]: SQL text to a plan (splitting, parameters, the read-only
 //!   check, Presto rewrites from [`dialect`]); nothing there runs a plan.
 //! - [`table`], [`text`], [`delta`], [`live`]: reading Parquet, text and
@@ -38,12 +39,14 @@ pub mod dialect;
 pub mod dispatch;
 pub mod engine;
 pub mod error;
+pub mod executor;
 pub mod functions;
 pub mod glue;
 pub mod live;
 pub mod nesting;
 pub mod plan;
 pub mod postgres;
+mod session;
 pub mod stats;
 pub mod stream;
 pub mod table;

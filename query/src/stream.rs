@@ -26,11 +26,11 @@ use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::StreamExt;
 use futures::stream;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::contract::{
     QueryError, QueryErrorKind, QueryOutput, QueryStream, StatementType, panic_error,
 };
+use crate::executor::CpuRuntime;
 
 /// Batches in flight between a running query and its front end. The query
 /// waits while they are unread, so a slow client slows the query down
@@ -130,15 +130,9 @@ pub(crate) async fn collect_bounded(
 }
 
 /// Aborts the task when dropped.
-struct AbortOnDrop(JoinHandle<Result<QueryOutput, QueryError>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn joined(
+/// A statement task's result: a panic is an internal error, an abort a
+/// cancellation.
+pub(crate) fn joined(
     result: Result<Result<QueryOutput, QueryError>, tokio::task::JoinError>,
 ) -> Result<QueryOutput, QueryError> {
     match result {
@@ -156,6 +150,7 @@ fn joined(
 /// of its own with a result sink in scope, its rows streamed as they are
 /// produced (see the module documentation).
 pub(crate) async fn streamed(
+    runtime: Option<&CpuRuntime>,
     statement: impl Future<Output = Result<QueryOutput, QueryError>> + Send + 'static,
 ) -> Result<QueryStream, QueryError> {
     let (tx, mut rx) = mpsc::channel(STREAM_DEPTH);
@@ -163,7 +158,7 @@ pub(crate) async fn streamed(
         tx,
         sent_rows: AtomicBool::new(false),
     });
-    let mut task = AbortOnDrop(tokio::spawn(SINK.scope(sink, statement)));
+    let mut task = crate::executor::spawn_on(runtime, SINK.scope(sink, statement));
     let schema = tokio::select! {
         biased;
         first = rx.recv() => match first {
@@ -172,9 +167,9 @@ pub(crate) async fn streamed(
                 return Err(QueryError::new(QueryErrorKind::Internal, "result rows arrived before their columns"));
             }
             // Finished without streaming rows.
-            None => return joined((&mut task.0).await).map(QueryStream::from_output),
+            None => return joined(task.join().await).map(QueryStream::from_output),
         },
-        done = &mut task.0 => {
+        done = task.join() => {
             return joined(done).map(QueryStream::from_output);
         }
     };
@@ -189,7 +184,7 @@ pub(crate) async fn streamed(
                     Some(Message::Batch(batch)) => return Some((Ok(batch), Some((rx, task)))),
                     Some(Message::Start(_)) => continue,
                     None => {
-                        return match joined((&mut task.0).await) {
+                        return match joined(task.join().await) {
                             Ok(output) => {
                                 bytes.store(output.bytes_scanned, Ordering::Relaxed);
                                 None

@@ -41,9 +41,17 @@ pub struct ServerArgs {
     #[arg(long, env = "LAKEHOSE_MAX_NDJSON_RECORDS", default_value_t = 100_000)]
     pub max_ndjson_records: usize,
 
-    /// Tokio worker threads [default: one per core].
+    /// Tokio worker threads of the network runtime (HTTP, Postgres wire,
+    /// write-ahead log) [default: one per core].
     #[arg(long, env = "LAKEHOSE_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+
+    /// Worker threads of the runtime queries, ETL runs and compaction run
+    /// on, at a lower priority than the network's, so a heavy query does
+    /// not hold back ingest acknowledgements [default: one per core]. 0
+    /// runs them on the network runtime.
+    #[arg(long, env = "LAKEHOSE_QUERY_THREADS")]
+    pub query_threads: Option<usize>,
 
     /// PostgreSQL wire protocol address (psql, BI tools). Loopback by
     /// default.
@@ -221,6 +229,9 @@ impl ServerArgs {
                 query_timeout: Some(std::time::Duration::from_secs(
                     self.query_timeout_secs.max(1),
                 )),
+                cpu_threads: self
+                    .query_threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
                 ..Default::default()
             },
         })

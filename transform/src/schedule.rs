@@ -112,11 +112,16 @@ pub fn fires_between(
 /// so stopping can wait for them.
 type Tasks = Arc<Mutex<JoinSet<()>>>;
 
-fn spawn_tracked(tasks: &Tasks, task: impl Future<Output = ()> + Send + 'static) {
+/// Runs `task` (an ETL run, a maintenance round) on the engine's CPU
+/// runtime, tracked in `tasks`.
+fn spawn_tracked(etl: &Etl, tasks: &Tasks, task: impl Future<Output = ()> + Send + 'static) {
     let mut set = tasks.lock().unwrap_or_else(|e| e.into_inner());
     // Reap finished tasks so the set does not grow.
     while set.try_join_next().is_some() {}
-    set.spawn(task);
+    match etl.engine().cpu_runtime() {
+        Some(runtime) => set.spawn_on(task, runtime.handle()),
+        None => set.spawn(task),
+    };
 }
 
 /// A running scheduler.
@@ -144,9 +149,10 @@ impl Scheduler {
 }
 
 fn start(etl: &Etl, tasks: &Tasks, job: &Arc<Job>, why: &'static str) {
-    let etl = etl.clone();
     let job = Arc::clone(job);
-    spawn_tracked(tasks, async move {
+    let owned = etl.clone();
+    spawn_tracked(etl, tasks, async move {
+        let etl = owned;
         if etl.is_running(&job.name) {
             tracing::debug!(job = %job.name, "previous run still going; schedule skipped");
             return;
@@ -183,11 +189,12 @@ fn start_maintenance(
         tracing::debug!("previous maintenance still going; schedule skipped");
         return;
     }
-    let etl = etl.clone();
+    let owned = etl.clone();
     let jobs = jobs.to_vec();
     let options = maintenance.compact.clone();
     let busy = Busy(Arc::clone(busy));
-    spawn_tracked(tasks, async move {
+    spawn_tracked(etl, tasks, async move {
+        let etl = owned;
         // Cleared however the round ends (a panic included), so the next
         // round runs.
         let _busy = busy;
