@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
-use lakehose_ingest::dynamodb::{Export, NoProgress};
 use lakehose_query::{EngineConfig, QueryEngine};
+use lakehose_transform::dynamodb::export::{Export, NoProgress};
 use lakehose_transform::dynamodb::{ImportOptions, find_exports, import};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;

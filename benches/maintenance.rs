@@ -78,9 +78,9 @@ fn warehouse(data: &Path) -> (tempfile::TempDir, QueryEngine) {
 }
 
 async fn run_sql(engine: &QueryEngine, text: &str) {
-    for statement in lakehose_query::plan::split_statements(text) {
+    for statement in lakehose_query::sql_text::split_statements(text) {
         engine
-            .execute(QueryRequest::new(&statement, Some("default")))
+            .execute(QueryRequest::new(statement, Some("default")))
             .await
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }

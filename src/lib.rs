@@ -6,9 +6,12 @@
 //! ```text
 //!                 ┌──────────── lakehose serve (one port) ────────────┐
 //! POST /  X-Amz-Target: Firehose_20150804.*  ──▶ lakehose-ingest (Firehose API)
+//! POST /  X-Amz-Target: AWSGlue.*            ──▶ lakehose-catalog (Glue API)
+//! POST /  X-Amz-Target: AmazonAthena.*       ──▶ lakehose-athena
 //! POST /v1/streams/{name}/records (NDJSON)   ──▶ lakehose-ingest
 //! GET  /health, GET /metrics (Prometheus)
 //!                 └───────────────────────────────────────────────────┘
+//!   Postgres wire (its own port)             ──▶ lakehose-pgwire
 //! ```
 //!
 //! See `DESIGN.md` for the whole architecture.
@@ -20,6 +23,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod commands;
+pub mod dynamodb_export;
 pub mod http;
 pub mod loggen;
 pub mod server;

@@ -6,9 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use lakehose_ingest::dynamodb::ExportKind;
-use lakehose_ingest::dynamodb::item::write_json_string;
-use lakehose_ingest::dynamodb::writer::{ExportSpec, write_export};
+use crate::dynamodb_export::{ExportSpec, write_export};
+use lakehose_transform::dynamodb::export::ExportKind;
+use lakehose_transform::dynamodb::export::item::write_json_string;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -80,10 +80,6 @@ mod error_type {
     pub const INTERNAL: u32 = 100;
     /// Failed to write query results to Amazon S3.
     pub const RESULT_WRITE: u32 = 401;
-    /// User error.
-    pub const USER: u32 = 1000;
-    /// Data error.
-    pub const DATA: u32 = 1001;
 }
 
 /// One execution, as persisted under `_lakehose/athena/executions/`.
@@ -657,11 +653,8 @@ fn fail(e: &mut Execution, error: &QueryError) {
         e.finish(QueryState::Cancelled, Some(error.message.clone()), None);
         return;
     }
-    let (error_type, retryable) = match error.kind {
-        QueryErrorKind::Internal => (error_type::INTERNAL, true),
-        QueryErrorKind::Data => (error_type::DATA, false),
-        _ => (error_type::USER, false),
-    };
+    let error_type = error.code.athena_error_type();
+    let retryable = error.kind == QueryErrorKind::Internal;
     e.finish(
         QueryState::Failed,
         Some(error.message.clone()),

@@ -4,14 +4,19 @@
 //!
 //! ```text
 //! ingest ──▶ catalog ◀── query ◀── transform
-//!                           ▲
-//!                       dashboards
+//!                          ▲
+//!                   athena · pgwire
 //! ```
 //!
 //! It owns [`storage`]: how an `s3://bucket/key` location maps onto the one
 //! object store the process was started with (on the embedded default, bucket
 //! `B` is the folder `<data-dir>/B/`), and where lakehose keeps its own state
-//! (`_lakehose/`). The Glue-style catalog model and the crawler build on it.
+//! (`_lakehose/`). The Glue-style catalog model and the crawler build on it,
+//! and the Hive and Glue conventions every crate shares live here once:
+//! Hive types ([`hive`]), the OpenX JSON SerDe ([`jsonserde`]), partition
+//! folder names ([`partition_path`]), storage descriptors ([`model`]),
+//! Parquet writer settings ([`parquet_writer`]) and cron schedules
+//! ([`schedule`]).
 
 pub mod awsjson;
 pub mod catalog;
@@ -23,6 +28,7 @@ pub mod jsonserde;
 pub mod model;
 pub mod parquet_writer;
 pub mod partition_path;
+pub mod schedule;
 pub mod schema;
 pub mod storage;
 pub mod supervise;

@@ -19,11 +19,8 @@
 //! - [`config`], [`template`], [`jq`]: stream definitions, prefix templates,
 //!   JQ partition keys.
 //! - [`schema`], [`encode`]: schema inference and object encoding.
-//! - [`dynamodb`]: reading DynamoDB's exports to S3 (manifests, checksums,
-//!   typed JSON) into Arrow, with the schema inferred across all items.
 
 pub mod config;
-pub mod dynamodb;
 pub mod encode;
 pub mod error;
 pub mod firehose;

@@ -32,14 +32,13 @@ use pgwire::messages::response::EmptyQueryResponse;
 use crate::encode::{encode_field, normalize};
 use crate::params::{describe_literal, in_limit_clause, infer_types, literal};
 use crate::session::{self, Local, LocalResult, Session};
-use crate::sql::{
-    MAX_PARAMETERS, first_keyword, placeholders, split_statements, substitute, trim_statement,
-};
 use lakehose_query::contract::{
-    QueryError, QueryErrorKind, QueryOutput, QueryRequest, QueryStream, SqlRunner, StatementType,
-    panic_error,
+    QueryError, QueryOutput, QueryRequest, QueryStream, SqlRunner, StatementType, panic_error,
 };
 use lakehose_query::postgres::types::{arrow_type_for, pg_field_type};
+use lakehose_query::sql_text::{
+    MAX_PARAMETERS, first_keyword, placeholders, split_statements, substitute, trim_statement,
+};
 
 /// A statement's failure, boxed as it travels through `Result`s.
 type Failure = Box<ErrorInfo>;
@@ -52,38 +51,8 @@ fn error(code: &str, message: impl Into<String>) -> Failure {
     ))
 }
 
-/// The SQLSTATE for an engine error.
-pub(crate) fn sqlstate(err: &QueryError) -> &'static str {
-    match err.kind {
-        QueryErrorKind::Syntax => "42601",
-        QueryErrorKind::Semantic => {
-            let m = err.message.to_lowercase();
-            let missing = ["not found", "does not exist", "doesn't exist", "unknown"]
-                .iter()
-                .any(|p| m.contains(p));
-            if m.contains("no field named") || (m.contains("column") && missing) {
-                "42703"
-            } else if m.contains("function") && missing || m.contains("invalid function") {
-                "42883"
-            } else if (m.contains("table") || m.contains("relation") || m.contains("view"))
-                && missing
-            {
-                "42P01"
-            } else if (m.contains("database") || m.contains("schema")) && missing {
-                "3F000"
-            } else {
-                "42000"
-            }
-        }
-        QueryErrorKind::Data => "22000",
-        QueryErrorKind::Limit => "54000",
-        QueryErrorKind::Cancelled => "57014",
-        QueryErrorKind::Internal => "XX000",
-    }
-}
-
 fn query_error(err: &QueryError) -> Failure {
-    error(sqlstate(err), err.message.clone())
+    error(err.code.sqlstate(), err.message.clone())
 }
 
 /// Result rows as they arrive from the engine.
@@ -829,28 +798,6 @@ impl ExtendedQueryHandler for Queries {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pg_sqlstate_mapping() {
-        let e = |kind, m: &str| sqlstate(&QueryError::new(kind, m));
-        assert_eq!(e(QueryErrorKind::Syntax, "x"), "42601");
-        assert_eq!(
-            e(
-                QueryErrorKind::Semantic,
-                "Error during planning: table 'default.nope' not found"
-            ),
-            "42P01"
-        );
-        assert_eq!(
-            e(QueryErrorKind::Semantic, "Schema error: No field named zz."),
-            "42703"
-        );
-        assert_eq!(e(QueryErrorKind::Semantic, "type mismatch"), "42000");
-        assert_eq!(e(QueryErrorKind::Data, "x"), "22000");
-        assert_eq!(e(QueryErrorKind::Limit, "x"), "54000");
-        assert_eq!(e(QueryErrorKind::Cancelled, "x"), "57014");
-        assert_eq!(e(QueryErrorKind::Internal, "x"), "XX000");
-    }
 
     #[test]
     fn pg_statement_shapes() {

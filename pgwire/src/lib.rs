@@ -71,7 +71,6 @@ mod guard;
 mod handler;
 mod params;
 mod session;
-mod sql;
 
 use std::fmt;
 use std::future::Future;

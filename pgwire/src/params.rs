@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate};
 use pgwire::api::Type;
 use pgwire::api::results::FieldFormat;
 
-use crate::sql::{Placeholder, quote_literal};
+use lakehose_query::sql_text::{Placeholder, quote_literal};
 
 /// Why a parameter could not be turned into a literal.
 #[derive(Debug)]
@@ -512,7 +512,7 @@ fn text_from_bytes(number: usize, bytes: &[u8]) -> Result<String, ParamError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::placeholders;
+    use lakehose_query::sql_text::placeholders;
 
     #[test]
     fn pg_param_type_inference() {
@@ -572,7 +572,7 @@ mod tests {
 #[cfg(test)]
 mod proptests {
     use super::*;
-    use crate::sql::{placeholders, split_statements, substitute, tokenize};
+    use lakehose_query::sql_text::{placeholders, split_statements, substitute, tokenize};
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 

@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::auth::{SERVER_VERSION, default_parameters};
-use crate::sql::{Token, tokenize};
+use lakehose_query::sql_text::{Token, tokenize};
 
 /// Startup database names that mean "the default database".
 const DEFAULT_ALIASES: &[&str] = &["", "postgres", "template0", "template1", "default"];

@@ -17,12 +17,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::MemTable;
-use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use lakehose_pgwire::{PgConfig, serve};
-use lakehose_query::{
-    QueryError, QueryErrorKind, QueryOutput, QueryRequest, SqlRunner, StatementType,
-};
+use lakehose_query::{QueryError, QueryOutput, QueryRequest, SqlRunner, StatementType};
 use tokio::net::TcpListener;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, Type};
@@ -210,16 +207,6 @@ impl Drop for SetOnDrop {
     }
 }
 
-fn kind_of(err: &DataFusionError) -> QueryErrorKind {
-    match err.find_root() {
-        DataFusionError::SQL(..) => QueryErrorKind::Syntax,
-        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => QueryErrorKind::Semantic,
-        DataFusionError::ResourcesExhausted(_) => QueryErrorKind::Limit,
-        DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => QueryErrorKind::Data,
-        _ => QueryErrorKind::Internal,
-    }
-}
-
 impl DataFusionRunner {
     async fn new() -> Self {
         let config = SessionConfig::new().with_default_catalog_and_schema("datafusion", "default");
@@ -263,7 +250,7 @@ impl SqlRunner for DataFusionRunner {
             .clone()
             .unwrap_or_else(|| "default".to_string());
         let ctx = SessionContext::new_with_state(state);
-        let fail = |e: DataFusionError| QueryError::new(kind_of(&e), e.to_string());
+        let fail = lakehose_query::error::classify;
         let df = ctx.sql(&request.sql).await.map_err(fail)?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(fail)?;

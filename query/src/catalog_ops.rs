@@ -10,7 +10,7 @@ use lakehose_catalog::model::{Column, Database, SerDeInfo, StorageDescriptor, Ta
 use crate::contract::{QueryError, QueryErrorKind, QueryOutput, StatementType, empty_output};
 use crate::ddl::{AthenaStatement, ColumnDef, ExternalTable, Name};
 use crate::engine::QueryEngine;
-use crate::error::classify;
+use crate::error::{ErrorCode, classify};
 use crate::glue::{
     catalog_error, database_of, folder_location, get_table, partition, table_location,
 };
@@ -116,9 +116,10 @@ pub async fn execute(
                     return Ok(empty_output(StatementType::Ddl, "DROP_DATABASE"));
                 }
                 Err(CatalogError::NotFound(_)) => {
-                    return Err(semantic(format!(
-                        "SCHEMA_NOT_FOUND: Database {name} does not exist"
-                    )));
+                    return Err(QueryError::named(
+                        ErrorCode::SchemaNotFound,
+                        format!("Database {name} does not exist"),
+                    ));
                 }
                 Err(e) => return Err(catalog_error(e)),
             }
@@ -167,10 +168,10 @@ pub async fn execute(
                     return Ok(empty_output(StatementType::Ddl, sub));
                 }
                 Err(CatalogError::NotFound(_)) => {
-                    return Err(semantic(format!(
-                        "TABLE_NOT_FOUND: Table 'awsdatacatalog.{db}.{}' does not exist",
-                        name.name
-                    )));
+                    return Err(QueryError::named(
+                        ErrorCode::TableNotFound,
+                        format!("Table 'awsdatacatalog.{db}.{}' does not exist", name.name),
+                    ));
                 }
                 Err(e) => return Err(catalog_error(e)),
             }
@@ -319,9 +320,10 @@ pub async fn execute(
             let db = database.unwrap_or_else(|| current.to_string());
             let pattern = pattern.as_deref().map(hive_pattern).transpose()?;
             let tables = catalog.list_tables(&db).await.map_err(|e| match e {
-                CatalogError::NotFound(_) => {
-                    semantic(format!("SCHEMA_NOT_FOUND: Database {db} does not exist"))
-                }
+                CatalogError::NotFound(_) => QueryError::named(
+                    ErrorCode::SchemaNotFound,
+                    format!("Database {db} does not exist"),
+                ),
                 other => catalog_error(other),
             })?;
             let names = tables
@@ -719,9 +721,10 @@ async fn create_external_table(
             )));
         }
         Err(CatalogError::NotFound(_)) => {
-            return Err(semantic(format!(
-                "SCHEMA_NOT_FOUND: Database {db} does not exist"
-            )));
+            return Err(QueryError::named(
+                ErrorCode::SchemaNotFound,
+                format!("Database {db} does not exist"),
+            ));
         }
         Err(e) => return Err(catalog_error(e)),
     }
@@ -815,9 +818,10 @@ async fn create_view(
         .get_database(&db)
         .await
         .map_err(|e| match e {
-            CatalogError::NotFound(_) => {
-                semantic(format!("SCHEMA_NOT_FOUND: Database {db} does not exist"))
-            }
+            CatalogError::NotFound(_) => QueryError::named(
+                ErrorCode::SchemaNotFound,
+                format!("Database {db} does not exist"),
+            ),
             other => catalog_error(other),
         })?;
     let ctx = engine

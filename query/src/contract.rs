@@ -12,7 +12,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 
-pub use crate::error::{QueryError, QueryErrorKind, panic_error};
+pub use crate::error::{ErrorCode, QueryError, QueryErrorKind, panic_error};
 
 /// The one catalog lakehose has, as Athena names it.
 pub const CATALOG_NAME: &str = "awsdatacatalog";

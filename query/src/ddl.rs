@@ -243,10 +243,7 @@ pub enum AthenaStatement {
 }
 
 fn syntax(message: impl Into<String>) -> QueryError {
-    QueryError::new(
-        QueryErrorKind::Syntax,
-        format!("SYNTAX_ERROR: {}", message.into()),
-    )
+    QueryError::named(crate::error::ErrorCode::SyntaxError, message.into())
 }
 
 /// Parses `sql` when it is a statement lakehose handles itself.

@@ -10,11 +10,11 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DFStatement;
 
 use crate::contract::{
-    CATALOG_NAME, Dialect, QueryError, QueryErrorKind, QueryOutput, QueryRequest, QueryStream,
-    SqlRunner, StatementType,
+    CATALOG_NAME, Dialect, QueryError, QueryOutput, QueryRequest, QueryStream, SqlRunner,
+    StatementType,
 };
 use crate::engine::QueryEngine;
-use crate::error::classify;
+use crate::error::{ErrorCode, classify};
 use crate::plan::{bind_parameters, plan_query, plan_read_only};
 use crate::stats::QueryStats;
 
@@ -33,17 +33,17 @@ async fn run(engine: QueryEngine, request: QueryRequest) -> Result<QueryOutput, 
         && !catalog.is_empty()
         && !catalog.eq_ignore_ascii_case(CATALOG_NAME)
     {
-        return Err(QueryError::new(
-            QueryErrorKind::Semantic,
-            format!("CATALOG_NOT_FOUND: Catalog '{catalog}' does not exist"),
+        return Err(QueryError::named(
+            ErrorCode::CatalogNotFound,
+            format!("Catalog '{catalog}' does not exist"),
         ));
     }
     let sql = bind_parameters(&request.sql, &request.parameters)?;
     crate::nesting::check(&sql)?;
     if sql.trim().trim_end_matches(';').trim().is_empty() {
-        return Err(QueryError::new(
-            QueryErrorKind::Syntax,
-            "SYNTAX_ERROR: the query is empty",
+        return Err(QueryError::named(
+            ErrorCode::SyntaxError,
+            "the query is empty",
         ));
     }
     let database = current_database(&request);
@@ -61,8 +61,8 @@ async fn run(engine: QueryEngine, request: QueryRequest) -> Result<QueryOutput, 
     if let Some(cutoff) = request.bytes_scanned_cutoff
         && output.bytes_scanned > cutoff
     {
-        return Err(QueryError::new(
-            QueryErrorKind::Limit,
+        return Err(QueryError::coded(
+            ErrorCode::ExceededScanLimit,
             format!(
                 "Query cancelled! : Bytes scanned limit was exceeded (scanned {} bytes, the workgroup allows {cutoff})",
                 output.bytes_scanned
@@ -111,10 +111,7 @@ async fn select(
 ) -> Result<QueryOutput, QueryError> {
     match select_with(engine, database, sql, false).await {
         // Hash joins cannot spill; run again with joins that can.
-        Err(e)
-            if e.kind == QueryErrorKind::Limit
-                && e.message.starts_with("Query exhausted resources") =>
-        {
+        Err(e) if e.code == ErrorCode::ExceededMemoryLimit => {
             tracing::info!("query ran out of memory; re-running it with spilling sort-merge joins");
             select_with(engine, database, sql, true).await
         }
@@ -163,8 +160,8 @@ async fn run_limited(
         Some(limit) => tokio::time::timeout(limit, statement)
             .await
             .unwrap_or_else(|_| {
-                Err(QueryError::new(
-                    QueryErrorKind::Limit,
+                Err(QueryError::coded(
+                    ErrorCode::ExceededTimeLimit,
                     format!(
                         "Query exhausted resources at this scale factor: it ran longer than the {} s timeout",
                         limit.as_secs()

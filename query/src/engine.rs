@@ -278,9 +278,9 @@ impl QueryEngine {
             .get_table(database, table)
             .await
             .map_err(|e| match e {
-                CatalogError::NotFound(_) => QueryError::new(
-                    QueryErrorKind::Semantic,
-                    format!("TABLE_NOT_FOUND: Table '{database}.{table}' does not exist"),
+                CatalogError::NotFound(_) => QueryError::named(
+                    crate::error::ErrorCode::TableNotFound,
+                    format!("Table '{database}.{table}' does not exist"),
                 ),
                 other => QueryError::new(QueryErrorKind::Internal, other.to_string()),
             })?;

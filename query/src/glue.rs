@@ -8,18 +8,18 @@ use lakehose_catalog::{CatalogError, Location};
 use crate::contract::{QueryError, QueryErrorKind};
 use crate::ddl::Name;
 use crate::engine::QueryEngine;
+use crate::error::ErrorCode;
 use crate::table::with_slash;
 
 /// A catalog failure as a query error: the user's to fix when a name is
 /// missing, taken or invalid, else internal.
 pub fn catalog_error(e: CatalogError) -> QueryError {
-    let kind = match e {
-        CatalogError::NotFound(_)
-        | CatalogError::AlreadyExists(_)
-        | CatalogError::InvalidInput(_) => QueryErrorKind::Semantic,
-        _ => QueryErrorKind::Internal,
+    let code = match e {
+        CatalogError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+        CatalogError::NotFound(_) | CatalogError::InvalidInput(_) => ErrorCode::GenericUserError,
+        _ => ErrorCode::InternalError,
     };
-    QueryError::new(kind, e.to_string())
+    QueryError::coded(code, e.to_string())
 }
 
 fn semantic(message: impl Into<String>) -> QueryError {
@@ -42,9 +42,10 @@ pub async fn get_table(
         .get_table(database, name)
         .await
         .map_err(|e| match e {
-            CatalogError::NotFound(_) => semantic(format!(
-                "TABLE_NOT_FOUND: Table 'awsdatacatalog.{database}.{name}' does not exist"
-            )),
+            CatalogError::NotFound(_) => QueryError::named(
+                ErrorCode::TableNotFound,
+                format!("Table 'awsdatacatalog.{database}.{name}' does not exist"),
+            ),
             other => catalog_error(other),
         })
 }

@@ -18,8 +18,9 @@
 //!   query or system catalog, timeout, the out-of-memory retry.
 //! - [`engine`]: the DataFusion session over the catalog, memory and spill;
 //!   [`executor`]: the runtime statements, ETL and compaction run on.
-//! - [`plan`]: SQL text to a plan (splitting, parameters, the read-only
-//!   check, Presto rewrites from [`dialect`]); nothing there runs a plan.
+//! - [`plan`]: SQL text to a plan (parameters, the read-only check, Presto
+//!   rewrites from [`dialect`]); nothing there runs a plan. [`sql_text`]:
+//!   statement splitting and placeholders without a parser.
 //! - [`table`], [`text`], [`delta`], [`live`]: reading Parquet, text and
 //!   Delta tables and buffered rows, with partition pruning from catalog
 //!   partition values; [`stats`]: what a query counts as it runs.
@@ -47,6 +48,7 @@ pub mod nesting;
 pub mod plan;
 pub mod postgres;
 mod session;
+pub mod sql_text;
 pub mod stats;
 pub mod stream;
 pub mod table;
@@ -59,4 +61,4 @@ pub use contract::{
     CATALOG_NAME, Dialect, QueryOutput, QueryRequest, QueryStream, SqlRunner, StatementType,
 };
 pub use engine::{EngineConfig, QueryEngine};
-pub use error::{QueryError, QueryErrorKind};
+pub use error::{ErrorCode, QueryError, QueryErrorKind};

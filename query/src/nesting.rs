@@ -22,7 +22,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
-use crate::contract::{QueryError, QueryErrorKind};
+use crate::contract::QueryError;
 
 /// The deepest nesting a statement may reach: operators chained within one
 /// expression plus bracket levels. Past it the statement is refused with
@@ -37,8 +37,8 @@ pub const MAX_SQL_NESTING: usize = 1000;
 pub fn check(sql: &str) -> Result<(), QueryError> {
     let depth = estimate(sql);
     if depth > MAX_SQL_NESTING {
-        return Err(QueryError::new(
-            QueryErrorKind::Limit,
+        return Err(QueryError::coded(
+            crate::error::ErrorCode::QueryTooComplex,
             format!(
                 "QUERY_TOO_COMPLEX: the statement nests about {depth} levels deep (chained operators, \
                  set operations, joins and brackets); lakehose allows at most {MAX_SQL_NESTING}: \
@@ -247,7 +247,7 @@ mod tests {
             let sql = chain(op, 2000);
             assert!(estimate(&sql) >= 1999, "{op}: {}", estimate(&sql));
             let err = check(&sql).unwrap_err();
-            assert_eq!(err.kind, QueryErrorKind::Limit, "{op}");
+            assert_eq!(err.code, crate::error::ErrorCode::QueryTooComplex, "{op}");
             assert!(err.message.contains("QUERY_TOO_COMPLEX"), "{}", err.message);
         }
         let joins = format!(

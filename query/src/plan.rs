@@ -12,14 +12,14 @@ use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement, Visit, Visitor}
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
-use crate::error::{QueryError, QueryErrorKind, classify};
+use crate::error::{ErrorCode, QueryError, QueryErrorKind, classify};
 
 /// Splits SQL text into its statements.
 pub fn parse_statements(sql: &str) -> Result<Vec<DFStatement>, QueryError> {
     crate::nesting::check(sql)?;
     DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
         .map(|s| s.into_iter().collect())
-        .map_err(|e| QueryError::new(QueryErrorKind::Syntax, format!("SYNTAX_ERROR: {e}")))
+        .map_err(|e| QueryError::named(ErrorCode::SyntaxError, e))
 }
 
 /// Parses one query statement (SELECT, WITH, VALUES, EXPLAIN), checks
@@ -30,12 +30,9 @@ pub fn parse_statements(sql: &str) -> Result<Vec<DFStatement>, QueryError> {
 pub async fn plan_query(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, QueryError> {
     let mut statements = parse_statements(sql)?;
     if statements.len() != 1 {
-        return Err(QueryError::new(
-            QueryErrorKind::Syntax,
-            format!(
-                "SYNTAX_ERROR: expected one statement, found {}",
-                statements.len()
-            ),
+        return Err(QueryError::named(
+            ErrorCode::SyntaxError,
+            format!("expected one statement, found {}", statements.len()),
         ));
     }
     let mut statement = statements.remove(0);
@@ -70,8 +67,8 @@ pub(crate) async fn plan_read_only(
         .await
         .map_err(classify)?;
     read_only_options().verify_plan(&plan).map_err(|e| {
-        QueryError::new(
-            QueryErrorKind::Semantic,
+        QueryError::coded(
+            ErrorCode::NotSupported,
             format!(
                 "NOT_SUPPORTED: {}; {READ_ONLY}",
                 e.find_root()
@@ -98,9 +95,9 @@ const READ_ONLY: &str = "the query engine only runs queries (SELECT, WITH, VALUE
      write with CREATE TABLE AS, INSERT INTO or UNLOAD to an s3:// location";
 
 fn refused(what: &str, place: &str) -> QueryError {
-    QueryError::new(
-        QueryErrorKind::Semantic,
-        format!("NOT_SUPPORTED: {what} is not allowed{place}; {READ_ONLY}"),
+    QueryError::named(
+        ErrorCode::NotSupported,
+        format!("{what} is not allowed{place}; {READ_ONLY}"),
     )
 }
 
@@ -215,10 +212,7 @@ pub fn bind_parameters(sql: &str, parameters: &[String]) -> Result<String, Query
             return Ok(sql.to_string());
         }
         Err(e) => {
-            return Err(QueryError::new(
-                QueryErrorKind::Syntax,
-                format!("SYNTAX_ERROR: {e}"),
-            ));
+            return Err(QueryError::named(ErrorCode::SyntaxError, e));
         }
     };
     let placeholders = tokens
@@ -282,63 +276,6 @@ fn validate_literal(value: &str) -> Result<(), String> {
     } else {
         Err("expected a number, a quoted string, NULL, TRUE, FALSE or a typed literal".into())
     }
-}
-
-/// Splits a script into statements on `;` outside quotes and comments
-/// (`-- ...` to the end of the line, `/* ... */`), which are dropped.
-pub fn split_statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut chars = sql.chars().peekable();
-    let mut quote: Option<char> = None;
-    while let Some(c) = chars.next() {
-        match quote {
-            Some(q) => {
-                current.push(c);
-                if c == q {
-                    quote = None;
-                }
-            }
-            None => match c {
-                '\'' | '"' | '`' => {
-                    quote = Some(c);
-                    current.push(c);
-                }
-                '-' if chars.peek() == Some(&'-') => {
-                    for c in chars.by_ref() {
-                        if c == '\n' {
-                            current.push('\n');
-                            break;
-                        }
-                    }
-                }
-                // A block comment (a `;` in it ends nothing) reads as a
-                // space; unterminated, it runs to the end.
-                '/' if chars.peek() == Some(&'*') => {
-                    chars.next();
-                    let mut last = ' ';
-                    for c in chars.by_ref() {
-                        if last == '*' && c == '/' {
-                            break;
-                        }
-                        last = c;
-                    }
-                    current.push(' ');
-                }
-                ';' => {
-                    if !current.trim().is_empty() {
-                        out.push(current.trim().to_string());
-                    }
-                    current.clear();
-                }
-                _ => current.push(c),
-            },
-        }
-    }
-    if !current.trim().is_empty() {
-        out.push(current.trim().to_string());
-    }
-    out
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use object_store::PutPayload;
 use crate::contract::{QueryError, QueryErrorKind, QueryOutput, StatementType};
 use crate::ddl::{Name, WithValue};
 use crate::engine::QueryEngine;
-use crate::error::classify;
+use crate::error::{ErrorCode, classify};
 use crate::glue::{database_of, folder_location, get_table, partition, table_location};
 use crate::stats::{QueryStats, scanned_bytes};
 use crate::table::{HIVE_NULL_PARTITION, StorageFormat, list_data_files};
@@ -626,9 +626,10 @@ async fn ensure_empty(
         .await
         .map_err(classify)?;
     if !files.is_empty() {
-        return Err(semantic(format!(
-            "HIVE_PATH_ALREADY_EXISTS: Target directory for {what} already exists and is not empty: {location}"
-        )));
+        return Err(QueryError::named(
+            ErrorCode::PathAlreadyExists,
+            format!("Target directory for {what} already exists and is not empty: {location}"),
+        ));
     }
     Ok(())
 }
@@ -664,9 +665,10 @@ pub async fn create_table_as(
     )?;
     let catalog = engine.catalog();
     let database = catalog.get_database(&db).await.map_err(|e| match e {
-        CatalogError::NotFound(_) => {
-            semantic(format!("SCHEMA_NOT_FOUND: Database {db} does not exist"))
-        }
+        CatalogError::NotFound(_) => QueryError::named(
+            ErrorCode::SchemaNotFound,
+            format!("Database {db} does not exist"),
+        ),
         other => QueryError::new(QueryErrorKind::Internal, other.to_string()),
     })?;
     match catalog.get_table(&db, &name.name).await {

@@ -1,5 +1,13 @@
-//! Runs every `sql/tests/*.slt` golden file (sqllogictest format) against a
-//! lakehose session and fails on any mismatch, reporting file and line.
+//! Runs the `sql/tests/*.slt` golden files (sqllogictest format) against a
+//! lakehose session and fails on any mismatch, reporting file and line; also
+//! checks that every function the README lists exists.
+//!
+//! ```text
+//! cargo test -p lakehose-query --test slt                  # every file
+//! cargo test -p lakehose-query --test slt -- datetime map  # files whose name holds a word
+//! cargo test -p lakehose-query --test slt -- --complete math
+//!     # rewrites the expected results of math.slt from what lakehose answers
+//! ```
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -116,36 +124,106 @@ impl AsyncDB for Lakehose {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn golden_files() {
+/// A fresh sqllogictest runner over a fresh engine.
+fn runner() -> sqllogictest::Runner<Lakehose, impl sqllogictest::MakeConnection<Conn = Lakehose>> {
+    let (engine, dir) = session();
+    let dir = Arc::new(dir);
+    sqllogictest::Runner::new(move || {
+        let engine = engine.clone();
+        let dir = Arc::clone(&dir);
+        async move {
+            Ok::<_, QueryError>(Lakehose {
+                engine,
+                database: "default".into(),
+                _dir: dir,
+            })
+        }
+    })
+}
+
+/// Runs (or, with `complete`, rewrites) the golden files whose name holds
+/// one of `filters` (all when there is none); returns the failures.
+async fn golden_files(filters: &[String], complete: bool) -> Vec<String> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sql/tests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("sql/tests exists")
         .map(|e| e.expect("directory entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+        })
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no .slt files in {}", dir.display());
+    if files.is_empty() {
+        return vec![format!(
+            "no .slt file in {} matches {filters:?}",
+            dir.display()
+        )];
+    }
     let mut failures = Vec::new();
     for file in &files {
-        let (engine, dir) = session();
-        let dir = Arc::new(dir);
-        let mut runner = sqllogictest::Runner::new(move || {
-            let engine = engine.clone();
-            let dir = Arc::clone(&dir);
-            async move {
-                Ok::<_, QueryError>(Lakehose {
-                    engine,
-                    database: "default".into(),
-                    _dir: dir,
-                })
+        let result = if complete {
+            runner()
+                .update_test_file(
+                    file,
+                    " ",
+                    sqllogictest::default_validator,
+                    sqllogictest::default_normalizer,
+                    sqllogictest::default_column_validator,
+                )
+                .await
+                .map_err(|e| format!("{}: {e}", file.display()))
+        } else {
+            runner()
+                .run_file_async(file)
+                .await
+                .map_err(|e| format!("{}", e.display(false)))
+        };
+        match result {
+            Ok(()) => println!("{} ... ok", file.display()),
+            Err(e) => {
+                println!("{} ... FAILED", file.display());
+                failures.push(e);
             }
-        });
-        if let Err(e) = runner.run_file_async(file).await {
-            failures.push(format!("{}", e.display(false)));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    failures
+}
+
+fn main() -> std::process::ExitCode {
+    let mut complete = false;
+    let mut filters = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--complete" => complete = true,
+            // The test harness's own flags (`--nocapture`, `--quiet`, ...)
+            // mean nothing here.
+            a if a.starts_with('-') => {}
+            a => filters.push(a.to_string()),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let mut failures = runtime.block_on(golden_files(&filters, complete));
+    if filters.is_empty()
+        && let Err(e) = readme_functions_exist()
+    {
+        failures.push(e);
+    }
+    if failures.is_empty() {
+        println!("test result: ok. golden files passed");
+        std::process::ExitCode::SUCCESS
+    } else {
+        println!("\nfailures:\n\n{}", failures.join("\n\n"));
+        println!("test result: FAILED. {} failed", failures.len());
+        std::process::ExitCode::FAILURE
+    }
 }
 
 /// The function names the README's "Presto/Trino functions" list gives (in
@@ -176,15 +254,18 @@ fn readme_functions() -> Vec<String> {
 }
 
 /// Every function the README lists exists in a lakehose session.
-#[test]
-fn readme_functions_exist() {
+fn readme_functions_exist() -> Result<(), String> {
     let (engine, _dir) = session();
     let ctx = engine
         .context("default", Arc::default())
         .expect("a session context");
     let state = ctx.state();
     let names = readme_functions();
-    assert!(names.len() > 30, "the list was not found: {names:?}");
+    if names.len() <= 30 {
+        return Err(format!(
+            "the README's function list was not found: {names:?}"
+        ));
+    }
     let missing: Vec<&String> = names
         .iter()
         .filter(|n| {
@@ -193,8 +274,11 @@ fn readme_functions_exist() {
                 && !state.window_functions().contains_key(n.as_str())
         })
         .collect();
-    assert!(
-        missing.is_empty(),
-        "the README lists functions lakehose lacks: {missing:?}"
-    );
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the README lists functions lakehose lacks: {missing:?}"
+        ))
+    }
 }

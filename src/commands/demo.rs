@@ -95,11 +95,12 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     let mut options = config.server.options()?;
     // The demo's jobs run on a short schedule inside the server.
     let every = format!("*/{} * * * * *", config.etl_every);
-    let schedule = lakehose_transform::job::parse_cron(&every).map_err(|e| anyhow::anyhow!(e))?;
+    let schedule =
+        lakehose_catalog::schedule::Schedule::unix(&every).map_err(|e| anyhow::anyhow!(e))?;
     options.etl_job_list = demo_jobs()?
         .into_iter()
         .map(|mut job| {
-            job.schedule = Some((every.clone(), schedule.clone()));
+            job.schedule = Some(schedule.clone());
             job
         })
         .collect();
@@ -247,7 +248,7 @@ async fn import_users(data_dir: &Path) -> anyhow::Result<()> {
         keys: vec!["user_id".into()],
         ..ImportOptions::new("app", "users")
     };
-    let progress = Arc::new(lakehose_ingest::dynamodb::NoProgress);
+    let progress = Arc::new(lakehose_transform::dynamodb::export::NoProgress);
     println!(
         "\nDynamoDB users table: a full export of {USERS} users under s3://dynamodb-exports/users/, imported:"
     );

@@ -196,7 +196,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                     job.name,
                     job.target.to_string(),
                     job.mode.as_str(),
-                    job.schedule.as_ref().map_or("-", |(s, _)| s.as_str()),
+                    job.schedule.as_ref().map_or("-", |s| s.text()),
                 );
             }
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::ProgressBar;
 use lakehose_catalog::Location;
-use lakehose_ingest::dynamodb::ImportProgress;
+use lakehose_transform::dynamodb::export::ImportProgress;
 use lakehose_transform::dynamodb::{ImportOptions, ImportReport, import_new};
 use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;

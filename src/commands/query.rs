@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
-use lakehose_query::plan::split_statements;
+use lakehose_query::sql_text::split_statements;
 use lakehose_query::{EngineConfig, QueryEngine, QueryRequest};
 
 /// Output formats.
@@ -513,11 +513,11 @@ pub fn run_query(config: QueryConfig) -> anyhow::Result<()> {
         let mut out = output(&config.target)?;
         let mut database = config.target.database.clone();
         for statement in statements {
-            if let Some(db) = use_database(&statement) {
+            if let Some(db) = use_database(statement) {
                 database = db;
                 continue;
             }
-            let answer = backend.run(&statement, &database).await?;
+            let answer = backend.run(statement, &database).await?;
             render(&answer, config.target.format, &mut out)?;
         }
         out.flush()?;
@@ -674,11 +674,11 @@ pub fn run_sql(config: SqlConfig) -> anyhow::Result<()> {
             let _ = editor.add_history_entry(buffer.trim());
             let text = std::mem::take(&mut buffer);
             for statement in split_statements(&text) {
-                if let Some(db) = use_database(&statement) {
+                if let Some(db) = use_database(statement) {
                     database = db;
                     continue;
                 }
-                match backend.run(&statement, &database).await {
+                match backend.run(statement, &database).await {
                     Ok(answer) => {
                         let mut out: Box<dyn std::io::Write> = match &config.target.output {
                             Some(_) => output(&config.target)?,
@@ -714,8 +714,8 @@ mod tests {
             vec!["select 'a;b'", "select \"x;\""]
         );
         assert_eq!(
-            split_statements("SELECT 1 /* ; */; select 2 /* a */ + /* b; */ 3"),
-            vec!["SELECT 1", "select 2   +   3"]
+            split_statements("SELECT 1 /* ; */; /* x */ select 2 /* a */ + /* b; */ 3"),
+            vec!["SELECT 1", "select 2 /* a */ + /* b; */ 3"]
         );
         assert_eq!(
             split_statements("select 1 /* never closed ;"),

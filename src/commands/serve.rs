@@ -167,7 +167,7 @@ impl ServerArgs {
         if self.maintenance.trim().eq_ignore_ascii_case("off") {
             return Ok(None);
         }
-        let schedule = lakehose_transform::job::parse_cron(&self.maintenance)
+        let schedule = lakehose_catalog::schedule::Schedule::unix(&self.maintenance)
             .map_err(|e| anyhow::anyhow!("--maintenance: {e}"))?;
         Ok(Some(lakehose_transform::schedule::Maintenance {
             schedule,

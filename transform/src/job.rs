@@ -41,9 +41,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
+use lakehose_catalog::schedule::Schedule;
 use sqlparser::ast::{Statement, Visit, Visitor};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -169,7 +169,7 @@ pub struct Job {
     /// The current database of the SQL.
     pub database: String,
     /// The schedule, as written and parsed.
-    pub schedule: Option<(String, cron::Schedule)>,
+    pub schedule: Option<Schedule>,
     /// Target size of written files, bytes.
     pub file_size: u64,
     /// Extra attempts after a failure.
@@ -216,22 +216,6 @@ fn list(value: &str) -> Vec<String> {
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect()
-}
-
-/// Parses a cron expression of 5 fields (minute first) or 6/7 (seconds
-/// first).
-pub fn parse_cron(expression: &str) -> Result<cron::Schedule, String> {
-    let fields = expression.split_whitespace().count();
-    let text = match fields {
-        5 => format!("0 {expression}"),
-        6 | 7 => expression.to_string(),
-        n => {
-            return Err(format!(
-                "schedule {expression:?} has {n} fields; write 5 (minute hour day-of-month month day-of-week)"
-            ));
-        }
-    };
-    cron::Schedule::from_str(&text).map_err(|e| format!("schedule {expression:?}: {e}"))
 }
 
 impl Job {
@@ -403,7 +387,7 @@ impl Job {
             .map(|(_, v)| v.to_ascii_lowercase())
             .unwrap_or_else(|| "default".into());
         let schedule = match field("schedule") {
-            Some((line, v)) => Some((v.to_string(), parse_cron(v).map_err(|m| err(line, m))?)),
+            Some((line, v)) => Some(Schedule::unix(v).map_err(|m| err(line, m))?),
             None => None,
         };
         let retries =
@@ -482,7 +466,10 @@ impl Job {
         reads.dedup();
         // Split the text itself (the statements re-rendered by sqlparser
         // would lose Presto spellings the engine's dialect rewrites).
-        let pieces = lakehose_query::plan::split_statements(&body);
+        let pieces: Vec<String> = lakehose_query::sql_text::split_statements(&body)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         let (select, setup_text) = match pieces.split_last() {
             Some((last, rest)) if rest.len() == setup.len() => (last.clone(), rest.to_vec()),
             _ => (

@@ -10,7 +10,12 @@
 //! - [`job`]: job files (a `-- field: value` header and the SQL), their
 //!   dependency order.
 //! - [`run`]: running a job: modes, bookmarks, schema rules, run history.
-//! - [`schedule`]: cron schedules inside the server.
+//! - [`schedule`]: the scheduler of jobs and table maintenance inside the
+//!   server, on the engine's CPU runtime.
+//! - [`compact`]: compaction of Parquet and Delta tables, and VACUUM.
+//! - [`dynamodb`]: DynamoDB exports read ([`dynamodb::export`]) and applied
+//!   to Delta tables.
+//! - [`delta`]: Delta tables in the catalog.
 
 pub mod compact;
 pub mod delta;

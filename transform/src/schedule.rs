@@ -1,8 +1,9 @@
 //! Running jobs on their cron schedules inside the server, and table
 //! maintenance on its own.
 //!
-//! Every second the scheduler starts the jobs whose schedule fired since
-//! the previous tick, each as its own task, so a long run does not delay
+//! The scheduler sleeps until the earliest next firing of its schedules
+//! (see `lakehose_catalog::schedule`) and starts the jobs whose schedule
+//! fired since it last looked, each as its own task, so a long run does not delay
 //! the others; a job whose previous run is still going is skipped (at most
 //! one run per job at a time). At start-up, a job whose schedule fired
 //! after its last recorded run started (the server was down, say) runs
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use lakehose_catalog::schedule::{Schedule, sleep_before};
 use lakehose_catalog::supervise::{catch_panic, spawn_supervised};
 use tokio::task::JoinSet;
 
@@ -30,7 +32,7 @@ use crate::run::{Etl, NoProgress};
 #[derive(Debug, Clone)]
 pub struct Maintenance {
     /// When it runs.
-    pub schedule: cron::Schedule,
+    pub schedule: Schedule,
     /// How tables are compacted.
     pub compact: CompactOptions,
 }
@@ -97,15 +99,6 @@ pub async fn maintain(
         Err(e) => lines.push(format!("listing tables failed: {e}")),
     }
     lines
-}
-
-/// Whether `schedule` fires in `(after, until]`.
-pub fn fires_between(
-    schedule: &cron::Schedule,
-    after: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> bool {
-    schedule.after(&after).next().is_some_and(|t| t <= until)
 }
 
 /// Runs the scheduler started: its tasks (runs, maintenance) are tracked
@@ -250,7 +243,7 @@ pub fn spawn_scheduler(etl: Etl, jobs: Vec<Job>, maintenance: Option<Maintenance
     Scheduler { ticker, tasks }
 }
 
-/// The scheduler's loop: runs what fired since the last tick, every second.
+/// The scheduler's loop: runs what fired since it last looked.
 async fn tick(
     etl: Etl,
     tasks: Tasks,
@@ -261,12 +254,12 @@ async fn tick(
 ) {
     let mut last = Utc::now();
     for job in &jobs {
-        let Some((_, schedule)) = &job.schedule else {
+        let Some(schedule) = &job.schedule else {
             continue;
         };
         let missed = match etl.last_run(&job.name).await {
             Ok(Some(run)) => DateTime::from_timestamp_millis(run.started_ms)
-                .is_some_and(|started| fires_between(schedule, started, last)),
+                .is_some_and(|started| schedule.fires_between(started, last)),
             Ok(None) => false,
             Err(e) => {
                 tracing::warn!(job = %job.name, error = %e, "could not read the ETL run history");
@@ -278,17 +271,22 @@ async fn tick(
         }
     }
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let next = jobs
+            .iter()
+            .filter_map(|j| j.schedule.as_ref())
+            .chain(maintenance.as_ref().map(|m| &m.schedule))
+            .filter_map(|s| s.next_after(last));
+        tokio::time::sleep(sleep_before(last, next)).await;
         let now = Utc::now();
         for job in &jobs {
-            if let Some((_, schedule)) = &job.schedule
-                && fires_between(schedule, last, now)
+            if let Some(schedule) = &job.schedule
+                && schedule.fires_between(last, now)
             {
                 start(&etl, &tasks, job, "scheduled");
             }
         }
         if let Some(m) = &maintenance
-            && fires_between(&m.schedule, last, now)
+            && m.schedule.fires_between(last, now)
         {
             start_maintenance(&etl, &tasks, &all, m, &busy);
         }
@@ -299,7 +297,6 @@ async fn tick(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::parse_cron;
 
     #[tokio::test]
     async fn a_panicking_maintenance_round_does_not_disable_the_next() {
@@ -314,27 +311,5 @@ mod tests {
             !busy.load(Ordering::SeqCst),
             "maintenance stays marked running"
         );
-    }
-
-    #[test]
-    fn fires_in_half_open_windows() {
-        let every_5 = parse_cron("*/5 * * * *").unwrap();
-        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-        assert!(fires_between(
-            &every_5,
-            t("2026-11-23T10:04:59Z"),
-            t("2026-11-23T10:05:00Z")
-        ));
-        assert!(!fires_between(
-            &every_5,
-            t("2026-11-23T10:05:00Z"),
-            t("2026-11-23T10:09:59Z")
-        ));
-        // A run at 10:00 and a server down until 10:20 missed 10:05.
-        assert!(fires_between(
-            &every_5,
-            t("2026-11-23T10:00:00Z"),
-            t("2026-11-23T10:20:00Z")
-        ));
     }
 }

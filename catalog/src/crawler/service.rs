@@ -8,11 +8,10 @@
 //! year)` syntax, in UTC.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
@@ -23,6 +22,7 @@ use super::{
     target_level,
 };
 use crate::catalog::{CatalogError, CatalogRef, normalize_name};
+use crate::schedule::{Schedule, sleep_before};
 use crate::storage::{Location, Storage};
 
 /// A crawler as Glue describes it (persisted with its history).
@@ -107,27 +107,6 @@ pub enum CrawlerError {
     NotRunning(String),
 }
 
-/// Parses Glue's `cron(m h dom mon dow y)` into a schedule.
-pub fn parse_schedule(expression: &str) -> Result<cron::Schedule, String> {
-    let inner = expression
-        .trim()
-        .strip_prefix("cron(")
-        .and_then(|s| s.strip_suffix(')'))
-        .ok_or_else(|| format!("schedule {expression:?} must look like cron(15 12 * * ? *)"))?;
-    let fields: Vec<&str> = inner.split_whitespace().collect();
-    if fields.len() != 6 {
-        return Err(format!(
-            "schedule {expression:?} needs 6 fields: minutes hours day-of-month month day-of-week year"
-        ));
-    }
-    // The cron crate wants seconds first, and `*` where Glue writes `?`.
-    let text = std::iter::once("0")
-        .chain(fields.iter().map(|f| if *f == "?" { "*" } else { f }))
-        .collect::<Vec<_>>()
-        .join(" ");
-    cron::Schedule::from_str(&text).map_err(|e| format!("schedule {expression:?}: {e}"))
-}
-
 struct Running {
     task: tokio::task::JoinHandle<()>,
     started: f64,
@@ -139,6 +118,9 @@ pub struct CrawlerService {
     storage: Storage,
     catalog: CatalogRef,
     running: Arc<Mutex<HashMap<String, Running>>>,
+    /// Woken when a definition is saved or deleted, so the scheduler reads
+    /// the definitions again.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for CrawlerService {
@@ -154,6 +136,7 @@ impl CrawlerService {
             storage,
             catalog,
             running: Arc::default(),
+            changed: Arc::default(),
         }
     }
 
@@ -186,6 +169,7 @@ impl CrawlerService {
             .put_durable(&self.path(&def.name), bytes.into())
             .await
             .map_err(CatalogError::from)?;
+        self.changed.notify_one();
         Ok(())
     }
 
@@ -201,7 +185,7 @@ impl CrawlerService {
         if let Some(s) = &def.schedule
             && !s.is_empty()
         {
-            parse_schedule(s).map_err(invalid)?;
+            Schedule::glue(s).map_err(invalid)?;
         }
         let options = options(def).map_err(invalid)?;
         if let Some(level) = options.configuration.table_level {
@@ -530,23 +514,35 @@ impl CrawlerService {
     }
 }
 
-/// Starts the crawlers whose schedule fired, every second.
+/// Starts the crawlers whose schedule fired: reads the definitions,
+/// sleeps until the earliest next firing (or until a definition changes),
+/// then starts those due since it last looked.
 async fn scheduler_loop(service: CrawlerService) {
     let mut last = Utc::now();
     loop {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let schedules: Vec<(String, Schedule)> = match service.list().await {
+            Ok(crawlers) => crawlers.iter().filter_map(schedule_of).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "Crawler schedules could not be read.");
+                Vec::new()
+            }
+        };
+        let pause = sleep_before(
+            last,
+            schedules.iter().filter_map(|(_, s)| s.next_after(last)),
+        );
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = service.changed.notified() => {}
+        }
         let now = Utc::now();
-        if let Ok(crawlers) = service.list().await {
-            for def in crawlers {
-                if due(&def, last, now) {
-                    match service.start(&def.name).await {
-                        Ok(()) => {
-                            tracing::info!(crawler = %def.name, "Scheduled crawl started.")
-                        }
-                        Err(CrawlerError::Running(_)) => {}
-                        Err(e) => {
-                            tracing::warn!(crawler = %def.name, error = %e, "Scheduled crawl could not start.")
-                        }
+        for (name, schedule) in &schedules {
+            if schedule.fires_between(last, now) {
+                match service.start(name).await {
+                    Ok(()) => tracing::info!(crawler = %name, "Scheduled crawl started."),
+                    Err(CrawlerError::Running(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(crawler = %name, error = %e, "Scheduled crawl could not start.")
                     }
                 }
             }
@@ -555,17 +551,10 @@ async fn scheduler_loop(service: CrawlerService) {
     }
 }
 
-/// Whether a crawler's schedule fires in `(after, until]`.
-fn due(def: &CrawlerDefinition, after: DateTime<Utc>, until: DateTime<Utc>) -> bool {
-    let Some(Ok(schedule)) = def
-        .schedule
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(parse_schedule)
-    else {
-        return false;
-    };
-    schedule.after(&after).next().is_some_and(|t| t <= until)
+/// A crawler's name and schedule, when it has a usable one.
+fn schedule_of(def: &CrawlerDefinition) -> Option<(String, Schedule)> {
+    let text = def.schedule.as_deref().filter(|s| !s.is_empty())?;
+    Some((def.name.clone(), Schedule::glue(text).ok()?))
 }
 
 /// `Targets.S3Targets` as locations with their exclusions.
@@ -848,23 +837,17 @@ mod tests {
     }
 
     #[test]
-    fn glue_cron_schedules() {
-        let s = parse_schedule("cron(15 12 * * ? *)").unwrap();
-        let from = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let next = s.after(&from).next().unwrap();
-        assert_eq!(next, Utc.with_ymd_and_hms(2026, 1, 1, 12, 15, 0).unwrap());
-        assert!(parse_schedule("rate(5 minutes)").is_err());
-        assert!(parse_schedule("cron(1 2 3)").is_err());
-        let def = CrawlerDefinition {
-            schedule: Some("cron(0/5 * * * ? *)".into()),
+    fn crawlers_with_a_schedule_are_scheduled() {
+        let def = |schedule: Option<&str>| CrawlerDefinition {
+            name: "c".into(),
+            schedule: schedule.map(str::to_string),
             ..Default::default()
         };
+        let (name, schedule) = schedule_of(&def(Some("cron(0/5 * * * ? *)"))).unwrap();
+        assert_eq!(name, "c");
         let t = Utc.with_ymd_and_hms(2026, 1, 1, 10, 4, 59).unwrap();
-        assert!(due(&def, t, t + chrono::Duration::seconds(2)));
-        assert!(!due(
-            &def,
-            t + chrono::Duration::seconds(2),
-            t + chrono::Duration::seconds(60)
-        ));
+        assert!(schedule.fires_between(t, t + chrono::Duration::seconds(2)));
+        assert!(schedule_of(&def(None)).is_none());
+        assert!(schedule_of(&def(Some(""))).is_none());
     }
 }

@@ -82,9 +82,8 @@ fn names_any(sql: &str, test: impl Fn(&str) -> bool) -> bool {
 pub(crate) fn parse(sql: &str) -> Result<Statement, QueryError> {
     static PARSER: LazyLock<PostgresCompatibilityParser> =
         LazyLock::new(PostgresCompatibilityParser::new);
-    let syntax = |e: &dyn std::fmt::Display| {
-        QueryError::new(QueryErrorKind::Syntax, format!("SYNTAX_ERROR: {e}"))
-    };
+    let syntax =
+        |e: &dyn std::fmt::Display| QueryError::named(crate::error::ErrorCode::SyntaxError, e);
     let sql = sql.replace(PSQL_TABLE_OPTIONS, "NULL");
     let mut statements = PARSER.parse(&sql).map_err(|e| syntax(&e))?;
     if statements.len() != 1 {

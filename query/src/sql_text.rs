@@ -1,10 +1,13 @@
-//! Lexical helpers for the Postgres front end: splitting a query string into
-//! statements, finding `$n` placeholders and replacing them, all while
-//! respecting string literals, quoted identifiers, dollar quotes and comments.
+//! SQL text without a parser: splitting a script or a query string into
+//! statements, finding `$n` placeholders and replacing them, the first
+//! keyword, all while respecting string literals (`'...'`, `E'...'`,
+//! dollar quotes), quoted identifiers (`"..."`, `` `...` ``) and comments
+//! (`--`, nested `/* */`). The one splitter of lakehose: `lakehose query -f`,
+//! the SQL shell, ETL job files and Postgres query strings.
 
 /// A `$n` placeholder in a statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Placeholder {
+pub struct Placeholder {
     /// Byte offset of the `$`.
     pub start: usize,
     /// Byte offset just past the last digit.
@@ -14,7 +17,7 @@ pub(crate) struct Placeholder {
 }
 
 /// The highest parameter number accepted (the protocol's own limit).
-pub(crate) const MAX_PARAMETERS: usize = u16::MAX as usize;
+pub const MAX_PARAMETERS: usize = u16::MAX as usize;
 
 /// What the scanner reports while walking a query string.
 enum Event {
@@ -43,27 +46,13 @@ fn scan(sql: &str, mut on_event: impl FnMut(Event)) {
                     && !(i > 1 && is_ident_byte(bytes[i - 2]));
                 i = skip_quoted(bytes, i + 1, b'\'', escapes);
             }
-            b'"' => i = skip_quoted(bytes, i + 1, b'"', false),
+            b'"' | b'`' => i = skip_quoted(bytes, i + 1, b, false),
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
                 while i < len && bytes[i] != b'\n' {
                     i += 1;
                 }
             }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let mut depth = 1usize;
-                i += 2;
-                while i < len && depth > 0 {
-                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
-                        depth += 1;
-                        i += 2;
-                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
-                        depth -= 1;
-                        i += 2;
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
             b'$' if !prev_is_ident => {
                 let next = bytes.get(i + 1).copied();
                 if next.is_some_and(|c| c.is_ascii_digit()) {
@@ -105,6 +94,25 @@ fn scan(sql: &str, mut on_event: impl FnMut(Event)) {
             _ => i += 1,
         }
     }
+}
+
+/// Skips the block comment opening at `start` (`/*`; comments nest, as in
+/// Postgres) to just past its end; an unterminated one runs to the end.
+fn skip_block_comment(bytes: &[u8], start: usize) -> usize {
+    let mut depth = 1usize;
+    let mut i = start + 2;
+    while i < bytes.len() && depth > 0 {
+        if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
+            depth += 1;
+            i += 2;
+        } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
+            depth -= 1;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    i.min(bytes.len())
 }
 
 /// Skips to just past the closing `quote` (a doubled quote is an escaped
@@ -153,9 +161,10 @@ fn dollar_tag_end(bytes: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-/// Splits a query string at top-level semicolons, dropping statements that
-/// hold nothing but whitespace and comments.
-pub(crate) fn split_statements(sql: &str) -> Vec<&str> {
+/// Splits a script or query string at top-level semicolons into its
+/// statements, each without the whitespace and comments around it;
+/// statements of nothing but whitespace and comments are dropped.
+pub fn split_statements(sql: &str) -> Vec<&str> {
     let mut cuts = Vec::new();
     scan(sql, |event| {
         if let Event::Semicolon(at) = event {
@@ -165,9 +174,9 @@ pub(crate) fn split_statements(sql: &str) -> Vec<&str> {
     let mut statements = Vec::new();
     let mut begin = 0;
     for cut in cuts.into_iter().chain(std::iter::once(sql.len())) {
-        let piece = sql[begin..cut].trim();
-        if !is_blank(piece) {
-            statements.push(piece);
+        let piece = &sql[begin..cut];
+        if let Some(start) = first_token_offset(piece) {
+            statements.push(trim_statement(&piece[start..]));
         }
         begin = (cut + 1).min(sql.len());
     }
@@ -175,7 +184,7 @@ pub(crate) fn split_statements(sql: &str) -> Vec<&str> {
 }
 
 /// Whether `sql` holds only whitespace, semicolons and comments.
-pub(crate) fn is_blank(sql: &str) -> bool {
+pub fn is_blank(sql: &str) -> bool {
     first_token_offset(sql).is_none()
 }
 
@@ -192,19 +201,7 @@ fn first_token_offset(sql: &str) -> Option<usize> {
                 i += 1;
             }
         } else if b == b'/' && bytes.get(i + 1) == Some(&b'*') {
-            let mut depth = 1usize;
-            i += 2;
-            while i < bytes.len() && depth > 0 {
-                if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
-                    depth += 1;
-                    i += 2;
-                } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
-                    depth -= 1;
-                    i += 2;
-                } else {
-                    i += 1;
-                }
-            }
+            i = skip_block_comment(bytes, i);
         } else {
             return Some(i);
         }
@@ -214,7 +211,7 @@ fn first_token_offset(sql: &str) -> Option<usize> {
 
 /// The statement's first keyword, lower-cased (`select`, `with`, `show`,
 /// ...); `(` for a parenthesised query; empty when there is none.
-pub(crate) fn first_keyword(sql: &str) -> String {
+pub fn first_keyword(sql: &str) -> String {
     let Some(start) = first_token_offset(sql) else {
         return String::new();
     };
@@ -229,7 +226,7 @@ pub(crate) fn first_keyword(sql: &str) -> String {
 }
 
 /// The placeholders of `sql`, in text order.
-pub(crate) fn placeholders(sql: &str) -> Vec<Placeholder> {
+pub fn placeholders(sql: &str) -> Vec<Placeholder> {
     let mut found = Vec::new();
     scan(sql, |event| {
         if let Event::Placeholder(p) = event {
@@ -240,7 +237,7 @@ pub(crate) fn placeholders(sql: &str) -> Vec<Placeholder> {
 }
 
 /// Replaces every placeholder with `replacement(placeholder)`.
-pub(crate) fn substitute<E>(
+pub fn substitute<E>(
     sql: &str,
     mut replacement: impl FnMut(&Placeholder) -> Result<String, E>,
 ) -> Result<String, E> {
@@ -257,7 +254,7 @@ pub(crate) fn substitute<E>(
 
 /// Removes trailing whitespace, semicolons and comments from a statement so
 /// that it can be wrapped in a subquery.
-pub(crate) fn trim_statement(sql: &str) -> &str {
+pub fn trim_statement(sql: &str) -> &str {
     // The end of the last byte that is code (not whitespace, comment or `;`).
     let mut end = 0;
     let bytes = sql.as_bytes();
@@ -272,8 +269,8 @@ pub(crate) fn trim_statement(sql: &str) -> &str {
                 i = skip_quoted(bytes, i + 1, b'\'', escapes);
                 end = i;
             }
-            b'"' => {
-                i = skip_quoted(bytes, i + 1, b'"', false);
+            b'"' | b'`' => {
+                i = skip_quoted(bytes, i + 1, b, false);
                 end = i;
             }
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
@@ -325,7 +322,7 @@ pub(crate) fn trim_statement(sql: &str) -> &str {
 /// A single-quoted SQL string literal for `value`. Backslashes are kept out
 /// of the literal (spliced in with `chr(92)`) so the result means the same
 /// whether or not the engine's dialect treats backslash as an escape.
-pub(crate) fn quote_literal(value: &str) -> String {
+pub fn quote_literal(value: &str) -> String {
     if value.contains('\\') {
         let parts: Vec<String> = value
             .split('\\')
@@ -339,7 +336,7 @@ pub(crate) fn quote_literal(value: &str) -> String {
 
 /// A lexical token of a session command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Token {
+pub enum Token {
     /// An unquoted word, lower-cased.
     Word(String),
     /// A double-quoted identifier, as written.
@@ -354,7 +351,7 @@ pub(crate) enum Token {
 
 impl Token {
     /// The token's text as a setting value (words keep their lower case).
-    pub(crate) fn text(&self) -> String {
+    pub fn text(&self) -> String {
         match self {
             Token::Word(s) | Token::Quoted(s) | Token::Str(s) | Token::Number(s) => s.clone(),
             Token::Punct(c) => c.to_string(),
@@ -362,14 +359,14 @@ impl Token {
     }
 
     /// Whether this is the unquoted keyword `kw` (lower case).
-    pub(crate) fn is(&self, kw: &str) -> bool {
+    pub fn is(&self, kw: &str) -> bool {
         matches!(self, Token::Word(w) if w == kw)
     }
 }
 
 /// Tokenizes a short command; `None` when it holds something the session
 /// command parser does not handle (comments inside, unterminated quotes).
-pub(crate) fn tokenize(sql: &str) -> Option<Vec<Token>> {
+pub fn tokenize(sql: &str) -> Option<Vec<Token>> {
     let mut tokens = Vec::new();
     let chars: Vec<char> = sql.chars().collect();
     let mut i = 0;
@@ -445,10 +442,15 @@ mod tests {
             split_statements(sql),
             vec![
                 "SELECT ';' AS a",
-                "SELECT \"x;y\" FROM t -- c;",
-                "/* ; */ SELECT $$;$$",
+                "SELECT \"x;y\" FROM t",
+                "SELECT $$;$$",
                 "SELECT 3"
             ]
+        );
+        // Athena's backquoted identifiers hold a `;` too.
+        assert_eq!(
+            split_statements("SELECT `a;b` FROM t; SELECT 2"),
+            vec!["SELECT `a;b` FROM t", "SELECT 2"]
         );
         assert!(split_statements(" ; -- nothing\n ;").is_empty());
         assert_eq!(

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::builder::NullBufferBuilder;
-use arrow::array::{
+use base64::Engine;
+use datafusion::arrow::array::builder::NullBufferBuilder;
+use datafusion::arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Decimal128Builder, Float64Builder, Int64Builder,
     ListArray, StringBuilder, StructArray,
 };
-use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{Field, SchemaRef};
-use arrow::record_batch::RecordBatch;
-use base64::Engine;
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{Field, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 
 use super::item::{Attr, Item, write_typed_pairs};
 use super::schema::{Column, Shape, scaled_integer};

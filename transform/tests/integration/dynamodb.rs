@@ -4,15 +4,13 @@
 //! applied twice or out of order, and broken exports that must fail with a
 //! clear message and leave the table as it was.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::{lake, rows_of, rt};
-use lakehose_ingest::dynamodb::writer::{ExportSpec, write_export};
-use lakehose_ingest::dynamodb::{Export, ExportKind, NoProgress};
+use crate::common::{lake, rows_of, rt};
+use crate::dynamodb_export::{ExportSpec, write_export};
 use lakehose_query::QueryEngine;
+use lakehose_transform::dynamodb::export::{Export, ExportKind, NoProgress};
 use lakehose_transform::dynamodb::{ImportOptions, ImportReport, import, import_new};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;

@@ -7,9 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-mod common;
-
-use common::{rows_of, rt};
+use crate::common;
+use crate::common::{rows_of, rt};
 use lakehose_query::QueryEngine;
 use lakehose_transform::{CompactOptions, CompactProgress, Compactor, Etl, Job, NoProgress};
 

@@ -2,7 +2,7 @@
 //! table, an incremental export is merged into it on the table's key
 //! attributes, so the table equals the DynamoDB table as of the export's
 //! end time. The exports themselves are read by
-//! [`lakehose_ingest::dynamodb`].
+//! [`export`].
 //!
 //! The catalog table's parameters remember what was applied:
 //! `lakehose.dynamodb.table_arn`, `lakehose.dynamodb.keys`,
@@ -22,11 +22,16 @@
 //! the Delta commit and before the catalog update leaves the old time in
 //! the catalog, and running the import again re-applies the same images.
 
+pub mod export;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 
+use self::export::convert::DELETED_COLUMN;
+use self::export::schema::column_name;
+use self::export::{Export, ExportKind, ImportProgress};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
@@ -45,9 +50,6 @@ use deltalake::protocol::SaveMode;
 use futures::{StreamExt, TryStreamExt};
 use lakehose_catalog::CatalogError;
 use lakehose_catalog::model::Table;
-use lakehose_ingest::dynamodb::convert::DELETED_COLUMN;
-use lakehose_ingest::dynamodb::schema::column_name;
-use lakehose_ingest::dynamodb::{self, Export, ExportKind, ImportProgress};
 use lakehose_query::QueryEngine;
 use object_store::ObjectStoreExt;
 
@@ -293,7 +295,7 @@ pub async fn import(
         Some(_) if kind == ExportKind::Incremental => false,
         _ => opts.keep_raw,
     };
-    let scan = dynamodb::scan(&export, &keys, keep_raw, workers, progress.as_ref()).await?;
+    let scan = export::scan(&export, &keys, keep_raw, workers, progress.as_ref()).await?;
     report.scan_seconds = started.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
     if let Some(found) = &scan.keys {
@@ -351,8 +353,8 @@ pub async fn import(
         None => opts.keep_raw,
         Some(t) => t.field_with_name(RAW_COLUMN).is_ok(),
     };
-    let schema = dynamodb::output_schema(&columns, raw.then_some(RAW_COLUMN), kind);
-    let batches = dynamodb::convert(
+    let schema = export::output_schema(&columns, raw.then_some(RAW_COLUMN), kind);
+    let batches = export::convert(
         Arc::clone(&export),
         Arc::clone(&scan),
         Arc::new(columns),

@@ -1,6 +1,6 @@
 //! Writes export folders in DynamoDB's layout (manifests with item counts
-//! and MD5 checksums, gzip'd JSON-lines data files), for the demo's
-//! generator, the benchmarks and the tests.
+//! and MD5 checksums, gzip'd JSON-lines data files): the demo's users
+//! exports, and the fixtures of the import's tests and benchmarks.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use md5::{Digest, Md5};
 
-use super::ExportKind;
+use lakehose_transform::dynamodb::export::ExportKind;
 
 /// An export to write.
 #[derive(Debug, Clone)]

@@ -4,9 +4,8 @@
 
 use std::path::Path;
 
-mod common;
-
-use common::{rows_of, rt};
+use crate::common;
+use crate::common::{rows_of, rt};
 use lakehose_query::{QueryEngine, QueryRequest};
 use lakehose_transform::{Etl, Job, NoProgress, RunRecord};
 

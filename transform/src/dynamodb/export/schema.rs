@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 
 use super::item::{Attr, Item};
 
@@ -568,7 +568,7 @@ pub fn arrow_schema(columns: &[Column], raw_column: Option<&str>) -> SchemaRef {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dynamodb::item::parse_line;
+    use crate::dynamodb::export::item::parse_line;
 
     fn sketch(lines: &[&str]) -> Sketch {
         let mut s = Sketch::default();

@@ -18,16 +18,15 @@
 pub mod convert;
 pub mod item;
 pub mod schema;
-pub mod writer;
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::record_batch::RecordBatch;
 use base64::Engine;
 use bytes::Bytes;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use futures::{Stream, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use object_store::path::Path as ObjectPath;
@@ -531,7 +530,7 @@ const RAW_PLACEHOLDER: &str = "_lakehose_raw";
 /// when a column changed shape in a way only parsing again can give (a
 /// map that became JSON text, say).
 fn adapt(prepared: &Prepared, columns: &[Column], schema: &SchemaRef) -> Option<Vec<RecordBatch>> {
-    use arrow::array::new_null_array;
+    use datafusion::arrow::array::new_null_array;
     use schema::Shape;
     fn widens(from: &Shape, to: &Shape) -> bool {
         match (from, to) {
@@ -560,7 +559,7 @@ fn adapt(prepared: &Prepared, columns: &[Column], schema: &SchemaRef) -> Option<
                     } else if local_shape == &column.shape {
                         Arc::clone(array)
                     } else if widens(local_shape, &column.shape) {
-                        arrow::compute::cast(array, field.data_type()).ok()?
+                        datafusion::arrow::compute::cast(array, field.data_type()).ok()?
                     } else {
                         return None;
                     }
