@@ -4,7 +4,10 @@
 //! Presto/Trino function library, Athena's DDL and utility statements, and
 //! Postgres's system catalog for Postgres clients. The front ends (the
 //! Athena API in `lakehose-athena`, the Postgres wire server in
-//! `lakehose-pgwire`, the CLI) depend on [`contract`] alone.
+//! `lakehose-pgwire`, the CLI) run statements through [`contract`] only;
+//! besides it they use the engine's text helpers: [`values`] (Presto's text
+//! of a value), [`sql_text`] (statement splitting, placeholders) and
+//! [`postgres::types`] (how Arrow types appear to Postgres clients).
 //!
 //! ```text
 //! front ends ──▶ contract ◀── dispatch ──▶ ddl · catalog_ops · write ──▶ engine ──▶ plan ──▶ dialect · functions
