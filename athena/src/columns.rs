@@ -53,11 +53,6 @@ impl ColumnInfo {
         }
     }
 
-    /// A `varchar` column (DDL/UTILITY output).
-    pub fn varchar(name: &str) -> Self {
-        Self::of(&Field::new(name, DataType::Utf8, true))
-    }
-
     /// The `rows` bigint column of CTAS / INSERT INTO results.
     pub fn rows() -> Self {
         Self::of(&Field::new("rows", DataType::Int64, true))

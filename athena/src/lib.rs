@@ -25,13 +25,13 @@
 //! [`AthenaConfig::default_output_location`]
 //! (`s3://lakehose-athena-results/` unless configured).
 
-pub mod columns;
-pub mod error;
+mod columns;
+mod error;
 mod executions;
-pub mod input;
+mod input;
 mod metadata;
-pub mod results;
-pub mod workgroups;
+mod results;
+mod workgroups;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};

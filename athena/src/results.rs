@@ -23,7 +23,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::columns::ColumnInfo;
-use lakehose_query::contract::{QueryOutput, StatementType};
+use lakehose_query::contract::StatementType;
 use lakehose_query::values::column_text;
 
 /// Rows between two entries of [`ResultMetadata::row_index`].
@@ -77,8 +77,12 @@ pub fn is_text(statement_type: StatementType) -> bool {
     matches!(statement_type, StatementType::Ddl | StatementType::Utility)
 }
 
-/// The result file of `output` and its metadata document.
-pub fn render(output: &QueryOutput) -> Result<(Vec<u8>, ResultMetadata), ArrowError> {
+/// The result file of `output` and its metadata document, written whole
+/// (the tests' reference for the file written batch by batch).
+#[cfg(test)]
+pub fn render(
+    output: &lakehose_query::contract::QueryOutput,
+) -> Result<(Vec<u8>, ResultMetadata), ArrowError> {
     let mut writer = ResultWriter::new(
         output.statement_type,
         &output.substatement_type,
@@ -197,11 +201,6 @@ impl ResultWriter {
         std::mem::take(&mut self.pending)
     }
 
-    /// Data rows rendered so far.
-    pub fn row_count(&self) -> u64 {
-        self.row_count
-    }
-
     /// The metadata document (after the last [`take`](Self::take)).
     pub fn finish(self) -> ResultMetadata {
         ResultMetadata {
@@ -303,6 +302,8 @@ pub fn parse_text(data: &str) -> Vec<Vec<Option<String>>> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use lakehose_query::contract::QueryOutput;
 
     use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
