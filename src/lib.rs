@@ -112,10 +112,25 @@ pub fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line. lakehose's errors already carry
+/// their source's text, so a cause is added only when the line does not
+/// say it yet.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Libraries whose informational events (per-snapshot and per-scan
@@ -141,4 +156,22 @@ fn init_logging(filter: &str) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    #[test]
+    fn error_text_says_each_cause_once() {
+        let inner = lakehose_transform::Error::invalid("the table is partitioned by [day]")
+            .context("running daily");
+        let e = anyhow::Error::new(inner).context("etl run");
+        assert_eq!(
+            super::error_text(&e),
+            "etl run: running daily: the table is partitioned by [day]"
+        );
+        let plain: anyhow::Result<()> = Err(std::io::Error::other("disk full")).context("saving");
+        assert_eq!(super::error_text(&plain.unwrap_err()), "saving: disk full");
+    }
 }

@@ -310,11 +310,11 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let scheduler = crawlers.spawn_scheduler();
     let mut jobs = options.etl_job_list.clone();
     if let Some(dir) = &options.etl_jobs {
-        let loaded = lakehose_transform::load_dir(dir).map_err(|e| anyhow::anyhow!(e))?;
+        let loaded = lakehose_transform::load_dir(dir)?;
         tracing::info!(jobs = loaded.len(), folder = %dir.display(), "ETL jobs loaded");
         jobs.extend(loaded);
     }
-    lakehose_transform::dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?;
+    lakehose_transform::dependency_order(&jobs)?;
     let etl_scheduler = (!jobs.is_empty() || options.maintenance.is_some()).then(|| {
         lakehose_transform::schedule::spawn_scheduler(
             lakehose_transform::Etl::new(engine.clone()),

@@ -20,6 +20,15 @@ use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
 use lakehose_query::{EngineConfig, QueryEngine, QueryError, QueryRequest};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 
+/// The query crate's folder: as cargo gives it to the running test (the
+/// checkout may have moved since the binary was built), else as it was at
+/// build time.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// A fresh engine over an empty warehouse folder, for one golden file.
 fn session() -> (QueryEngine, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary folder");
@@ -144,7 +153,7 @@ fn runner() -> sqllogictest::Runner<Lakehose, impl sqllogictest::MakeConnection<
 /// Runs (or, with `complete`, rewrites) the golden files whose name holds
 /// one of `filters` (all when there is none); returns the failures.
 async fn golden_files(filters: &[String], complete: bool) -> (usize, Vec<String>) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sql/tests");
+    let dir = manifest_dir().join("../sql/tests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("sql/tests exists")
         .map(|e| e.expect("directory entry").path())
@@ -244,9 +253,7 @@ fn main() -> std::process::ExitCode {
 /// backquotes, plain names only; syntax such as `if`, `try` and `try_cast`,
 /// and type names, left out).
 fn readme_functions() -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .expect("README.md");
+    let readme = std::fs::read_to_string(manifest_dir().join("../README.md")).expect("README.md");
     let start = readme
         .find("- **Presto/Trino functions**")
         .expect("the README lists the Presto/Trino functions");

@@ -259,8 +259,7 @@ async fn import_users(data_dir: &Path) -> anyhow::Result<()> {
         &options,
         progress.clone(),
     )
-    .await
-    .map_err(|e| anyhow::anyhow!(e))?
+    .await?
     {
         println!("  {report}");
     }
@@ -291,10 +290,7 @@ async fn import_users(data_dir: &Path) -> anyhow::Result<()> {
     println!(
         "\nan incremental export of the last hour (upgrades, closed accounts, sign-ups), merged:"
     );
-    for report in import_new(&engine, store, &prefix, &options, progress)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?
-    {
+    for report in import_new(&engine, store, &prefix, &options, progress).await? {
         println!("  {report}");
     }
     show("requests and errors per plan, as of now").await?;
@@ -403,8 +399,7 @@ async fn compact_landing(data_dir: &Path) -> anyhow::Result<()> {
             &options,
             &lakehose_transform::NoProgress,
         )
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+        .await?;
     println!("{}", super::optimize::summary(&report));
     answer("after compaction").await;
     Ok(())
@@ -434,14 +429,14 @@ fn demo_jobs() -> anyhow::Result<Vec<lakehose_transform::Job>> {
             lakehose_transform::Job::parse(Path::new(&format!("sql/etl/{name}.sql")), text)
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!(e))
+        .map_err(Into::into)
 }
 
 /// Runs the demo's ETL jobs once more over everything that landed (in
 /// dependency order) and shows the curated tables and how fresh they are.
 async fn run_etl(data_dir: &Path) -> anyhow::Result<()> {
     let jobs = demo_jobs()?;
-    let order = lakehose_transform::dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?;
+    let order = lakehose_transform::dependency_order(&jobs)?;
     let engine = super::local_engine(data_dir)?;
     let etl = lakehose_transform::Etl::new(engine.clone());
     println!(
@@ -449,10 +444,7 @@ async fn run_etl(data_dir: &Path) -> anyhow::Result<()> {
 ETL jobs (sql/etl/), a last run over the records delivered at shutdown:"
     );
     for job in order {
-        let record = etl
-            .run(job, &lakehose_transform::NoProgress)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let record = etl.run(job, &lakehose_transform::NoProgress).await?;
         println!("  {}", super::etl::summary(&record));
     }
     let backend = super::query::Backend::Local(engine);

@@ -176,7 +176,7 @@ pub(crate) fn summary(r: &RunRecord) -> String {
 }
 
 async fn run_async(config: Config) -> anyhow::Result<()> {
-    let jobs = load_dir(&config.jobs).map_err(|e| anyhow::anyhow!(e))?;
+    let jobs = load_dir(&config.jobs)?;
     let etl = etl(&config.data_dir)?;
     match config.action {
         Action::List => {
@@ -187,8 +187,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             for job in &jobs {
                 let last = etl
                     .last_run(&job.name)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e))?
+                    .await?
                     .map(|r| format!("{} {}", when(r.started_ms), r.state))
                     .unwrap_or_else(|| "never".into());
                 println!(
@@ -203,14 +202,14 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         Action::Validate { job } => {
             let selected: Vec<&Job> = match &job {
                 Some(name) => vec![find(&jobs, name)?],
-                None => dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?,
+                None => dependency_order(&jobs)?,
             };
             // One pass in dependency order; each job's output stands in for
             // its target in the jobs after it that read it before it first
             // ran.
             let mut upstream = std::collections::HashMap::new();
             let mut outcomes = std::collections::HashMap::new();
-            for job in dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))? {
+            for job in dependency_order(&jobs)? {
                 let outcome = etl.validate(job, &upstream).await;
                 if let Ok(schema) = &outcome {
                     upstream.insert(job.target.clone(), schema.clone());
@@ -240,7 +239,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         }
         Action::Run { job, all, full } => {
             let selected: Vec<&Job> = if all {
-                dependency_order(&jobs).map_err(|e| anyhow::anyhow!(e))?
+                dependency_order(&jobs)?
             } else {
                 vec![find(&jobs, job.as_deref().unwrap_or_default())?]
             };
@@ -254,14 +253,9 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             let mut failed = Vec::new();
             for job in selected {
                 if full {
-                    etl.reset_bookmark(job)
-                        .await
-                        .map_err(|e| anyhow::anyhow!(e))?;
+                    etl.reset_bookmark(job).await?;
                 }
-                let record = etl
-                    .run(job, &spinner)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e))?;
+                let record = etl.run(job, &spinner).await?;
                 bar.suspend(|| println!("{}", summary(&record)));
                 if !record.succeeded() {
                     failed.push(job.name.clone());
@@ -302,10 +296,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             if let Some(name) = &job {
                 find(&jobs, name)?;
             }
-            let runs = etl
-                .history(job.as_deref())
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let runs = etl.history(job.as_deref()).await?;
             println!(
                 "{:<19} {:<28} {:<9} {:>8} {:>11} {:>11} {:>6} {:>9}  error",
                 "started", "job", "state", "time", "rows read", "rows wrote", "files", "MiB"

@@ -135,10 +135,11 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                 compactor.optimize(&db, &table, &options, &progress).await,
             )]
         }
-        None => compactor
-            .optimize_all(&options, &progress, &Default::default())
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?,
+        None => {
+            compactor
+                .optimize_all(&options, &progress, &Default::default())
+                .await?
+        }
     };
     bar.finish_and_clear();
     let mut failed = Vec::new();

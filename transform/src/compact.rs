@@ -47,6 +47,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result, ResultExt};
+
 /// How a compaction runs.
 #[derive(Debug, Clone)]
 pub struct CompactOptions {
@@ -187,27 +189,18 @@ impl Compactor {
         table: &str,
         options: &CompactOptions,
         progress: &dyn CompactProgress,
-    ) -> Result<CompactReport, String> {
+    ) -> Result<CompactReport> {
         let started = Instant::now();
-        let definition = self
-            .engine
-            .catalog()
-            .get_table(database, table)
-            .await
-            .map_err(|e| e.to_string())?;
+        let definition = self.engine.catalog().get_table(database, table).await?;
         let mut report = if lakehose_query::delta::is_delta(&definition) {
             self.optimize_delta(database, &definition, options, progress)
                 .await?
         } else {
-            let lake = self
-                .engine
-                .lake_table(database, table)
-                .await
-                .map_err(|e| e.message)?;
+            let lake = self.engine.lake_table(database, table).await?;
             if !matches!(lake.format(), StorageFormat::Parquet) {
-                return Err(format!(
+                return Err(Error::invalid(format!(
                     "{database}.{table} is a table of text files; optimize rewrites Parquet and Delta tables"
-                ));
+                )));
             }
             self.optimize_files(database, &lake, options, progress)
                 .await?
@@ -224,7 +217,7 @@ impl Compactor {
         options: &CompactOptions,
         progress: &dyn CompactProgress,
         skip: &HashSet<String>,
-    ) -> Result<Vec<(String, Result<CompactReport, String>)>, String> {
+    ) -> Result<Vec<(String, Result<CompactReport>)>> {
         let mut out = Vec::new();
         for (db, t) in self.all_tables().await? {
             let name = format!("{db}.{}", t.name);
@@ -243,20 +236,21 @@ impl Compactor {
         definition: &Table,
         options: &CompactOptions,
         progress: &dyn CompactProgress,
-    ) -> Result<CompactReport, String> {
+    ) -> Result<CompactReport> {
         let name = format!("{database}.{}", definition.name);
         let location = definition
             .storage_descriptor
             .as_ref()
             .and_then(|sd| sd.location.as_deref())
-            .ok_or_else(|| format!("table {name} has no location"))?;
-        let location = Location::parse(location).map_err(|e| e.to_string())?;
-        let url = lakehose_query::delta::table_url(self.storage(), &location)?;
+            .ok_or_else(|| Error::invalid(format!("table {name} has no location")))?;
+        let location = Location::parse(location)?;
+        let url =
+            lakehose_query::delta::table_url(self.storage(), &location).map_err(Error::Invalid)?;
         let table = deltalake::DeltaTableBuilder::from_url(url)
-            .map_err(|e| format!("opening {name}: {e}"))?
+            .with_context(|| format!("opening {name}"))?
             .load()
             .await
-            .map_err(|e| format!("opening {name}: {e}"))?;
+            .with_context(|| format!("opening {name}"))?;
         let mut report = CompactReport {
             table: name.clone(),
             kind: "delta".into(),
@@ -265,8 +259,7 @@ impl Compactor {
         progress.planned(&name, 0, 0);
         if options.dry_run {
             let small = table
-                .snapshot()
-                .map_err(|e| e.to_string())?
+                .snapshot()?
                 .log_data()
                 .iter()
                 .filter(|f| (f.size() as u64) < options.target_size / 2)
@@ -281,7 +274,7 @@ impl Compactor {
             .with_writer_properties(props)
             .with_max_concurrent_tasks(options.parallelism.max(1))
             .await
-            .map_err(|e| format!("optimizing {name}: {e}"))?;
+            .with_context(|| format!("optimizing {name}"))?;
         report.partitions_compacted = metrics.partitions_optimized;
         report.files_before = metrics.num_files_removed;
         report.files_after = metrics.num_files_added;
@@ -297,7 +290,7 @@ impl Compactor {
         lake: &LakeTable,
         options: &CompactOptions,
         progress: &dyn CompactProgress,
-    ) -> Result<CompactReport, String> {
+    ) -> Result<CompactReport> {
         let table = lake.definition().name.clone();
         let name = format!("{database}.{table}");
         let store = Arc::clone(self.storage().store());
@@ -306,10 +299,7 @@ impl Compactor {
             kind: "parquet".into(),
             ..Default::default()
         };
-        let dirs = lake
-            .partition_locations()
-            .await
-            .map_err(|e| e.to_string())?;
+        let dirs = lake.partition_locations().await?;
         let stored = self.stored_locations(database, lake).await?;
         if !options.dry_run {
             report.old_files_deleted = self
@@ -326,7 +316,7 @@ impl Compactor {
         let small_limit = options.target_size / 2;
         let mut plans = Vec::new();
         for dir in dirs {
-            let files = dir.files(&store).await.map_err(|e| e.to_string())?;
+            let files = dir.files(&store).await?;
             let (small, large): (Vec<ObjectMeta>, Vec<ObjectMeta>) =
                 files.iter().cloned().partition(|f| f.size < small_limit);
             if small.len() < 2 {
@@ -341,13 +331,10 @@ impl Compactor {
                 report.partitions_still_receiving += 1;
                 continue;
             }
-            let new_folder = dir
-                .home()
-                .join(&format!(
-                    "{COMPACTED_FOLDER_PREFIX}{}-{run_id}/",
-                    owner_tag(database, &table)
-                ))
-                .map_err(|e| e.to_string())?;
+            let new_folder = dir.home().join(&format!(
+                "{COMPACTED_FOLDER_PREFIX}{}-{run_id}/",
+                owner_tag(database, &table)
+            ))?;
             plans.push(PartitionPlan {
                 stored_location: stored.get(&dir.values).cloned().flatten(),
                 bins: pack(small, options.target_size),
@@ -381,24 +368,19 @@ impl Compactor {
             for (i, bin) in plan.bins.iter().enumerate() {
                 let target = plan
                     .new_folder
-                    .join(&format!("part-{i:05}.parquet"))
-                    .map_err(|e| e.to_string())?
+                    .join(&format!("part-{i:05}.parquet"))?
                     .object_path();
                 let files = bin.clone();
                 tasks.push((p, Task::Merge { files, target }));
             }
             for f in &plan.large {
                 let file_name = f.location.filename().unwrap_or("file.parquet").to_string();
-                let target = plan
-                    .new_folder
-                    .join(&file_name)
-                    .map_err(|e| e.to_string())?
-                    .object_path();
+                let target = plan.new_folder.join(&file_name)?.object_path();
                 let file = f.clone();
                 tasks.push((p, Task::Copy { file, target }));
             }
         }
-        let results: Vec<(usize, Result<Written, String>)> =
+        let results: Vec<(usize, Result<Written>)> =
             futures::stream::iter(tasks.into_iter().map(|(p, task)| {
                 let store = Arc::clone(&store);
                 let schema = Arc::clone(&data_schema);
@@ -420,10 +402,10 @@ impl Compactor {
             match result {
                 Ok(w) => written[p].push(w),
                 Err(e) => {
-                    failure.get_or_insert(format!(
-                        "compacting {name} partition {:?}: {e}",
+                    failure.get_or_insert(e.context(format!(
+                        "compacting {name} partition {:?}",
                         plans[p].dir.values
-                    ));
+                    )));
                 }
             }
         }
@@ -437,7 +419,7 @@ impl Compactor {
         let mut entries = Vec::new();
         let mut switched = Vec::new();
         for (plan, outputs) in plans.iter().zip(written) {
-            let now_files = plan.dir.files(&store).await.map_err(|e| e.to_string())?;
+            let now_files = plan.dir.files(&store).await?;
             if !same_files(&now_files, &plan.files) {
                 report.partitions_changed += 1;
                 self.drop_folder(&plan.new_folder).await;
@@ -497,7 +479,7 @@ impl Compactor {
         &self,
         database: &str,
         lake: &LakeTable,
-    ) -> Result<BTreeMap<Vec<String>, Option<String>>, String> {
+    ) -> Result<BTreeMap<Vec<String>, Option<String>>> {
         let definition = lake.definition();
         if definition.partition_keys.is_empty() {
             let location = definition
@@ -510,8 +492,7 @@ impl Compactor {
             .engine
             .catalog()
             .get_partitions(database, &definition.name, None)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .into_iter()
             .map(|p| {
                 let location = p.storage_descriptor.and_then(|sd| sd.location);
@@ -528,7 +509,7 @@ impl Compactor {
         database: &str,
         lake: &LakeTable,
         switched: &[(&PartitionPlan, Vec<Written>)],
-    ) -> Result<HashSet<Vec<String>>, String> {
+    ) -> Result<HashSet<Vec<String>>> {
         let catalog = self.engine.catalog();
         let definition = lake.definition();
         // The newest replaced file delivered to the home folder: later ones
@@ -546,11 +527,10 @@ impl Compactor {
             newest.max(plan.dir.cutoff_ms.unwrap_or(0))
         };
         if definition.partition_keys.is_empty() {
-            let (plan, _) = switched.first().ok_or("nothing to switch")?;
-            let mut table = catalog
-                .get_table(database, &definition.name)
-                .await
-                .map_err(|e| e.to_string())?;
+            let Some((plan, _)) = switched.first() else {
+                return Ok(HashSet::new());
+            };
+            let mut table = catalog.get_table(database, &definition.name).await?;
             let version = table.version_id.clone();
             let current = table
                 .storage_descriptor
@@ -574,15 +554,14 @@ impl Compactor {
                 Err(lakehose_catalog::CatalogError::ConcurrentModification(_)) => {
                     Ok(HashSet::from([Vec::new()]))
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             };
         }
         let mut updates = Vec::new();
         for (plan, _) in switched {
             let mut partition = catalog
                 .get_partition(database, &definition.name, &plan.dir.values)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let sd = partition
                 .storage_descriptor
                 .get_or_insert_with(|| definition.storage_descriptor.clone().unwrap_or_default());
@@ -598,8 +577,7 @@ impl Compactor {
         }
         let errors = catalog
             .update_partitions(database, &definition.name, updates)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let mut lost = HashSet::new();
         for (values, e) in errors {
             match e {
@@ -607,7 +585,7 @@ impl Compactor {
                 | lakehose_catalog::CatalogError::NotFound(_) => {
                     lost.insert(values);
                 }
-                other => return Err(other.to_string()),
+                other => return Err(other.into()),
             }
         }
         Ok(lost)
@@ -618,34 +596,26 @@ impl Compactor {
             .system_path(&format!("maintenance/compactions/{database}/{table}"))
     }
 
-    async fn save_manifest(&self, path: &ObjectPath, manifest: &Manifest) -> Result<(), String> {
-        let bytes = serde_json::to_vec(manifest).map_err(|e| e.to_string())?;
-        self.storage()
-            .put_durable(path, bytes.into())
-            .await
-            .map_err(|e| e.to_string())
+    async fn save_manifest(&self, path: &ObjectPath, manifest: &Manifest) -> Result<()> {
+        let bytes = serde_json::to_vec(manifest)?;
+        Ok(self.storage().put_durable(path, bytes.into()).await?)
     }
 
-    async fn manifests(
-        &self,
-        database: &str,
-        table: &str,
-    ) -> Result<Vec<(ObjectPath, Manifest)>, String> {
+    async fn manifests(&self, database: &str, table: &str) -> Result<Vec<(ObjectPath, Manifest)>> {
         let store = self.storage().store();
         let metas: Vec<ObjectMeta> = store
             .list(Some(&self.manifest_dir(database, table)))
             .try_collect()
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let mut out = Vec::new();
         for meta in metas {
             let bytes = match store.get(&meta.location).await {
-                Ok(r) => r.bytes().await.map_err(|e| e.to_string())?,
+                Ok(r) => r.bytes().await?,
                 Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             };
             let manifest: Manifest = serde_json::from_slice(&bytes)
-                .map_err(|e| format!("compaction manifest {}: {e}", meta.location))?;
+                .with_context(|| format!("compaction manifest {}", meta.location))?;
             out.push((meta.location, manifest));
         }
         Ok(out)
@@ -660,7 +630,7 @@ impl Compactor {
         table: &str,
         dirs: &[PartitionDir],
         grace: chrono::Duration,
-    ) -> Result<u64, String> {
+    ) -> Result<u64> {
         let store = Arc::clone(self.storage().store());
         let current: BTreeMap<&Vec<String>, &PartitionDir> =
             dirs.iter().map(|d| (&d.values, d)).collect();
@@ -698,7 +668,7 @@ impl Compactor {
                         let modified = match store.head(&path).await {
                             Ok(meta) => meta.last_modified.timestamp_millis(),
                             Err(object_store::Error::NotFound { .. }) => continue,
-                            Err(e) => return Err(e.to_string()),
+                            Err(e) => return Err(e.into()),
                         };
                         if let Some(reader) = others.reader_of(file, modified) {
                             tracing::info!(
@@ -713,13 +683,13 @@ impl Compactor {
                     match store.delete(&path).await {
                         Ok(()) => deleted += 1,
                         Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(e.to_string()),
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
             match store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
         // Compaction folders no partition points at and no pending manifest
@@ -727,10 +697,7 @@ impl Compactor {
         // race, or were replaced by a later compaction.
         for dir in dirs {
             let home = dir.home();
-            let listing = store
-                .list_with_delimiter(Some(&home.object_path()))
-                .await
-                .map_err(|e| e.to_string())?;
+            let listing = store.list_with_delimiter(Some(&home.object_path())).await?;
             for folder in listing.common_prefixes {
                 let Some(name) = folder.filename() else {
                     continue;
@@ -738,7 +705,7 @@ impl Compactor {
                 let Some(id) = name.strip_prefix(COMPACTED_FOLDER_PREFIX) else {
                     continue;
                 };
-                let location = home.join(&format!("{name}/")).map_err(|e| e.to_string())?;
+                let location = home.join(&format!("{name}/"))?;
                 let text = location.to_string();
                 if location == dir.location || referenced.contains(&text) {
                     continue;
@@ -756,11 +723,7 @@ impl Compactor {
                 if others.inside(&text) {
                     continue;
                 }
-                let files: Vec<ObjectMeta> = store
-                    .list(Some(&folder))
-                    .try_collect()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let files: Vec<ObjectMeta> = store.list(Some(&folder)).try_collect().await?;
                 let young = files
                     .iter()
                     .any(|f| now - f.last_modified.timestamp_millis() < grace.num_milliseconds());
@@ -771,7 +734,7 @@ impl Compactor {
                     match store.delete(&f.location).await {
                         Ok(()) => deleted += 1,
                         Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(e.to_string()),
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
@@ -782,14 +745,11 @@ impl Compactor {
     /// The partition folders of every other Parquet table whose location
     /// overlaps one of `dirs`' home folders.
     /// Every table of the catalog, with its database's name.
-    async fn all_tables(&self) -> Result<Vec<(String, Table)>, String> {
+    async fn all_tables(&self) -> Result<Vec<(String, Table)>> {
         let catalog = self.engine.catalog();
         let mut all = Vec::new();
-        for db in catalog.list_databases().await.map_err(|e| e.to_string())? {
-            let tables = catalog
-                .list_tables(&db.name)
-                .await
-                .map_err(|e| e.to_string())?;
+        for db in catalog.list_databases().await? {
+            let tables = catalog.list_tables(&db.name).await?;
             all.extend(tables.into_iter().map(|t| (db.name.clone(), t)));
         }
         Ok(all)
@@ -800,7 +760,7 @@ impl Compactor {
         database: &str,
         table: &str,
         dirs: &[PartitionDir],
-    ) -> Result<OtherReaders, String> {
+    ) -> Result<OtherReaders> {
         let homes: Vec<String> = dirs.iter().map(|d| d.home().to_string()).collect();
         let overlaps = |location: &str| {
             homes
@@ -832,7 +792,7 @@ impl Compactor {
                     let their = lake
                         .partition_locations()
                         .await
-                        .map_err(|e| format!("listing the partitions of {name}: {e}"))?;
+                        .with_context(|| format!("listing the partitions of {name}"))?;
                     readers
                         .dirs
                         .extend(their.into_iter().map(|d| (name.clone(), d)));
@@ -1004,17 +964,13 @@ impl Task {
         }
     }
 
-    async fn run(
-        self,
-        store: Arc<dyn ObjectStore>,
-        catalog_schema: SchemaRef,
-    ) -> Result<Written, String> {
+    async fn run(self, store: Arc<dyn ObjectStore>, catalog_schema: SchemaRef) -> Result<Written> {
         match self {
             Task::Copy { file, target } => {
                 store
                     .copy(&file.location, &target)
                     .await
-                    .map_err(|e| format!("copying {}: {e}", file.location))?;
+                    .with_context(|| format!("copying {}", file.location))?;
                 let rows = 0;
                 Ok(Written {
                     rows,
@@ -1029,25 +985,23 @@ impl Task {
                             let bytes = store
                                 .get(&f.location)
                                 .await
-                                .map_err(|e| format!("reading {}: {e}", f.location))?
+                                .with_context(|| format!("reading {}", f.location))?
                                 .bytes()
                                 .await
-                                .map_err(|e| format!("reading {}: {e}", f.location))?;
-                            Ok::<_, String>((f.location, bytes))
+                                .with_context(|| format!("reading {}", f.location))?;
+                            Ok::<_, Error>((f.location, bytes))
                         }
                     }))
                     .buffered(8)
                     .try_collect()
                     .await?;
                 let (rows, bytes) =
-                    tokio::task::spawn_blocking(move || merge(&inputs, &catalog_schema))
-                        .await
-                        .map_err(|e| e.to_string())??;
+                    tokio::task::spawn_blocking(move || merge(&inputs, &catalog_schema)).await??;
                 let size = bytes.len() as u64;
                 store
                     .put(&target, bytes.into())
                     .await
-                    .map_err(|e| format!("writing {target}: {e}"))?;
+                    .with_context(|| format!("writing {target}"))?;
                 Ok(Written { rows, bytes: size })
             }
         }
@@ -1057,24 +1011,24 @@ impl Task {
 /// Reads Parquet files and writes their rows, in order, as one Parquet
 /// file (zstd). Columns take the files' type; where files disagree, the
 /// catalog's. Columns some files lack are null in their rows.
-fn merge(inputs: &[(ObjectPath, Bytes)], catalog: &Schema) -> Result<(u64, Vec<u8>), String> {
+fn merge(inputs: &[(ObjectPath, Bytes)], catalog: &Schema) -> Result<(u64, Vec<u8>)> {
     let mut readers = Vec::new();
     let mut fields: Vec<Field> = Vec::new();
     for (path, bytes) in inputs {
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-            .map_err(|e| format!("{path} is not a readable Parquet file: {e}"))?;
+            .with_context(|| format!("{path} is not a readable Parquet file"))?;
         for f in builder.schema().fields() {
             match fields.iter_mut().find(|have| have.name() == f.name()) {
                 None => fields.push(f.as_ref().clone().with_nullable(true)),
                 Some(have) if have.data_type() == f.data_type() => {}
                 Some(have) => {
                     let Ok(wanted) = catalog.field_with_name(f.name()) else {
-                        return Err(format!(
+                        return Err(Error::invalid(format!(
                             "{path}: column {} is {} here but {} in other files, and the table does not define it",
                             f.name(),
                             f.data_type(),
                             have.data_type()
-                        ));
+                        )));
                     };
                     *have = wanted.clone().with_nullable(true);
                 }
@@ -1084,38 +1038,37 @@ fn merge(inputs: &[(ObjectPath, Bytes)], catalog: &Schema) -> Result<(u64, Vec<u
     }
     let schema = Arc::new(Schema::new(fields));
     let props = lakehose_catalog::parquet_writer::default_writer_properties();
-    let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props))
-        .map_err(|e| e.to_string())?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props))?;
     let mut rows = 0u64;
     for (path, builder) in readers {
         let reader = builder
             .with_batch_size(65_536)
             .build()
-            .map_err(|e| format!("reading {path}: {e}"))?;
+            .with_context(|| format!("reading {path}"))?;
         for batch in reader {
-            let batch = batch.map_err(|e| format!("reading {path}: {e}"))?;
+            let batch = batch.with_context(|| format!("reading {path}"))?;
             let columns = schema
                 .fields()
                 .iter()
                 .map(|f| match batch.column_by_name(f.name()) {
                     Some(c) if c.data_type() == f.data_type() => Ok(Arc::clone(c)),
-                    Some(c) => cast(c, f.data_type()).map_err(|e| {
+                    Some(c) => cast(c, f.data_type()).with_context(|| {
                         format!(
-                            "{path}: column {} cannot become {}: {e}",
+                            "{path}: column {} cannot become {}",
                             f.name(),
                             f.data_type()
                         )
                     }),
                     None => Ok(new_null_array(f.data_type(), batch.num_rows())),
                 })
-                .collect::<Result<Vec<ArrayRef>, String>>()?;
+                .collect::<Result<Vec<ArrayRef>>>()?;
             let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
-                .map_err(|e| format!("{path}: {e}"))?;
+                .with_context(|| path.to_string())?;
             rows += batch.num_rows() as u64;
-            writer.write(&batch).map_err(|e| e.to_string())?;
+            writer.write(&batch)?;
         }
     }
-    let bytes = writer.into_inner().map_err(|e| e.to_string())?;
+    let bytes = writer.into_inner()?;
     Ok((rows, bytes))
 }
 

@@ -9,31 +9,34 @@ use futures::StreamExt;
 use lakehose_catalog::model::{Column, Database, StorageDescriptor, Table};
 use lakehose_catalog::{CatalogError, CatalogRef, Location, Storage};
 
+use crate::error::{Error, Result, ResultExt};
+
 /// The Delta table at `location`: opened when it has a log, a new
 /// (version-less) table otherwise. Local folders are created first.
 /// Errors are transient (storage) unless the location is invalid.
-pub async fn open_or_new(storage: &Storage, location: &str) -> Result<DeltaTable, String> {
-    let loc = Location::parse(location).map_err(|e| e.to_string())?;
-    let url = lakehose_query::delta::table_url(storage, &loc)?;
+pub async fn open_or_new(storage: &Storage, location: &str) -> Result<DeltaTable> {
+    let loc = Location::parse(location)?;
+    let url = lakehose_query::delta::table_url(storage, &loc).map_err(Error::Invalid)?;
     if let Some(root) = storage.local_root() {
         let folder = root.join(loc.bucket()).join(loc.key());
-        std::fs::create_dir_all(&folder)
-            .map_err(|e| format!("could not create {}: {e}", folder.display()))?;
+        std::fs::create_dir_all(&folder).map_err(|source| Error::Io {
+            path: folder.clone(),
+            source,
+        })?;
     }
     let log = object_store::path::Path::from(format!(
         "{}/_delta_log",
         loc.object_path().as_ref().trim_end_matches('/')
     ));
     let has_log = storage.store().list(Some(&log)).next().await.is_some();
-    let open_error =
-        |e: deltalake::DeltaTableError| format!("opening the Delta table at {location}: {e}");
+    let context = || format!("opening the Delta table at {location}");
     if has_log {
-        DeltaTable::try_from_url(url).await.map_err(open_error)
+        DeltaTable::try_from_url(url).await.with_context(context)
     } else {
         // A new table (opening it would log an error for the missing log).
         deltalake::DeltaTableBuilder::from_url(url)
             .and_then(|b| b.build())
-            .map_err(open_error)
+            .with_context(context)
     }
 }
 
@@ -73,14 +76,17 @@ pub async fn register(
     catalog: &CatalogRef,
     reg: Registration<'_>,
     table: &DeltaTable,
-) -> Result<(), String> {
-    let state = table.snapshot().map_err(|e| e.to_string())?;
+) -> Result<()> {
+    let state = table.snapshot()?;
     let schema = state.snapshot().arrow_schema();
     let partitions: Vec<String> = state.metadata().partition_columns().to_vec();
-    let column = |f: &Field| -> Result<Column, String> {
+    let column = |f: &Field| -> Result<Column> {
         Ok(Column {
             name: f.name().clone(),
-            data_type: Some(lakehose_query::types::arrow_to_hive(f.data_type())?),
+            data_type: Some(
+                lakehose_query::types::arrow_to_hive(f.data_type())
+                    .map_err(|m| Error::invalid(format!("column {:?}: {m}", f.name())))?,
+            ),
             ..Default::default()
         })
     };
@@ -92,7 +98,7 @@ pub async fn register(
         }
     }
     for p in &partitions {
-        let f = schema.field_with_name(p).map_err(|e| e.to_string())?;
+        let f = schema.field_with_name(p)?;
         keys.push(column(f)?);
     }
     let mut parameters = reg.parameters.clone();
@@ -120,10 +126,10 @@ pub async fn register(
             };
             match catalog.create_database(db).await {
                 Ok(()) | Err(CatalogError::AlreadyExists(_)) => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(other) => return Err(other.to_string()),
+        Err(other) => return Err(other.into()),
     }
     match catalog.get_table(reg.database, reg.name).await {
         Ok(existing) => {
@@ -139,10 +145,10 @@ pub async fn register(
                     .get(reg.owner_key)
                     .is_none_or(|owner| Some(owner) == parameters.get(reg.owner_key));
             if !same_table {
-                return Err(format!(
+                return Err(Error::invalid(format!(
                     "{}.{} exists in the catalog and is not the Delta table at {}",
                     reg.database, reg.name, reg.location
-                ));
+                )));
             }
             let unchanged = existing.storage_descriptor == definition.storage_descriptor
                 && existing.partition_keys == definition.partition_keys
@@ -151,15 +157,11 @@ pub async fn register(
             if unchanged {
                 return Ok(());
             }
-            catalog
-                .update_table(reg.database, definition, None)
-                .await
-                .map_err(|e| e.to_string())
+            Ok(catalog.update_table(reg.database, definition, None).await?)
         }
-        Err(CatalogError::NotFound(_)) => catalog
-            .create_table(reg.database, definition)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+        Err(CatalogError::NotFound(_)) => {
+            Ok(catalog.create_table(reg.database, definition).await?)
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -16,14 +16,17 @@
 //! - [`dynamodb`]: DynamoDB exports read ([`dynamodb::export`]) and applied
 //!   to Delta tables.
 //! - [`delta`]: Delta tables in the catalog.
+//! - [`error`]: how each of these fails.
 
 pub mod compact;
 pub mod delta;
 pub mod dynamodb;
+pub mod error;
 pub mod job;
 pub mod run;
 pub mod schedule;
 
 pub use compact::{CompactOptions, CompactProgress, CompactReport, Compactor};
+pub use error::{Error, Result};
 pub use job::{Job, JobError, Mode, TableName, dependency_order, load_dir};
 pub use run::{Etl, NoProgress, RunProgress, RunRecord};

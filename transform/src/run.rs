@@ -29,6 +29,7 @@ use lakehose_query::{QueryEngine, QueryRequest};
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result, ResultExt};
 use crate::job::{Job, JobError, Mode, TableName};
 
 /// What a run did, as recorded in the history.
@@ -125,27 +126,6 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A failed attempt: the message, and whether trying again may help.
-struct Failure {
-    message: String,
-    retryable: bool,
-}
-
-impl Failure {
-    fn fatal(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: false,
-        }
-    }
-    fn transient(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: true,
-        }
-    }
-}
-
 /// Releases a job's running mark when a run ends (or its future is
 /// dropped).
 struct RunningGuard {
@@ -213,16 +193,12 @@ impl Etl {
 
     /// Runs a job, retrying failed attempts as its header allows. At most
     /// one run of a job is under way at a time (a second is refused).
-    pub async fn run(&self, job: &Job, progress: &dyn RunProgress) -> Result<RunRecord, JobError> {
+    pub async fn run(&self, job: &Job, progress: &dyn RunProgress) -> Result<RunRecord> {
         let Some(_guard) = self.hold(&job.name) else {
-            return Err(JobError::at(
-                &job.path,
-                None,
-                format!(
-                    "job {} is already running (or its table is being maintained)",
-                    job.name
-                ),
-            ));
+            return Err(Error::Busy(format!(
+                "job {} is already running (or its table is being maintained)",
+                job.name
+            )));
         };
         let mut backoff = job.retry_backoff;
         let mut attempt = 1;
@@ -243,7 +219,7 @@ impl Etl {
         job: &Job,
         attempt: u32,
         progress: &dyn RunProgress,
-    ) -> Result<RunRecord, JobError> {
+    ) -> Result<RunRecord> {
         let mut record = RunRecord {
             job: job.name.clone(),
             run_id: uuid::Uuid::new_v4().to_string(),
@@ -270,8 +246,8 @@ impl Etl {
             Ok(()) => record.state = "SUCCEEDED".into(),
             Err(failure) => {
                 record.state = "FAILED".into();
-                record.error = Some(failure.message);
-                if !failure.retryable {
+                record.error = Some(failure.to_string());
+                if !failure.is_transient() {
                     // Retrying cannot fix a job's own mistakes.
                     record.attempt = attempt.max(job.retries + 1);
                 }
@@ -356,13 +332,13 @@ impl Etl {
         job: &Job,
         record: &mut RunRecord,
         progress: &dyn RunProgress,
-    ) -> Result<(), Failure> {
+    ) -> Result<()> {
         for statement in &job.setup {
             progress.phase(&job.name, "setup");
             self.engine
                 .execute(QueryRequest::new(statement, Some(&job.database)))
                 .await
-                .map_err(|e| Failure::fatal(format!("{}: {}", job.path.display(), e.message)))?;
+                .with_context(|| job.path.display().to_string())?;
         }
         // Incremental: which source partitions have files the last
         // successful run did not see.
@@ -388,17 +364,16 @@ impl Etl {
         let ctx = self
             .engine
             .restricted_context(&job.database, Arc::clone(&stats), Arc::new(restrictions))
-            .map_err(|e| Failure::fatal(e.to_string()))?;
+            .map_err(|e| JobError::at(&job.path, None, e.to_string()))?;
         let plan = lakehose_query::plan::plan_query(&ctx, &job.select)
             .await
-            .map_err(|e| Failure::fatal(self.sql_error(job, &e.message).to_string()))?;
+            .map_err(|e| self.sql_error(job, &e.message))?;
         let physical = ctx
             .state()
             .create_physical_plan(&plan)
             .await
-            .map_err(|e| Failure::fatal(self.sql_error(job, &e.to_string()).to_string()))?;
-        check_columns(job, &physical.schema())
-            .map_err(|m| Failure::fatal(format!("{}: {m}", job.path.display())))?;
+            .map_err(|e| self.sql_error(job, &e.to_string()))?;
+        check_columns(job, &physical.schema()).map_err(|m| JobError::at(&job.path, None, m))?;
         progress.phase(&job.name, "reading");
         let reading = collect(Arc::clone(&physical), ctx.task_ctx());
         tokio::pin!(reading);
@@ -413,12 +388,12 @@ impl Etl {
                 ),
             }
         }
-        .map_err(|e| Failure::transient(format!("{}: {e}", job.path.display())))?;
+        .with_context(|| job.path.display().to_string())?;
         record.rows_read = scanned_rows(&physical);
         record.bytes_read =
             scanned_bytes(&physical) + stats.text_bytes.load(std::sync::atomic::Ordering::Relaxed);
         let batches = delta_batches(batches, &physical.schema())
-            .map_err(|m| Failure::fatal(format!("{}: {m}", job.path.display())))?;
+            .map_err(|m| JobError::at(&job.path, None, m))?;
         record.rows_out = batches.iter().map(|b| b.num_rows() as u64).sum();
         progress.phase(&job.name, "writing");
         let location = self.location(job);
@@ -426,11 +401,11 @@ impl Etl {
         progress.phase(&job.name, "registering");
         self.register(job, &location, &table)
             .await
-            .map_err(|e| Failure::transient(format!("registering {}: {e}", job.target)))?;
+            .with_context(|| format!("registering {}", job.target))?;
         if let Some(next) = bookmark {
             self.save_bookmark(job, &next)
                 .await
-                .map_err(|e| Failure::transient(format!("saving the bookmark: {e}")))?;
+                .context("saving the bookmark")?;
         }
         Ok(())
     }
@@ -441,26 +416,22 @@ impl Etl {
         &self,
         job: &Job,
         source: &TableName,
-    ) -> Result<(HashSet<Vec<String>>, Bookmark), Failure> {
+    ) -> Result<(HashSet<Vec<String>>, Bookmark)> {
         let table = self
             .engine
             .lake_table(&source.database, &source.table)
             .await
             .map_err(|e| {
-                Failure::fatal(format!(
-                    "{}: source {source}: {}",
-                    job.path.display(),
-                    e.message
-                ))
+                JobError::at(&job.path, None, format!("source {source}: {}", e.message))
             })?;
         let partitions = table
             .partition_files()
             .await
-            .map_err(|e| Failure::transient(format!("listing {source}: {e}")))?;
+            .with_context(|| format!("listing {source}"))?;
         let seen = self
             .load_bookmark(job)
             .await
-            .map_err(|e| Failure::transient(format!("reading the bookmark: {e}")))?
+            .context("reading the bookmark")?
             .filter(|b| b.source == source.to_string())
             .unwrap_or_default();
         let mut next = Bookmark {
@@ -488,14 +459,13 @@ impl Etl {
                 .iter()
                 .map(|c| {
                     keys.iter().position(|k| k == c).ok_or_else(|| {
-                        Failure::fatal(format!(
-                            "{}: partition column {c:?} is not a partition column of {source} ({}); an incremental job without keys replaces target partitions, so each must come from source partitions of the same value",
-                            job.path.display(),
+                        JobError::at(&job.path, None, format!(
+                            "partition column {c:?} is not a partition column of {source} ({}); an incremental job without keys replaces target partitions, so each must come from source partitions of the same value",
                             keys.join(", ")
                         ))
                     })
                 })
-                .collect::<Result<Vec<usize>, Failure>>()?;
+                .collect::<Result<Vec<usize>, JobError>>()?;
             let project = |values: &Vec<String>| {
                 positions
                     .iter()
@@ -519,13 +489,11 @@ impl Etl {
         location: &str,
         batches: Vec<RecordBatch>,
         record: &mut RunRecord,
-    ) -> Result<DeltaTable, Failure> {
+    ) -> Result<DeltaTable> {
         if let Err(e) = Location::parse(location) {
-            return Err(Failure::fatal(e.to_string()));
+            return Err(e.into());
         }
-        let table = crate::delta::open_or_new(self.storage(), location)
-            .await
-            .map_err(Failure::transient)?;
+        let table = crate::delta::open_or_new(self.storage(), location).await?;
         let exists = table.version().is_some();
         let schema = match batches.first() {
             Some(b) => b.schema(),
@@ -547,7 +515,7 @@ impl Etl {
             let ctx = datafusion::prelude::SessionContext::new();
             let source = ctx
                 .read_batches(batches)
-                .map_err(|e| Failure::fatal(e.to_string()))?;
+                .map_err(|e| JobError::at(&job.path, None, e.to_string()))?;
             let predicate = job
                 .keys
                 .iter()
@@ -564,7 +532,7 @@ impl Etl {
             if let Some(condition) = &job.delete_when {
                 merge = merge
                     .when_matched_delete(|d| d.predicate(condition.as_str()))
-                    .map_err(|e| Failure::fatal(format!("delete_when: {e}")))?;
+                    .map_err(|e| JobError::at(&job.path, None, format!("delete_when: {e}")))?;
             }
             merge = merge
                 .when_matched_update(|mut u| {
@@ -573,7 +541,7 @@ impl Etl {
                     }
                     u
                 })
-                .map_err(|e| Failure::fatal(e.to_string()))?
+                .map_err(|e| JobError::at(&job.path, None, e.to_string()))?
                 .when_not_matched_insert(|mut i| {
                     if let Some(condition) = &job.delete_when {
                         i = i.predicate(format!("NOT ({condition})"));
@@ -583,10 +551,10 @@ impl Etl {
                     }
                     i
                 })
-                .map_err(|e| Failure::fatal(e.to_string()))?;
+                .map_err(|e| JobError::at(&job.path, None, e.to_string()))?;
             let (table, metrics) = merge
                 .await
-                .map_err(|e| Failure::transient(format!("merging into {}: {e}", job.target)))?;
+                .with_context(|| format!("merging into {}", job.target))?;
             record.rows_written = (metrics.num_target_rows_inserted
                 + metrics.num_target_rows_updated
                 + metrics.num_target_rows_deleted) as u64;
@@ -594,7 +562,7 @@ impl Etl {
         } else {
             let batches = if keyed {
                 // A new table: insert what is not to be deleted.
-                without_deleted(batches, job.delete_when.as_deref()).await?
+                without_deleted(job, batches).await?
             } else {
                 batches
             };
@@ -603,7 +571,7 @@ impl Etl {
                 job.overwrite_partitions || (job.mode == Mode::Incremental && job.keys.is_empty());
             let produced = if replace_partitions {
                 partition_predicate(&batches, &job.partitioned_by)
-                    .map_err(|m| Failure::fatal(format!("{}: {m}", job.path.display())))?
+                    .map_err(|m| JobError::at(&job.path, None, m))?
             } else {
                 None
             };
@@ -635,7 +603,7 @@ impl Etl {
             };
             write
                 .await
-                .map_err(|e| Failure::transient(format!("writing {}: {e}", job.target)))?
+                .with_context(|| format!("writing {}", job.target))?
         };
         let after = crate::delta::files_of(&table);
         for (path, size) in &after {
@@ -767,16 +735,16 @@ fn delta_batches(batches: Vec<RecordBatch>, schema: &Schema) -> Result<Vec<Recor
 /// Checks a run's columns against the target's: new columns may be added;
 /// a column the target has must keep its type and stay in the SELECT, and
 /// the partition columns must not change.
-fn check_schema(job: &Job, table: &DeltaTable, schema: &Schema) -> Result<(), Failure> {
+fn check_schema(job: &Job, table: &DeltaTable, schema: &Schema) -> Result<()> {
     let state = table
         .snapshot()
-        .map_err(|e| Failure::transient(format!("reading {}: {e}", job.target)))?;
+        .with_context(|| format!("reading {}", job.target))?;
     let existing = state.snapshot().arrow_schema();
     let fail = |m: String| {
-        Failure::fatal(format!(
-            "{}: target {}: {m}",
-            job.path.display(),
-            job.target
+        Error::Job(JobError::at(
+            &job.path,
+            None,
+            format!("target {}: {m}", job.target),
         ))
     };
     if schema.fields().is_empty() {
@@ -819,29 +787,24 @@ fn check_schema(job: &Job, table: &DeltaTable, schema: &Schema) -> Result<(), Fa
 
 /// Drops the rows a merge would delete (for the first run, which creates
 /// the table).
-async fn without_deleted(
-    batches: Vec<RecordBatch>,
-    condition: Option<&str>,
-) -> Result<Vec<RecordBatch>, Failure> {
-    let Some(condition) = condition else {
+async fn without_deleted(job: &Job, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    let Some(condition) = &job.delete_when else {
         return Ok(batches);
     };
     if batches.is_empty() {
         return Ok(batches);
     }
     let ctx = datafusion::prelude::SessionContext::new();
-    let df = ctx
-        .read_batches(batches)
-        .map_err(|e| Failure::fatal(e.to_string()))?;
+    let df = ctx.read_batches(batches)?;
     let condition = condition.replace("source.", "");
     let sql_condition = ctx
         .parse_sql_expr(&format!("NOT coalesce(({condition}), false)"), df.schema())
-        .map_err(|e| Failure::fatal(format!("delete_when: {e}")))?;
+        .map_err(|e| JobError::at(&job.path, None, format!("delete_when: {e}")))?;
     df.filter(sql_condition)
-        .map_err(|e| Failure::fatal(format!("delete_when: {e}")))?
+        .map_err(|e| JobError::at(&job.path, None, format!("delete_when: {e}")))?
         .collect()
         .await
-        .map_err(|e| Failure::fatal(format!("delete_when: {e}")))
+        .map_err(|e| JobError::at(&job.path, None, format!("delete_when: {e}")).into())
 }
 
 /// `(p1 = v1 AND p2 = v2) OR ...` over the partitions the rows fall in;
@@ -894,7 +857,7 @@ fn partition_predicate(batches: &[RecordBatch], keys: &[String]) -> Result<Optio
 
 impl Etl {
     /// Creates or updates the catalog table over the Delta table.
-    async fn register(&self, job: &Job, location: &str, table: &DeltaTable) -> Result<(), String> {
+    async fn register(&self, job: &Job, location: &str, table: &DeltaTable) -> Result<()> {
         let mut parameters = BTreeMap::new();
         parameters.insert("lakehose.etl.job".to_string(), job.name.clone());
         crate::delta::register(
@@ -919,18 +882,12 @@ impl Etl {
         ))
     }
 
-    async fn save_run(&self, record: &RunRecord) -> Result<(), JobError> {
-        let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
+    async fn save_run(&self, record: &RunRecord) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(record)?;
         self.storage()
             .put_durable(&self.run_path(record), bytes.into())
             .await
-            .map_err(|e| {
-                JobError::at(
-                    std::path::Path::new(&record.job),
-                    None,
-                    format!("could not record the run: {e}"),
-                )
-            })
+            .with_context(|| format!("recording the run of job {}", record.job))
     }
 
     fn bookmark_path(&self, job: &Job) -> object_store::path::Path {
@@ -938,36 +895,34 @@ impl Etl {
             .system_path(&format!("etl/bookmarks/{}.json", job.name))
     }
 
-    async fn load_bookmark(&self, job: &Job) -> Result<Option<Bookmark>, String> {
+    async fn load_bookmark(&self, job: &Job) -> Result<Option<Bookmark>> {
         match self.storage().store().get(&self.bookmark_path(job)).await {
             Ok(r) => {
-                let bytes = r.bytes().await.map_err(|e| e.to_string())?;
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| {
-                        format!(
-                            "the bookmark file {} of job {} is corrupt or truncated ({e}); fix or delete it (the job then starts over from its first partition)",
-                            self.bookmark_path(job),
-                            job.name
-                        )
-                    })
+                let bytes = r.bytes().await?;
+                serde_json::from_slice(&bytes).map(Some).with_context(|| {
+                    format!(
+                        "the bookmark file {} of job {} is corrupt or truncated; fix or delete it (the job then starts over from its first partition)",
+                        self.bookmark_path(job),
+                        job.name
+                    )
+                })
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
-    async fn save_bookmark(&self, job: &Job, bookmark: &Bookmark) -> Result<(), String> {
-        let bytes = serde_json::to_vec(bookmark).unwrap_or_default();
-        self.storage()
+    async fn save_bookmark(&self, job: &Job, bookmark: &Bookmark) -> Result<()> {
+        let bytes = serde_json::to_vec(bookmark)?;
+        Ok(self
+            .storage()
             .put_durable(&self.bookmark_path(job), bytes.into())
-            .await
-            .map_err(|e| e.to_string())
+            .await?)
     }
 
     /// Forgets an incremental job's bookmark: its next run reads the whole
     /// source again.
-    pub async fn reset_bookmark(&self, job: &Job) -> Result<(), String> {
+    pub async fn reset_bookmark(&self, job: &Job) -> Result<()> {
         match self
             .storage()
             .store()
@@ -975,7 +930,7 @@ impl Etl {
             .await
         {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -989,15 +944,18 @@ impl Etl {
         job: &Job,
         retain: chrono::Duration,
         dry_run: bool,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>> {
         let location = self.location(job);
-        let loc = Location::parse(&location).map_err(|e| e.to_string())?;
-        let url = lakehose_query::delta::table_url(self.storage(), &loc)?;
+        let loc = Location::parse(&location)?;
+        let url = lakehose_query::delta::table_url(self.storage(), &loc).map_err(Error::Invalid)?;
         let table = DeltaTable::try_from_url(url)
             .await
-            .map_err(|e| format!("opening {}: {e}", job.target))?;
+            .with_context(|| format!("opening {}", job.target))?;
         if table.version().is_none() {
-            return Err(format!("{} has not been written yet", job.target));
+            return Err(Error::invalid(format!(
+                "{} has not been written yet",
+                job.target
+            )));
         }
         let (_, metrics) = table
             .vacuum()
@@ -1006,32 +964,28 @@ impl Etl {
             .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
             .with_dry_run(dry_run)
             .await
-            .map_err(|e| format!("vacuuming {}: {e}", job.target))?;
+            .with_context(|| format!("vacuuming {}", job.target))?;
         Ok(metrics.files_deleted)
     }
 
     /// Recorded runs, oldest first; of one job, or of all.
-    pub async fn history(&self, job: Option<&str>) -> Result<Vec<RunRecord>, String> {
+    pub async fn history(&self, job: Option<&str>) -> Result<Vec<RunRecord>> {
         use futures::TryStreamExt;
         let prefix = match job {
             Some(j) => self.storage().system_path(&format!("etl/runs/{j}/")),
             None => self.storage().system_path("etl/runs/"),
         };
         let store = self.storage().store();
-        let metas: Vec<_> = store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| e.to_string())?;
+        let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
         let mut out = Vec::new();
         for meta in metas {
             if !meta.location.as_ref().ends_with(".json") {
                 continue;
             }
             let bytes = match store.get(&meta.location).await {
-                Ok(r) => r.bytes().await.map_err(|e| e.to_string())?,
+                Ok(r) => r.bytes().await?,
                 Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             };
             match serde_json::from_slice::<RunRecord>(&bytes) {
                 Ok(r) => out.push(r),
@@ -1049,7 +1003,7 @@ impl Etl {
     }
 
     /// The last run of a job that started.
-    pub async fn last_run(&self, job: &str) -> Result<Option<RunRecord>, String> {
+    pub async fn last_run(&self, job: &str) -> Result<Option<RunRecord>> {
         Ok(self.history(Some(job)).await?.pop())
     }
 }

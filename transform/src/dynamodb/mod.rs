@@ -53,6 +53,8 @@ use lakehose_catalog::model::Table;
 use lakehose_query::QueryEngine;
 use object_store::ObjectStoreExt;
 
+use crate::error::{Error, Result, ResultExt};
+
 /// The column holding each item's DynamoDB JSON, when kept.
 pub const RAW_COLUMN: &str = "_item";
 
@@ -176,19 +178,19 @@ struct Existing {
     last_export: Option<String>,
 }
 
-fn existing(database: &str, name: &str, table: &Table) -> Result<Existing, String> {
+fn existing(database: &str, name: &str, table: &Table) -> Result<Existing> {
     let p = &table.parameters;
     let Some(as_of_ms) = p.get(AS_OF_MS).and_then(|v| v.parse::<i64>().ok()) else {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "{database}.{name} exists and was not imported from DynamoDB; choose another --table"
-        ));
+        )));
     };
     Ok(Existing {
         location: table
             .storage_descriptor
             .as_ref()
             .and_then(|sd| sd.location.clone())
-            .ok_or_else(|| format!("{database}.{name} has no location"))?,
+            .ok_or_else(|| Error::invalid(format!("{database}.{name} has no location")))?,
         as_of_ms,
         keys: p
             .get(KEYS)
@@ -210,7 +212,7 @@ pub async fn import(
     export: Export,
     opts: &ImportOptions,
     progress: Arc<dyn ImportProgress>,
-) -> Result<ImportReport, String> {
+) -> Result<ImportReport> {
     let catalog = engine.catalog();
     let summary = export.summary.clone();
     let kind = summary.kind;
@@ -227,7 +229,7 @@ pub async fn import(
     let before = match catalog.get_table(&opts.database, &opts.table).await {
         Ok(t) => Some(existing(&opts.database, &opts.table, &t)?),
         Err(CatalogError::NotFound(_)) => None,
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
 
     // Where the export stands against the table.
@@ -237,10 +239,10 @@ pub async fn import(
         if let (Some(ours), Some(theirs)) = (&b.table_arn, &summary.table_arn)
             && ours != theirs
         {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "{} holds DynamoDB table {ours}; this export is of {theirs}",
                 report.table
-            ));
+            )));
         }
         if summary.as_of_ms <= b.as_of_ms {
             let same = b.last_export.as_deref() == Some(summary.export_arn.as_str());
@@ -258,18 +260,18 @@ pub async fn import(
         if let Some(from) = summary.from_ms
             && from > b.as_of_ms
         {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "{} is as of {} but this incremental export starts at {}: apply the exports covering the time in between first",
                 report.table,
                 rfc3339(b.as_of_ms),
                 rfc3339(from)
-            ));
+            )));
         }
     } else if kind == ExportKind::Incremental {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "{} does not exist: import a full export of the table first, then its incremental exports",
             report.table
-        ));
+        )));
     }
 
     let mut keys = if opts.keys.is_empty() {
@@ -282,10 +284,10 @@ pub async fn import(
         && !opts.keys.is_empty()
         && b.keys != opts.keys
     {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "{} has key attributes {:?}, not {:?}",
             report.table, b.keys, opts.keys
-        ));
+        )));
     }
 
     let workers = opts.workers.max(1);
@@ -300,9 +302,9 @@ pub async fn import(
     let started = std::time::Instant::now();
     if let Some(found) = &scan.keys {
         if !keys.is_empty() && sorted(&keys) != sorted(found) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "the export's records are keyed by {found:?}, the table by {keys:?}"
-            ));
+            )));
         }
         if keys.is_empty() {
             keys = found.clone();
@@ -311,7 +313,13 @@ pub async fn import(
     report.records = scan.records;
     report.bytes = scan.bytes;
     report.keys = keys.clone();
-    let columns = scan.sketch.columns(&keys)?;
+    let columns = scan
+        .sketch
+        .columns(&keys)
+        .map_err(|message| Error::Export {
+            export: export.dir.to_string(),
+            message,
+        })?;
 
     let location = match &before {
         Some(b) => b.location.clone(),
@@ -344,7 +352,7 @@ pub async fn import(
         ExportKind::Incremental => Some(
             table
                 .snapshot()
-                .map_err(|e| format!("reading {}: {e}", report.table))?
+                .with_context(|| format!("reading {}", report.table))?
                 .snapshot()
                 .arrow_schema(),
         ),
@@ -367,17 +375,13 @@ pub async fn import(
         None => {
             let plan = LogicalPlanBuilder::scan(
                 "dynamodb_export",
-                provider_as_source(Arc::new(
-                    StreamingTable::try_new(
-                        Arc::clone(&schema),
-                        vec![Arc::new(OnePass::new(Arc::clone(&schema), batches))],
-                    )
-                    .map_err(|e| e.to_string())?,
-                )),
+                provider_as_source(Arc::new(StreamingTable::try_new(
+                    Arc::clone(&schema),
+                    vec![Arc::new(OnePass::new(Arc::clone(&schema), batches))],
+                )?)),
                 None,
             )
-            .and_then(|b| b.build())
-            .map_err(|e| e.to_string())?;
+            .and_then(|b| b.build())?;
             let exists = table.version().is_some();
             let mut write = table
                 .write(Vec::new())
@@ -392,7 +396,7 @@ pub async fn import(
             }
             let table = write
                 .await
-                .map_err(|e| format!("writing {}: {e}", report.table))?;
+                .with_context(|| format!("writing {}", report.table))?;
             report.rows_written = scan.records;
             table
         }
@@ -476,7 +480,7 @@ fn conform(
     batches: Vec<RecordBatch>,
     schema: &SchemaRef,
     target: &Schema,
-) -> Result<Vec<RecordBatch>, String> {
+) -> Result<Vec<RecordBatch>> {
     let mut fields: Vec<Field> = Vec::new();
     for f in target.fields() {
         fields.push(f.as_ref().clone().with_nullable(true));
@@ -497,37 +501,33 @@ fn conform(
             let columns = out_schema
                 .fields()
                 .iter()
-                .map(|f| -> Result<ArrayRef, String> {
+                .map(|f| -> Result<ArrayRef> {
                     match schema.index_of(f.name()) {
                         Ok(i) if b.column(i).data_type() == f.data_type() => {
                             Ok(Arc::clone(b.column(i)))
                         }
                         Ok(i) => cast_with_options(b.column(i), f.data_type(), &options).map_err(
                             |e| {
-                                format!(
+                                Error::invalid(format!(
                                     "column {:?}: this export's {} values do not fit the table's {} column ({e}); import a new full export instead",
                                     f.name(),
                                     b.column(i).data_type(),
                                     f.data_type()
-                                )
+                                ))
                             },
                         ),
                         Err(_) => Ok(new_null_array(f.data_type(), b.num_rows())),
                     }
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            RecordBatch::try_new(Arc::clone(&out_schema), columns).map_err(|e| e.to_string())
+            Ok(RecordBatch::try_new(Arc::clone(&out_schema), columns)?)
         })
         .collect()
 }
 
 /// Adds the columns of `source` the table lacks (attributes new in an
 /// incremental export), in a commit of their own before the merge.
-async fn add_columns(
-    table: DeltaTable,
-    source: &SchemaRef,
-    target: &Schema,
-) -> Result<DeltaTable, String> {
+async fn add_columns(table: DeltaTable, source: &SchemaRef, target: &Schema) -> Result<DeltaTable> {
     let fields: Vec<Field> = source
         .fields()
         .iter()
@@ -546,7 +546,7 @@ async fn add_columns(
         .with_save_mode(SaveMode::Append)
         .with_schema_mode(SchemaMode::Merge)
         .await
-        .map_err(|e| format!("adding the export's new attributes as columns: {e}"))
+        .context("adding the export's new attributes as columns")
 }
 
 /// MERGE of change records into the table on `keys`: deletes, updates of
@@ -557,10 +557,10 @@ async fn merge(
     keys: &[String],
     commit: CommitProperties,
     props: WriterProperties,
-) -> Result<(DeltaTable, (usize, usize, usize)), String> {
+) -> Result<(DeltaTable, (usize, usize, usize))> {
     let schema = batches[0].schema();
     let ctx = datafusion::prelude::SessionContext::new();
-    let source = ctx.read_batches(batches).map_err(|e| e.to_string())?;
+    let source = ctx.read_batches(batches)?;
     let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
     let predicate = keys
         .iter()
@@ -600,10 +600,9 @@ async fn merge(
                 }
                 i
             })
-        })
-        .map_err(|e| e.to_string())?
+        })?
         .await
-        .map_err(|e| format!("merging the changes: {e}"))?;
+        .context("merging the changes")?;
     Ok((
         table,
         (
@@ -614,7 +613,7 @@ async fn merge(
     ))
 }
 
-type BatchStream = futures::stream::BoxStream<'static, Result<RecordBatch, String>>;
+type BatchStream = futures::stream::BoxStream<'static, Result<RecordBatch>>;
 
 /// The second pass as the one partition of a streaming table, read once.
 struct OnePass {
@@ -625,7 +624,7 @@ struct OnePass {
 impl OnePass {
     fn new(
         schema: SchemaRef,
-        stream: impl futures::Stream<Item = Result<RecordBatch, String>> + Send + 'static,
+        stream: impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static,
     ) -> Self {
         Self {
             schema,
@@ -650,13 +649,13 @@ impl PartitionStream for OnePass {
         let stream: BatchStream = match taken {
             Some(s) => s,
             None => futures::stream::once(async {
-                Err("the export's rows can be read only once".to_string())
+                Err(Error::invalid("the export's rows can be read only once"))
             })
             .boxed(),
         };
         Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
-            stream.map(|r| r.map_err(DataFusionError::Execution)),
+            stream.map(|r| r.map_err(|e| DataFusionError::External(Box::new(e)))),
         ))
     }
 }
@@ -667,16 +666,16 @@ impl PartitionStream for OnePass {
 pub async fn find_exports(
     store: &Arc<dyn object_store::ObjectStore>,
     path: &object_store::path::Path,
-) -> Result<Vec<object_store::path::Path>, String> {
+) -> Result<Vec<object_store::path::Path>> {
     const SUMMARY: &str = "manifest-summary.json";
     match store.head(&path.clone().join(SUMMARY)).await {
         Ok(_) => return Ok(vec![path.clone()]),
         Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(format!("reading {path}: {e}")),
+        Err(e) => return Err(Error::from(e).context(format!("reading {path}"))),
     }
     let mut found: Vec<object_store::path::Path> = store
         .list(Some(path))
-        .map_err(|e| format!("listing {path}: {e}"))
+        .map_err(|e| Error::from(e).context(format!("listing {path}")))
         .try_filter_map(|meta| async move {
             let key = meta.location.as_ref();
             Ok(key
@@ -700,12 +699,12 @@ pub async fn import_new(
     path: &object_store::path::Path,
     opts: &ImportOptions,
     progress: Arc<dyn ImportProgress>,
-) -> Result<Vec<ImportReport>, String> {
+) -> Result<Vec<ImportReport>> {
     let dirs = find_exports(&store, path).await?;
     if dirs.is_empty() {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "no DynamoDB export (.../AWSDynamoDB/<export-id>/manifest-summary.json) at or under {path}"
-        ));
+        )));
     }
     let mut exports = Vec::with_capacity(dirs.len());
     for dir in dirs {
@@ -722,7 +721,7 @@ pub async fn import_new(
     {
         Ok(t) => Some(existing(&opts.database, &opts.table, &t)?.as_of_ms),
         Err(CatalogError::NotFound(_)) => None,
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     let (mut fulls, mut incrementals): (Vec<Export>, Vec<Export>) = exports
         .into_iter()
@@ -739,10 +738,10 @@ pub async fn import_new(
         reports.push(report);
     }
     if current.is_none() {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "{}.{} does not exist and there is no full export under {path} to start it from",
             opts.database, opts.table
-        ));
+        )));
     }
     for export in incrementals {
         if current.is_some_and(|t| export.summary.as_of_ms <= t) {

@@ -294,13 +294,18 @@ fn leftovers_of_killed_runs_go_and_partitions_in_delivery_wait() {
             .optimize("raw", "lines", &options(0), &NoProgress)
             .await
             .unwrap_err();
-        assert!(err.contains("raw.lines is a table of text files"), "{err}");
+        assert!(matches!(err, lakehose_transform::Error::Invalid(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("raw.lines is a table of text files"),
+            "{err}"
+        );
         let err = lake
             .compactor
             .optimize("raw", "nope", &options(0), &NoProgress)
             .await
             .unwrap_err();
-        assert!(err.contains("nope"), "{err}");
+        assert!(matches!(err, lakehose_transform::Error::Catalog(_)), "{err:?}");
+        assert!(err.to_string().contains("nope"), "{err}");
     });
 }
 

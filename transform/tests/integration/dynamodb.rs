@@ -69,7 +69,7 @@ async fn apply(
     engine: &QueryEngine,
     dir: &Path,
     opts: &ImportOptions,
-) -> Result<ImportReport, String> {
+) -> Result<ImportReport, lakehose_transform::Error> {
     let export = Export::open(store(), object_path(dir)).await?;
     import(engine, export, opts, Arc::new(NoProgress)).await
 }
@@ -323,14 +323,20 @@ fn dynamodb_full_then_incremental_exports() {
         let err = apply(&engine, &inc1_folder, &options(&[]))
             .await
             .unwrap_err();
-        assert!(err.contains("import a full export"), "{err}");
+        assert!(
+            matches!(err, lakehose_transform::Error::Invalid(_)),
+            "{err:?}"
+        );
+        assert!(!err.is_transient());
+        assert!(err.to_string().contains("import a full export"), "{err}");
         apply(&engine, &full, &options(&[])).await.unwrap();
         // Out of order: hour 2 before hour 1 leaves a gap.
         let err = apply(&engine, &inc2_folder, &options(&[]))
             .await
             .unwrap_err();
         assert!(
-            err.contains("apply the exports covering the time in between"),
+            err.to_string()
+                .contains("apply the exports covering the time in between"),
             "{err}"
         );
         let r1 = apply(&engine, &inc1_folder, &options(&[])).await.unwrap();
@@ -562,7 +568,16 @@ fn dynamodb_broken_exports_fail_and_change_nothing() {
         ];
         for (folder, expected) in cases {
             let err = apply(&engine, &folder, &options(&[])).await.unwrap_err();
-            assert!(err.contains(expected), "{}: {err}", folder.display());
+            assert!(
+                matches!(err.root(), lakehose_transform::Error::Export { .. }),
+                "{}: {err:?}",
+                folder.display()
+            );
+            assert!(
+                err.to_string().contains(expected),
+                "{}: {err}",
+                folder.display()
+            );
             assert_eq!(
                 rows_of(&engine, "SELECT pk, n FROM app.users ORDER BY pk").await,
                 before,

@@ -60,18 +60,29 @@ pub struct Line<'a> {
     pub write_micros: Option<i64>,
 }
 
+/// Why a line of a data file is not a record.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// The bytes are not UTF-8.
+    #[error("is not valid UTF-8: {0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
+    /// The text is not a `DYNAMODB_JSON` record (malformed JSON, an
+    /// unknown type descriptor, a bad number or base64 value, ...).
+    #[error(transparent)]
+    Record(#[from] serde_json::Error),
+}
+
 /// Parses one line of a `DYNAMODB_JSON` data file.
-pub fn parse_line(line: &[u8]) -> Result<Line<'_>, String> {
-    let text = std::str::from_utf8(line).map_err(|e| format!("is not valid UTF-8: {e}"))?;
-    parse_line_str(text)
+pub fn parse_line(line: &[u8]) -> Result<Line<'_>, LineError> {
+    Ok(parse_line_str(std::str::from_utf8(line)?)?)
 }
 
 /// [`parse_line`] of text already known to be UTF-8 (strings are not
 /// checked again).
-pub fn parse_line_str(line: &str) -> Result<Line<'_>, String> {
+pub fn parse_line_str(line: &str) -> Result<Line<'_>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(line);
-    let parsed = Line::deserialize(&mut de).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
+    let parsed = Line::deserialize(&mut de)?;
+    de.end()?;
     Ok(parsed)
 }
 
@@ -481,7 +492,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = |l: &str| parse_line(l.as_bytes()).unwrap_err();
+        let err = |l: &str| parse_line(l.as_bytes()).unwrap_err().to_string();
         assert!(err(r#"{"Item":{"a":{"X":"1"}}}"#).contains("unknown type descriptor \"X\""));
         assert!(err(r#"{"Item":{"a":{"N":"1x"}}}"#).contains("\"1x\" is not a number"));
         assert!(err(r#"{"Item":{"a":{"B":"!!"}}}"#).contains("base64"));

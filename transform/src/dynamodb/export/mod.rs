@@ -15,9 +15,9 @@
 //! Amazon Ion exports are refused with a clear error: there is no Ion
 //! reader here.
 
-pub mod convert;
+pub(crate) mod convert;
 pub mod item;
-pub mod schema;
+pub(crate) mod schema;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -33,6 +33,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Deserialize;
 
+use crate::error::{Error, Result, ResultExt};
 use convert::{Converter, DELETED_COLUMN};
 use item::{Attr, Item, Line, parse_line_str};
 use schema::{Column, Sketch};
@@ -92,23 +93,23 @@ pub struct Export {
     pub files: Vec<DataFile>,
 }
 
-fn invalid(dir: &ObjectPath, what: impl std::fmt::Display) -> String {
-    format!("DynamoDB export {dir}: {what}")
+fn invalid(dir: &ObjectPath, what: impl std::fmt::Display) -> Error {
+    Error::Export {
+        export: dir.to_string(),
+        message: what.to_string(),
+    }
 }
 
 /// Reads an object; `Ok(None)` when it does not exist.
-async fn read_optional(
-    store: &dyn ObjectStore,
-    path: &ObjectPath,
-) -> Result<Option<Bytes>, String> {
+async fn read_optional(store: &dyn ObjectStore, path: &ObjectPath) -> Result<Option<Bytes>> {
     match store.get(path).await {
         Ok(r) => r
             .bytes()
             .await
             .map(Some)
-            .map_err(|e| format!("reading {path}: {e}")),
+            .with_context(|| format!("reading {path}")),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(format!("reading {path}: {e}")),
+        Err(e) => Err(Error::from(e).context(format!("reading {path}"))),
     }
 }
 
@@ -125,11 +126,7 @@ fn md5_hex(bytes: &[u8]) -> String {
 
 /// Checks a manifest against its `.checksum` / `.md5` sibling when there
 /// is one holding an MD5 (hex or base64).
-async fn check_manifest(
-    store: &dyn ObjectStore,
-    path: &ObjectPath,
-    bytes: &[u8],
-) -> Result<(), String> {
+async fn check_manifest(store: &dyn ObjectStore, path: &ObjectPath, bytes: &[u8]) -> Result<()> {
     let stem = path.as_ref().trim_end_matches(".json");
     for suffix in [".checksum", ".md5"] {
         let sibling = ObjectPath::from(format!("{stem}{suffix}"));
@@ -142,9 +139,12 @@ async fn check_manifest(
         if is_hex && !sum.eq_ignore_ascii_case(&md5_hex(bytes))
             || is_b64 && sum != md5_base64(bytes)
         {
-            return Err(format!(
-                "{path} does not match its checksum in {sibling}: the manifest is damaged or was changed"
-            ));
+            return Err(Error::Export {
+                export: path.to_string(),
+                message: format!(
+                    "does not match its checksum in {sibling}: the manifest is damaged or was changed"
+                ),
+            });
         }
     }
     Ok(())
@@ -201,7 +201,7 @@ fn resolve(dir: &ObjectPath, key: &str) -> ObjectPath {
 
 impl Export {
     /// Opens the export folder `dir` in `store` and checks its manifests.
-    pub async fn open(store: Arc<dyn ObjectStore>, dir: ObjectPath) -> Result<Self, String> {
+    pub async fn open(store: Arc<dyn ObjectStore>, dir: ObjectPath) -> Result<Self> {
         let summary_path = dir.clone().join("manifest-summary.json");
         let Some(summary_bytes) = read_optional(store.as_ref(), &summary_path).await? else {
             return Err(invalid(
@@ -314,19 +314,19 @@ impl Export {
     }
 
     /// Total size of the data files in bytes (as stored).
-    pub async fn data_bytes(&self) -> Result<u64, String> {
+    pub async fn data_bytes(&self) -> Result<u64> {
         let mut total = 0;
         for f in &self.files {
             let meta = self.store.head(&f.path).await.map_err(|e| match e {
                 object_store::Error::NotFound { .. } => self.missing(f),
-                other => format!("reading {}: {other}", f.path),
+                other => Error::from(other).context(format!("reading {}", f.path)),
             })?;
             total += meta.size;
         }
         Ok(total)
     }
 
-    fn missing(&self, f: &DataFile) -> String {
+    fn missing(&self, f: &DataFile) -> Error {
         invalid(
             &self.dir,
             format!(
@@ -337,14 +337,14 @@ impl Export {
     }
 
     /// Reads a data file, checks its MD5 and decompresses it.
-    async fn read(&self, f: &DataFile) -> Result<(Vec<u8>, u64), String> {
+    async fn read(&self, f: &DataFile) -> Result<(Vec<u8>, u64)> {
         let bytes = match self.store.get(&f.path).await {
             Ok(r) => r
                 .bytes()
                 .await
-                .map_err(|e| format!("reading {}: {e}", f.path))?,
+                .with_context(|| format!("reading {}", f.path))?,
             Err(object_store::Error::NotFound { .. }) => return Err(self.missing(f)),
-            Err(e) => return Err(format!("reading {}: {e}", f.path)),
+            Err(e) => return Err(Error::from(e).context(format!("reading {}", f.path))),
         };
         let stored = bytes.len() as u64;
         let key = f.key.clone();
@@ -371,7 +371,7 @@ impl Export {
             Ok((data, stored))
         })
         .await
-        .map_err(|e| format!("reading {}: {e}", f.key))?
+        .with_context(|| format!("reading {}", f.key))?
     }
 }
 
@@ -454,7 +454,7 @@ fn each_line<'a>(
         if raw.trim_ascii().is_empty() {
             continue;
         }
-        let line = parse_line_str(raw).map_err(|e| (n + 1, e))?;
+        let line = parse_line_str(raw).map_err(|e| (n + 1, e.to_string()))?;
         f(n + 1, line).map_err(|e| (n + 1, e))?;
         count += 1;
     }
@@ -616,7 +616,7 @@ fn scan_changes_file(data: &[u8], bytes: u64) -> Result<FileScan, (usize, String
     })
 }
 
-fn check_count(export: &Export, f: &DataFile, records: u64) -> Result<(), String> {
+fn check_count(export: &Export, f: &DataFile, records: u64) -> Result<()> {
     match f.item_count {
         Some(expected) if expected != records => Err(invalid(
             &export.dir,
@@ -638,7 +638,7 @@ pub async fn scan(
     raw: bool,
     workers: usize,
     progress: &dyn ImportProgress,
-) -> Result<Scan, String> {
+) -> Result<Scan> {
     let total_bytes = export.data_bytes().await?;
     progress.pass("scan", export.files.len(), total_bytes);
     let kind = export.summary.kind;
@@ -654,13 +654,12 @@ pub async fn scan(
                     ExportKind::Full => scan_full_file(&keys, &data, bytes, raw),
                     ExportKind::Incremental => scan_changes_file(&data, bytes),
                 })
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
                 .map_err(|(line, e)| {
                     invalid(&export.dir, format!("data file {} line {line}: {e}", f.key))
                 })?;
                 check_count(export, f, scanned.records)?;
-                Ok::<_, String>((i, scanned))
+                Ok::<_, Error>((i, scanned))
             }
         })
         .buffer_unordered(workers.max(1) * 2);
@@ -787,7 +786,7 @@ pub fn convert(
     raw: bool,
     workers: usize,
     progress: Arc<dyn ImportProgress>,
-) -> impl Stream<Item = Result<RecordBatch, String>> + Send + 'static {
+) -> impl Stream<Item = Result<RecordBatch>> + Send + 'static {
     let kind = export.summary.kind;
     let files: Vec<(usize, DataFile)> = export.files.iter().cloned().enumerate().collect();
     progress.pass("write", files.len(), scan.bytes);
@@ -811,8 +810,7 @@ pub fn convert(
                         let batches = tokio::task::spawn_blocking(move || {
                             convert_file(kind, i, &data, &schema, &columns, raw, &scan)
                         })
-                        .await
-                        .map_err(|e| e.to_string())?
+                        .await?
                         .map_err(|(line, e)| {
                             invalid(&dir, format!("data file {key} line {line}: {e}"))
                         })?;
@@ -821,7 +819,7 @@ pub fn convert(
                 };
                 let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
                 progress.file_done(rows, bytes);
-                Ok::<_, String>(futures::stream::iter(batches.into_iter().map(Ok)))
+                Ok::<_, Error>(futures::stream::iter(batches.into_iter().map(Ok)))
             }
         })
         .buffered(workers.max(1) * 2)
