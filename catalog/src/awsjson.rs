@@ -63,7 +63,7 @@ impl AwsError {
     }
 
     /// With the message member spelled `Message`.
-    pub fn upper_case(mut self) -> Self {
+    pub(crate) fn upper_case(mut self) -> Self {
         self.case = MessageCase::Upper;
         self
     }

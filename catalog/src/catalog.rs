@@ -185,7 +185,7 @@ pub struct PartitionUpdate {
 /// Checks a database or table name and returns it lowercased. Names become
 /// path segments, so separators, dot segments and control characters are
 /// refused; Glue allows 1–255 characters.
-pub fn normalize_name(kind: &str, name: &str) -> Result<String> {
+pub(crate) fn normalize_name(kind: &str, name: &str) -> Result<String> {
     let bad = |why: &str| CatalogError::InvalidInput(format!("{kind} name {name:?} {why}"));
     if name.is_empty() || name.chars().count() > 255 {
         return Err(bad("must be 1 to 255 characters long"));
@@ -210,7 +210,7 @@ pub fn normalize_name(kind: &str, name: &str) -> Result<String> {
 /// they belong to, e.g. `table db.t`): every reader walks a type
 /// recursively, so a type that is malformed or nested too deep is refused
 /// here, naming the column, rather than stored for every reader to trip on.
-pub fn check_column_types<'a>(
+pub(crate) fn check_column_types<'a>(
     owner: &str,
     kind: &str,
     columns: impl IntoIterator<Item = &'a Column>,
@@ -231,7 +231,7 @@ pub fn check_column_types<'a>(
 /// Checks every column type of a table: its data columns and partition
 /// keys.
 /// Partition indexes a table may have.
-pub const MAX_PARTITION_INDEXES: usize = 3;
+pub(crate) const MAX_PARTITION_INDEXES: usize = 3;
 
 /// Whether every key of `index` is a partition key of `table`.
 fn index_keys_exist(table: &Table, index: &PartitionIndex) -> bool {
@@ -244,7 +244,7 @@ fn index_keys_exist(table: &Table, index: &PartitionIndex) -> bool {
 }
 
 /// Checks a new partition index against the table's keys and indexes.
-pub fn check_partition_index(table: &Table, index: &PartitionIndex) -> Result<()> {
+pub(crate) fn check_partition_index(table: &Table, index: &PartitionIndex) -> Result<()> {
     let owner = format!("table {}", table.name);
     if index.index_name.is_empty() || index.index_name.len() > 255 {
         return Err(CatalogError::InvalidInput(format!(

@@ -15,7 +15,7 @@ use crate::model::Column;
 
 /// The longest expression accepted: Glue's documented maximum for
 /// `GetPartitions`' `Expression`.
-pub const MAX_EXPRESSION_LENGTH: usize = 2048;
+pub(crate) const MAX_EXPRESSION_LENGTH: usize = 2048;
 
 /// How deeply parentheses and `NOT`s may nest. The parser and the
 /// evaluator recurse once per level; real filters use a handful.

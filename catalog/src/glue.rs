@@ -417,7 +417,7 @@ async fn delete_table(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsEr
 }
 
 /// Glue's largest `MaxResults` for `GetTableVersions` (and its default).
-pub const MAX_TABLE_VERSIONS_PER_PAGE: i64 = 100;
+pub(crate) const MAX_TABLE_VERSIONS_PER_PAGE: i64 = 100;
 
 async fn get_table_versions(catalog: &dyn Catalog, body: &[u8]) -> Result<Value, AwsError> {
     let input: ListInput = parse(body)?;

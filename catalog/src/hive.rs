@@ -39,7 +39,7 @@ pub fn quote_type(hive: &str) -> String {
 /// A struct field name as a Hive type spells it: back-quoted unless it is
 /// a plain identifier, so names holding `<`, `,`, `:` or spaces read back
 /// as one name.
-pub fn hive_field_name(name: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn hive_field_name(name: &str) -> std::borrow::Cow<'_, str> {
     if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         std::borrow::Cow::Borrowed(name)
     } else {
@@ -59,14 +59,9 @@ pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, None)
 }
 
-/// The Arrow type of `timestamp with time zone` values: microseconds, UTC.
-pub fn timestamp_tz_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
-}
-
 /// The field metadata key that carries a column's Hive type where its
 /// Arrow type says less: `varchar(n)` and `char(n)` are Arrow text.
-pub const HIVE_TYPE_KEY: &str = "lakehose.hive_type";
+pub(crate) const HIVE_TYPE_KEY: &str = "lakehose.hive_type";
 
 /// A Hive column type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,10 +108,10 @@ pub enum HiveType {
 }
 
 /// Longest `varchar(n)` Hive allows.
-pub const MAX_VARCHAR_LENGTH: u32 = 65_535;
+pub(crate) const MAX_VARCHAR_LENGTH: u32 = 65_535;
 
 /// Longest `char(n)` Hive allows.
-pub const MAX_CHAR_LENGTH: u32 = 255;
+pub(crate) const MAX_CHAR_LENGTH: u32 = 255;
 
 impl HiveType {
     /// Parses a Hive type. Types nested deeper than [`MAX_TYPE_DEPTH`]

@@ -558,7 +558,7 @@ fn integer(v: &Value) -> Option<i64> {
 /// Parses decimal text (`-12.345`, `1e3`, `.5`) into an unscaled value
 /// with `scale` digits after the point, rounding half away from zero.
 /// Errors say why (after the value in the message).
-pub fn parse_decimal(text: &str, precision: u8, scale: u8) -> Result<i128, String> {
+pub(crate) fn parse_decimal(text: &str, precision: u8, scale: u8) -> Result<i128, String> {
     const INVALID: &str = "is not a valid decimal";
     if text.is_empty() || text.len() > MAX_NUMBER_TEXT {
         return Err(INVALID.into());

@@ -130,7 +130,7 @@ pub mod formats {
     /// SerDe of delimited text tables.
     pub const LAZY_SIMPLE_SERDE: &str = "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe";
     /// SerDe of quoted CSV tables.
-    pub const OPEN_CSV_SERDE: &str = "org.apache.hadoop.hive.serde2.OpenCSVSerde";
+    pub(crate) const OPEN_CSV_SERDE: &str = "org.apache.hadoop.hive.serde2.OpenCSVSerde";
     /// SerDe of JSON-lines tables (the OpenX JSON SerDe).
     pub const JSON_SERDE: &str = "org.openx.data.jsonserde.JsonSerDe";
     /// Input format of text tables (delimited and JSON lines).

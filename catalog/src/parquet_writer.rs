@@ -8,11 +8,11 @@ use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 
 /// The zstd level lakehose writes with: 3, zstd's own default, a good
 /// ratio at a fraction of the higher levels' CPU.
-pub const ZSTD_LEVEL: i32 = 3;
+pub(crate) const ZSTD_LEVEL: i32 = 3;
 
 /// Rows per row group: large enough for good compression and statistics,
 /// small enough that a reader can skip by row group.
-pub const ROW_GROUP_ROWS: usize = 1 << 20;
+pub(crate) const ROW_GROUP_ROWS: usize = 1 << 20;
 
 /// lakehose's default codec: zstd at [`ZSTD_LEVEL`].
 pub fn default_codec() -> Compression {

@@ -10,7 +10,7 @@
 const ESCAPED: &str = "\"#%'*/:=?\\{[]^";
 
 /// A partition value as it is written in a folder name.
-pub fn escape_value(value: &str) -> String {
+pub(crate) fn escape_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         if c.is_control() || ESCAPED.contains(c) {
@@ -27,7 +27,7 @@ pub fn escape_value(value: &str) -> String {
 
 /// A partition value as a folder name spells it: `%XX` escapes decoded
 /// (an invalid escape is kept as it is, invalid UTF-8 replaced).
-pub fn unescape_value(text: &str) -> String {
+pub(crate) fn unescape_value(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 /// The longest a scheduler sleeps without looking at the clock again (a
 /// clock that jumps is noticed within it).
-pub const MAX_SLEEP: Duration = Duration::from_secs(60);
+pub(crate) const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// A parsed schedule, with the text it was read from.
 #[derive(Debug, Clone)]

@@ -37,7 +37,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::hive::HiveType;
-pub use crate::hive::{MAX_TYPE_DEPTH, MAX_TYPE_LENGTH, hive_field_name, quote_type};
+use crate::hive::hive_field_name;
+pub use crate::hive::{MAX_TYPE_DEPTH, MAX_TYPE_LENGTH, quote_type};
 
 /// The type of a JSON value as lakehose stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,7 +237,7 @@ pub fn hive_type(t: &JType) -> String {
 /// types, and for `decimal`, `char(n)`, `varchar(n)`, `date` and
 /// `binary`, which inference never produces), for widening catalog
 /// columns with the same rules.
-pub fn scalar_of_hive(hive: &str) -> Option<JType> {
+pub(crate) fn scalar_of_hive(hive: &str) -> Option<JType> {
     Some(match HiveType::parse(hive).ok()? {
         HiveType::TinyInt | HiveType::SmallInt | HiveType::Int | HiveType::BigInt => JType::Int,
         HiveType::Float | HiveType::Double => JType::Float,
@@ -333,7 +334,7 @@ pub fn parse_hive_type(hive: &str) -> Result<JType, String> {
 
 impl JType {
     /// The JSON type of a Hive type; the error is the part that has none.
-    pub fn of_hive(t: &HiveType) -> Result<JType, String> {
+    pub(crate) fn of_hive(t: &HiveType) -> Result<JType, String> {
         Ok(match t {
             HiveType::TinyInt | HiveType::SmallInt | HiveType::Int | HiveType::BigInt => JType::Int,
             HiveType::Float | HiveType::Double | HiveType::Decimal { .. } => JType::Float,

@@ -16,7 +16,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 /// The folder (object prefix) that holds lakehose's own state.
-pub const SYSTEM_PREFIX: &str = "_lakehose";
+pub(crate) const SYSTEM_PREFIX: &str = "_lakehose";
 
 /// Errors about locations and storage.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ pub fn is_permanent_store_error(e: &object_store::Error) -> bool {
 
 /// Whether an I/O error is about the request itself (a name too long or
 /// refused, an invalid argument or data) rather than the device's state.
-pub fn is_permanent_io_error(e: &std::io::Error) -> bool {
+pub(crate) fn is_permanent_io_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind as K;
     matches!(
         e.kind(),
@@ -217,17 +217,17 @@ fn validate_bucket(bucket: &str) -> std::result::Result<(), String> {
 }
 
 /// Longest object key (S3's limit), in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
+pub(crate) const MAX_KEY_BYTES: usize = 1024;
 
 /// Longest path segment of a key (between two `/`), in bytes: the longest
 /// file or folder name local file systems allow (`NAME_MAX`).
-pub const MAX_KEY_SEGMENT_BYTES: usize = 255;
+pub(crate) const MAX_KEY_SEGMENT_BYTES: usize = 255;
 
 /// Checks that `key` is a valid object key that can also be a path in a
 /// local folder: at most [`MAX_KEY_BYTES`] bytes, no empty, `.` or `..`
 /// segment, no segment longer than [`MAX_KEY_SEGMENT_BYTES`] bytes, no
 /// control character or backslash. The error names what is wrong.
-pub fn validate_key(key: &str) -> std::result::Result<(), String> {
+pub(crate) fn validate_key(key: &str) -> std::result::Result<(), String> {
     if key.is_empty() {
         return Ok(());
     }
@@ -377,7 +377,11 @@ impl Storage {
     /// On a local folder the object is written to a temporary file, fsynced,
     /// hard-linked to its name (which fails if the name exists) and the
     /// folder fsynced, so a crash never leaves a truncated version behind.
-    pub async fn create_durable(&self, path: &ObjectPath, bytes: bytes::Bytes) -> Result<bool> {
+    pub(crate) async fn create_durable(
+        &self,
+        path: &ObjectPath,
+        bytes: bytes::Bytes,
+    ) -> Result<bool> {
         if let Some(local) = &self.local {
             let file = local.path_to_filesystem(path)?;
             return local_write(file, bytes, DurableMode::CreateNew).await;
@@ -400,7 +404,7 @@ impl Storage {
 
 /// How [`write_file_durable`] puts the new file in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DurableMode {
+pub(crate) enum DurableMode {
     /// Replace any existing file (rename).
     Replace,
     /// Only create: fail (return `false`) when the file exists (hard link).
@@ -430,7 +434,7 @@ static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 ///
 /// The temporary name is `<name>#<digits>`, which the local object store
 /// leaves out of listings, so readers never see it.
-pub fn write_file_durable(file: &FsPath, bytes: &[u8], mode: DurableMode) -> Result<bool> {
+pub(crate) fn write_file_durable(file: &FsPath, bytes: &[u8], mode: DurableMode) -> Result<bool> {
     use std::io::Write;
     let io = |path: &FsPath| {
         let path = path.to_path_buf();

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 /// The first wait before a panicked task starts again.
 pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait before a panicked task starts again.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The message of a panic payload.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -48,7 +48,7 @@ where
 }
 
 /// [`spawn_supervised`] with the first backoff given.
-pub fn spawn_supervised_with<F, Fut>(
+pub(crate) fn spawn_supervised_with<F, Fut>(
     name: &'static str,
     first_backoff: Duration,
     mut make: F,

@@ -14,11 +14,11 @@ use crate::template::{PrefixKind, PrefixTemplate, RenderContext};
 use crate::wal::{RecordError, WalRecord};
 
 /// Firehose's default buffer size hint (MiB).
-pub const DEFAULT_SIZE_MB: u64 = 5;
+pub(crate) const DEFAULT_SIZE_MB: u64 = 5;
 /// Firehose's default buffer interval hint (seconds).
-pub const DEFAULT_INTERVAL_S: u64 = 300;
+pub(crate) const DEFAULT_INTERVAL_S: u64 = 300;
 /// Longest `Prefix` and `ErrorOutputPrefix` text (Firehose's limit).
-pub const MAX_PREFIX_LEN: usize = 1024;
+pub(crate) const MAX_PREFIX_LEN: usize = 1024;
 
 /// `BufferingHints`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +75,7 @@ pub struct S3Destination {
 
 /// A persisted delivery stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StreamDefinition {
+pub(crate) struct StreamDefinition {
     /// Name.
     pub name: String,
     /// Internal id; a stream deleted and created again gets a new one.
@@ -130,7 +130,7 @@ pub enum FileCompression {
 
 /// A stream's destination, compiled.
 #[derive(Debug)]
-pub struct DeliveryPlan {
+pub(crate) struct DeliveryPlan {
     /// The bucket.
     pub bucket: Location,
     /// Data prefix.
@@ -167,7 +167,7 @@ pub struct DeliveryPlan {
 /// prefixes already checked to be valid S3 keys, and JQ results (records of
 /// one batch mostly share a handful of partitions).
 #[derive(Debug, Default)]
-pub struct PrefixCache {
+pub(crate) struct PrefixCache {
     keys: crate::jq::KeyCache,
     /// No keys (streams without a JQ query).
     empty: Option<crate::jq::Keys>,
@@ -184,7 +184,7 @@ const MAX_KEY_MAPPINGS: usize = 10_000;
 impl DeliveryPlan {
     /// How the stream's JSON SerDe matches keys and reads timestamps when
     /// it converts records to a catalog table's types.
-    pub fn serde_options(&self) -> lakehose_catalog::jsonserde::SerDeOptions {
+    pub(crate) fn serde_options(&self) -> lakehose_catalog::jsonserde::SerDeOptions {
         lakehose_catalog::jsonserde::SerDeOptions {
             case_insensitive: self.lowercase_keys,
             dots_to_underscores: self.dots_to_underscores,
@@ -196,7 +196,7 @@ impl DeliveryPlan {
 }
 
 /// A configuration error, reported as `InvalidArgumentException`.
-pub type ConfigError = String;
+pub(crate) type ConfigError = String;
 
 fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(v, |v, k| v.get(k))
@@ -568,7 +568,7 @@ impl DeliveryPlan {
     }
 
     /// Whether records must be JSON (Parquet output or JQ partitioning).
-    pub fn needs_json(&self) -> bool {
+    pub(crate) fn needs_json(&self) -> bool {
         self.query.is_some() || matches!(self.output, OutputFormat::Parquet(_))
     }
 
@@ -592,7 +592,7 @@ impl DeliveryPlan {
     }
 
     /// A record that goes to the error prefix.
-    pub fn error_record(
+    pub(crate) fn error_record(
         &self,
         data: bytes::Bytes,
         arrival: DateTime<Utc>,
@@ -609,7 +609,12 @@ impl DeliveryPlan {
     /// Renders the error prefix for an error output type. One that is not
     /// a valid object key (a stream stored before prefixes were checked)
     /// gives [`fallback_error_prefix`], so failed records still land.
-    pub fn render_error_prefix(&self, output_type: &str, time: DateTime<Utc>, seed: u64) -> String {
+    pub(crate) fn render_error_prefix(
+        &self,
+        output_type: &str,
+        time: DateTime<Utc>,
+        seed: u64,
+    ) -> String {
         let no_keys = |_: &str| None;
         match self.error_prefix.render(&RenderContext {
             time,
@@ -714,10 +719,10 @@ impl DeliveryPlan {
 }
 
 /// The error output types lakehose writes (`!{firehose:error-output-type}`).
-pub const ERROR_OUTPUT_TYPES: [&str; 2] = ["processing-failed", "format-conversion-failed"];
+pub(crate) const ERROR_OUTPUT_TYPES: [&str; 2] = ["processing-failed", "format-conversion-failed"];
 
 /// Where failed records go when the error prefix cannot be used.
-pub fn fallback_error_prefix(output_type: &str) -> String {
+pub(crate) fn fallback_error_prefix(output_type: &str) -> String {
     format!("{output_type}/")
 }
 

@@ -32,7 +32,7 @@ const DECODE_BATCH: usize = 8192;
 /// The schema a flush converts records with, as its intent records it so a
 /// replay writes the same file.
 #[derive(Debug, Clone, PartialEq)]
-pub enum FlushSchema {
+pub(crate) enum FlushSchema {
     /// Inferred from the records: the stream's running schema, grown.
     Inferred(JType),
     /// A catalog table's columns, exactly (a `struct<..>` Hive type).
@@ -41,7 +41,7 @@ pub enum FlushSchema {
 
 /// What a Parquet flush converts records to.
 #[derive(Debug, Clone, Copy)]
-pub enum Conversion<'a> {
+pub(crate) enum Conversion<'a> {
     /// Infer a schema, starting from the stream's `running` one; with
     /// `fixed` (a replayed flush) that exact schema is used, so the file is
     /// the one the first attempt wrote.
@@ -61,7 +61,7 @@ pub enum Conversion<'a> {
 
 /// Result of encoding one buffer as Parquet.
 #[derive(Debug)]
-pub struct ParquetOutput {
+pub(crate) struct ParquetOutput {
     /// The Parquet file, unless no record converted.
     pub bytes: Option<Bytes>,
     /// The schema written (with inference, the stream's new running
@@ -75,7 +75,7 @@ pub struct ParquetOutput {
 
 /// Key-name options of the JSON SerDe.
 #[derive(Debug, Clone, Copy)]
-pub struct KeyOptions {
+pub(crate) struct KeyOptions {
     /// Lowercase keys.
     pub lowercase: bool,
     /// Dots to underscores.
@@ -91,7 +91,7 @@ fn conversion_error(code: &str, message: String) -> RecordError {
 }
 
 /// Encodes records as one Parquet file.
-pub fn encode_parquet(
+pub(crate) fn encode_parquet(
     records: &[Bytes],
     conversion: Conversion<'_>,
     keys: KeyOptions,
@@ -370,7 +370,7 @@ fn decode<'a>(
 
 /// Encodes records as JSON lines (each record followed by a newline unless
 /// it already ends with one), compressed as configured.
-pub fn encode_json_lines(records: &[Bytes], compression: FileCompression) -> Result<Bytes> {
+pub(crate) fn encode_json_lines(records: &[Bytes], compression: FileCompression) -> Result<Bytes> {
     let mut raw = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
     for r in records {
         raw.extend_from_slice(r);
@@ -406,7 +406,7 @@ fn compress(raw: Vec<u8>, compression: FileCompression) -> Result<Bytes> {
 
 /// One record that goes to the error prefix.
 #[derive(Debug, Clone)]
-pub struct ErrorDocument<'a> {
+pub(crate) struct ErrorDocument<'a> {
     /// The record's bytes.
     pub data: &'a [u8],
     /// Why.
@@ -419,7 +419,7 @@ pub struct ErrorDocument<'a> {
 
 /// Encodes error documents as JSON lines in Firehose's error-output shape,
 /// with `rawData` base64-encoded.
-pub fn encode_errors(stream: &str, docs: &[ErrorDocument<'_>]) -> Bytes {
+pub(crate) fn encode_errors(stream: &str, docs: &[ErrorDocument<'_>]) -> Bytes {
     let engine = base64::engine::general_purpose::STANDARD;
     let mut out = Vec::new();
     for d in docs {
@@ -442,7 +442,7 @@ pub fn encode_errors(stream: &str, docs: &[ErrorDocument<'_>]) -> Bytes {
 
 /// The schema as the JSON text stored in a flush intent: an inferred
 /// schema as its JSON form, a table's as `{"table": "struct<..>"}`.
-pub fn schema_text(schema: &FlushSchema) -> String {
+pub(crate) fn schema_text(schema: &FlushSchema) -> String {
     match schema {
         FlushSchema::Inferred(t) => serde_json::to_string(t).unwrap_or_default(),
         FlushSchema::Table(t) => serde_json::json!({ "table": t.to_string() }).to_string(),
@@ -450,7 +450,7 @@ pub fn schema_text(schema: &FlushSchema) -> String {
 }
 
 /// Parses a schema stored in a flush intent.
-pub fn parse_schema_text(text: &str) -> Option<FlushSchema> {
+pub(crate) fn parse_schema_text(text: &str) -> Option<FlushSchema> {
     let value: Value = serde_json::from_str(text).ok()?;
     if let Some(table) = value.get("table").and_then(Value::as_str) {
         return HiveType::parse(table).ok().map(FlushSchema::Table);

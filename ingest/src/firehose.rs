@@ -19,11 +19,11 @@ use crate::service::IngestService;
 /// The `X-Amz-Target` prefix of Firehose.
 pub const TARGET_PREFIX: &str = "Firehose_20150804";
 /// Most records in one `PutRecordBatch`.
-pub const MAX_BATCH_RECORDS: usize = 500;
+pub(crate) const MAX_BATCH_RECORDS: usize = 500;
 /// Most bytes (decoded) in one `PutRecordBatch`.
-pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Most bytes (decoded) in one record: 1,000 KiB.
-pub const MAX_RECORD_BYTES: usize = 1_024_000;
+pub(crate) const MAX_RECORD_BYTES: usize = 1_024_000;
 
 fn invalid(message: impl Into<String>) -> AwsError {
     AwsError::client("InvalidArgumentException", message)

@@ -48,17 +48,17 @@ use jaq_json::Val;
 /// The deepest nesting of arrays and objects a record may have for a JQ
 /// query to see it (serde_json's own recursion limit, which the Parquet
 /// conversion applies as well).
-pub const MAX_JSON_DEPTH: usize = 128;
+pub(crate) const MAX_JSON_DEPTH: usize = 128;
 /// The longest `MetadataExtractionQuery` (Firehose's `ParameterValue`
 /// limit).
-pub const MAX_QUERY_LEN: usize = 5120;
+pub(crate) const MAX_QUERY_LEN: usize = 5120;
 /// Steps (definition calls, loop iterations, collected elements, piped
 /// values) one evaluation may take.
-pub const MAX_EVAL_STEPS: u64 = 100_000;
+pub(crate) const MAX_EVAL_STEPS: u64 = 100_000;
 /// Time one evaluation may take.
-pub const MAX_EVAL_TIME: Duration = Duration::from_millis(250);
+pub(crate) const MAX_EVAL_TIME: Duration = Duration::from_millis(250);
 /// The longest value (as JSON text) an evaluation may build.
-pub const MAX_EVAL_VALUE_BYTES: u64 = 16 << 20;
+pub(crate) const MAX_EVAL_VALUE_BYTES: u64 = 16 << 20;
 /// Builtins a query may not call: they read the server's environment or
 /// write to its output.
 const DENIED_BUILTINS: &[&str] = &[
@@ -106,7 +106,7 @@ pub type Keys = std::sync::Arc<HashMap<String, String>>;
 /// Reuses extraction results within a batch: records that agree on the
 /// fields the query reads get the same keys without running it again.
 #[derive(Debug, Default)]
-pub struct KeyCache {
+pub(crate) struct KeyCache {
     map: HashMap<Vec<u8>, Result<Keys, ExtractError>>,
 }
 
@@ -280,7 +280,7 @@ impl MetadataQuery {
     ///
     /// With `lenient`, the record's JSON is checked later (Parquet
     /// conversion), so only the fields the query reads are checked here.
-    pub fn extract_cached(
+    pub(crate) fn extract_cached(
         &self,
         record: &[u8],
         cache: &mut KeyCache,
@@ -648,7 +648,7 @@ fn reads_only_fields(t: &Term<&str>, fields: &mut Vec<String>) -> bool {
 /// Whether `json` nests arrays and objects more than `limit` deep. A flat
 /// scan (brackets inside strings do not count), so it is safe on any input;
 /// malformed JSON is left for the parser to report.
-pub fn nesting_exceeds(json: &[u8], limit: usize) -> bool {
+pub(crate) fn nesting_exceeds(json: &[u8], limit: usize) -> bool {
     let mut depth = 0usize;
     let mut i = 0;
     while let Some(&c) = json.get(i) {
@@ -1118,9 +1118,9 @@ pub mod pool {
     use std::sync::{Arc, Mutex, OnceLock};
 
     /// Stack of each thread.
-    pub const STACK_BYTES: usize = 64 * 1024 * 1024;
+    pub(crate) const STACK_BYTES: usize = 64 * 1024 * 1024;
     /// Most threads (fewer on machines with fewer cores).
-    pub const MAX_THREADS: usize = 8;
+    pub(crate) const MAX_THREADS: usize = 8;
 
     type Job = Box<dyn FnOnce() + Send>;
 

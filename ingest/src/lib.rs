@@ -21,17 +21,17 @@
 //! - [`schema`], [`encode`]: schema inference and object encoding.
 
 pub mod config;
-pub mod encode;
-pub mod error;
+mod encode;
+mod error;
 pub mod firehose;
 pub mod jq;
-pub mod metrics;
+mod metrics;
 pub mod ndjson;
-pub mod register;
-pub mod schema;
+mod register;
+mod schema;
 pub mod service;
 pub mod template;
-pub mod wal;
+mod wal;
 
 pub use error::{Error, Result};
 pub use service::{IngestConfig, IngestService, PendingBuffer};

@@ -73,7 +73,7 @@ impl IntoResponse for NdjsonError {
 /// Before the body of `POST /v1/streams/{name}/records` is read: a
 /// request whose announced length would not fit in the buffers now gets
 /// 503 at once (see [`IngestService::check_room`]).
-pub async fn check_room(
+pub(crate) async fn check_room(
     State(service): State<IngestService>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -139,7 +139,7 @@ pub async fn put_lines(
 
 /// Decompresses (when `gzip`) and splits a body into records, one per
 /// non-empty line, within `limits`.
-pub fn split_lines(
+pub(crate) fn split_lines(
     body: Bytes,
     gzip: bool,
     limits: Limits,

@@ -47,7 +47,7 @@ pub fn table_columns(table: &Table) -> Result<HiveType, String> {
 /// prefix: `logs/service=web/dt=2026-11-23/` → (`logs/`, [service, dt],
 /// [web, 2026-11-23]). `None` when a folder after the root is not
 /// `key=value`.
-pub fn split_prefix(prefix: &str) -> Option<(String, Vec<String>, Vec<String>)> {
+pub(crate) fn split_prefix(prefix: &str) -> Option<(String, Vec<String>, Vec<String>)> {
     let segments: Vec<&str> = prefix.trim_end_matches('/').split('/').collect();
     let first_hive = segments.iter().position(|s| s.contains('='))?;
     let root: String = segments[..first_hive]
@@ -84,7 +84,7 @@ fn columns(schema: &JType) -> Vec<Column> {
 /// Registers one delivered partition: creates or widens the table (with
 /// `schema`, the stream's inferred one; `None` leaves the columns as they
 /// are), then adds the partition (already registered is fine).
-pub async fn register_partition(
+pub(crate) async fn register_partition(
     catalog: &dyn Catalog,
     stream: &str,
     (database, table): (&str, &str),

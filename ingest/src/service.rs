@@ -47,11 +47,11 @@ use crate::wal::{
 };
 
 /// Default bound on bytes accepted but not yet delivered.
-pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 512 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BUFFER_BYTES: u64 = 512 * 1024 * 1024;
 /// Default number of flushes encoding or writing at once.
-pub const DEFAULT_MAX_CONCURRENT_FLUSHES: usize = 4;
+pub(crate) const DEFAULT_MAX_CONCURRENT_FLUSHES: usize = 4;
 /// Most delivery streams one server holds.
-pub const MAX_STREAMS: usize = 5000;
+pub(crate) const MAX_STREAMS: usize = 5000;
 /// Default most records in one NDJSON request.
 pub const DEFAULT_MAX_NDJSON_RECORDS: usize = 100_000;
 /// Default most bytes of an NDJSON body once decompressed.
@@ -59,7 +59,7 @@ pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
 /// What one accepted record costs in memory besides its bytes, counted
 /// against `max_buffer_bytes`: its place in a buffer and its log record
 /// (the evaluated prefix and error reason it carries).
-pub const RECORD_OVERHEAD_BYTES: u64 =
+pub(crate) const RECORD_OVERHEAD_BYTES: u64 =
     (std::mem::size_of::<Buffered>() + std::mem::size_of::<WalRecord>() + 64) as u64;
 
 /// The memory a record of `len` bytes is accounted for until delivered.
@@ -69,7 +69,7 @@ fn record_cost(len: usize) -> u64 {
 /// Default bound on how long graceful shutdown waits for buffers to be
 /// delivered; past it the process stops and undelivered records stay in
 /// the write-ahead log for the next start.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
 /// First wait before retrying an object write that failed transiently.
 const RETRY_FIRST_DELAY: Duration = Duration::from_millis(100);
 /// Longest wait between retries of an object write (they go on until the
@@ -78,7 +78,7 @@ const RETRY_FIRST_DELAY: Duration = Duration::from_millis(100);
 const RETRY_MAX_DELAY: Duration = Duration::from_secs(30);
 /// Error code of records whose object could not be written for a reason
 /// retrying cannot fix (an invalid path, a name the store refuses).
-pub const PERMANENT_WRITE_FAILURE: &str = "S3.PermanentWriteFailure";
+pub(crate) const PERMANENT_WRITE_FAILURE: &str = "S3.PermanentWriteFailure";
 
 const STREAMS_DIR: &str = "firehose/streams";
 
@@ -261,7 +261,7 @@ pub struct Accepted {
 }
 
 /// What a `lakehose` client sees of a stream.
-pub type StreamDescription = StreamDefinition;
+pub(crate) type StreamDescription = StreamDefinition;
 
 /// A record's id: its log position as 24 hex digits.
 fn record_id(pos: Pos) -> String {
@@ -570,7 +570,7 @@ impl IngestService {
     /// `bytes` that admission would refuse now (buffers full), so a client
     /// retrying against full buffers costs no body in memory. Admission
     /// proper happens per record once the body is read.
-    pub fn check_room(&self, bytes: u64) -> std::result::Result<(), AwsError> {
+    pub(crate) fn check_room(&self, bytes: u64) -> std::result::Result<(), AwsError> {
         let buffered = self.buffered_bytes();
         if buffered > 0 && buffered.saturating_add(bytes) > self.inner.config.max_buffer_bytes {
             self.inner.metrics.requests_throttled.inc();
@@ -920,7 +920,7 @@ impl IngestService {
     }
 
     /// `DescribeDeliveryStream`.
-    pub fn describe_stream(&self, name: &str) -> Result<StreamDescription, AwsError> {
+    pub(crate) fn describe_stream(&self, name: &str) -> Result<StreamDescription, AwsError> {
         let stream = self
             .inner
             .stream_by_name(name)
@@ -1667,7 +1667,7 @@ fn rand_id() -> u64 {
 }
 
 /// `DeliveryStreamName`: 1–64 of `[a-zA-Z0-9_.-]`.
-pub fn validate_stream_name(name: &str) -> Result<(), AwsError> {
+pub(crate) fn validate_stream_name(name: &str) -> Result<(), AwsError> {
     let ok = (1..=64).contains(&name.len())
         && name
             .chars()

@@ -20,7 +20,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
 /// The longest an evaluated prefix may be.
-pub const MAX_EVALUATED_LEN: usize = 512;
+pub(crate) const MAX_EVALUATED_LEN: usize = 512;
 
 /// Which prefix a template is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,23 +162,23 @@ impl PrefixTemplate {
     }
 
     /// Whether the template has any `!{...}` expression.
-    pub fn has_expressions(&self) -> bool {
+    pub(crate) fn has_expressions(&self) -> bool {
         self.parts.iter().any(|p| !matches!(p, Part::Literal(_)))
     }
 
     /// Whether the template has a `!{timestamp:...}` expression.
-    pub fn has_timestamp(&self) -> bool {
+    pub(crate) fn has_timestamp(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Timestamp(_)))
     }
 
     /// Whether the template has `!{firehose:random-string}` (which renders
     /// differently for every record).
-    pub fn has_random_string(&self) -> bool {
+    pub(crate) fn has_random_string(&self) -> bool {
         self.parts.contains(&Part::RandomString)
     }
 
     /// The partition keys the template refers to.
-    pub fn query_keys(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn query_keys(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
             Part::QueryKey(k) => Some(k.as_str()),
             _ => None,

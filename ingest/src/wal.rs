@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 
 /// Default size at which a segment is closed and a new one started.
-pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Largest group written with one fsync.
 const MAX_GROUP_BYTES: usize = 16 * 1024 * 1024;
@@ -54,7 +54,7 @@ const MAX_GROUP_BYTES: usize = 16 * 1024 * 1024;
 /// length field is a `u32`; an append above this is refused with
 /// [`Error::WalEntryTooLarge`], and a header claiming more is read as a torn
 /// tail.
-pub const MAX_ENTRY_BYTES: usize = 1 << 30;
+pub(crate) const MAX_ENTRY_BYTES: usize = 1 << 30;
 
 const KIND_RECORDS: u8 = 1;
 const KIND_INTENT: u8 = 2;
@@ -309,7 +309,7 @@ fn get_str(body: &mut Bytes) -> Option<String> {
 
 /// Receives every entry after it is durable, in log order, on the writer
 /// thread. Implementations must be quick and must not block on the log.
-pub trait DurableSink: Send + Sync + 'static {
+pub(crate) trait DurableSink: Send + Sync + 'static {
     /// Called once per entry, after the fsync that made it durable.
     fn durable(&self, seq: u64, entry: Entry);
 }
@@ -333,7 +333,7 @@ pub trait FileLayer: Send + Sync + std::fmt::Debug {
 
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct RealFiles;
+pub(crate) struct RealFiles;
 
 impl SegmentFile for File {
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
@@ -356,7 +356,7 @@ impl FileLayer for RealFiles {
 }
 
 /// The real file system, shared.
-pub fn real_files() -> Arc<dyn FileLayer> {
+pub(crate) fn real_files() -> Arc<dyn FileLayer> {
     Arc::new(RealFiles)
 }
 
@@ -364,8 +364,9 @@ pub fn real_files() -> Arc<dyn FileLayer> {
 /// `n`th write (1-based, counted over every segment) writes only half its
 /// bytes and then fails, and the `n`th `fsync` fails after the data
 /// reached the file. For fault-injection tests.
+#[cfg(test)]
 #[derive(Debug, Default)]
-pub struct FaultyFiles {
+pub(crate) struct FaultyFiles {
     writes: std::sync::atomic::AtomicU64,
     syncs: std::sync::atomic::AtomicU64,
     truncates: std::sync::atomic::AtomicU64,
@@ -377,23 +378,24 @@ pub struct FaultyFiles {
     pub fail_truncates: Mutex<Vec<u64>>,
 }
 
+#[cfg(test)]
 impl FaultyFiles {
     /// Fails the `n`th write (counting from 1).
-    pub fn fail_write(&self, n: u64) {
+    pub(crate) fn fail_write(&self, n: u64) {
         self.fail_writes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(n);
     }
     /// Fails the `n`th fsync (counting from 1).
-    pub fn fail_sync(&self, n: u64) {
+    pub(crate) fn fail_sync(&self, n: u64) {
         self.fail_syncs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(n);
     }
     /// Fails the `n`th truncation (counting from 1).
-    pub fn fail_truncate(&self, n: u64) {
+    pub(crate) fn fail_truncate(&self, n: u64) {
         self.fail_truncates
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -405,15 +407,18 @@ impl FaultyFiles {
     }
 }
 
+#[cfg(test)]
 struct FaultyFile {
     file: File,
     layer: Arc<FaultyFiles>,
 }
 
+#[cfg(test)]
 fn injected(what: &str) -> std::io::Error {
     std::io::Error::other(format!("injected fault: {what} failed"))
 }
 
+#[cfg(test)]
 /// Counts one more call and tells whether it is one chosen to fail.
 fn is_chosen(calls: &std::sync::atomic::AtomicU64, chosen: &Mutex<Vec<u64>>) -> bool {
     let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
@@ -423,6 +428,7 @@ fn is_chosen(calls: &std::sync::atomic::AtomicU64, chosen: &Mutex<Vec<u64>>) -> 
         .contains(&n)
 }
 
+#[cfg(test)]
 impl SegmentFile for FaultyFile {
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         if is_chosen(&self.layer.writes, &self.layer.fail_writes) {
@@ -447,9 +453,11 @@ impl SegmentFile for FaultyFile {
 }
 
 /// Shares a [`FaultyFiles`] as the log's file layer.
+#[cfg(test)]
 #[derive(Debug, Clone)]
-pub struct SharedFaultyFiles(pub Arc<FaultyFiles>);
+pub(crate) struct SharedFaultyFiles(pub Arc<FaultyFiles>);
 
+#[cfg(test)]
 impl FileLayer for SharedFaultyFiles {
     fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -462,7 +470,7 @@ impl FileLayer for SharedFaultyFiles {
 
 /// Settings of the log.
 #[derive(Debug, Clone)]
-pub struct WalOptions {
+pub(crate) struct WalOptions {
     /// Folder of the segments.
     pub dir: PathBuf,
     /// Segment size at which a new segment starts.
@@ -502,20 +510,20 @@ impl Live {
 
 /// The write-ahead log. Cloning shares the same log.
 #[derive(Clone)]
-pub struct Wal {
+pub(crate) struct Wal {
     tx: mpsc::UnboundedSender<Msg>,
     live: Arc<Mutex<Live>>,
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 /// What [`Wal::open`] found on disk, in log order.
-pub struct Replay {
+pub(crate) struct Replay {
     /// Every intact entry with its sequence number.
     pub entries: Vec<(u64, Entry)>,
 }
 
 /// An opened log that is not yet accepting appends.
-pub struct OpenedWal {
+pub(crate) struct OpenedWal {
     opts: WalOptions,
     next_seq: u64,
     live: Live,
@@ -692,8 +700,9 @@ impl Wal {
         }
     }
 
+    #[cfg(test)]
     /// Number of segment files currently kept.
-    pub fn segment_count(&self) -> usize {
+    pub(crate) fn segment_count(&self) -> usize {
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())

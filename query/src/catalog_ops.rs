@@ -22,7 +22,7 @@ fn semantic(message: impl Into<String>) -> QueryError {
 }
 
 /// A result of one text column per line.
-pub fn lines_output(
+pub(crate) fn lines_output(
     kind: StatementType,
     substatement: &str,
     column: &str,
@@ -32,7 +32,7 @@ pub fn lines_output(
 }
 
 /// A result of text columns.
-pub fn table_output(
+pub(crate) fn table_output(
     kind: StatementType,
     substatement: &str,
     columns: &[&str],

@@ -105,12 +105,6 @@ impl QueryOutput {
     pub fn row_count(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
-
-    /// Whether Athena puts a header row first in GetQueryResults (SELECT
-    /// results do; DDL and utility output does not).
-    pub fn has_header_row(&self) -> bool {
-        self.statement_type == StatementType::Dml && self.update_count.is_none()
-    }
 }
 
 /// The result of a statement whose rows arrive as they are produced: a
@@ -145,7 +139,7 @@ impl fmt::Debug for QueryStream {
 
 impl QueryStream {
     /// The stream of a result already held in memory.
-    pub fn from_output(output: QueryOutput) -> Self {
+    pub(crate) fn from_output(output: QueryOutput) -> Self {
         Self {
             statement_type: output.statement_type,
             substatement_type: output.substatement_type,
@@ -159,12 +153,6 @@ impl QueryStream {
     /// Bytes read from storage so far.
     pub fn bytes_scanned(&self) -> u64 {
         self.bytes_scanned.load(Ordering::Relaxed)
-    }
-
-    /// Whether Athena puts a header row first in GetQueryResults (see
-    /// [`QueryOutput::has_header_row`]).
-    pub fn has_header_row(&self) -> bool {
-        self.statement_type == StatementType::Dml && self.update_count.is_none()
     }
 }
 

@@ -32,7 +32,7 @@ pub struct ColumnDef {
 }
 
 /// A partition's `key = value` pairs and optional `LOCATION`.
-pub type PartitionSpec = (Vec<(String, String)>, Option<String>);
+pub(crate) type PartitionSpec = (Vec<(String, String)>, Option<String>);
 
 /// A value in a CTAS/UNLOAD `WITH (...)` list.
 #[derive(Debug, Clone, PartialEq)]
@@ -1049,7 +1049,7 @@ impl Parser<'_> {
 /// for the common ones (`\\`, `\'`, `\"`, `\t`, `\n`, `\r`, `\0`, octal
 /// `\001`), keeping other backslashes as they are so regular expressions
 /// written with single backslashes (`\d`, `\s`) survive.
-pub fn unescape_literal(s: &str) -> String {
+pub(crate) fn unescape_literal(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let chars: Vec<char> = s.chars().collect();
     let mut i = 0;

@@ -40,7 +40,7 @@ pub fn table_url(storage: &Storage, location: &Location) -> Result<Url, String> 
 /// then), e.g. `curated."metrics@v3"` or
 /// `curated."metrics@2026-11-23T10:00:00Z"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AsOf {
+pub(crate) enum AsOf {
     /// The newest version.
     Latest,
     /// A version number.
@@ -50,7 +50,7 @@ pub enum AsOf {
 }
 
 /// Splits `name@spec` into the table name and the version it asks for.
-pub fn split_as_of(name: &str) -> Result<(&str, AsOf), String> {
+pub(crate) fn split_as_of(name: &str) -> Result<(&str, AsOf), String> {
     let Some((base, spec)) = name.split_once('@') else {
         return Ok((name, AsOf::Latest));
     };
@@ -68,12 +68,15 @@ pub fn split_as_of(name: &str) -> Result<(&str, AsOf), String> {
 }
 
 /// A DataFusion table for the current version of a Delta table.
-pub async fn provider(storage: &Storage, table: &Table) -> Result<Arc<dyn TableProvider>, String> {
+pub(crate) async fn provider(
+    storage: &Storage,
+    table: &Table,
+) -> Result<Arc<dyn TableProvider>, String> {
     provider_as_of(storage, table, &AsOf::Latest).await
 }
 
 /// A DataFusion table for one version of a Delta table.
-pub async fn provider_as_of(
+pub(crate) async fn provider_as_of(
     storage: &Storage,
     table: &Table,
     as_of: &AsOf,

@@ -183,7 +183,10 @@ impl QueryEngine {
 
     /// Runs one statement as [`execute`](Self::execute) does, its rows
     /// streamed as they are produced (see [`crate::stream`]).
-    pub async fn execute_stream(&self, request: QueryRequest) -> Result<QueryStream, QueryError> {
+    pub(crate) async fn execute_stream(
+        &self,
+        request: QueryRequest,
+    ) -> Result<QueryStream, QueryError> {
         crate::stream::streamed(self.cpu_runtime(), run_limited(self.clone(), request)).await
     }
 }

@@ -303,7 +303,7 @@ impl QueryEngine {
     /// A context for a query that ran out of memory: joins become
     /// sort-merge joins whose sorts spill to disk, instead of hash joins
     /// whose build side must fit in memory.
-    pub fn low_memory_context(
+    pub(crate) fn low_memory_context(
         &self,
         database: &str,
         stats: Arc<QueryStats>,
@@ -530,7 +530,7 @@ impl CatalogSource for EngineSource {
 }
 
 /// Partitions a query may read, per `(database, table)`.
-pub type Restrictions = Arc<HashMap<(String, String), Arc<HashSet<Vec<String>>>>>;
+pub(crate) type Restrictions = Arc<HashMap<(String, String), Arc<HashSet<Vec<String>>>>>;
 
 /// Tables registered on one context (`SessionContext::register_table`)
 /// over the catalog's, e.g. the empty stand-in for an ETL job's target that

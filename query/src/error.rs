@@ -133,7 +133,7 @@ impl ErrorCode {
     }
 
     /// The code of an error known only by its category.
-    pub fn of_kind(kind: QueryErrorKind) -> Self {
+    pub(crate) fn of_kind(kind: QueryErrorKind) -> Self {
         match kind {
             QueryErrorKind::Syntax => Self::SyntaxError,
             QueryErrorKind::Semantic => Self::GenericUserError,
@@ -167,7 +167,7 @@ impl QueryError {
     }
 
     /// An error with `code` and the message as given.
-    pub fn coded(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn coded(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             kind: code.kind(),
             code,

@@ -25,7 +25,7 @@ use tokio::task::{JoinError, JoinHandle};
 /// once per level of its expression trees (bounded by
 /// [`crate::nesting::MAX_SQL_NESTING`]), and a stack overflow aborts the
 /// whole process. Only the pages a thread touches are committed.
-pub const CPU_THREAD_STACK_BYTES: usize = 64 << 20;
+pub(crate) const CPU_THREAD_STACK_BYTES: usize = 64 << 20;
 
 /// The CPU runtime's threads' priority, a Linux nice value (the network's
 /// threads keep the default, 0).

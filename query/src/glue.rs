@@ -13,7 +13,7 @@ use crate::table::with_slash;
 
 /// A catalog failure as a query error: the user's to fix when a name is
 /// missing, taken or invalid, else internal.
-pub fn catalog_error(e: CatalogError) -> QueryError {
+pub(crate) fn catalog_error(e: CatalogError) -> QueryError {
     let code = match e {
         CatalogError::AlreadyExists(_) => ErrorCode::AlreadyExists,
         CatalogError::NotFound(_) | CatalogError::InvalidInput(_) => ErrorCode::GenericUserError,
@@ -27,7 +27,7 @@ fn semantic(message: impl Into<String>) -> QueryError {
 }
 
 /// The database of a name, defaulting to the current one.
-pub fn database_of(name: &Name, current: &str) -> String {
+pub(crate) fn database_of(name: &Name, current: &str) -> String {
     name.database.clone().unwrap_or_else(|| current.to_string())
 }
 
@@ -51,7 +51,7 @@ pub async fn get_table(
 }
 
 /// A table location as a folder URL, validated.
-pub fn folder_location(location: &str) -> Result<Location, QueryError> {
+pub(crate) fn folder_location(location: &str) -> Result<Location, QueryError> {
     let parsed = Location::parse(location).map_err(|e| semantic(e.to_string()))?;
     if location.contains('*') || location.contains('?') {
         return Err(semantic(format!(

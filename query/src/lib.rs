@@ -35,17 +35,17 @@
 //! - [`nesting`]: the bound on how deeply a statement may nest, checked
 //!   before any parser builds a tree of it.
 
-pub mod catalog_ops;
+pub(crate) mod catalog_ops;
 pub mod contract;
 pub mod ddl;
 pub mod delta;
-pub mod dialect;
-pub mod dispatch;
-pub mod engine;
+mod dialect;
+pub(crate) mod dispatch;
+mod engine;
 pub mod error;
-pub mod executor;
-pub mod functions;
-pub mod glue;
+pub(crate) mod executor;
+mod functions;
+mod glue;
 pub mod live;
 pub mod nesting;
 pub mod plan;
@@ -55,10 +55,10 @@ pub mod sql_text;
 pub mod stats;
 pub mod stream;
 pub mod table;
-pub mod text;
+mod text;
 pub mod types;
 pub mod values;
-pub mod write;
+mod write;
 
 pub use contract::{
     CATALOG_NAME, Dialect, QueryOutput, QueryRequest, QueryStream, SqlRunner, StatementType,

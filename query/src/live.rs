@@ -49,7 +49,7 @@ pub trait LiveSource: Send + Sync + std::fmt::Debug {
 }
 
 /// A shared live source.
-pub type LiveSourceRef = Arc<dyn LiveSource>;
+pub(crate) type LiveSourceRef = Arc<dyn LiveSource>;
 
 /// Decodes a buffer's records with a table's data schema, by the same
 /// rules ingest converts them with. Records that do not convert are left

@@ -51,7 +51,7 @@ pub fn check(sql: &str) -> Result<(), QueryError> {
 
 /// The estimated nesting depth of the deepest statement in `sql` (0 when it
 /// does not tokenize).
-pub fn estimate(sql: &str) -> usize {
+pub(crate) fn estimate(sql: &str) -> usize {
     let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
         return 0;
     };

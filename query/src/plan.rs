@@ -15,7 +15,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use crate::error::{ErrorCode, QueryError, QueryErrorKind, classify};
 
 /// Splits SQL text into its statements.
-pub fn parse_statements(sql: &str) -> Result<Vec<DFStatement>, QueryError> {
+pub(crate) fn parse_statements(sql: &str) -> Result<Vec<DFStatement>, QueryError> {
     crate::nesting::check(sql)?;
     DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
         .map(|s| s.into_iter().collect())
@@ -83,7 +83,7 @@ pub(crate) async fn plan_read_only(
 /// What DataFusion may plan from SQL text: queries only. Everything that
 /// writes or changes state is lakehose's own (Athena's DDL, CTAS, INSERT,
 /// UNLOAD), implemented over lakehose's storage.
-pub fn read_only_options() -> SQLOptions {
+pub(crate) fn read_only_options() -> SQLOptions {
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -107,7 +107,7 @@ fn refused(what: &str, place: &str) -> QueryError {
 /// queries and EXPLAIN of a query; everything else DataFusion's parser
 /// knows (COPY, CREATE EXTERNAL TABLE, SET, PREPARE/EXECUTE, CREATE
 /// FUNCTION, INSERT, ...) is refused, naming what was refused.
-pub fn check_read_only(statement: &DFStatement) -> Result<(), QueryError> {
+pub(crate) fn check_read_only(statement: &DFStatement) -> Result<(), QueryError> {
     check_read_only_at(statement, "")
 }
 
@@ -136,7 +136,7 @@ fn check_read_only_at(statement: &DFStatement, place: &str) -> Result<(), QueryE
 
 /// Checks a statement of the SQL syntax tree (sqlparser's): the statement
 /// and every statement and query nested in it.
-pub fn check_query_statement(statement: &Statement, place: &str) -> Result<(), QueryError> {
+pub(crate) fn check_query_statement(statement: &Statement, place: &str) -> Result<(), QueryError> {
     struct Guard<'a> {
         place: &'a str,
     }
@@ -203,7 +203,7 @@ fn statement_kind(statement: &Statement) -> String {
 /// Replaces each `?` placeholder with the next parameter, which must be
 /// one SQL literal (a number, a quoted string, `NULL`, `TRUE`, `FALSE`, or
 /// a typed literal such as `DATE '2024-01-01'`).
-pub fn bind_parameters(sql: &str, parameters: &[String]) -> Result<String, QueryError> {
+pub(crate) fn bind_parameters(sql: &str, parameters: &[String]) -> Result<String, QueryError> {
     let dialect = GenericDialect {};
     let tokens = match Tokenizer::new(&dialect, sql).tokenize() {
         Ok(t) => t,

@@ -183,11 +183,6 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
     statements
 }
 
-/// Whether `sql` holds only whitespace, semicolons and comments.
-pub fn is_blank(sql: &str) -> bool {
-    first_token_offset(sql).is_none()
-}
-
 /// Offset of the first byte that is not whitespace, `;` or a comment.
 fn first_token_offset(sql: &str) -> Option<usize> {
     let bytes = sql.as_bytes();

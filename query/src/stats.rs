@@ -1,8 +1,7 @@
-//! What one query counts as it runs (bytes its scans planned and read),
+//! What one query counts as it runs (bytes its scans read),
 //! reachable from table scans through the session config.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::catalog::Session;
 use datafusion::physical_plan::ExecutionPlan;
@@ -13,23 +12,12 @@ use crate::text::ScanCounter;
 /// config.
 #[derive(Debug, Default)]
 pub struct QueryStats {
-    /// Bytes of the files the scans planned to read.
-    pub planned_bytes: AtomicU64,
     /// Bytes read by text scans.
     pub text_bytes: ScanCounter,
 }
 
-/// Adds planned file sizes to the query's counters.
-pub fn record_planned_files(state: &dyn Session, sizes: impl Iterator<Item = u64>) {
-    if let Some(stats) = state.config().get_extension::<QueryStats>() {
-        stats
-            .planned_bytes
-            .fetch_add(sizes.sum(), Ordering::Relaxed);
-    }
-}
-
 /// The query's text-scan byte counter.
-pub fn scan_counter(state: &dyn Session) -> ScanCounter {
+pub(crate) fn scan_counter(state: &dyn Session) -> ScanCounter {
     state
         .config()
         .get_extension::<QueryStats>()

@@ -35,7 +35,7 @@ use crate::executor::CpuRuntime;
 /// Batches in flight between a running query and its front end. The query
 /// waits while they are unread, so a slow client slows the query down
 /// instead of filling memory.
-pub const STREAM_DEPTH: usize = 2;
+pub(crate) const STREAM_DEPTH: usize = 2;
 
 /// The default cap on a result held whole in memory, in bytes.
 pub const DEFAULT_MAX_HELD_RESULT_BYTES: usize = 256 << 20;

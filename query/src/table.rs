@@ -38,10 +38,10 @@ use crate::types::HiveType;
 
 /// The object-store URL every warehouse path is read through (the bucket is
 /// the first path segment).
-pub const WAREHOUSE_URL: &str = "lakehose://warehouse";
+pub(crate) const WAREHOUSE_URL: &str = "lakehose://warehouse";
 
 /// The value Hive writes for a NULL partition value.
-pub const HIVE_NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+pub(crate) const HIVE_NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
 /// How a table's files are read.
 #[derive(Debug, Clone)]
@@ -200,7 +200,7 @@ impl LakeTable {
     }
 
     /// The same table, reading only the given partitions.
-    pub fn with_only_partitions(mut self, only: Arc<HashSet<Vec<String>>>) -> Self {
+    pub(crate) fn with_only_partitions(mut self, only: Arc<HashSet<Vec<String>>>) -> Self {
         self.only_partitions = Some(only);
         self
     }
@@ -411,7 +411,7 @@ impl LakeTable {
 
 /// The files of a table or partition folder: everything under it, except
 /// names (or folders) starting with `_` or `.`, as Athena does.
-pub async fn list_data_files(
+pub(crate) async fn list_data_files(
     store: &Arc<dyn object_store::ObjectStore>,
     location: &Location,
 ) -> Result<Vec<ObjectMeta>> {
@@ -453,7 +453,7 @@ async fn list_under(
 }
 
 /// The location as a folder (ending with `/`).
-pub fn with_slash(location: &Location) -> Location {
+pub(crate) fn with_slash(location: &Location) -> Location {
     if location.key().is_empty() || location.key().ends_with('/') {
         location.clone()
     } else {
@@ -551,7 +551,7 @@ impl PartitionDir {
 }
 
 /// The typed value of a partition value string.
-pub fn partition_scalar(value: Option<&str>, field: &Field) -> Result<ScalarValue> {
+pub(crate) fn partition_scalar(value: Option<&str>, field: &Field) -> Result<ScalarValue> {
     match value {
         None | Some(HIVE_NULL_PARTITION) => ScalarValue::try_from(field.data_type()),
         Some(v) => {
@@ -569,7 +569,7 @@ pub fn partition_scalar(value: Option<&str>, field: &Field) -> Result<ScalarValu
 }
 
 /// Splits files into `n` groups of similar total size.
-pub fn balanced_groups(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
+pub(crate) fn balanced_groups(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
     let n = n.max(1).min(files.len().max(1));
     files.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
     let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
@@ -828,7 +828,7 @@ impl LakeTable {
 /// The distinct partition folders of a table's files, relative to its
 /// location: `k1=v1/k2=v2` for each file found under `key=value` folders
 /// that name exactly the table's partition keys in order.
-pub fn hive_partition_values(
+pub(crate) fn hive_partition_values(
     location: &Location,
     keys: &[String],
     files: &[ObjectMeta],

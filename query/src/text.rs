@@ -115,7 +115,7 @@ fn unescape(v: &str) -> String {
 impl TextFormat {
     /// The format for a SerDe library (lowercased), a classification and
     /// SerDe parameters.
-    pub fn from_serde(
+    pub(crate) fn from_serde(
         lib: &str,
         classification: &str,
         params: &Parameters,
@@ -198,11 +198,11 @@ impl TextFormat {
 }
 
 /// Counts bytes read by a query's text scans.
-pub type ScanCounter = Arc<AtomicU64>;
+pub(crate) type ScanCounter = Arc<AtomicU64>;
 
 /// A scan of text files.
 #[derive(Debug)]
-pub struct TextScan {
+pub(crate) struct TextScan {
     store: Arc<dyn ObjectStore>,
     format: TextFormat,
     file_schema: SchemaRef,
@@ -242,7 +242,7 @@ impl TextScan {
     }
 
     /// The execution plan.
-    pub fn into_plan(
+    pub(crate) fn into_plan(
         self,
         projection: Option<&Vec<usize>>,
         limit: Option<usize>,

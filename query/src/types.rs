@@ -21,43 +21,8 @@ pub fn arrow_to_hive(t: &DataType) -> Result<String, String> {
 
 /// The Arrow type a column of type `t` is written to files with (views and
 /// dictionaries resolved, unsigned widened).
-pub fn storable(t: &DataType) -> DataType {
+pub(crate) fn storable(t: &DataType) -> DataType {
     hive_to_arrow(&arrow_to_hive(t).unwrap_or_else(|_| "string".into())).unwrap_or(DataType::Utf8)
-}
-
-/// The Trino type name Athena reports for an Arrow type (ColumnInfo.Type).
-pub fn athena_type_name(t: &DataType) -> &'static str {
-    match t {
-        DataType::Boolean => "boolean",
-        DataType::Int8 => "tinyint",
-        DataType::Int16 | DataType::UInt8 => "smallint",
-        DataType::Int32 | DataType::UInt16 => "integer",
-        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "bigint",
-        DataType::Float16 | DataType::Float32 => "float",
-        DataType::Float64 => "double",
-        DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => "decimal",
-        DataType::Binary
-        | DataType::LargeBinary
-        | DataType::BinaryView
-        | DataType::FixedSizeBinary(_) => "varbinary",
-        DataType::Date32 | DataType::Date64 => "date",
-        DataType::Timestamp(_, _) => "timestamp",
-        DataType::Time32(_) | DataType::Time64(_) => "time",
-        DataType::Interval(_) | DataType::Duration(_) => "interval day to second",
-        DataType::List(_)
-        | DataType::LargeList(_)
-        | DataType::ListView(_)
-        | DataType::LargeListView(_)
-        | DataType::FixedSizeList(..) => "array",
-        DataType::Map(..) => "map",
-        DataType::Struct(_) => "row",
-        DataType::Dictionary(_, v) => athena_type_name(v),
-        DataType::Null => "unknown",
-        _ => "varchar",
-    }
 }
 
 #[cfg(test)]
@@ -144,16 +109,5 @@ mod tests {
         assert!(hive_to_arrow(&maps).unwrap_err().contains("nested deeper"));
         let long = format!("struct<{}:int>", "a".repeat(MAX_TYPE_LENGTH));
         assert!(hive_to_arrow(&long).unwrap_err().contains("longer than"));
-    }
-
-    #[test]
-    fn athena_names() {
-        assert_eq!(athena_type_name(&DataType::Utf8View), "varchar");
-        assert_eq!(athena_type_name(&DataType::Int64), "bigint");
-        assert_eq!(athena_type_name(&DataType::Int32), "integer");
-        assert_eq!(
-            athena_type_name(&hive_to_arrow("array<int>").unwrap()),
-            "array"
-        );
     }
 }

@@ -254,12 +254,12 @@ fn fixed_offset(zone: &str) -> Option<FixedOffset> {
 }
 
 /// A `double` as Java's `Double.toString` prints it.
-pub fn java_double(v: f64) -> String {
+pub(crate) fn java_double(v: f64) -> String {
     java_style(v, format!("{v}"), format!("{v:E}"))
 }
 
 /// A `real` as Java's `Float.toString` prints it.
-pub fn java_float(v: f32) -> String {
+pub(crate) fn java_float(v: f32) -> String {
     java_style(f64::from(v), format!("{v}"), format!("{v:E}"))
 }
 

@@ -648,7 +648,7 @@ fn hive_columns(fields: &[Field]) -> Result<Vec<Column>, QueryError> {
 }
 
 /// `CREATE TABLE ... AS SELECT`.
-pub async fn create_table_as(
+pub(crate) async fn create_table_as(
     engine: &QueryEngine,
     current: &str,
     name: Name,
@@ -800,7 +800,7 @@ async fn register_partitions(
 }
 
 /// `INSERT INTO t [(cols)] SELECT|VALUES ...`.
-pub async fn insert_into(
+pub(crate) async fn insert_into(
     engine: &QueryEngine,
     current: &str,
     name: Name,

@@ -908,7 +908,7 @@ fn optimize_builder<'a>(table: DeltaTable) -> deltalake::operations::optimize::O
 }
 
 /// Whether a table is one compaction handles (Parquet files or Delta).
-pub fn compactable(table: &Table) -> bool {
+pub(crate) fn compactable(table: &Table) -> bool {
     if table.is_view() {
         return false;
     }

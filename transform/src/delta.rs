@@ -14,7 +14,7 @@ use crate::error::{Error, Result, ResultExt};
 /// The Delta table at `location`: opened when it has a log, a new
 /// (version-less) table otherwise. Local folders are created first.
 /// Errors are transient (storage) unless the location is invalid.
-pub async fn open_or_new(storage: &Storage, location: &str) -> Result<DeltaTable> {
+pub(crate) async fn open_or_new(storage: &Storage, location: &str) -> Result<DeltaTable> {
     let loc = Location::parse(location)?;
     let url = lakehose_query::delta::table_url(storage, &loc).map_err(Error::Invalid)?;
     if let Some(root) = storage.local_root() {
@@ -41,7 +41,7 @@ pub async fn open_or_new(storage: &Storage, location: &str) -> Result<DeltaTable
 }
 
 /// The files of the table's current version and their sizes.
-pub fn files_of(table: &DeltaTable) -> std::collections::HashMap<String, u64> {
+pub(crate) fn files_of(table: &DeltaTable) -> std::collections::HashMap<String, u64> {
     let Ok(state) = table.snapshot() else {
         return Default::default();
     };

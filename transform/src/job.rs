@@ -522,7 +522,7 @@ impl Job {
 
     /// The line of the file where `name` first appears in the SQL (for
     /// errors about a table or column).
-    pub fn line_of(&self, name: &str) -> Option<usize> {
+    pub(crate) fn line_of(&self, name: &str) -> Option<usize> {
         let needle = name.to_ascii_lowercase();
         self.text
             .lines()

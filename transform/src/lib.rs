@@ -18,12 +18,12 @@
 //! - [`delta`]: Delta tables in the catalog.
 //! - [`error`]: how each of these fails.
 
-pub mod compact;
-pub mod delta;
+mod compact;
+mod delta;
 pub mod dynamodb;
-pub mod error;
-pub mod job;
-pub mod run;
+mod error;
+mod job;
+mod run;
 pub mod schedule;
 
 pub use compact::{CompactOptions, CompactProgress, CompactReport, Compactor};

@@ -40,7 +40,7 @@ pub struct Maintenance {
 /// Compacts every Parquet and Delta table, and VACUUMs each job's target
 /// with the job's retention. Returns one line per table that changed or
 /// failed.
-pub async fn maintain(
+pub(crate) async fn maintain(
     etl: &Etl,
     compactor: &Compactor,
     jobs: &[Arc<Job>],

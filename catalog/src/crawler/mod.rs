@@ -39,7 +39,7 @@ use crate::storage::{Location, Storage};
 use classify::{FileSchema, classify};
 
 /// Bytes read from a text file to infer its schema.
-pub const DEFAULT_SAMPLE_BYTES: usize = 1024 * 1024;
+pub(crate) const DEFAULT_SAMPLE_BYTES: usize = 1024 * 1024;
 /// Files sampled per leaf folder.
 pub const DEFAULT_SAMPLE_FILES: usize = 3;
 
@@ -67,7 +67,7 @@ pub enum DeleteBehavior {
 
 /// The name of the partition index a crawler gives the tables it creates
 /// (`CreatePartitionIndex`).
-pub const CRAWLER_INDEX: &str = "crawler_partition_index";
+pub(crate) const CRAWLER_INDEX: &str = "crawler_partition_index";
 
 /// The options of a crawler's `Configuration` document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl Default for CrawlerConfiguration {
 
 /// The folder level of a target's root: the bucket is level 1, each folder
 /// of its key one more.
-pub fn target_level(target: &Location) -> usize {
+pub(crate) fn target_level(target: &Location) -> usize {
     1 + target.key().split('/').filter(|s| !s.is_empty()).count()
 }
 

@@ -358,7 +358,7 @@ impl CrawlerService {
     }
 
     /// `GetCrawlers`: described crawlers.
-    pub async fn describe_all(&self) -> Result<Vec<Value>, CrawlerError> {
+    pub(crate) async fn describe_all(&self) -> Result<Vec<Value>, CrawlerError> {
         Ok(self
             .list()
             .await?
@@ -426,13 +426,6 @@ impl CrawlerService {
             "StartTime": run.started,
         }));
         self.save(&def).await
-    }
-
-    /// Waits until a crawler is not running.
-    pub async fn wait_idle(&self, name: &str) {
-        while self.is_running(name) {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
     }
 
     async fn run(&self, def: CrawlerDefinition) {
@@ -652,7 +645,7 @@ fn options(def: &CrawlerDefinition) -> Result<CrawlOptions, String> {
 
 /// Reads a crawler's `Configuration` document (Glue's version 1.0 options
 /// for S3 crawlers); an unknown option or value is refused, naming it.
-pub fn parse_configuration(text: &str) -> Result<CrawlerConfiguration, String> {
+pub(crate) fn parse_configuration(text: &str) -> Result<CrawlerConfiguration, String> {
     let bad = |m: String| format!("Crawler configuration not valid: {m}");
     let v: Value = serde_json::from_str(text)
         .map_err(|e| bad(format!("the Configuration is not valid JSON: {e}")))?;

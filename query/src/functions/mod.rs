@@ -123,19 +123,19 @@ fn debug_panic() -> ScalarUDF {
 
 /// Plans `SUBSTR(...)`/`SUBSTRING(...)` syntax with lakehose's `substr`,
 /// which takes `varbinary` as well as text.
-pub fn substring_planner() -> Arc<dyn datafusion::logical_expr::planner::ExprPlanner> {
+pub(crate) fn substring_planner() -> Arc<dyn datafusion::logical_expr::planner::ExprPlanner> {
     Arc::new(binary::SubstringPlanner)
 }
 
 /// The analyzer rule that gives casts, `concat`/`greatest`/`least` and
 /// `EXTRACT(DOW ...)` Trino's semantics.
-pub fn trino_semantics_rule() -> Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync> {
+pub(crate) fn trino_semantics_rule() -> Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync> {
     Arc::new(semantics::TrinoSemantics)
 }
 
 /// Plans subscripts on maps (`m['k']`, `row.m['k']`) with `element_at`,
 /// in front of DataFusion's field-access planner.
-pub fn map_subscript_planner() -> Arc<dyn datafusion::logical_expr::planner::ExprPlanner> {
+pub(crate) fn map_subscript_planner() -> Arc<dyn datafusion::logical_expr::planner::ExprPlanner> {
     Arc::new(subscript::MapSubscriptPlanner::new())
 }
 

@@ -56,7 +56,7 @@ use object_store::ObjectStoreExt;
 use crate::error::{Error, Result, ResultExt};
 
 /// The column holding each item's DynamoDB JSON, when kept.
-pub const RAW_COLUMN: &str = "_item";
+pub(crate) const RAW_COLUMN: &str = "_item";
 
 const TABLE_ARN: &str = "lakehose.dynamodb.table_arn";
 const KEYS: &str = "lakehose.dynamodb.keys";

@@ -275,7 +275,7 @@ impl Builder {
 }
 
 /// Builds record batches of items.
-pub struct Converter {
+pub(crate) struct Converter {
     schema: SchemaRef,
     columns: Vec<(String, Builder)>,
     index: std::collections::HashMap<String, usize>,
@@ -288,7 +288,7 @@ pub struct Converter {
 }
 
 /// The column marking incremental records that delete their item.
-pub const DELETED_COLUMN: &str = "_lakehose_deleted";
+pub(crate) const DELETED_COLUMN: &str = "_lakehose_deleted";
 
 impl Converter {
     /// A converter into `schema`, whose first fields are `columns`, then the

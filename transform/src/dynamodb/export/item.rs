@@ -79,7 +79,7 @@ pub fn parse_line(line: &[u8]) -> Result<Line<'_>, LineError> {
 
 /// [`parse_line`] of text already known to be UTF-8 (strings are not
 /// checked again).
-pub fn parse_line_str(line: &str) -> Result<Line<'_>, serde_json::Error> {
+pub(crate) fn parse_line_str(line: &str) -> Result<Line<'_>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(line);
     let parsed = Line::deserialize(&mut de)?;
     de.end()?;
@@ -387,7 +387,7 @@ impl Attr<'_> {
 }
 
 /// An item's attributes in DynamoDB's typed JSON.
-pub fn write_typed_pairs(out: &mut String, pairs: &[(Cow<'_, str>, Attr<'_>)]) {
+pub(crate) fn write_typed_pairs(out: &mut String, pairs: &[(Cow<'_, str>, Attr<'_>)]) {
     write_object(out, pairs, |v, o| v.write_typed_json(o));
 }
 

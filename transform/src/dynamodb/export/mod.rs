@@ -409,7 +409,7 @@ pub struct Scan {
 }
 
 /// Memory the first pass may hold in converted rows.
-pub const PREPARED_BYTES: usize = 2 << 30;
+pub(crate) const PREPARED_BYTES: usize = 2 << 30;
 
 /// One file's rows in the file's own schema.
 #[derive(Debug)]
@@ -715,7 +715,11 @@ pub async fn scan(
 
 /// The Arrow schema the second pass produces: the columns, the raw item
 /// column when named, and [`DELETED_COLUMN`] for incremental exports.
-pub fn output_schema(columns: &[Column], raw_column: Option<&str>, kind: ExportKind) -> SchemaRef {
+pub(crate) fn output_schema(
+    columns: &[Column],
+    raw_column: Option<&str>,
+    kind: ExportKind,
+) -> SchemaRef {
     let base = schema::arrow_schema(columns, raw_column);
     if kind == ExportKind::Full {
         return base;

@@ -33,14 +33,14 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use super::item::{Attr, Item};
 
 /// Maps nested deeper than this become JSON strings.
-pub const MAX_DEPTH: usize = 8;
+pub(crate) const MAX_DEPTH: usize = 8;
 /// Maps with more distinct keys than this (across items) become JSON
 /// strings: such maps are dictionaries, not records.
-pub const MAX_FIELDS: usize = 256;
+pub(crate) const MAX_FIELDS: usize = 256;
 
 /// What the numbers of one attribute looked like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NumStats {
+pub(crate) struct NumStats {
     /// Every value is a whole number that fits in 64 bits.
     pub all_i64: bool,
     /// Most digits before the decimal point.
@@ -136,7 +136,7 @@ pub struct Decimal {
 
 /// The number `text` × 10^scale as an integer, if exact and within 38
 /// digits; plain `[-]digits[.digits]` text is read without allocating.
-pub fn scaled_integer(text: &str, scale: u32) -> Option<i128> {
+pub(crate) fn scaled_integer(text: &str, scale: u32) -> Option<i128> {
     let b = text.as_bytes();
     let (negative, body) = match b.first() {
         Some(b'-') => (true, &b[1..]),
@@ -218,7 +218,7 @@ impl Decimal {
     }
 
     /// The value × 10^scale as an integer, if exact and within 38 digits.
-    pub fn to_i128(&self, scale: u32) -> Option<i128> {
+    pub(crate) fn to_i128(&self, scale: u32) -> Option<i128> {
         let shift = self.exp + i64::from(scale);
         if shift < 0 {
             return None;
@@ -239,7 +239,7 @@ impl Decimal {
 
 /// What the values of one attribute (or map key, or list element) were.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Only NULLs so far.
     #[default]
     Unknown,
