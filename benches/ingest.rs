@@ -94,6 +94,7 @@ fn e2e_http(c: &mut Criterion) {
             pg: Default::default(),
             max_executions: lakehose_athena::DEFAULT_MAX_EXECUTIONS,
             shutdown_timeout: std::time::Duration::from_secs(120),
+            keys_file: None,
         }))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());

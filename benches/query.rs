@@ -154,6 +154,7 @@ fn bench(c: &mut Criterion) {
             pg: Default::default(),
             max_executions: lakehose_athena::DEFAULT_MAX_EXECUTIONS,
             shutdown_timeout: std::time::Duration::from_secs(120),
+            keys_file: None,
         }))
         .expect("server");
     let athena = athena_client(server.addr());

@@ -22,6 +22,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod access;
 pub mod commands;
 pub mod dynamodb_export;
 pub mod http;
@@ -90,6 +91,8 @@ pub enum Command {
     /// against); prints one JSON line per query.
     #[command(hide = true)]
     BareDatafusion(commands::bare_datafusion::Config),
+    /// Administer the server's principals: their access keys.
+    Admin(commands::admin::Config),
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -108,6 +111,7 @@ pub fn run() -> ExitCode {
         Command::TpchGen(config) => commands::tpch::run(config),
         Command::GenLogs(config) => commands::gen_logs::run(config),
         Command::BareDatafusion(config) => commands::bare_datafusion::run(config),
+        Command::Admin(config) => commands::admin::run(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

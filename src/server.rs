@@ -30,6 +30,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
+use crate::access::Access;
+use lakehose_auth::keys::KeyPaths;
+
 /// Caps on what one request may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
@@ -85,6 +88,8 @@ pub struct ServerOptions {
     /// How long graceful shutdown waits for buffered records to be
     /// delivered before leaving them in the write-ahead log.
     pub shutdown_timeout: std::time::Duration,
+    /// The principals' key file [default: `<data-dir>/_lakehose/principals.json`].
+    pub keys_file: Option<PathBuf>,
 }
 
 /// Records acknowledged by ingest but not yet delivered, for queries.
@@ -239,6 +244,16 @@ impl RunningServer {
 
 /// Opens the warehouse, replays the write-ahead log and starts serving.
 pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
+    let key_paths = options
+        .keys_file
+        .clone()
+        .map(KeyPaths::new)
+        .unwrap_or_else(|| KeyPaths::in_data_dir(&options.data_dir));
+    let access = Access::open(
+        key_paths,
+        &[options.listen, options.pg_listen],
+        options.request_limits.max_body_bytes.max(1),
+    )?;
     let storage = Storage::local(&options.data_dir).with_context(|| {
         format!(
             "could not open the data folder {}",
@@ -287,19 +302,12 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("could not listen on {} (Postgres wire)", options.pg_listen))?;
     let pg_addr = pg_listener.local_addr()?;
-    let credentials = match (
-        std::env::var("LAKEHOSE_ACCESS_KEY_ID"),
-        std::env::var("LAKEHOSE_SECRET_ACCESS_KEY"),
-    ) {
-        (Ok(user), Ok(password)) if !user.is_empty() => Some((user, password)),
-        _ => None,
-    };
     let (pg_stop, pg_stopped) = oneshot::channel::<()>();
     let pg_task = tokio::spawn(lakehose_pgwire::serve(
         pg_listener,
         Arc::new(engine.clone()),
         lakehose_pgwire::PgConfig {
-            credentials,
+            passwords: Some(access.passwords()),
             limits: options.pg.clone(),
         },
         async move {
@@ -342,6 +350,10 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(lakehose_ingest::router(ingest.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            crate::access::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(
             options.request_limits.max_body_bytes.max(1),
         ));

@@ -18,6 +18,8 @@ use pgwire::api::{ClientInfo, ConnectionManager, METADATA_APPLICATION_NAME, META
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
+use crate::Passwords;
+
 /// The `server_version` reported to clients; libpq, JDBC and friends read
 /// the leading number to pick protocol features.
 pub(crate) const SERVER_VERSION: &str = concat!("16.6 (lakehose ", env!("CARGO_PKG_VERSION"), ")");
@@ -73,38 +75,41 @@ impl ServerParameterProvider for Parameters {
     }
 }
 
-/// The one configured user's SCRAM secret. Other user names get a secret
-/// derived from a random password, so they fail exactly like a wrong
-/// password does.
-struct ScramSecret {
-    user: String,
-    salt: Vec<u8>,
-    salted_password: Vec<u8>,
-    decoy_salt: Vec<u8>,
-    decoy_salted_password: Vec<u8>,
+/// The SCRAM secret of whoever logs in: derived from the user's password
+/// with a fresh salt; an unknown user gets one derived from a random
+/// password (the same work), so it fails exactly like a wrong password.
+struct ScramSecrets {
+    passwords: Arc<dyn Passwords>,
 }
 
-impl Debug for ScramSecret {
+impl Debug for ScramSecrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScramSecret")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
+        f.debug_struct("ScramSecrets").finish_non_exhaustive()
     }
 }
 
 #[async_trait]
-impl AuthSource for ScramSecret {
+impl AuthSource for ScramSecrets {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        if login.user() == Some(self.user.as_str()) {
-            Ok(Password::new(
-                Some(self.salt.clone()),
-                self.salted_password.clone(),
-            ))
-        } else {
-            Ok(Password::new(
-                Some(self.decoy_salt.clone()),
-                self.decoy_salted_password.clone(),
-            ))
+        let known = login.user().and_then(|user| self.passwords.password(user));
+        let password = known.unwrap_or_else(|| {
+            random_bytes(24)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        });
+        let salt = random_bytes(16);
+        // PBKDF2 is CPU work: off the connection's task.
+        let salted = tokio::task::spawn_blocking(move || {
+            let salted = gen_salted_password(&password, &salt, SCRAM_ITERATIONS);
+            (salt, salted)
+        })
+        .await;
+        match salted {
+            Ok((salt, salted)) => Ok(Password::new(Some(salt), salted)),
+            Err(_) => Err(PgWireError::InvalidPassword(
+                login.user().unwrap_or_default().to_string(),
+            )),
         }
     }
 }
@@ -122,36 +127,22 @@ fn random_bytes(n: usize) -> Vec<u8> {
 /// Runs the startup phase of every connection.
 pub(crate) struct Startup {
     driver: AuthDriver<Arc<Parameters>>,
-    scram: Option<SaslMechanisms>,
+    scram: Option<(Arc<dyn Passwords>, SaslMechanisms)>,
 }
 
 impl Startup {
-    /// Trust when `credentials` is `None`, else SCRAM-SHA-256 for that
-    /// user and password.
+    /// Trust when `passwords` is `None`, else SCRAM-SHA-256 for the users
+    /// it knows.
     pub(crate) fn new(
-        credentials: Option<&(String, String)>,
+        passwords: Option<Arc<dyn Passwords>>,
         connections: Arc<ConnectionManager>,
     ) -> Self {
-        let scram = credentials.map(|(user, password)| {
-            let salt = random_bytes(16);
-            let salted_password = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
-            let decoy_salt = random_bytes(16);
-            let decoy_password: String = random_bytes(24)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            let decoy_salted_password =
-                gen_salted_password(&decoy_password, &decoy_salt, SCRAM_ITERATIONS);
-            let secret = ScramSecret {
-                user: user.clone(),
-                salt,
-                salted_password,
-                decoy_salt,
-                decoy_salted_password,
-            };
-            let mut auth = ScramAuth::new(Arc::new(secret));
+        let scram = passwords.map(|passwords| {
+            let mut auth = ScramAuth::new(Arc::new(ScramSecrets {
+                passwords: Arc::clone(&passwords),
+            }));
             auth.set_iterations(SCRAM_ITERATIONS);
-            SaslMechanisms::new(vec![Arc::new(auth)])
+            (passwords, SaslMechanisms::new(vec![Arc::new(auth)]))
         });
         Self {
             driver: AuthDriver::new(Arc::new(Parameters)).with_connection_manager(connections),
@@ -213,12 +204,12 @@ impl StartupHandler for Startup {
                     return Err(PgWireError::UserNameRequired);
                 }
                 match &self.scram {
-                    Some(mechanisms) => {
+                    Some((passwords, mechanisms)) if passwords.required() => {
                         self.driver
                             .begin_authentication(client, mechanisms.create())
                             .await
                     }
-                    None => Ok(AuthOutcome::Authenticated {
+                    _ => Ok(AuthOutcome::Authenticated {
                         identity: None,
                         final_message: None,
                     }),

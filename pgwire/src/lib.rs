@@ -6,12 +6,13 @@
 //!
 //! # Authentication
 //!
-//! With [`PgConfig::credentials`] set, clients authenticate with
-//! SCRAM-SHA-256 (what libpq, JDBC and tokio-postgres use by default) as
-//! that user; a wrong password or unknown user gets `28P01 password
-//! authentication failed for user "..."`. Without credentials every client
-//! is trusted, which is only reasonable on a loopback listener (the
-//! default). Passwords are never logged.
+//! With [`PgConfig::passwords`] set, clients authenticate with
+//! SCRAM-SHA-256 (what libpq, JDBC and tokio-postgres use by default) as a
+//! user the [`Passwords`] source knows; a wrong password or unknown user
+//! gets `28P01 password authentication failed for user "..."`, after the
+//! same work either way. Without a source every client is trusted, which
+//! is only reasonable on a loopback listener (the default). Passwords are
+//! never logged, and never sent: SCRAM proves them.
 //!
 //! # Databases
 //!
@@ -130,12 +131,40 @@ impl Default for PgLimits {
     }
 }
 
+/// Who may log in: the password of a user name, `None` for an unknown
+/// user.
+pub trait Passwords: Send + Sync {
+    /// The password `user` must prove.
+    fn password(&self, user: &str) -> Option<String>;
+
+    /// Whether a client must authenticate now (a source with no users yet
+    /// may let clients in on a loopback listener).
+    fn required(&self) -> bool {
+        true
+    }
+}
+
+/// One user and its password.
+#[derive(Clone)]
+pub struct SingleUser {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl Passwords for SingleUser {
+    fn password(&self, user: &str) -> Option<String> {
+        (user == self.user).then(|| self.password.clone())
+    }
+}
+
 /// Settings of the Postgres wire server.
 #[derive(Clone, Default)]
 pub struct PgConfig {
-    /// `(user, password)` clients must authenticate as (SCRAM-SHA-256);
-    /// `None` trusts every client.
-    pub credentials: Option<(String, String)>,
+    /// The users clients must authenticate as (SCRAM-SHA-256); `None`
+    /// trusts every client.
+    pub passwords: Option<Arc<dyn Passwords>>,
     /// Connection limits and timeouts.
     pub limits: PgLimits,
 }
@@ -143,10 +172,7 @@ pub struct PgConfig {
 impl fmt::Debug for PgConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConfig")
-            .field(
-                "user",
-                &self.credentials.as_ref().map(|(user, _)| user.as_str()),
-            )
+            .field("authenticated", &self.passwords.is_some())
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -190,7 +216,7 @@ pub async fn serve(
     let connections = Arc::new(ConnectionManager::new());
     let handlers = Arc::new(Handlers {
         startup: Arc::new(auth::Startup::new(
-            config.credentials.as_ref(),
+            config.passwords.clone(),
             connections.clone(),
         )),
         queries: Arc::new(handler::Queries::new(runner)),
@@ -200,7 +226,7 @@ pub async fn serve(
     let limits = Arc::new(config.limits.clone());
     let mut tasks = JoinSet::new();
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, auth = config.credentials.is_some(), "postgres wire server listening");
+        tracing::info!(%addr, auth = config.passwords.is_some(), "postgres wire server listening");
     }
     tokio::pin!(shutdown);
     loop {

@@ -303,7 +303,12 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let config = PgConfig {
-            credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+            passwords: credentials.map(|(u, p)| {
+                Arc::new(lakehose_pgwire::SingleUser {
+                    user: u.to_string(),
+                    password: p.to_string(),
+                }) as Arc<dyn lakehose_pgwire::Passwords>
+            }),
             ..PgConfig::default()
         };
         let task = tokio::spawn(serve(listener, runner.clone(), config, async move {

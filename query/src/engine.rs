@@ -473,6 +473,9 @@ fn context_for(
     {
         let options = config.options_mut();
         options.sql_parser.enable_ident_normalization = true;
+        // Trino's order: NULLs last in both directions unless a query says
+        // NULLS FIRST (DataFusion's default puts them first when descending).
+        options.sql_parser.default_null_ordering = "nulls_last".into();
         options.optimizer.prefer_hash_join = prefer_hash_join;
     }
     let state = inner.base.state_for(config);

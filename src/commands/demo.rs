@@ -16,6 +16,7 @@ use chrono::Utc;
 use crate::commands::serve::ServerArgs;
 use crate::loggen::LogGenerator;
 use crate::server;
+use lakehose_auth::keys::KeyPaths;
 
 /// `lakehose demo`.
 #[derive(Debug, clap::Args)]
@@ -60,14 +61,20 @@ pub struct Config {
 }
 
 /// A Firehose client for a lakehose endpoint that makes up to
-/// `max_attempts` attempts per call (1 = no retries).
+/// `max_attempts` attempts per call (1 = no retries), signing with a
+/// placeholder key (for servers without keys, on loopback).
 pub fn firehose_client(endpoint: &str, max_attempts: u32) -> Client {
+    firehose_client_as(endpoint, max_attempts, ("lakehose", "lakehose"))
+}
+
+/// [`firehose_client`] signing with the key `(access key id, secret)`.
+pub fn firehose_client_as(endpoint: &str, max_attempts: u32, key: (&str, &str)) -> Client {
     let config = aws_sdk_firehose::Config::builder()
         .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_sdk_firehose::config::Region::new("us-east-1"))
         .credentials_provider(aws_credential_types::Credentials::new(
-            "lakehose", "lakehose", None, None, "demo",
+            key.0, key.1, None, None, "demo",
         ))
         .retry_config(
             aws_sdk_firehose::config::retry::RetryConfig::standard()
@@ -75,6 +82,36 @@ pub fn firehose_client(endpoint: &str, max_attempts: u32) -> Client {
         )
         .build();
     Client::from_conf(config)
+}
+
+/// The demo's access key, revoked when dropped.
+struct DemoKey {
+    paths: KeyPaths,
+    id: String,
+    secret: String,
+}
+
+impl DemoKey {
+    fn create(paths: KeyPaths) -> anyhow::Result<Self> {
+        let made = lakehose_auth::keys::create_key(&paths, "demo", &["admins".into()], None)
+            .with_context(|| format!("could not add the demo's key to {}", paths.keys.display()))?;
+        Ok(Self {
+            paths,
+            id: made.access_key_id,
+            secret: made.secret_access_key,
+        })
+    }
+}
+
+impl Drop for DemoKey {
+    fn drop(&mut self) {
+        if let Err(e) = lakehose_auth::keys::revoke_key(&self.paths, &self.id) {
+            eprintln!(
+                "could not revoke the demo's key {}: {e}; revoke it with `lakehose admin keys revoke {}`",
+                self.id, self.id
+            );
+        }
+    }
 }
 
 #[derive(Default)]
@@ -104,10 +141,21 @@ async fn demo(config: Config) -> anyhow::Result<()> {
             job
         })
         .collect();
+    // The demo's own key: every client it drives signs with it; it is
+    // revoked when the demo ends.
+    let key_paths = match &options.keys_file {
+        Some(file) => KeyPaths::new(file),
+        None => KeyPaths::in_data_dir(&options.data_dir),
+    };
+    let key = DemoKey::create(key_paths)?;
     let running = server::start(options).await?;
     let endpoint = format!("http://{}", running.addr());
     println!("lakehose listening on {endpoint}");
-    let client = firehose_client(&endpoint, 10);
+    println!(
+        "demo access key (shown once, revoked when the demo ends): AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={}\n  the Firehose, Glue and Athena APIs and NDJSON ingest need a SigV4 signature with it; psql logs in with the key id as user and the secret as password",
+        key.id, key.secret
+    );
+    let client = firehose_client_as(&endpoint, 10, (&key.id, &key.secret));
 
     let prefix = "logs/service=!{partitionKeyFromQuery:service}/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/";
     let error_prefix = "errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/";
@@ -197,6 +245,7 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     }
     live_answers(
         &endpoint,
+        (&key.id, &key.secret),
         metrics.records_delivered.get(),
         counters.acked.load(Ordering::Relaxed),
     )
@@ -500,8 +549,9 @@ const LIVE_QUESTIONS: &[(&str, &str)] = &[
     ),
 ];
 
-async fn live_answers(endpoint: &str, delivered: u64, acked: u64) {
+async fn live_answers(endpoint: &str, key: (&str, &str), delivered: u64, acked: u64) {
     let target = super::query::Target {
+        credentials: Some((key.0.to_string(), key.1.to_string())),
         data_dir: PathBuf::new(),
         endpoint: Some(endpoint.to_string()),
         database: "demo".into(),

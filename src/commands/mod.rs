@@ -1,5 +1,6 @@
 //! One module per subcommand; each owns its `Config` and a `run`.
 
+pub mod admin;
 pub mod bare_datafusion;
 pub mod crawl;
 pub mod demo;

@@ -35,9 +35,16 @@ pub struct Target {
     pub data_dir: PathBuf,
 
     /// A running lakehose (or Athena-compatible) endpoint, e.g.
-    /// http://127.0.0.1:4570; statements then go through the Athena API.
+    /// http://127.0.0.1:4570; statements then go through the Athena API,
+    /// signed with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+    /// AWS_SESSION_TOKEN (`lakehose admin keys create` makes a key).
     #[arg(long, env = "LAKEHOSE_ENDPOINT")]
     pub endpoint: Option<String>,
+
+    /// The key to sign with, given by the program (the demo's own key)
+    /// instead of the environment.
+    #[arg(skip)]
+    pub credentials: Option<(String, String)>,
 
     /// The current database.
     #[arg(long, short = 'd', default_value = "default")]
@@ -131,13 +138,16 @@ impl Backend {
     /// Opens the backend the flags ask for.
     pub async fn open(target: &Target) -> anyhow::Result<Self> {
         if let Some(endpoint) = &target.endpoint {
-            let creds = aws_credential_types::Credentials::new(
-                std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "lakehose".into()),
-                std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "lakehose".into()),
-                None,
-                None,
-                "lakehose-cli",
-            );
+            let (id, secret, token) = match &target.credentials {
+                Some((id, secret)) => (id.clone(), secret.clone(), None),
+                None => (
+                    std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "lakehose".into()),
+                    std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "lakehose".into()),
+                    std::env::var("AWS_SESSION_TOKEN").ok(),
+                ),
+            };
+            let creds =
+                aws_credential_types::Credentials::new(id, secret, token, None, "lakehose-cli");
             let config = aws_sdk_athena::Config::builder()
                 .behavior_version(aws_sdk_athena::config::BehaviorVersion::latest())
                 .region(aws_sdk_athena::config::Region::new(

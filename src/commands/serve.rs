@@ -159,6 +159,14 @@ pub struct ServerArgs {
     /// yet delivered stay in the write-ahead log for the next start.
     #[arg(long, env = "LAKEHOSE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 120)]
     pub shutdown_timeout_secs: u64,
+
+    /// The principals' access keys (`lakehose admin keys`), read again
+    /// when changed. Once a key exists every request must be signed with
+    /// one (SigV4; Postgres: SCRAM with the key id as user, the secret as
+    /// password); a listener beyond loopback needs a key to start
+    /// [default: <data-dir>/_lakehose/principals.json].
+    #[arg(long, env = "LAKEHOSE_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -220,6 +228,7 @@ impl ServerArgs {
             },
             max_executions: self.max_query_executions.max(1),
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout_secs),
+            keys_file: self.keys_file.clone(),
             engine: lakehose_query::EngineConfig {
                 memory_limit: self.query_memory_mb.max(64) << 20,
                 spill_dir: self.spill_dir.clone(),

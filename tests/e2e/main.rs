@@ -5,6 +5,7 @@
 mod util;
 
 mod athena;
+mod auth;
 mod bad_input;
 mod conversion;
 mod crash;

@@ -42,6 +42,17 @@ impl Server {
 
     /// [`start`](Self::start) with the server's log (stderr) sent to `stderr`.
     pub fn start_with_stderr(data_dir: &Path, extra: &[&str], stderr: Stdio) -> Server {
+        Self::start_full(data_dir, extra, stderr, &[])
+    }
+
+    /// [`start_with_stderr`](Self::start_with_stderr) with environment
+    /// variables set for the server.
+    pub fn start_full(
+        data_dir: &Path,
+        extra: &[&str],
+        stderr: Stdio,
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lakehose"))
             .arg("serve")
             .arg("--data-dir")
@@ -55,6 +66,7 @@ impl Server {
                 "warn",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -1,0 +1,27 @@
+//! # lakehose-auth
+//!
+//! Who is calling: principals, their access keys, and the verification of
+//! AWS Signature Version 4 on every request to the AWS APIs and NDJSON
+//! ingest.
+//!
+//! ```text
+//! request ──Authorization: AWS4-HMAC-SHA256 …──▶ sigv4::verify ──▶ Caller
+//!                                                     │ looks up the key
+//!                                                     ▼
+//!                         KeyStore (principals.json, secrets sealed with master.key)
+//! ```
+//!
+//! - [`keys`]: the key file (`lakehose admin keys create|list|revoke`),
+//!   read again when it changes; secrets sealed with ChaCha20-Poly1305
+//!   under a master key, temporary keys' session tokens kept as hashes.
+//! - [`sigv4`]: the signature check, computing the expected signature with
+//!   `aws-sigv4` from exactly the headers the client signed, compared in
+//!   constant time, within AWS's 15-minute clock-skew window.
+//! - [`AuthError`]: each failure as AWS reports it (`__type`, status).
+
+mod error;
+pub mod keys;
+pub mod sigv4;
+
+pub use error::AuthError;
+pub use keys::{Caller, KeyStore};

@@ -1,0 +1,224 @@
+//! Who may call the server: the principals' keys, checked on every request.
+//!
+//! - HTTP: every request but `GET /health` and `GET /metrics` must carry a
+//!   valid SigV4 signature (AWS JSON calls scoped to `firehose`, `glue` or
+//!   `athena` after their `X-Amz-Target`; NDJSON ingest to `firehose`),
+//!   else it gets AWS's error and nothing happens. The verified caller
+//!   travels with the request as a [`Caller`] extension.
+//! - Postgres wire: SCRAM-SHA-256, the access key id as user name and the
+//!   secret access key as password.
+//!
+//! Authentication is required once any key exists, and always when the
+//! server listens beyond loopback (it refuses to start there without a
+//! key). On loopback with no key at all, requests are let in, as before
+//! keys existed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::bail;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use lakehose_auth::keys::KeyPaths;
+use lakehose_auth::sigv4;
+use lakehose_auth::{AuthError, KeyStore};
+use lakehose_catalog::awsjson::AwsError;
+
+pub use lakehose_auth::Caller;
+
+/// The environment variables of the single admin key.
+pub const ACCESS_KEY_ENV: &str = "LAKEHOSE_ACCESS_KEY_ID";
+/// See [`ACCESS_KEY_ENV`].
+pub const SECRET_KEY_ENV: &str = "LAKEHOSE_SECRET_ACCESS_KEY";
+
+/// The admin key of the environment: both variables set and non-empty, or
+/// neither set. Anything in between refuses to start.
+pub fn env_admin_key() -> anyhow::Result<Option<(String, String)>> {
+    let id = std::env::var(ACCESS_KEY_ENV).ok();
+    let secret = std::env::var(SECRET_KEY_ENV).ok();
+    match (id, secret) {
+        (None, None) => Ok(None),
+        (Some(id), Some(secret)) if !id.trim().is_empty() && !secret.is_empty() => {
+            Ok(Some((id.trim().to_string(), secret)))
+        }
+        (Some(_), Some(_)) => {
+            bail!("{ACCESS_KEY_ENV} and {SECRET_KEY_ENV} must both be non-empty (or both unset)")
+        }
+        (Some(_), None) => {
+            bail!("{ACCESS_KEY_ENV} is set but {SECRET_KEY_ENV} is not: set both or neither")
+        }
+        (None, Some(_)) => {
+            bail!("{SECRET_KEY_ENV} is set but {ACCESS_KEY_ENV} is not: set both or neither")
+        }
+    }
+}
+
+/// The server's keys and whether they must be used.
+#[derive(Clone)]
+pub struct Access {
+    keys: Arc<KeyStore>,
+    /// Listening beyond loopback: authentication is required even when
+    /// every key has been revoked.
+    always: bool,
+    /// Largest body read to check a signature.
+    max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("always", &self.always)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Access {
+    /// The keys of `paths` (and the environment's admin key) for a server
+    /// listening on `addrs`. Refuses a listener beyond loopback when no key
+    /// exists.
+    pub fn open(
+        paths: KeyPaths,
+        addrs: &[SocketAddr],
+        max_body_bytes: usize,
+    ) -> anyhow::Result<Self> {
+        let keys = Arc::new(KeyStore::open(paths.clone(), env_admin_key()?)?);
+        let exposed: Vec<&SocketAddr> = addrs.iter().filter(|a| !a.ip().is_loopback()).collect();
+        if !exposed.is_empty() && !keys.is_enabled() {
+            bail!(
+                "refusing to listen on {} without access keys: anyone who can reach it could read and change everything. Create a key first (lakehose admin keys create --principal <name>, kept in {}), or set {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}, or listen on 127.0.0.1",
+                exposed
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                paths.keys.display()
+            );
+        }
+        Ok(Self {
+            keys,
+            always: !exposed.is_empty(),
+            max_body_bytes,
+        })
+    }
+
+    /// Whether requests must be authenticated now.
+    pub fn required(&self) -> bool {
+        self.always || self.keys.is_enabled()
+    }
+
+    /// The Postgres wire server's users: the keys.
+    pub fn passwords(&self) -> Arc<dyn lakehose_pgwire::Passwords> {
+        Arc::new(self.clone())
+    }
+}
+
+impl lakehose_pgwire::Passwords for Access {
+    fn password(&self, user: &str) -> Option<String> {
+        let key = self.keys.lookup(user)?;
+        // Temporary keys need their session token, which a Postgres login
+        // cannot carry: they are for the AWS APIs only.
+        if !key.token_matches(None) {
+            return None;
+        }
+        Some(key.secret().to_string())
+    }
+
+    fn required(&self) -> bool {
+        Access::required(self)
+    }
+}
+
+/// The service a request's signature must be scoped to.
+fn service_of(request: &Request) -> Option<&'static str> {
+    if request.uri().path().starts_with("/v1/streams/") {
+        return Some("firehose");
+    }
+    let target = request.headers().get("x-amz-target")?.to_str().ok()?;
+    match target.split_once('.')?.0 {
+        lakehose_ingest::firehose::TARGET_PREFIX => Some("firehose"),
+        lakehose_catalog::glue::TARGET_PREFIX => Some("glue"),
+        lakehose_athena::TARGET_PREFIX => Some("athena"),
+        _ => None,
+    }
+}
+
+/// The middleware: verifies the request's signature, or answers AWS's
+/// error without running the handler.
+pub async fn authenticate(State(access): State<Access>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path == "/health" || path == "/metrics" || !access.required() {
+        return next.run(request).await;
+    }
+    let service = service_of(&request);
+    let (mut parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, access.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over {} bytes", access.max_body_bytes),
+            )
+                .into_response();
+        }
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let verified = match service {
+        Some(service) => sigv4::verify(
+            sigv4::Request {
+                method: parts.method.as_str(),
+                path_and_query,
+                headers: &parts.headers,
+                body: &bytes,
+            },
+            &access.keys,
+            service,
+            SystemTime::now(),
+        ),
+        None if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION) =>
+        {
+            Err(AuthError::InvalidSignature(
+                "the request names no lakehose service".into(),
+            ))
+        }
+        None => Err(AuthError::Missing),
+    };
+    match verified {
+        Ok(caller) => {
+            parts.extensions.insert(caller);
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) => {
+            tracing::warn!(
+                code = e.code(),
+                path = %parts.uri.path(),
+                key = %key_id(&parts.headers),
+                "request refused: not authenticated"
+            );
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
+            AwsError::client(e.code(), e.to_string())
+                .with_status(status)
+                .into_response()
+        }
+    }
+}
+
+/// The access key id a request claims (for logs; never the signature).
+fn key_id(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| sigv4::parse_authorization(v).ok())
+        .map(|a| a.access_key_id.chars().take(32).collect())
+        .unwrap_or_else(|| "-".into())
+}

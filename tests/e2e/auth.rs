@@ -1,0 +1,483 @@
+//! Who may call: once a principal's key exists, every AWS API call and
+//! NDJSON request must carry a valid SigV4 signature and Postgres logins
+//! need the key's secret (SCRAM); the real SDKs with the right key work,
+//! and a wrong secret, a tampered body, a stale date, a missing header or
+//! an unknown or revoked key fail with AWS's errors and change nothing.
+//! Listening beyond loopback without a key, or with half the admin
+//! variables set, refuses to start.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use serde_json::{Value, json};
+
+use crate::util::{Server, record, rt, wait_until};
+
+/// A key made with `lakehose admin keys create --json`.
+struct NewKey {
+    id: String,
+    secret: String,
+    token: Option<String>,
+}
+
+fn create_key(data_dir: &std::path::Path, principal: &str, extra: &[&str]) -> NewKey {
+    let out = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+        .args([
+            "admin",
+            "keys",
+            "create",
+            "--principal",
+            principal,
+            "--json",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(extra)
+        .output()
+        .expect("run lakehose admin keys create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON key");
+    NewKey {
+        id: v["AccessKeyId"].as_str().unwrap().to_string(),
+        secret: v["SecretAccessKey"].as_str().unwrap().to_string(),
+        token: v["SessionToken"].as_str().map(str::to_string),
+    }
+}
+
+fn creds(id: &str, secret: &str, token: Option<&str>) -> aws_credential_types::Credentials {
+    aws_credential_types::Credentials::new(id, secret, token.map(str::to_string), None, "e2e")
+}
+
+/// An SDK client of `$sdk` for the server, signing with `$creds`, without
+/// retries (a refused call must fail at once).
+macro_rules! client {
+    ($sdk:ident, $endpoint:expr, $creds:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version($sdk::config::BehaviorVersion::latest())
+                .endpoint_url($endpoint)
+                .region($sdk::config::Region::new("eu-west-1"))
+                .credentials_provider($creds)
+                .retry_config($sdk::config::retry::RetryConfig::disabled())
+                .build(),
+        )
+    };
+}
+
+fn firehose(endpoint: &str, c: aws_credential_types::Credentials) -> aws_sdk_firehose::Client {
+    client!(aws_sdk_firehose, endpoint, c)
+}
+
+fn glue(endpoint: &str, c: aws_credential_types::Credentials) -> aws_sdk_glue::Client {
+    client!(aws_sdk_glue, endpoint, c)
+}
+
+fn athena(endpoint: &str, c: aws_credential_types::Credentials) -> aws_sdk_athena::Client {
+    client!(aws_sdk_athena, endpoint, c)
+}
+
+/// The error code of a failed SDK call.
+fn code<E, R>(r: Result<R, aws_sdk_firehose::error::SdkError<E>>) -> String
+where
+    E: aws_sdk_firehose::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    let err = r.expect_err("the call should have been refused");
+    match err.as_service_error() {
+        Some(e) => e.code().unwrap_or("<no code>").to_string(),
+        None => format!("<not a service error: {err:?}>"),
+    }
+}
+
+/// A request signed as the SDKs sign it, then sent with `body` (which may
+/// differ from what was signed).
+#[allow(clippy::too_many_arguments)]
+fn signed(
+    http: &reqwest::Client,
+    endpoint: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    service: &str,
+    key: (&str, &str),
+    time: SystemTime,
+    signed_body: &[u8],
+    sent_body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let host = endpoint.trim_start_matches("http://");
+    let identity = creds(key.0, key.1, None).into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let mut all: Vec<(&str, &str)> = vec![("host", host)];
+    all.extend_from_slice(headers);
+    let url = format!("{endpoint}{path}");
+    let request = SignableRequest::new(
+        "POST",
+        url.as_str(),
+        all.iter().copied(),
+        SignableBody::Bytes(signed_body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(request, &params).unwrap().into_parts();
+    let mut builder = with_headers(http.post(&url).body(sent_body), headers);
+    let (added, _) = instructions.into_parts();
+    for h in added {
+        builder = builder.header(h.name(), h.value());
+    }
+    builder
+}
+
+/// `request` with `headers` added.
+fn with_headers(
+    mut request: reqwest::RequestBuilder,
+    headers: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    request
+}
+
+/// Sends a request: its status and JSON body (null when not JSON).
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = request.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[test]
+fn signed_calls_work_and_everything_else_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "loader", &["--group", "writers"]);
+    let temp = create_key(dir.path(), "ci", &["--expires-in", "1h"]);
+    let server = Server::start(dir.path(), &[]);
+    let ep = server.endpoint.clone();
+    let http = reqwest::Client::new();
+    rt().block_on(async {
+        // The right key through each SDK.
+        let fh = firehose(&ep, creds(&key.id, &key.secret, None));
+        fh.create_delivery_stream()
+            .delivery_stream_name("signed")
+            .extended_s3_destination_configuration(
+                aws_sdk_firehose::types::ExtendedS3DestinationConfiguration::builder()
+                    .bucket_arn("arn:aws:s3:::signed")
+                    .role_arn("arn:aws:iam::123456789012:role/firehose")
+                    .prefix("events/")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("CreateDeliveryStream with the right key");
+        fh.put_record()
+            .delivery_stream_name("signed")
+            .record(record(b"{\"n\":1}\n\x00\xff binary".to_vec()))
+            .send()
+            .await
+            .expect("PutRecord with the right key");
+        fh.put_record_batch()
+            .delivery_stream_name("signed")
+            .records(record(b"{\"n\":2}\n".to_vec()))
+            .records(record(vec![0u8, 1, 2, 255]))
+            .send()
+            .await
+            .expect("PutRecordBatch with the right key");
+        glue(&ep, creds(&key.id, &key.secret, None))
+            .get_databases()
+            .send()
+            .await
+            .expect("Glue GetDatabases with the right key");
+        let started = athena(&ep, creds(&key.id, &key.secret, None))
+            .start_query_execution()
+            .query_string("SELECT 1")
+            .send()
+            .await
+            .expect("Athena StartQueryExecution with the right key");
+        assert!(started.query_execution_id.is_some());
+        // A temporary key with its session token.
+        firehose(&ep, creds(&temp.id, &temp.secret, temp.token.as_deref()))
+            .list_delivery_streams()
+            .send()
+            .await
+            .expect("a temporary key with its token");
+
+        // Wrong secret, unknown key, a temporary key without its token.
+        let wrong = firehose(&ep, creds(&key.id, "not-the-secret-0000000000000000000000000", None));
+        assert_eq!(code(wrong.list_delivery_streams().send().await), "InvalidSignatureException");
+        let unknown = firehose(&ep, creds("LKIAUNKNOWNUNKNOWN00", &key.secret, None));
+        assert_eq!(code(unknown.list_delivery_streams().send().await), "UnrecognizedClientException");
+        let tokenless = firehose(&ep, creds(&temp.id, &temp.secret, None));
+        assert_eq!(code(tokenless.list_delivery_streams().send().await), "UnrecognizedClientException");
+        let glue_wrong = glue(&ep, creds(&key.id, "x", None));
+        let err = glue_wrong.get_databases().send().await.unwrap_err();
+        assert_eq!(err.into_service_error().meta().code(), Some("InvalidSignatureException"));
+
+        // No signature: refused, and the stream is not made.
+        let body = json!({
+            "DeliveryStreamName": "unsigned",
+            "ExtendedS3DestinationConfiguration": {"BucketARN": "arn:aws:s3:::x", "RoleARN": "arn:aws:iam::1:role/r"}
+        })
+        .to_string();
+        let target = [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", "Firehose_20150804.CreateDeliveryStream"),
+        ];
+        let unsigned = with_headers(http.post(&ep).body(body.clone()), &target);
+        let (status, v) = answer(unsigned).await;
+        assert_eq!((status, v["__type"].as_str()), (403, Some("MissingAuthenticationTokenException")));
+
+        // Signed, then the body changed: refused, nothing made.
+        let key_pair = (key.id.as_str(), key.secret.as_str());
+        let tampered_body = body.replace("unsigned", "tampered");
+        let now = SystemTime::now();
+        let (status, v) = answer(signed(
+            &http, &ep, "/", &target, "firehose", key_pair, now, body.as_bytes(), tampered_body.into_bytes(),
+        ))
+        .await;
+        assert_eq!((status, v["__type"].as_str()), (403, Some("InvalidSignatureException")));
+
+        // Correctly signed 20 minutes ago: stale.
+        let old = now - Duration::from_secs(20 * 60);
+        let (status, v) = answer(signed(
+            &http, &ep, "/", &target, "firehose", key_pair, old, body.as_bytes(), body.clone().into_bytes(),
+        ))
+        .await;
+        assert_eq!((status, v["__type"].as_str()), (403, Some("InvalidSignatureException")));
+        assert!(v["message"].as_str().unwrap().starts_with("Signature expired"), "{v}");
+
+        // Signed for another service than the target's.
+        let (status, _) = answer(signed(
+            &http, &ep, "/", &target, "glue", key_pair, now, body.as_bytes(), body.clone().into_bytes(),
+        ))
+        .await;
+        assert_eq!(status, 403);
+
+        // A malformed Authorization header.
+        let bad = http.post(&ep).body(body.clone()).header("authorization", "AWS4-HMAC-SHA256 Credential=x");
+        let (status, v) = answer(with_headers(bad, &target)).await;
+        assert_eq!((status, v["__type"].as_str()), (400, Some("IncompleteSignatureException")));
+
+        let names = fh.list_delivery_streams().send().await.unwrap().delivery_stream_names;
+        assert_eq!(names, vec!["signed".to_string()], "a refused call made a stream");
+
+        // NDJSON: signed for firehose works, unsigned does not.
+        let lines = b"{\"n\":3}\n{\"n\":4}\n".to_vec();
+        let resp = signed(
+            &http, &ep, "/v1/streams/signed/records", &[("content-type", "application/x-ndjson")],
+            "firehose", (&key.id, &key.secret), SystemTime::now(), &lines, lines.clone(),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await.unwrap());
+        let resp = http
+            .post(format!("{ep}/v1/streams/signed/records"))
+            .body(lines.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 403);
+
+        // /health stays open for probes.
+        let resp = http.get(format!("{ep}/health")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+
+        // Postgres: the key id and secret over SCRAM; anything else fails.
+        let (host, port) = server.pg_addr.rsplit_once(':').unwrap();
+        let conninfo = |user: &str, password: &str| {
+            format!("host={host} port={port} user={user} password={password} dbname=default connect_timeout=10")
+        };
+        let (pg, conn) = tokio_postgres::connect(&conninfo(&key.id, &key.secret), tokio_postgres::NoTls)
+            .await
+            .expect("Postgres login with the key");
+        tokio::spawn(conn);
+        let row = pg.query_one("SELECT 41 + 1", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 42);
+        for (user, password) in [(key.id.as_str(), "wrong"), ("analyst", "x"), (temp.id.as_str(), temp.secret.as_str())] {
+            let err = tokio_postgres::connect(&conninfo(user, password), tokio_postgres::NoTls)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{user} logged in"));
+            assert_eq!(err.code().map(|c| c.code()), Some("28P01"), "{err}");
+        }
+
+        // A revoked key stops working within seconds.
+        let out = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+            .args(["admin", "keys", "revoke", &key.id, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    });
+    let fh = firehose(&ep, creds(&key.id, &key.secret, None));
+    wait_until(10, "the revoked key to be refused", || {
+        rt().block_on(async {
+            matches!(
+                fh.list_delivery_streams().send().await,
+                Err(e) if e.as_service_error().and_then(|s| aws_sdk_firehose::error::ProvideErrorMetadata::code(s)) == Some("UnrecognizedClientException")
+            )
+        })
+    });
+    // The secrets were never written to the key file or the log.
+    let file = std::fs::read_to_string(dir.path().join("_lakehose/principals.json")).unwrap();
+    assert!(!file.contains(&key.secret) && !file.contains(&temp.secret));
+    server.terminate();
+}
+
+#[test]
+fn unsafe_listeners_and_half_set_credentials_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lakehose"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env_remove("LAKEHOSE_ACCESS_KEY_ID")
+            .env_remove("LAKEHOSE_SECRET_ACCESS_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run lakehose serve");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, err) = start(
+        &["--listen", "0.0.0.0:0", "--pg-listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without access keys"),
+        "{err}"
+    );
+    let (ok, err) = start(
+        &["--listen", "127.0.0.1:0", "--pg-listen", "0.0.0.0:0"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(err.contains("refusing to listen"), "{err}");
+    let (ok, err) = start(
+        &["--listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0"],
+        &[("LAKEHOSE_ACCESS_KEY_ID", "admin")],
+    );
+    assert!(!ok);
+    assert!(err.contains("LAKEHOSE_SECRET_ACCESS_KEY is not"), "{err}");
+    let (ok, err) = start(
+        &["--listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0"],
+        &[
+            ("LAKEHOSE_ACCESS_KEY_ID", "admin"),
+            ("LAKEHOSE_SECRET_ACCESS_KEY", ""),
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("must both be non-empty"), "{err}");
+}
+
+#[test]
+fn the_environment_admin_key_signs_for_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_full(
+        dir.path(),
+        &[],
+        Stdio::inherit(),
+        &[
+            ("LAKEHOSE_ACCESS_KEY_ID", "ADMINKEY"),
+            ("LAKEHOSE_SECRET_ACCESS_KEY", "admin-secret"),
+        ],
+    );
+    let ep = server.endpoint.clone();
+    rt().block_on(async {
+        firehose(&ep, creds("ADMINKEY", "admin-secret", None))
+            .list_delivery_streams()
+            .send()
+            .await
+            .expect("the admin key of the environment");
+        let other = firehose(&ep, creds("OTHER", "admin-secret", None));
+        assert_eq!(
+            code(other.list_delivery_streams().send().await),
+            "UnrecognizedClientException"
+        );
+    });
+    server.terminate();
+}
+
+/// boto3 (from PyPI, as `.ci/run` installs it) and `curl --aws-sigv4` sign
+/// with their own SigV4 code: both are accepted, and boto3 with a wrong
+/// secret gets `InvalidSignatureException`.
+#[test]
+fn boto3_and_curl_signatures_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "py", &[]);
+    let server = Server::start(dir.path(), &[]);
+    let script = r#"
+import os, sys, boto3, botocore
+ep = os.environ["ENDPOINT"]
+def client(service, secret=None):
+    return boto3.client(service, endpoint_url=ep, region_name="eu-central-1",
+        aws_access_key_id=os.environ["KEY_ID"],
+        aws_secret_access_key=secret or os.environ["KEY_SECRET"],
+        config=botocore.config.Config(retries={"max_attempts": 1}))
+fh = client("firehose")
+fh.create_delivery_stream(DeliveryStreamName="py",
+    ExtendedS3DestinationConfiguration={"BucketARN": "arn:aws:s3:::pylake", "RoleARN": "arn:aws:iam::1:role/r", "Prefix": "raw/"})
+out = fh.put_record_batch(DeliveryStreamName="py",
+    Records=[{"Data": b"{\"n\": 1}\n"}, {"Data": bytes(range(256))}])
+assert out["FailedPutCount"] == 0, out
+assert "py" in fh.list_delivery_streams()["DeliveryStreamNames"]
+client("glue").get_databases()
+assert client("athena").start_query_execution(QueryString="SELECT 1")["QueryExecutionId"]
+try:
+    client("firehose", secret="wrong" * 8).list_delivery_streams()
+    sys.exit("a wrong secret was accepted")
+except botocore.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "InvalidSignatureException", e.response
+print("boto3 ok")
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("ENDPOINT", &server.endpoint)
+        .env("KEY_ID", &key.id)
+        .env("KEY_SECRET", &key.secret)
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("python3 (with boto3, which .ci/run installs)");
+    assert!(
+        out.status.success(),
+        "boto3: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let curl = |user: &str| {
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["--aws-sigv4", "aws:amz:us-east-1:firehose", "--user", user])
+            .args(["-H", "content-type: application/x-ndjson"])
+            .args(["--data-binary", "{\"n\":2}\n"])
+            .arg(format!("{}/v1/streams/py/records", server.endpoint))
+            .output()
+            .expect("curl")
+    };
+    let ok = curl(&format!("{}:{}", key.id, key.secret));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "200");
+    let wrong = curl(&format!("{}:wrong", key.id));
+    assert_eq!(String::from_utf8_lossy(&wrong.stdout), "403");
+    server.terminate();
+}
