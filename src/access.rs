@@ -12,6 +12,11 @@
 //! server listens beyond loopback (it refuses to start there without a
 //! key). On loopback with no key at all, requests are let in, as before
 //! keys existed.
+//!
+//! An authenticated call is then authorized: its IAM action and resources
+//! ([`lakehose_auth::actions`]) against the caller's and its groups'
+//! policies ([`lakehose_auth::policy`]); a call no policy allows, or one a
+//! policy denies, gets `AccessDeniedException` and does nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,8 +29,8 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lakehose_auth::keys::KeyPaths;
-use lakehose_auth::sigv4;
-use lakehose_auth::{AuthError, KeyStore};
+use lakehose_auth::policy::Policies;
+use lakehose_auth::{AuthError, KeyStore, actions, sigv4};
 use lakehose_catalog::awsjson::AwsError;
 
 pub use lakehose_auth::Caller;
@@ -61,6 +66,9 @@ pub fn env_admin_key() -> anyhow::Result<Option<(String, String)>> {
 #[derive(Clone)]
 pub struct Access {
     keys: Arc<KeyStore>,
+    policies: Arc<Policies>,
+    /// The Athena API, to find the workgroup of a query execution.
+    athena: Option<lakehose_athena::AthenaApi>,
     /// Listening beyond loopback: authentication is required even when
     /// every key has been revoked.
     always: bool,
@@ -86,6 +94,7 @@ impl Access {
         max_body_bytes: usize,
     ) -> anyhow::Result<Self> {
         let keys = Arc::new(KeyStore::open(paths.clone(), env_admin_key()?)?);
+        let policies = Arc::new(Policies::open(paths.policies.clone())?);
         let exposed: Vec<&SocketAddr> = addrs.iter().filter(|a| !a.ip().is_loopback()).collect();
         if !exposed.is_empty() && !keys.is_enabled() {
             bail!(
@@ -100,9 +109,50 @@ impl Access {
         }
         Ok(Self {
             keys,
+            policies,
+            athena: None,
             always: !exposed.is_empty(),
             max_body_bytes,
         })
+    }
+
+    /// With the Athena API whose executions' workgroups policies name.
+    pub fn with_athena(mut self, athena: lakehose_athena::AthenaApi) -> Self {
+        self.athena = Some(athena);
+        self
+    }
+
+    /// The IAM action and resources of a call.
+    fn request_of(
+        &self,
+        parts: &axum::http::request::Parts,
+        body: &[u8],
+        region: &str,
+    ) -> actions::Request {
+        let path = parts.uri.path();
+        if let Some(rest) = path.strip_prefix("/v1/streams/") {
+            let stream = rest.split('/').next().unwrap_or_default();
+            return actions::ndjson(region, stream);
+        }
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let (prefix, operation) = target.split_once('.').unwrap_or(("", target));
+        let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        match prefix {
+            lakehose_ingest::firehose::TARGET_PREFIX => actions::firehose(region, operation, &json),
+            lakehose_catalog::glue::TARGET_PREFIX => actions::glue(region, operation, &json),
+            lakehose_athena::TARGET_PREFIX => {
+                let lookup = |id: &str| self.athena.as_ref().and_then(|a| a.workgroup_of(id));
+                actions::athena(region, operation, &json, &lookup)
+            }
+            _ => actions::Request {
+                action: format!("unknown:{}", operation.chars().take(64).collect::<String>()),
+                resources: vec!["*".into()],
+            },
+        }
     }
 
     /// Whether requests must be authenticated now.
@@ -194,6 +244,21 @@ pub async fn authenticate(State(access): State<Access>, request: Request, next: 
     };
     match verified {
         Ok(caller) => {
+            let request = access.request_of(&parts, &bytes, &caller.region);
+            if let Err(denied) =
+                access
+                    .policies
+                    .authorize(&caller, &request.action, &request.resources)
+            {
+                tracing::warn!(
+                    principal = %caller.principal,
+                    action = %request.action,
+                    resource = %denied.resource,
+                    "request refused: not authorized"
+                );
+                return AwsError::client("AccessDeniedException", denied.to_string())
+                    .into_response();
+            }
             parts.extensions.insert(caller);
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await

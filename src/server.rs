@@ -334,6 +334,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     ingest.metrics().register(&mut registry);
     let athena_gauges = AthenaGauges::default();
     athena_gauges.register(&mut registry);
+    let access = access.with_athena(athena.clone());
     let state = AppState {
         ingest: ingest.clone(),
         glue: GlueApi {

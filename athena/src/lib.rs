@@ -214,6 +214,14 @@ impl AthenaApi {
         &self.inner.config
     }
 
+    /// The workgroup of a query execution in the history.
+    pub fn workgroup_of(&self, execution_id: &str) -> Option<String> {
+        self.state()
+            .executions
+            .get(execution_id)
+            .map(|e| e.workgroup.clone())
+    }
+
     /// Counts of executions in the history by state.
     pub fn metrics(&self) -> AthenaMetrics {
         let state = self.state();

@@ -13,8 +13,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -24,15 +23,14 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::watch::Watched;
+
 /// The environment variable a master key can be given in (base64 of 32
 /// bytes) instead of the `master.key` file.
 pub const MASTER_KEY_ENV: &str = "LAKEHOSE_MASTER_KEY";
 
 /// The principal `LAKEHOSE_ACCESS_KEY_ID`/`LAKEHOSE_SECRET_ACCESS_KEY` name.
 pub const ENV_PRINCIPAL: &str = "admin";
-
-/// How often, at most, a server looks at the key file for changes.
-const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// Largest key file read (a file past it is refused, not parsed).
 const MAX_KEY_FILE_BYTES: u64 = 16 << 20;
@@ -74,6 +72,8 @@ pub struct Caller {
     pub groups: Vec<String>,
     /// The access key the request was signed with.
     pub access_key_id: String,
+    /// The region the request was signed for (its ARNs' region).
+    pub region: String,
 }
 
 /// A key as the verifier needs it.
@@ -131,6 +131,7 @@ impl Key {
             principal: self.principal.clone(),
             groups: self.groups.clone(),
             access_key_id: self.access_key_id.clone(),
+            region: String::new(),
         }
     }
 }
@@ -203,6 +204,8 @@ pub struct KeyPaths {
     pub keys: PathBuf,
     /// The master key file (used when `LAKEHOSE_MASTER_KEY` is unset).
     pub master: PathBuf,
+    /// The policy file (`policies.json` beside the key file).
+    pub policies: PathBuf,
 }
 
 impl KeyPaths {
@@ -210,7 +213,12 @@ impl KeyPaths {
     pub fn new(keys: impl Into<PathBuf>) -> Self {
         let keys = keys.into();
         let master = keys.with_file_name("master.key");
-        Self { keys, master }
+        let policies = keys.with_file_name("policies.json");
+        Self {
+            keys,
+            master,
+            policies,
+        }
     }
 
     /// The default key file of a data folder.
@@ -308,7 +316,7 @@ fn fill_random(buf: &mut [u8]) -> Result<(), KeyError> {
 }
 
 /// Writes `bytes` to `path` readable by its owner only, whole or not at all.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     use std::io::Write;
     let io = |source| KeyError::Io {
         path: path.to_path_buf(),
@@ -338,7 +346,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     Ok(())
 }
 
-fn read_file(path: &Path) -> Result<Option<KeyFile>, KeyError> {
+/// A file's bytes (`None` when it does not exist), refused past
+/// [`MAX_KEY_FILE_BYTES`].
+pub(crate) fn read_limited(path: &Path) -> Result<Option<Vec<u8>>, KeyError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -355,21 +365,38 @@ fn read_file(path: &Path) -> Result<Option<KeyFile>, KeyError> {
             reason: format!("larger than {MAX_KEY_FILE_BYTES} bytes"),
         });
     }
-    let bytes = std::fs::read(path).map_err(|source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| KeyError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    if file.version != 1 {
-        return Err(KeyError::Corrupt {
+    std::fs::read(path)
+        .map(Some)
+        .map_err(|source| KeyError::Io {
             path: path.to_path_buf(),
-            reason: format!("version {} (this lakehose reads version 1)", file.version),
-        });
+            source,
+        })
+}
+
+/// A JSON file of lakehose's (`None` when it does not exist), refused
+/// unless `version` says version 1.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    version: impl Fn(&T) -> u32,
+) -> Result<Option<T>, KeyError> {
+    let Some(bytes) = read_limited(path)? else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| KeyError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file: T = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    match version(&file) {
+        1 => Ok(Some(file)),
+        v => Err(corrupt(format!(
+            "version {v} (this lakehose reads version 1)"
+        ))),
     }
-    Ok(Some(file))
+}
+
+fn read_file(path: &Path) -> Result<Option<KeyFile>, KeyError> {
+    read_json(path, |f: &KeyFile| f.version)
 }
 
 fn write_file(path: &Path, file: &KeyFile) -> Result<(), KeyError> {
@@ -516,40 +543,25 @@ fn unhex32(text: &str) -> Option<[u8; 32]> {
 /// again when it changes, and the single admin key of
 /// `LAKEHOSE_ACCESS_KEY_ID`/`LAKEHOSE_SECRET_ACCESS_KEY`.
 pub struct KeyStore {
-    paths: KeyPaths,
     env_key: Option<Key>,
-    loaded: RwLock<Loaded>,
-    last_check: Mutex<Instant>,
+    file: Watched<HashMap<String, Key>>,
 }
 
 impl fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyStore")
-            .field("keys", &self.paths.keys)
+            .field("file", &self.file)
             .finish_non_exhaustive()
     }
 }
 
-#[derive(Default)]
-struct Loaded {
-    keys: HashMap<String, Key>,
-    /// The file's modification time and length when read.
-    stamp: Option<(SystemTime, u64)>,
-}
-
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
-}
-
-fn load(paths: &KeyPaths) -> Result<Loaded, KeyError> {
-    let stamp = stamp(&paths.keys);
-    let Some(file) = read_file(&paths.keys)? else {
-        return Ok(Loaded::default());
-    };
+fn load(paths: &KeyPaths) -> Result<HashMap<String, Key>, KeyError> {
     let mut keys = HashMap::new();
+    let Some(file) = read_file(&paths.keys)? else {
+        return Ok(keys);
+    };
     if file.keys.is_empty() {
-        return Ok(Loaded { keys, stamp });
+        return Ok(keys);
     }
     let master = MasterKey::load(paths, false)?;
     for k in file.keys {
@@ -587,7 +599,7 @@ fn load(paths: &KeyPaths) -> Result<Loaded, KeyError> {
             },
         );
     }
-    Ok(Loaded { keys, stamp })
+    Ok(keys)
 }
 
 impl KeyStore {
@@ -607,7 +619,7 @@ impl KeyStore {
                 Some(Key {
                     access_key_id: id,
                     principal: ENV_PRINCIPAL.into(),
-                    groups: vec!["admins".into()],
+                    groups: Vec::new(),
                     secret,
                     session_token_sha256: None,
                     expires: None,
@@ -615,79 +627,31 @@ impl KeyStore {
             }
             None => None,
         };
-        let loaded = load(&paths)?;
-        Ok(Self {
-            paths,
-            env_key,
-            loaded: RwLock::new(loaded),
-            last_check: Mutex::new(Instant::now()),
-        })
+        let file = Watched::open(paths.keys.clone(), move |_| load(&paths))?;
+        Ok(Self { env_key, file })
     }
 
     /// Whether any key is configured: without one, requests are not
     /// authenticated (allowed on loopback only).
     pub fn is_enabled(&self) -> bool {
-        self.refresh();
-        self.env_key.is_some() || !self.read().keys.is_empty()
+        self.env_key.is_some() || !self.file.current().is_empty()
     }
 
     /// The key with this id.
     pub fn lookup(&self, access_key_id: &str) -> Option<Key> {
-        self.refresh();
         if let Some(k) = &self.env_key
             && k.access_key_id == access_key_id
         {
             return Some(k.clone());
         }
-        self.read().keys.get(access_key_id).cloned()
-    }
-
-    /// Every key, the admin key of the environment first.
-    pub fn keys(&self) -> Vec<Key> {
-        self.refresh();
-        let mut out: Vec<Key> = self.env_key.iter().cloned().collect();
-        let loaded = self.read();
-        let mut file: Vec<&Key> = loaded.keys.values().collect();
-        file.sort_by(|a, b| a.access_key_id.cmp(&b.access_key_id));
-        out.extend(file.into_iter().cloned());
-        out
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
-        self.loaded.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Reads the key file again when it changed (looked at once a second
-    /// at most).
-    fn refresh(&self) {
-        {
-            let mut last = self.last_check.lock().unwrap_or_else(|e| e.into_inner());
-            if last.elapsed() < RELOAD_CHECK {
-                return;
-            }
-            *last = Instant::now();
-        }
-        let now = stamp(&self.paths.keys);
-        if now == self.read().stamp {
-            return;
-        }
-        match load(&self.paths) {
-            Ok(loaded) => {
-                tracing::info!(keys = loaded.keys.len(), file = %self.paths.keys.display(), "key file read again");
-                *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = loaded;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the changed key file cannot be read; the keys read before stay in use");
-                // Do not try again until the file changes once more.
-                self.loaded.write().unwrap_or_else(|e| e.into_inner()).stamp = now;
-            }
-        }
+        self.file.current().get(access_key_id).cloned()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn keys_are_sealed_listed_and_revoked() {

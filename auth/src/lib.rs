@@ -14,14 +14,20 @@
 //! - [`keys`]: the key file (`lakehose admin keys create|list|revoke`),
 //!   read again when it changes; secrets sealed with ChaCha20-Poly1305
 //!   under a master key, temporary keys' session tokens kept as hashes.
+//! - [`actions`]: the IAM action and resource ARNs of each API call.
+//! - [`policy`]: identity policies in IAM's JSON grammar, per principal
+//!   and per group; default deny, explicit deny wins.
 //! - [`sigv4`]: the signature check, computing the expected signature with
 //!   `aws-sigv4` from exactly the headers the client signed, compared in
 //!   constant time, within AWS's 15-minute clock-skew window.
 //! - [`AuthError`]: each failure as AWS reports it (`__type`, status).
 
+pub mod actions;
 mod error;
 pub mod keys;
+pub mod policy;
 pub mod sigv4;
+mod watch;
 
 pub use error::AuthError;
 pub use keys::{Caller, KeyStore};

@@ -256,7 +256,9 @@ pub fn verify(
             .as_bytes()
             .ct_eq(auth.signature.to_ascii_lowercase().as_bytes()),
     ) {
-        Ok(key.caller())
+        let mut caller = key.caller();
+        caller.region = auth.region.to_string();
+        Ok(caller)
     } else {
         Err(AuthError::InvalidSignature(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use std::io::Read;
+
 use lakehose_auth::keys::{self, KeyPaths};
+use lakehose_auth::policy::{self, Target};
 
 /// Flags of `lakehose admin`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +24,68 @@ pub enum AdminCommand {
     /// reads the key file again within a second of a change.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Policies of principals and groups, in IAM's JSON grammar: what each
+    /// may do on which streams, databases, tables and workgroups. Read
+    /// again by a running server within a second of a change.
+    #[command(subcommand)]
+    Policies(PoliciesCommand),
+}
+
+/// Whose policy.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct PolicyTarget {
+    /// A principal's policy.
+    #[arg(long)]
+    principal: Option<String>,
+    /// A group's policy.
+    #[arg(long)]
+    group: Option<String>,
+}
+
+impl PolicyTarget {
+    fn target(&self) -> Target {
+        match (&self.principal, &self.group) {
+            (Some(p), _) => Target::Principal(p.clone()),
+            (None, Some(g)) => Target::Group(g.clone()),
+            (None, None) => unreachable!("clap requires one of --principal and --group"),
+        }
+    }
+}
+
+/// `lakehose admin policies` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum PoliciesCommand {
+    /// Set (replace) the policy of a principal or a group from a JSON
+    /// policy document (`-` reads standard input). The document is checked
+    /// first: Effect, Action/NotAction, Resource/NotResource; anything else
+    /// (Condition, ...) is refused.
+    Put {
+        /// Whose policy.
+        #[command(flatten)]
+        target: PolicyTarget,
+        /// The policy document file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Where the key file (and the policy file beside it) is.
+        #[command(flatten)]
+        keys: KeyFileArgs,
+    },
+    /// Print every policy as JSON lines.
+    List {
+        /// Where the key file (and the policy file beside it) is.
+        #[command(flatten)]
+        keys: KeyFileArgs,
+    },
+    /// Remove the policy of a principal or a group.
+    Delete {
+        /// Whose policy.
+        #[command(flatten)]
+        target: PolicyTarget,
+        /// Where the key file (and the policy file beside it) is.
+        #[command(flatten)]
+        keys: KeyFileArgs,
+    },
 }
 
 /// Where the key file is.
@@ -92,6 +157,48 @@ pub enum KeysCommand {
 /// Runs `lakehose admin`.
 pub fn run(config: Config) -> anyhow::Result<()> {
     match config.command {
+        AdminCommand::Policies(PoliciesCommand::Put { target, file, keys }) => {
+            let text = if file.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin().take(1 << 20), &mut text)?;
+                text
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("could not read {}", file.display()))?
+            };
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let paths = keys.paths();
+            let target = target.target();
+            policy::put_policy(&paths.policies, &target, &doc).with_context(|| {
+                format!("the policy was not saved to {}", paths.policies.display())
+            })?;
+            eprintln!(
+                "{} now has this policy ({})",
+                describe(&target),
+                paths.policies.display()
+            );
+            Ok(())
+        }
+        AdminCommand::Policies(PoliciesCommand::List { keys }) => {
+            for (target, doc) in policy::list_policies(&keys.paths().policies)? {
+                let (kind, name) = match target {
+                    Target::Principal(n) => ("principal", n),
+                    Target::Group(n) => ("group", n),
+                };
+                println!("{}", serde_json::json!({ kind: name, "policy": doc }));
+            }
+            Ok(())
+        }
+        AdminCommand::Policies(PoliciesCommand::Delete { target, keys }) => {
+            let target = target.target();
+            if policy::delete_policy(&keys.paths().policies, &target)? {
+                eprintln!("removed the policy of {}", describe(&target));
+                Ok(())
+            } else {
+                anyhow::bail!("{} has no policy", describe(&target))
+            }
+        }
         AdminCommand::Keys(KeysCommand::Create {
             principal,
             groups,
@@ -172,5 +279,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 anyhow::bail!("no key {access_key_id} in {}", paths.keys.display())
             }
         }
+    }
+}
+
+fn describe(target: &Target) -> String {
+    match target {
+        Target::Principal(n) => format!("principal {n}"),
+        Target::Group(n) => format!("group {n}"),
     }
 }

@@ -4,7 +4,8 @@
 //! and a wrong secret, a tampered body, a stale date, a missing header or
 //! an unknown or revoked key fail with AWS's errors and change nothing.
 //! Listening beyond loopback without a key, or with half the admin
-//! variables set, refuses to start.
+//! variables set, refuses to start. Policies decide what a signed call may
+//! do, per action and resource: default deny, explicit deny wins.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
@@ -13,7 +14,9 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use serde_json::{Value, json};
 
-use crate::util::{Server, record, rt, wait_until};
+use std::ffi::OsStr;
+
+use crate::util::{Server, cli_ok, record, rt, wait_until};
 
 /// A key made with `lakehose admin keys create --json`.
 struct NewKey {
@@ -23,25 +26,19 @@ struct NewKey {
 }
 
 fn create_key(data_dir: &std::path::Path, principal: &str, extra: &[&str]) -> NewKey {
-    let out = Command::new(env!("CARGO_BIN_EXE_lakehose"))
-        .args([
-            "admin",
-            "keys",
-            "create",
-            "--principal",
-            principal,
-            "--json",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(extra)
-        .output()
-        .expect("run lakehose admin keys create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let words = [
+        "admin",
+        "keys",
+        "create",
+        "--principal",
+        principal,
+        "--json",
+        "--data-dir",
+    ];
+    let mut args: Vec<&OsStr> = words.iter().map(OsStr::new).collect();
+    args.push(data_dir.as_os_str());
+    args.extend(extra.iter().map(OsStr::new));
+    let out = cli_ok(&args);
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON key");
     NewKey {
         id: v["AccessKeyId"].as_str().unwrap().to_string(),
@@ -160,8 +157,12 @@ async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
 #[test]
 fn signed_calls_work_and_everything_else_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let key = create_key(dir.path(), "loader", &["--group", "writers"]);
-    let temp = create_key(dir.path(), "ci", &["--expires-in", "1h"]);
+    let key = create_key(dir.path(), "loader", &["--group", "admins"]);
+    let temp = create_key(
+        dir.path(),
+        "ci",
+        &["--group", "admins", "--expires-in", "1h"],
+    );
     let server = Server::start(dir.path(), &[]);
     let ep = server.endpoint.clone();
     let http = reqwest::Client::new();
@@ -314,12 +315,14 @@ fn signed_calls_work_and_everything_else_is_refused() {
         }
 
         // A revoked key stops working within seconds.
-        let out = Command::new(env!("CARGO_BIN_EXE_lakehose"))
-            .args(["admin", "keys", "revoke", &key.id, "--data-dir"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        cli_ok(&[
+            OsStr::new("admin"),
+            OsStr::new("keys"),
+            OsStr::new("revoke"),
+            OsStr::new(&key.id),
+            OsStr::new("--data-dir"),
+            dir.path().as_os_str(),
+        ]);
     });
     let fh = firehose(&ep, creds(&key.id, &key.secret, None));
     wait_until(10, "the revoked key to be refused", || {
@@ -424,7 +427,7 @@ fn the_environment_admin_key_signs_for_everything() {
 #[test]
 fn boto3_and_curl_signatures_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let key = create_key(dir.path(), "py", &[]);
+    let key = create_key(dir.path(), "py", &["--group", "admins"]);
     let server = Server::start(dir.path(), &[]);
     let script = r#"
 import os, sys, boto3, botocore
@@ -479,5 +482,202 @@ print("boto3 ok")
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "200");
     let wrong = curl(&format!("{}:wrong", key.id));
     assert_eq!(String::from_utf8_lossy(&wrong.stdout), "403");
+    server.terminate();
+}
+
+fn put_policy(data_dir: &std::path::Path, who: &[&str], doc: Value) {
+    let file = data_dir.join(format!("policy-{}.json", who.join("-").replace("--", "")));
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let mut args: Vec<&OsStr> = ["admin", "policies", "put"]
+        .iter()
+        .map(OsStr::new)
+        .collect();
+    args.extend(who.iter().map(OsStr::new));
+    args.extend([
+        OsStr::new("--file"),
+        file.as_os_str(),
+        OsStr::new("--data-dir"),
+        data_dir.as_os_str(),
+    ]);
+    cli_ok(&args);
+}
+
+/// The code and message of a refused call, or "ok".
+fn outcome<R, E: aws_sdk_firehose::error::ProvideErrorMetadata>(
+    r: Result<R, aws_sdk_firehose::error::SdkError<E>>,
+) -> (String, String) {
+    match r {
+        Ok(_) => ("ok".into(), String::new()),
+        Err(e) => match e.as_service_error() {
+            Some(s) => (
+                s.code().unwrap_or_default().to_string(),
+                s.message().unwrap_or_default().to_string(),
+            ),
+            None => ("<no service error>".into(), String::new()),
+        },
+    }
+}
+
+#[test]
+fn policies_decide_per_action_and_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let admin = create_key(d, "ops", &["--group", "admins"]);
+    let loader = create_key(d, "loader", &["--group", "writers"]);
+    let reader = create_key(d, "analyst", &["--group", "readers"]);
+    let blocked = create_key(d, "contractor", &["--group", "readers"]);
+    let nobody = create_key(d, "nobody", &[]);
+    put_policy(
+        d,
+        &["--group", "writers"],
+        json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "firehose:PutRecord*", "Resource": "arn:aws:firehose:*:*:deliverystream/app-*"},
+            {"Effect": "Allow", "Action": ["firehose:ListDeliveryStreams"], "Resource": "*"}
+        ]}),
+    );
+    put_policy(
+        d,
+        &["--group", "readers"],
+        json!({"Statement": [
+            {"Effect": "Allow", "Action": "glue:Get*", "Resource": "*"},
+            {"Effect": "Allow", "Action": "athena:*", "Resource": "arn:aws:athena:*:*:workgroup/primary"}
+        ]}),
+    );
+    put_policy(
+        d,
+        &["--principal", "contractor"],
+        json!({"Statement": [
+            {"Effect": "Deny", "Action": "glue:*", "Resource": "arn:aws:glue:*:*:table/secret/*"}
+        ]}),
+    );
+    put_policy(
+        d,
+        &["--group", "admins"],
+        json!({"Statement": [
+            {"Effect": "Deny", "Action": "firehose:DeleteDeliveryStream", "Resource": "arn:aws:firehose:*:*:deliverystream/app-logs"}
+        ]}),
+    );
+    // A policy with an element lakehose does not evaluate is refused.
+    let file = d.join("bad.json");
+    std::fs::write(&file, r#"{"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+        .args(["admin", "policies", "put", "--group", "x", "--file"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(d)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Condition"));
+
+    let server = Server::start(d, &[]);
+    let ep = server.endpoint.clone();
+    let c = |k: &NewKey| creds(&k.id, &k.secret, None);
+    rt().block_on(async {
+        // Admins set up: two streams, two databases with a table each, a workgroup.
+        let fh_admin = firehose(&ep, c(&admin));
+        for name in ["app-logs", "billing"] {
+            fh_admin
+                .create_delivery_stream()
+                .delivery_stream_name(name)
+                .extended_s3_destination_configuration(
+                    aws_sdk_firehose::types::ExtendedS3DestinationConfiguration::builder()
+                        .bucket_arn("arn:aws:s3:::policies")
+                        .role_arn("arn:aws:iam::123456789012:role/firehose")
+                        .prefix(format!("{name}/"))
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .expect("admins create streams");
+        }
+        let glue_admin = glue(&ep, c(&admin));
+        for db in ["open", "secret"] {
+            glue_admin
+                .create_database()
+                .database_input(aws_sdk_glue::types::DatabaseInput::builder().name(db).build().unwrap())
+                .send()
+                .await
+                .unwrap();
+            glue_admin
+                .create_table()
+                .database_name(db)
+                .table_input(crate::util::parquet_table_input("t", &format!("s3://policies/{db}/"), &[("a", "int")], &[]))
+                .send()
+                .await
+                .unwrap();
+        }
+        let athena_admin = athena(&ep, c(&admin));
+        athena_admin.create_work_group().name("other").send().await.unwrap();
+        let other_exec = athena_admin
+            .start_query_execution()
+            .query_string("SELECT 1")
+            .work_group("other")
+            .send()
+            .await
+            .unwrap()
+            .query_execution_id
+            .unwrap();
+
+        // Firehose: writers put into app-* only, and cannot delete.
+        let fh = firehose(&ep, c(&loader));
+        let put = |stream: &str| fh.put_record().delivery_stream_name(stream).record(record(b"{}\n".to_vec())).send();
+        assert_eq!(outcome(put("app-logs").await).0, "ok");
+        let (code, message) = outcome(put("billing").await);
+        assert_eq!(code, "AccessDeniedException");
+        assert!(
+            message.contains("firehose:PutRecord on resource: arn:aws:firehose:eu-west-1:000000000000:deliverystream/billing"),
+            "{message}"
+        );
+        assert_eq!(outcome(fh.list_delivery_streams().send().await).0, "ok");
+        let (code, _) = outcome(fh.delete_delivery_stream().delivery_stream_name("app-logs").send().await);
+        assert_eq!(code, "AccessDeniedException");
+        // An explicit deny beats the admins' allow-everything.
+        let (code, message) = outcome(fh_admin.delete_delivery_stream().delivery_stream_name("app-logs").send().await);
+        assert_eq!(code, "AccessDeniedException");
+        assert!(message.contains("explicit deny"), "{message}");
+        // No policy at all: nothing is allowed.
+        let (code, _) = outcome(firehose(&ep, c(&nobody)).list_delivery_streams().send().await);
+        assert_eq!(code, "AccessDeniedException");
+
+        // Glue: readers read, do not write; the contractor's deny on secret.*.
+        let g = glue(&ep, c(&reader));
+        assert_eq!(outcome(g.get_table().database_name("secret").name("t").send().await).0, "ok");
+        let (code, _) = outcome(g.delete_table().database_name("open").name("t").send().await);
+        assert_eq!(code, "AccessDeniedException");
+        let gb = glue(&ep, c(&blocked));
+        assert_eq!(outcome(gb.get_table().database_name("open").name("t").send().await).0, "ok");
+        let (code, message) = outcome(gb.get_table().database_name("secret").name("t").send().await);
+        assert_eq!(code, "AccessDeniedException");
+        assert!(message.contains("table/secret/t"), "{message}");
+        let (code, _) = outcome(gb.get_tables().database_name("secret").send().await);
+        assert_eq!(code, "AccessDeniedException");
+
+        // Athena: the primary workgroup only, also for executions by id.
+        let a = athena(&ep, c(&reader));
+        let mine = a.start_query_execution().query_string("SELECT 2").send().await;
+        assert_eq!(outcome(mine).0, "ok");
+        let (code, _) = outcome(a.start_query_execution().query_string("SELECT 3").work_group("other").send().await);
+        assert_eq!(code, "AccessDeniedException");
+        let (code, message) = outcome(a.get_query_execution().query_execution_id(&other_exec).send().await);
+        assert_eq!(code, "AccessDeniedException");
+        assert!(message.contains("workgroup/other"), "{message}");
+        let (code, _) = outcome(a.delete_work_group().work_group("other").send().await);
+        assert_eq!(code, "AccessDeniedException");
+        assert_eq!(outcome(athena_admin.get_query_execution().query_execution_id(&other_exec).send().await).0, "ok");
+
+        // NDJSON follows the stream's policy too.
+        let http = reqwest::Client::new();
+        let lines = b"{\"n\":1}\n".to_vec();
+        for (stream, status) in [("app-logs", 200), ("billing", 400)] {
+            let (got, v) = answer(signed(
+                &http, &ep, &format!("/v1/streams/{stream}/records"), &[("content-type", "application/x-ndjson")],
+                "firehose", (&loader.id, &loader.secret), SystemTime::now(), &lines, lines.clone(),
+            ))
+            .await;
+            assert_eq!(got, status, "{stream}: {v}");
+        }
+    });
     server.terminate();
 }

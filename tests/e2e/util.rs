@@ -273,6 +273,22 @@ pub fn record(data: impl Into<Vec<u8>>) -> Record {
         .unwrap()
 }
 
+/// Runs a `lakehose` CLI command to completion; panics with its stderr
+/// when it fails.
+pub fn cli_ok(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+        .args(args)
+        .output()
+        .expect("run lakehose");
+    assert!(
+        out.status.success(),
+        "lakehose {:?}: {}",
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A current-thread runtime for a test body.
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,273 @@
+//! What a call asks to do, in IAM's terms: the action (`glue:GetTable`)
+//! and the resources (ARNs) it touches, read from the operation and its
+//! JSON body as AWS's authorization reference lists them.
+//!
+//! ARNs carry the region the request was signed for and the account
+//! [`ACCOUNT`]. Calls that name no resource (listings) touch `*`, which
+//! only a statement whose `Resource` is `*` matches, as in IAM. Glue table
+//! calls touch the catalog, the database and the table, as in Glue.
+
+use serde_json::Value;
+
+/// The account id in lakehose's ARNs (one account per server).
+pub const ACCOUNT: &str = "000000000000";
+
+/// The action and resources of one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `service:Operation`.
+    pub action: String,
+    /// ARNs, or `*`.
+    pub resources: Vec<String>,
+}
+
+fn text<'a>(body: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut v = body;
+    for key in path {
+        v = v.get(*key)?;
+    }
+    v.as_str()
+}
+
+/// Firehose calls (`Firehose_20150804.<operation>`).
+pub fn firehose(region: &str, operation: &str, body: &Value) -> Request {
+    let resources = match text(body, &["DeliveryStreamName"]) {
+        Some(name) if operation != "ListDeliveryStreams" => vec![stream_arn(region, name)],
+        _ => vec!["*".into()],
+    };
+    Request {
+        action: format!("firehose:{operation}"),
+        resources,
+    }
+}
+
+/// The ARN of a delivery stream.
+pub fn stream_arn(region: &str, name: &str) -> String {
+    format!("arn:aws:firehose:{region}:{ACCOUNT}:deliverystream/{name}")
+}
+
+/// NDJSON ingest into a stream: `firehose:PutRecordBatch` on the stream.
+pub fn ndjson(region: &str, stream: &str) -> Request {
+    Request {
+        action: "firehose:PutRecordBatch".into(),
+        resources: vec![stream_arn(region, stream)],
+    }
+}
+
+/// Glue calls (`AWSGlue.<operation>`).
+pub fn glue(region: &str, operation: &str, body: &Value) -> Request {
+    let catalog = format!("arn:aws:glue:{region}:{ACCOUNT}:catalog");
+    let database = |name: &str| format!("arn:aws:glue:{region}:{ACCOUNT}:database/{name}");
+    let table = |db: &str, t: &str| format!("arn:aws:glue:{region}:{ACCOUNT}:table/{db}/{t}");
+    let db = text(body, &["DatabaseName"]);
+    let resources = match operation {
+        "CreateDatabase" => match text(body, &["DatabaseInput", "Name"]) {
+            Some(name) => vec![catalog, database(name)],
+            None => vec![catalog],
+        },
+        "GetDatabase" | "DeleteDatabase" | "UpdateDatabase" => match text(body, &["Name"]) {
+            Some(name) => vec![catalog, database(name)],
+            None => vec![catalog],
+        },
+        "GetDatabases" => vec![catalog],
+        "CreateTable" | "UpdateTable" => match (db, text(body, &["TableInput", "Name"])) {
+            (Some(d), Some(t)) => vec![catalog, database(d), table(d, t)],
+            (Some(d), None) => vec![catalog, database(d)],
+            _ => vec![catalog],
+        },
+        "GetTable" | "DeleteTable" => match (db, text(body, &["Name"])) {
+            (Some(d), Some(t)) => vec![catalog, database(d), table(d, t)],
+            (Some(d), None) => vec![catalog, database(d)],
+            _ => vec![catalog],
+        },
+        "GetTables" => match db {
+            Some(d) => vec![catalog, database(d), table(d, "*")],
+            None => vec![catalog],
+        },
+        "GetTableVersions"
+        | "CreatePartition"
+        | "BatchCreatePartition"
+        | "GetPartition"
+        | "GetPartitions"
+        | "BatchDeletePartition"
+        | "UpdatePartition"
+        | "DeletePartition"
+        | "BatchGetPartition" => match (db, text(body, &["TableName"])) {
+            (Some(d), Some(t)) => vec![catalog, database(d), table(d, t)],
+            (Some(d), None) => vec![catalog, database(d)],
+            _ => vec![catalog],
+        },
+        "CreateCrawler" | "GetCrawler" | "UpdateCrawler" | "DeleteCrawler" | "StartCrawler"
+        | "StopCrawler" => match text(body, &["Name"]) {
+            Some(name) => vec![format!("arn:aws:glue:{region}:{ACCOUNT}:crawler/{name}")],
+            None => vec!["*".into()],
+        },
+        _ => vec!["*".into()],
+    };
+    Request {
+        action: format!("glue:{operation}"),
+        resources,
+    }
+}
+
+/// The ARN of an Athena workgroup.
+pub fn workgroup_arn(region: &str, name: &str) -> String {
+    format!("arn:aws:athena:{region}:{ACCOUNT}:workgroup/{name}")
+}
+
+/// Athena calls (`AmazonAthena.<operation>`); `workgroup_of` names the
+/// workgroup of a query execution id (`None` for an unknown id, which
+/// then touches `*`).
+pub fn athena(
+    region: &str,
+    operation: &str,
+    body: &Value,
+    workgroup_of: &dyn Fn(&str) -> Option<String>,
+) -> Request {
+    let workgroup = |name: &str| workgroup_arn(region, name);
+    let of_execution = |id: Option<&str>| match id.and_then(workgroup_of) {
+        Some(wg) => workgroup(&wg),
+        None => "*".to_string(),
+    };
+    let resources = match operation {
+        "StartQueryExecution" | "ListQueryExecutions" => {
+            vec![workgroup(text(body, &["WorkGroup"]).unwrap_or("primary"))]
+        }
+        "GetQueryExecution" | "GetQueryResults" | "StopQueryExecution" => {
+            vec![of_execution(text(body, &["QueryExecutionId"]))]
+        }
+        "BatchGetQueryExecution" => {
+            let ids: Vec<&str> = body
+                .get("QueryExecutionIds")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).take(50).collect())
+                .unwrap_or_default();
+            if ids.is_empty() {
+                vec!["*".into()]
+            } else {
+                let mut r: Vec<String> = ids.into_iter().map(|id| of_execution(Some(id))).collect();
+                r.sort();
+                r.dedup();
+                r
+            }
+        }
+        "CreateWorkGroup" | "DeleteWorkGroup" => {
+            match text(body, &["Name"]).or(text(body, &["WorkGroup"])) {
+                Some(name) => vec![workgroup(name)],
+                None => vec!["*".into()],
+            }
+        }
+        "GetWorkGroup" | "UpdateWorkGroup" => match text(body, &["WorkGroup"]) {
+            Some(name) => vec![workgroup(name)],
+            None => vec!["*".into()],
+        },
+        "GetDataCatalog" => match text(body, &["Name"]) {
+            Some(name) => vec![format!(
+                "arn:aws:athena:{region}:{ACCOUNT}:datacatalog/{name}"
+            )],
+            None => vec!["*".into()],
+        },
+        "ListDatabases" | "GetDatabase" | "ListTableMetadata" | "GetTableMetadata" => {
+            match text(body, &["CatalogName"]) {
+                Some(name) => vec![format!(
+                    "arn:aws:athena:{region}:{ACCOUNT}:datacatalog/{name}"
+                )],
+                None => vec!["*".into()],
+            }
+        }
+        _ => vec!["*".into()],
+    };
+    Request {
+        action: format!("athena:{operation}"),
+        resources,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resources_follow_the_body() {
+        let r = firehose(
+            "eu-west-1",
+            "PutRecord",
+            &json!({"DeliveryStreamName": "logs"}),
+        );
+        assert_eq!(r.action, "firehose:PutRecord");
+        assert_eq!(
+            r.resources,
+            vec!["arn:aws:firehose:eu-west-1:000000000000:deliverystream/logs"]
+        );
+        assert_eq!(
+            firehose("r", "ListDeliveryStreams", &json!({})).resources,
+            vec!["*"]
+        );
+        let r = glue(
+            "r",
+            "GetTable",
+            &json!({"DatabaseName": "raw", "Name": "events"}),
+        );
+        assert_eq!(
+            r.resources,
+            vec![
+                "arn:aws:glue:r:000000000000:catalog",
+                "arn:aws:glue:r:000000000000:database/raw",
+                "arn:aws:glue:r:000000000000:table/raw/events"
+            ]
+        );
+        let r = glue(
+            "r",
+            "CreateTable",
+            &json!({"DatabaseName": "raw", "TableInput": {"Name": "t"}}),
+        );
+        assert_eq!(r.resources.len(), 3);
+        let lookup = |id: &str| (id == "q1").then(|| "etl".to_string());
+        let r = athena(
+            "r",
+            "GetQueryResults",
+            &json!({"QueryExecutionId": "q1"}),
+            &lookup,
+        );
+        assert_eq!(
+            r.resources,
+            vec!["arn:aws:athena:r:000000000000:workgroup/etl"]
+        );
+        let r = athena(
+            "r",
+            "GetQueryResults",
+            &json!({"QueryExecutionId": "zz"}),
+            &lookup,
+        );
+        assert_eq!(r.resources, vec!["*"]);
+        let r = athena(
+            "r",
+            "StartQueryExecution",
+            &json!({"QueryString": "SELECT 1"}),
+            &lookup,
+        );
+        assert_eq!(
+            r.resources,
+            vec!["arn:aws:athena:r:000000000000:workgroup/primary"]
+        );
+        // A hostile body: wrong types and missing fields touch `*` or the
+        // catalog only.
+        assert_eq!(
+            glue("r", "GetTable", &json!({"DatabaseName": 1}))
+                .resources
+                .len(),
+            1
+        );
+        assert_eq!(
+            athena(
+                "r",
+                "BatchGetQueryExecution",
+                &json!({"QueryExecutionIds": "x"}),
+                &lookup
+            )
+            .resources,
+            vec!["*"]
+        );
+    }
+}
