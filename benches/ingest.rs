@@ -3,7 +3,10 @@
 //! - `e2e_http`: records sent over HTTP with `PutRecordBatch` (500 records a
 //!   call, 8 calls in flight) to an in-process server, acknowledged after the
 //!   write-ahead log fsync, partitioned with JQ and written as zstd Parquet;
-//!   each iteration ends when every record is in a Parquet file.
+//!   each iteration ends when every record is in a Parquet file. Once
+//!   unsigned against a server without keys, once with every call SigV4
+//!   signed (ahead of time) against a server that verifies signatures and
+//!   policies.
 //! - `direct_parquet`: the same records parsed by arrow-json and written by
 //!   the parquet crate directly: the physical limit of this machine.
 //!
@@ -74,9 +77,85 @@ fn create_stream_body(stream: &str) -> String {
     .to_string()
 }
 
+/// Requests as sent: the target header and body, plus the SigV4 headers
+/// of a key when the server requires signatures (signed once, before the
+/// measurement, so the figure is the server's verification cost, not the
+/// client's signing).
+struct Prepared {
+    headers: Vec<(String, String)>,
+    body: Bytes,
+}
+
+fn prepare(endpoint: &str, target: &str, body: Bytes, key: Option<&(String, String)>) -> Prepared {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let mut headers = vec![
+        ("x-amz-target".to_string(), target.to_string()),
+        (
+            "content-type".to_string(),
+            "application/x-amz-json-1.1".to_string(),
+        ),
+    ];
+    if let Some((id, secret)) = key {
+        let identity =
+            aws_credential_types::Credentials::new(id, secret, None, None, "bench").into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("firehose")
+            .time(std::time::SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .expect("params")
+            .into();
+        let host = endpoint.trim_start_matches("http://").to_string();
+        let mut signed: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        signed.push(("host", &host));
+        let request = SignableRequest::new(
+            "POST",
+            endpoint,
+            signed.into_iter(),
+            SignableBody::Bytes(&body),
+        )
+        .expect("signable");
+        let (instructions, _) = sign(request, &params).expect("sign").into_parts();
+        let (added, _) = instructions.into_parts();
+        for h in added {
+            headers.push((h.name().to_string(), h.value().to_string()));
+        }
+    }
+    Prepared { headers, body }
+}
+
+fn send(http: &reqwest::Client, endpoint: &str, p: &Prepared) -> reqwest::RequestBuilder {
+    let mut r = http.post(endpoint).body(p.body.clone());
+    for (k, v) in &p.headers {
+        r = r.header(k, v);
+    }
+    r
+}
+
 fn e2e_http(c: &mut Criterion) {
+    e2e(c, "e2e_http_firehose_to_parquet", false);
+    e2e(c, "e2e_http_firehose_to_parquet_sigv4", true);
+}
+
+fn e2e(c: &mut Criterion, name: &str, signed: bool) {
     let rt = server::runtime(None).expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
+    let keys_file = dir.path().join("keys/principals.json");
+    let key = signed.then(|| {
+        let made = lakehose_auth::keys::create_key(
+            &lakehose_auth::keys::KeyPaths::new(&keys_file),
+            "bench",
+            &["admins".to_string()],
+            None,
+        )
+        .expect("key");
+        (made.access_key_id, made.secret_access_key)
+    });
     let running = rt
         .block_on(server::start(ServerOptions {
             data_dir: dir.path().to_path_buf(),
@@ -94,7 +173,7 @@ fn e2e_http(c: &mut Criterion) {
             pg: Default::default(),
             max_executions: lakehose_athena::DEFAULT_MAX_EXECUTIONS,
             shutdown_timeout: std::time::Duration::from_secs(120),
-            keys_file: None,
+            keys_file: signed.then(|| keys_file.clone()),
         }))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());
@@ -106,24 +185,38 @@ fn e2e_http(c: &mut Criterion) {
         recs.len(),
         json_bytes as f64 / recs.len() as f64
     );
-    let bodies = Arc::new(batch_bodies(&recs, "bench"));
+    let bodies: Arc<Vec<Prepared>> = Arc::new(
+        batch_bodies(&recs, "bench")
+            .into_iter()
+            .map(|b| {
+                prepare(
+                    &endpoint,
+                    "Firehose_20150804.PutRecordBatch",
+                    b,
+                    key.as_ref(),
+                )
+            })
+            .collect(),
+    );
     rt.block_on(async {
-        let resp = http
-            .post(&endpoint)
-            .header("x-amz-target", "Firehose_20150804.CreateDeliveryStream")
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(create_stream_body("bench"))
+        let create = prepare(
+            &endpoint,
+            "Firehose_20150804.CreateDeliveryStream",
+            Bytes::from(create_stream_body("bench")),
+            key.as_ref(),
+        );
+        let resp = send(&http, &endpoint, &create)
             .send()
             .await
             .expect("create");
-        assert!(resp.status().is_success());
+        assert!(resp.status().is_success(), "{}", resp.status());
     });
 
     let mut group = c.benchmark_group("ingest");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(recs.len() as u64));
-    group.bench_function("e2e_http_firehose_to_parquet", |b| {
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let start = Instant::now();
@@ -135,14 +228,7 @@ fn e2e_http(c: &mut Criterion) {
                         let bodies = Arc::clone(&bodies);
                         tasks.push(tokio::spawn(async move {
                             for body in bodies.iter().skip(worker).step_by(IN_FLIGHT) {
-                                let resp = http
-                                    .post(&endpoint)
-                                    .header("x-amz-target", "Firehose_20150804.PutRecordBatch")
-                                    .header("content-type", "application/x-amz-json-1.1")
-                                    .body(body.clone())
-                                    .send()
-                                    .await
-                                    .expect("put");
+                                let resp = send(&http, &endpoint, body).send().await.expect("put");
                                 assert!(resp.status().is_success(), "{}", resp.status());
                             }
                         }));

@@ -28,10 +28,12 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use lakehose_auth::audit::AuditLog;
 use lakehose_auth::keys::KeyPaths;
 use lakehose_auth::policy::Policies;
 use lakehose_auth::{AuthError, KeyStore, actions, sigv4};
 use lakehose_catalog::awsjson::AwsError;
+use serde_json::json;
 
 pub use lakehose_auth::Caller;
 
@@ -67,6 +69,7 @@ pub fn env_admin_key() -> anyhow::Result<Option<(String, String)>> {
 pub struct Access {
     keys: Arc<KeyStore>,
     policies: Arc<Policies>,
+    audit: AuditLog,
     /// The Athena API, to find the workgroup of a query execution.
     athena: Option<lakehose_athena::AthenaApi>,
     /// Listening beyond loopback: authentication is required even when
@@ -90,6 +93,7 @@ impl Access {
     /// exists.
     pub fn open(
         paths: KeyPaths,
+        data_dir: &std::path::Path,
         addrs: &[SocketAddr],
         max_body_bytes: usize,
     ) -> anyhow::Result<Self> {
@@ -107,9 +111,11 @@ impl Access {
                 paths.keys.display()
             );
         }
+        let audit = AuditLog::open(lakehose_auth::audit::dir_in(data_dir))?;
         Ok(Self {
             keys,
             policies,
+            audit,
             athena: None,
             always: !exposed.is_empty(),
             max_body_bytes,
@@ -250,6 +256,15 @@ pub async fn authenticate(State(access): State<Access>, request: Request, next: 
                     .policies
                     .authorize(&caller, &request.action, &request.resources)
             {
+                access.audit.record(
+                    "access_denied",
+                    json!({
+                        "principal": caller.principal,
+                        "access_key_id": caller.access_key_id,
+                        "action": request.action,
+                        "resource": denied.resource,
+                    }),
+                );
                 tracing::warn!(
                     principal = %caller.principal,
                     action = %request.action,
@@ -259,11 +274,35 @@ pub async fn authenticate(State(access): State<Access>, request: Request, next: 
                 return AwsError::client("AccessDeniedException", denied.to_string())
                     .into_response();
             }
+            if changes_something(&request.action) {
+                let mut event = json!({
+                    "principal": caller.principal,
+                    "access_key_id": caller.access_key_id,
+                    "action": request.action,
+                    "resources": request.resources,
+                });
+                if request.action == "athena:StartQueryExecution"
+                    && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    && let Some(sql) = body.get("QueryString").and_then(|q| q.as_str())
+                {
+                    event["query"] = json!(sql.chars().take(8192).collect::<String>());
+                }
+                access.audit.record("api_call", event);
+            }
             parts.extensions.insert(caller);
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
         Err(e) => {
+            access.audit.record(
+                "authentication_failed",
+                json!({
+                    "code": e.code(),
+                    "access_key_id": key_id(&parts.headers),
+                    "path": parts.uri.path(),
+                    "target": parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()),
+                }),
+            );
             tracing::warn!(
                 code = e.code(),
                 path = %parts.uri.path(),
@@ -276,6 +315,18 @@ pub async fn authenticate(State(access): State<Access>, request: Request, next: 
                 .into_response()
         }
     }
+}
+
+/// Whether a call is audited: everything but reads and record ingest
+/// (queries are audited, with their text: they may be DDL).
+fn changes_something(action: &str) -> bool {
+    let operation = action.split_once(':').map_or(action, |(_, op)| op);
+    !(operation.starts_with("Get")
+        || operation.starts_with("List")
+        || operation.starts_with("Describe")
+        || operation.starts_with("BatchGet")
+        || operation == "PutRecord"
+        || operation == "PutRecordBatch")
 }
 
 /// The access key id a request claims (for logs; never the signature).

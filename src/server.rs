@@ -251,6 +251,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .unwrap_or_else(|| KeyPaths::in_data_dir(&options.data_dir));
     let access = Access::open(
         key_paths,
+        &options.data_dir,
         &[options.listen, options.pg_listen],
         options.request_limits.max_body_bytes.max(1),
     )?;

@@ -14,6 +14,7 @@
 //! - [`keys`]: the key file (`lakehose admin keys create|list|revoke`),
 //!   read again when it changes; secrets sealed with ChaCha20-Poly1305
 //!   under a master key, temporary keys' session tokens kept as hashes.
+//! - [`audit`]: the audit log (JSON lines, rotated daily).
 //! - [`actions`]: the IAM action and resource ARNs of each API call.
 //! - [`policy`]: identity policies in IAM's JSON grammar, per principal
 //!   and per group; default deny, explicit deny wins.
@@ -23,6 +24,7 @@
 //! - [`AuthError`]: each failure as AWS reports it (`__type`, status).
 
 pub mod actions;
+pub mod audit;
 mod error;
 pub mod keys;
 pub mod policy;

@@ -102,6 +102,23 @@ pub struct KeyFileArgs {
 }
 
 impl KeyFileArgs {
+    /// Writes an event to the data folder's audit log, naming the local
+    /// user who ran the command (a failure to write is reported, not
+    /// fatal: the change is made).
+    fn audit(&self, event: &str, mut fields: serde_json::Value) {
+        fields["by"] = serde_json::json!({
+            "user": std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            "via": "lakehose admin",
+        });
+        let dir = lakehose_auth::audit::dir_in(&self.data_dir);
+        if let Err(e) = lakehose_auth::audit::append(&dir, event, fields) {
+            eprintln!(
+                "warning: could not write the audit log in {}: {e}",
+                dir.display()
+            );
+        }
+    }
+
     fn paths(&self) -> KeyPaths {
         match &self.keys_file {
             Some(file) => KeyPaths::new(file),
@@ -173,6 +190,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             policy::put_policy(&paths.policies, &target, &doc).with_context(|| {
                 format!("the policy was not saved to {}", paths.policies.display())
             })?;
+            keys.audit(
+                "policy_put",
+                serde_json::json!({"of": describe(&target), "policy": doc}),
+            );
             eprintln!(
                 "{} now has this policy ({})",
                 describe(&target),
@@ -193,6 +214,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         AdminCommand::Policies(PoliciesCommand::Delete { target, keys }) => {
             let target = target.target();
             if policy::delete_policy(&keys.paths().policies, &target)? {
+                keys.audit(
+                    "policy_deleted",
+                    serde_json::json!({"of": describe(&target)}),
+                );
                 eprintln!("removed the policy of {}", describe(&target));
                 Ok(())
             } else {
@@ -209,6 +234,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let paths = file.paths();
             let key = keys::create_key(&paths, &principal, &groups, expires_in)
                 .with_context(|| format!("could not add a key to {}", paths.keys.display()))?;
+            file.audit(
+                "key_created",
+                serde_json::json!({
+                    "principal": key.principal,
+                    "access_key_id": key.access_key_id,
+                    "groups": groups,
+                    "expires": key.expires.map(|e| e.to_rfc3339()),
+                }),
+            );
             if json {
                 println!(
                     "{}",
@@ -273,6 +307,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }) => {
             let paths = file.paths();
             if keys::revoke_key(&paths, &access_key_id)? {
+                file.audit(
+                    "key_revoked",
+                    serde_json::json!({"access_key_id": access_key_id}),
+                );
                 eprintln!("revoked {access_key_id}");
                 Ok(())
             } else {

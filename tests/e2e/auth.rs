@@ -221,6 +221,13 @@ fn signed_calls_work_and_everything_else_is_refused() {
         assert_eq!(code(unknown.list_delivery_streams().send().await), "UnrecognizedClientException");
         let tokenless = firehose(&ep, creds(&temp.id, &temp.secret, None));
         assert_eq!(code(tokenless.list_delivery_streams().send().await), "UnrecognizedClientException");
+        wait_until(10, "the failed authentication in the audit log", || {
+            audit_events(dir.path()).iter().any(|e| {
+                e["event"] == "authentication_failed"
+                    && e["code"] == "InvalidSignatureException"
+                    && e["access_key_id"] == key.id.as_str()
+            })
+        });
         let glue_wrong = glue(&ep, creds(&key.id, "x", None));
         let err = glue_wrong.get_databases().send().await.unwrap_err();
         assert_eq!(err.into_service_error().meta().code(), Some("InvalidSignatureException"));
@@ -502,6 +509,19 @@ fn put_policy(data_dir: &std::path::Path, who: &[&str], doc: Value) {
     cli_ok(&args);
 }
 
+/// Every event of the data folder's audit log.
+fn audit_events(data_dir: &std::path::Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(data_dir.join("_lakehose/audit")) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
+    }
+    out
+}
+
 /// The code and message of a refused call, or "ok".
 fn outcome<R, E: aws_sdk_firehose::error::ProvideErrorMetadata>(
     r: Result<R, aws_sdk_firehose::error::SdkError<E>>,
@@ -679,5 +699,32 @@ fn policies_decide_per_action_and_resource() {
             assert_eq!(got, status, "{stream}: {v}");
         }
     });
+    // The audit log: who changed what, what was refused; never a secret.
+    let has = |event: &str, check: &dyn Fn(&Value) -> bool| {
+        audit_events(d)
+            .iter()
+            .any(|e| e["event"] == event && check(e))
+    };
+    wait_until(10, "the audit events", || {
+        has("access_denied", &|e| {
+            e["principal"] == "loader"
+                && e["action"] == "firehose:PutRecord"
+                && e["resource"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .ends_with("deliverystream/billing")
+        }) && has("api_call", &|e| {
+            e["principal"] == "ops" && e["action"] == "firehose:CreateDeliveryStream"
+        }) && has("api_call", &|e| {
+            e["action"] == "athena:StartQueryExecution" && e["query"] == "SELECT 2"
+        })
+    });
+    assert!(has("key_created", &|e| e["principal"] == "loader"
+        && e["by"]["via"] == "lakehose admin"));
+    assert!(has("policy_put", &|e| e["of"] == "group writers"));
+    let text: String = audit_events(d).iter().map(|e| e.to_string()).collect();
+    for k in [&admin, &loader, &reader, &blocked, &nobody] {
+        assert!(!text.contains(&k.secret), "a secret in the audit log");
+    }
     server.terminate();
 }
