@@ -174,6 +174,7 @@ fn e2e(c: &mut Criterion, name: &str, signed: bool) {
             max_executions: lakehose_athena::DEFAULT_MAX_EXECUTIONS,
             shutdown_timeout: std::time::Duration::from_secs(120),
             keys_file: signed.then(|| keys_file.clone()),
+            jwt: None,
         }))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());

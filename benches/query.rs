@@ -155,6 +155,7 @@ fn bench(c: &mut Criterion) {
             max_executions: lakehose_athena::DEFAULT_MAX_EXECUTIONS,
             shutdown_timeout: std::time::Duration::from_secs(120),
             keys_file: None,
+            jwt: None,
         }))
         .expect("server");
     let athena = athena_client(server.addr());

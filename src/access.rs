@@ -5,6 +5,9 @@
 //!   `athena` after their `X-Amz-Target`; NDJSON ingest to `firehose`),
 //!   else it gets AWS's error and nothing happens. The verified caller
 //!   travels with the request as a [`Caller`] extension.
+//! - NDJSON ingest also takes `Authorization: Bearer <JWT>` from an
+//!   identity provider when `--jwt-jwks` is set ([`lakehose_auth::jwt`]);
+//!   a bad token gets 401 `NotAuthorizedException`.
 //! - Postgres wire: SCRAM-SHA-256, the access key id as user name and the
 //!   secret access key as password.
 //!
@@ -29,6 +32,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lakehose_auth::audit::AuditLog;
+use lakehose_auth::jwt::{JwtConfig, JwtVerifier};
 use lakehose_auth::keys::KeyPaths;
 use lakehose_auth::policy::Policies;
 use lakehose_auth::{AuthError, KeyStore, actions, sigv4};
@@ -70,6 +74,8 @@ pub struct Access {
     keys: Arc<KeyStore>,
     policies: Arc<Policies>,
     audit: AuditLog,
+    /// Bearer tokens accepted on NDJSON ingest.
+    jwt: Option<Arc<JwtVerifier>>,
     /// The Athena API, to find the workgroup of a query execution.
     athena: Option<lakehose_athena::AthenaApi>,
     /// Listening beyond loopback: authentication is required even when
@@ -93,6 +99,7 @@ impl Access {
     /// exists.
     pub fn open(
         paths: KeyPaths,
+        jwt: Option<JwtConfig>,
         data_dir: &std::path::Path,
         addrs: &[SocketAddr],
         max_body_bytes: usize,
@@ -112,12 +119,17 @@ impl Access {
             );
         }
         let audit = AuditLog::open(lakehose_auth::audit::dir_in(data_dir))?;
+        let jwt = match jwt {
+            Some(config) => Some(Arc::new(JwtVerifier::open(config)?)),
+            None => None,
+        };
         Ok(Self {
             keys,
             policies,
             audit,
+            always: !exposed.is_empty() || jwt.is_some(),
+            jwt,
             athena: None,
-            always: !exposed.is_empty(),
             max_body_bytes,
         })
     }
@@ -210,7 +222,7 @@ pub async fn authenticate(State(access): State<Access>, request: Request, next: 
         return next.run(request).await;
     }
     let service = service_of(&request);
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, access.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
@@ -226,6 +238,37 @@ pub async fn authenticate(State(access): State<Access>, request: Request, next: 
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(token) = bearer {
+        let ndjson = parts.uri.path().starts_with("/v1/streams/");
+        let verified = match (&access.jwt, ndjson) {
+            (Some(jwt), true) => jwt.verify(token.trim()).map_err(|e| e.to_string()),
+            (None, true) => {
+                Err("bearer tokens are not configured on this server (--jwt-jwks)".to_string())
+            }
+            (_, false) => Err(
+                "bearer tokens are accepted on NDJSON ingest only; sign AWS API calls with SigV4"
+                    .to_string(),
+            ),
+        };
+        return match verified {
+            Ok(caller) => authorized(&access, parts, bytes, caller, next).await,
+            Err(message) => {
+                access.audit.record(
+                    "authentication_failed",
+                    json!({"code": "NotAuthorizedException", "path": parts.uri.path(), "reason": message}),
+                );
+                tracing::warn!(path = %parts.uri.path(), reason = %message, "request refused: bad bearer token");
+                AwsError::client("NotAuthorizedException", message)
+                    .with_status(StatusCode::UNAUTHORIZED)
+                    .into_response()
+            }
+        };
+    }
     let verified = match service {
         Some(service) => sigv4::verify(
             sigv4::Request {
@@ -249,50 +292,7 @@ pub async fn authenticate(State(access): State<Access>, request: Request, next: 
         None => Err(AuthError::Missing),
     };
     match verified {
-        Ok(caller) => {
-            let request = access.request_of(&parts, &bytes, &caller.region);
-            if let Err(denied) =
-                access
-                    .policies
-                    .authorize(&caller, &request.action, &request.resources)
-            {
-                access.audit.record(
-                    "access_denied",
-                    json!({
-                        "principal": caller.principal,
-                        "access_key_id": caller.access_key_id,
-                        "action": request.action,
-                        "resource": denied.resource,
-                    }),
-                );
-                tracing::warn!(
-                    principal = %caller.principal,
-                    action = %request.action,
-                    resource = %denied.resource,
-                    "request refused: not authorized"
-                );
-                return AwsError::client("AccessDeniedException", denied.to_string())
-                    .into_response();
-            }
-            if changes_something(&request.action) {
-                let mut event = json!({
-                    "principal": caller.principal,
-                    "access_key_id": caller.access_key_id,
-                    "action": request.action,
-                    "resources": request.resources,
-                });
-                if request.action == "athena:StartQueryExecution"
-                    && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&bytes)
-                    && let Some(sql) = body.get("QueryString").and_then(|q| q.as_str())
-                {
-                    event["query"] = json!(sql.chars().take(8192).collect::<String>());
-                }
-                access.audit.record("api_call", event);
-            }
-            parts.extensions.insert(caller);
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
+        Ok(caller) => authorized(&access, parts, bytes, caller, next).await,
         Err(e) => {
             access.audit.record(
                 "authentication_failed",
@@ -315,6 +315,56 @@ pub async fn authenticate(State(access): State<Access>, request: Request, next: 
                 .into_response()
         }
     }
+}
+
+/// Runs an authenticated call when the caller's policies allow it.
+async fn authorized(
+    access: &Access,
+    mut parts: axum::http::request::Parts,
+    bytes: axum::body::Bytes,
+    caller: Caller,
+    next: Next,
+) -> Response {
+    let request = access.request_of(&parts, &bytes, &caller.region);
+    if let Err(denied) = access
+        .policies
+        .authorize(&caller, &request.action, &request.resources)
+    {
+        access.audit.record(
+            "access_denied",
+            json!({
+                "principal": caller.principal,
+                "access_key_id": caller.access_key_id,
+                "action": request.action,
+                "resource": denied.resource,
+            }),
+        );
+        tracing::warn!(
+            principal = %caller.principal,
+            action = %request.action,
+            resource = %denied.resource,
+            "request refused: not authorized"
+        );
+        return AwsError::client("AccessDeniedException", denied.to_string()).into_response();
+    }
+    if changes_something(&request.action) {
+        let mut event = json!({
+            "principal": caller.principal,
+            "access_key_id": caller.access_key_id,
+            "action": request.action,
+            "resources": request.resources,
+        });
+        if request.action == "athena:StartQueryExecution"
+            && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && let Some(sql) = body.get("QueryString").and_then(|q| q.as_str())
+        {
+            event["query"] = json!(sql.chars().take(8192).collect::<String>());
+        }
+        access.audit.record("api_call", event);
+    }
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Whether a call is audited: everything but reads and record ingest

@@ -90,6 +90,8 @@ pub struct ServerOptions {
     pub shutdown_timeout: std::time::Duration,
     /// The principals' key file [default: `<data-dir>/_lakehose/principals.json`].
     pub keys_file: Option<PathBuf>,
+    /// Bearer tokens of an identity provider for NDJSON ingest.
+    pub jwt: Option<lakehose_auth::jwt::JwtConfig>,
 }
 
 /// Records acknowledged by ingest but not yet delivered, for queries.
@@ -251,6 +253,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .unwrap_or_else(|| KeyPaths::in_data_dir(&options.data_dir));
     let access = Access::open(
         key_paths,
+        options.jwt.clone(),
         &options.data_dir,
         &[options.listen, options.pg_listen],
         options.request_limits.max_body_bytes.max(1),

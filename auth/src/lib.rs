@@ -16,6 +16,8 @@
 //!   under a master key, temporary keys' session tokens kept as hashes.
 //! - [`audit`]: the audit log (JSON lines, rotated daily).
 //! - [`actions`]: the IAM action and resource ARNs of each API call.
+//! - [`jwt`]: bearer tokens of an identity provider (RS256/ES256 against
+//!   a JWKS file) for NDJSON ingest.
 //! - [`policy`]: identity policies in IAM's JSON grammar, per principal
 //!   and per group; default deny, explicit deny wins.
 //! - [`sigv4`]: the signature check, computing the expected signature with
@@ -26,6 +28,7 @@
 pub mod actions;
 pub mod audit;
 mod error;
+pub mod jwt;
 pub mod keys;
 pub mod policy;
 pub mod sigv4;

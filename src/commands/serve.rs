@@ -167,6 +167,21 @@ pub struct ServerArgs {
     /// [default: <data-dir>/_lakehose/principals.json].
     #[arg(long, env = "LAKEHOSE_KEYS_FILE")]
     pub keys_file: Option<PathBuf>,
+
+    /// The JWKS file of an identity provider (Cognito-style): NDJSON
+    /// ingest then also accepts `Authorization: Bearer <JWT>` signed
+    /// (RS256/ES256) by one of its keys, read again when the file changes.
+    /// Needs --jwt-issuer and --jwt-audience.
+    #[arg(long, env = "LAKEHOSE_JWT_JWKS", requires_all = ["jwt_issuer", "jwt_audience"])]
+    pub jwt_jwks: Option<PathBuf>,
+
+    /// The `iss` bearer tokens must carry.
+    #[arg(long, env = "LAKEHOSE_JWT_ISSUER", requires = "jwt_jwks")]
+    pub jwt_issuer: Option<String>,
+
+    /// The `aud` bearer tokens must carry.
+    #[arg(long, env = "LAKEHOSE_JWT_AUDIENCE", requires = "jwt_jwks")]
+    pub jwt_audience: Option<String>,
 }
 
 impl ServerArgs {
@@ -229,6 +244,14 @@ impl ServerArgs {
             max_executions: self.max_query_executions.max(1),
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout_secs),
             keys_file: self.keys_file.clone(),
+            jwt: self
+                .jwt_jwks
+                .clone()
+                .map(|jwks| lakehose_auth::jwt::JwtConfig {
+                    jwks,
+                    issuer: self.jwt_issuer.clone().unwrap_or_default(),
+                    audience: self.jwt_audience.clone().unwrap_or_default(),
+                }),
             engine: lakehose_query::EngineConfig {
                 memory_limit: self.query_memory_mb.max(64) << 20,
                 spill_dir: self.spill_dir.clone(),

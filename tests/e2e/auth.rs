@@ -509,6 +509,25 @@ fn put_policy(data_dir: &std::path::Path, who: &[&str], doc: Value) {
     cli_ok(&args);
 }
 
+/// Plain streams into `bucket`, one prefix each.
+async fn create_streams(fh: &aws_sdk_firehose::Client, bucket: &str, names: &[&str]) {
+    for name in names {
+        fh.create_delivery_stream()
+            .delivery_stream_name(*name)
+            .extended_s3_destination_configuration(
+                aws_sdk_firehose::types::ExtendedS3DestinationConfiguration::builder()
+                    .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+                    .role_arn("arn:aws:iam::123456789012:role/firehose")
+                    .prefix(format!("{name}/"))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
+    }
+}
+
 /// Every event of the data folder's audit log.
 fn audit_events(data_dir: &std::path::Path) -> Vec<Value> {
     let mut out = Vec::new();
@@ -596,22 +615,7 @@ fn policies_decide_per_action_and_resource() {
     rt().block_on(async {
         // Admins set up: two streams, two databases with a table each, a workgroup.
         let fh_admin = firehose(&ep, c(&admin));
-        for name in ["app-logs", "billing"] {
-            fh_admin
-                .create_delivery_stream()
-                .delivery_stream_name(name)
-                .extended_s3_destination_configuration(
-                    aws_sdk_firehose::types::ExtendedS3DestinationConfiguration::builder()
-                        .bucket_arn("arn:aws:s3:::policies")
-                        .role_arn("arn:aws:iam::123456789012:role/firehose")
-                        .prefix(format!("{name}/"))
-                        .build()
-                        .unwrap(),
-                )
-                .send()
-                .await
-                .expect("admins create streams");
-        }
+        create_streams(&fh_admin, "policies", &["app-logs", "billing"]).await;
         let glue_admin = glue(&ep, c(&admin));
         for db in ["open", "secret"] {
             glue_admin
@@ -726,5 +730,168 @@ fn policies_decide_per_action_and_resource() {
     for k in [&admin, &loader, &reader, &blocked, &nobody] {
         assert!(!text.contains(&k.secret), "a secret in the audit log");
     }
+    server.terminate();
+}
+
+/// Bearer tokens on NDJSON ingest: ES256/RS256 against the JWKS file,
+/// issuer, audience and times checked, `alg: none` refused, the token's
+/// groups under policies, and keys rotated by rewriting the file.
+#[test]
+fn bearer_tokens_for_ndjson_ingest() {
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+    let b64u = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let es256 = |kid: &str| {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let p = pair.public_key().as_ref();
+        let jwk = json!({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "x": b64u(&p[1..33]), "y": b64u(&p[33..65])});
+        (EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
+    };
+    let rsa_jwk = json!({"kty": "RSA", "kid": "rsa1", "alg": "RS256", "e": "AQAB",
+        "n": include_str!("../../auth/testdata/rsa-test-key.n").trim()});
+    let rsa = EncodingKey::from_rsa_der(include_bytes!("../../auth/testdata/rsa-test-key.der"));
+    let now = chrono::Utc::now().timestamp();
+    let token = |alg: Algorithm, kid: &str, key: &EncodingKey, extra: Value| {
+        let mut claims = json!({"sub": "device-7", "iss": "https://idp.example", "aud": "ingest",
+            "exp": now + 600, "cognito:groups": ["shippers"]});
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let mut h = Header::new(alg);
+        h.kid = Some(kid.into());
+        encode(&h, &claims, key).unwrap()
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let admin = create_key(d, "ops", &["--group", "admins"]);
+    put_policy(
+        d,
+        &["--group", "shippers"],
+        json!({"Statement": [
+            {"Effect": "Allow", "Action": "firehose:PutRecordBatch", "Resource": "arn:aws:firehose:*:*:deliverystream/app-logs"}
+        ]}),
+    );
+    let (ec1, ec1_jwk) = es256("ec1");
+    let jwks = d.join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [ec1_jwk, rsa_jwk]}).to_string()).unwrap();
+    let server = Server::start(
+        d,
+        &[
+            "--jwt-jwks",
+            jwks.to_str().unwrap(),
+            "--jwt-issuer",
+            "https://idp.example",
+            "--jwt-audience",
+            "ingest",
+        ],
+    );
+    let ep = server.endpoint.clone();
+    let http = reqwest::Client::new();
+    rt().block_on(async {
+        let fh_admin = firehose(&ep, creds(&admin.id, &admin.secret, None));
+        create_streams(&fh_admin, "tokens", &["app-logs", "billing"]).await;
+        let post = |stream: &str, token: &str| {
+            http.post(format!("{ep}/v1/streams/{stream}/records"))
+                .header("authorization", format!("Bearer {token}"))
+                .body("{\"n\":1}\n")
+        };
+        let good = token(Algorithm::ES256, "ec1", &ec1, json!({}));
+        assert_eq!(answer(post("app-logs", &good)).await.0, 200);
+        assert_eq!(
+            answer(post(
+                "app-logs",
+                &token(Algorithm::RS256, "rsa1", &rsa, json!({}))
+            ))
+            .await
+            .0,
+            200
+        );
+        // The token's groups are under policies: no PutRecordBatch on billing.
+        let (status, v) = answer(post("billing", &good)).await;
+        assert_eq!(
+            (status, v["__type"].as_str()),
+            (400, Some("AccessDeniedException"))
+        );
+        // Refused tokens: 401.
+        let none = format!(
+            "{}.{}.",
+            b64u(br#"{"alg":"none"}"#),
+            b64u(br#"{"sub":"x","iss":"https://idp.example","aud":"ingest","exp":9999999999}"#)
+        );
+        let hs = token(
+            Algorithm::HS256,
+            "rsa1",
+            &EncodingKey::from_secret(b"guess"),
+            json!({}),
+        );
+        for (what, bad) in [
+            (
+                "expired",
+                token(Algorithm::ES256, "ec1", &ec1, json!({"exp": now - 3600})),
+            ),
+            (
+                "not yet valid",
+                token(Algorithm::ES256, "ec1", &ec1, json!({"nbf": now + 3600})),
+            ),
+            (
+                "wrong audience",
+                token(Algorithm::ES256, "ec1", &ec1, json!({"aud": "other"})),
+            ),
+            (
+                "wrong issuer",
+                token(
+                    Algorithm::ES256,
+                    "ec1",
+                    &ec1,
+                    json!({"iss": "https://evil"}),
+                ),
+            ),
+            ("alg none", none),
+            ("HMAC", hs),
+            ("garbage", "x.y.z".to_string()),
+        ] {
+            let (status, v) = answer(post("app-logs", &bad)).await;
+            assert_eq!(
+                (status, v["__type"].as_str()),
+                (401, Some("NotAuthorizedException")),
+                "{what}: {v}"
+            );
+        }
+        // Bearer tokens are for NDJSON only.
+        let (status, _) = answer(
+            http.post(&ep)
+                .header("authorization", format!("Bearer {good}"))
+                .header("x-amz-target", "Firehose_20150804.ListDeliveryStreams")
+                .body("{}"),
+        )
+        .await;
+        assert_eq!(status, 401);
+    });
+    // Key rotation: the set now holds ec2 only.
+    let (ec2, ec2_jwk) = es256("ec2");
+    std::fs::write(&jwks, json!({"keys": [ec2_jwk]}).to_string()).unwrap();
+    let old = token(Algorithm::ES256, "ec1", &ec1, json!({}));
+    let new = token(Algorithm::ES256, "ec2", &ec2, json!({}));
+    let status_of = |t: &str| {
+        rt().block_on(async {
+            http.post(format!("{ep}/v1/streams/app-logs/records"))
+                .header("authorization", format!("Bearer {t}"))
+                .body("{\"n\":2}\n")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    wait_until(10, "the rotated key to be used", || status_of(&new) == 200);
+    assert_eq!(status_of(&old), 401);
     server.terminate();
 }
