@@ -5,13 +5,15 @@
 //!
 //! ```text
 //!                 ┌──────────── lakehose serve (one port) ────────────┐
+//!   every request but /health and /metrics: SigV4 (or a bearer token on
+//!   NDJSON), then the caller's policies (access.rs, lakehose-auth)
 //! POST /  X-Amz-Target: Firehose_20150804.*  ──▶ lakehose-ingest (Firehose API)
 //! POST /  X-Amz-Target: AWSGlue.*            ──▶ lakehose-catalog (Glue API)
 //! POST /  X-Amz-Target: AmazonAthena.*       ──▶ lakehose-athena
 //! POST /v1/streams/{name}/records (NDJSON)   ──▶ lakehose-ingest
 //! GET  /health, GET /metrics (Prometheus)
 //!                 └───────────────────────────────────────────────────┘
-//!   Postgres wire (its own port)             ──▶ lakehose-pgwire
+//!   Postgres wire (its own port, SCRAM)      ──▶ lakehose-pgwire
 //! ```
 //!
 //! See `DESIGN.md` for the whole architecture.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use chrono::{NaiveDate, Utc};
 use serde_json::{Map, Value};
 
-use crate::keys::KeyError;
+use crate::error::KeyError;
 
 /// Events queued for the writer at most.
 const QUEUE: usize = 10_000;

@@ -1,4 +1,7 @@
-//! Why a request is not authenticated, in AWS's error codes.
+//! Why a request is not authenticated, in AWS's error codes, and why a
+//! key or policy file cannot be used.
+
+use std::path::PathBuf;
 
 /// A request that is not authenticated, with the error AWS answers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,4 +48,32 @@ impl AuthError {
             }
         }
     }
+}
+
+/// Why the key file or the master key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The key file is not what lakehose writes.
+    #[error("the key file {} is not valid: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The master key is missing, malformed, or not the one the secrets
+    /// were sealed with.
+    #[error("{0}")]
+    MasterKey(String),
+    /// A name, a key id or an expiry given is not valid.
+    #[error("{0}")]
+    Invalid(String),
 }

@@ -16,7 +16,9 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 
-use crate::keys::{Caller, KeyError, read_limited};
+use crate::error::KeyError;
+use crate::files::read_limited;
+use crate::keys::Caller;
 use crate::watch::Watched;
 
 /// Longest token looked at.

@@ -23,6 +23,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::error::KeyError;
+use crate::files::{read_json, write_private};
 use crate::watch::Watched;
 
 /// The environment variable a master key can be given in (base64 of 32
@@ -31,37 +33,6 @@ pub const MASTER_KEY_ENV: &str = "LAKEHOSE_MASTER_KEY";
 
 /// The principal `LAKEHOSE_ACCESS_KEY_ID`/`LAKEHOSE_SECRET_ACCESS_KEY` name.
 pub const ENV_PRINCIPAL: &str = "admin";
-
-/// Largest key file read (a file past it is refused, not parsed).
-const MAX_KEY_FILE_BYTES: u64 = 16 << 20;
-
-/// Why the key file or the master key cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// The key file is not what lakehose writes.
-    #[error("the key file {} is not valid: {reason}", path.display())]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The master key is missing, malformed, or not the one the secrets
-    /// were sealed with.
-    #[error("{0}")]
-    MasterKey(String),
-    /// A name, a key id or an expiry given is not valid.
-    #[error("{0}")]
-    Invalid(String),
-}
 
 /// Who a verified request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,86 +284,6 @@ fn fill_random(buf: &mut [u8]) -> Result<(), KeyError> {
     SystemRandom::new()
         .fill(buf)
         .map_err(|_| KeyError::MasterKey("the system random source failed".into()))
-}
-
-/// Writes `bytes` to `path` readable by its owner only, whole or not at all.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    use std::io::Write;
-    let io = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(parent) = path.parent()
-        && let Ok(dir) = std::fs::File::open(parent)
-    {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
-/// A file's bytes (`None` when it does not exist), refused past
-/// [`MAX_KEY_FILE_BYTES`].
-pub(crate) fn read_limited(path: &Path) -> Result<Option<Vec<u8>>, KeyError> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(KeyError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    if meta.len() > MAX_KEY_FILE_BYTES {
-        return Err(KeyError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("larger than {MAX_KEY_FILE_BYTES} bytes"),
-        });
-    }
-    std::fs::read(path)
-        .map(Some)
-        .map_err(|source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
-}
-
-/// A JSON file of lakehose's (`None` when it does not exist), refused
-/// unless `version` says version 1.
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    version: impl Fn(&T) -> u32,
-) -> Result<Option<T>, KeyError> {
-    let Some(bytes) = read_limited(path)? else {
-        return Ok(None);
-    };
-    let corrupt = |reason: String| KeyError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let file: T = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    match version(&file) {
-        1 => Ok(Some(file)),
-        v => Err(corrupt(format!(
-            "version {v} (this lakehose reads version 1)"
-        ))),
-    }
 }
 
 fn read_file(path: &Path) -> Result<Option<KeyFile>, KeyError> {

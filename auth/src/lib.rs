@@ -28,11 +28,12 @@
 pub mod actions;
 pub mod audit;
 mod error;
+mod files;
 pub mod jwt;
 pub mod keys;
 pub mod policy;
 pub mod sigv4;
 mod watch;
 
-pub use error::AuthError;
+pub use error::{AuthError, KeyError};
 pub use keys::{Caller, KeyStore};

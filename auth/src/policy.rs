@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::keys::{Caller, ENV_PRINCIPAL, KeyError, check_name, read_json, write_private};
+use crate::error::KeyError;
+use crate::files::{read_json, write_private};
+use crate::keys::{Caller, ENV_PRINCIPAL, check_name};
 use crate::watch::Watched;
 
 /// The group whose members may do everything not explicitly denied.

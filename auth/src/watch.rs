@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::keys::KeyError;
+use crate::error::KeyError;
 
 /// How often, at most, the file is looked at for a change.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
