@@ -175,6 +175,7 @@ fn e2e(c: &mut Criterion, name: &str, signed: bool) {
             shutdown_timeout: std::time::Duration::from_secs(120),
             keys_file: signed.then(|| keys_file.clone()),
             jwt: None,
+            allowed_hosts: Vec::new(),
         }))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());

@@ -156,6 +156,7 @@ fn bench(c: &mut Criterion) {
             shutdown_timeout: std::time::Duration::from_secs(120),
             keys_file: None,
             jwt: None,
+            allowed_hosts: Vec::new(),
         }))
         .expect("server");
     let athena = athena_client(server.addr());

@@ -41,6 +41,79 @@ use serde_json::json;
 
 pub use lakehose_auth::Caller;
 
+/// The host names requests may address the server by (the `Host` header):
+/// IP literals and `localhost` always, and the allow-list's names
+/// (`*` wildcards). A name outside them is how a DNS-rebinding page in a
+/// browser would reach a server on loopback, so it is refused.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedHosts {
+    patterns: Vec<String>,
+}
+
+impl AllowedHosts {
+    /// The allow-list (host names or patterns such as `*.example.com`).
+    pub fn new(patterns: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            patterns: patterns
+                .into_iter()
+                .map(|p| p.trim().to_ascii_lowercase())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        }
+    }
+
+    /// Whether `host` (a `Host` header value, port included or not) is
+    /// allowed.
+    pub fn allows(&self, host: &str) -> bool {
+        let host = host.trim().to_ascii_lowercase();
+        let name = if let Some(v6) = host.strip_prefix('[') {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        } else {
+            host.rsplit_once(':')
+                .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(host.as_str(), |(name, _)| name)
+        };
+        name.parse::<std::net::Ipv4Addr>().is_ok()
+            || name == "localhost"
+            || self
+                .patterns
+                .iter()
+                .any(|p| lakehose_auth::policy::wildcard_match(p, name, true))
+    }
+}
+
+/// The middleware that refuses requests addressed by a host name the
+/// server does not answer to.
+pub async fn check_host(
+    State(hosts): State<Arc<AllowedHosts>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()));
+    match host {
+        Some(h) if hosts.allows(&h) => next.run(request).await,
+        other => {
+            tracing::warn!(host = ?other.as_deref().map(|h| h.chars().take(100).collect::<String>()), "request refused: host not allowed");
+            (
+                StatusCode::FORBIDDEN,
+                axum::Json(json!({
+                    "error": "HostNotAllowed",
+                    "message": "this server is not addressed by that host name; add it to --allowed-hosts",
+                })),
+            )
+                .into_response()
+        }
+    }
+}
+
 /// The environment variables of the single admin key.
 pub const ACCESS_KEY_ENV: &str = "LAKEHOSE_ACCESS_KEY_ID";
 /// See [`ACCESS_KEY_ENV`].
@@ -387,4 +460,36 @@ fn key_id(headers: &axum::http::HeaderMap) -> String {
         .and_then(|v| sigv4::parse_authorization(v).ok())
         .map(|a| a.access_key_id.chars().take(32).collect())
         .unwrap_or_else(|| "-".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AllowedHosts;
+
+    #[test]
+    fn host_names_outside_the_list_are_refused() {
+        let h = AllowedHosts::new(["lake.internal".to_string(), "*.corp.example".into()]);
+        for ok in [
+            "127.0.0.1:4570",
+            "localhost:4570",
+            "LOCALHOST",
+            "[::1]:4570",
+            "10.0.0.7",
+            "lake.internal:4570",
+            "a.corp.example",
+        ] {
+            assert!(h.allows(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:4570",
+            "lake.internal.evil",
+            "corp.example",
+            "",
+            "[zz]:1",
+            "localhost.evil:80",
+        ] {
+            assert!(!h.allows(bad), "{bad}");
+        }
+    }
 }

@@ -92,6 +92,8 @@ pub struct ServerOptions {
     pub keys_file: Option<PathBuf>,
     /// Bearer tokens of an identity provider for NDJSON ingest.
     pub jwt: Option<lakehose_auth::jwt::JwtConfig>,
+    /// Host names the HTTP server answers to besides IPs and `localhost`.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Records acknowledged by ingest but not yet delivered, for queries.
@@ -358,6 +360,12 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .layer(axum::middleware::from_fn_with_state(
             access,
             crate::access::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(crate::access::AllowedHosts::new(
+                options.allowed_hosts.iter().cloned(),
+            )),
+            crate::access::check_host,
         ))
         .layer(DefaultBodyLimit::max(
             options.request_limits.max_body_bytes.max(1),

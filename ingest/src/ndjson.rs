@@ -6,7 +6,10 @@
 //! `max_decompressed_bytes` once decompressed (413 past either, found
 //! while reading, so nothing larger is ever held). The answer is `200 {"accepted": n, "firstRecordId": ..,
 //! "lastRecordId": ..}` once every line is durable. Errors are
-//! `{"error": code, "message": ..}` with a 4xx/5xx status.
+//! `{"error": code, "message": ..}` with a 4xx/5xx status. An unsigned
+//! request must say `Content-Type: application/x-ndjson` (or any type a
+//! web form cannot send): a page on another site cannot make a browser
+//! post records here (415 otherwise).
 
 use std::io::Read;
 
@@ -89,6 +92,38 @@ pub(crate) async fn check_room(
     }
 }
 
+/// Refuses what a web page could make a browser send from another site
+/// without asking first (a "simple" request: no `Authorization`, and no
+/// content type or one an HTML form can send). A shipper sends a JSON
+/// content type or signs its requests; a page cannot do either without a
+/// CORS preflight, which this server never grants.
+fn check_not_cross_site(headers: &HeaderMap) -> Result<(), NdjsonError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Ok(());
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match content_type.as_deref() {
+        None
+        | Some("" | "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data") => {
+            Err(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                "send Content-Type: application/x-ndjson (or application/json), or sign the request: a body a web form could send is refused".into(),
+            ))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 /// `POST /v1/streams/{name}/records`.
 pub async fn put_lines(
     State(service): State<IngestService>,
@@ -96,6 +131,7 @@ pub async fn put_lines(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, NdjsonError> {
+    check_not_cross_site(&headers)?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());

@@ -94,7 +94,7 @@ def client():
     while time.time() < end:
         c = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
         try:
-            c.request("POST", "/v1/streams/load/records", body)
+            c.request("POST", "/v1/streams/load/records", body, {"Content-Type": "application/x-ndjson"})
             r = c.getresponse(); r.read()
             key = "ok" if r.status == 200 else "busy" if r.status == 503 else "other"
             with lock:

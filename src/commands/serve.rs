@@ -182,6 +182,14 @@ pub struct ServerArgs {
     /// The `aud` bearer tokens must carry.
     #[arg(long, env = "LAKEHOSE_JWT_AUDIENCE", requires = "jwt_jwks")]
     pub jwt_audience: Option<String>,
+
+    /// Host names clients may address the HTTP server by (the `Host`
+    /// header), comma-separated, `*` wildcards allowed (e.g.
+    /// `lake.example.com,*.lake.internal`). IP addresses and `localhost`
+    /// always work; any other name is refused, which stops DNS-rebinding
+    /// pages from reaching a server on loopback.
+    #[arg(long, env = "LAKEHOSE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ServerArgs {
@@ -244,6 +252,7 @@ impl ServerArgs {
             max_executions: self.max_query_executions.max(1),
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout_secs),
             keys_file: self.keys_file.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
             jwt: self
                 .jwt_jwks
                 .clone()

@@ -895,3 +895,44 @@ fn bearer_tokens_for_ndjson_ingest() {
     assert_eq!(status_of(&old), 401);
     server.terminate();
 }
+
+/// DNS rebinding: a request addressed by a host name the server was not
+/// told about is refused, whatever its path; IPs, `localhost` and the
+/// `--allowed-hosts` names work.
+#[test]
+fn requests_for_unknown_host_names_are_refused() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--allowed-hosts", "lake.internal,*.corp.example"],
+    );
+    let addr = server.endpoint.trim_start_matches("http://").to_string();
+    let status = |host: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split(' ').nth(1).unwrap_or_default().to_string()
+    };
+    for ok in [
+        addr.as_str(),
+        "localhost:4570",
+        "lake.internal:4570",
+        "x.corp.example",
+    ] {
+        assert_eq!(status(ok), "200", "{ok}");
+    }
+    for bad in [
+        "rebind.attacker.example",
+        "lake.internal.attacker.example:4570",
+        "corp.example",
+    ] {
+        assert_eq!(status(bad), "403", "{bad}");
+    }
+    server.terminate();
+}

@@ -137,6 +137,7 @@ fn full_buffers_answer_503_until_they_drain() {
         let lines = format!("{{\"z\":\"{}\"}}\n", "z".repeat(600_000));
         let answer = http
             .post(format!("{ep}/v1/streams/slow/records"))
+            .header("content-type", "application/x-ndjson")
             .body(lines)
             .send()
             .await

@@ -57,6 +57,7 @@ async fn post_lines(
 ) -> (u16, Value) {
     let mut req = http
         .post(format!("{ep}/v1/streams/{stream}/records"))
+        .header("content-type", "application/x-ndjson")
         .body(body);
     if let Some(e) = encoding {
         req = req.header("content-encoding", e);

@@ -284,7 +284,7 @@ fn slow_idle_and_oversized_http_clients_are_cut_off() {
         let mut socket = slow_head.try_clone().unwrap();
         move || {
             for b in
-                b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
             {
                 if socket.write_all(&[*b]).is_err() {
                     return;
@@ -307,7 +307,7 @@ fn slow_idle_and_oversized_http_clients_are_cut_off() {
     let mut slow_body = TcpStream::connect(&address).unwrap();
     slow_body
         .write_all(
-            b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AmazonAthena.ListWorkGroups\r\n\
+            b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: AmazonAthena.ListWorkGroups\r\n\
               Content-Type: application/x-amz-json-1.1\r\nContent-Length: 1000\r\n\r\n{",
         )
         .unwrap();
@@ -337,7 +337,7 @@ fn slow_idle_and_oversized_http_clients_are_cut_off() {
 
     // An idle keep-alive connection is closed after the header timeout.
     let mut idle = TcpStream::connect(&address).unwrap();
-    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     let started = Instant::now();
     let answer = read_to_close(&mut idle, Duration::from_secs(10));
@@ -347,7 +347,7 @@ fn slow_idle_and_oversized_http_clients_are_cut_off() {
     // A head larger than the limit: 431.
     let mut big = TcpStream::connect(&address).unwrap();
     let header = format!(
-        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(20 * 1024)
     );
     let _ = big.write_all(header.as_bytes());
@@ -471,7 +471,7 @@ fn request_bodies_in_flight_are_capped_before_they_are_read() {
     let mut holding = TcpStream::connect(&address).unwrap();
     holding
         .write_all(
-            b"POST /v1/streams/none/records HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n\r\n{",
+            b"POST /v1/streams/none/records HTTP/1.1\r\nHost: localhost\r\nContent-Length: 900000\r\n\r\n{",
         )
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -480,6 +480,7 @@ fn request_bodies_in_flight_are_capped_before_they_are_read() {
         // Another body that does not fit: 503 at once, naming the flag.
         let refused = http
             .post(format!("{}/v1/streams/none/records", server.endpoint))
+            .header("content-type", "application/x-ndjson")
             .body(vec![b' '; 500_000])
             .send()
             .await;
@@ -512,6 +513,7 @@ fn request_bodies_in_flight_are_capped_before_they_are_read() {
         // A small body still fits.
         let small = http
             .post(format!("{}/v1/streams/none/records", server.endpoint))
+            .header("content-type", "application/x-ndjson")
             .body("{}\n")
             .send()
             .await
@@ -525,6 +527,7 @@ fn request_bodies_in_flight_are_capped_before_they_are_read() {
         loop {
             let answer = reqwest::Client::new()
                 .post(format!("{}/v1/streams/none/records", server.endpoint))
+                .header("content-type", "application/x-ndjson")
                 .body(vec![b' '; 500_000])
                 .send()
                 .await;

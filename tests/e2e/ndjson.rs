@@ -20,6 +20,7 @@ fn ndjson_lines_land_and_errors_are_clear() {
             .collect();
         let resp = http
             .post(format!("{ep}/v1/streams/lines/records"))
+            .header("content-type", "application/x-ndjson")
             .body(body)
             .send()
             .await
@@ -28,6 +29,26 @@ fn ndjson_lines_land_and_errors_are_clear() {
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v["accepted"], 300);
 
+        // What a web form on another site could make a browser send is
+        // refused: no content type, or a form's.
+        for content_type in [
+            None,
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            Some("multipart/form-data; boundary=x"),
+        ] {
+            let mut req = http
+                .post(format!("{ep}/v1/streams/lines/records"))
+                .body("{\"n\": -1}\n");
+            if let Some(t) = content_type {
+                req = req.header("content-type", t);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 415, "{content_type:?}");
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(v["error"], "UnsupportedMediaType");
+        }
+
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         for i in 300..500 {
             writeln!(gz, "{}", json!({"n": i, "service": "api"})).unwrap();
@@ -35,6 +56,7 @@ fn ndjson_lines_land_and_errors_are_clear() {
         writeln!(gz).unwrap();
         let resp = http
             .post(format!("{ep}/v1/streams/lines/records"))
+            .header("content-type", "application/x-ndjson")
             .header("content-encoding", "gzip")
             .body(gz.finish().unwrap())
             .send()
@@ -46,6 +68,7 @@ fn ndjson_lines_land_and_errors_are_clear() {
 
         let resp = http
             .post(format!("{ep}/v1/streams/ghost/records"))
+            .header("content-type", "application/x-ndjson")
             .body("{}\n")
             .send()
             .await
@@ -56,6 +79,7 @@ fn ndjson_lines_land_and_errors_are_clear() {
 
         let resp = http
             .post(format!("{ep}/v1/streams/lines/records"))
+            .header("content-type", "application/x-ndjson")
             .header("content-encoding", "gzip")
             .body("definitely not gzip")
             .send()
