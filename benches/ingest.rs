@@ -176,6 +176,7 @@ fn e2e(c: &mut Criterion, name: &str, signed: bool) {
             keys_file: signed.then(|| keys_file.clone()),
             jwt: None,
             allowed_hosts: Vec::new(),
+            tls: None,
         }))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());

@@ -157,6 +157,7 @@ fn bench(c: &mut Criterion) {
             keys_file: None,
             jwt: None,
             allowed_hosts: Vec::new(),
+            tls: None,
         }))
         .expect("server");
     let athena = athena_client(server.addr());

@@ -86,6 +86,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let body_timeout = limits.body_timeout;
@@ -147,15 +148,24 @@ pub async fn serve(
         let service = TowerToHyperService::new(app.clone());
         let builder = Arc::clone(&builder);
         let mut closed = closed.clone();
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_timeout;
         connections.spawn(async move {
             let _permit = permit;
-            let connection = builder.serve_connection(TokioIo::new(socket), service);
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = closed.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            let result = match tls {
+                None => serve_io(&builder, socket, service, &mut closed).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => serve_io(&builder, stream, service, &mut closed).await,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
                 }
             };
             if let Err(err) = result {
@@ -167,6 +177,28 @@ pub async fn serve(
     let _ = closing.send(true);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Serves one connection (plain or TLS) until it ends or the server
+/// closes (gracefully: the request in progress is answered).
+async fn serve_io<I>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: TowerToHyperService<Router>,
+    closed: &mut watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        _ = closed.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
 }
 
 /// The bytes of request bodies in flight (see

@@ -94,6 +94,8 @@ pub struct ServerOptions {
     pub jwt: Option<lakehose_auth::jwt::JwtConfig>,
     /// Host names the HTTP server answers to besides IPs and `localhost`.
     pub allowed_hosts: Vec<String>,
+    /// TLS on the HTTP and Postgres ports.
+    pub tls: Option<lakehose_auth::tls::TlsFiles>,
 }
 
 /// Records acknowledged by ingest but not yet delivered, for queries.
@@ -191,6 +193,8 @@ impl AthenaGauges {
 /// A running server.
 pub struct RunningServer {
     addr: SocketAddr,
+    /// `http` or `https`.
+    scheme: &'static str,
     pg_addr: SocketAddr,
     pg_stop: Option<oneshot::Sender<()>>,
     pg_task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -206,6 +210,12 @@ impl RunningServer {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The endpoint clients use: `http://addr`, or `https://addr` with
+    /// TLS.
+    pub fn endpoint(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The Postgres wire address.
@@ -253,6 +263,19 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .clone()
         .map(KeyPaths::new)
         .unwrap_or_else(|| KeyPaths::in_data_dir(&options.data_dir));
+    let (http_tls, pg_tls) = match &options.tls {
+        Some(files) => (
+            Some(tokio_rustls::TlsAcceptor::from(
+                lakehose_auth::tls::server_config(files.clone(), &[b"http/1.1"])
+                    .context("could not load the TLS certificate")?,
+            )),
+            Some(lakehose_auth::tls::server_config(
+                files.clone(),
+                &[b"postgresql"],
+            )?),
+        ),
+        None => (None, None),
+    };
     let access = Access::open(
         key_paths,
         options.jwt.clone(),
@@ -313,6 +336,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         pg_listener,
         Arc::new(engine.clone()),
         lakehose_pgwire::PgConfig {
+            tls: pg_tls,
             passwords: Some(access.passwords()),
             limits: options.pg.clone(),
         },
@@ -376,11 +400,19 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let limits = options.http_limits.clone();
-    let task = tokio::spawn(crate::http::serve(listener, app, limits, async move {
-        let _ = stopped.await;
-    }));
+    let scheme = if http_tls.is_some() { "https" } else { "http" };
+    let task = tokio::spawn(crate::http::serve(
+        listener,
+        app,
+        limits,
+        http_tls,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Ok(RunningServer {
         addr,
+        scheme,
         pg_addr,
         pg_stop: Some(pg_stop),
         pg_task,

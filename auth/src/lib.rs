@@ -23,6 +23,8 @@
 //! - [`sigv4`]: the signature check, computing the expected signature with
 //!   `aws-sigv4` from exactly the headers the client signed, compared in
 //!   constant time, within AWS's 15-minute clock-skew window.
+//! - [`tls`]: the certificate and key of the HTTP and Postgres ports, read
+//!   again when they change.
 //! - [`AuthError`]: each failure as AWS reports it (`__type`, status).
 
 pub mod actions;
@@ -33,6 +35,7 @@ pub mod jwt;
 pub mod keys;
 pub mod policy;
 pub mod sigv4;
+pub mod tls;
 mod watch;
 
 pub use error::{AuthError, KeyError};

@@ -9,16 +9,16 @@ use crate::error::KeyError;
 /// How often, at most, the file is looked at for a change.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-type Loader<T> = Box<dyn Fn(&Path) -> Result<T, KeyError> + Send + Sync>;
+type Loader<T> = Box<dyn Fn() -> Result<T, KeyError> + Send + Sync>;
 
-/// A file's modification time and length when read.
-type Stamp = Option<(SystemTime, u64)>;
+/// The files' modification times and lengths when read.
+type Stamp = Vec<Option<(SystemTime, u64)>>;
 
-/// The value of a file, read again (at most once a second, when its
-/// modification time or length changed) on use. A change that cannot be
-/// read keeps the value read before, and is logged.
+/// The value of one or more files, read again (at most once a second,
+/// when a file's modification time or length changed) on use. A change
+/// that cannot be read keeps the value read before, and is logged.
 pub(crate) struct Watched<T> {
-    path: PathBuf,
+    paths: Vec<PathBuf>,
     load: Loader<T>,
     current: RwLock<(Arc<T>, Stamp)>,
     last_check: Mutex<Instant>,
@@ -27,14 +27,19 @@ pub(crate) struct Watched<T> {
 impl<T> std::fmt::Debug for Watched<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Watched")
-            .field("path", &self.path)
+            .field("paths", &self.paths)
             .finish_non_exhaustive()
     }
 }
 
-fn stamp(path: &Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+fn stamp(paths: &[PathBuf]) -> Stamp {
+    paths
+        .iter()
+        .map(|p| {
+            let meta = std::fs::metadata(p).ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        })
+        .collect()
 }
 
 impl<T> Watched<T> {
@@ -43,10 +48,19 @@ impl<T> Watched<T> {
         path: PathBuf,
         load: impl Fn(&Path) -> Result<T, KeyError> + Send + Sync + 'static,
     ) -> Result<Self, KeyError> {
-        let stamp = stamp(&path);
-        let value = load(&path)?;
+        let p = path.clone();
+        Self::open_all(vec![path], move || load(&p))
+    }
+
+    /// The value `load` makes of `paths`, read again when any changes.
+    pub(crate) fn open_all(
+        paths: Vec<PathBuf>,
+        load: impl Fn() -> Result<T, KeyError> + Send + Sync + 'static,
+    ) -> Result<Self, KeyError> {
+        let stamp = stamp(&paths);
+        let value = load()?;
         Ok(Self {
-            path,
+            paths,
             load: Box::new(load),
             current: RwLock::new((Arc::new(value), stamp)),
             last_check: Mutex::new(Instant::now()),
@@ -67,17 +81,17 @@ impl<T> Watched<T> {
             }
             *last = Instant::now();
         }
-        let now = stamp(&self.path);
+        let now = stamp(&self.paths);
         if now == self.current.read().unwrap_or_else(|e| e.into_inner()).1 {
             return;
         }
-        match (self.load)(&self.path) {
+        match (self.load)() {
             Ok(value) => {
-                tracing::info!(file = %self.path.display(), "read again after a change");
+                tracing::info!(files = ?self.paths, "read again after a change");
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = (Arc::new(value), now);
             }
             Err(e) => {
-                tracing::error!(file = %self.path.display(), error = %e, "a changed file cannot be read; what was read before stays in use");
+                tracing::error!(files = ?self.paths, error = %e, "a changed file cannot be read; what was read before stays in use");
                 // Not tried again until the file changes once more.
                 self.current.write().unwrap_or_else(|e| e.into_inner()).1 = now;
             }

@@ -16,8 +16,10 @@
 //! - **Disconnects**: when the client goes away, the handler (and the
 //!   statement it runs) is dropped at once.
 //!
-//! `SSLRequest` and `GSSENCRequest` are answered `N` (no TLS on this
-//! listener) here, and a `CancelRequest` is carried out here (the protocol
+//! An `SSLRequest` first on a connection is answered `S` and the
+//! connection continues over TLS when the server has a certificate
+//! ([`crate::PgConfig::tls`]); otherwise, and for `GSSENCRequest`, the
+//! answer is `N`. A `CancelRequest` is carried out here (the protocol
 //! library does not act on one that reaches it through the guard).
 
 use std::time::Duration;
@@ -26,7 +28,7 @@ use pgwire::api::ConnectionManager;
 use pgwire::error::ErrorInfo;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::SecretKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
@@ -39,6 +41,11 @@ const MAX_STARTUP_BYTES: usize = 10_000;
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
 const CANCEL_REQUEST: u32 = 80_877_102;
+
+/// The client's side of a connection: plain TCP or TLS over it.
+pub(crate) trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+type Client = Box<dyn ClientIo>;
 
 /// Why the guard ended a connection.
 #[derive(Debug, PartialEq, Eq)]
@@ -97,7 +104,7 @@ impl Frames {
 }
 
 /// Sends `FATAL <code> <message>` to the client.
-async fn fatal(client: &mut TcpStream, code: &str, message: String) {
+async fn fatal(client: &mut Client, code: &str, message: String) {
     tracing::info!(code, %message, "postgres connection closed by a limit");
     let info = ErrorInfo::new("FATAL".to_string(), code.to_string(), message);
     let mut buf = bytes::BytesMut::new();
@@ -113,7 +120,7 @@ async fn fatal(client: &mut TcpStream, code: &str, message: String) {
 /// Reads the untyped startup-phase messages: answers SSL/GSS requests,
 /// forwards the startup (or cancel) message.
 async fn startup(
-    client: &mut TcpStream,
+    client: &mut Client,
     server: &mut UnixStream,
     connections: &ConnectionManager,
 ) -> Result<(), Ended> {
@@ -169,8 +176,55 @@ async fn startup(
     }
 }
 
+/// When the connection opens with an `SSLRequest` and the server has a
+/// certificate: answers `S` and runs the TLS handshake. Otherwise the
+/// connection is left as it is (a later `SSLRequest` is answered `N`).
+async fn negotiate_tls(
+    client: TcpStream,
+    tls: Option<&pgwire::tokio::TlsAcceptor>,
+) -> Result<Client, Ended> {
+    let Some(acceptor) = tls else {
+        return Ok(Box::new(client));
+    };
+    let mut first = [0u8; 8];
+    loop {
+        let n = client
+            .peek(&mut first)
+            .await
+            .map_err(|_| Ended::ClientGone)?;
+        if n == 0 {
+            return Err(Ended::ClientGone);
+        }
+        if n == 8 || first[..n] != [0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f][..n] {
+            break;
+        }
+        // Part of what may be an SSLRequest: wait for the rest.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let request = u32::from_be_bytes([first[4], first[5], first[6], first[7]]);
+    if first[..4] != [0, 0, 0, 8] || request != SSL_REQUEST {
+        return Ok(Box::new(client));
+    }
+    let mut client = client;
+    client
+        .read_exact(&mut first)
+        .await
+        .map_err(|_| Ended::ClientGone)?;
+    client
+        .write_all(b"S")
+        .await
+        .map_err(|_| Ended::ClientGone)?;
+    match acceptor.accept(client).await {
+        Ok(stream) => Ok(Box::new(stream)),
+        Err(e) => {
+            tracing::debug!(error = %e, "postgres TLS handshake failed");
+            Err(Ended::ClientGone)
+        }
+    }
+}
+
 /// Tells a client that did not finish its startup in time, and ends.
-async fn startup_timed_out(client: &mut TcpStream, limits: &PgLimits) -> Ended {
+async fn startup_timed_out(client: &mut Client, limits: &PgLimits) -> Ended {
     fatal(
         client,
         "08006",
@@ -186,12 +240,19 @@ async fn startup_timed_out(client: &mut TcpStream, limits: &PgLimits) -> Ended {
 /// Carries bytes both ways between `client` and the handler's `server`
 /// end until either side closes or a limit is hit.
 pub(crate) async fn pump(
-    mut client: TcpStream,
+    client: TcpStream,
     mut server: UnixStream,
     limits: &PgLimits,
     connections: &ConnectionManager,
+    tls: Option<&pgwire::tokio::TlsAcceptor>,
 ) -> Ended {
     let startup_deadline = Instant::now() + limits.startup_timeout;
+    let mut client =
+        match tokio::time::timeout_at(startup_deadline, negotiate_tls(client, tls)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(ended)) => return ended,
+            Err(_) => return Ended::Limit("startup timeout"),
+        };
     let first = tokio::time::timeout_at(
         startup_deadline,
         startup(&mut client, &mut server, connections),

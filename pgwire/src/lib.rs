@@ -167,12 +167,16 @@ pub struct PgConfig {
     pub passwords: Option<Arc<dyn Passwords>>,
     /// Connection limits and timeouts.
     pub limits: PgLimits,
+    /// TLS for clients that ask for it (`sslmode=require` and up); `None`
+    /// answers every `SSLRequest` `N`.
+    pub tls: Option<Arc<pgwire::tokio::tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl fmt::Debug for PgConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConfig")
             .field("authenticated", &self.passwords.is_some())
+            .field("tls", &self.tls.is_some())
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -224,6 +228,7 @@ pub async fn serve(
     });
     let slots = Arc::new(Semaphore::new(config.limits.max_connections.max(1)));
     let limits = Arc::new(config.limits.clone());
+    let tls = config.tls.clone().map(pgwire::tokio::TlsAcceptor::from);
     let mut tasks = JoinSet::new();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, auth = config.passwords.is_some(), "postgres wire server listening");
@@ -248,10 +253,11 @@ pub async fn serve(
                         let handlers = handlers.clone();
                         let limits = Arc::clone(&limits);
                         let connections = Arc::clone(&connections);
+                        let tls = tls.clone();
                         tasks.spawn(async move {
                             let _permit = permit;
                             tracing::debug!(%peer, "postgres connection opened");
-                            serve_connection(socket, handlers, &limits, &connections).await;
+                            serve_connection(socket, handlers, &limits, &connections, tls.as_ref()).await;
                             tracing::debug!(%peer, "postgres connection closed");
                         });
                     }
@@ -277,6 +283,7 @@ async fn serve_connection(
     handlers: Arc<Handlers>,
     limits: &PgLimits,
     connections: &ConnectionManager,
+    tls: Option<&pgwire::tokio::TlsAcceptor>,
 ) {
     let _ = socket.set_nodelay(true);
     let (ours, theirs) = match tokio::net::UnixStream::pair() {
@@ -287,7 +294,7 @@ async fn serve_connection(
         }
     };
     let handler = pgwire::tokio::process_socket_unix(theirs, handlers);
-    let pump = guard::pump(socket, ours, limits, connections);
+    let pump = guard::pump(socket, ours, limits, connections, tls);
     tokio::pin!(handler, pump);
     tokio::select! {
         result = &mut handler => {

@@ -149,7 +149,7 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     };
     let key = DemoKey::create(key_paths)?;
     let running = server::start(options).await?;
-    let endpoint = format!("http://{}", running.addr());
+    let endpoint = running.endpoint();
     println!("lakehose listening on {endpoint}");
     println!(
         "demo access key (shown once, revoked when the demo ends): AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={}\n  the Firehose, Glue and Athena APIs and NDJSON ingest need a SigV4 signature with it; psql logs in with the key id as user and the secret as password",

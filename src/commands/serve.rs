@@ -190,6 +190,16 @@ pub struct ServerArgs {
     /// pages from reaching a server on loopback.
     #[arg(long, env = "LAKEHOSE_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+
+    /// PEM certificate chain for TLS on the HTTP and Postgres ports (the
+    /// HTTP port then speaks only HTTPS; Postgres clients choose with
+    /// sslmode). Read again when it or the key changes. Needs --tls-key.
+    #[arg(long, env = "LAKEHOSE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "LAKEHOSE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -253,6 +263,13 @@ impl ServerArgs {
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout_secs),
             keys_file: self.keys_file.clone(),
             allowed_hosts: self.allowed_hosts.clone(),
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(lakehose_auth::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
             jwt: self
                 .jwt_jwks
                 .clone()
@@ -292,7 +309,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let signal = server::shutdown_signal();
         let running = server::start(config.server.options()?).await?;
-        println!("lakehose listening on http://{}", running.addr());
+        println!("lakehose listening on {}", running.endpoint());
         println!("postgres wire listening on {}", running.pg_addr());
         println!("data folder: {}", config.server.data_dir.display());
         signal.await;

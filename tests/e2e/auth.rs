@@ -936,3 +936,111 @@ fn requests_for_unknown_host_names_are_refused() {
     }
     server.terminate();
 }
+
+/// TLS on both ports from a certificate file: HTTPS (curl and boto3
+/// verifying against the test CA; plain HTTP gets no answer), Postgres
+/// with `sslmode=verify-full`, and a renewed certificate used without a
+/// restart.
+#[test]
+fn tls_on_both_ports_with_certificate_renewal() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::copy(fixtures.join("server.pem"), &cert).unwrap();
+    std::fs::copy(fixtures.join("server.key"), &key).unwrap();
+    let ca = fixtures.join("ca.pem");
+    let data = dir.path().join("data");
+    let server = Server::start(
+        &data,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        server.endpoint.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.endpoint
+    );
+    let port = server.endpoint.rsplit(':').next().unwrap().to_string();
+    let https = format!("https://localhost:{port}");
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(
+        curl(&["--cacert", ca.to_str().unwrap(), &format!("{https}/health")]),
+        "200"
+    );
+    // Not trusted without the CA, and no answer in plain HTTP.
+    assert_eq!(curl(&[&format!("{https}/health")]), "000");
+    assert_eq!(curl(&[&format!("http://localhost:{port}/health")]), "000");
+    // boto3 over HTTPS, verifying the certificate.
+    let script = r#"
+import os, boto3
+fh = boto3.client("firehose", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+    aws_access_key_id="x", aws_secret_access_key="y", verify=os.environ["CA"])
+print(fh.list_delivery_streams()["DeliveryStreamNames"])
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .env("ENDPOINT", &https)
+        .env("CA", &ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3 over https: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Postgres: verify-full against the CA; a client that wants no TLS is
+    // still served.
+    let (_, pg_port) = server.pg_addr.rsplit_once(':').unwrap();
+    for sslmode in ["verify-full", "disable"] {
+        let out = Command::new("psql")
+            .arg(format!(
+                "host=localhost port={pg_port} dbname=default user=analyst sslmode={sslmode} sslrootcert={}",
+                ca.display()
+            ))
+            .args(["-At", "-c", "SELECT 6 * 7"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql sslmode={sslmode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    }
+    // Renewal: new files, next handshake uses them.
+    std::fs::copy(fixtures.join("server2.pem"), &cert).unwrap();
+    std::fs::copy(fixtures.join("server2.key"), &key).unwrap();
+    let renewed = std::fs::read_to_string(fixtures.join("server2.pem")).unwrap();
+    let presented = || {
+        let out = Command::new("python3")
+            .args(["-c", "import ssl, sys; print(ssl.get_server_certificate(('127.0.0.1', int(sys.argv[1]))))", &port])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let body = |pem: &str| {
+        pem.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<String>()
+    };
+    wait_until(10, "the renewed certificate", || {
+        body(&presented()) == body(&renewed)
+    });
+    assert_eq!(
+        curl(&["--cacert", ca.to_str().unwrap(), &format!("{https}/health")]),
+        "200"
+    );
+    server.terminate();
+}
