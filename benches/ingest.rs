@@ -177,6 +177,7 @@ fn e2e(c: &mut Criterion, name: &str, signed: bool) {
             jwt: None,
             allowed_hosts: Vec::new(),
             tls: None,
+            principal_caps: Default::default(),
         }))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());

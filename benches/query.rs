@@ -158,6 +158,7 @@ fn bench(c: &mut Criterion) {
             jwt: None,
             allowed_hosts: Vec::new(),
             tls: None,
+            principal_caps: Default::default(),
         }))
         .expect("server");
     let athena = athena_client(server.addr());

@@ -156,6 +156,132 @@ pub struct Access {
     always: bool,
     /// Largest body read to check a signature.
     max_body_bytes: usize,
+    /// Per-principal request rates and concurrent queries.
+    limits: Arc<PrincipalLimits>,
+}
+
+/// What one principal may do at once.
+#[derive(Debug, Clone, Copy)]
+pub struct PrincipalCaps {
+    /// Requests a second (a bucket of twice as many); 0 = no limit.
+    pub requests_per_sec: u32,
+    /// Athena queries queued or running at once; 0 = no limit.
+    pub queries: usize,
+}
+
+impl Default for PrincipalCaps {
+    fn default() -> Self {
+        Self {
+            requests_per_sec: 2000,
+            queries: 20,
+        }
+    }
+}
+
+/// Principals tracked at most (token buckets, running queries); the
+/// longest idle is forgotten past it, so many bearer-token subjects cannot
+/// grow the maps without bound.
+const MAX_TRACKED_PRINCIPALS: usize = 10_000;
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+#[derive(Debug, Default)]
+struct PrincipalLimits {
+    caps: Option<PrincipalCaps>,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, Bucket>>,
+    queries: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+}
+
+impl PrincipalLimits {
+    /// Takes a request from the principal's bucket; `false` when empty.
+    fn take(&self, principal: &str) -> bool {
+        let Some(caps) = self.caps.filter(|c| c.requests_per_sec > 0) else {
+            return true;
+        };
+        let rate = f64::from(caps.requests_per_sec);
+        let burst = rate * 2.0;
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_TRACKED_PRINCIPALS && !buckets.contains_key(principal) {
+            let idle = buckets
+                .iter()
+                .max_by_key(|(_, b)| now - b.last)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = idle {
+                buckets.remove(&k);
+            }
+        }
+        let bucket = buckets.entry(principal.to_string()).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        bucket.tokens = (bucket.tokens + (now - bucket.last).as_secs_f64() * rate).min(burst);
+        bucket.last = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the principal may start another query now (its queued and
+    /// running ones counted with `active`).
+    fn may_start_query(&self, principal: &str, active: &dyn Fn(&str) -> bool) -> bool {
+        let Some(max) = self.caps.map(|c| c.queries).filter(|m| *m > 0) else {
+            return true;
+        };
+        let mut queries = self.queries.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(ids) = queries.get_mut(principal) else {
+            return true;
+        };
+        ids.retain(|id| active(id));
+        let free = ids.len() < max;
+        if ids.is_empty() {
+            queries.remove(principal);
+        }
+        free
+    }
+
+    fn started_query(&self, principal: &str, id: String) {
+        if self.caps.is_none_or(|c| c.queries == 0) {
+            return;
+        }
+        let mut queries = self.queries.lock().unwrap_or_else(|e| e.into_inner());
+        if queries.len() >= MAX_TRACKED_PRINCIPALS && !queries.contains_key(principal) {
+            // Rather than grow: the principal's queries go uncounted.
+            return;
+        }
+        queries.entry(principal.to_string()).or_default().push(id);
+    }
+}
+
+/// The error a throttled call gets, as its service answers it.
+fn throttled(action: &str) -> Response {
+    let (code, status, message) = match action {
+        "firehose:PutRecord" | "firehose:PutRecordBatch" => (
+            "ServiceUnavailableException",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Slow down.",
+        ),
+        a if a.starts_with("firehose:") => (
+            "LimitExceededException",
+            StatusCode::BAD_REQUEST,
+            "Rate exceeded for this principal.",
+        ),
+        _ => (
+            "ThrottlingException",
+            StatusCode::BAD_REQUEST,
+            "Rate exceeded",
+        ),
+    };
+    AwsError::client(code, message)
+        .with_status(status)
+        .into_response()
 }
 
 impl std::fmt::Debug for Access {
@@ -197,6 +323,7 @@ impl Access {
             None => None,
         };
         Ok(Self {
+            limits: Arc::new(PrincipalLimits::default()),
             keys,
             policies,
             audit,
@@ -205,6 +332,15 @@ impl Access {
             athena: None,
             max_body_bytes,
         })
+    }
+
+    /// With per-principal caps on requests and queries.
+    pub fn with_caps(mut self, caps: PrincipalCaps) -> Self {
+        self.limits = Arc::new(PrincipalLimits {
+            caps: Some(caps),
+            ..Default::default()
+        });
+        self
     }
 
     /// With the Athena API whose executions' workgroups policies name.
@@ -435,9 +571,47 @@ async fn authorized(
         }
         access.audit.record("api_call", event);
     }
+    if !access.limits.take(&caller.principal) {
+        access.audit.record(
+            "throttled",
+            json!({"principal": caller.principal, "action": request.action}),
+        );
+        return throttled(&request.action);
+    }
+    let starts_query = request.action == "athena:StartQueryExecution";
+    if starts_query {
+        let active = |id: &str| access.athena.as_ref().is_some_and(|a| a.is_active(id));
+        if !access.limits.may_start_query(&caller.principal, &active) {
+            return AwsError::client(
+                "TooManyRequestsException",
+                format!(
+                    "{} has as many queries queued or running as it may (--max-queries-per-principal)",
+                    caller.principal
+                ),
+            )
+            .into_response();
+        }
+    }
+    let principal = caller.principal.clone();
     parts.extensions.insert(caller);
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    if !starts_query || !response.status().is_success() {
+        return response;
+    }
+    // Note the new execution for the principal's count.
+    let (head, body) = response.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 64 << 10).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "response too large").into_response();
+    };
+    if let Some(id) = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("QueryExecutionId")?.as_str().map(str::to_string))
+    {
+        access.limits.started_query(&principal, id);
+    }
+    Response::from_parts(head, Body::from(body))
 }
 
 /// Whether a call is audited: everything but reads and record ingest

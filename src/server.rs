@@ -96,6 +96,8 @@ pub struct ServerOptions {
     pub allowed_hosts: Vec<String>,
     /// TLS on the HTTP and Postgres ports.
     pub tls: Option<lakehose_auth::tls::TlsFiles>,
+    /// What one principal may do at once.
+    pub principal_caps: crate::access::PrincipalCaps,
 }
 
 /// Records acknowledged by ingest but not yet delivered, for queries.
@@ -364,7 +366,9 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     ingest.metrics().register(&mut registry);
     let athena_gauges = AthenaGauges::default();
     athena_gauges.register(&mut registry);
-    let access = access.with_athena(athena.clone());
+    let access = access
+        .with_athena(athena.clone())
+        .with_caps(options.principal_caps);
     let state = AppState {
         ingest: ingest.clone(),
         glue: GlueApi {

@@ -214,6 +214,14 @@ impl AthenaApi {
         &self.inner.config
     }
 
+    /// Whether a query execution is queued or running.
+    pub fn is_active(&self, execution_id: &str) -> bool {
+        self.state()
+            .executions
+            .get(execution_id)
+            .is_some_and(|e| matches!(e.state, QueryState::Queued | QueryState::Running))
+    }
+
     /// The workgroup of a query execution in the history.
     pub fn workgroup_of(&self, execution_id: &str) -> Option<String> {
         self.state()

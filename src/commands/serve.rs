@@ -200,6 +200,21 @@ pub struct ServerArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "LAKEHOSE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Requests a second one principal may make (bursts of twice as many);
+    /// past it calls get their service's throttling error
+    /// (ThrottlingException, or 503 Slow down for records). 0: no limit.
+    #[arg(
+        long,
+        env = "LAKEHOSE_MAX_REQUESTS_PER_PRINCIPAL_PER_SEC",
+        default_value_t = 2000
+    )]
+    pub max_requests_per_principal_per_sec: u32,
+
+    /// Athena queries one principal may have queued or running at once;
+    /// more get TooManyRequestsException. 0: no limit.
+    #[arg(long, env = "LAKEHOSE_MAX_QUERIES_PER_PRINCIPAL", default_value_t = 20)]
+    pub max_queries_per_principal: usize,
 }
 
 impl ServerArgs {
@@ -263,6 +278,10 @@ impl ServerArgs {
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout_secs),
             keys_file: self.keys_file.clone(),
             allowed_hosts: self.allowed_hosts.clone(),
+            principal_caps: crate::access::PrincipalCaps {
+                requests_per_sec: self.max_requests_per_principal_per_sec,
+                queries: self.max_queries_per_principal,
+            },
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(lakehose_auth::tls::TlsFiles {
                     cert: cert.clone(),

@@ -1044,3 +1044,56 @@ print(fh.list_delivery_streams()["DeliveryStreamNames"])
     );
     server.terminate();
 }
+
+/// Per-principal caps: a burst past the request rate gets the service's
+/// throttling error (another principal is not affected), and a principal
+/// with as many queries running as it may gets TooManyRequestsException
+/// until one ends.
+#[test]
+fn per_principal_request_rates_and_concurrent_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = create_key(dir.path(), "busy", &["--group", "admins"]);
+    let calm = create_key(dir.path(), "calm", &["--group", "admins"]);
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--max-requests-per-principal-per-sec",
+            "5",
+            "--max-queries-per-principal",
+            "1",
+        ],
+    );
+    let ep = server.endpoint.clone();
+    rt().block_on(async {
+        let g = glue(&ep, creds(&busy.id, &busy.secret, None));
+        let mut codes = Vec::new();
+        for _ in 0..30 {
+            codes.push(outcome(g.get_databases().send().await).0);
+        }
+        assert!(codes.iter().filter(|c| *c == "ok").count() >= 10, "{codes:?}");
+        assert!(codes.iter().any(|c| c == "ThrottlingException"), "{codes:?}");
+        assert_eq!(outcome(glue(&ep, creds(&calm.id, &calm.secret, None)).get_databases().send().await).0, "ok");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        // One query at a time for `busy`.
+        let a = athena(&ep, creds(&busy.id, &busy.secret, None));
+        let long = "SELECT count(*) FROM unnest(sequence(1, 10000)) x CROSS JOIN unnest(sequence(1, 10000)) y CROSS JOIN unnest(sequence(1, 100)) z";
+        let first = a.start_query_execution().query_string(long).send().await.unwrap();
+        let first = first.query_execution_id.unwrap();
+        let (code, _) = outcome(a.start_query_execution().query_string("SELECT 1").send().await);
+        assert_eq!(code, "TooManyRequestsException");
+        let other = athena(&ep, creds(&calm.id, &calm.secret, None));
+        assert_eq!(outcome(other.start_query_execution().query_string("SELECT 2").send().await).0, "ok");
+        a.stop_query_execution().query_execution_id(&first).send().await.unwrap();
+        let mut started = false;
+        for _ in 0..100 {
+            if outcome(a.start_query_execution().query_string("SELECT 3").send().await).0 == "ok" {
+                started = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(started, "the stopped query still counted");
+    });
+    server.terminate();
+}
