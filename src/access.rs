@@ -349,11 +349,29 @@ impl Access {
         self
     }
 
-    /// The IAM action and resources of a call.
+    /// The IAM action and resources of a call; the body is read for its
+    /// resources only when `caller`'s policies could decide differently
+    /// by resource (a batch of records is not parsed twice when they
+    /// cannot).
     fn request_of(
         &self,
         parts: &axum::http::request::Parts,
         body: &[u8],
+        caller: &Caller,
+    ) -> actions::Request {
+        let action_only = self.request_from(parts, &serde_json::Value::Null, &caller.region);
+        if !self.policies.needs_resources(caller, &action_only.action)
+            && !changes_something(&action_only.action)
+        {
+            return action_only;
+        }
+        self.request_from(parts, &actions::call_fields(body), &caller.region)
+    }
+
+    fn request_from(
+        &self,
+        parts: &axum::http::request::Parts,
+        json: &serde_json::Value,
         region: &str,
     ) -> actions::Request {
         let path = parts.uri.path();
@@ -367,13 +385,12 @@ impl Access {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let (prefix, operation) = target.split_once('.').unwrap_or(("", target));
-        let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
         match prefix {
-            lakehose_ingest::firehose::TARGET_PREFIX => actions::firehose(region, operation, &json),
-            lakehose_catalog::glue::TARGET_PREFIX => actions::glue(region, operation, &json),
+            lakehose_ingest::firehose::TARGET_PREFIX => actions::firehose(region, operation, json),
+            lakehose_catalog::glue::TARGET_PREFIX => actions::glue(region, operation, json),
             lakehose_athena::TARGET_PREFIX => {
                 let lookup = |id: &str| self.athena.as_ref().and_then(|a| a.workgroup_of(id));
-                actions::athena(region, operation, &json, &lookup)
+                actions::athena(region, operation, json, &lookup)
             }
             _ => actions::Request {
                 action: format!("unknown:{}", operation.chars().take(64).collect::<String>()),
@@ -534,7 +551,7 @@ async fn authorized(
     caller: Caller,
     next: Next,
 ) -> Response {
-    let request = access.request_of(&parts, &bytes, &caller.region);
+    let request = access.request_of(&parts, &bytes, &caller);
     if let Err(denied) = access
         .policies
         .authorize(&caller, &request.action, &request.resources)
@@ -564,8 +581,9 @@ async fn authorized(
             "resources": request.resources,
         });
         if request.action == "athena:StartQueryExecution"
-            && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&bytes)
-            && let Some(sql) = body.get("QueryString").and_then(|q| q.as_str())
+            && let Some(sql) = actions::call_fields(&bytes)
+                .get("QueryString")
+                .and_then(|q| q.as_str().map(str::to_string))
         {
             event["query"] = json!(sql.chars().take(8192).collect::<String>());
         }

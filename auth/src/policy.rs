@@ -361,6 +361,20 @@ impl PolicySet {
         Ok(())
     }
 
+    /// Whether the decision on `action` for `caller` can depend on the
+    /// resources: `false` when every statement that matches the action
+    /// (in the caller's and its groups' policies) has `Resource: "*"`, so
+    /// a call's body need not be read to find them.
+    pub fn needs_resources(&self, caller: &Caller, action: &str) -> bool {
+        self.principals
+            .get(&caller.principal)
+            .into_iter()
+            .chain(caller.groups.iter().filter_map(|g| self.groups.get(g)))
+            .flat_map(|p| &p.statements)
+            .filter(|s| s.actions.matches(action, true))
+            .any(|s| !matches!(&s.resources, Patterns::Any(p) if p.iter().all(|r| r == "*")))
+    }
+
     /// The policy of a principal, or of a group.
     pub fn get(&self, target: &Target) -> Option<&Policy> {
         match target {
@@ -437,6 +451,11 @@ impl Policies {
         Ok(Self {
             watched: Watched::open(path, PolicySet::read)?,
         })
+    }
+
+    /// See [`PolicySet::needs_resources`].
+    pub fn needs_resources(&self, caller: &Caller, action: &str) -> bool {
+        self.watched.current().needs_resources(caller, action)
     }
 
     /// See [`PolicySet::authorize`].
@@ -533,6 +552,25 @@ mod tests {
         // Every resource must be allowed.
         let two = vec![STREAM.to_string(), other.to_string()];
         assert!(s.authorize(&loader, "firehose:PutRecord", &two).is_err());
+    }
+
+    #[test]
+    fn resources_matter_only_when_a_statement_names_some() {
+        let s = set(
+            json!({"loader": {"Statement": [
+                {"Effect": "Allow", "Action": "firehose:PutRecord*", "Resource": "*"},
+                {"Effect": "Allow", "Action": "glue:*", "Resource": "arn:aws:glue:*:*:database/x"}
+            ]}}),
+            json!({"admins": {"Statement": [
+                {"Effect": "Deny", "Action": "firehose:DeleteDeliveryStream", "Resource": "arn:aws:firehose:*:*:deliverystream/keep"}
+            ]}}),
+        );
+        let loader = caller("loader", &[]);
+        assert!(!s.needs_resources(&loader, "firehose:PutRecordBatch"));
+        assert!(s.needs_resources(&loader, "glue:GetTable"));
+        let admin = caller("ops", &["admins"]);
+        assert!(!s.needs_resources(&admin, "firehose:PutRecordBatch"));
+        assert!(s.needs_resources(&admin, "firehose:DeleteDeliveryStream"));
     }
 
     #[test]
