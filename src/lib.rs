@@ -93,7 +93,7 @@ pub enum Command {
     /// against); prints one JSON line per query.
     #[command(hide = true)]
     BareDatafusion(commands::bare_datafusion::Config),
-    /// Administer the server's principals: their access keys.
+    /// Administer the server's principals: their access keys and policies.
     Admin(commands::admin::Config),
 }
 
