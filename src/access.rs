@@ -408,6 +408,12 @@ impl Access {
     pub fn passwords(&self) -> Arc<dyn lakehose_pgwire::Passwords> {
         Arc::new(self.clone())
     }
+
+    /// Where the Postgres wire server reports statements that change
+    /// something: the audit log.
+    pub fn statement_audit(&self) -> Arc<dyn lakehose_pgwire::StatementAudit> {
+        Arc::new(self.clone())
+    }
 }
 
 impl lakehose_pgwire::Passwords for Access {
@@ -423,6 +429,22 @@ impl lakehose_pgwire::Passwords for Access {
 
     fn required(&self) -> bool {
         Access::required(self)
+    }
+}
+
+impl lakehose_pgwire::StatementAudit for Access {
+    fn statement(&self, user: &str, kind: &str, sql: &str) {
+        let principal = self.keys.lookup(user).map(|k| k.principal);
+        self.audit.record(
+            "sql_statement",
+            json!({
+                "principal": principal,
+                "user": user,
+                "via": "postgres",
+                "kind": kind,
+                "query": sql.chars().take(8192).collect::<String>(),
+            }),
+        );
     }
 }
 

@@ -339,6 +339,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         Arc::new(engine.clone()),
         lakehose_pgwire::PgConfig {
             tls: pg_tls,
+            audit: Some(access.statement_audit()),
             passwords: Some(access.passwords()),
             limits: options.pg.clone(),
         },

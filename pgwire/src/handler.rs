@@ -29,6 +29,7 @@ use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::EmptyQueryResponse;
 
+use crate::StatementAudit;
 use crate::encode::{encode_field, normalize};
 use crate::params::{describe_literal, in_limit_clause, infer_types, literal};
 use crate::session::{self, Local, LocalResult, Session};
@@ -353,6 +354,7 @@ async fn drain(mut batches: Batches) -> Result<usize, Failure> {
 pub(crate) struct Queries {
     runner: Arc<dyn SqlRunner>,
     parser: Arc<Parser>,
+    audit: Option<Arc<dyn StatementAudit>>,
 }
 
 type SessionRef = Arc<Mutex<Session>>;
@@ -362,12 +364,11 @@ fn session_of<C: ClientInfo + ?Sized>(client: &C) -> SessionRef {
     let database = metadata.get(METADATA_DATABASE).cloned();
     let application = metadata.get(METADATA_APPLICATION_NAME).cloned();
     let pid = client.pid_and_secret_key().0;
+    let user = metadata.get(METADATA_USER).cloned().unwrap_or_default();
     let slot = client.session_extensions().get_or_insert_with(|| {
-        Arc::new(Mutex::new(Session::new(
-            database.as_deref(),
-            application.as_deref(),
-            pid,
-        )))
+        let mut session = Session::new(database.as_deref(), application.as_deref(), pid);
+        session.user = user;
+        Arc::new(Mutex::new(session))
     });
     (*slot).clone()
 }
@@ -381,10 +382,28 @@ fn user_of<C: ClientInfo + ?Sized>(client: &C) -> String {
 }
 
 impl Queries {
-    pub(crate) fn new(runner: Arc<dyn SqlRunner>) -> Self {
+    pub(crate) fn new(runner: Arc<dyn SqlRunner>, audit: Option<Arc<dyn StatementAudit>>) -> Self {
         Self {
             runner,
             parser: Arc::new(Parser),
+            audit,
+        }
+    }
+
+    /// Tells the audit about a statement that changed something (DDL, and
+    /// DML other than a plain SELECT).
+    fn audit(&self, session: &SessionRef, kind: StatementType, substatement: &str, sql: &str) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let changes = match kind {
+            StatementType::Ddl => true,
+            StatementType::Dml => !substatement.eq_ignore_ascii_case("SELECT"),
+            StatementType::Utility => false,
+        };
+        if changes {
+            let user = session.lock().map(|s| s.user.clone()).unwrap_or_default();
+            audit.statement(&user, substatement, sql);
         }
     }
 
@@ -403,18 +422,33 @@ impl Queries {
     /// a panic is an internal error.
     async fn engine(&self, session: &SessionRef, sql: &str) -> Result<QueryOutput, Failure> {
         let run = std::panic::AssertUnwindSafe(self.runner.run(Self::request(session, sql)));
-        match run.catch_unwind().await {
-            Ok(result) => result.map_err(|e| query_error(&e)),
-            Err(payload) => Err(query_error(&panic_error(payload.as_ref()))),
-        }
+        let output = match run.catch_unwind().await {
+            Ok(result) => result.map_err(|e| query_error(&e))?,
+            Err(payload) => return Err(query_error(&panic_error(payload.as_ref()))),
+        };
+        self.audit(
+            session,
+            output.statement_type,
+            &output.substatement_type,
+            sql,
+        );
+        Ok(output)
     }
 
     /// Runs a statement, its rows streamed.
     async fn engine_stream(&self, session: &SessionRef, sql: &str) -> Result<QueryStream, Failure> {
-        self.runner
+        let stream = self
+            .runner
             .run_stream(Self::request(session, sql))
             .await
-            .map_err(|e| query_error(&e))
+            .map_err(|e| query_error(&e))?;
+        self.audit(
+            session,
+            stream.statement_type,
+            &stream.substatement_type,
+            sql,
+        );
+        Ok(stream)
     }
 
     fn local(command: &Local, session: &SessionRef, user: &str) -> Result<Outcome, Failure> {

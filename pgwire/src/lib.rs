@@ -144,6 +144,14 @@ pub trait Passwords: Send + Sync {
     }
 }
 
+/// Where statements that change something (DDL, and DML other than a
+/// plain SELECT) are reported, with the user who ran them.
+pub trait StatementAudit: Send + Sync + std::fmt::Debug {
+    /// `user` ran `sql`, a statement of kind `kind` (`CREATE_TABLE`,
+    /// `INSERT`, ...), and it succeeded.
+    fn statement(&self, user: &str, kind: &str, sql: &str);
+}
+
 /// One user and its password.
 #[derive(Clone)]
 pub struct SingleUser {
@@ -170,6 +178,8 @@ pub struct PgConfig {
     /// TLS for clients that ask for it (`sslmode=require` and up); `None`
     /// answers every `SSLRequest` `N`.
     pub tls: Option<Arc<pgwire::tokio::tokio_rustls::rustls::ServerConfig>>,
+    /// Where statements that change something are reported.
+    pub audit: Option<Arc<dyn StatementAudit>>,
 }
 
 impl fmt::Debug for PgConfig {
@@ -223,7 +233,7 @@ pub async fn serve(
             config.passwords.clone(),
             connections.clone(),
         )),
-        queries: Arc::new(handler::Queries::new(runner)),
+        queries: Arc::new(handler::Queries::new(runner, config.audit.clone())),
         cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
     });
     let slots = Arc::new(Semaphore::new(config.limits.max_connections.max(1)));

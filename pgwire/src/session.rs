@@ -25,6 +25,8 @@ pub(crate) struct Session {
     pub settings: BTreeMap<String, String>,
     /// Backend process id reported to the client.
     pub pid: i32,
+    /// The user the client logged in as.
+    pub user: String,
 }
 
 impl Session {

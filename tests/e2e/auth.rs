@@ -313,6 +313,18 @@ fn signed_calls_work_and_everything_else_is_refused() {
         tokio::spawn(conn);
         let row = pg.query_one("SELECT 41 + 1", &[]).await.unwrap();
         assert_eq!(row.get::<_, i64>(0), 42);
+        pg.simple_query("CREATE DATABASE audited_over_pg").await.unwrap();
+        wait_until(10, "the Postgres DDL in the audit log", || {
+            audit_events(dir.path()).iter().any(|e| {
+                e["event"] == "sql_statement"
+                    && e["principal"] == "loader"
+                    && e["query"] == "CREATE DATABASE audited_over_pg"
+            })
+        });
+        assert!(
+            !audit_events(dir.path()).iter().any(|e| e["query"] == "SELECT 41 + 1"),
+            "a plain SELECT over Postgres is not a change"
+        );
         for (user, password) in [(key.id.as_str(), "wrong"), ("analyst", "x"), (temp.id.as_str(), temp.secret.as_str())] {
             let err = tokio_postgres::connect(&conninfo(user, password), tokio_postgres::NoTls)
                 .await
