@@ -240,6 +240,25 @@ mod tests {
         let twice = br#"{"WorkGroup": "primary", "WorkGroup": "secret"}"#;
         assert_eq!(call_fields(twice)["WorkGroup"], "secret");
         assert_eq!(call_fields(b"not json"), Value::Null);
+        // Hostile bodies: nesting far past serde_json's recursion limit, in
+        // a naming member and elsewhere, is refused, not a stack overflow.
+        let deep = format!(
+            "{{\"Name\": {}1{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(call_fields(deep.as_bytes()), Value::Null);
+        let deep = format!(
+            "{{\"Records\": {}{}, \"DeliveryStreamName\": \"s\"}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        // Skipped, not built: the naming member is still found (the
+        // handler's own reading refuses the body).
+        assert_eq!(
+            call_fields(deep.as_bytes()),
+            json!({"DeliveryStreamName": "s"})
+        );
     }
 
     #[test]

@@ -658,6 +658,15 @@ mod tests {
             json!({"Statement": [{"Effect": "Allow", "Action": "athena:*", "Resource": "*"}]});
         put_policy(&path, &Target::Group("analysts".into()), &doc).unwrap();
         assert!(put_policy(&path, &Target::Group("bad name".into()), &doc).is_err());
+        assert!(put_policy(&path, &Target::Group("../../etc".into()), &doc).is_err());
+        // A policy file nested past the JSON reader's limit is refused.
+        let deep = dir.path().join("deep.json");
+        std::fs::write(
+            &deep,
+            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        )
+        .unwrap();
+        assert!(Policies::open(deep).is_err());
         let listed = list_policies(&path).unwrap();
         assert_eq!(listed, vec![(Target::Group("analysts".into()), doc)]);
         let policies = Policies::open(path.clone()).unwrap();
