@@ -178,6 +178,7 @@ fn e2e(c: &mut Criterion, name: &str, signed: bool) {
             allowed_hosts: Vec::new(),
             tls: None,
             principal_caps: Default::default(),
+            etl_principal: "lakehose-etl".into(),
         }))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());

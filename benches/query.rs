@@ -159,6 +159,7 @@ fn bench(c: &mut Criterion) {
             allowed_hosts: Vec::new(),
             tls: None,
             principal_caps: Default::default(),
+            etl_principal: "lakehose-etl".into(),
         }))
         .expect("server");
     let athena = athena_client(server.addr());

@@ -37,6 +37,7 @@ use lakehose_auth::keys::KeyPaths;
 use lakehose_auth::policy::Policies;
 use lakehose_auth::{AuthError, KeyStore, actions, sigv4};
 use lakehose_catalog::awsjson::AwsError;
+use lakehose_query::contract::{Privilege, Securable, TableAccess};
 use serde_json::json;
 
 pub use lakehose_auth::Caller;
@@ -416,6 +417,121 @@ impl Access {
     }
 }
 
+/// The region of grant ARNs for callers that signed for none (Postgres
+/// logins, ETL jobs).
+const GRANTS_REGION: &str = "us-east-1";
+
+/// A caller's table grants: its and its groups' policies, read when a
+/// grant is asked (a changed policy applies to the next check).
+///
+/// | what a statement does | IAM action | resources |
+/// |---|---|---|
+/// | reads a table or view, sees it listed | `lakehose:Select` | the table |
+/// | inserts into a table (INSERT, CTAS, an ETL job's target) | `lakehose:Insert` | the table |
+/// | points a table or partition at a location, writes there (UNLOAD) | `lakehose:DataLocationAccess` | `arn:aws:s3:::bucket/prefix/` |
+/// | CREATE TABLE / VIEW, CTAS | `glue:CreateTable` | catalog, database, table |
+/// | ALTER TABLE, CREATE OR REPLACE VIEW | `glue:UpdateTable` | catalog, database, table |
+/// | ADD PARTITION, MSCK REPAIR | `glue:BatchCreatePartition` | catalog, database, table |
+/// | DROP PARTITION | `glue:BatchDeletePartition` | catalog, database, table |
+/// | DROP TABLE / VIEW | `glue:DeleteTable` | catalog, database, table |
+/// | CREATE / DROP DATABASE | `glue:CreateDatabase` / `glue:DeleteDatabase` | catalog, database |
+///
+/// DDL needs the Glue actions the same change made through the Glue API
+/// needs, so one policy governs both.
+#[derive(Debug)]
+struct Grants {
+    /// `None`: a login whose key is gone, granted nothing.
+    caller: Option<Caller>,
+    principal: String,
+    policies: Arc<Policies>,
+}
+
+impl Grants {
+    /// The IAM action and resources of `privilege` on `on`.
+    fn request(region: &str, privilege: Privilege, on: Securable<'_>) -> actions::Request {
+        let action = match privilege {
+            Privilege::Select => "lakehose:Select",
+            Privilege::Insert => "lakehose:Insert",
+            Privilege::DataLocation => "lakehose:DataLocationAccess",
+            Privilege::CreateTable => "glue:CreateTable",
+            Privilege::AlterTable => "glue:UpdateTable",
+            Privilege::AddPartitions => "glue:BatchCreatePartition",
+            Privilege::DropPartitions => "glue:BatchDeletePartition",
+            Privilege::DropTable => "glue:DeleteTable",
+            Privilege::CreateDatabase => "glue:CreateDatabase",
+            Privilege::DropDatabase => "glue:DeleteDatabase",
+        };
+        let resources = match (privilege, on) {
+            (Privilege::Select | Privilege::Insert, Securable::Table { database, table }) => {
+                vec![actions::table_arn(region, database, table)]
+            }
+            (_, Securable::Table { database, table }) => vec![
+                actions::catalog_arn(region),
+                actions::database_arn(region, database),
+                actions::table_arn(region, database, table),
+            ],
+            (_, Securable::Database(database)) => vec![
+                actions::catalog_arn(region),
+                actions::database_arn(region, database),
+            ],
+            // A location that is no S3 URL matches only `*`.
+            (_, Securable::Location(location)) => {
+                vec![actions::location_arn(location).unwrap_or_else(|| "*".into())]
+            }
+        };
+        actions::Request {
+            action: action.into(),
+            resources,
+        }
+    }
+}
+
+impl TableAccess for Grants {
+    fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    fn allows(&self, privilege: Privilege, on: Securable<'_>) -> bool {
+        let Some(caller) = &self.caller else {
+            return false;
+        };
+        let region = if caller.region.is_empty() {
+            GRANTS_REGION
+        } else {
+            &caller.region
+        };
+        let request = Self::request(region, privilege, on);
+        self.policies
+            .authorize(caller, &request.action, &request.resources)
+            .is_ok()
+    }
+}
+
+impl Access {
+    /// The table grants of an authenticated caller.
+    pub fn grants(&self, caller: &Caller) -> Arc<dyn TableAccess> {
+        Arc::new(Grants {
+            principal: caller.principal.clone(),
+            caller: Some(caller.clone()),
+            policies: Arc::clone(&self.policies),
+        })
+    }
+
+    /// The table grants of a named principal that holds no key (the ETL
+    /// jobs' principal): its own policies, in no group. `None` when
+    /// requests need no authentication (nothing is checked then).
+    pub fn principal_grants(&self, principal: &str) -> Option<Arc<dyn TableAccess>> {
+        self.required().then(|| {
+            self.grants(&Caller {
+                principal: principal.to_string(),
+                groups: Vec::new(),
+                access_key_id: String::new(),
+                region: GRANTS_REGION.into(),
+            })
+        })
+    }
+}
+
 impl lakehose_pgwire::Passwords for Access {
     fn password(&self, user: &str) -> Option<String> {
         let key = self.keys.lookup(user)?;
@@ -429,6 +545,20 @@ impl lakehose_pgwire::Passwords for Access {
 
     fn required(&self) -> bool {
         Access::required(self)
+    }
+
+    fn access(&self, user: &str) -> Option<Arc<dyn TableAccess>> {
+        if !self.required() {
+            return None;
+        }
+        Some(match self.keys.lookup(user) {
+            Some(key) => self.grants(&key.caller()),
+            None => Arc::new(Grants {
+                caller: None,
+                principal: user.to_string(),
+                policies: Arc::clone(&self.policies),
+            }),
+        })
     }
 }
 

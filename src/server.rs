@@ -30,7 +30,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
-use crate::access::Access;
+use crate::access::{Access, Caller};
 use lakehose_auth::keys::KeyPaths;
 
 /// Caps on what one request may hold.
@@ -98,6 +98,9 @@ pub struct ServerOptions {
     pub tls: Option<lakehose_auth::tls::TlsFiles>,
     /// What one principal may do at once.
     pub principal_caps: crate::access::PrincipalCaps,
+    /// The principal ETL jobs run as (their grants are its policies')
+    /// when requests are authenticated.
+    pub etl_principal: String,
 }
 
 /// Records acknowledged by ingest but not yet delivered, for queries.
@@ -134,6 +137,7 @@ fn live_buffers(pending: Vec<lakehose_ingest::PendingBuffer>) -> Vec<LiveBuffer>
 #[derive(Clone)]
 struct AppState {
     ingest: IngestService,
+    access: Access,
     glue: GlueApi,
     athena: AthenaApi,
     athena_gauges: AthenaGauges,
@@ -358,7 +362,8 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     lakehose_transform::dependency_order(&jobs)?;
     let etl_scheduler = (!jobs.is_empty() || options.maintenance.is_some()).then(|| {
         lakehose_transform::schedule::spawn_scheduler(
-            lakehose_transform::Etl::new(engine.clone()),
+            lakehose_transform::Etl::new(engine.clone())
+                .run_as(access.principal_grants(&options.etl_principal)),
             jobs,
             options.maintenance.clone(),
         )
@@ -371,6 +376,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .with_athena(athena.clone())
         .with_caps(options.principal_caps);
     let state = AppState {
+        access: access.clone(),
         ingest: ingest.clone(),
         glue: GlueApi {
             catalog,
@@ -431,7 +437,12 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
 }
 
 /// Dispatches an AWS JSON 1.1 call on its `X-Amz-Target`.
-async fn aws_json(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn aws_json(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -442,7 +453,10 @@ async fn aws_json(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     match service {
         firehose::TARGET_PREFIX => firehose::handle(&state.ingest, operation, &body).await,
         glue::TARGET_PREFIX => glue::handle(&state.glue, operation, &body).await,
-        athena::TARGET_PREFIX => athena::handle(&state.athena, operation, &body).await,
+        athena::TARGET_PREFIX => {
+            let access = caller.map(|c| state.access.grants(&c));
+            athena::handle(&state.athena, operation, &body, access.as_ref()).await
+        }
         _ => AwsError::unknown_operation(target).into_response(),
     }
 }

@@ -1,7 +1,7 @@
 //! Query executions: start, run in the bounded queue, stop, look up, list,
 //! and read results back.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use crate::results::{self, ResultMetadata};
 use crate::workgroups::{self, ENGINE_VERSION, ResultConfiguration};
 use crate::{AthenaApi, now_ms, seconds};
 use lakehose_query::contract::{
-    QueryError, QueryErrorKind, QueryRequest, QueryStream, StatementType, panic_error,
+    QueryError, QueryErrorKind, QueryRequest, QueryStream, StatementType, TableAccess, panic_error,
 };
 
 /// Athena's limit on `QueryString`, in bytes.
@@ -338,7 +338,11 @@ struct StartInput {
     result_reuse_configuration: Option<ReuseConfiguration>,
 }
 
-pub(super) async fn start(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiError> {
+pub(super) async fn start(
+    api: &AthenaApi,
+    body: &[u8],
+    access: Option<&Arc<dyn TableAccess>>,
+) -> Result<Value, ApiError> {
     let input: StartInput = parse(body)?;
     let query = required(input.query_string, "QueryString")?;
     if query.is_empty() || query.len() > MAX_QUERY_BYTES {
@@ -504,7 +508,7 @@ pub(super) async fn start(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiErro
             .get(&id)
             .is_some_and(|e| e.state == QueryState::Queued)
         {
-            let task = tokio::spawn(run(api.clone(), id.clone()));
+            let task = tokio::spawn(run(api.clone(), id.clone(), access.cloned()));
             state.tasks.insert(id.clone(), task.abort_handle());
         }
     }
@@ -515,8 +519,8 @@ pub(super) async fn start(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiErro
 /// the outcome. Aborting it (StopQueryExecution) drops the engine's future.
 /// A panic anywhere in it fails the execution with the panic as its reason
 /// (and frees its slot), instead of leaving it RUNNING.
-async fn run(api: AthenaApi, id: String) {
-    let attempt = std::panic::AssertUnwindSafe(run_guarded(api.clone(), id.clone()));
+async fn run(api: AthenaApi, id: String, access: Option<Arc<dyn TableAccess>>) {
+    let attempt = std::panic::AssertUnwindSafe(run_guarded(api.clone(), id.clone(), access));
     let Err(payload) = attempt.catch_unwind().await else {
         return;
     };
@@ -552,7 +556,7 @@ enum Ended {
     Write { message: String, service_ms: i64 },
 }
 
-async fn run_guarded(api: AthenaApi, id: String) {
+async fn run_guarded(api: AthenaApi, id: String, access: Option<Arc<dyn TableAccess>>) {
     let Ok(_permit) = api.inner.slots.clone().acquire_owned().await else {
         return;
     };
@@ -573,6 +577,7 @@ async fn run_guarded(api: AthenaApi, id: String) {
             parameters: e.parameters.clone(),
             bytes_scanned_cutoff: e.bytes_scanned_cutoff,
             dialect: lakehose_query::Dialect::Athena,
+            access,
         }
     };
     // RUNNING is not written down: after a restart an execution recorded

@@ -47,7 +47,7 @@ use tokio::task::AbortHandle;
 
 pub use error::ApiError;
 use executions::{Execution, QueryState};
-use lakehose_query::contract::SqlRunner;
+use lakehose_query::contract::{SqlRunner, TableAccess};
 use workgroups::WorkGroup;
 
 /// The `X-Amz-Target` prefix of Athena.
@@ -474,9 +474,16 @@ impl AthenaApi {
 }
 
 /// Handles one Athena operation.
-pub async fn handle(api: &AthenaApi, operation: &str, body: &[u8]) -> Response {
+/// `access` is the caller's table grants: its queries run as it, and the
+/// table listings show the tables it may read (`None`: every grant).
+pub async fn handle(
+    api: &AthenaApi,
+    operation: &str,
+    body: &[u8],
+    access: Option<&Arc<dyn TableAccess>>,
+) -> Response {
     let result = match operation {
-        "StartQueryExecution" => executions::start(api, body).await,
+        "StartQueryExecution" => executions::start(api, body, access).await,
         "GetQueryExecution" => executions::get(api, body).await,
         "BatchGetQueryExecution" => executions::batch_get(api, body).await,
         "GetQueryResults" => {
@@ -491,8 +498,8 @@ pub async fn handle(api: &AthenaApi, operation: &str, body: &[u8]) -> Response {
         "GetDataCatalog" => metadata::get_data_catalog(api, body).await,
         "ListDatabases" => metadata::list_databases(api, body).await,
         "GetDatabase" => metadata::get_database(api, body).await,
-        "ListTableMetadata" => metadata::list_table_metadata(api, body).await,
-        "GetTableMetadata" => metadata::get_table_metadata(api, body).await,
+        "ListTableMetadata" => metadata::list_table_metadata(api, body, access).await,
+        "GetTableMetadata" => metadata::get_table_metadata(api, body, access).await,
         "CreateWorkGroup" => workgroups::create(api, body).await,
         "GetWorkGroup" => workgroups::get(api, body).await,
         "ListWorkGroups" => workgroups::list(api, body).await,

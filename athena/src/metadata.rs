@@ -5,7 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
+use lakehose_catalog::CatalogError;
 use lakehose_catalog::model::{Column, Database, Table};
+use lakehose_query::contract::{Privilege, Securable, TableAccess};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -201,7 +205,11 @@ fn table_wire(table: &Table) -> Value {
     v
 }
 
-pub(super) async fn list_table_metadata(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiError> {
+pub(super) async fn list_table_metadata(
+    api: &AthenaApi,
+    body: &[u8],
+    access: Option<&Arc<dyn TableAccess>>,
+) -> Result<Value, ApiError> {
     let input: ListInput = parse(body)?;
     check_workgroup(api, input.work_group.as_deref())?;
     check_catalog(&required(input.catalog_name, "CatalogName")?, "CatalogName")?;
@@ -229,13 +237,18 @@ pub(super) async fn list_table_metadata(api: &AthenaApi, body: &[u8]) -> Result<
         .map_err(from_catalog)?
         .into_iter()
         .filter(|t| pattern.as_ref().is_none_or(|p| p.is_match(&t.name)))
+        .filter(|t| readable(access, &db, &t.name))
         .collect();
     let (page, next) = input::page_by_name(all, |t| &t.name, token, max);
     let list: Vec<Value> = page.iter().map(table_wire).collect();
     Ok(json!({ "TableMetadataList": list, "NextToken": next }))
 }
 
-pub(super) async fn get_table_metadata(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiError> {
+pub(super) async fn get_table_metadata(
+    api: &AthenaApi,
+    body: &[u8],
+    access: Option<&Arc<dyn TableAccess>>,
+) -> Result<Value, ApiError> {
     let input: ListInput = parse(body)?;
     check_workgroup(api, input.work_group.as_deref())?;
     check_catalog(&required(input.catalog_name, "CatalogName")?, "CatalogName")?;
@@ -243,6 +256,13 @@ pub(super) async fn get_table_metadata(api: &AthenaApi, body: &[u8]) -> Result<V
     length(&db, "DatabaseName", 1, 128)?;
     let name = required(input.table_name, "TableName")?;
     length(&name, "TableName", 1, 128)?;
+    if !readable(access, &db, &name) {
+        // As a table that does not exist: a caller learns nothing of the
+        // tables it may not read.
+        return Err(from_catalog(CatalogError::NotFound(format!(
+            "Table {db}.{name}"
+        ))));
+    }
     let table = api
         .inner
         .catalog
@@ -255,6 +275,19 @@ pub(super) async fn get_table_metadata(api: &AthenaApi, body: &[u8]) -> Result<V
         v["LastAccessTime"] = json!(seconds(now_ms()));
     }
     Ok(json!({ "TableMetadata": v }))
+}
+
+/// Whether `access` may read (and so see) `db`.`table`.
+fn readable(access: Option<&Arc<dyn TableAccess>>, db: &str, table: &str) -> bool {
+    access.is_none_or(|a| {
+        a.allows(
+            Privilege::Select,
+            Securable::Table {
+                database: &db.to_ascii_lowercase(),
+                table: &table.to_ascii_lowercase(),
+            },
+        )
+    })
 }
 
 #[cfg(test)]

@@ -196,7 +196,7 @@ async fn route(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     match target.split_once('.') {
-        Some((athena::TARGET_PREFIX, op)) => athena::handle(&api, op, &body).await,
+        Some((athena::TARGET_PREFIX, op)) => athena::handle(&api, op, &body, None).await,
         _ => (axum::http::StatusCode::BAD_REQUEST, "unknown target").into_response(),
     }
 }
@@ -1307,7 +1307,7 @@ async fn athena_catalog_metadata() {
 }
 
 async fn raw(api: &AthenaApi, op: &str, body: &str) -> (u16, serde_json::Value) {
-    let response = athena::handle(api, op, body.as_bytes()).await;
+    let response = athena::handle(api, op, body.as_bytes(), None).await;
     let status = response.status().as_u16();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await

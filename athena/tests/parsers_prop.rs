@@ -166,7 +166,7 @@ fn athena_request_bodies_never_panic() {
     let strategy = (prop::sample::select(OPERATIONS), body());
     TestRunner::new(config())
         .run(&strategy, |(operation, body)| {
-            let response = runtime.block_on(athena::handle(&api, operation, &body));
+            let response = runtime.block_on(athena::handle(&api, operation, &body, None));
             prop_assert!(
                 response.status().is_success() || response.status().is_client_error(),
                 "{operation} answered {}",

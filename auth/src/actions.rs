@@ -96,9 +96,9 @@ pub fn ndjson(region: &str, stream: &str) -> Request {
 
 /// Glue calls (`AWSGlue.<operation>`).
 pub fn glue(region: &str, operation: &str, body: &Value) -> Request {
-    let catalog = format!("arn:aws:glue:{region}:{ACCOUNT}:catalog");
-    let database = |name: &str| format!("arn:aws:glue:{region}:{ACCOUNT}:database/{name}");
-    let table = |db: &str, t: &str| format!("arn:aws:glue:{region}:{ACCOUNT}:table/{db}/{t}");
+    let catalog = catalog_arn(region);
+    let database = |name: &str| database_arn(region, name);
+    let table = |db: &str, t: &str| table_arn(region, db, t);
     let db = text(body, &["DatabaseName"]);
     let resources = match operation {
         "CreateDatabase" => match text(body, &["DatabaseInput", "Name"]) {
@@ -148,6 +148,28 @@ pub fn glue(region: &str, operation: &str, body: &Value) -> Request {
         action: format!("glue:{operation}"),
         resources,
     }
+}
+
+/// The ARN of the Glue Data Catalog.
+pub fn catalog_arn(region: &str) -> String {
+    format!("arn:aws:glue:{region}:{ACCOUNT}:catalog")
+}
+
+/// The ARN of a Glue database.
+pub fn database_arn(region: &str, database: &str) -> String {
+    format!("arn:aws:glue:{region}:{ACCOUNT}:database/{database}")
+}
+
+/// The ARN of a Glue table (or view).
+pub fn table_arn(region: &str, database: &str, table: &str) -> String {
+    format!("arn:aws:glue:{region}:{ACCOUNT}:table/{database}/{table}")
+}
+
+/// The ARN of an S3 location (`s3://bucket/prefix/` →
+/// `arn:aws:s3:::bucket/prefix/`); `None` for anything else.
+pub fn location_arn(location: &str) -> Option<String> {
+    let path = location.strip_prefix("s3://")?;
+    (!path.is_empty() && !path.starts_with('/')).then(|| format!("arn:aws:s3:::{path}"))
 }
 
 /// The ARN of an Athena workgroup.

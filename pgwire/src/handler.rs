@@ -350,11 +350,20 @@ async fn drain(mut batches: Batches) -> Result<usize, Failure> {
 }
 
 /// Serves queries of every connection.
-#[derive(Debug)]
 pub(crate) struct Queries {
     runner: Arc<dyn SqlRunner>,
     parser: Arc<Parser>,
     audit: Option<Arc<dyn StatementAudit>>,
+    passwords: Option<Arc<dyn crate::Passwords>>,
+}
+
+impl std::fmt::Debug for Queries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queries")
+            .field("runner", &self.runner)
+            .field("audit", &self.audit)
+            .finish_non_exhaustive()
+    }
 }
 
 type SessionRef = Arc<Mutex<Session>>;
@@ -382,11 +391,16 @@ fn user_of<C: ClientInfo + ?Sized>(client: &C) -> String {
 }
 
 impl Queries {
-    pub(crate) fn new(runner: Arc<dyn SqlRunner>, audit: Option<Arc<dyn StatementAudit>>) -> Self {
+    pub(crate) fn new(
+        runner: Arc<dyn SqlRunner>,
+        audit: Option<Arc<dyn StatementAudit>>,
+        passwords: Option<Arc<dyn crate::Passwords>>,
+    ) -> Self {
         Self {
             runner,
             parser: Arc::new(Parser),
             audit,
+            passwords,
         }
     }
 
@@ -411,9 +425,13 @@ impl Queries {
         session.lock().ok().and_then(|s| s.database.clone())
     }
 
-    fn request(session: &SessionRef, sql: &str) -> QueryRequest {
+    fn request(&self, session: &SessionRef, sql: &str) -> QueryRequest {
         let mut request = QueryRequest::new(sql, Self::database(session).as_deref());
         request.dialect = lakehose_query::Dialect::Postgres;
+        if let Some(passwords) = self.passwords.as_ref().filter(|p| p.required()) {
+            let user = session.lock().map(|s| s.user.clone()).unwrap_or_default();
+            request.access = passwords.access(&user);
+        }
         tracing::debug!(database = ?request.database, "postgres statement");
         request
     }
@@ -421,7 +439,7 @@ impl Queries {
     /// Runs a statement whose result is small (describing), held whole;
     /// a panic is an internal error.
     async fn engine(&self, session: &SessionRef, sql: &str) -> Result<QueryOutput, Failure> {
-        let run = std::panic::AssertUnwindSafe(self.runner.run(Self::request(session, sql)));
+        let run = std::panic::AssertUnwindSafe(self.runner.run(self.request(session, sql)));
         let output = match run.catch_unwind().await {
             Ok(result) => result.map_err(|e| query_error(&e))?,
             Err(payload) => return Err(query_error(&panic_error(payload.as_ref()))),
@@ -439,7 +457,7 @@ impl Queries {
     async fn engine_stream(&self, session: &SessionRef, sql: &str) -> Result<QueryStream, Failure> {
         let stream = self
             .runner
-            .run_stream(Self::request(session, sql))
+            .run_stream(self.request(session, sql))
             .await
             .map_err(|e| query_error(&e))?;
         self.audit(

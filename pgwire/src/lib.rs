@@ -90,7 +90,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use lakehose_query::contract::SqlRunner;
+use lakehose_query::contract::{SqlRunner, TableAccess};
 
 /// The default address of the Postgres listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
@@ -141,6 +141,14 @@ pub trait Passwords: Send + Sync {
     /// may let clients in on a loopback listener).
     fn required(&self) -> bool {
         true
+    }
+
+    /// The table grants `user`'s statements run with (`None`: every
+    /// grant). Asked on every statement, so a changed policy or a revoked
+    /// key applies to sessions already open.
+    fn access(&self, user: &str) -> Option<Arc<dyn TableAccess>> {
+        let _ = user;
+        None
     }
 }
 
@@ -233,7 +241,11 @@ pub async fn serve(
             config.passwords.clone(),
             connections.clone(),
         )),
-        queries: Arc::new(handler::Queries::new(runner, config.audit.clone())),
+        queries: Arc::new(handler::Queries::new(
+            runner,
+            config.audit.clone(),
+            config.passwords.clone(),
+        )),
         cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
     });
     let slots = Arc::new(Semaphore::new(config.limits.max_connections.max(1)));

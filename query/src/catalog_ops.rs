@@ -7,8 +7,12 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use lakehose_catalog::CatalogError;
 use lakehose_catalog::model::{Column, Database, SerDeInfo, StorageDescriptor, Table, formats};
 
-use crate::contract::{QueryError, QueryErrorKind, QueryOutput, StatementType, empty_output};
+use crate::contract::{
+    Privilege, QueryError, QueryErrorKind, QueryOutput, Securable, StatementType, TableAccess,
+    empty_output, require,
+};
 use crate::ddl::{AthenaStatement, ColumnDef, ExternalTable, Name};
+use crate::dispatch::Run;
 use crate::engine::QueryEngine;
 use crate::error::{ErrorCode, classify};
 use crate::glue::{
@@ -70,12 +74,102 @@ fn columns_of(defs: &[ColumnDef]) -> Vec<Column> {
         .collect()
 }
 
-/// Runs a statement of [`AthenaStatement`].
-pub async fn execute(
-    engine: &QueryEngine,
+/// The grants a statement needs before it touches the catalog, checked
+/// against the caller's (`None` has them all). The tables its query reads
+/// are checked as the query is planned, CTAS's and `UNLOAD`'s targets
+/// where they are resolved.
+fn authorize(
+    statement: &AthenaStatement,
     current: &str,
+    access: Option<&Arc<dyn TableAccess>>,
+) -> Result<(), QueryError> {
+    let Some(access) = access else {
+        return Ok(());
+    };
+    let table = |name: &Name| (database_of(name, current), name.name.to_ascii_lowercase());
+    let on_table = |privilege: Privilege, name: &Name| {
+        let (database, table) = table(name);
+        require(
+            Some(access),
+            privilege,
+            Securable::Table {
+                database: &database,
+                table: &table,
+            },
+        )
+    };
+    let on_location = |location: &str| {
+        let folder = folder_location(location)?.to_string();
+        require(
+            Some(access),
+            Privilege::DataLocation,
+            Securable::Location(&folder),
+        )
+    };
+    match statement {
+        AthenaStatement::CreateDatabase { name, location, .. } => {
+            require(
+                Some(access),
+                Privilege::CreateDatabase,
+                Securable::Database(&name.to_ascii_lowercase()),
+            )?;
+            location.as_deref().map_or(Ok(()), on_location)
+        }
+        AthenaStatement::DropDatabase { name, .. } => require(
+            Some(access),
+            Privilege::DropDatabase,
+            Securable::Database(&name.to_ascii_lowercase()),
+        ),
+        AthenaStatement::CreateExternalTable(spec) => {
+            on_table(Privilege::CreateTable, &spec.name)?;
+            spec.location.as_deref().map_or(Ok(()), on_location)
+        }
+        AthenaStatement::DropTable { name, .. } => on_table(Privilege::DropTable, name),
+        AthenaStatement::MsckRepair { name } => on_table(Privilege::AddPartitions, name),
+        AthenaStatement::AddPartitions {
+            name, partitions, ..
+        } => {
+            on_table(Privilege::AddPartitions, name)?;
+            partitions
+                .iter()
+                .filter_map(|(_, location)| location.as_deref())
+                .try_for_each(on_location)
+        }
+        AthenaStatement::DropPartitions { name, .. } => on_table(Privilege::DropPartitions, name),
+        AthenaStatement::SetProperties { name, .. } | AthenaStatement::AddColumns { name, .. } => {
+            on_table(Privilege::AlterTable, name)
+        }
+        AthenaStatement::SetLocation { name, location } => {
+            on_table(Privilege::AlterTable, name)?;
+            on_location(location)
+        }
+        AthenaStatement::ShowPartitions { name }
+        | AthenaStatement::ShowColumns { name }
+        | AthenaStatement::ShowProperties { name }
+        | AthenaStatement::ShowCreate { name, .. }
+        | AthenaStatement::Describe { name } => on_table(Privilege::Select, name),
+        AthenaStatement::CreateView { name, .. } => on_table(Privilege::CreateTable, name),
+        // Listings show what the caller may read; CTAS, INSERT INTO and
+        // UNLOAD check their targets as they resolve them.
+        AthenaStatement::ShowDatabases { .. }
+        | AthenaStatement::ShowTables { .. }
+        | AthenaStatement::CreateTableAs { .. }
+        | AthenaStatement::InsertInto { .. }
+        | AthenaStatement::Unload { .. } => Ok(()),
+    }
+}
+
+/// Runs a statement of [`AthenaStatement`].
+pub(crate) async fn execute(
+    run: Run<'_>,
     statement: AthenaStatement,
 ) -> Result<QueryOutput, QueryError> {
+    let Run {
+        engine,
+        current,
+        access,
+    } = run;
+    authorize(&statement, current, access)?;
     let catalog = engine.catalog();
     match statement {
         AthenaStatement::CreateDatabase {
@@ -329,6 +423,17 @@ pub async fn execute(
             let names = tables
                 .into_iter()
                 .filter(|t| !views || t.is_view())
+                .filter(|t| {
+                    access.is_none_or(|a| {
+                        a.allows(
+                            Privilege::Select,
+                            Securable::Table {
+                                database: &db,
+                                table: &t.name,
+                            },
+                        )
+                    })
+                })
                 .map(|t| t.name)
                 .filter(|n| pattern.as_ref().is_none_or(|p| p.is_match(n)))
                 .collect();
@@ -474,35 +579,24 @@ pub async fn execute(
             name,
             or_replace,
             query,
-        } => create_view(engine, current, name, or_replace, query).await,
+        } => create_view(run, name, or_replace, query).await,
         AthenaStatement::CreateTableAs {
             name,
             if_not_exists,
             with,
             query,
             with_data,
-        } => {
-            crate::write::create_table_as(
-                engine,
-                current,
-                name,
-                if_not_exists,
-                with,
-                query,
-                with_data,
-            )
-            .await
-        }
+        } => crate::write::create_table_as(run, name, if_not_exists, with, query, with_data).await,
         AthenaStatement::InsertInto {
             name,
             columns,
             query,
-        } => crate::write::insert_into(engine, current, name, columns, query).await,
+        } => crate::write::insert_into(run, name, columns, query).await,
         AthenaStatement::Unload {
             query,
             location,
             with,
-        } => crate::write::unload(engine, current, query, location, with).await,
+        } => crate::write::unload(run, query, location, with).await,
     }
 }
 
@@ -806,12 +900,16 @@ async fn msck_repair(
 }
 
 async fn create_view(
-    engine: &QueryEngine,
-    current: &str,
+    run: Run<'_>,
     name: Name,
     or_replace: bool,
     query: String,
 ) -> Result<QueryOutput, QueryError> {
+    let Run {
+        engine,
+        current,
+        access,
+    } = run;
     let db = database_of(&name, current);
     engine
         .catalog()
@@ -824,8 +922,10 @@ async fn create_view(
             ),
             other => catalog_error(other),
         })?;
+    // The view's query is planned as its creator: a view cannot be made
+    // over tables the creator may not read.
     let ctx = engine
-        .context(&db, Arc::new(QueryStats::default()))
+        .context_as(&db, Arc::new(QueryStats::default()), access.cloned())
         .map_err(classify)?;
     let plan = crate::plan::plan_query(&ctx, &query).await?;
     let columns = plan
@@ -856,6 +956,14 @@ async fn create_view(
     match catalog.create_table(&db, table.clone()).await {
         Ok(()) => {}
         Err(CatalogError::AlreadyExists(_)) if or_replace => {
+            require(
+                access,
+                Privilege::AlterTable,
+                Securable::Table {
+                    database: &db,
+                    table: &name.name,
+                },
+            )?;
             let existing = catalog
                 .get_table(&db, &name.name)
                 .await

@@ -43,6 +43,11 @@ impl StatementType {
 /// One statement to run.
 #[derive(Debug, Clone, Default)]
 pub struct QueryRequest {
+    /// Who runs it, as far as tables are concerned: every table it reads
+    /// needs their SELECT grant, every table, database or location it
+    /// creates, changes or writes the grant for that. `None` runs it with
+    /// every grant (the operator's own tools, a server with no keys).
+    pub access: Option<Arc<dyn TableAccess>>,
     /// The SQL text (one statement).
     pub sql: String,
     /// Current database (`default` when absent).
@@ -79,6 +84,129 @@ impl QueryRequest {
             database: database.map(str::to_string),
             ..Default::default()
         }
+    }
+
+    /// The same request, run as `access`.
+    pub fn run_as(mut self, access: Option<Arc<dyn TableAccess>>) -> Self {
+        self.access = access;
+        self
+    }
+}
+
+/// What a statement does to a table, a database or a location, in the
+/// terms a grant is given in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Privilege {
+    /// Read a table's rows or its definition: `SELECT`, the tables of a
+    /// view, the sources of CTAS, `INSERT` and `UNLOAD`, `DESCRIBE` and
+    /// `SHOW` of one table, and seeing it listed.
+    Select,
+    /// Add rows: `INSERT INTO`, and the new table a CTAS fills.
+    Insert,
+    /// Create a table or view (`CREATE TABLE`, CTAS, `CREATE VIEW`).
+    CreateTable,
+    /// Change a table's or view's definition (`ALTER TABLE`,
+    /// `CREATE OR REPLACE VIEW` over an existing view).
+    AlterTable,
+    /// Add partitions (`ALTER TABLE ADD PARTITION`, `MSCK REPAIR TABLE`).
+    AddPartitions,
+    /// Drop partitions.
+    DropPartitions,
+    /// Drop a table or view.
+    DropTable,
+    /// Create a database.
+    CreateDatabase,
+    /// Drop a database.
+    DropDatabase,
+    /// Point a table, partition or database at a storage location, or
+    /// write files there (`LOCATION`, `external_location`, `UNLOAD`): Lake
+    /// Formation's data location access. Without it, a table over another
+    /// table's files would read them past that table's grants.
+    DataLocation,
+}
+
+impl Privilege {
+    /// How messages name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Select => "SELECT",
+            Self::Insert => "INSERT",
+            Self::CreateTable => "CREATE_TABLE",
+            Self::AlterTable => "ALTER",
+            Self::AddPartitions => "ADD_PARTITION",
+            Self::DropPartitions => "DROP_PARTITION",
+            Self::DropTable => "DROP",
+            Self::CreateDatabase => "CREATE_DATABASE",
+            Self::DropDatabase => "DROP_DATABASE",
+            Self::DataLocation => "DATA_LOCATION_ACCESS",
+        }
+    }
+}
+
+/// What a privilege is asked on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Securable<'a> {
+    /// A table or view of a database (lower case).
+    Table {
+        /// Its database.
+        database: &'a str,
+        /// Its name.
+        table: &'a str,
+    },
+    /// A database.
+    Database(&'a str),
+    /// A storage location (`s3://bucket/prefix/`).
+    Location(&'a str),
+}
+
+impl fmt::Display for Securable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Table { database, table } => write!(f, "{CATALOG_NAME}.{database}.{table}"),
+            Self::Database(d) => write!(f, "database {d}"),
+            Self::Location(l) => write!(f, "location {l}"),
+        }
+    }
+}
+
+/// Who runs a statement: the grants it is checked against while it is
+/// planned. The front ends make one from the authenticated caller (the
+/// server's policies); the engine asks it before reading, creating,
+/// changing or writing anything.
+pub trait TableAccess: Send + Sync + fmt::Debug {
+    /// The principal's name (for messages).
+    fn principal(&self) -> &str;
+
+    /// Whether `privilege` on `on` is granted.
+    fn allows(&self, privilege: Privilege, on: Securable<'_>) -> bool;
+}
+
+/// The error a statement gets for a privilege it lacks (Postgres's
+/// SQLSTATE 42501; an Athena user error).
+pub fn access_denied(
+    access: &dyn TableAccess,
+    privilege: Privilege,
+    on: Securable<'_>,
+) -> QueryError {
+    QueryError::named(
+        ErrorCode::PermissionDenied,
+        format!(
+            "Access Denied: {} has no {} permission on {on}",
+            access.principal(),
+            privilege.as_str()
+        ),
+    )
+}
+
+/// Checks `privilege` on `on` for `access` (`None` has every grant).
+pub fn require(
+    access: Option<&Arc<dyn TableAccess>>,
+    privilege: Privilege,
+    on: Securable<'_>,
+) -> Result<(), QueryError> {
+    match access {
+        Some(a) if !a.allows(privilege, on) => Err(access_denied(a.as_ref(), privilege, on)),
+        _ => Ok(()),
     }
 }
 

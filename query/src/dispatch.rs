@@ -11,7 +11,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 
 use crate::contract::{
     CATALOG_NAME, Dialect, QueryError, QueryOutput, QueryRequest, QueryStream, SqlRunner,
-    StatementType,
+    StatementType, TableAccess,
 };
 use crate::engine::QueryEngine;
 use crate::error::{ErrorCode, classify};
@@ -26,6 +26,15 @@ pub fn current_database(request: &QueryRequest) -> String {
         .filter(|d| !d.is_empty())
         .unwrap_or("default")
         .to_ascii_lowercase()
+}
+
+/// One statement's engine, current database and caller, as the Athena
+/// statements run them.
+#[derive(Clone, Copy)]
+pub(crate) struct Run<'a> {
+    pub(crate) engine: &'a QueryEngine,
+    pub(crate) current: &'a str,
+    pub(crate) access: Option<&'a Arc<dyn TableAccess>>,
 }
 
 async fn run(engine: QueryEngine, request: QueryRequest) -> Result<QueryOutput, QueryError> {
@@ -50,13 +59,19 @@ async fn run(engine: QueryEngine, request: QueryRequest) -> Result<QueryOutput, 
     if database == "default" {
         engine.ensure_default_database().await?;
     }
+    let access = request.access.clone();
     let output = if request.dialect == Dialect::Postgres && crate::postgres::reads_pg_catalog(&sql)
     {
-        run_postgres(&engine, &database, &sql).await?
+        run_postgres(&engine, &database, &sql, access).await?
     } else if let Some(statement) = crate::ddl::parse(&sql)? {
-        crate::catalog_ops::execute(&engine, &database, statement).await?
+        let run = Run {
+            engine: &engine,
+            current: &database,
+            access: access.as_ref(),
+        };
+        crate::catalog_ops::execute(run, statement).await?
     } else {
-        select(&engine, &database, &sql).await?
+        select(&engine, &database, &sql, access).await?
     };
     if let Some(cutoff) = request.bytes_scanned_cutoff
         && output.bytes_scanned > cutoff
@@ -78,17 +93,19 @@ async fn run_postgres(
     engine: &QueryEngine,
     database: &str,
     sql: &str,
+    access: Option<Arc<dyn TableAccess>>,
 ) -> Result<QueryOutput, QueryError> {
     let statement = crate::postgres::parse(sql)?;
     let stats = Arc::new(QueryStats::default());
     let ctx = engine
-        .context(database, Arc::clone(&stats))
+        .context_as(database, Arc::clone(&stats), access.clone())
         .map_err(classify)?;
     crate::postgres::install(
         &ctx,
         engine.pg_catalog_schema(),
         engine.catalog_source(),
         sql,
+        access,
     )
     .await?;
     let plan = plan_read_only(&ctx, DFStatement::Statement(Box::new(statement))).await?;
@@ -108,12 +125,13 @@ async fn select(
     engine: &QueryEngine,
     database: &str,
     sql: &str,
+    access: Option<Arc<dyn TableAccess>>,
 ) -> Result<QueryOutput, QueryError> {
-    match select_with(engine, database, sql, false).await {
+    match select_with(engine, database, sql, false, access.clone()).await {
         // Hash joins cannot spill; run again with joins that can.
         Err(e) if e.code == ErrorCode::ExceededMemoryLimit => {
             tracing::info!("query ran out of memory; re-running it with spilling sort-merge joins");
-            select_with(engine, database, sql, true).await
+            select_with(engine, database, sql, true, access).await
         }
         other => other,
     }
@@ -124,12 +142,13 @@ async fn select_with(
     database: &str,
     sql: &str,
     low_memory: bool,
+    access: Option<Arc<dyn TableAccess>>,
 ) -> Result<QueryOutput, QueryError> {
     let stats = Arc::new(QueryStats::default());
     let ctx = if low_memory {
-        engine.low_memory_context(database, Arc::clone(&stats))
+        engine.low_memory_context(database, Arc::clone(&stats), access)
     } else {
-        engine.context(database, Arc::clone(&stats))
+        engine.context_as(database, Arc::clone(&stats), access)
     }
     .map_err(classify)?;
     let plan = plan_query(&ctx, sql).await?;

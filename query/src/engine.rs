@@ -28,7 +28,9 @@ use lakehose_catalog::{CatalogError, CatalogRef, Storage};
 use object_store::ObjectStore;
 use url::Url;
 
-use crate::contract::{CATALOG_NAME, QueryError, QueryErrorKind};
+use crate::contract::{
+    CATALOG_NAME, Privilege, QueryError, QueryErrorKind, Securable, TableAccess, access_denied,
+};
 use crate::executor::{CpuRuntime, Task};
 use crate::postgres::CatalogSource;
 use crate::session::BaseSession;
@@ -240,19 +242,34 @@ impl QueryEngine {
         &self.inner.config
     }
 
-    /// A DataFusion context for one query in `database`.
+    /// A DataFusion context for one query in `database`, with every grant.
     pub fn context(
         &self,
         database: &str,
         stats: Arc<QueryStats>,
     ) -> Result<SessionContext, DataFusionError> {
+        self.context_as(database, stats, None)
+    }
+
+    /// A DataFusion context for one query in `database` run as `access`:
+    /// a table it lacks SELECT on fails the query when the query names it
+    /// (directly or through a view).
+    pub fn context_as(
+        &self,
+        database: &str,
+        stats: Arc<QueryStats>,
+        access: Option<Arc<dyn TableAccess>>,
+    ) -> Result<SessionContext, DataFusionError> {
         context_for(
             &self.inner,
+            Scope {
+                depth: 0,
+                restrictions: Restrictions::default(),
+                access,
+            },
             database,
             stats,
-            0,
             true,
-            Restrictions::default(),
         )
     }
 
@@ -265,8 +282,19 @@ impl QueryEngine {
         database: &str,
         stats: Arc<QueryStats>,
         restrictions: Restrictions,
+        access: Option<Arc<dyn TableAccess>>,
     ) -> Result<SessionContext, DataFusionError> {
-        context_for(&self.inner, database, stats, 0, true, restrictions)
+        context_for(
+            &self.inner,
+            Scope {
+                depth: 0,
+                restrictions,
+                access,
+            },
+            database,
+            stats,
+            true,
+        )
     }
 
     /// A catalog table as lakehose's table provider (not a view or a Delta
@@ -307,14 +335,18 @@ impl QueryEngine {
         &self,
         database: &str,
         stats: Arc<QueryStats>,
+        access: Option<Arc<dyn TableAccess>>,
     ) -> Result<SessionContext, DataFusionError> {
         context_for(
             &self.inner,
+            Scope {
+                depth: 0,
+                restrictions: Restrictions::default(),
+                access,
+            },
             database,
             stats,
-            0,
             false,
-            Restrictions::default(),
         )
     }
 
@@ -455,13 +487,21 @@ impl ObjectStoreRegistry for LakehoseStores {
     }
 }
 
+/// What a context's catalog lookups are bound by: how deep in views they
+/// are, the partitions they may read, and whose grants they need.
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    depth: usize,
+    restrictions: Restrictions,
+    access: Option<Arc<dyn TableAccess>>,
+}
+
 fn context_for(
     inner: &Arc<Inner>,
+    scope: Scope,
     database: &str,
     stats: Arc<QueryStats>,
-    depth: usize,
     prefer_hash_join: bool,
-    restrictions: Restrictions,
 ) -> Result<SessionContext, DataFusionError> {
     let mut config = inner
         .config
@@ -484,8 +524,7 @@ fn context_for(
         CATALOG_NAME,
         Arc::new(LakeCatalog {
             inner: Arc::downgrade(inner),
-            depth,
-            restrictions,
+            scope,
             overlay: Overlay::default(),
             schemas: SchemaOverlay::default(),
         }),
@@ -517,14 +556,7 @@ impl CatalogSource for EngineSource {
         table: &str,
     ) -> Result<SchemaRef, DataFusionError> {
         let inner = self.inner()?;
-        let ctx = context_for(
-            &inner,
-            database,
-            Arc::default(),
-            0,
-            true,
-            Restrictions::default(),
-        )?;
+        let ctx = context_for(&inner, Scope::default(), database, Arc::default(), true)?;
         let provider = ctx
             .table_provider(TableReference::full(CATALOG_NAME, database, table))
             .await?;
@@ -548,8 +580,7 @@ type SchemaOverlay = Arc<std::sync::Mutex<HashMap<String, Arc<dyn SchemaProvider
 #[derive(Debug)]
 struct LakeCatalog {
     inner: Weak<Inner>,
-    depth: usize,
-    restrictions: Restrictions,
+    scope: Scope,
     overlay: Overlay,
     schemas: SchemaOverlay,
 }
@@ -583,8 +614,7 @@ impl CatalogProvider for LakeCatalog {
         Some(Arc::new(LakeSchema {
             inner: self.inner.clone(),
             database: name.to_ascii_lowercase(),
-            depth: self.depth,
-            restrictions: Arc::clone(&self.restrictions),
+            scope: self.scope.clone(),
             overlay: Arc::clone(&self.overlay),
         }))
     }
@@ -596,8 +626,7 @@ impl CatalogProvider for LakeCatalog {
 struct LakeSchema {
     inner: Weak<Inner>,
     database: String,
-    depth: usize,
-    restrictions: Restrictions,
+    scope: Scope,
     overlay: Overlay,
 }
 
@@ -621,8 +650,21 @@ impl SchemaProvider for LakeSchema {
             Err(CatalogError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };
+        if let Some(access) = &self.scope.access {
+            let on = Securable::Table {
+                database: &self.database,
+                table: &table.name,
+            };
+            if !access.allows(Privilege::Select, on) {
+                return Err(DataFusionError::External(Box::new(access_denied(
+                    access.as_ref(),
+                    Privilege::Select,
+                    on,
+                ))));
+            }
+        }
         if table.is_view() {
-            if self.depth >= MAX_VIEW_DEPTH {
+            if self.scope.depth >= MAX_VIEW_DEPTH {
                 return Err(DataFusionError::Plan(format!(
                     "view {}.{name} nests more than {MAX_VIEW_DEPTH} views deep (does it refer to itself?)",
                     self.database
@@ -635,17 +677,24 @@ impl SchemaProvider for LakeSchema {
                 .ok_or_else(|| {
                     DataFusionError::Plan(format!("view {}.{name} has no SQL text", self.database))
                 })?;
-            let ctx = context_for(
-                &inner,
-                &self.database,
-                Arc::default(),
-                self.depth + 1,
-                true,
-                Arc::clone(&self.restrictions),
-            )?;
-            let plan = crate::plan::plan_query(&ctx, &sql).await.map_err(|e| {
-                DataFusionError::Plan(format!("view {}.{name} is invalid: {e}", self.database))
-            })?;
+            // The view's tables are read as the caller: a view grants no
+            // more than its tables do.
+            let scope = Scope {
+                depth: self.scope.depth + 1,
+                ..self.scope.clone()
+            };
+            let ctx = context_for(&inner, scope, &self.database, Arc::default(), true)?;
+            let plan = crate::plan::plan_query(&ctx, &sql)
+                .await
+                .map_err(|e| match e.code {
+                    crate::error::ErrorCode::PermissionDenied => {
+                        DataFusionError::External(Box::new(e))
+                    }
+                    _ => DataFusionError::Plan(format!(
+                        "view {}.{name} is invalid: {e}",
+                        self.database
+                    )),
+                })?;
             return Ok(Some(Arc::new(ViewTable::new(plan, Some(sql)))));
         }
         if as_of != crate::delta::AsOf::Latest && !crate::delta::is_delta(&table) {
@@ -671,6 +720,7 @@ impl SchemaProvider for LakeSchema {
         )
         .map_err(DataFusionError::Plan)?;
         let provider = match self
+            .scope
             .restrictions
             .get(&(self.database.clone(), name.to_ascii_lowercase()))
         {

@@ -59,7 +59,8 @@ pub enum ErrorCode {
     PathAlreadyExists,
     /// The statement nests too deeply to plan safely.
     QueryTooComplex,
-    /// A location outside lakehose's storage.
+    /// A location outside lakehose's storage, or a grant the caller
+    /// lacks.
     PermissionDenied,
     /// Any other mistake of the statement's (types, arguments, names).
     GenericUserError,

@@ -28,8 +28,12 @@ use lakehose_catalog::{CatalogError, Location};
 use object_store::ObjectStoreExt;
 use object_store::PutPayload;
 
-use crate::contract::{QueryError, QueryErrorKind, QueryOutput, StatementType};
+use crate::contract::{
+    Privilege, QueryError, QueryErrorKind, QueryOutput, Securable, StatementType, TableAccess,
+    require,
+};
 use crate::ddl::{Name, WithValue};
+use crate::dispatch::Run;
 use crate::engine::QueryEngine;
 use crate::error::{ErrorCode, classify};
 use crate::glue::{database_of, folder_location, get_table, partition, table_location};
@@ -290,6 +294,7 @@ impl PartWriter {
 #[allow(clippy::too_many_arguments)]
 async fn write_query(
     engine: &QueryEngine,
+    access: Option<&Arc<dyn TableAccess>>,
     database: &str,
     query: &str,
     location: &Location,
@@ -300,7 +305,7 @@ async fn write_query(
 ) -> Result<(Written, SchemaRef), QueryError> {
     let stats = Arc::new(QueryStats::default());
     let ctx = engine
-        .context(database, Arc::clone(&stats))
+        .context_as(database, Arc::clone(&stats), access.cloned())
         .map_err(classify)?;
     let plan = crate::plan::plan_query(&ctx, query).await?;
     let physical = engine.physical(&ctx, &plan).await.map_err(classify)?;
@@ -649,15 +654,35 @@ fn hive_columns(fields: &[Field]) -> Result<Vec<Column>, QueryError> {
 
 /// `CREATE TABLE ... AS SELECT`.
 pub(crate) async fn create_table_as(
-    engine: &QueryEngine,
-    current: &str,
+    run: Run<'_>,
     name: Name,
     if_not_exists: bool,
     with: Vec<(String, WithValue)>,
     query: String,
     with_data: bool,
 ) -> Result<QueryOutput, QueryError> {
+    let Run {
+        engine,
+        current,
+        access,
+    } = run;
     let db = database_of(&name, current);
+    require(
+        access,
+        Privilege::CreateTable,
+        Securable::Table {
+            database: &db,
+            table: &name.name,
+        },
+    )?;
+    require(
+        access,
+        Privilege::Insert,
+        Securable::Table {
+            database: &db,
+            table: &name.name,
+        },
+    )?;
     let opts = options(
         &with,
         lakehose_catalog::parquet_writer::default_codec(),
@@ -683,7 +708,15 @@ pub(crate) async fn create_table_as(
         Err(e) => return Err(QueryError::new(QueryErrorKind::Internal, e.to_string())),
     }
     let location = match &opts.location {
-        Some(l) => folder_location(l)?,
+        Some(l) => {
+            let l = folder_location(l)?;
+            require(
+                access,
+                Privilege::DataLocation,
+                Securable::Location(&l.to_string()),
+            )?;
+            l
+        }
         None => {
             let base = database
                 .location_uri
@@ -698,6 +731,7 @@ pub(crate) async fn create_table_as(
     let (written, schema) = if with_data {
         write_query(
             engine,
+            access,
             &db,
             &query,
             &location,
@@ -709,7 +743,9 @@ pub(crate) async fn create_table_as(
         .await?
     } else {
         let stats = Arc::new(QueryStats::default());
-        let ctx = engine.context(&db, stats).map_err(classify)?;
+        let ctx = engine
+            .context_as(&db, stats, access.cloned())
+            .map_err(classify)?;
         let plan = crate::plan::plan_query(&ctx, &query).await?;
         let fields: Vec<Field> = plan
             .schema()
@@ -801,13 +837,25 @@ async fn register_partitions(
 
 /// `INSERT INTO t [(cols)] SELECT|VALUES ...`.
 pub(crate) async fn insert_into(
-    engine: &QueryEngine,
-    current: &str,
+    run: Run<'_>,
     name: Name,
     columns: Vec<String>,
     query: String,
 ) -> Result<QueryOutput, QueryError> {
+    let Run {
+        engine,
+        current,
+        access,
+    } = run;
     let db = database_of(&name, current);
+    require(
+        access,
+        Privilege::Insert,
+        Securable::Table {
+            database: &db,
+            table: &name.name,
+        },
+    )?;
     let table = get_table(engine, &db, &name.name).await?;
     if table.is_view() {
         return Err(semantic(format!(
@@ -874,6 +922,7 @@ pub(crate) async fn insert_into(
     let label = format!("{db}.{}", name.name);
     let (written, _) = write_query(
         engine,
+        access,
         &db,
         &query,
         &location,
@@ -888,18 +937,28 @@ pub(crate) async fn insert_into(
 }
 
 /// `UNLOAD (query) TO 's3://...' WITH (...)`.
-pub async fn unload(
-    engine: &QueryEngine,
-    current: &str,
+pub(crate) async fn unload(
+    run: Run<'_>,
     query: String,
     location: String,
     with: Vec<(String, WithValue)>,
 ) -> Result<QueryOutput, QueryError> {
+    let Run {
+        engine,
+        current,
+        access,
+    } = run;
     let opts = options(&with, Compression::GZIP(GzipLevel::default()), "UNLOAD")?;
     let location = folder_location(&location)?;
+    require(
+        access,
+        Privilege::DataLocation,
+        Securable::Location(&location.to_string()),
+    )?;
     ensure_empty(engine, &location, "UNLOAD").await?;
     let (written, _) = write_query(
         engine,
+        access,
         current,
         &query,
         &location,

@@ -114,6 +114,41 @@ impl Drop for DemoKey {
     }
 }
 
+/// Grants the principal the demo's ETL jobs run as what they need, unless
+/// it has a policy already: read the raw logs and the curated tables, fill
+/// the curated tables.
+fn grant_etl(paths: &KeyPaths, principal: &str) -> anyhow::Result<()> {
+    use lakehose_auth::policy::{Target, list_policies, put_policy};
+    let target = Target::Principal(principal.to_string());
+    if list_policies(&paths.policies)?
+        .iter()
+        .any(|(t, _)| *t == target)
+    {
+        return Ok(());
+    }
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "lakehose:Select",
+                "Resource": ["arn:aws:glue:*:*:table/demo/*", "arn:aws:glue:*:*:table/curated/*"],
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["lakehose:Insert", "glue:CreateTable"],
+                "Resource": [
+                    "arn:aws:glue:*:*:catalog",
+                    "arn:aws:glue:*:*:database/curated",
+                    "arn:aws:glue:*:*:table/curated/*",
+                ],
+            },
+        ],
+    });
+    put_policy(&paths.policies, &target, &policy)
+        .with_context(|| format!("could not grant the ETL principal {principal} its tables"))
+}
+
 #[derive(Default)]
 struct Counters {
     acked: AtomicU64,
@@ -147,7 +182,8 @@ async fn demo(config: Config) -> anyhow::Result<()> {
         Some(file) => KeyPaths::new(file),
         None => KeyPaths::in_data_dir(&options.data_dir),
     };
-    let key = DemoKey::create(key_paths)?;
+    let key = DemoKey::create(key_paths.clone())?;
+    grant_etl(&key_paths, &options.etl_principal)?;
     let running = server::start(options).await?;
     let endpoint = running.endpoint();
     println!("lakehose listening on {endpoint}");

@@ -215,6 +215,14 @@ pub struct ServerArgs {
     /// more get TooManyRequestsException. 0: no limit.
     #[arg(long, env = "LAKEHOSE_MAX_QUERIES_PER_PRINCIPAL", default_value_t = 20)]
     pub max_queries_per_principal: usize,
+
+    /// The principal scheduled ETL jobs run as once access keys exist:
+    /// a job reads only tables its policies grant `lakehose:Select` on and
+    /// writes its target with `lakehose:Insert` (and `glue:CreateTable`
+    /// before the first run). Grant them with `lakehose admin policies put
+    /// --principal <name>`.
+    #[arg(long, env = "LAKEHOSE_ETL_PRINCIPAL", default_value = "lakehose-etl")]
+    pub etl_principal: String,
 }
 
 impl ServerArgs {
@@ -278,6 +286,7 @@ impl ServerArgs {
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout_secs),
             keys_file: self.keys_file.clone(),
             allowed_hosts: self.allowed_hosts.clone(),
+            etl_principal: self.etl_principal.clone(),
             principal_caps: crate::access::PrincipalCaps {
                 requests_per_sec: self.max_requests_per_principal_per_sec,
                 queries: self.max_queries_per_principal,

@@ -23,7 +23,8 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 
-use lakehose_catalog::{CatalogRef, Location, Storage};
+use lakehose_catalog::{CatalogError, CatalogRef, Location, Storage};
+use lakehose_query::contract::{Privilege, Securable, TableAccess, require};
 use lakehose_query::stats::{QueryStats, scanned_bytes};
 use lakehose_query::{QueryEngine, QueryRequest};
 use object_store::ObjectStoreExt;
@@ -114,6 +115,8 @@ impl RunProgress for NoProgress {
 pub struct Etl {
     engine: QueryEngine,
     running: Arc<Mutex<HashSet<String>>>,
+    /// Whose grants runs are checked against (`None`: every grant).
+    access: Option<Arc<dyn TableAccess>>,
 }
 
 impl std::fmt::Debug for Etl {
@@ -147,7 +150,16 @@ impl Etl {
         Self {
             engine,
             running: Arc::default(),
+            access: None,
         }
+    }
+
+    /// Runs jobs as `access`: a job's SELECT needs its SELECT grants, its
+    /// target the INSERT grant (and CREATE_TABLE before the first run), its
+    /// setup statements whatever they do.
+    pub fn run_as(mut self, access: Option<Arc<dyn TableAccess>>) -> Self {
+        self.access = access;
+        self
     }
 
     /// Marks `job` as busy until the guard is dropped (so no run starts
@@ -333,10 +345,13 @@ impl Etl {
         record: &mut RunRecord,
         progress: &dyn RunProgress,
     ) -> Result<()> {
+        self.check_target(job).await?;
         for statement in &job.setup {
             progress.phase(&job.name, "setup");
             self.engine
-                .execute(QueryRequest::new(statement, Some(&job.database)))
+                .execute(
+                    QueryRequest::new(statement, Some(&job.database)).run_as(self.access.clone()),
+                )
                 .await
                 .with_context(|| job.path.display().to_string())?;
         }
@@ -363,7 +378,12 @@ impl Etl {
         let stats = Arc::new(QueryStats::default());
         let ctx = self
             .engine
-            .restricted_context(&job.database, Arc::clone(&stats), Arc::new(restrictions))
+            .restricted_context(
+                &job.database,
+                Arc::clone(&stats),
+                Arc::new(restrictions),
+                self.access.clone(),
+            )
             .map_err(|e| JobError::at(&job.path, None, e.to_string()))?;
         let plan = lakehose_query::plan::plan_query(&ctx, &job.select)
             .await
@@ -480,6 +500,30 @@ impl Etl {
             }
         }
         Ok((changed, next))
+    }
+
+    /// Checks the grants a run needs on its target: INSERT, and
+    /// CREATE_TABLE while the target is not in the catalog yet.
+    async fn check_target(&self, job: &Job) -> Result<()> {
+        let Some(access) = &self.access else {
+            return Ok(());
+        };
+        let on = Securable::Table {
+            database: &job.target.database,
+            table: &job.target.table,
+        };
+        require(Some(access), Privilege::Insert, on)?;
+        match self
+            .catalog()
+            .get_table(&job.target.database, &job.target.table)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(CatalogError::NotFound(_)) => {
+                require(Some(access), Privilege::CreateTable, on).map_err(Error::from)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Commits the rows to the target in one Delta transaction.

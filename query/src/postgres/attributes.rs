@@ -104,8 +104,42 @@ struct TypedAttributes {
     info: LakeCatalogInfo,
 }
 
+/// Relation oid → (schema name, relation name), from `pg_class` and
+/// `pg_namespace`.
+pub(super) async fn relations(
+    class: &Arc<dyn TableProvider>,
+    namespace: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+) -> Result<HashMap<i64, (String, String)>> {
+    let mut schemas: HashMap<i64, String> = HashMap::new();
+    for b in rows(namespace, state).await? {
+        for (oid, name) in ints(&b, "oid")?.into_iter().zip(texts(&b, "nspname")?) {
+            if let (Some(oid), Some(name)) = (oid, name) {
+                schemas.insert(oid, name);
+            }
+        }
+    }
+    let mut relations = HashMap::new();
+    for b in rows(class, state).await? {
+        let oids = ints(&b, "oid")?;
+        let names = texts(&b, "relname")?;
+        let spaces = ints(&b, "relnamespace")?;
+        for ((oid, name), space) in oids.into_iter().zip(names).zip(spaces) {
+            if let (Some(oid), Some(name), Some(schema)) =
+                (oid, name, space.and_then(|s| schemas.get(&s)))
+            {
+                relations.insert(oid, (schema.clone(), name));
+            }
+        }
+    }
+    Ok(relations)
+}
+
 /// Every row of a catalog table.
-async fn rows(table: &Arc<dyn TableProvider>, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+pub(super) async fn rows(
+    table: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+) -> Result<Vec<RecordBatch>> {
     let plan: Arc<dyn ExecutionPlan> = table.scan(state, None, &[], None).await?;
     collect(plan, state.task_ctx()).await
 }
@@ -118,12 +152,12 @@ fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
         .ok_or_else(|| DataFusionError::Internal(format!("pg_catalog has no column {name}")))
 }
 
-fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
+pub(super) fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
     let c = cast(&column(batch, name)?, &DataType::Int64)?;
     Ok(c.as_primitive::<Int64Type>().iter().collect())
 }
 
-fn texts(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
+pub(super) fn texts(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
     let c = cast(&column(batch, name)?, &DataType::Utf8)?;
     Ok(c.as_string::<i32>()
         .iter()
@@ -148,28 +182,7 @@ impl TableProvider for TypedAttributes {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // Relation oid → (schema name, table name).
-        let mut schemas: HashMap<i64, String> = HashMap::new();
-        for b in rows(&self.namespace, state).await? {
-            for (oid, name) in ints(&b, "oid")?.into_iter().zip(texts(&b, "nspname")?) {
-                if let (Some(oid), Some(name)) = (oid, name) {
-                    schemas.insert(oid, name);
-                }
-            }
-        }
-        let mut relations: HashMap<i64, (String, String)> = HashMap::new();
-        for b in rows(&self.class, state).await? {
-            let oids = ints(&b, "oid")?;
-            let names = texts(&b, "relname")?;
-            let spaces = ints(&b, "relnamespace")?;
-            for ((oid, name), space) in oids.into_iter().zip(names).zip(spaces) {
-                if let (Some(oid), Some(name), Some(schema)) =
-                    (oid, name, space.and_then(|s| schemas.get(&s)))
-                {
-                    relations.insert(oid, (schema.clone(), name));
-                }
-            }
-        }
+        let relations = relations(&self.class, &self.namespace, state).await?;
         // Each table's Hive column types, looked up once.
         let mut types: HashMap<i64, HashMap<String, String>> = HashMap::new();
         let mut patched = Vec::new();

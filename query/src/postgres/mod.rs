@@ -34,14 +34,14 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use lakehose_catalog::model::Table;
 use lakehose_catalog::{CatalogError, CatalogRef};
 
-use crate::contract::CATALOG_NAME;
-use crate::contract::{QueryError, QueryErrorKind};
+use crate::contract::{CATALOG_NAME, QueryError, QueryErrorKind, TableAccess};
 use crate::error::classify;
 use crate::functions::Func;
 use crate::table::arrow_fields;
 
 mod attributes;
 pub mod types;
+mod visible;
 
 /// The schema the catalog tables live in.
 const PG_CATALOG: &str = "pg_catalog";
@@ -106,6 +106,7 @@ pub(crate) async fn install(
     pg_catalog: Arc<dyn SchemaProvider>,
     source: Arc<dyn CatalogSource>,
     sql: &str,
+    access: Option<Arc<dyn TableAccess>>,
 ) -> Result<(), QueryError> {
     setup_pg_catalog(ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| classify(*e))?;
     for f in functions() {
@@ -115,12 +116,19 @@ pub(crate) async fn install(
         .catalog(CATALOG_NAME)
         .ok_or_else(|| QueryError::new(QueryErrorKind::Internal, "the catalog is missing"))?;
     // The crate registered a `pg_catalog` of its own; the shared one
-    // replaces it.
+    // replaces it, as the caller may see it.
+    let pg_catalog: Arc<dyn SchemaProvider> = match &access {
+        Some(access) => Arc::new(visible::VisiblePgCatalog {
+            inner: pg_catalog,
+            access: Arc::clone(access),
+        }),
+        None => pg_catalog,
+    };
     catalog
         .register_schema(PG_CATALOG, pg_catalog)
         .map_err(classify)?;
     if names_any(sql, |word| word == INFORMATION_SCHEMA) {
-        let info = information_schema(LakeCatalogInfo { source })
+        let info = information_schema(LakeCatalogInfo { source }, access.as_deref())
             .await
             .map_err(|e| QueryError::new(QueryErrorKind::Internal, e.to_string()))?;
         catalog
@@ -134,6 +142,7 @@ pub(crate) async fn install(
 /// they stand now in the lakehose catalog.
 async fn information_schema(
     info: LakeCatalogInfo,
+    access: Option<&dyn TableAccess>,
 ) -> Result<Arc<dyn SchemaProvider>, DataFusionError> {
     use datafusion::arrow::array::{Int32Array, RecordBatch};
     use datafusion::arrow::datatypes::Field;
@@ -151,6 +160,9 @@ async fn information_schema(
             .await?
             .unwrap_or_default()
         {
+            if access.is_some_and(|a| !visible::shown(a, &schema, &table)) {
+                continue;
+            }
             let Some(found) = info.table(&schema, &table).await? else {
                 // Dropped since it was listed.
                 continue;

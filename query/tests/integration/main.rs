@@ -4,5 +4,6 @@
 //! lakehose's storage (`sandbox`).
 
 mod engine;
+mod grants;
 mod parsers_prop;
 mod sandbox;
