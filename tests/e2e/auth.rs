@@ -19,13 +19,13 @@ use std::ffi::OsStr;
 use crate::util::{Server, cli_ok, record, rt, wait_until};
 
 /// A key made with `lakehose admin keys create --json`.
-struct NewKey {
-    id: String,
-    secret: String,
-    token: Option<String>,
+pub(crate) struct NewKey {
+    pub(crate) id: String,
+    pub(crate) secret: String,
+    pub(crate) token: Option<String>,
 }
 
-fn create_key(data_dir: &std::path::Path, principal: &str, extra: &[&str]) -> NewKey {
+pub(crate) fn create_key(data_dir: &std::path::Path, principal: &str, extra: &[&str]) -> NewKey {
     let words = [
         "admin",
         "keys",
@@ -47,7 +47,11 @@ fn create_key(data_dir: &std::path::Path, principal: &str, extra: &[&str]) -> Ne
     }
 }
 
-fn creds(id: &str, secret: &str, token: Option<&str>) -> aws_credential_types::Credentials {
+pub(crate) fn creds(
+    id: &str,
+    secret: &str,
+    token: Option<&str>,
+) -> aws_credential_types::Credentials {
     aws_credential_types::Credentials::new(id, secret, token.map(str::to_string), None, "e2e")
 }
 
@@ -55,14 +59,20 @@ fn creds(id: &str, secret: &str, token: Option<&str>) -> aws_credential_types::C
 /// retries (a refused call must fail at once).
 macro_rules! client {
     ($sdk:ident, $endpoint:expr, $creds:expr) => {
+        client!($sdk, $endpoint, $creds, |b| b)
+    };
+    // `$http` adjusts the config builder (an HTTP client of its own).
+    ($sdk:ident, $endpoint:expr, $creds:expr, $http:expr) => {
         $sdk::Client::from_conf(
-            $sdk::Config::builder()
-                .behavior_version($sdk::config::BehaviorVersion::latest())
-                .endpoint_url($endpoint)
-                .region($sdk::config::Region::new("eu-west-1"))
-                .credentials_provider($creds)
-                .retry_config($sdk::config::retry::RetryConfig::disabled())
-                .build(),
+            ($http)(
+                $sdk::Config::builder()
+                    .behavior_version($sdk::config::BehaviorVersion::latest())
+                    .endpoint_url($endpoint)
+                    .region($sdk::config::Region::new("eu-west-1"))
+                    .credentials_provider($creds)
+                    .retry_config($sdk::config::retry::RetryConfig::disabled()),
+            )
+            .build(),
         )
     };
 }
@@ -75,7 +85,10 @@ fn glue(endpoint: &str, c: aws_credential_types::Credentials) -> aws_sdk_glue::C
     client!(aws_sdk_glue, endpoint, c)
 }
 
-fn athena(endpoint: &str, c: aws_credential_types::Credentials) -> aws_sdk_athena::Client {
+pub(crate) fn athena(
+    endpoint: &str,
+    c: aws_credential_types::Credentials,
+) -> aws_sdk_athena::Client {
     client!(aws_sdk_athena, endpoint, c)
 }
 
@@ -504,7 +517,7 @@ print("boto3 ok")
     server.terminate();
 }
 
-fn put_policy(data_dir: &std::path::Path, who: &[&str], doc: Value) {
+pub(crate) fn put_policy(data_dir: &std::path::Path, who: &[&str], doc: Value) {
     let file = data_dir.join(format!("policy-{}.json", who.join("-").replace("--", "")));
     std::fs::write(&file, doc.to_string()).unwrap();
     let mut args: Vec<&OsStr> = ["admin", "policies", "put"]
@@ -541,7 +554,7 @@ async fn create_streams(fh: &aws_sdk_firehose::Client, bucket: &str, names: &[&s
 }
 
 /// Every event of the data folder's audit log.
-fn audit_events(data_dir: &std::path::Path) -> Vec<Value> {
+pub(crate) fn audit_events(data_dir: &std::path::Path) -> Vec<Value> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(data_dir.join("_lakehose/audit")) else {
         return out;
@@ -554,7 +567,7 @@ fn audit_events(data_dir: &std::path::Path) -> Vec<Value> {
 }
 
 /// The code and message of a refused call, or "ok".
-fn outcome<R, E: aws_sdk_firehose::error::ProvideErrorMetadata>(
+pub(crate) fn outcome<R, E: aws_sdk_firehose::error::ProvideErrorMetadata>(
     r: Result<R, aws_sdk_firehose::error::SdkError<E>>,
 ) -> (String, String) {
     match r {
@@ -1012,6 +1025,55 @@ print(fh.list_delivery_streams()["DeliveryStreamNames"])
         "boto3 over https: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The Rust SDKs over HTTPS, trusting the test CA (and only it): they
+    // work; without the CA they fail the handshake.
+    let sdk_https = |trusted: bool| {
+        use aws_smithy_http_client::tls;
+        let mut store = tls::TrustStore::empty().with_native_roots(false);
+        if trusted {
+            store = store.with_pem_certificate(std::fs::read(&ca).unwrap());
+        }
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .tls_context(
+                tls::TlsContext::builder()
+                    .with_trust_store(store)
+                    .build()
+                    .unwrap(),
+            )
+            .build_https()
+    };
+    rt().block_on(async {
+        for trusted in [true, false] {
+            let athena = client!(
+                aws_sdk_athena,
+                &https,
+                creds("AKIDEXAMPLE", "unused", None),
+                |b: aws_sdk_athena::config::Builder| b.http_client(sdk_https(trusted))
+            );
+            let listed = athena.list_work_groups().send().await;
+            let fh = client!(
+                aws_sdk_firehose,
+                &https,
+                creds("AKIDEXAMPLE", "unused", None),
+                |b: aws_sdk_firehose::config::Builder| b.http_client(sdk_https(trusted))
+            );
+            let streams = fh.list_delivery_streams().send().await;
+            if trusted {
+                listed.expect("Athena SDK over https");
+                streams.expect("Firehose SDK over https");
+            } else {
+                let e = listed.expect_err("an untrusted certificate is refused");
+                assert!(
+                    matches!(e, aws_sdk_athena::error::SdkError::DispatchFailure(_)),
+                    "{e:?}"
+                );
+                assert!(streams.is_err());
+            }
+        }
+    });
     // Postgres: verify-full against the CA; a client that wants no TLS is
     // still served.
     let (_, pg_port) = server.pg_addr.rsplit_once(':').unwrap();

@@ -17,6 +17,7 @@ mod faults;
 mod firehose_api;
 mod freshness;
 mod glue_api;
+mod grants;
 mod hostile_ingest;
 mod hostile_types;
 mod limits;
