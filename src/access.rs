@@ -547,6 +547,12 @@ impl lakehose_pgwire::Passwords for Access {
         Access::required(self)
     }
 
+    fn principal(&self, user: &str) -> String {
+        self.keys
+            .lookup(user)
+            .map_or_else(|| user.to_string(), |k| k.principal)
+    }
+
     fn access(&self, user: &str) -> Option<Arc<dyn TableAccess>> {
         if !self.required() {
             return None;

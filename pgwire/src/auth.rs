@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt::{self, Debug};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::Sink;
@@ -128,6 +128,29 @@ fn random_bytes(n: usize) -> Vec<u8> {
 pub(crate) struct Startup {
     driver: AuthDriver<Arc<Parameters>>,
     scram: Option<(Arc<dyn Passwords>, SaslMechanisms)>,
+    /// Open connections per principal, and how many one may hold (0: no
+    /// limit).
+    principals: Arc<Mutex<HashMap<String, usize>>>,
+    per_principal: usize,
+}
+
+/// One principal's hold on a connection: counted while the connection
+/// lives (kept in its session extensions, dropped with it).
+struct PrincipalSlot {
+    principals: Arc<Mutex<HashMap<String, usize>>>,
+    principal: String,
+}
+
+impl Drop for PrincipalSlot {
+    fn drop(&mut self) {
+        let mut counts = self.principals.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.principal) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.principal);
+            }
+        }
+    }
 }
 
 impl Startup {
@@ -136,6 +159,7 @@ impl Startup {
     pub(crate) fn new(
         passwords: Option<Arc<dyn Passwords>>,
         connections: Arc<ConnectionManager>,
+        per_principal: usize,
     ) -> Self {
         let scram = passwords.map(|passwords| {
             let mut auth = ScramAuth::new(Arc::new(ScramSecrets {
@@ -147,7 +171,54 @@ impl Startup {
         Self {
             driver: AuthDriver::new(Arc::new(Parameters)).with_connection_manager(connections),
             scram,
+            principals: Arc::default(),
+            per_principal,
         }
+    }
+
+    /// Counts an authenticated connection against its principal's cap;
+    /// past it the login fails as Postgres fails a role over its
+    /// `CONNECTION LIMIT`.
+    fn admit<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
+        if self.per_principal == 0 {
+            return Ok(());
+        }
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        let principal = match &self.scram {
+            Some((passwords, _)) => passwords.principal(&user),
+            None => user.clone(),
+        };
+        {
+            let mut counts = self.principals.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(principal.clone()).or_default();
+            if *n >= self.per_principal {
+                if *n == 0 {
+                    counts.remove(&principal);
+                }
+                tracing::warn!(principal = %principal, peer = %client.socket_addr(), "postgres login refused: too many connections for the principal");
+                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".to_string(),
+                    "53300".to_string(),
+                    format!(
+                        "too many connections for role \"{user}\": its principal holds {} (--pg-max-connections-per-principal)",
+                        self.per_principal
+                    ),
+                ))));
+            }
+            *n += 1;
+        }
+        let slots = Arc::clone(&self.principals);
+        client
+            .session_extensions()
+            .get_or_insert_with(move || PrincipalSlot {
+                principals: slots,
+                principal,
+            });
+        Ok(())
     }
 
     /// Turns a failed handshake into Postgres' own message (the user name
@@ -223,6 +294,7 @@ impl StartupHandler for Startup {
         match outcome {
             Ok(AuthOutcome::InProgress) => Ok(()),
             Ok(AuthOutcome::Authenticated { final_message, .. }) => {
+                self.admit(client)?;
                 self.driver
                     .complete_authentication(client, final_message)
                     .await

@@ -97,6 +97,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
 
 /// The default of [`PgLimits::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+/// Default of [`PgLimits::max_connections_per_principal`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_PRINCIPAL: usize = 20;
 /// The default of [`PgLimits::startup_timeout`], seconds.
 pub const DEFAULT_STARTUP_TIMEOUT_SECS: u64 = 30;
 /// The default of [`PgLimits::idle_timeout`], seconds (above the default
@@ -118,6 +120,11 @@ pub struct PgLimits {
     pub idle_timeout: Option<Duration>,
     /// Bytes one frontend message may take.
     pub max_message_bytes: usize,
+    /// Connections one principal may hold at once (each runs one
+    /// statement at a time, so this bounds its concurrent queries);
+    /// further logins get `53300 too many connections for role`. 0: no
+    /// limit.
+    pub max_connections_per_principal: usize,
 }
 
 impl Default for PgLimits {
@@ -127,6 +134,7 @@ impl Default for PgLimits {
             startup_timeout: Duration::from_secs(DEFAULT_STARTUP_TIMEOUT_SECS),
             idle_timeout: Some(Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS)),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_connections_per_principal: DEFAULT_MAX_CONNECTIONS_PER_PRINCIPAL,
         }
     }
 }
@@ -149,6 +157,12 @@ pub trait Passwords: Send + Sync {
     fn access(&self, user: &str) -> Option<Arc<dyn TableAccess>> {
         let _ = user;
         None
+    }
+
+    /// The principal `user` logs in as (its connections are counted
+    /// together); the user name itself by default.
+    fn principal(&self, user: &str) -> String {
+        user.to_string()
     }
 }
 
@@ -240,6 +254,7 @@ pub async fn serve(
         startup: Arc::new(auth::Startup::new(
             config.passwords.clone(),
             connections.clone(),
+            config.limits.max_connections_per_principal,
         )),
         queries: Arc::new(handler::Queries::new(
             runner,

@@ -127,6 +127,12 @@ pub struct ServerArgs {
     #[arg(long, env = "LAKEHOSE_PG_MAX_CONNECTIONS", default_value_t = lakehose_pgwire::DEFAULT_MAX_CONNECTIONS)]
     pub pg_max_connections: usize,
 
+    /// Postgres connections one principal may hold at once (each runs one
+    /// statement at a time); more logins are refused with `53300 too many
+    /// connections for role`. 0: no limit.
+    #[arg(long, env = "LAKEHOSE_PG_MAX_CONNECTIONS_PER_PRINCIPAL", default_value_t = lakehose_pgwire::DEFAULT_MAX_CONNECTIONS_PER_PRINCIPAL)]
+    pub pg_max_connections_per_principal: usize,
+
     /// Seconds a Postgres client has from connecting to finishing its
     /// startup and authentication.
     #[arg(long, env = "LAKEHOSE_PG_STARTUP_TIMEOUT_SECS", default_value_t = lakehose_pgwire::DEFAULT_STARTUP_TIMEOUT_SECS)]
@@ -275,6 +281,7 @@ impl ServerArgs {
             },
             pg: lakehose_pgwire::PgLimits {
                 max_connections: self.pg_max_connections.max(1),
+                max_connections_per_principal: self.pg_max_connections_per_principal,
                 startup_timeout: std::time::Duration::from_secs(
                     self.pg_startup_timeout_secs.max(1),
                 ),

@@ -1135,8 +1135,11 @@ fn per_principal_request_rates_and_concurrent_queries() {
             "5",
             "--max-queries-per-principal",
             "1",
+            "--pg-max-connections-per-principal",
+            "2",
         ],
     );
+    let busy_too = create_key(dir.path(), "busy", &["--group", "admins"]);
     let ep = server.endpoint.clone();
     rt().block_on(async {
         let g = glue(&ep, creds(&busy.id, &busy.secret, None));
@@ -1168,6 +1171,42 @@ fn per_principal_request_rates_and_concurrent_queries() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert!(started, "the stopped query still counted");
+
+        // Two Postgres connections per principal, whichever of its keys
+        // they log in with; another principal is not held back.
+        let (host, port) = server.pg_addr.rsplit_once(':').unwrap();
+        let login = |k: &NewKey| {
+            let conninfo = format!(
+                "host={host} port={port} user={} password={} dbname=default connect_timeout=10",
+                k.id, k.secret
+            );
+            async move {
+                let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+                let task = tokio::spawn(conn);
+                Ok::<_, tokio_postgres::Error>((client, task))
+            }
+        };
+        let one = login(&busy).await.expect("first connection");
+        let _two = login(&busy_too).await.expect("second connection, another key");
+        let Err(err) = login(&busy).await else {
+            panic!("a third connection is let in");
+        };
+        assert_eq!(err.code().map(|c| c.code()), Some("53300"), "{err}");
+        let message = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+        assert!(message.contains("too many connections for role"), "{message}");
+        let (calm_pg, _) = login(&calm).await.expect("another principal");
+        assert_eq!(calm_pg.query_one("SELECT 1", &[]).await.unwrap().get::<_, i64>(0), 1);
+        // Closing one frees its place.
+        drop(one);
+        let mut admitted = false;
+        for _ in 0..50 {
+            if login(&busy).await.is_ok() {
+                admitted = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(admitted, "a closed connection still counted");
     });
     server.terminate();
 }
