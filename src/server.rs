@@ -363,7 +363,8 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let etl_scheduler = (!jobs.is_empty() || options.maintenance.is_some()).then(|| {
         lakehose_transform::schedule::spawn_scheduler(
             lakehose_transform::Etl::new(engine.clone())
-                .run_as(access.principal_grants(&options.etl_principal)),
+                .run_as(access.principal_grants(&options.etl_principal))
+                .with_audit(Arc::new(access.clone())),
             jobs,
             options.maintenance.clone(),
         )

@@ -251,6 +251,27 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn locations_become_s3_arns_and_nothing_else_does() {
+        assert_eq!(
+            location_arn("s3://lake/exports/x/").as_deref(),
+            Some("arn:aws:s3:::lake/exports/x/")
+        );
+        for not_s3 in [
+            "file:///etc/",
+            "s3://",
+            "s3:///abs",
+            "/etc/passwd",
+            "S3x://b/",
+        ] {
+            assert_eq!(location_arn(not_s3), None, "{not_s3}");
+        }
+        assert_eq!(
+            table_arn("us-east-1", "sales", "orders"),
+            "arn:aws:glue:us-east-1:000000000000:table/sales/orders"
+        );
+    }
+
+    #[test]
     fn only_the_naming_members_are_read() {
         let body =
             br#"{"DeliveryStreamName": "s", "Records": [{"Data": "AAAA"}, {"Data": "BBBB"}]}"#;

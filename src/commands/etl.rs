@@ -127,7 +127,33 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 fn etl(data_dir: &std::path::Path) -> anyhow::Result<Etl> {
-    Ok(Etl::new(super::local_engine(data_dir)?))
+    Ok(
+        Etl::new(super::local_engine(data_dir)?).with_audit(std::sync::Arc::new(LocalAudit {
+            dir: lakehose_auth::audit::dir_in(data_dir),
+        })),
+    )
+}
+
+/// Runs made with `lakehose etl` on the data folder, written to its audit
+/// log with the local user who ran them.
+struct LocalAudit {
+    dir: std::path::PathBuf,
+}
+
+impl lakehose_transform::RunAudit for LocalAudit {
+    fn run_ended(&self, _principal: Option<&str>, record: &lakehose_transform::RunRecord) {
+        let mut event = crate::access::etl_run_event(record);
+        event["by"] = serde_json::json!({
+            "user": std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            "via": "lakehose etl",
+        });
+        if let Err(e) = lakehose_auth::audit::append(&self.dir, "etl_run", event) {
+            eprintln!(
+                "warning: could not write the audit log in {}: {e}",
+                self.dir.display()
+            );
+        }
+    }
 }
 
 fn find<'a>(jobs: &'a [Job], name: &str) -> anyhow::Result<&'a Job> {

@@ -297,6 +297,17 @@ fn the_server_compacts_and_vacuums_on_its_maintenance_schedule() {
         let (ok, _, err) = lakehose(&data, &["etl", "--jobs", jobs_arg, "run", "copy"]);
         assert!(ok, "{err}");
     }
+    // Each run made on the folder is in its audit log, with who ran it.
+    let runs = crate::auth::audit_events(&data)
+        .into_iter()
+        .filter(|e| {
+            e["event"] == "etl_run"
+                && e["job"] == "copy"
+                && e["state"] == "SUCCEEDED"
+                && e["by"]["via"] == "lakehose etl"
+        })
+        .count();
+    assert_eq!(runs, 3);
     let raw_folder = data.join("lake/raw/requests/dt=2026-11-01");
     let delta_folder = data.join("lakehose-warehouse/curated/curated/copy");
     assert_eq!(parquet_files(&raw_folder).len(), 3);

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::auth::{NewKey, athena, create_key, creds, outcome, put_policy};
+use crate::auth::{NewKey, athena, audit_events, create_key, creds, outcome, put_policy};
 use crate::util::{Server, cli_ok, rt, wait_until};
 
 /// Runs `sql` through the Athena API and waits for it: the rows (header
@@ -327,5 +327,18 @@ fn table_grants_hold_on_every_query_path() {
         "{failed}"
     );
     assert!(!history("salary_ids").contains("SUCCEEDED"));
+    // Both are in the audit log as runs of etl-bot, with their outcome.
+    let ran = |job: &str, state: &str| {
+        audit_events(d).iter().any(|e| {
+            e["event"] == "etl_run"
+                && e["principal"] == "etl-bot"
+                && e["job"] == job
+                && e["state"] == state
+                && e["target"] == format!("curated.{job}")
+        })
+    };
+    wait_until(10, "the ETL runs in the audit log", || {
+        ran("order_ids", "SUCCEEDED") && ran("salary_ids", "FAILED")
+    });
     server.terminate();
 }

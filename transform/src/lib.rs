@@ -29,4 +29,4 @@ pub mod schedule;
 pub use compact::{CompactOptions, CompactProgress, CompactReport, Compactor};
 pub use error::{Error, Result};
 pub use job::{Job, JobError, Mode, TableName, dependency_order, load_dir};
-pub use run::{Etl, NoProgress, RunProgress, RunRecord};
+pub use run::{Etl, NoProgress, RunAudit, RunProgress, RunRecord};

@@ -117,6 +117,15 @@ pub struct Etl {
     running: Arc<Mutex<HashSet<String>>>,
     /// Whose grants runs are checked against (`None`: every grant).
     access: Option<Arc<dyn TableAccess>>,
+    /// Where each attempt's outcome is reported.
+    audit: Option<Arc<dyn RunAudit>>,
+}
+
+/// Where ETL runs are reported as changes to their targets (the audit
+/// log), with the principal they ran as (`None`: the data folder's owner).
+pub trait RunAudit: Send + Sync {
+    /// An attempt of a job ended (succeeded or failed), as recorded.
+    fn run_ended(&self, principal: Option<&str>, record: &RunRecord);
 }
 
 impl std::fmt::Debug for Etl {
@@ -151,7 +160,14 @@ impl Etl {
             engine,
             running: Arc::default(),
             access: None,
+            audit: None,
         }
+    }
+
+    /// Reports every attempt's end to `audit`.
+    pub fn with_audit(mut self, audit: Arc<dyn RunAudit>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Runs jobs as `access`: a job's SELECT needs its SELECT grants, its
@@ -216,6 +232,9 @@ impl Etl {
         let mut attempt = 1;
         loop {
             let record = self.attempt(job, attempt, progress).await?;
+            if let Some(audit) = &self.audit {
+                audit.run_ended(self.access.as_ref().map(|a| a.principal()), &record);
+            }
             if record.succeeded() || attempt > job.retries {
                 return Ok(record);
             }
