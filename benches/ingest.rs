@@ -179,6 +179,8 @@ fn e2e(c: &mut Criterion, name: &str, signed: bool) {
             tls: None,
             principal_caps: Default::default(),
             etl_principal: "lakehose-etl".into(),
+            dashboard_dirs: Vec::new(),
+            dashboard_list: Vec::new(),
         }))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());

@@ -160,6 +160,8 @@ fn bench(c: &mut Criterion) {
             tls: None,
             principal_caps: Default::default(),
             etl_principal: "lakehose-etl".into(),
+            dashboard_dirs: Vec::new(),
+            dashboard_list: Vec::new(),
         }))
         .expect("server");
     let athena = athena_client(server.addr());

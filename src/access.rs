@@ -159,7 +159,25 @@ pub struct Access {
     max_body_bytes: usize,
     /// Per-principal request rates and concurrent queries.
     limits: Arc<PrincipalLimits>,
+    /// Dashboard viewers signed in with a key, by their cookie's hash.
+    sessions: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], Session>>>,
+    /// Cookies get `Secure` (the HTTP port speaks TLS).
+    secure_cookies: bool,
 }
+
+/// A dashboard viewer's sign-in.
+#[derive(Debug, Clone)]
+struct Session {
+    caller: Caller,
+    expires: std::time::Instant,
+}
+
+/// How long a dashboard sign-in lasts.
+const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
+/// Sign-ins held at most; the one closest to expiry goes first past it.
+const MAX_SESSIONS: usize = 10_000;
+/// The dashboards' sign-in cookie.
+const SESSION_COOKIE: &str = "lakehose_session";
 
 /// What one principal may do at once.
 #[derive(Debug, Clone, Copy)]
@@ -332,7 +350,15 @@ impl Access {
             jwt,
             athena: None,
             max_body_bytes,
+            sessions: Arc::default(),
+            secure_cookies: false,
         })
+    }
+
+    /// With `Secure` sign-in cookies (when the HTTP port speaks TLS).
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.secure_cookies = secure;
+        self
     }
 
     /// With per-principal caps on requests and queries.
@@ -629,6 +655,12 @@ pub async fn authenticate(State(access): State<Access>, request: Request, next: 
     if path == "/health" || path == "/metrics" || !access.required() {
         return next.run(request).await;
     }
+    if path == "/favicon.ico" {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    if path == "/dashboards" || path.starts_with("/dashboards/") {
+        return dashboards(&access, request, next).await;
+    }
     let service = service_of(&request);
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, access.max_body_bytes).await {
@@ -723,6 +755,237 @@ pub async fn authenticate(State(access): State<Access>, request: Request, next: 
                 .into_response()
         }
     }
+}
+
+/// Dashboards in a browser: a viewer signs in with an access key (a form
+/// at `/dashboards/login`; an `HttpOnly`, `SameSite=Strict` cookie then)
+/// or sends a bearer token of the identity provider. Viewing needs
+/// `quicksight:DescribeDashboard` on `arn:aws:quicksight:<region>:000000000000:dashboard/<name>`
+/// (the index `quicksight:ListDashboards`); row-level security keys on the
+/// viewer's principal and groups.
+async fn dashboards(access: &Access, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    if path.starts_with("/dashboards/static/") {
+        return next.run(request).await;
+    }
+    if path == "/dashboards/login" {
+        return login(access, request).await;
+    }
+    let caller = session_caller(access, request.headers()).or_else(|| {
+        let token = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?;
+        access.jwt.as_ref()?.verify(token.trim()).ok()
+    });
+    let Some(caller) = caller else {
+        if request.method() == axum::http::Method::GET {
+            let next_path = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/dashboards/");
+            let to = format!(
+                "/dashboards/login?{}",
+                lakehose_dashboards::data::encode_query([("next", next_path)])
+            );
+            return axum::response::Redirect::to(&to).into_response();
+        }
+        return (StatusCode::UNAUTHORIZED, "sign in at /dashboards/login").into_response();
+    };
+    let name = path
+        .trim_start_matches("/dashboards")
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let (action, resource) = if name.is_empty() {
+        ("quicksight:ListDashboards", "*".to_string())
+    } else {
+        (
+            "quicksight:DescribeDashboard",
+            format!(
+                "arn:aws:quicksight:{GRANTS_REGION}:{}:dashboard/{name}",
+                actions::ACCOUNT
+            ),
+        )
+    };
+    if let Err(denied) = access
+        .policies
+        .authorize(&caller, action, std::slice::from_ref(&resource))
+    {
+        access.audit.record(
+            "access_denied",
+            json!({"principal": caller.principal, "action": action, "resource": denied.resource}),
+        );
+        return (StatusCode::FORBIDDEN, denied.to_string()).into_response();
+    }
+    let mut request = request;
+    request
+        .extensions_mut()
+        .insert(lakehose_dashboards::Viewer {
+            principal: caller.principal.clone(),
+            groups: caller.groups.clone(),
+        });
+    next.run(request).await
+}
+
+/// The caller of a request's sign-in cookie, while it lasts.
+fn session_caller(access: &Access, headers: &axum::http::HeaderMap) -> Option<Caller> {
+    let token = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))?;
+    let key = session_key(token);
+    let mut sessions = access.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    let session = sessions.get(&key)?;
+    if session.expires <= std::time::Instant::now() {
+        sessions.remove(&key);
+        return None;
+    }
+    // A revoked key ends its sign-ins.
+    if !session.caller.access_key_id.is_empty()
+        && access.keys.lookup(&session.caller.access_key_id).is_none()
+    {
+        sessions.remove(&key);
+        return None;
+    }
+    Some(session.caller.clone())
+}
+
+fn session_key(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    access_key_id: String,
+    secret: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `GET /dashboards/login` (the form) and `POST` (a sign-in).
+async fn login(access: &Access, request: Request) -> Response {
+    let paths = lakehose_dashboards::page::Paths::default();
+    let html = |status: StatusCode, error: Option<&str>, next: &str| {
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            lakehose_dashboards::page::login(error, next, &paths),
+        )
+            .into_response()
+    };
+    if request.method() == axum::http::Method::GET {
+        let next = request
+            .uri()
+            .query()
+            .and_then(|q| {
+                serde_urlencoded::from_str::<std::collections::HashMap<String, String>>(q).ok()
+            })
+            .and_then(|mut q| q.remove("next"))
+            .unwrap_or_default();
+        return html(StatusCode::OK, None, &next);
+    }
+    if request.method() != axum::http::Method::POST {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let Ok(body) = axum::body::to_bytes(request.into_body(), 16 << 10).await else {
+        return html(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("the form is too large"),
+            "",
+        );
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
+        return html(StatusCode::BAD_REQUEST, Some("the form is incomplete"), "");
+    };
+    // Only a path of this server's dashboards (no open redirect).
+    let next = if form.next.starts_with("/dashboards") && !form.next.starts_with("//") {
+        form.next.clone()
+    } else {
+        "/dashboards/".to_string()
+    };
+    let id = form.access_key_id.trim();
+    if !access.limits.take(&format!(
+        "login:{}",
+        id.chars().take(64).collect::<String>()
+    )) {
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("too many attempts; wait a moment"),
+            &next,
+        );
+    }
+    let key = access
+        .keys
+        .lookup(id)
+        .filter(|k| k.token_matches(None) && k.secret_matches(&form.secret));
+    let Some(key) = key else {
+        access.audit.record(
+            "authentication_failed",
+            json!({"code": "DashboardSignInFailed", "access_key_id": id.chars().take(32).collect::<String>(), "path": "/dashboards/login"}),
+        );
+        return html(
+            StatusCode::UNAUTHORIZED,
+            Some("unknown access key or wrong secret"),
+            &next,
+        );
+    };
+    let token: String = {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let caller = key.caller();
+    {
+        let mut sessions = access.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        sessions.retain(|_, s| s.expires > now);
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(k, _)| *k)
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(
+            session_key(&token),
+            Session {
+                caller: caller.clone(),
+                expires: now + SESSION_TTL,
+            },
+        );
+    }
+    access.audit.record(
+        "dashboard_sign_in",
+        json!({"principal": caller.principal, "access_key_id": caller.access_key_id}),
+    );
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/dashboards; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_TTL.as_secs(),
+        if access.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (axum::http::header::SET_COOKIE, cookie),
+            (axum::http::header::LOCATION, next),
+        ],
+    )
+        .into_response()
 }
 
 /// Runs an authenticated call when the caller's policies allow it.

@@ -74,6 +74,9 @@ pub enum Command {
     /// SQL jobs that turn raw tables into curated Delta tables: list,
     /// validate, run (one or all, in dependency order), history.
     Etl(commands::etl::Config),
+    /// Dashboards over the catalog: list them with their datasets'
+    /// freshness, validate, refresh cached datasets, render to files.
+    Dashboard(commands::dashboard::Config),
     /// Import data exported elsewhere: `dynamodb-export` turns DynamoDB's
     /// Export to S3 (full and incremental) into a queryable Delta table.
     Import(commands::import::Config),
@@ -108,6 +111,7 @@ pub fn run() -> ExitCode {
         Command::Query(config) => commands::query::run_query(config),
         Command::Sql(config) => commands::query::run_sql(config),
         Command::Etl(config) => commands::etl::run(config),
+        Command::Dashboard(config) => commands::dashboard::run(config),
         Command::Import(config) => commands::import::run(config),
         Command::Optimize(config) => commands::optimize::run(config),
         Command::TpchGen(config) => commands::tpch::run(config),

@@ -101,6 +101,10 @@ pub struct ServerOptions {
     /// The principal ETL jobs run as (their grants are its policies')
     /// when requests are authenticated.
     pub etl_principal: String,
+    /// Folders of dashboard files.
+    pub dashboard_dirs: Vec<PathBuf>,
+    /// Dashboards given whole (the shipped examples).
+    pub dashboard_list: Vec<lakehose_dashboards::Dashboard>,
 }
 
 /// Records acknowledged by ingest but not yet delivered, for queries.
@@ -206,6 +210,7 @@ pub struct RunningServer {
     pg_task: tokio::task::JoinHandle<std::io::Result<()>>,
     ingest: IngestService,
     scheduler: tokio::task::JoinHandle<()>,
+    dashboard_scheduler: tokio::task::JoinHandle<()>,
     etl_scheduler: Option<lakehose_transform::schedule::Scheduler>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -243,6 +248,7 @@ impl RunningServer {
             let _ = stop.send(());
         }
         self.scheduler.abort();
+        self.dashboard_scheduler.abort();
         if let Some(stop) = self.pg_stop.take() {
             let _ = stop.send(());
         }
@@ -375,7 +381,8 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     athena_gauges.register(&mut registry);
     let access = access
         .with_athena(athena.clone())
-        .with_caps(options.principal_caps);
+        .with_caps(options.principal_caps)
+        .with_secure_cookies(http_tls.is_some());
     let state = AppState {
         access: access.clone(),
         ingest: ingest.clone(),
@@ -387,12 +394,24 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         athena_gauges,
         registry: Arc::new(registry),
     };
+    let dashboards = lakehose_dashboards::Dashboards::new(
+        engine.clone(),
+        &options.data_dir,
+        options.dashboard_dirs.clone(),
+        options.dashboard_list.clone(),
+    );
+    let dashboard_scheduler = dashboards.spawn_scheduler();
     let app = Router::new()
         .route("/", post(aws_json))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(lakehose_ingest::router(ingest.clone()))
+        .nest("/dashboards", lakehose_dashboards::http::router(dashboards))
+        .route(
+            "/dashboards/",
+            get(|| async { axum::response::Redirect::to("/dashboards") }),
+        )
         .layer(axum::middleware::from_fn_with_state(
             access,
             crate::access::authenticate,
@@ -430,6 +449,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         pg_task,
         ingest,
         scheduler,
+        dashboard_scheduler,
         etl_scheduler,
         stop: Some(stop),
         task,

@@ -82,6 +82,15 @@ impl Key {
         &self.secret
     }
 
+    /// Whether `secret` is this key's secret (compared in constant time,
+    /// through their SHA-256 so the lengths do not show either).
+    pub fn secret_matches(&self, secret: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let got: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let want: [u8; 32] = Sha256::digest(self.secret.as_bytes()).into();
+        bool::from(got.ct_eq(&want))
+    }
+
     /// Whether `token` is this key's session token (constant time); a
     /// permanent key takes no token.
     pub fn token_matches(&self, token: Option<&str>) -> bool {

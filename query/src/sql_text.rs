@@ -426,6 +426,53 @@ pub fn tokenize(sql: &str) -> Option<Vec<Token>> {
     Some(tokens)
 }
 
+/// The tables `statement` reads, as `(database, table)` in lower case (a
+/// bare name is in `database`; names of its CTEs are not tables), in the
+/// order it names them.
+pub fn tables_read(statement: &sqlparser::ast::Statement, database: &str) -> Vec<(String, String)> {
+    use sqlparser::ast::Visit;
+    struct Relations<'a> {
+        database: &'a str,
+        ctes: Vec<String>,
+        out: Vec<(String, String)>,
+    }
+    impl sqlparser::ast::Visitor for Relations<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
+            if let Some(with) = &query.with {
+                for cte in &with.cte_tables {
+                    self.ctes.push(cte.alias.name.value.to_ascii_lowercase());
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+        fn pre_visit_relation(
+            &mut self,
+            relation: &sqlparser::ast::ObjectName,
+        ) -> std::ops::ControlFlow<()> {
+            let parts: Vec<String> = relation
+                .0
+                .iter()
+                .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+                .collect();
+            match parts.as_slice() {
+                [table] if self.ctes.contains(table) => {}
+                [table] => self.out.push((self.database.to_string(), table.clone())),
+                [.., db, table] => self.out.push((db.clone(), table.clone())),
+                [] => {}
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut visitor = Relations {
+        database,
+        ctes: Vec::new(),
+        out: Vec::new(),
+    };
+    let _ = statement.visit(&mut visitor);
+    visitor.out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

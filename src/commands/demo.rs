@@ -184,9 +184,14 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     };
     let key = DemoKey::create(key_paths.clone())?;
     grant_etl(&key_paths, &options.etl_principal)?;
+    // The shipped dashboards over the demo's tables.
+    options.dashboard_list = super::dashboard::examples()?;
     let running = server::start(options).await?;
     let endpoint = running.endpoint();
     println!("lakehose listening on {endpoint}");
+    println!(
+        "dashboards (sign in with the demo key below): {endpoint}/dashboards/service_health {endpoint}/dashboards/users {endpoint}/dashboards/endpoint_logs"
+    );
     println!(
         "demo access key (shown once, revoked when the demo ends): AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={}\n  the Firehose, Glue and Athena APIs and NDJSON ingest need a SigV4 signature with it; psql logs in with the key id as user and the secret as password",
         key.id, key.secret

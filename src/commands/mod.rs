@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod bare_datafusion;
 pub mod crawl;
+pub mod dashboard;
 pub mod demo;
 pub mod etl;
 pub mod gen_logs;

@@ -229,6 +229,10 @@ pub struct ServerArgs {
     /// --principal <name>`.
     #[arg(long, env = "LAKEHOSE_ETL_PRINCIPAL", default_value = "lakehose-etl")]
     pub etl_principal: String,
+
+    /// Where the dashboards come from.
+    #[command(flatten)]
+    pub dashboards: super::dashboard::Sources,
 }
 
 impl ServerArgs {
@@ -294,6 +298,8 @@ impl ServerArgs {
             keys_file: self.keys_file.clone(),
             allowed_hosts: self.allowed_hosts.clone(),
             etl_principal: self.etl_principal.clone(),
+            dashboard_dirs: self.dashboards.resolve()?.0,
+            dashboard_list: self.dashboards.resolve()?.1,
             principal_caps: crate::access::PrincipalCaps {
                 requests_per_sec: self.max_requests_per_principal_per_sec,
                 queries: self.max_queries_per_principal,

@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod conversion;
 mod crash;
+mod dashboards;
 mod deep_sql;
 mod delivery;
 mod dynamodb;

@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lakehose_catalog::schedule::Schedule;
-use sqlparser::ast::{Statement, Visit, Visitor};
+use sqlparser::ast::Statement;
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
@@ -554,54 +554,11 @@ fn shift_lines(message: &str, sql_line: usize) -> String {
 
 /// Adds the tables a statement reads (not CTE names) to `out`.
 fn collect_relations(statement: &Statement, database: &str, out: &mut Vec<TableName>) {
-    struct Relations<'a> {
-        database: &'a str,
-        ctes: Vec<String>,
-        out: &'a mut Vec<TableName>,
-    }
-    impl Visitor for Relations<'_> {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
-            if let Some(with) = &query.with {
-                for cte in &with.cte_tables {
-                    self.ctes.push(cte.alias.name.value.to_ascii_lowercase());
-                }
-            }
-            std::ops::ControlFlow::Continue(())
-        }
-        fn pre_visit_relation(
-            &mut self,
-            relation: &sqlparser::ast::ObjectName,
-        ) -> std::ops::ControlFlow<()> {
-            let parts: Vec<String> = relation
-                .0
-                .iter()
-                .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
-                .collect();
-            let name = match parts.as_slice() {
-                [table] if self.ctes.contains(table) => None,
-                [table] => Some(TableName {
-                    database: self.database.to_string(),
-                    table: table.clone(),
-                }),
-                [.., db, table] => Some(TableName {
-                    database: db.clone(),
-                    table: table.clone(),
-                }),
-                [] => None,
-            };
-            if let Some(name) = name {
-                self.out.push(name);
-            }
-            std::ops::ControlFlow::Continue(())
-        }
-    }
-    let mut visitor = Relations {
-        database,
-        ctes: Vec::new(),
-        out,
-    };
-    let _ = statement.visit(&mut visitor);
+    out.extend(
+        lakehose_query::sql_text::tables_read(statement, database)
+            .into_iter()
+            .map(|(database, table)| TableName { database, table }),
+    );
 }
 
 /// Every `*.sql` job of a folder, sorted by name. A file that does not
