@@ -406,6 +406,9 @@ impl Access {
             let stream = rest.split('/').next().unwrap_or_default();
             return actions::ndjson(region, stream);
         }
+        if path.starts_with("/accounts/") {
+            return actions::quicksight(region, parts.method.as_str(), path);
+        }
         let target = parts
             .headers
             .get("x-amz-target")
@@ -638,6 +641,9 @@ impl lakehose_pgwire::StatementAudit for Access {
 fn service_of(request: &Request) -> Option<&'static str> {
     if request.uri().path().starts_with("/v1/streams/") {
         return Some("firehose");
+    }
+    if request.uri().path().starts_with("/accounts/") {
+        return Some("quicksight");
     }
     let target = request.headers().get("x-amz-target")?.to_str().ok()?;
     match target.split_once('.')?.0 {

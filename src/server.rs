@@ -407,7 +407,14 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(lakehose_ingest::router(ingest.clone()))
-        .nest("/dashboards", lakehose_dashboards::http::router(dashboards))
+        .nest(
+            "/dashboards",
+            lakehose_dashboards::http::router(dashboards.clone()),
+        )
+        .nest(
+            "/accounts",
+            lakehose_dashboards::quicksight::router(dashboards),
+        )
         .route(
             "/dashboards/",
             get(|| async { axum::response::Redirect::to("/dashboards") }),

@@ -150,6 +150,32 @@ pub fn glue(region: &str, operation: &str, body: &Value) -> Request {
     }
 }
 
+/// QuickSight's REST calls (`/accounts/{id}/...`): the action from the
+/// method and path, the dashboard's, dataset's or ingestion's ARN.
+pub fn quicksight(region: &str, method: &str, path: &str) -> Request {
+    let arn = |kind: &str, id: &str| format!("arn:aws:quicksight:{region}:{ACCOUNT}:{kind}/{id}");
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (action, resource) = match (method, parts.as_slice()) {
+        ("GET", ["accounts", _, "dashboards"]) => ("ListDashboards", "*".to_string()),
+        ("GET", ["accounts", _, "dashboards", id]) => ("DescribeDashboard", arn("dashboard", id)),
+        ("GET", ["accounts", _, "data-sets"]) => ("ListDataSets", "*".to_string()),
+        ("GET", ["accounts", _, "data-sets", id]) => ("DescribeDataSet", arn("dataset", id)),
+        ("PUT", ["accounts", _, "data-sets", id, "ingestions", i]) => (
+            "CreateIngestion",
+            arn("dataset", &format!("{id}/ingestion/{i}")),
+        ),
+        ("GET", ["accounts", _, "data-sets", id, "ingestions", i]) => (
+            "DescribeIngestion",
+            arn("dataset", &format!("{id}/ingestion/{i}")),
+        ),
+        _ => ("Unknown", "*".to_string()),
+    };
+    Request {
+        action: format!("quicksight:{action}"),
+        resources: vec![resource],
+    }
+}
+
 /// The ARN of the Glue Data Catalog.
 pub fn catalog_arn(region: &str) -> String {
     format!("arn:aws:glue:{region}:{ACCOUNT}:catalog")

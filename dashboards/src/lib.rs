@@ -17,6 +17,7 @@ pub mod data;
 pub mod error;
 pub mod http;
 pub mod page;
+pub mod quicksight;
 pub mod service;
 pub mod spec;
 

@@ -301,3 +301,73 @@ y = "sum(requests)"
     });
     server.terminate();
 }
+
+/// QuickSight's REST calls through boto3, signed with a key: the
+/// dashboards and datasets that exist, and a refresh (ingestion) of a
+/// cached dataset, polled until it completes; a missing one is
+/// `ResourceNotFoundException`, and a principal without the action is
+/// refused.
+#[test]
+fn quicksight_api_through_boto3() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    known_rows(data);
+    let ops = create_key(data, "ops", &["--group", "admins"]);
+    let nobody = create_key(data, "nobody", &[]);
+    let server = Server::start(data, &["--example-dashboards"]);
+    let script = r#"
+import os, sys, time, boto3, botocore
+def client(key, secret):
+    return boto3.client("quicksight", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                        aws_access_key_id=key, aws_secret_access_key=secret)
+qs = client(os.environ["KEY"], os.environ["SECRET"])
+acct = "000000000000"
+names = sorted(d["DashboardId"] for d in qs.list_dashboards(AwsAccountId=acct)["DashboardSummaryList"])
+assert names == ["endpoint_logs", "service_health", "users"], names
+page = qs.list_dashboards(AwsAccountId=acct, MaxResults=2)
+assert len(page["DashboardSummaryList"]) == 2 and page["NextToken"], page
+d = qs.describe_dashboard(AwsAccountId=acct, DashboardId="service_health")["Dashboard"]
+assert d["Name"] == "Service health", d
+assert any(a.endswith("dataset/service_health.hourly") for a in d["Version"]["DataSetArns"]), d
+sets = {s["DataSetId"]: s["ImportMode"] for s in qs.list_data_sets(AwsAccountId=acct)["DataSetSummaries"]}
+assert sets["service_health.hourly"] == "SPICE" and sets["service_health.last_minute"] == "DIRECT_QUERY", sets
+ds = qs.describe_data_set(AwsAccountId=acct, DataSetId="service_health.hourly")["DataSet"]
+assert "request_metrics_hourly" in ds["PhysicalTableMap"]["hourly"]["CustomSql"]["SqlQuery"], ds
+made = qs.create_ingestion(AwsAccountId=acct, DataSetId="service_health.hourly", IngestionId="refresh-1", IngestionType="FULL_REFRESH")
+assert made["IngestionStatus"] == "INITIALIZED", made
+for _ in range(100):
+    i = qs.describe_ingestion(AwsAccountId=acct, DataSetId="service_health.hourly", IngestionId="refresh-1")["Ingestion"]
+    if i["IngestionStatus"] in ("COMPLETED", "FAILED"):
+        break
+    time.sleep(0.1)
+assert i["IngestionStatus"] == "COMPLETED" and i["RowInfo"]["RowsIngested"] == 5, i
+for call in [lambda: qs.describe_dashboard(AwsAccountId=acct, DashboardId="nope"),
+             lambda: qs.describe_data_set(AwsAccountId=acct, DataSetId="nope.nope")]:
+    try:
+        call(); sys.exit("a missing resource was found")
+    except botocore.exceptions.ClientError as e:
+        assert e.response["Error"]["Code"] == "ResourceNotFoundException", e.response
+try:
+    client(os.environ["NOBODY"], os.environ["NOBODY_SECRET"]).list_dashboards(AwsAccountId=acct)
+    sys.exit("a principal without policy listed dashboards")
+except botocore.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "AccessDeniedException", e.response
+print("quicksight ok")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .env("ENDPOINT", &server.endpoint)
+        .env("KEY", &ops.id)
+        .env("SECRET", &ops.secret)
+        .env("NOBODY", &nobody.id)
+        .env("NOBODY_SECRET", &nobody.secret)
+        .output()
+        .expect("python3 with boto3");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("quicksight ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.terminate();
+}
