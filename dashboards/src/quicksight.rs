@@ -85,17 +85,33 @@ fn rand_id() -> u128 {
 }
 
 /// QuickSight's error: its type in `x-amzn-ErrorType` and the body.
-fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
-    let message = message.into();
-    (
+#[derive(Debug)]
+struct QsError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl IntoResponse for QsError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [
+                ("x-amzn-errortype", self.kind.to_string()),
+                ("content-type", "application/json".to_string()),
+            ],
+            json!({ "Message": self.message, "RequestId": request_id() }).to_string(),
+        )
+            .into_response()
+    }
+}
+
+fn error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> QsError {
+    QsError {
         status,
-        [
-            ("x-amzn-errortype", kind.to_string()),
-            ("content-type", "application/json".to_string()),
-        ],
-        json!({ "Message": message, "RequestId": request_id() }).to_string(),
-    )
-        .into_response()
+        kind,
+        message: message.into(),
+    }
 }
 
 fn ok(body: Value) -> Response {
@@ -109,7 +125,7 @@ fn ok(body: Value) -> Response {
         .into_response()
 }
 
-fn check_account(account: &str) -> Result<(), Response> {
+fn check_account(account: &str) -> Result<(), QsError> {
     if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -149,7 +165,7 @@ fn file_ms(d: &Dashboard) -> i64 {
 fn page<T>(
     items: Vec<(String, T)>,
     query: &BTreeMap<String, String>,
-) -> Result<(Vec<T>, Option<String>), Response> {
+) -> Result<(Vec<T>, Option<String>), QsError> {
     let max = match query.get("max-results") {
         Some(m) => m
             .parse::<usize>()
@@ -178,10 +194,8 @@ async fn list_dashboards(
     State(api): State<Api>,
     Path(account): Path<String>,
     Query(query): Query<BTreeMap<String, String>>,
-) -> Response {
-    if let Err(e) = check_account(&account) {
-        return e;
-    }
+) -> Result<Response, QsError> {
+    check_account(&account)?;
     let mut items = Vec::new();
     for s in api.dashboards.list() {
         let Ok(d) = api.dashboards.get(&s.name) else {
@@ -201,34 +215,32 @@ async fn list_dashboards(
             }),
         ));
     }
-    match page(items, &query) {
-        Ok((list, next)) => ok(json!({ "DashboardSummaryList": list, "NextToken": next })),
-        Err(e) => e,
-    }
+    let (list, next) = page(items, &query)?;
+    Ok(ok(
+        json!({ "DashboardSummaryList": list, "NextToken": next }),
+    ))
 }
 
 async fn describe_dashboard(
     State(api): State<Api>,
     Path((account, id)): Path<(String, String)>,
-) -> Response {
-    if let Err(e) = check_account(&account) {
-        return e;
-    }
+) -> Result<Response, QsError> {
+    check_account(&account)?;
     let d = match api.dashboards.get(&id) {
         Ok(d) => d,
         Err(crate::Error::NotFound(_)) => {
-            return error(
+            return Err(error(
                 StatusCode::NOT_FOUND,
                 "ResourceNotFoundException",
                 format!("Dashboard {id} not found"),
-            );
+            ));
         }
         Err(e) => {
-            return error(
+            return Err(error(
                 StatusCode::CONFLICT,
                 "InvalidParameterValueException",
                 e.to_string(),
-            );
+            ));
         }
     };
     let t = seconds(file_ms(&d));
@@ -238,7 +250,7 @@ async fn describe_dashboard(
         .keys()
         .map(|n| arn("dataset", &format!("{id}.{n}")))
         .collect();
-    ok(json!({
+    Ok(ok(json!({
         "Status": 200,
         "Dashboard": {
             "DashboardId": d.name,
@@ -261,7 +273,7 @@ async fn describe_dashboard(
                 }],
             },
         },
-    }))
+    })))
 }
 
 /// Every dataset of every loaded dashboard, by id.
@@ -277,7 +289,7 @@ fn datasets(api: &Api) -> Vec<(String, Arc<Dashboard>, String)> {
     out
 }
 
-fn find_dataset(api: &Api, id: &str) -> Result<(Arc<Dashboard>, String), Response> {
+fn find_dataset(api: &Api, id: &str) -> Result<(Arc<Dashboard>, String), QsError> {
     datasets(api)
         .into_iter()
         .find(|(i, _, _)| i == id)
@@ -302,10 +314,8 @@ async fn list_datasets(
     State(api): State<Api>,
     Path(account): Path<String>,
     Query(query): Query<BTreeMap<String, String>>,
-) -> Response {
-    if let Err(e) = check_account(&account) {
-        return e;
-    }
+) -> Result<Response, QsError> {
+    check_account(&account)?;
     let items = datasets(&api)
         .into_iter()
         .map(|(id, d, name)| {
@@ -323,23 +333,16 @@ async fn list_datasets(
             (id, v)
         })
         .collect();
-    match page(items, &query) {
-        Ok((list, next)) => ok(json!({ "DataSetSummaries": list, "NextToken": next })),
-        Err(e) => e,
-    }
+    let (list, next) = page(items, &query)?;
+    Ok(ok(json!({ "DataSetSummaries": list, "NextToken": next })))
 }
 
 async fn describe_dataset(
     State(api): State<Api>,
     Path((account, id)): Path<(String, String)>,
-) -> Response {
-    if let Err(e) = check_account(&account) {
-        return e;
-    }
-    let (d, name) = match find_dataset(&api, &id) {
-        Ok(f) => f,
-        Err(e) => return e,
-    };
+) -> Result<Response, QsError> {
+    check_account(&account)?;
+    let (d, name) = find_dataset(&api, &id)?;
     let ds = &d.spec.datasets[&name];
     let t = seconds(file_ms(&d));
     let fresh = api
@@ -349,7 +352,7 @@ async fn describe_dataset(
         .find(|(n, _)| *n == name)
         .map(|(_, f)| f)
         .unwrap_or_default();
-    ok(json!({
+    Ok(ok(json!({
         "Status": 200,
         "DataSet": {
             "Arn": arn("dataset", &id),
@@ -370,28 +373,26 @@ async fn describe_dataset(
                 }
             },
         },
-    }))
+    })))
 }
 
 async fn create_ingestion(
     State(api): State<Api>,
     Path((account, id, ingestion)): Path<(String, String, String)>,
     body: axum::body::Bytes,
-) -> Response {
-    if let Err(e) = check_account(&account) {
-        return e;
-    }
+) -> Result<Response, QsError> {
+    check_account(&account)?;
     if ingestion.is_empty()
         || ingestion.len() > 128
         || !ingestion
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "InvalidParameterValueException",
             "IngestionId must be 1 to 128 letters, digits, - or _",
-        );
+        ));
     }
     let input: HashMap<String, Value> = if body.is_empty() {
         HashMap::new()
@@ -399,11 +400,11 @@ async fn create_ingestion(
         match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => {
-                return error(
+                return Err(error(
                     StatusCode::BAD_REQUEST,
                     "InvalidParameterValueException",
                     format!("the body is not JSON: {e}"),
-                );
+                ));
             }
         }
     };
@@ -411,32 +412,29 @@ async fn create_ingestion(
         None | Some("FULL_REFRESH") => true,
         Some("INCREMENTAL_REFRESH") => false,
         Some(other) => {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 "InvalidParameterValueException",
                 format!("IngestionType {other:?} is not FULL_REFRESH or INCREMENTAL_REFRESH"),
-            );
+            ));
         }
     };
-    let (d, name) = match find_dataset(&api, &id) {
-        Ok(f) => f,
-        Err(e) => return e,
-    };
+    let (d, name) = find_dataset(&api, &id)?;
     if d.spec.datasets[&name].cache != CacheMode::Spice {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "InvalidParameterValueException",
             format!("DataSet {id} is DIRECT_QUERY: it has no SPICE copy to refresh"),
-        );
+        ));
     }
     {
         let mut list = api.ingestions.lock().unwrap_or_else(|e| e.into_inner());
         if list.iter().any(|i| i.dataset == id && i.id == ingestion) {
-            return error(
+            return Err(error(
                 StatusCode::CONFLICT,
                 "ResourceExistsException",
                 format!("Ingestion {ingestion} exists"),
-            );
+            ));
         }
         if list.len() >= MAX_INGESTIONS {
             list.pop_front();
@@ -480,7 +478,7 @@ async fn create_ingestion(
             }
         }
     });
-    (
+    Ok((
         StatusCode::CREATED,
         [("content-type", "application/json")],
         json!({
@@ -491,16 +489,14 @@ async fn create_ingestion(
         })
         .to_string(),
     )
-        .into_response()
+        .into_response())
 }
 
 async fn describe_ingestion(
     State(api): State<Api>,
     Path((account, id, ingestion)): Path<(String, String, String)>,
-) -> Response {
-    if let Err(e) = check_account(&account) {
-        return e;
-    }
+) -> Result<Response, QsError> {
+    check_account(&account)?;
     let found = api
         .ingestions
         .lock()
@@ -509,11 +505,11 @@ async fn describe_ingestion(
         .find(|i| i.dataset == id && i.id == ingestion)
         .cloned();
     let Some(i) = found else {
-        return error(
+        return Err(error(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
             format!("Ingestion {ingestion} of DataSet {id} not found"),
-        );
+        ));
     };
     let mut v = json!({
         "Arn": format!("{}/ingestion/{}", arn("dataset", &i.dataset), i.id),
@@ -535,5 +531,5 @@ async fn describe_ingestion(
     if let Some(e) = &i.error {
         v["ErrorInfo"] = json!({"Type": "INTERNAL_SERVICE_ERROR", "Message": e});
     }
-    ok(json!({ "Status": 200, "Ingestion": v }))
+    Ok(ok(json!({ "Status": 200, "Ingestion": v })))
 }
