@@ -239,7 +239,7 @@ pub fn dashboard(
 /// The size visuals are drawn at.
 pub fn options(v: &Visual) -> RenderOptions {
     let (width, height) = match v.kind {
-        VisualKind::Kpi => (320, 160),
+        VisualKind::Kpi => (480, 150),
         _ if v.width == Some(2) => (1100, 320),
         _ => (640, 320),
     };
