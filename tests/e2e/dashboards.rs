@@ -191,7 +191,36 @@ y = "sum(requests)"
         &["--group", "viewers"],
         json!({"Statement": [{"Effect": "Allow", "Action": ["quicksight:DescribeDashboard", "quicksight:ListDashboards"], "Resource": "*"}]}),
     );
-    let server = Server::start(&data, &["--dashboards", specs.to_str().unwrap()]);
+    // Viewers may also come with a bearer token of the identity provider.
+    let jwks = dir.path().join("jwks.json");
+    let rsa_jwk = json!({"kty": "RSA", "kid": "rsa1", "alg": "RS256", "e": "AQAB",
+        "n": include_str!("../../auth/testdata/rsa-test-key.n").trim()});
+    std::fs::write(&jwks, json!({"keys": [rsa_jwk]}).to_string()).unwrap();
+    let token = |sub: &str, key: &[u8]| {
+        let claims = json!({"sub": sub, "iss": "https://idp.example", "aud": "dashboards",
+            "exp": chrono::Utc::now().timestamp() + 600, "cognito:groups": ["viewers"]});
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("rsa1".into());
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_rsa_der(key),
+        )
+        .unwrap()
+    };
+    let server = Server::start(
+        &data,
+        &[
+            "--dashboards",
+            specs.to_str().unwrap(),
+            "--jwt-jwks",
+            jwks.to_str().unwrap(),
+            "--jwt-issuer",
+            "https://idp.example",
+            "--jwt-audience",
+            "dashboards",
+        ],
+    );
     let base = server.endpoint.clone();
     rt().block_on(async {
         let http = reqwest::Client::builder()
@@ -243,6 +272,30 @@ y = "sum(requests)"
         assert_eq!(body, "series,x,y\n,api,220\n,web,110\n");
         let (_, body) = csv(sign_in(&http, &base, &eve.id, &eve.secret).await.unwrap()).await;
         assert_eq!(body, "series,x,y\n");
+        // A bearer token's subject and groups: dana's rows again; a token
+        // signed with another key is no sign-in.
+        let bearer = |token: String| {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let r = http
+                    .get(format!("{base}/dashboards/rls/visuals/per_service.csv"))
+                    .header("authorization", format!("Bearer {token}"))
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            }
+        };
+        let rsa = include_bytes!("../../auth/testdata/rsa-test-key.der");
+        assert_eq!(
+            bearer(token("dana", rsa)).await,
+            (200, "series,x,y\n,api,220\n".to_string())
+        );
+        let mut forged = token("dana", rsa);
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(bearer(forged).await.0, 303);
         // Policies: a principal without quicksight:DescribeDashboard is refused.
         let (status, body) = csv(sign_in(&http, &base, &nobody.id, &nobody.secret)
             .await
