@@ -60,7 +60,7 @@ impl Lake {
     }
 }
 
-fn text_rows(out: &QueryOutput) -> Vec<String> {
+pub(crate) fn text_rows(out: &QueryOutput) -> Vec<String> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for b in &out.batches {

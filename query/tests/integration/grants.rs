@@ -8,7 +8,6 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
 use lakehose_query::contract::{Privilege, Securable, TableAccess};
 use lakehose_query::{Dialect, EngineConfig, ErrorCode, QueryEngine, QueryOutput, QueryRequest};
@@ -89,24 +88,7 @@ impl Lake {
             .run_as(grants, sql, dialect)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let options = FormatOptions::default().with_null("NULL");
-        let mut rows = Vec::new();
-        for b in &out.batches {
-            let f: Vec<_> = b
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-                .collect();
-            for r in 0..b.num_rows() {
-                rows.push(
-                    f.iter()
-                        .map(|f| f.value(r).to_string())
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                );
-            }
-        }
-        rows
+        crate::engine::text_rows(&out)
     }
 
     async fn denied(&self, grants: &Arc<dyn TableAccess>, sql: &str, needs: &str) {
