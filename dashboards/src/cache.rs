@@ -87,6 +87,8 @@ impl Cache {
         let freshness: Freshness = serde_json::from_slice(&std::fs::read(&meta).ok()?).ok()?;
         let rows = match read_ipc(&data) {
             Ok(rows) => Some(rows),
+            // Never refreshed successfully: no rows yet, as expected.
+            Err(_) if freshness.refreshed_ms.is_none() => None,
             Err(e) => {
                 tracing::warn!(dashboard, dataset, error = %e, "Cached dataset unreadable; it is refreshed again");
                 None

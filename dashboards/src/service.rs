@@ -536,9 +536,13 @@ impl Dashboards {
             }
             Err(e) => {
                 tracing::warn!(dashboard = %d.name, dataset = name, error = %e, "Dataset refresh failed");
-                self.inner
-                    .cache
-                    .failed(&d.name, name, e.to_string(), now_ms());
+                // Kept as the bare reason: it is reported again under the
+                // dataset's name.
+                let reason = match &e {
+                    Error::Dataset { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                self.inner.cache.failed(&d.name, name, reason, now_ms());
                 Err(e)
             }
         }

@@ -367,12 +367,14 @@ pub(crate) fn strip_error(e: &datafusion::error::DataFusionError) -> String {
     }
 }
 
-/// Whether `t` is a character string type (or NULL).
+/// Whether `t` is a character string type (or NULL), dictionary-encoded
+/// ones included (partition columns of Hive and Delta tables are read so).
 pub(crate) fn is_string(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-    )
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => true,
+        DataType::Dictionary(_, value) => is_string(value),
+        _ => false,
+    }
 }
 
 /// Whether `t` is an integer type (or NULL).

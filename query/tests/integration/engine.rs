@@ -489,3 +489,23 @@ async fn a_join_larger_than_memory_spills_instead_of_failing() {
     assert_eq!(rows, ["800000|400000"]);
     let _ = out.batches[0].column(0).len();
 }
+
+#[tokio::test]
+async fn string_functions_take_dictionary_encoded_partition_columns() {
+    let lake = Lake::new();
+    lake.run(
+        "CREATE TABLE days WITH (format = 'PARQUET', partitioned_by = ARRAY['dt']) AS \
+         SELECT * FROM (VALUES (1, '2026-12-01'), (2, '2026-12-02')) AS t(n, dt)",
+    )
+    .await;
+    assert_eq!(
+        lake.rows(
+            "SELECT n, date_parse(dt, '%Y-%m-%d'), upper(dt), length(dt) FROM days ORDER BY n"
+        )
+        .await,
+        [
+            "1|2026-12-01T00:00:00|2026-12-01|10",
+            "2|2026-12-02T00:00:00|2026-12-02|10"
+        ]
+    );
+}
