@@ -869,7 +869,8 @@ impl Dashboards {
                         .get(&d.name, &name)
                         .and_then(|e| e.freshness.sources.clone());
                     let state = self.sources_state(&d, &name).await;
-                    due = state.is_some() && state != cached;
+                    // No source table yet: nothing to refresh from.
+                    due = state.as_deref().is_some_and(|s| !s.is_empty()) && state != cached;
                 }
                 if due {
                     self.inner

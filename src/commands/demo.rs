@@ -182,6 +182,7 @@ async fn demo(config: Config) -> anyhow::Result<()> {
         Some(file) => KeyPaths::new(file),
         None => KeyPaths::in_data_dir(&options.data_dir),
     };
+    let users = import_users(&config.server.data_dir).await?;
     let key = DemoKey::create(key_paths.clone())?;
     grant_etl(&key_paths, &options.etl_principal)?;
     // The shipped dashboards over the demo's tables.
@@ -315,45 +316,79 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     crawl_landing(&config.server.data_dir, &config.bucket).await?;
     print_catalog(&config.server.data_dir).await?;
     run_etl(&config.server.data_dir).await?;
-    import_users(&config.server.data_dir).await?;
+    update_users(&config.server.data_dir, users).await?;
     compact_landing(&config.server.data_dir).await?;
     Ok(())
 }
 
-/// The users table as the application keeps it in DynamoDB: a full export
-/// and a later incremental one written in DynamoDB's layout, imported into
-/// `app.users`, and the logs joined with it.
-async fn import_users(data_dir: &Path) -> anyhow::Result<()> {
-    use lakehose_transform::dynamodb::{ImportOptions, import_new};
-    const USERS: u32 = 5000;
-    let prefix_dir = data_dir.join("dynamodb-exports").join("users");
-    let now = chrono::Utc::now().timestamp_millis();
-    let hour = 3_600_000;
-    let seed = now as u64;
-    crate::usersgen::write_full(&prefix_dir, "users", USERS, now - hour, seed, 1000)?;
-    let engine = super::local_engine(data_dir)?;
-    let store = Arc::clone(engine.storage().store());
-    let prefix = object_store::path::Path::from("dynamodb-exports/users");
-    let options = ImportOptions {
-        keys: vec!["user_id".into()],
-        ..ImportOptions::new("app", "users")
-    };
-    let progress = Arc::new(lakehose_transform::dynamodb::export::NoProgress);
-    println!(
-        "\nDynamoDB users table: a full export of {USERS} users under s3://dynamodb-exports/users/, imported:"
-    );
-    for report in import_new(
-        &engine,
-        Arc::clone(&store),
-        &prefix,
-        &options,
-        progress.clone(),
-    )
-    .await?
-    {
-        println!("  {report}");
+/// How many users the demo's DynamoDB users table has.
+const USERS: u32 = 5000;
+
+/// The demo's users exports and where they are imported to.
+struct UsersExports {
+    prefix_dir: std::path::PathBuf,
+    engine: lakehose_query::QueryEngine,
+    store: Arc<dyn object_store::ObjectStore>,
+    prefix: object_store::path::Path,
+    options: lakehose_transform::dynamodb::ImportOptions,
+}
+
+impl UsersExports {
+    fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        let engine = super::local_engine(data_dir)?;
+        Ok(Self {
+            prefix_dir: data_dir.join("dynamodb-exports").join("users"),
+            store: Arc::clone(engine.storage().store()),
+            engine,
+            prefix: object_store::path::Path::from("dynamodb-exports/users"),
+            options: lakehose_transform::dynamodb::ImportOptions {
+                keys: vec!["user_id".into()],
+                ..lakehose_transform::dynamodb::ImportOptions::new("app", "users")
+            },
+        })
     }
-    let backend = super::query::Backend::Local(engine.clone());
+
+    /// Imports the exports not imported yet, printing what each did.
+    async fn import(&self) -> anyhow::Result<()> {
+        let progress = Arc::new(lakehose_transform::dynamodb::export::NoProgress);
+        for report in lakehose_transform::dynamodb::import_new(
+            &self.engine,
+            Arc::clone(&self.store),
+            &self.prefix,
+            &self.options,
+            progress,
+        )
+        .await?
+        {
+            println!("  {report}");
+        }
+        Ok(())
+    }
+}
+
+/// The users table as the application keeps it in DynamoDB: a full export
+/// written in DynamoDB's layout and imported into `app.users` before the
+/// server starts (the users dashboard reads it). Returns the export's
+/// time and seed, which the later incremental export continues from.
+async fn import_users(data_dir: &Path) -> anyhow::Result<(i64, u64)> {
+    let exports = UsersExports::open(data_dir)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let (at, seed) = (now - 3_600_000, now as u64);
+    crate::usersgen::write_full(&exports.prefix_dir, "users", USERS, at, seed, 1000)?;
+    println!(
+        "DynamoDB users table: a full export of {USERS} users under s3://dynamodb-exports/users/, imported:"
+    );
+    exports.import().await?;
+    Ok((at, seed))
+}
+
+/// The logs joined with the users table, then a later incremental export
+/// of the users table (upgrades, closed accounts, sign-ups) merged in, and
+/// the join again.
+async fn update_users(data_dir: &Path, (since, seed): (i64, u64)) -> anyhow::Result<()> {
+    let exports = UsersExports::open(data_dir)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let backend = super::query::Backend::Local(exports.engine.clone());
     let per_plan = "SELECT u.plan, count(*) AS requests, count_if(l.status >= 500) AS errors, \
          round(100.0 * count_if(l.status >= 500) / count(*), 2) AS error_pct, \
          count(DISTINCT l.user_id) AS active_users \
@@ -376,13 +411,11 @@ async fn import_users(data_dir: &Path) -> anyhow::Result<()> {
         }
     };
     show("requests and errors per plan (logs joined with the imported users)").await?;
-    crate::usersgen::write_changes(&prefix_dir, "users", USERS, now - hour, now, seed)?;
+    crate::usersgen::write_changes(&exports.prefix_dir, "users", USERS, since, now, seed)?;
     println!(
         "\nan incremental export of the last hour (upgrades, closed accounts, sign-ups), merged:"
     );
-    for report in import_new(&engine, store, &prefix, &options, progress).await? {
-        println!("  {report}");
-    }
+    exports.import().await?;
     show("requests and errors per plan, as of now").await?;
     Ok(())
 }
