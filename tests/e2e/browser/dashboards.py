@@ -29,6 +29,12 @@ for arg in [
     "--disable-component-update", "--disable-sync", "--window-size=1400,2200",
 ]:
     options.add_argument(arg)
+DOWNLOADS = os.path.join(SHOTS, "downloads")
+os.makedirs(DOWNLOADS, exist_ok=True)
+options.add_experimental_option("prefs", {
+    "download.default_directory": DOWNLOADS,
+    "download.prompt_for_download": False,
+})
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 driver.set_page_load_timeout(60)
 wait = WebDriverWait(driver, 30)
@@ -113,6 +119,19 @@ try:
         "fetch(arguments[0], {credentials: 'same-origin'}).then(r => r.text()).then(done);", href)
     check(csv.splitlines()[0] == "service,endpoint,requests,errors,error_pct,p95_ms", "CSV header: " + csv.splitlines()[0])
     check(len(csv.strip().splitlines()) == 2 and "api" in csv, "CSV has the filtered row: " + csv)
+
+    # A chart downloads as PNG, drawn in the browser from its SVG.
+    for f in os.listdir(DOWNLOADS):
+        os.remove(os.path.join(DOWNLOADS, f))
+    driver.find_element(By.CSS_SELECTOR, "#v-requests [data-lh-png]").click()
+    png = os.path.join(DOWNLOADS, "requests.png")
+    for _ in range(100):
+        if os.path.exists(png) and os.path.getsize(png) > 0:
+            break
+        time.sleep(0.1)
+    check(os.path.exists(png), "the PNG download arrived")
+    with open(png, "rb") as f:
+        check(f.read(8) == b"\x89PNG\r\n\x1a\n", "it is a PNG")
 
     # Drill-down to the rows behind a point.
     driver.get(BASE + "/dashboards/service_health")
