@@ -41,17 +41,6 @@ pub const MAX_POINTS: usize = 100_000;
 /// The table name a visual's query reads its dataset's rows as.
 const DATASET_TABLE: &str = "lh_dataset";
 
-/// The unit of a spec's `unit`.
-pub fn unit(name: &str) -> Option<Unit> {
-    Some(match name {
-        "number" => Unit::Number,
-        "percent" => Unit::Percent,
-        "milliseconds" | "ms" => Unit::Milliseconds,
-        "bytes" => Unit::Bytes,
-        _ => return None,
-    })
-}
-
 /// A filter's value, from a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FilterValue {
@@ -631,7 +620,11 @@ pub(crate) async fn visual(
         message,
     };
     let ctx = context_with(engine, d.database(), &[(DATASET_TABLE, rows)])?;
-    let unit_of = v.unit.as_deref().and_then(unit).unwrap_or_default();
+    let unit_of = v
+        .unit
+        .as_deref()
+        .and_then(Unit::from_name)
+        .unwrap_or_default();
     let mut bound = Bound::default();
     let conds = conditions(d, &rows.schema, sel, &mut bound, 0);
     let from = format!("{DATASET_TABLE}{}", where_sql(&conds));

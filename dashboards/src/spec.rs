@@ -579,7 +579,7 @@ impl Dashboard {
                 return Err(format!("{at}: dataset {:?} does not exist", v.dataset));
             }
             if let Some(u) = &v.unit
-                && crate::data::unit(u).is_none()
+                && crate::chart::Unit::from_name(u).is_none()
             {
                 return Err(format!(
                     "{at}: unit {u:?} is not number, percent, milliseconds or bytes"

@@ -12,8 +12,7 @@ use crate::contract::{
     empty_output, require,
 };
 use crate::ddl::{AthenaStatement, ColumnDef, ExternalTable, Name};
-use crate::dispatch::Run;
-use crate::engine::QueryEngine;
+use crate::engine::{QueryEngine, Run};
 use crate::error::{ErrorCode, classify};
 use crate::glue::{
     catalog_error, database_of, folder_location, get_table, partition, table_location,

@@ -28,15 +28,6 @@ pub fn current_database(request: &QueryRequest) -> String {
         .to_ascii_lowercase()
 }
 
-/// One statement's engine, current database and caller, as the Athena
-/// statements run them.
-#[derive(Clone, Copy)]
-pub(crate) struct Run<'a> {
-    pub(crate) engine: &'a QueryEngine,
-    pub(crate) current: &'a str,
-    pub(crate) access: Option<&'a Arc<dyn TableAccess>>,
-}
-
 async fn run(engine: QueryEngine, request: QueryRequest) -> Result<QueryOutput, QueryError> {
     if let Some(catalog) = request.catalog.as_deref()
         && !catalog.is_empty()
@@ -64,7 +55,7 @@ async fn run(engine: QueryEngine, request: QueryRequest) -> Result<QueryOutput, 
     {
         run_postgres(&engine, &database, &sql, access).await?
     } else if let Some(statement) = crate::ddl::parse(&sql)? {
-        let run = Run {
+        let run = crate::engine::Run {
             engine: &engine,
             current: &database,
             access: access.as_ref(),

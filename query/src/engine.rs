@@ -389,6 +389,15 @@ impl QueryEngine {
     }
 }
 
+/// One statement's engine, current database and caller, as the Athena
+/// statements run them.
+#[derive(Clone, Copy)]
+pub(crate) struct Run<'a> {
+    pub(crate) engine: &'a QueryEngine,
+    pub(crate) current: &'a str,
+    pub(crate) access: Option<&'a Arc<dyn TableAccess>>,
+}
+
 /// The object stores the engine reaches: lakehose's warehouse (every
 /// bucket, not `_lakehose/`), on a local data folder a `file://` store
 /// confined to that folder (Delta tables are read through it), and the

@@ -33,8 +33,7 @@ use crate::contract::{
     require,
 };
 use crate::ddl::{Name, WithValue};
-use crate::dispatch::Run;
-use crate::engine::QueryEngine;
+use crate::engine::{QueryEngine, Run};
 use crate::error::{ErrorCode, classify};
 use crate::glue::{database_of, folder_location, get_table, partition, table_location};
 use crate::stats::{QueryStats, scanned_bytes};

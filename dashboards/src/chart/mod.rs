@@ -109,6 +109,20 @@ pub enum Unit {
     Bytes,
 }
 
+impl Unit {
+    /// The unit a spec names: `number`, `percent`, `milliseconds` (or
+    /// `ms`), `bytes`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "number" => Self::Number,
+            "percent" => Self::Percent,
+            "milliseconds" | "ms" => Self::Milliseconds,
+            "bytes" => Self::Bytes,
+            _ => return None,
+        })
+    }
+}
+
 /// What a chart shows.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChartData {
