@@ -803,3 +803,17 @@ compare = true
         }
     }
 }
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    #[test]
+    fn deeply_nested_files_are_refused_without_overflowing() {
+        for (open, close) in [("[", "]"), ("{a=", "}")] {
+            let text = format!("title = {}1{}", open.repeat(200_000), close.repeat(200_000));
+            let e = Dashboard::parse(Path::new("deep.toml"), &text).unwrap_err();
+            assert!(e.to_string().contains("deep.toml"), "{e}");
+        }
+    }
+}

@@ -424,3 +424,135 @@ print("quicksight ok")
     );
     server.terminate();
 }
+
+/// Hostile requests to the dashboards, their sign-in and QuickSight's API:
+/// path-like names, huge and malformed bodies and values. Each gets a
+/// clear refusal; nothing escapes the data folder and the server stays up.
+#[test]
+fn hostile_dashboard_requests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    known_rows(data);
+    let server = Server::start(data, &["--example-dashboards"]);
+    let base = server.endpoint.clone();
+    rt().block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let status = |r: reqwest::Response| r.status().as_u16();
+        for path in [
+            "/dashboards/..%2F..%2Fetc%2Fpasswd",
+            "/dashboards/%2Fetc%2Fpasswd",
+            "/dashboards/service_health/visuals/..%2F..%2F..%2Fetc%2Fpasswd.svg",
+            "/dashboards/service_health/visuals/file:%2F%2F%2Fetc%2Fpasswd.csv",
+            "/dashboards/service_health/rows/..%2Fhourly",
+            "/dashboards/static/..%2F..%2FCargo.toml",
+            "/accounts/000000000000/data-sets/..%2F..%2Fetc",
+            "/accounts/000000000000/dashboards/..%2Fpasswd",
+        ] {
+            let r = http.get(format!("{base}{path}")).send().await.unwrap();
+            let code = status(r);
+            assert!(code == 404 || code == 400, "{path}: {code}");
+        }
+        // A value over the limit, too many parameters, a bad range.
+        let long = "x".repeat(5000);
+        let r = http
+            .get(format!("{base}/dashboards/service_health"))
+            .query(&[("endpoint", long.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(r), 400);
+        let many: Vec<(String, String)> = (0..200).map(|i| (format!("k{i}"), "v".into())).collect();
+        let r = http
+            .get(format!("{base}/dashboards/service_health"))
+            .query(&many)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(r), 400);
+        let r = http
+            .get(format!("{base}/dashboards/endpoint_logs"))
+            .query(&[("min_status", "1e999999")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(r), 400);
+        // QuickSight: malformed and huge bodies, another account, a bad id.
+        let ingest = |id: &str, body: Vec<u8>| {
+            http.put(format!(
+                "{base}/accounts/000000000000/data-sets/service_health.hourly/ingestions/{id}"
+            ))
+            .body(body)
+            .send()
+        };
+        for body in [
+            b"{".to_vec(),
+            b"[[[[[[[[[[".repeat(10_000),
+            b"{\"IngestionType\": \"DROP\"}".to_vec(),
+        ] {
+            let r = ingest("a1", body).await.unwrap();
+            assert_eq!(status(r), 400);
+        }
+        let r = ingest("..%2F..%2Fetc", Vec::new()).await.unwrap();
+        assert!(matches!(status(r), 400 | 404));
+        let r = http
+            .get(format!("{base}/accounts/123456789012/dashboards"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(r), 401);
+        // The server is still up and the page still draws.
+        let r = http
+            .get(format!("{base}/dashboards/service_health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(r), 200);
+    });
+    assert!(!data.join("etc").exists());
+    server.terminate();
+}
+
+/// The sign-in form with hostile bodies: huge, malformed, an open
+/// redirect; none signs anyone in.
+#[test]
+fn hostile_sign_ins_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let key = create_key(data, "ops", &["--group", "admins"]);
+    let server = Server::start(data, &["--example-dashboards"]);
+    let base = server.endpoint.clone();
+    rt().block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let post = |body: Vec<u8>| {
+            http.post(format!("{base}/dashboards/login"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+        };
+        let huge = format!("access_key_id={}&secret=x", "A".repeat(1 << 20)).into_bytes();
+        // Refused at 16 KiB: 413, or the connection closed under the rest.
+        if let Ok(r) = post(huge).await {
+            assert_eq!(r.status().as_u16(), 413);
+        }
+        for body in [&b"%%%%"[..], b"access_key_id=", b"secret=only", b"\xff\xfe"] {
+            let code = post(body.to_vec()).await.unwrap().status().as_u16();
+            assert!(code == 400 || code == 401, "{body:?}: {code}");
+        }
+        // A good sign-in never sends the browser off the server.
+        let form = format!(
+            "access_key_id={}&secret={}&next=https%3A%2F%2Fevil.example%2F",
+            key.id,
+            key.secret.replace('+', "%2B").replace('/', "%2F")
+        );
+        let r = post(form.into_bytes()).await.unwrap();
+        assert_eq!(r.status().as_u16(), 303);
+        assert_eq!(r.headers()["location"], "/dashboards/");
+    });
+    server.terminate();
+}
