@@ -666,22 +666,12 @@ pub(crate) async fn create_table_as(
         access,
     } = run;
     let db = database_of(&name, current);
-    require(
-        access,
-        Privilege::CreateTable,
-        Securable::Table {
-            database: &db,
-            table: &name.name,
-        },
-    )?;
-    require(
-        access,
-        Privilege::Insert,
-        Securable::Table {
-            database: &db,
-            table: &name.name,
-        },
-    )?;
+    let target = Securable::Table {
+        database: &db,
+        table: &name.name,
+    };
+    require(access, Privilege::CreateTable, target)?;
+    require(access, Privilege::Insert, target)?;
     let opts = options(
         &with,
         lakehose_catalog::parquet_writer::default_codec(),
