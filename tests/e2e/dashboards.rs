@@ -527,6 +527,9 @@ fn hostile_sign_ins_are_refused() {
     rt().block_on(async {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A connection the server closed under a refused body is not
+            // reused for the next request.
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap();
         let post = |body: Vec<u8>| {
