@@ -30,6 +30,7 @@ pub mod dynamodb_export;
 pub mod http;
 pub mod loggen;
 pub mod server;
+pub mod storage_args;
 pub mod usersgen;
 
 use std::process::ExitCode;

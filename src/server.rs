@@ -21,7 +21,7 @@ use lakehose_athena::{self as athena, AthenaApi, AthenaConfig};
 use lakehose_catalog::awsjson::AwsError;
 use lakehose_catalog::crawler::service::CrawlerService;
 use lakehose_catalog::glue::{self, GlueApi};
-use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Location, Storage};
+use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Location};
 use lakehose_ingest::{IngestConfig, IngestService, firehose};
 use lakehose_query::live::{LiveBuffer, LiveSource};
 use lakehose_query::{EngineConfig, QueryEngine};
@@ -59,6 +59,8 @@ impl Default for RequestLimits {
 pub struct ServerOptions {
     /// The warehouse folder.
     pub data_dir: PathBuf,
+    /// Where tables and lakehose's own state live.
+    pub storage: crate::storage_args::StorageArgs,
     /// The HTTP address.
     pub listen: SocketAddr,
     /// The write-ahead log folder (default `<data-dir>/_lakehose/wal`).
@@ -295,12 +297,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         &[options.listen, options.pg_listen],
         options.request_limits.max_body_bytes.max(1),
     )?;
-    let storage = Storage::local(&options.data_dir).with_context(|| {
-        format!(
-            "could not open the data folder {}",
-            options.data_dir.display()
-        )
-    })?;
+    let storage = options.storage.open(&options.data_dir).await?;
     let wal_dir = options
         .wal_dir
         .clone()

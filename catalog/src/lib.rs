@@ -28,6 +28,7 @@ pub mod jsonserde;
 pub mod model;
 pub mod parquet_writer;
 pub mod partition_path;
+pub mod s3;
 pub mod schedule;
 pub mod schema;
 pub mod storage;

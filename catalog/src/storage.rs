@@ -195,7 +195,7 @@ impl fmt::Display for Location {
 
 /// S3's bucket naming rules: 3–63 characters of lowercase letters, digits,
 /// dots and hyphens, starting and ending with a letter or digit.
-fn validate_bucket(bucket: &str) -> std::result::Result<(), String> {
+pub(crate) fn validate_bucket(bucket: &str) -> std::result::Result<(), String> {
     if !(3..=63).contains(&bucket.len()) {
         return Err(format!(
             "bucket name {bucket:?} must be 3 to 63 characters long"
@@ -330,6 +330,15 @@ impl Storage {
         })
     }
 
+    /// Real S3 buckets (or an S3-compatible server): bucket `B` is the
+    /// bucket `B`, and lakehose's own state lives under `_lakehose/` in
+    /// `options.system_bucket`. Region, endpoint and credentials come from
+    /// the AWS environment and config files (see [`crate::s3`]).
+    pub async fn s3(options: &crate::s3::S3Options) -> Result<Self, crate::s3::S3SetupError> {
+        let stores = crate::s3::BucketStores::connect(options).await?;
+        Ok(Self::from_store(Arc::new(stores)))
+    }
+
     /// Any object store (S3, memory, ...).
     pub fn from_store(store: Arc<dyn ObjectStore>) -> Self {
         Self {
@@ -364,6 +373,9 @@ impl Storage {
             Some(local) => {
                 let file = local.path_to_filesystem(path)?;
                 local_write(file, bytes, DurableMode::Replace).await?;
+            }
+            None if bytes.len() > MULTIPART_THRESHOLD => {
+                put_multipart(self.store.as_ref(), path, bytes).await?;
             }
             None => {
                 self.store.put(path, PutPayload::from(bytes)).await?;
@@ -400,6 +412,30 @@ impl Storage {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Objects larger than this go to a remote store as a multipart upload
+/// (S3 refuses single PUTs over 5 GiB, and parts retry on their own).
+pub const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
+
+/// The size of one part of a multipart upload (S3's minimum is 5 MiB).
+const MULTIPART_PART: usize = 16 * 1024 * 1024;
+
+/// Uploads `bytes` in parts, at most four in flight; the object appears
+/// whole when the upload completes, and a failed upload is aborted.
+async fn put_multipart(
+    store: &dyn ObjectStore,
+    path: &ObjectPath,
+    bytes: bytes::Bytes,
+) -> object_store::Result<()> {
+    let upload = store.put_multipart_opts(path, Default::default()).await?;
+    let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
+    for start in (0..bytes.len()).step_by(MULTIPART_PART) {
+        writer.wait_for_capacity(4).await?;
+        let end = (start + MULTIPART_PART).min(bytes.len());
+        writer.put(bytes.slice(start..end));
+    }
+    writer.finish().await.map(|_| ())
 }
 
 /// How [`write_file_durable`] puts the new file in place.

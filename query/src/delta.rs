@@ -21,7 +21,7 @@ pub fn is_delta(table: &Table) -> bool {
 }
 
 /// The URL deltalake opens a location with: a `file://` folder on the
-/// embedded store.
+/// embedded store, the `s3://` location itself otherwise.
 pub fn table_url(storage: &Storage, location: &Location) -> Result<Url, String> {
     match storage.local_root() {
         Some(root) => {
@@ -31,7 +31,67 @@ pub fn table_url(storage: &Storage, location: &Location) -> Result<Url, String> 
             Url::from_directory_path(&path)
                 .map_err(|_| format!("{} is not an absolute folder", path.display()))
         }
-        None => Url::parse(&location.to_string()).map_err(|e| e.to_string()),
+        None => Url::parse(&format!(
+            "s3://{}/{}",
+            location.bucket(),
+            location.key().trim_end_matches('/')
+        ))
+        .map_err(|e| e.to_string()),
+    }
+}
+
+/// A builder for the Delta table at `location`, over lakehose's own
+/// storage: on the embedded store deltalake opens the folder itself; on
+/// any other store the table is read and committed through lakehose's
+/// object store (its S3 clients, retries and credentials), and commits
+/// use conditional writes (`PUT` with `If-None-Match: *`), so two writers
+/// never both commit the same version.
+pub fn table_builder(
+    storage: &Storage,
+    location: &Location,
+) -> Result<deltalake::DeltaTableBuilder, String> {
+    let url = table_url(storage, location)?;
+    let builder = deltalake::DeltaTableBuilder::from_url(url.clone()).map_err(|e| e.to_string())?;
+    if storage.local_root().is_some() {
+        return Ok(builder);
+    }
+    register_log_store();
+    let bucket: Arc<dyn object_store::ObjectStore> = Arc::new(
+        object_store::prefix::PrefixStore::new(Arc::clone(storage.store()), location.bucket()),
+    );
+    Ok(builder.with_storage_backend(bucket, url))
+}
+
+/// Makes deltalake's log store (commits by conditional put) the one for
+/// `s3://` tables whose object store lakehose hands it.
+fn register_log_store() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let scheme = Url::parse("s3://").expect("valid scheme URL");
+        deltalake::logstore::logstore_factories()
+            .entry(scheme)
+            .or_insert_with(|| Arc::new(ConditionalPutLogStores));
+    });
+}
+
+/// Log stores that commit a version by writing its file only if it does
+/// not exist yet.
+struct ConditionalPutLogStores;
+
+impl deltalake::logstore::LogStoreFactory for ConditionalPutLogStores {
+    fn with_options(
+        &self,
+        prefixed_store: deltalake::logstore::ObjectStoreRef,
+        root_store: deltalake::logstore::ObjectStoreRef,
+        location: &Url,
+        options: &deltalake::logstore::StorageConfig,
+    ) -> deltalake::DeltaResult<Arc<dyn deltalake::logstore::LogStore>> {
+        Ok(deltalake::logstore::default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
     }
 }
 
@@ -87,11 +147,15 @@ pub(crate) async fn provider_as_of(
         .and_then(|sd| sd.location.as_deref())
         .ok_or("the Delta table has no location")?;
     let location = Location::parse(location).map_err(|e| e.to_string())?;
-    let url = table_url(storage, &location)?;
-    let delta = match as_of {
-        AsOf::Latest => deltalake::open_table(url).await,
-        AsOf::Version(v) => deltalake::open_table_with_version(url, *v).await,
-        AsOf::Timestamp(t) => deltalake::open_table_with_ds(url, t).await,
+    let builder = table_builder(storage, &location)?;
+    let builder = match as_of {
+        AsOf::Latest => Ok(builder),
+        AsOf::Version(v) => Ok(builder.with_version(*v)),
+        AsOf::Timestamp(t) => builder.with_datestring(t),
+    };
+    let delta = match builder {
+        Ok(b) => b.load().await,
+        Err(e) => Err(e),
     }
     .map_err(|e| match as_of {
         AsOf::Latest => format!("could not open the Delta table at {location}: {e}"),

@@ -4,12 +4,11 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use lakehose_catalog::crawler::{
     self, CrawlOptions, CrawlProgress, DeleteBehavior, UpdateBehavior,
 };
-use lakehose_catalog::{EmbeddedCatalog, Location, Storage};
+use lakehose_catalog::{EmbeddedCatalog, Location};
 
 use crate::server;
 
@@ -28,6 +27,9 @@ pub struct Config {
     /// The warehouse folder.
     #[arg(long, env = "LAKEHOSE_DATA_DIR", default_value = "./lakehose-data")]
     data_dir: PathBuf,
+
+    #[command(flatten)]
+    storage: crate::storage_args::StorageArgs,
 
     /// Prefix of every table name the crawl creates.
     #[arg(long, default_value = "")]
@@ -87,8 +89,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .iter()
         .map(|t| Location::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
-    let storage = Storage::local(&config.data_dir)
-        .with_context(|| format!("could not open {}", config.data_dir.display()))?;
+    let runtime = server::runtime(None)?;
+    let storage = runtime.block_on(config.storage.open(&config.data_dir))?;
     let catalog = EmbeddedCatalog::new(storage.clone());
     let mut options = CrawlOptions::new(&config.name, &config.database);
     options.table_prefix = config.table_prefix.clone();
@@ -114,7 +116,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         bar,
         found: AtomicU64::new(0),
     };
-    let runtime = server::runtime(None)?;
     let summary = runtime.block_on(crawler::crawl(
         &storage, &catalog, &targets, &options, &progress,
     ))?;

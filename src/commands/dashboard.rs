@@ -69,6 +69,10 @@ pub struct Config {
     #[arg(long, env = "LAKEHOSE_DATA_DIR", default_value = "./lakehose-data")]
     pub data_dir: PathBuf,
 
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub storage: crate::storage_args::StorageArgs,
+
     /// Where the dashboards come from.
     #[command(flatten)]
     pub sources: Sources,
@@ -122,7 +126,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run_async(config: Config) -> anyhow::Result<()> {
-    let engine = super::local_engine(&config.data_dir)?;
+    let engine = config.storage.engine(&config.data_dir).await?;
     let (dirs, fixed) = config.sources.resolve()?;
     if dirs.is_empty() && fixed.is_empty() {
         bail!(

@@ -627,6 +627,7 @@ async fn live_answers(endpoint: &str, key: (&str, &str), delivered: u64, acked: 
     let target = super::query::Target {
         credentials: Some((key.0.to_string(), key.1.to_string())),
         data_dir: PathBuf::new(),
+        storage: Default::default(),
         endpoint: Some(endpoint.to_string()),
         database: "demo".into(),
         workgroup: "primary".into(),

@@ -23,6 +23,9 @@ pub struct Config {
     #[arg(long, env = "LAKEHOSE_DATA_DIR", default_value = "./lakehose-data")]
     data_dir: PathBuf,
 
+    #[command(flatten)]
+    storage: crate::storage_args::StorageArgs,
+
     /// The folder of job files (`<name>.sql`).
     #[arg(long, env = "LAKEHOSE_ETL_JOBS", default_value = "sql/etl")]
     jobs: PathBuf,
@@ -126,9 +129,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(run_async(config))
 }
 
-fn etl(data_dir: &std::path::Path) -> anyhow::Result<Etl> {
+async fn etl(
+    data_dir: &std::path::Path,
+    storage: &crate::storage_args::StorageArgs,
+) -> anyhow::Result<Etl> {
     Ok(
-        Etl::new(super::local_engine(data_dir)?).with_audit(std::sync::Arc::new(LocalAudit {
+        Etl::new(storage.engine(data_dir).await?).with_audit(std::sync::Arc::new(LocalAudit {
             dir: lakehose_auth::audit::dir_in(data_dir),
         })),
     )
@@ -203,7 +209,7 @@ pub(crate) fn summary(r: &RunRecord) -> String {
 
 async fn run_async(config: Config) -> anyhow::Result<()> {
     let jobs = load_dir(&config.jobs)?;
-    let etl = etl(&config.data_dir)?;
+    let etl = etl(&config.data_dir, &config.storage).await?;
     match config.action {
         Action::List => {
             println!(

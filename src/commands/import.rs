@@ -82,6 +82,9 @@ struct DynamoArgs {
     /// The warehouse folder.
     #[arg(long, env = "LAKEHOSE_DATA_DIR", default_value = "./lakehose-data")]
     data_dir: PathBuf,
+
+    #[command(flatten)]
+    storage: crate::storage_args::StorageArgs,
 }
 
 /// A bar over the bytes of the data files, pass by pass, counting items.
@@ -170,7 +173,7 @@ async fn dynamodb_export(args: DynamoArgs) -> anyhow::Result<()> {
     if args.table.trim().is_empty() || args.database.trim().is_empty() {
         bail!("--database and --table must not be empty");
     }
-    let engine = super::local_engine(&args.data_dir)?;
+    let engine = args.storage.engine(&args.data_dir).await?;
     let (store, path) = source(&engine, &args.location)?;
     let defaults = ImportOptions::new(
         &args.database.to_ascii_lowercase(),

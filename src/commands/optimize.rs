@@ -20,6 +20,9 @@ pub struct Config {
     #[arg(long, env = "LAKEHOSE_DATA_DIR", default_value = "./lakehose-data")]
     data_dir: PathBuf,
 
+    #[command(flatten)]
+    storage: crate::storage_args::StorageArgs,
+
     /// The table, as `database.table` (or `table` in `--database`).
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     table: Option<String>,
@@ -111,7 +114,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run_async(config: Config) -> anyhow::Result<()> {
-    let compactor = Compactor::new(super::local_engine(&config.data_dir)?);
+    let compactor = Compactor::new(config.storage.engine(&config.data_dir).await?);
     if config.target_size_mb == 0 {
         bail!("--target-size-mb must be at least 1");
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Storage};
+use lakehose_catalog::{CatalogRef, EmbeddedCatalog};
 use lakehose_query::sql_text::split_statements;
 use lakehose_query::{EngineConfig, QueryEngine, QueryRequest};
 
@@ -33,6 +33,10 @@ pub struct Target {
     /// The warehouse folder to query directly (ignored with --endpoint).
     #[arg(long, env = "LAKEHOSE_DATA_DIR", default_value = "./lakehose-data")]
     pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub storage: crate::storage_args::StorageArgs,
 
     /// A running lakehose (or Athena-compatible) endpoint, e.g.
     /// http://127.0.0.1:4570; statements then go through the Athena API,
@@ -162,12 +166,7 @@ impl Backend {
                 max_result_bytes: target.max_result_bytes(),
             });
         }
-        let storage = Storage::local(&target.data_dir).with_context(|| {
-            format!(
-                "could not open the data folder {}",
-                target.data_dir.display()
-            )
-        })?;
+        let storage = target.storage.open(&target.data_dir).await?;
         let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
         let config = EngineConfig {
             memory_limit: target.memory_limit_mb.max(64) << 20,

@@ -13,6 +13,10 @@ pub struct ServerArgs {
     #[arg(long, env = "LAKEHOSE_DATA_DIR", default_value = "./lakehose-data")]
     pub data_dir: PathBuf,
 
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub storage: crate::storage_args::StorageArgs,
+
     /// HTTP address for the AWS APIs, NDJSON ingest, /health and /metrics.
     /// Loopback by default; use 0.0.0.0:4570 to accept other machines.
     #[arg(long, env = "LAKEHOSE_LISTEN", default_value = "127.0.0.1:4570")]
@@ -258,6 +262,7 @@ impl ServerArgs {
     pub fn options(&self) -> anyhow::Result<ServerOptions> {
         Ok(ServerOptions {
             data_dir: self.data_dir.clone(),
+            storage: self.storage.clone(),
             listen: self.listen,
             wal_dir: self.wal_dir.clone(),
             max_buffer_bytes: self.max_buffer_mb.max(1) * 1024 * 1024,

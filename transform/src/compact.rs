@@ -244,10 +244,8 @@ impl Compactor {
             .and_then(|sd| sd.location.as_deref())
             .ok_or_else(|| Error::invalid(format!("table {name} has no location")))?;
         let location = Location::parse(location)?;
-        let url =
-            lakehose_query::delta::table_url(self.storage(), &location).map_err(Error::Invalid)?;
-        let table = deltalake::DeltaTableBuilder::from_url(url)
-            .with_context(|| format!("opening {name}"))?
+        let table = lakehose_query::delta::table_builder(self.storage(), &location)
+            .map_err(Error::Invalid)?
             .load()
             .await
             .with_context(|| format!("opening {name}"))?;

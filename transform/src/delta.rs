@@ -16,7 +16,7 @@ use crate::error::{Error, Result, ResultExt};
 /// Errors are transient (storage) unless the location is invalid.
 pub(crate) async fn open_or_new(storage: &Storage, location: &str) -> Result<DeltaTable> {
     let loc = Location::parse(location)?;
-    let url = lakehose_query::delta::table_url(storage, &loc).map_err(Error::Invalid)?;
+    let builder = lakehose_query::delta::table_builder(storage, &loc).map_err(Error::Invalid)?;
     if let Some(root) = storage.local_root() {
         let folder = root.join(loc.bucket()).join(loc.key());
         std::fs::create_dir_all(&folder).map_err(|source| Error::Io {
@@ -31,12 +31,10 @@ pub(crate) async fn open_or_new(storage: &Storage, location: &str) -> Result<Del
     let has_log = storage.store().list(Some(&log)).next().await.is_some();
     let context = || format!("opening the Delta table at {location}");
     if has_log {
-        DeltaTable::try_from_url(url).await.with_context(context)
+        builder.load().await.with_context(context)
     } else {
         // A new table (opening it would log an error for the missing log).
-        deltalake::DeltaTableBuilder::from_url(url)
-            .and_then(|b| b.build())
-            .with_context(context)
+        builder.build().with_context(context)
     }
 }
 

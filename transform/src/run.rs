@@ -1010,8 +1010,9 @@ impl Etl {
     ) -> Result<Vec<String>> {
         let location = self.location(job);
         let loc = Location::parse(&location)?;
-        let url = lakehose_query::delta::table_url(self.storage(), &loc).map_err(Error::Invalid)?;
-        let table = DeltaTable::try_from_url(url)
+        let table = lakehose_query::delta::table_builder(self.storage(), &loc)
+            .map_err(Error::Invalid)?
+            .load()
             .await
             .with_context(|| format!("opening {}", job.target))?;
         if table.version().is_none() {
