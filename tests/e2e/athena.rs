@@ -65,6 +65,13 @@ pub async fn run(
     }
 }
 
+/// Runs a statement that must succeed; returns its id.
+pub async fn run_ok(athena: &aws_sdk_athena::Client, sql: &str, database: &str) -> String {
+    let (id, state, reason) = run(athena, sql, database).await;
+    assert_eq!(state, QueryExecutionState::Succeeded, "{sql}: {reason:?}");
+    id
+}
+
 /// Runs a SELECT and returns its data rows (header row dropped).
 pub async fn select(
     athena: &aws_sdk_athena::Client,

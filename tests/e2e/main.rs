@@ -25,5 +25,6 @@ mod limits;
 mod logbench;
 mod ndjson;
 mod psql;
+mod s3;
 mod sandbox;
 mod tpch;

@@ -186,18 +186,100 @@ pub fn parquet_rows(dir: &Path) -> Vec<(PathBuf, serde_json::Map<String, Value>)
     let mut rows = Vec::new();
     for path in files(dir, ".parquet") {
         for batch in read_parquet(&path) {
-            let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-            writer.write(&batch).unwrap();
-            writer.finish().unwrap();
-            let buf = writer.into_inner();
-            if buf.is_empty() {
-                continue;
-            }
-            let values: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&buf).unwrap();
-            rows.extend(values.into_iter().map(|v| (path.clone(), v)));
+            rows.extend(json_rows(&batch).into_iter().map(|v| (path.clone(), v)));
         }
     }
     rows
+}
+
+/// A batch's rows as JSON objects.
+pub fn json_rows(batch: &RecordBatch) -> Vec<serde_json::Map<String, Value>> {
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    writer.write(batch).unwrap();
+    writer.finish().unwrap();
+    let buf = writer.into_inner();
+    if buf.is_empty() {
+        return Vec::new();
+    }
+    serde_json::from_slice(&buf).unwrap()
+}
+
+/// Asserts that every id in `acked` is among `ids` and none of `ids` is
+/// there twice; returns how many times each id is there.
+pub fn assert_exactly_once<'a>(
+    ids: impl IntoIterator<Item = &'a str>,
+    acked: &std::collections::HashSet<String>,
+) -> std::collections::HashMap<String, usize> {
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    for id in ids {
+        *seen.entry(id.to_string()).or_default() += 1;
+    }
+    let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        duplicated.is_empty(),
+        "records delivered more than once: {:?}",
+        &duplicated[..duplicated.len().min(10)]
+    );
+    let lost: Vec<_> = acked.iter().filter(|id| !seen.contains_key(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    seen
+}
+
+/// Puts batches of 50 records (`{"id", "service", "pad"}`, ids
+/// `<round>-<task>-<n>`) to `stream` from four tasks until the server
+/// stops answering; the ids of acknowledged records go to `acked`.
+/// Returns how many records were sent. The client should not retry, so
+/// an acknowledgement means exactly one accepted call.
+pub fn send_until_refused(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+    stream: &str,
+    round: usize,
+    pad: usize,
+    acked: &std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+) -> Vec<tokio::task::JoinHandle<usize>> {
+    (0..4)
+        .map(|task| {
+            let client = client.clone();
+            let acked = std::sync::Arc::clone(acked);
+            let stream = stream.to_string();
+            rt.spawn(async move {
+                let mut n = 0;
+                loop {
+                    let ids: Vec<String> = (0..50)
+                        .map(|i| format!("{round}-{task}-{}", n + i))
+                        .collect();
+                    n += 50;
+                    let records = ids
+                        .iter()
+                        .map(|id| {
+                            let service = ["a", "b", "c"][task % 3];
+                            let row = serde_json::json!({"id": id, "service": service, "pad": "x".repeat(pad)});
+                            record(row.to_string())
+                        })
+                        .collect();
+                    match client
+                        .put_record_batch()
+                        .delivery_stream_name(&stream)
+                        .set_records(Some(records))
+                        .send()
+                        .await
+                    {
+                        Ok(out) => {
+                            assert_eq!(out.failed_put_count(), 0);
+                            acked.lock().unwrap().extend(ids);
+                        }
+                        Err(_) => return n,
+                    }
+                }
+            })
+        })
+        .collect()
 }
 
 /// Error documents (JSON lines) under a folder.

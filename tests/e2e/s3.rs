@@ -1,0 +1,664 @@
+//! lakehose over real S3: `--storage s3` against `moto` in server mode (an
+//! S3-compatible server with conditional writes, started here on
+//! loopback), reached through a proxy that answers a share of requests
+//! with 503 SlowDown and resets a share of connections. The same flows as
+//! on the embedded default: ingest exactly-once under SIGKILL, the
+//! crawler, Athena queries, ETL into Delta tables, DynamoDB import; what
+//! landed is read back from the bucket directly, past the proxy.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use object_store::ObjectStore;
+use object_store::ObjectStoreExt;
+use object_store::aws::AmazonS3Builder;
+use serde_json::{Value, json};
+
+use crate::athena::{athena_client, run, run_ok, select};
+use crate::util::*;
+
+/// The bucket of lakehose's own state in these tests.
+const SYSTEM_BUCKET: &str = "lakehose-system";
+
+/// A `moto_server` process on a free loopback port.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Moto {
+    /// Starts moto and waits until it answers.
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server (pip install 'moto[server]'; .ci/run installs it)");
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        wait_until(60, "moto_server to answer", || {
+            http(&moto.endpoint, "GET", "/").is_some()
+        });
+        moto
+    }
+
+    /// Creates buckets.
+    pub fn create_buckets(&self, names: &[&str]) {
+        for name in names {
+            let status = http(&self.endpoint, "PUT", &format!("/{name}")).expect("moto answers");
+            assert_eq!(status, 200, "create bucket {name}");
+        }
+    }
+
+    /// A client of one bucket, straight to moto.
+    pub fn bucket(&self, name: &str) -> Arc<dyn ObjectStore> {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_endpoint(&self.endpoint)
+                .with_allow_http(true)
+                .with_bucket_name(name)
+                .with_region("us-east-1")
+                .with_access_key_id("test")
+                .with_secret_access_key("test")
+                .build()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One bodiless HTTP/1.1 request; the status code, or `None` when nothing
+/// answers.
+fn http(endpoint: &str, method: &str, path: &str) -> Option<u16> {
+    let addr = endpoint.strip_prefix("http://")?;
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// What the proxy does to requests.
+#[derive(Clone, Copy)]
+struct Faults {
+    /// Share answered 503 SlowDown without reaching the server.
+    slow_down: f64,
+    /// Share whose connection is closed without an answer, before the
+    /// request reaches the server.
+    reset_before: f64,
+    /// Share of reads (GET, HEAD) whose answer is dropped after the server
+    /// answered.
+    reset_after_read: f64,
+}
+
+/// An HTTP proxy in front of moto that injects [`Faults`].
+struct FaultProxy {
+    endpoint: String,
+    injected: Arc<AtomicU64>,
+    forwarded: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    fn start(rt: &tokio::runtime::Runtime, target: &str, faults: Faults) -> FaultProxy {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let injected = Arc::new(AtomicU64::new(0));
+        let forwarded = Arc::new(AtomicU64::new(0));
+        let target = target.to_string();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let rng = Arc::new(Mutex::new(
+            <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(18),
+        ));
+        let (inj, fwd) = (Arc::clone(&injected), Arc::clone(&forwarded));
+        let task = rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (client, target, rng) = (client.clone(), target.clone(), Arc::clone(&rng));
+                let (inj, fwd) = (Arc::clone(&inj), Arc::clone(&fwd));
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let (client, target, rng) =
+                            (client.clone(), target.clone(), Arc::clone(&rng));
+                        let (inj, fwd) = (Arc::clone(&inj), Arc::clone(&fwd));
+                        async move { proxy(req, client, &target, faults, rng, inj, fwd).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FaultProxy {
+            endpoint: format!("http://{addr}"),
+            injected,
+            forwarded,
+            task,
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn proxy(
+    req: hyper::Request<hyper::body::Incoming>,
+    client: reqwest::Client,
+    target: &str,
+    faults: Faults,
+    rng: Arc<Mutex<rand::rngs::StdRng>>,
+    injected: Arc<AtomicU64>,
+    forwarded: Arc<AtomicU64>,
+) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
+    use rand::Rng;
+    let (roll, after) = {
+        let mut rng = rng.lock().unwrap();
+        (rng.random::<f64>(), rng.random::<f64>())
+    };
+    if roll < faults.slow_down {
+        injected.fetch_add(1, Ordering::Relaxed);
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+        return Ok(hyper::Response::builder()
+            .status(503)
+            .header("content-type", "application/xml")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap());
+    }
+    if roll < faults.slow_down + faults.reset_before {
+        injected.fetch_add(1, Ordering::Relaxed);
+        return Err(std::io::Error::other("injected connection reset"));
+    }
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    let url = format!(
+        "{target}{}",
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap();
+    let is_read = method == reqwest::Method::GET || method == reqwest::Method::HEAD;
+    let mut out = client.request(method, url).body(body);
+    for (name, value) in parts.headers.iter() {
+        if name == "host" || name == "content-length" {
+            continue;
+        }
+        out = out.header(name.as_str(), value.as_bytes());
+    }
+    let answer = out.send().await.map_err(std::io::Error::other)?;
+    forwarded.fetch_add(1, Ordering::Relaxed);
+    if is_read && after < faults.reset_after_read {
+        injected.fetch_add(1, Ordering::Relaxed);
+        return Err(std::io::Error::other("injected reset after the answer"));
+    }
+    let mut response = hyper::Response::builder().status(answer.status().as_u16());
+    for (name, value) in answer.headers() {
+        // Content-Length stays: a HEAD answer carries the object's size.
+        if name == "transfer-encoding" || name == "connection" {
+            continue;
+        }
+        response = response.header(name.as_str(), value.as_bytes());
+    }
+    let bytes = answer.bytes().await.map_err(std::io::Error::other)?;
+    Ok(response.body(Full::new(bytes)).unwrap())
+}
+
+/// The environment a lakehose process needs to reach S3 at `endpoint`.
+fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        // No profile files of the machine running the tests.
+        ("AWS_CONFIG_FILE", "/nonexistent".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+fn start_on_s3(data_dir: &std::path::Path, endpoint: &str) -> Server {
+    let env = aws_env(endpoint);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Server::start_full(
+        data_dir,
+        &["--storage", "s3", "--system-bucket", SYSTEM_BUCKET],
+        Stdio::inherit(),
+        &env,
+    )
+}
+
+/// Runs the `lakehose` CLI on S3 at `endpoint`: `args`, the storage
+/// flags, then `then` (a subcommand of a command whose flags they are).
+fn cli_on_s3_then(
+    endpoint: &str,
+    data_dir: &std::path::Path,
+    args: &[&str],
+    then: &[&str],
+) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+        .args(args)
+        .args(["--storage", "s3", "--system-bucket", SYSTEM_BUCKET])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(then)
+        .envs(aws_env(endpoint))
+        .output()
+        .expect("run lakehose");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs the `lakehose` CLI on S3 at `endpoint`, storage flags last.
+fn cli_on_s3(endpoint: &str, data_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    cli_on_s3_then(endpoint, data_dir, args, &[])
+}
+
+/// Every row of the Parquet objects under `prefix` of `bucket`, read
+/// straight from the store.
+async fn s3_parquet_rows(
+    bucket: &Arc<dyn ObjectStore>,
+    prefix: &str,
+) -> Vec<serde_json::Map<String, Value>> {
+    use futures::TryStreamExt;
+    let listed: Vec<_> = bucket
+        .list(Some(&object_store::path::Path::from(prefix)))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    for meta in listed {
+        if !meta.location.as_ref().ends_with(".parquet") {
+            continue;
+        }
+        let bytes = bucket
+            .get(&meta.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            rows.extend(json_rows(&batch.unwrap()));
+        }
+    }
+    rows
+}
+
+#[test]
+fn s3_ingest_is_exactly_once_under_sigkill_and_storage_faults() {
+    let moto = Moto::start();
+    moto.create_buckets(&[SYSTEM_BUCKET, "s3crash", "athena-results"]);
+    let rt = rt();
+    let proxy = FaultProxy::start(
+        &rt,
+        &moto.endpoint,
+        Faults {
+            slow_down: 0.08,
+            reset_before: 0.04,
+            reset_after_read: 0.04,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    for (round, run_ms) in [(0usize, 2500u64), (1, 1200), (2, 1800)] {
+        let server = start_on_s3(dir.path(), &proxy.endpoint);
+        if round == 0 {
+            rt.block_on(create_parquet_stream_with_table(
+                &server.client(),
+                "s3crash",
+                "s3crash",
+                1,
+                Some(("default", "s3crash_logs")),
+            ));
+        }
+        let client = lakehose::commands::demo::firehose_client(&server.endpoint, 1);
+        let tasks = send_until_refused(&rt, &client, "s3crash", round, 0, &acked);
+        std::thread::sleep(Duration::from_millis(run_ms));
+        server.kill();
+        rt.block_on(async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 500,
+        "too few records were acknowledged to prove anything: {}",
+        acked.len()
+    );
+
+    // Restart: the write-ahead log replays what was acknowledged but not
+    // yet in the bucket; a clean stop flushes the rest.
+    let server = start_on_s3(dir.path(), &proxy.endpoint);
+    server.terminate();
+
+    let bucket = moto.bucket("s3crash");
+    let rows = rt.block_on(s3_parquet_rows(&bucket, "logs"));
+    let seen = assert_exactly_once(rows.iter().map(|r| r["id"].as_str().unwrap()), &acked);
+
+    // Every partition the flushes registered is in the catalog on S3, so
+    // a query over the table sees every row in the bucket.
+    let server = start_on_s3(dir.path(), &proxy.endpoint);
+    rt.block_on(async {
+        let athena = athena_client(&server.endpoint);
+        let got = select(
+            &athena,
+            "SELECT count(*), count(DISTINCT id) FROM s3crash_logs",
+            "default",
+        )
+        .await;
+        assert_eq!(
+            got,
+            vec![vec![
+                Some(rows.len().to_string()),
+                Some(seen.len().to_string())
+            ]]
+        );
+    });
+    server.terminate();
+    eprintln!(
+        "s3 ingest: {} acknowledged, {} rows landed; {} faults injected in {} forwarded requests",
+        acked.len(),
+        rows.len(),
+        proxy.injected.load(Ordering::Relaxed),
+        proxy.forwarded.load(Ordering::Relaxed)
+    );
+    assert!(
+        proxy.injected.load(Ordering::Relaxed) > 20,
+        "the proxy injected {} faults in {} requests: too few to prove anything",
+        proxy.injected.load(Ordering::Relaxed),
+        proxy.forwarded.load(Ordering::Relaxed)
+    );
+}
+
+const DAILY: &str = "-- target: curated.daily
+-- mode: overwrite
+SELECT service, count(*) AS requests, count_if(status >= 500) AS errors
+FROM raw.requests
+GROUP BY service
+";
+
+#[test]
+fn s3_crawler_athena_etl_and_dynamodb_import() {
+    let moto = Moto::start();
+    moto.create_buckets(&[
+        SYSTEM_BUCKET,
+        "rawlake",
+        "curated",
+        "exports",
+        "lakehose-warehouse",
+        "athena-results",
+    ]);
+    let rt = rt();
+    let proxy = FaultProxy::start(
+        &rt,
+        &moto.endpoint,
+        Faults {
+            slow_down: 0.05,
+            reset_before: 0.03,
+            reset_after_read: 0.03,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+
+    // Raw JSON lines in two Hive partitions, written straight to S3.
+    let raw = moto.bucket("rawlake");
+    rt.block_on(async {
+        for (dt, n) in [("2026-11-01", 40), ("2026-11-02", 60)] {
+            let lines: String = (0..n)
+                .map(|i| {
+                    format!(
+                        "{}\n",
+                        json!({"service": format!("svc{}", i % 4), "status": if i % 10 == 0 { 500 } else { 200 }})
+                    )
+                })
+                .collect();
+            raw.put(
+                &object_store::path::Path::from(format!("requests/dt={dt}/part-0.json")),
+                lines.into(),
+            )
+            .await
+            .unwrap();
+        }
+    });
+
+    // The crawler walks the bucket and registers the table in the catalog
+    // in the system bucket.
+    let (ok, out, err) = cli_on_s3(
+        &proxy.endpoint,
+        &data,
+        &["crawl", "s3://rawlake/requests/", "--database", "raw"],
+    );
+    assert!(ok, "{out}\n{err}");
+
+    // A DynamoDB export written in DynamoDB's layout, uploaded to S3.
+    let local_exports = dir.path().join("exports");
+    lakehose::usersgen::write_full(&local_exports, "users", 120, 1_763_000_000_000, 2, 150)
+        .unwrap();
+    let exports = moto.bucket("exports");
+    rt.block_on(async {
+        for file in files(&local_exports, "") {
+            let key = file.strip_prefix(&local_exports).unwrap();
+            let body = std::fs::read(&file).unwrap();
+            exports
+                .put(
+                    &object_store::path::Path::from(format!("users/{}", key.to_string_lossy())),
+                    body.into(),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    let (ok, out, err) = cli_on_s3(
+        &proxy.endpoint,
+        &data,
+        &[
+            "import",
+            "dynamodb-export",
+            "s3://exports/users/",
+            "--database",
+            "app",
+            "--table",
+            "users",
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("120 records"), "{out}");
+
+    // ETL into a Delta table on S3.
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::write(jobs.join("daily.sql"), DAILY).unwrap();
+    let jobs_arg = jobs.to_str().unwrap();
+    let (ok, out, err) = cli_on_s3_then(
+        &proxy.endpoint,
+        &data,
+        &["etl", "--jobs", jobs_arg],
+        &["run", "--all"],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("daily SUCCEEDED"), "{out}");
+
+    // A server on another data folder (a second node) answers from the
+    // same catalog and buckets.
+    let other = dir.path().join("other-node");
+    let server = start_on_s3(&other, &proxy.endpoint);
+    rt.block_on(async {
+        let athena = athena_client(&server.endpoint);
+        let got = select(
+            &athena,
+            "SELECT dt, count(*) FROM raw.requests GROUP BY dt ORDER BY dt",
+            "default",
+        )
+        .await;
+        assert_eq!(
+            got,
+            vec![
+                vec![Some("2026-11-01".into()), Some("40".into())],
+                vec![Some("2026-11-02".into()), Some("60".into())],
+            ]
+        );
+        let got = select(
+            &athena,
+            "SELECT sum(requests), sum(errors) FROM curated.daily",
+            "default",
+        )
+        .await;
+        assert_eq!(got, vec![vec![Some("100".into()), Some("10".into())]]);
+        let got = select(&athena, "SELECT count(*) FROM app.users", "default").await;
+        assert_eq!(got, vec![vec![Some("120".into())]]);
+        // CTAS and INSERT write to S3; the answer reads them back.
+        let ctas = "CREATE TABLE web.summary WITH (format = 'PARQUET', external_location = 's3://curated/summary/') \
+             AS SELECT service, requests FROM curated.daily";
+        let (_, state, _) = run(&athena, ctas, "default").await;
+        assert_eq!(
+            state,
+            aws_sdk_athena::types::QueryExecutionState::Failed,
+            "web does not exist yet"
+        );
+        run_ok(&athena, "CREATE DATABASE web", "default").await;
+        run_ok(&athena, ctas, "default").await;
+        run_ok(&athena, "INSERT INTO web.summary VALUES ('svc9', 7)", "default").await;
+        let got = select(&athena, "SELECT count(*), sum(requests) FROM web.summary", "default").await;
+        assert_eq!(got, vec![vec![Some("5".into()), Some("107".into())]]);
+    });
+    server.terminate();
+
+    // What landed is in the buckets, not on local disk.
+    let warehouse = moto.bucket("lakehose-warehouse");
+    let delta_log: Vec<_> = rt.block_on(async {
+        use futures::TryStreamExt;
+        warehouse
+            .list(Some(&object_store::path::Path::from(
+                "curated/curated/daily/_delta_log",
+            )))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+    });
+    assert!(
+        !delta_log.is_empty(),
+        "the Delta log of curated.daily is on S3"
+    );
+    assert!(
+        files(&data, ".parquet").is_empty() && files(&other, ".parquet").is_empty(),
+        "no table data in the local folders"
+    );
+    assert!(proxy.injected.load(Ordering::Relaxed) > 5);
+}
+
+#[test]
+fn s3_storage_refuses_bad_setups_with_the_reason() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    // No system bucket named.
+    let out = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+        .args(["query", "SELECT 1", "--storage", "s3", "--data-dir"])
+        .arg(dir.path())
+        .envs(aws_env(&moto.endpoint))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--system-bucket"),
+        "{err}"
+    );
+    // A system bucket that does not exist.
+    let (ok, _, err) = cli_on_s3(&moto.endpoint, dir.path(), &["query", "SELECT 1"]);
+    assert!(
+        !ok && err.contains("system bucket") && err.contains(SYSTEM_BUCKET),
+        "{err}"
+    );
+    // A system bucket name S3 would refuse.
+    let out = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+        .args([
+            "query",
+            "SELECT 1",
+            "--storage",
+            "s3",
+            "--system-bucket",
+            "../etc",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .envs(aws_env(&moto.endpoint))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("bucket name"),
+        "{err}"
+    );
+    // lakehose's own state is not reachable as data, even when the system
+    // bucket also holds tables.
+    moto.create_buckets(&[SYSTEM_BUCKET, "lakehose-athena-results"]);
+    let (ok, out, err) = cli_on_s3(
+        &moto.endpoint,
+        dir.path(),
+        &[
+            "query",
+            "CREATE EXTERNAL TABLE peek (x string) LOCATION 's3://lakehose-system/_lakehose/catalog/'; SELECT * FROM peek",
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(err.contains("lakehose's own state"), "{err}");
+}
