@@ -393,7 +393,6 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     };
     let dashboards = lakehose_dashboards::Dashboards::new(
         engine.clone(),
-        &options.data_dir,
         options.dashboard_dirs.clone(),
         options.dashboard_list.clone(),
     );

@@ -1,19 +1,23 @@
-//! The SPICE-like cache: each cached dataset's rows as one Arrow IPC file
-//! under `<data-dir>/_lakehose/dashboards/cache/<dashboard>/<dataset>.arrow`
-//! beside a JSON file of its freshness (when it was refreshed, how many
-//! rows, the last error). Files are written to a temporary name and
-//! renamed, so a crash leaves the previous copy whole; a page always reads
-//! a complete copy. Dashboard and dataset names are plain identifiers
-//! (checked when a spec is loaded), so no path leaves the folder.
+//! The SPICE-like cache: each cached dataset's rows as one Arrow IPC object
+//! at `_lakehose/dashboards/cache/<dashboard>/<dataset>.arrow` in
+//! lakehose's storage (the data folder, or the system bucket on S3, so
+//! every node sees one copy) beside a JSON object of its freshness (when it
+//! was refreshed, how many rows, the last error). Objects are replaced
+//! whole (a temporary file renamed on a local folder, one PUT on S3), so a
+//! crash leaves the previous copy and a page always reads a complete one.
+//! Dashboard and dataset names are plain identifiers (checked when a spec
+//! is loaded), so no path leaves the folder.
 
 use std::collections::HashMap;
-use std::io::BufWriter;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
+use lakehose_catalog::Storage;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Rows;
@@ -52,40 +56,54 @@ pub struct Entry {
     pub rows: Option<Rows>,
 }
 
-/// The cache of one data folder.
+/// The cache in one storage.
 #[derive(Debug)]
 pub struct Cache {
-    dir: PathBuf,
+    storage: Storage,
     entries: Mutex<HashMap<(String, String), Arc<Entry>>>,
 }
 
 impl Cache {
-    /// The cache under `data_dir`.
-    pub fn new(data_dir: &Path) -> Self {
+    /// The cache under `_lakehose/dashboards/cache/` of `storage`.
+    pub fn new(storage: Storage) -> Self {
         Self {
-            dir: data_dir.join("_lakehose").join("dashboards").join("cache"),
+            storage,
             entries: Mutex::default(),
         }
     }
 
-    fn paths(&self, dashboard: &str, dataset: &str) -> (PathBuf, PathBuf) {
-        let folder = self.dir.join(dashboard);
+    fn paths(&self, dashboard: &str, dataset: &str) -> (ObjectPath, ObjectPath) {
+        let folder = format!("dashboards/cache/{dashboard}");
         (
-            folder.join(format!("{dataset}.arrow")),
-            folder.join(format!("{dataset}.json")),
+            self.storage
+                .system_path(&format!("{folder}/{dataset}.arrow")),
+            self.storage
+                .system_path(&format!("{folder}/{dataset}.json")),
         )
     }
 
-    /// A cached dataset: from memory, else from its files (`None` when it
-    /// was never refreshed).
-    pub fn get(&self, dashboard: &str, dataset: &str) -> Option<Arc<Entry>> {
+    async fn read(&self, path: &ObjectPath) -> Result<Bytes> {
+        let storage_error = |e: object_store::Error| storage(path, e);
+        self.storage
+            .store()
+            .get(path)
+            .await
+            .map_err(storage_error)?
+            .bytes()
+            .await
+            .map_err(storage_error)
+    }
+
+    /// A cached dataset: from memory, else from its objects (`None` when
+    /// it was never refreshed).
+    pub async fn get(&self, dashboard: &str, dataset: &str) -> Option<Arc<Entry>> {
         let key = (dashboard.to_string(), dataset.to_string());
         if let Some(e) = self.lock().get(&key) {
             return Some(Arc::clone(e));
         }
         let (data, meta) = self.paths(dashboard, dataset);
-        let freshness: Freshness = serde_json::from_slice(&std::fs::read(&meta).ok()?).ok()?;
-        let rows = match read_ipc(&data) {
+        let freshness: Freshness = serde_json::from_slice(&self.read(&meta).await.ok()?).ok()?;
+        let rows = match self.read(&data).await.and_then(|b| read_ipc(&data, b)) {
             Ok(rows) => Some(rows),
             // Never refreshed successfully: no rows yet, as expected.
             Err(_) if freshness.refreshed_ms.is_none() => None,
@@ -99,8 +117,8 @@ impl Cache {
         Some(entry)
     }
 
-    /// Keeps `rows` as the dataset's (memory and files).
-    pub fn put(
+    /// Keeps `rows` as the dataset's (memory and storage).
+    pub async fn put(
         &self,
         dashboard: &str,
         dataset: &str,
@@ -108,11 +126,15 @@ impl Cache {
         freshness: Freshness,
     ) -> Result<()> {
         let (data, meta) = self.paths(dashboard, dataset);
-        write_ipc(&data, &rows)?;
-        write_atomic(
+        let bytes = ipc_bytes(&data, &rows)?;
+        self.write(&data, bytes).await?;
+        self.write(
             &meta,
-            &serde_json::to_vec_pretty(&freshness).unwrap_or_default(),
-        )?;
+            serde_json::to_vec_pretty(&freshness)
+                .unwrap_or_default()
+                .into(),
+        )
+        .await?;
         self.lock().insert(
             (dashboard.to_string(), dataset.to_string()),
             Arc::new(Entry {
@@ -123,9 +145,19 @@ impl Cache {
         Ok(())
     }
 
+    async fn write(&self, path: &ObjectPath, bytes: Bytes) -> Result<()> {
+        self.storage
+            .put_durable(path, bytes)
+            .await
+            .map_err(|e| Error::Io {
+                path: path.as_ref().into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+    }
+
     /// Notes a failed refresh: the rows before it stay.
-    pub fn failed(&self, dashboard: &str, dataset: &str, error: String, at_ms: i64) {
-        let previous = self.get(dashboard, dataset);
+    pub async fn failed(&self, dashboard: &str, dataset: &str, error: String, at_ms: i64) {
+        let previous = self.get(dashboard, dataset).await;
         let mut freshness = previous
             .as_ref()
             .map(|e| e.freshness.clone())
@@ -133,10 +165,8 @@ impl Cache {
         freshness.error = Some(error);
         freshness.attempted_ms = Some(at_ms);
         let (_, meta) = self.paths(dashboard, dataset);
-        if let Err(e) = write_atomic(
-            &meta,
-            &serde_json::to_vec_pretty(&freshness).unwrap_or_default(),
-        ) {
+        let json = serde_json::to_vec_pretty(&freshness).unwrap_or_default();
+        if let Err(e) = self.write(&meta, json.into()).await {
             tracing::warn!(dashboard, dataset, error = %e, "Could not record a failed refresh");
         }
         self.lock().insert(
@@ -148,7 +178,7 @@ impl Cache {
         );
     }
 
-    /// Forgets what is held in memory for `dashboard` (its files stay).
+    /// Forgets what is held in memory for `dashboard` (its objects stay).
     pub fn evict(&self, dashboard: &str) {
         self.lock().retain(|(d, _), _| d != dashboard);
     }
@@ -158,55 +188,26 @@ impl Cache {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
+fn storage(path: &ObjectPath, e: impl std::fmt::Display) -> Error {
+    Error::Io {
+        path: path.as_ref().into(),
+        source: std::io::Error::other(e.to_string()),
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-fn write_ipc(path: &Path, rows: &Rows) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let tmp = path.with_extension("arrow.tmp");
-    let arrow = |e: datafusion::arrow::error::ArrowError| Error::Io {
-        path: tmp.clone(),
-        source: std::io::Error::other(e),
-    };
-    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    let mut writer = FileWriter::try_new(BufWriter::new(file), &rows.schema).map_err(arrow)?;
+fn ipc_bytes(path: &ObjectPath, rows: &Rows) -> Result<Bytes> {
+    let arrow = |e: datafusion::arrow::error::ArrowError| storage(path, e);
+    let mut writer = FileWriter::try_new(Vec::new(), &rows.schema).map_err(arrow)?;
     for b in rows.batches.iter() {
         writer.write(b).map_err(arrow)?;
     }
     writer.finish().map_err(arrow)?;
-    let file = writer.into_inner().map_err(arrow)?;
-    file.into_inner()
-        .map_err(|e| Error::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?
-        .sync_all()
-        .map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    Ok(writer.into_inner().map_err(arrow)?.into())
 }
 
-fn read_ipc(path: &Path) -> Result<Rows> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
-    let bad = |e: datafusion::arrow::error::ArrowError| Error::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    };
-    let reader = FileReader::try_new(std::io::BufReader::new(file), None).map_err(bad)?;
+fn read_ipc(path: &ObjectPath, bytes: Bytes) -> Result<Rows> {
+    let bad = |e: datafusion::arrow::error::ArrowError| storage(path, e);
+    let reader = FileReader::try_new(std::io::Cursor::new(bytes), None).map_err(bad)?;
     let schema: Arc<Schema> = reader.schema();
     let batches = reader
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -236,37 +237,44 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rows_survive_a_restart_and_a_failed_refresh_keeps_them() {
+    fn cache(dir: &std::path::Path) -> Cache {
+        Cache::new(Storage::local(dir).unwrap())
+    }
+
+    #[tokio::test]
+    async fn rows_survive_a_restart_and_a_failed_refresh_keeps_them() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(dir.path());
-        assert!(cache.get("d", "s").is_none());
+        let first = cache(dir.path());
+        assert!(first.get("d", "s").await.is_none());
         let fresh = Freshness {
             refreshed_ms: Some(1),
             rows: 5,
             ..Default::default()
         };
-        cache.put("d", "s", rows(5), fresh.clone()).unwrap();
-        let again = Cache::new(dir.path());
-        let e = again.get("d", "s").unwrap();
+        first.put("d", "s", rows(5), fresh.clone()).await.unwrap();
+        let again = cache(dir.path());
+        let e = again.get("d", "s").await.unwrap();
         assert_eq!(e.freshness, fresh);
         assert_eq!(e.rows.as_ref().unwrap().len(), 5);
-        again.failed("d", "s", "boom".into(), 2);
-        let e = Cache::new(dir.path()).get("d", "s").unwrap();
+        again.failed("d", "s", "boom".into(), 2).await;
+        let e = cache(dir.path()).get("d", "s").await.unwrap();
         assert_eq!(e.freshness.error.as_deref(), Some("boom"));
         assert_eq!(e.freshness.refreshed_ms, Some(1));
         assert_eq!(e.rows.as_ref().unwrap().len(), 5);
     }
 
-    #[test]
-    fn a_torn_data_file_reads_as_no_rows() {
+    #[tokio::test]
+    async fn a_torn_data_object_reads_as_no_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(dir.path());
-        cache.put("d", "s", rows(3), Freshness::default()).unwrap();
-        let (data, _) = cache.paths("d", "s");
+        let first = cache(dir.path());
+        first
+            .put("d", "s", rows(3), Freshness::default())
+            .await
+            .unwrap();
+        let data = dir.path().join("_lakehose/dashboards/cache/d/s.arrow");
         let bytes = std::fs::read(&data).unwrap();
         std::fs::write(&data, &bytes[..bytes.len() / 2]).unwrap();
-        let e = Cache::new(dir.path()).get("d", "s").unwrap();
+        let e = cache(dir.path()).get("d", "s").await.unwrap();
         assert!(e.rows.is_none());
     }
 }

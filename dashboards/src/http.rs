@@ -88,7 +88,7 @@ fn limited(query: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, 
 }
 
 async fn index(State(d): State<Dashboards>) -> Response {
-    let html = page::index(&d.list(), &Paths::default(), now_ms());
+    let html = page::index(&d.list().await, &Paths::default(), now_ms());
     (html_headers(), html).into_response()
 }
 
@@ -181,7 +181,7 @@ async fn show(
         &d,
         &sel,
         &drawn,
-        &dashboards.freshness(&d),
+        &dashboards.freshness(&d).await,
         &choices,
         &paths,
         partial,

@@ -197,17 +197,17 @@ async fn list_dashboards(
 ) -> Result<Response, QsError> {
     check_account(&account)?;
     let mut items = Vec::new();
-    for s in api.dashboards.list() {
-        let Ok(d) = api.dashboards.get(&s.name) else {
+    for name in api.dashboards.names() {
+        let Ok(d) = api.dashboards.get(&name) else {
             continue;
         };
         let t = seconds(file_ms(&d));
         items.push((
-            s.name.clone(),
+            name.clone(),
             json!({
-                "Arn": arn("dashboard", &s.name),
-                "DashboardId": s.name,
-                "Name": s.title,
+                "Arn": arn("dashboard", &name),
+                "DashboardId": name,
+                "Name": d.spec.title,
                 "CreatedTime": t,
                 "LastUpdatedTime": t,
                 "LastPublishedTime": t,
@@ -279,8 +279,8 @@ async fn describe_dashboard(
 /// Every dataset of every loaded dashboard, by id.
 fn datasets(api: &Api) -> Vec<(String, Arc<Dashboard>, String)> {
     let mut out = Vec::new();
-    for s in api.dashboards.list() {
-        if let Ok(d) = api.dashboards.get(&s.name) {
+    for name in api.dashboards.names() {
+        if let Ok(d) = api.dashboards.get(&name) {
             for name in d.spec.datasets.keys() {
                 out.push((format!("{}.{name}", d.name), Arc::clone(&d), name.clone()));
             }
@@ -348,6 +348,7 @@ async fn describe_dataset(
     let fresh = api
         .dashboards
         .freshness(&d)
+        .await
         .into_iter()
         .find(|(n, _)| *n == name)
         .map(|(_, f)| f)

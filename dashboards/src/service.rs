@@ -6,7 +6,7 @@
 //! the visuals' data.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -102,17 +102,12 @@ fn now_ms() -> i64 {
 
 impl Dashboards {
     /// The dashboards of the `*.toml` files of `dirs` and `fixed` ones
-    /// (built in), cached under `data_dir`.
-    pub fn new(
-        engine: QueryEngine,
-        data_dir: &Path,
-        dirs: Vec<PathBuf>,
-        fixed: Vec<Dashboard>,
-    ) -> Self {
+    /// (built in), cached in the engine's storage.
+    pub fn new(engine: QueryEngine, dirs: Vec<PathBuf>, fixed: Vec<Dashboard>) -> Self {
         let this = Self {
             inner: Arc::new(Inner {
+                cache: Cache::new(engine.storage().clone()),
                 engine,
-                cache: Cache::new(data_dir),
                 dirs,
                 fixed: fixed.into_iter().map(Arc::new).collect(),
                 specs: RwLock::new(Specs {
@@ -187,28 +182,42 @@ impl Dashboards {
         specs.by_name = seen;
     }
 
-    /// Every dashboard, with its freshness.
-    pub fn list(&self) -> Vec<Summary> {
+    /// The names of every dashboard (loaded or broken), sorted.
+    pub fn names(&self) -> Vec<String> {
         self.reload();
         let specs = self.inner.specs.read().unwrap_or_else(|e| e.into_inner());
-        specs
-            .by_name
-            .iter()
-            .map(|(name, (loaded, _))| match loaded {
+        specs.by_name.keys().cloned().collect()
+    }
+
+    /// Every dashboard, with its freshness.
+    pub async fn list(&self) -> Vec<Summary> {
+        self.reload();
+        let loaded: Vec<(String, Loaded)> = {
+            let specs = self.inner.specs.read().unwrap_or_else(|e| e.into_inner());
+            specs
+                .by_name
+                .iter()
+                .map(|(name, (loaded, _))| (name.clone(), loaded.clone()))
+                .collect()
+        };
+        let mut out = Vec::with_capacity(loaded.len());
+        for (name, loaded) in loaded {
+            out.push(match loaded {
                 Loaded::Ready(d) => Summary {
-                    name: name.clone(),
                     title: d.spec.title.clone(),
                     error: None,
-                    datasets: self.freshness(d),
+                    datasets: self.freshness(&d).await,
+                    name,
                 },
                 Loaded::Broken(e) => Summary {
-                    name: name.clone(),
                     title: name.clone(),
-                    error: Some(e.clone()),
+                    name,
+                    error: Some(e),
                     datasets: Vec::new(),
                 },
-            })
-            .collect()
+            });
+        }
+        out
     }
 
     /// A dashboard by name.
@@ -226,21 +235,22 @@ impl Dashboards {
     }
 
     /// Each cached dataset's freshness.
-    pub fn freshness(&self, d: &Dashboard) -> Vec<(String, Freshness)> {
-        d.spec
-            .datasets
-            .iter()
-            .filter(|(_, ds)| ds.cache == CacheMode::Spice)
-            .map(|(name, _)| {
-                let f = self
-                    .inner
-                    .cache
-                    .get(&d.name, name)
-                    .map(|e| e.freshness.clone())
-                    .unwrap_or_default();
-                (name.clone(), f)
-            })
-            .collect()
+    pub async fn freshness(&self, d: &Dashboard) -> Vec<(String, Freshness)> {
+        let mut out = Vec::new();
+        for (name, ds) in &d.spec.datasets {
+            if ds.cache != CacheMode::Spice {
+                continue;
+            }
+            let f = self
+                .inner
+                .cache
+                .get(&d.name, name)
+                .await
+                .map(|e| e.freshness.clone())
+                .unwrap_or_default();
+            out.push((name.clone(), f));
+        }
+        out
     }
 
     /// Checks a dashboard against the catalog: every dataset plans (and
@@ -386,6 +396,7 @@ impl Dashboards {
                     .inner
                     .cache
                     .get(&d.name, name)
+                    .await
                     .and_then(|e| e.rows.clone())
                 {
                     return Ok(rows);
@@ -395,6 +406,7 @@ impl Dashboards {
                     .inner
                     .cache
                     .get(&d.name, name)
+                    .await
                     .and_then(|e| e.rows.clone())
                     .ok_or_else(|| Error::NotFound(format!("rows of dataset {name}")));
             }
@@ -463,7 +475,7 @@ impl Dashboards {
         };
         let started_ms = now_ms();
         let _one = lock.lock().await;
-        if let Some(e) = self.inner.cache.get(&d.name, name)
+        if let Some(e) = self.inner.cache.get(&d.name, name).await
             && e.freshness.attempted_ms.is_some_and(|t| t >= started_ms)
         {
             return match &e.freshness.error {
@@ -487,6 +499,7 @@ impl Dashboards {
             .inner
             .cache
             .get(&d.name, name)
+            .await
             .and_then(|e| e.rows.clone());
         let sel = Selection::parse(d, &BTreeMap::new(), started_ms)?;
         let outcome = match (&ds.incremental, previous, full) {
@@ -499,7 +512,7 @@ impl Dashboards {
                 .await
                 .map(|rows| (rows, false)),
         };
-        let outcome = outcome.and_then(|(rows, incremental)| {
+        let checked = outcome.and_then(|(rows, incremental)| {
             let bytes: usize = rows
                 .batches
                 .iter()
@@ -524,11 +537,17 @@ impl Dashboards {
                 attempted_ms: Some(now_ms()),
                 sources: sources.clone(),
             };
-            self.inner
-                .cache
-                .put(&d.name, name, rows, freshness.clone())?;
-            Ok(freshness)
+            Ok((rows, freshness))
         });
+        let outcome = match checked {
+            Ok((rows, freshness)) => self
+                .inner
+                .cache
+                .put(&d.name, name, rows, freshness.clone())
+                .await
+                .map(|()| freshness),
+            Err(e) => Err(e),
+        };
         match outcome {
             Ok(f) => {
                 tracing::info!(dashboard = %d.name, dataset = name, rows = f.rows, ms = f.duration_ms, incremental = f.incremental, "Dataset refreshed");
@@ -542,7 +561,10 @@ impl Dashboards {
                     Error::Dataset { message, .. } => message.clone(),
                     other => other.to_string(),
                 };
-                self.inner.cache.failed(&d.name, name, reason, now_ms());
+                self.inner
+                    .cache
+                    .failed(&d.name, name, reason, now_ms())
+                    .await;
                 Err(e)
             }
         }
@@ -867,6 +889,7 @@ impl Dashboards {
                         .inner
                         .cache
                         .get(&d.name, &name)
+                        .await
                         .and_then(|e| e.freshness.sources.clone());
                     let state = self.sources_state(&d, &name).await;
                     // No source table yet: nothing to refresh from.

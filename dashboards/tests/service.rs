@@ -87,7 +87,7 @@ async fn parameters_and_filters_are_values_never_sql() {
     let engine = engine(dir.path());
     sql(&engine, "CREATE TABLE people AS SELECT * FROM (VALUES ('alice', 30), ('bob', 40), ('o''brien', 50)) AS t(name, age)").await;
     let d = Dashboard::parse(Path::new("people.toml"), PEOPLE).unwrap();
-    let dashboards = Dashboards::new(engine, dir.path(), Vec::new(), vec![d.clone()]);
+    let dashboards = Dashboards::new(engine, Vec::new(), vec![d.clone()]);
     dashboards.validate(&d).await.unwrap();
     let count = |pairs: &[(&str, &str)], visual: &'static str| {
         let dashboards = dashboards.clone();
@@ -191,7 +191,7 @@ async fn cached_datasets_refresh_incrementally_on_new_files_and_keep_rows_on_fai
     )
     .await;
     let d = Dashboard::parse(Path::new("events.toml"), EVENTS).unwrap();
-    let dashboards = Dashboards::new(engine.clone(), dir.path(), Vec::new(), vec![d.clone()]);
+    let dashboards = Dashboards::new(engine.clone(), Vec::new(), vec![d.clone()]);
     let sel = Selection::parse(&d, &BTreeMap::new(), now_ms()).unwrap();
     let n = |dashboards: Dashboards, d: Dashboard, sel: Selection| async move {
         let data = dashboards
@@ -212,7 +212,7 @@ async fn cached_datasets_refresh_incrementally_on_new_files_and_keep_rows_on_fai
         n(dashboards.clone(), d.clone(), sel.clone()).await,
         Some(2.0)
     );
-    let first = dashboards.freshness(&d)[0].1.clone();
+    let first = dashboards.freshness(&d).await[0].1.clone();
     assert_eq!(first.rows, 2);
     assert!(first.refreshed_ms.is_some() && !first.incremental && first.error.is_none());
     // New rows land: nothing changes until the sources are looked at.
@@ -227,7 +227,7 @@ async fn cached_datasets_refresh_incrementally_on_new_files_and_keep_rows_on_fai
         "served from the cache"
     );
     dashboards.tick(true).await;
-    let second = dashboards.freshness(&d)[0].1.clone();
+    let second = dashboards.freshness(&d).await[0].1.clone();
     assert!(second.incremental, "{second:?}");
     // The recent row was read again (not twice), the old one kept, the new one added.
     assert_eq!(second.rows, 3, "{second:?}");
@@ -238,21 +238,21 @@ async fn cached_datasets_refresh_incrementally_on_new_files_and_keep_rows_on_fai
     // Nothing new: the next look does not refresh.
     dashboards.tick(true).await;
     assert_eq!(
-        dashboards.freshness(&d)[0].1.refreshed_ms,
+        dashboards.freshness(&d).await[0].1.refreshed_ms,
         second.refreshed_ms
     );
     // The source goes away: the refresh fails, its error is kept, the rows stay.
     sql(&engine, "DROP TABLE events").await;
     let e = dashboards.refresh(&d, "recent", true).await.unwrap_err();
     assert!(e.to_string().contains("dataset recent"), "{e}");
-    let stale = dashboards.freshness(&d)[0].1.clone();
+    let stale = dashboards.freshness(&d).await[0].1.clone();
     assert!(stale.error.is_some() && stale.rows == 3, "{stale:?}");
     assert_eq!(
         n(dashboards.clone(), d.clone(), sel.clone()).await,
         Some(3.0)
     );
     // A restart reads the cache from its files.
-    let again = Dashboards::new(engine, dir.path(), Vec::new(), vec![d.clone()]);
+    let again = Dashboards::new(engine, Vec::new(), vec![d.clone()]);
     assert_eq!(n(again, d, sel).await, Some(3.0));
 }
 
@@ -269,8 +269,8 @@ async fn spec_files_reload_and_a_broken_one_stands_alone() {
     .await;
     std::fs::write(specs.join("people.toml"), PEOPLE).unwrap();
     std::fs::write(specs.join("broken.toml"), "title = \"x\"\n[datasets.a]\nsql = \"SELECT 1\"\n[[visuals]]\nid = \"v\"\ntitle = \"v\"\ntype = \"line\"\ndataset = \"zzz\"\n").unwrap();
-    let dashboards = Dashboards::new(engine, dir.path(), vec![specs.clone()], Vec::new());
-    let list = dashboards.list();
+    let dashboards = Dashboards::new(engine, vec![specs.clone()], Vec::new());
+    let list = dashboards.list().await;
     assert_eq!(list.len(), 2);
     let broken = list.iter().find(|s| s.name == "broken").unwrap();
     let e = broken.error.as_deref().unwrap();

@@ -133,11 +133,11 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             "no dashboards: give a folder of dashboard files with --dashboards, or --example-dashboards"
         );
     }
-    let dashboards = Dashboards::new(engine, &config.data_dir, dirs, fixed);
+    let dashboards = Dashboards::new(engine, dirs, fixed);
     let now = chrono::Utc::now().timestamp_millis();
     match config.command {
         Command::List => {
-            for s in dashboards.list() {
+            for s in dashboards.list().await {
                 match &s.error {
                     Some(e) => println!("{:<24} BROKEN  {e}", s.name),
                     None => {
@@ -161,7 +161,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         Command::Validate { name } => {
             let names: Vec<String> = match name {
                 Some(n) => vec![n],
-                None => dashboards.list().into_iter().map(|s| s.name).collect(),
+                None => dashboards.names(),
             };
             let mut failed = 0;
             for n in names {
@@ -277,7 +277,7 @@ pub async fn render(
         d,
         &sel,
         &drawn,
-        &dashboards.freshness(d),
+        &dashboards.freshness(d).await,
         &BTreeMap::new(),
         &paths,
         false,
@@ -285,7 +285,7 @@ pub async fn render(
     std::fs::write(out.join(format!("{}.html", d.name)), html)?;
     std::fs::write(
         out.join("index.html"),
-        page::index(&dashboards.list(), &paths, now),
+        page::index(&dashboards.list().await, &paths, now),
     )?;
     Ok(())
 }

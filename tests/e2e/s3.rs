@@ -436,6 +436,20 @@ FROM raw.requests
 GROUP BY service
 ";
 
+const DASHBOARD: &str = r#"
+title = "Daily"
+
+[datasets.per_service]
+sql = "SELECT service, requests FROM curated.daily"
+
+[[visuals]]
+id = "services"
+title = "Services"
+type = "kpi"
+dataset = "per_service"
+y = "count(*)"
+"#;
+
 #[test]
 fn s3_crawler_athena_etl_and_dynamodb_import() {
     let moto = Moto::start();
@@ -580,8 +594,58 @@ fn s3_crawler_athena_etl_and_dynamodb_import() {
         run_ok(&athena, "INSERT INTO web.summary VALUES ('svc9', 7)", "default").await;
         let got = select(&athena, "SELECT count(*), sum(requests) FROM web.summary", "default").await;
         assert_eq!(got, vec![vec![Some("5".into()), Some("107".into())]]);
+        run_ok(
+            &athena,
+            "UNLOAD (SELECT service, requests FROM curated.daily) TO 's3://curated/unloaded/' WITH (format = 'JSON')",
+            "default",
+        )
+        .await;
     });
     server.terminate();
+
+    // Compaction of a Parquet table (two files: the CTAS and the INSERT)
+    // and of a Delta table, on S3.
+    let (ok, out, err) = cli_on_s3(
+        &proxy.endpoint,
+        &data,
+        &[
+            "optimize",
+            "web.summary",
+            "--min-age",
+            "0s",
+            "--grace",
+            "0s",
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("web.summary"), "{out}");
+    let (ok, out, err) = cli_on_s3(
+        &proxy.endpoint,
+        &data,
+        &["optimize", "curated.daily", "--min-age", "0s"],
+    );
+    assert!(ok, "{out}\n{err}");
+
+    // A dashboard's cached dataset is refreshed into the system bucket and
+    // read back by another process.
+    let specs = dir.path().join("dashboards");
+    std::fs::create_dir_all(&specs).unwrap();
+    std::fs::write(specs.join("daily.toml"), DASHBOARD).unwrap();
+    let specs_arg = specs.to_str().unwrap();
+    let (ok, out, err) = cli_on_s3_then(
+        &proxy.endpoint,
+        &data,
+        &["dashboard", "--dashboards", specs_arg],
+        &["refresh", "daily"],
+    );
+    assert!(ok, "{out}\n{err}");
+    let (ok, out, err) = cli_on_s3_then(
+        &proxy.endpoint,
+        &other,
+        &["dashboard", "--dashboards", specs_arg],
+        &["list"],
+    );
+    assert!(ok && out.contains("4 rows"), "{out}\n{err}");
 
     // What landed is in the buckets, not on local disk.
     let warehouse = moto.bucket("lakehose-warehouse");
@@ -598,6 +662,42 @@ fn s3_crawler_athena_etl_and_dynamodb_import() {
     assert!(
         !delta_log.is_empty(),
         "the Delta log of curated.daily is on S3"
+    );
+    let again = start_on_s3(&other, &proxy.endpoint);
+    let after_queries = rt.block_on(async {
+        let query = athena_client(&again.endpoint);
+        select(
+            &query,
+            "SELECT count(*), sum(requests) FROM web.summary",
+            "default",
+        )
+        .await
+    });
+    again.terminate();
+    assert_eq!(
+        after_queries,
+        vec![vec![Some("5".into()), Some("107".into())]],
+        "the same rows after compaction"
+    );
+    let unloaded: Vec<_> = rt.block_on(async {
+        use futures::TryStreamExt;
+        moto.bucket("curated")
+            .list(Some(&object_store::path::Path::from("unloaded")))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+    });
+    assert!(!unloaded.is_empty(), "UNLOAD wrote to S3");
+    let cached = rt.block_on(async {
+        moto.bucket(SYSTEM_BUCKET)
+            .head(&object_store::path::Path::from(
+                "_lakehose/dashboards/cache/daily/per_service.arrow",
+            ))
+            .await
+    });
+    assert!(
+        cached.is_ok(),
+        "the dashboards' cache is in the system bucket"
     );
     assert!(
         files(&data, ".parquet").is_empty() && files(&other, ".parquet").is_empty(),
