@@ -21,7 +21,7 @@ use lakehose_athena::{self as athena, AthenaApi, AthenaConfig};
 use lakehose_catalog::awsjson::AwsError;
 use lakehose_catalog::crawler::service::CrawlerService;
 use lakehose_catalog::glue::{self, GlueApi};
-use lakehose_catalog::{CatalogRef, EmbeddedCatalog, Location};
+use lakehose_catalog::{CatalogRef, Location};
 use lakehose_ingest::{IngestConfig, IngestService, firehose};
 use lakehose_query::live::{LiveBuffer, LiveSource};
 use lakehose_query::{EngineConfig, QueryEngine};
@@ -306,7 +306,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     config.max_buffer_bytes = options.max_buffer_bytes;
     config.max_decompressed_bytes = options.request_limits.max_decompressed_bytes.max(1);
     config.max_ndjson_records = options.request_limits.max_ndjson_records.max(1);
-    let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
+    let catalog: CatalogRef = options.storage.catalog(&storage).await?;
     let ingest = IngestService::open(config, storage, Some(Arc::clone(&catalog)))
         .await
         .context("could not start the ingest service")?;

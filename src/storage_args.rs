@@ -1,11 +1,14 @@
-//! The flags that choose where the warehouse lives, shared by every command
-//! that opens it.
+//! The flags that choose where the warehouse and its catalog live, shared
+//! by every command that opens them.
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use lakehose_catalog::Storage;
+use std::sync::Arc;
+
+use lakehose_catalog::glue_catalog::{GlueCatalog, GlueOptions};
 use lakehose_catalog::s3::{Addressing, S3Options};
+use lakehose_catalog::{Catalog, CatalogError, CatalogRef, EmbeddedCatalog, Storage};
 
 /// Where tables and lakehose's own state are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -30,7 +33,17 @@ pub enum AddressingArg {
     Virtual,
 }
 
-/// Flags choosing the storage.
+/// Which catalog holds databases, tables and partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum CatalogKind {
+    /// lakehose's own catalog, kept in its storage under `_lakehose/`.
+    #[default]
+    Embedded,
+    /// The AWS Glue Data Catalog (or a Glue-compatible server).
+    Glue,
+}
+
+/// Flags choosing the storage and the catalog.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct StorageArgs {
     /// Where tables and lakehose's own state live: `local` (the data
@@ -54,6 +67,20 @@ pub struct StorageArgs {
     /// S3-compatible server, virtual-hosted style on AWS.
     #[arg(long, env = "LAKEHOSE_S3_ADDRESSING", value_enum, default_value_t = AddressingArg::Auto)]
     pub s3_addressing: AddressingArg,
+
+    /// Where databases, tables and partitions are registered: `embedded`
+    /// (lakehose's own catalog, in its storage) or `glue`: the AWS Glue
+    /// Data Catalog at the endpoint, region and credentials of the AWS
+    /// environment (AWS_ENDPOINT_URL_GLUE or AWS_ENDPOINT_URL for a
+    /// Glue-compatible server). The crawler, ingest, DDL, ETL and imports
+    /// register there, and lakehose's own Glue API serves it.
+    #[arg(long, env = "LAKEHOSE_CATALOG", value_enum, default_value_t = CatalogKind::Embedded)]
+    pub catalog: CatalogKind,
+
+    /// With --catalog glue: the Glue catalog id (the AWS account that owns
+    /// the catalog) [default: the caller's account].
+    #[arg(long, env = "LAKEHOSE_GLUE_CATALOG_ID")]
+    pub glue_catalog_id: Option<String>,
 }
 
 impl StorageArgs {
@@ -90,11 +117,37 @@ impl StorageArgs {
         }
     }
 
-    /// A query engine with the embedded catalog over this storage.
+    /// The catalog these flags name, over `storage`. A Glue catalog is
+    /// asked for one database first, so a wrong endpoint or refused
+    /// credentials are named at start.
+    pub async fn catalog(&self, storage: &Storage) -> anyhow::Result<CatalogRef> {
+        if self.catalog != CatalogKind::Glue {
+            if self.glue_catalog_id.is_some() {
+                bail!("--glue-catalog-id applies to --catalog glue only");
+            }
+            return Ok(Arc::new(EmbeddedCatalog::new(storage.clone())));
+        }
+        let options = GlueOptions {
+            catalog_id: self.glue_catalog_id.clone(),
+            ..Default::default()
+        };
+        let glue = GlueCatalog::connect(options)
+            .await
+            .context("could not set up the Glue catalog")?;
+        match tokio::time::timeout(PROBE_TIMEOUT, glue.get_database("default")).await {
+            Ok(Ok(_)) | Ok(Err(CatalogError::NotFound(_))) => Ok(Arc::new(glue)),
+            Ok(Err(e)) => bail!("could not reach the Glue catalog: {e}"),
+            Err(_) => bail!(
+                "the Glue catalog did not answer within {}s (check AWS_ENDPOINT_URL and the network)",
+                PROBE_TIMEOUT.as_secs()
+            ),
+        }
+    }
+
+    /// A query engine with the catalog these flags name over their storage.
     pub async fn engine(&self, data_dir: &Path) -> anyhow::Result<lakehose_query::QueryEngine> {
         let storage = self.open(data_dir).await?;
-        let catalog: lakehose_catalog::CatalogRef =
-            std::sync::Arc::new(lakehose_catalog::EmbeddedCatalog::new(storage.clone()));
+        let catalog = self.catalog(&storage).await?;
         Ok(lakehose_query::QueryEngine::new(
             catalog,
             storage,

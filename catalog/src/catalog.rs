@@ -285,7 +285,8 @@ pub(crate) fn check_partition_index(table: &Table, index: &PartitionIndex) -> Re
     Ok(())
 }
 
-fn check_table_types(db: &str, table: &Table) -> Result<()> {
+/// Checks the column types of a table: data columns and partition keys.
+pub(crate) fn check_table_types(db: &str, table: &Table) -> Result<()> {
     let owner = format!("table {db}.{}", table.name);
     if let Some(sd) = &table.storage_descriptor {
         check_column_types(&owner, "Column", &sd.columns)?;

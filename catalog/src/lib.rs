@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod crawler;
 pub mod expr;
 pub mod glue;
+pub mod glue_catalog;
 pub mod hive;
 pub mod jsonserde;
 pub mod model;
@@ -35,4 +36,5 @@ pub mod storage;
 pub mod supervise;
 
 pub use catalog::{Catalog, CatalogError, CatalogRef, EmbeddedCatalog, PartitionUpdate};
+pub use glue_catalog::{GlueCatalog, GlueOptions};
 pub use storage::{Location, Storage, StorageError};

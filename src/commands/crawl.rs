@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use lakehose_catalog::Location;
 use lakehose_catalog::crawler::{
     self, CrawlOptions, CrawlProgress, DeleteBehavior, UpdateBehavior,
 };
-use lakehose_catalog::{EmbeddedCatalog, Location};
 
 use crate::server;
 
@@ -91,7 +91,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let runtime = server::runtime(None)?;
     let storage = runtime.block_on(config.storage.open(&config.data_dir))?;
-    let catalog = EmbeddedCatalog::new(storage.clone());
+    let catalog = runtime.block_on(config.storage.catalog(&storage))?;
     let mut options = CrawlOptions::new(&config.name, &config.database);
     options.table_prefix = config.table_prefix.clone();
     options.exclusions = config.exclusions.clone();
@@ -117,7 +117,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         found: AtomicU64::new(0),
     };
     let summary = runtime.block_on(crawler::crawl(
-        &storage, &catalog, &targets, &options, &progress,
+        &storage,
+        catalog.as_ref(),
+        &targets,
+        &options,
+        &progress,
     ))?;
     progress.bar.finish_and_clear();
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use lakehose_catalog::{CatalogRef, EmbeddedCatalog};
+use lakehose_catalog::CatalogRef;
 use lakehose_query::sql_text::split_statements;
 use lakehose_query::{EngineConfig, QueryEngine, QueryRequest};
 
@@ -167,7 +167,7 @@ impl Backend {
             });
         }
         let storage = target.storage.open(&target.data_dir).await?;
-        let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
+        let catalog: CatalogRef = target.storage.catalog(&storage).await?;
         let config = EngineConfig {
             memory_limit: target.memory_limit_mb.max(64) << 20,
             max_held_result_bytes: target.max_result_bytes(),

@@ -4,7 +4,8 @@
 //! with 503 SlowDown and resets a share of connections. The same flows as
 //! on the embedded default: ingest exactly-once under SIGKILL, the
 //! crawler, Athena queries, ETL into Delta tables, DynamoDB import; what
-//! landed is read back from the bucket directly, past the proxy.
+//! landed is read back from the bucket directly, past the proxy. With
+//! `--catalog glue` the same flows register in moto's Glue.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -761,4 +762,169 @@ fn s3_storage_refuses_bad_setups_with_the_reason() {
     );
     assert!(!ok, "{out}");
     assert!(err.contains("lakehose's own state"), "{err}");
+}
+
+/// The flags of the Glue catalog.
+fn glue_flags() -> [&'static str; 2] {
+    ["--catalog", "glue"]
+}
+
+#[test]
+fn glue_catalog_backs_ingest_crawler_ddl_etl_and_the_glue_api() {
+    let moto = Moto::start();
+    moto.create_buckets(&[
+        SYSTEM_BUCKET,
+        "gluelake",
+        "lakehose-warehouse",
+        "athena-results",
+    ]);
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let env = aws_env(&moto.endpoint);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut flags = vec!["--storage", "s3", "--system-bucket", SYSTEM_BUCKET];
+    flags.extend(glue_flags());
+    let server = Server::start_full(&data, &flags, Stdio::inherit(), &env);
+    // Straight to the Glue-compatible server, past lakehose.
+    let glue = glue_client(&moto.endpoint);
+    rt.block_on(async {
+        create_parquet_stream_with_table(
+            &server.client(),
+            "glued",
+            "gluelake",
+            1,
+            Some(("default", "glued_logs")),
+        )
+        .await;
+        let records = (0..300)
+            .map(|i| {
+                let service = ["a", "b", "c"][i % 3];
+                record(json!({"id": i, "service": service}).to_string())
+            })
+            .collect();
+        let out = server
+            .client()
+            .put_record_batch()
+            .delivery_stream_name("glued")
+            .set_records(Some(records))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_put_count(), 0);
+    });
+    // The flush registers the table's partitions in Glue.
+    wait_until(60, "partitions registered in Glue", || {
+        rt.block_on(async {
+            glue.get_partitions()
+                .database_name("default")
+                .table_name("glued_logs")
+                .send()
+                .await
+                .map(|p| p.partitions().len() == 3)
+                .unwrap_or(false)
+        })
+    });
+    rt.block_on(async {
+        let athena = athena_client(&server.endpoint);
+        let got = select(
+            &athena,
+            "SELECT service, count(*) FROM glued_logs GROUP BY service ORDER BY service",
+            "default",
+        )
+        .await;
+        assert_eq!(
+            got,
+            ["a", "b", "c"]
+                .iter()
+                .map(|s| vec![Some(s.to_string()), Some("100".to_string())])
+                .collect::<Vec<_>>()
+        );
+        // Athena DDL registers in Glue.
+        run_ok(&athena, "CREATE DATABASE reports", "default").await;
+        run_ok(
+            &athena,
+            "CREATE TABLE reports.per_service AS SELECT service, count(*) AS n FROM default.glued_logs GROUP BY service",
+            "default",
+        )
+        .await;
+        let table = glue
+            .get_table()
+            .database_name("reports")
+            .name("per_service")
+            .send()
+            .await
+            .expect("CTAS registered the table in Glue")
+            .table
+            .unwrap();
+        let location = table.storage_descriptor().unwrap().location().unwrap();
+        assert!(location.starts_with("s3://lakehose-warehouse/"), "{location}");
+        // lakehose's own Glue API answers from Glue.
+        let front = glue_client(&server.endpoint);
+        let names: Vec<String> = front
+            .get_tables()
+            .database_name("reports")
+            .send()
+            .await
+            .unwrap()
+            .table_list()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert_eq!(names, vec!["per_service".to_string()]);
+    });
+    server.terminate();
+
+    // The crawler and an ETL run register there too.
+    rt.block_on(async {
+        moto.bucket("gluelake")
+            .put(
+                &object_store::path::Path::from("raw/events/dt=2026-11-01/part-0.json"),
+                "{\"kind\":\"click\",\"n\":1}\n{\"kind\":\"view\",\"n\":2}\n".into(),
+            )
+            .await
+            .unwrap();
+    });
+    let mut crawl = vec!["crawl", "s3://gluelake/raw/events/", "--database", "raw"];
+    crawl.extend(glue_flags());
+    let (ok, out, err) = cli_on_s3(&moto.endpoint, &data, &crawl);
+    assert!(ok, "{out}\n{err}");
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::write(
+        jobs.join("kinds.sql"),
+        "-- target: curated.kinds\n-- mode: overwrite\nSELECT kind, sum(n) AS n FROM raw.events GROUP BY kind\n",
+    )
+    .unwrap();
+    let mut etl = vec!["etl", "--jobs", jobs.to_str().unwrap()];
+    etl.extend(glue_flags());
+    let (ok, out, err) = cli_on_s3_then(&moto.endpoint, &data, &etl, &["run", "--all"]);
+    assert!(ok, "{out}\n{err}");
+    rt.block_on(async {
+        for (db, table) in [("raw", "events"), ("curated", "kinds")] {
+            glue.get_table()
+                .database_name(db)
+                .name(table)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{db}.{table} is in Glue: {e:?}"));
+        }
+    });
+    let mut query = vec!["query", "SELECT kind, n FROM curated.kinds ORDER BY kind"];
+    query.extend(glue_flags());
+    let (ok, out, err) = cli_on_s3(&moto.endpoint, &data, &query);
+    assert!(
+        ok && out.contains("click") && out.contains("view"),
+        "{out}\n{err}"
+    );
+    // Nothing went to the embedded catalog in the system bucket.
+    let embedded: Vec<_> = rt.block_on(async {
+        use futures::TryStreamExt;
+        moto.bucket(SYSTEM_BUCKET)
+            .list(Some(&object_store::path::Path::from("_lakehose/catalog")))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+    });
+    assert!(embedded.is_empty(), "{embedded:?}");
 }
