@@ -160,6 +160,7 @@ fn e2e(c: &mut Criterion, name: &str, signed: bool) {
         .block_on(server::start(ServerOptions {
             data_dir: dir.path().to_path_buf(),
             storage: Default::default(),
+            node_id: None,
             listen: "127.0.0.1:0".parse().expect("addr"),
             wal_dir: None,
             max_buffer_bytes: 1024 * 1024 * 1024,

@@ -141,6 +141,7 @@ fn bench(c: &mut Criterion) {
         .block_on(start(ServerOptions {
             data_dir: dir.path().to_path_buf(),
             storage: Default::default(),
+            node_id: None,
             listen: "127.0.0.1:0".parse().expect("address"),
             wal_dir: None,
             max_buffer_bytes: 1 << 30,

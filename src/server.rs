@@ -7,7 +7,7 @@
 //! - `GET /health`, `GET /metrics` (Prometheus text format).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -61,6 +61,8 @@ pub struct ServerOptions {
     pub data_dir: PathBuf,
     /// Where tables and lakehose's own state live.
     pub storage: crate::storage_args::StorageArgs,
+    /// This node's name in object names (see [`node_id`]).
+    pub node_id: Option<String>,
     /// The HTTP address.
     pub listen: SocketAddr,
     /// The write-ahead log folder (default `<data-dir>/_lakehose/wal`).
@@ -270,6 +272,39 @@ impl RunningServer {
     }
 }
 
+/// This node's name in the objects it writes: `--node-id`; with S3 storage
+/// (several nodes may share it) one made on first start and kept in
+/// `<wal-dir>/node-id`, so a restart replays its log under the same names;
+/// none on a local folder (one node).
+pub fn node_id(options: &ServerOptions, wal_dir: &Path) -> anyhow::Result<Option<String>> {
+    if let Some(id) = &options.node_id {
+        lakehose_ingest::service::validate_node_id(id).map_err(anyhow::Error::msg)?;
+        return Ok(Some(id.clone()));
+    }
+    if options.storage.storage != crate::storage_args::StorageKind::S3 {
+        return Ok(None);
+    }
+    let file = wal_dir.join("node-id");
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            let id = text.trim().to_string();
+            lakehose_ingest::service::validate_node_id(&id)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            Ok(Some(id))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = format!("n{:08x}", rand::random::<u32>());
+            std::fs::create_dir_all(wal_dir)
+                .with_context(|| format!("could not create {}", wal_dir.display()))?;
+            std::fs::write(&file, format!("{id}\n"))
+                .and_then(|()| std::fs::File::open(&file)?.sync_all())
+                .with_context(|| format!("could not write {}", file.display()))?;
+            Ok(Some(id))
+        }
+        Err(e) => Err(anyhow::anyhow!("could not read {}: {e}", file.display())),
+    }
+}
+
 /// Opens the warehouse, replays the write-ahead log and starts serving.
 pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let key_paths = options
@@ -302,7 +337,9 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .wal_dir
         .clone()
         .unwrap_or_else(|| options.data_dir.join("_lakehose").join("wal"));
+    let ingest_node = node_id(&options, &wal_dir)?;
     let mut config = IngestConfig::new(wal_dir);
+    config.node_id = ingest_node.clone();
     config.max_buffer_bytes = options.max_buffer_bytes;
     config.max_decompressed_bytes = options.request_limits.max_decompressed_bytes.max(1);
     config.max_ndjson_records = options.request_limits.max_ndjson_records.max(1);
@@ -331,6 +368,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
             max_executions: options
                 .max_executions
                 .max((options.max_concurrent_queries * 16).max(64)),
+            node_id: ingest_node.clone(),
             ..Default::default()
         },
     )

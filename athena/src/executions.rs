@@ -148,6 +148,9 @@ pub struct Execution {
     /// CTAS / INSERT INTO row count.
     #[serde(default)]
     pub update_count: Option<u64>,
+    /// The node that runs it, when several share the history.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 impl Execution {
@@ -431,6 +434,7 @@ pub(super) async fn start(
     let (statement_type, substatement) = classify(&query);
     let id = uuid::Uuid::new_v4().to_string();
     let record = Execution {
+        node: api.node_id().map(str::to_string),
         id: id.clone(),
         query,
         statement_type,
@@ -809,19 +813,26 @@ fn not_found(id: &str) -> ApiError {
     ApiError::invalid(format!("QueryExecution {id} was not found"))
 }
 
-fn lookup(api: &AthenaApi, id: &str) -> Result<Execution, ApiError> {
+/// An execution by id: as this node knows it, or (started on another
+/// node, or still running there) as the shared history has it now.
+async fn lookup(api: &AthenaApi, id: &str) -> Result<Execution, ApiError> {
     validate_id(id)?;
-    api.state()
-        .executions
-        .get(id)
-        .cloned()
-        .ok_or_else(|| not_found(id))
+    let known = api.state().executions.get(id).cloned();
+    if let Some(e) = &known
+        && !(e.state.is_active() && e.node.as_deref() != api.node_id())
+    {
+        return Ok(e.clone());
+    }
+    match api.load_execution(id).await {
+        Some(e) => Ok(e),
+        None => known.ok_or_else(|| not_found(id)),
+    }
 }
 
 pub(super) async fn get(api: &AthenaApi, body: &[u8]) -> Result<Value, ApiError> {
     let input: IdInput = parse(body)?;
     let id = required(input.query_execution_id, "QueryExecutionId")?;
-    let e = lookup(api, &id)?;
+    let e = lookup(api, &id).await?;
     Ok(json!({ "QueryExecution": e.wire() }))
 }
 
@@ -843,7 +854,7 @@ pub(super) async fn batch_get(api: &AthenaApi, body: &[u8]) -> Result<Value, Api
     let mut found = Vec::new();
     let mut unprocessed = Vec::new();
     for id in ids {
-        match lookup(api, &id) {
+        match lookup(api, &id).await {
             Ok(e) => found.push(e.wire()),
             Err(err) => unprocessed.push(json!({
                 "QueryExecutionId": id,
@@ -974,7 +985,7 @@ pub(super) async fn results(
             .and_then(|n| n.parse::<usize>().ok())
             .ok_or_else(|| ApiError::invalid("NextToken is not valid"))?,
     };
-    let e = lookup(api, &id)?;
+    let e = lookup(api, &id).await?;
     match e.state {
         QueryState::Succeeded => {}
         QueryState::Queued | QueryState::Running => {

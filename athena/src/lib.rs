@@ -73,6 +73,10 @@ pub struct AthenaConfig {
     /// deleted (their result files stay). Queued and running ones are
     /// always kept.
     pub max_executions: usize,
+    /// This node's id when several nodes share the history: executions it
+    /// finds queued or running at start are marked failed only when they
+    /// are its own.
+    pub node_id: Option<String>,
 }
 
 /// The default of [`AthenaConfig::max_executions`].
@@ -85,6 +89,7 @@ impl Default for AthenaConfig {
             queue_limit: 64,
             default_output_location: "s3://lakehose-athena-results/".into(),
             max_executions: DEFAULT_MAX_EXECUTIONS,
+            node_id: None,
         }
     }
 }
@@ -265,6 +270,31 @@ impl AthenaApi {
             .get(name)
             .cloned()
             .ok_or_else(|| ApiError::invalid(format!("WorkGroup {name} is not found.")))
+    }
+
+    /// This node's id (several nodes share the history).
+    pub(crate) fn node_id(&self) -> Option<&str> {
+        self.inner.config.node_id.as_deref()
+    }
+
+    /// An execution as the shared history has it now (another node may
+    /// have started or finished it), kept in this node's view.
+    pub(crate) async fn load_execution(&self, id: &str) -> Option<Execution> {
+        let got = self
+            .inner
+            .storage
+            .store()
+            .get(&self.execution_path(id))
+            .await
+            .ok()?;
+        let record: Execution = serde_json::from_slice(&got.bytes().await.ok()?).ok()?;
+        if record.id != id {
+            return None;
+        }
+        self.state()
+            .executions
+            .insert(id.to_string(), record.clone());
+        Some(record)
     }
 
     fn execution_path(&self, id: &str) -> ObjectPath {
@@ -450,7 +480,9 @@ impl AthenaApi {
                     expired.push(path);
                     continue;
                 }
-                if record.state.is_active() {
+                // Another node's queued or running executions are its own
+                // to settle.
+                if record.state.is_active() && record.node == self.inner.config.node_id {
                     record.fail_interrupted();
                     interrupted.push(record.id.clone());
                 }

@@ -389,11 +389,7 @@ impl Storage {
     /// On a local folder the object is written to a temporary file, fsynced,
     /// hard-linked to its name (which fails if the name exists) and the
     /// folder fsynced, so a crash never leaves a truncated version behind.
-    pub(crate) async fn create_durable(
-        &self,
-        path: &ObjectPath,
-        bytes: bytes::Bytes,
-    ) -> Result<bool> {
+    pub async fn create_durable(&self, path: &ObjectPath, bytes: bytes::Bytes) -> Result<bool> {
         if let Some(local) = &self.local {
             let file = local.path_to_filesystem(path)?;
             return local_write(file, bytes, DurableMode::CreateNew).await;

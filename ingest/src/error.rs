@@ -74,6 +74,9 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// A background task panicked or was cancelled.
+    #[error("invalid ingest configuration: {0}")]
+    Config(String),
+    /// A background task failed.
     #[error("background task failed: {0}")]
     Task(String),
 }

@@ -37,7 +37,7 @@ fn required<T>(value: Option<T>, member: &str) -> Result<T, AwsError> {
 pub async fn handle(service: &IngestService, operation: &str, body: &[u8]) -> Response {
     let result = match operation {
         "CreateDeliveryStream" => create(service, body).await,
-        "DescribeDeliveryStream" => describe(service, body),
+        "DescribeDeliveryStream" => describe(service, body).await,
         "ListDeliveryStreams" => list(service, body),
         "DeleteDeliveryStream" => delete(service, body).await,
         "PutRecord" => put_record(service, body).await,
@@ -115,10 +115,10 @@ struct NameInput {
     delivery_stream_name: Option<String>,
 }
 
-fn describe(service: &IngestService, body: &[u8]) -> Result<Value, AwsError> {
+async fn describe(service: &IngestService, body: &[u8]) -> Result<Value, AwsError> {
     let input: NameInput = awsjson::parse(body)?;
     let name = required(input.delivery_stream_name, "DeliveryStreamName")?;
-    let def = service.describe_stream(&name)?;
+    let def = service.describe_stream(&name).await?;
     Ok(json!({ "DeliveryStreamDescription": description(&def) }))
 }
 

@@ -107,6 +107,12 @@ pub struct IngestConfig {
     /// The file layer of the write-ahead log (the real file system unless a
     /// test injects faults).
     pub wal_files: Option<Arc<dyn crate::wal::FileLayer>>,
+    /// This node's name in the objects it writes, when several nodes
+    /// deliver the same streams to one storage: their write-ahead-log
+    /// positions overlap, the node name keeps their objects apart.
+    pub node_id: Option<String>,
+    /// How often stream definitions made by other nodes are looked for.
+    pub stream_sync: Duration,
 }
 
 impl IngestConfig {
@@ -123,7 +129,25 @@ impl IngestConfig {
             account_id: "000000000000".into(),
             region: "us-east-1".into(),
             wal_files: None,
+            node_id: None,
+            stream_sync: Duration::from_secs(10),
         }
+    }
+}
+
+/// Whether `id` is a usable node name: 1 to 32 lowercase letters, digits
+/// and '-'.
+pub fn validate_node_id(id: &str) -> std::result::Result<(), String> {
+    let ok = (1..=32).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "node id {id:?} must be 1 to 32 characters of a-z, 0-9 and '-'"
+        ))
     }
 }
 
@@ -164,6 +188,8 @@ struct Stream {
     /// Prefixes registered in the catalog, and the schema they were
     /// registered with.
     registered: Mutex<(HashSet<String>, Option<JType>)>,
+    /// This node's id in object names (several nodes).
+    node: Option<String>,
 }
 
 impl Stream {
@@ -228,6 +254,8 @@ struct Inner {
     /// stop, leaving their records in the write-ahead log.
     abandon: tokio::sync::watch::Sender<bool>,
     control: tokio::sync::Mutex<()>,
+    /// When a stream unknown here was last looked for in storage.
+    looked_up: Mutex<Instant>,
 }
 
 static FLUSH_IDS: AtomicU64 = AtomicU64::new(0);
@@ -275,6 +303,11 @@ fn record_id(pos: Pos) -> String {
     }
     id
 }
+
+/// The shortest time between two looks in storage for a stream this node
+/// does not know (another node may have created it): requests naming
+/// streams that do not exist cannot turn into a flood of storage reads.
+const LOOKUP_GAP: Duration = Duration::from_millis(200);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -425,7 +458,15 @@ impl IngestService {
             closing: AtomicBool::new(false),
             abandon: tokio::sync::watch::Sender::new(false),
             control: tokio::sync::Mutex::new(()),
+            looked_up: Mutex::new(
+                Instant::now()
+                    .checked_sub(LOOKUP_GAP)
+                    .unwrap_or_else(Instant::now),
+            ),
         });
+        if let Some(id) = &inner.config.node_id {
+            validate_node_id(id).map_err(Error::Config)?;
+        }
         let service = Self { inner };
         let unreadable = service.load_streams().await?;
         let (opened, replay) = Wal::open(WalOptions {
@@ -442,6 +483,8 @@ impl IngestService {
             max_entry_bytes: crate::wal::MAX_ENTRY_BYTES,
         })?;
         service.recover(opened, replay.entries, unreadable).await?;
+        let syncer = service.clone();
+        tokio::spawn(async move { syncer.sync_loop().await });
         let flusher = service.clone();
         // A panic in the loop is logged and the loop starts again: flushing
         // never silently stops.
@@ -588,7 +631,13 @@ impl IngestService {
         let mut listing = store.list(Some(&prefix));
         while let Some(meta) = listing.next().await {
             let meta = meta?;
-            if !meta.location.as_ref().ends_with(".json") {
+            let Some(file) = meta.location.filename() else {
+                continue;
+            };
+            let Some(name) = file.strip_suffix(".json") else {
+                continue;
+            };
+            if self.inner.stream_by_name(name).is_some() {
                 continue;
             }
             let bytes = match store.get(&meta.location).await {
@@ -618,6 +667,65 @@ impl IngestService {
         Ok(unreadable)
     }
 
+    /// Every `stream_sync`, loads the definitions of streams other nodes
+    /// created since.
+    async fn sync_loop(self) {
+        loop {
+            tokio::time::sleep(self.inner.config.stream_sync).await;
+            if self.inner.closing.load(Ordering::SeqCst) {
+                break;
+            }
+            let _control = self.inner.control.lock().await;
+            if let Err(e) = self.load_streams().await {
+                tracing::warn!(error = %e, "Could not look for streams created by other nodes");
+            }
+        }
+    }
+
+    /// The stream `name`: known here, or (another node may just have
+    /// created it) read from storage, at most once every [`LOOKUP_GAP`].
+    async fn stream_or_load(&self, name: &str) -> Option<Arc<Stream>> {
+        if let Some(s) = self.inner.stream_by_name(name) {
+            return Some(s);
+        }
+        validate_stream_name(name).ok()?;
+        {
+            let mut last = lock(&self.inner.looked_up);
+            if last.elapsed() < LOOKUP_GAP {
+                return None;
+            }
+            *last = Instant::now();
+        }
+        let _control = self.inner.control.lock().await;
+        if let Some(s) = self.inner.stream_by_name(name) {
+            return Some(s);
+        }
+        let path = self
+            .inner
+            .storage
+            .system_path(&format!("{STREAMS_DIR}/{name}.json"));
+        let bytes = match self.inner.storage.store().get(&path).await {
+            Ok(got) => got.bytes().await.ok()?,
+            Err(_) => return None,
+        };
+        let def: StreamDefinition = serde_json::from_slice(&bytes).ok()?;
+        if def.name != name {
+            return None;
+        }
+        let plan = match DeliveryPlan::compile(&def.destination) {
+            Ok(plan) => plan,
+            Err(e) => {
+                tracing::error!(stream = name, error = %e, "Stream definition made by another node is not valid here; not served");
+                return None;
+            }
+        };
+        tracing::info!(
+            stream = name,
+            "Delivery stream created by another node loaded."
+        );
+        Some(self.insert_stream(def, plan))
+    }
+
     fn insert_stream(&self, def: StreamDefinition, plan: DeliveryPlan) -> Arc<Stream> {
         let stream = Arc::new(Stream {
             name: def.name.clone(),
@@ -632,6 +740,7 @@ impl IngestService {
             inflight: AtomicUsize::new(0),
             idle: Notify::new(),
             registered: Mutex::default(),
+            node: self.inner.config.node_id.clone(),
         });
         self.inner
             .streams
@@ -644,6 +753,21 @@ impl IngestService {
             .unwrap_or_else(|e| e.into_inner())
             .insert(stream.id, Arc::clone(&stream));
         stream
+    }
+
+    /// Saves a new stream's definition only if no node saved one of that
+    /// name (a conditional write); `false` when one exists.
+    async fn create_definition(&self, def: &StreamDefinition) -> Result<bool> {
+        let path = self
+            .inner
+            .storage
+            .system_path(&format!("{STREAMS_DIR}/{}.json", def.name));
+        let bytes = serde_json::to_vec_pretty(def).unwrap_or_default();
+        Ok(self
+            .inner
+            .storage
+            .create_durable(&path, bytes.into())
+            .await?)
     }
 
     async fn save_definition(&self, def: &StreamDefinition) -> Result<()> {
@@ -910,20 +1034,29 @@ impl IngestService {
             destination,
             schema: None,
         };
-        self.save_definition(&def).await.map_err(|e| {
+        let created = self.create_definition(&def).await.map_err(|e| {
             AwsError::internal("InternalFailure", format!("could not save the stream: {e}"))
                 .with_status(StatusCode::INTERNAL_SERVER_ERROR)
         })?;
+        if !created {
+            return Err(AwsError::client(
+                "ResourceInUseException",
+                format!(
+                    "Firehose {name} under account {} already exists (another node created it).",
+                    self.inner.config.account_id
+                ),
+            ));
+        }
         self.insert_stream(def, plan);
         tracing::info!(stream = name, "Delivery stream created.");
         Ok(arn)
     }
 
     /// `DescribeDeliveryStream`.
-    pub(crate) fn describe_stream(&self, name: &str) -> Result<StreamDescription, AwsError> {
+    pub(crate) async fn describe_stream(&self, name: &str) -> Result<StreamDescription, AwsError> {
         let stream = self
-            .inner
-            .stream_by_name(name)
+            .stream_or_load(name)
+            .await
             .ok_or_else(|| not_found(name))?;
         Ok(lock(&stream.def).clone())
     }
@@ -997,8 +1130,9 @@ impl IngestService {
         });
         inner.metrics.records_received.inc_by(n);
         inner.metrics.bytes_received.inc_by(payload);
-        let stream = inner
-            .stream_by_name(name)
+        let stream = self
+            .stream_or_load(name)
+            .await
             .filter(|s| !s.deleting.load(Ordering::SeqCst))
             .ok_or_else(|| not_found(name))?;
         let _put = stream.puts.read().await;
@@ -1692,6 +1826,9 @@ fn object_time(ms: i64) -> String {
 /// The name every object of a flush starts with; it derives from the
 /// buffer's first write-ahead-log position, so a replay rewrites (rather
 /// than duplicates) the same objects.
+///
+/// With several nodes, the node's id keeps apart the objects of nodes
+/// whose log positions are the same.
 fn object_name(stream: &Stream, records: &[Buffered]) -> String {
     let version = lock(&stream.def).version_id;
     let first = &records[0];
@@ -1700,8 +1837,13 @@ fn object_name(stream: &Stream, records: &[Buffered]) -> String {
         .map(|r| r.arrival_ms)
         .min()
         .unwrap_or(first.arrival_ms);
+    let node = stream
+        .node
+        .as_deref()
+        .map(|n| format!("{n}-"))
+        .unwrap_or_default();
     format!(
-        "{}-{}-{}-{:016x}-{:08x}",
+        "{}-{}-{}-{node}{:016x}-{:08x}",
         stream.name,
         version,
         object_time(oldest),

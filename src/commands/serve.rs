@@ -27,6 +27,12 @@ pub struct ServerArgs {
     #[arg(long, env = "LAKEHOSE_WAL_DIR")]
     pub wal_dir: Option<PathBuf>,
 
+    /// This node's name in the objects it writes, when several nodes share
+    /// one storage (1 to 32 of a-z, 0-9, '-'). With --storage s3 a name is
+    /// made on first start and kept in the write-ahead log's folder.
+    #[arg(long, env = "LAKEHOSE_NODE_ID")]
+    pub node_id: Option<String>,
+
     /// MiB of acknowledged records not yet delivered, past which ingest
     /// answers ServiceUnavailableException (503) until buffers drain.
     #[arg(long, env = "LAKEHOSE_MAX_BUFFER_MB", default_value_t = 512)]
@@ -263,6 +269,7 @@ impl ServerArgs {
         Ok(ServerOptions {
             data_dir: self.data_dir.clone(),
             storage: self.storage.clone(),
+            node_id: self.node_id.clone(),
             listen: self.listen,
             wal_dir: self.wal_dir.clone(),
             max_buffer_bytes: self.max_buffer_mb.max(1) * 1024 * 1024,

@@ -928,3 +928,139 @@ fn glue_catalog_backs_ingest_crawler_ddl_etl_and_the_glue_api() {
     });
     assert!(embedded.is_empty(), "{embedded:?}");
 }
+
+#[test]
+fn three_nodes_share_a_bucket_and_a_killed_one_loses_and_duplicates_nothing() {
+    let moto = Moto::start();
+    moto.create_buckets(&[SYSTEM_BUCKET, "shared", "athena-results"]);
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let folders: Vec<_> = (0..3)
+        .map(|i| dir.path().join(format!("node{i}")))
+        .collect();
+    let mut nodes: Vec<Option<Server>> = folders
+        .iter()
+        .map(|f| Some(start_on_s3(f, &moto.endpoint)))
+        .collect();
+    rt.block_on(create_parquet_stream_with_table(
+        &nodes[0].as_ref().unwrap().client(),
+        "shared",
+        "shared",
+        1,
+        Some(("default", "shared_logs")),
+    ));
+    // A second create of the same stream on another node is refused: one
+    // definition, one id.
+    let again = rt.block_on(async {
+        let dest = lakehose::commands::demo::parquet_destination(
+            "shared",
+            "other/",
+            "errors/",
+            "{service: .service}",
+            1,
+            None,
+        )
+        .unwrap();
+        nodes[1]
+            .as_ref()
+            .unwrap()
+            .client()
+            .create_delivery_stream()
+            .delivery_stream_name("shared")
+            .extended_s3_destination_configuration(dest)
+            .send()
+            .await
+    });
+    let err = again.expect_err("a second definition of the stream");
+    assert_eq!(
+        err.as_service_error().and_then(|e| e.meta().code()),
+        Some("ResourceInUseException"),
+        "{err:?}"
+    );
+    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Round-robin: each node gets its own senders; the others learn of the
+    // stream from storage on their first record.
+    let send_round = |nodes: &Vec<Option<Server>>, round: usize| {
+        nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+            .flat_map(|(i, n)| {
+                let client = lakehose::commands::demo::firehose_client(&n.endpoint, 1);
+                send_until_refused(&rt, &client, "shared", round * 10 + i, 0, &acked)
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = send_round(&nodes, 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Node 1 dies mid-ingest; its senders see refusals, the others go on.
+    nodes[1].take().unwrap().kill();
+    std::thread::sleep(Duration::from_millis(800));
+    nodes[1] = Some(start_on_s3(&folders[1], &moto.endpoint));
+    let second = send_round(&nodes, 1);
+    std::thread::sleep(Duration::from_millis(1000));
+    for node in nodes.iter_mut() {
+        node.take().unwrap().terminate();
+    }
+    rt.block_on(async {
+        for t in first.into_iter().chain(second) {
+            t.await.unwrap();
+        }
+    });
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 300, "too few acknowledged: {}", acked.len());
+    let rows = rt.block_on(s3_parquet_rows(&moto.bucket("shared"), "logs"));
+    let seen = assert_exactly_once(rows.iter().map(|r| r["id"].as_str().unwrap()), &acked);
+    // Every node wrote objects of its own (names carry the node's id).
+    let names: HashSet<String> = rt.block_on(async {
+        use futures::TryStreamExt;
+        moto.bucket("shared")
+            .list(Some(&object_store::path::Path::from("logs")))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| {
+                let file = m.location.filename()?.to_string();
+                Some(file.split('-').nth(8)?.to_string())
+            })
+            .collect()
+    });
+    assert_eq!(names.len(), 3, "objects by node: {names:?}");
+    // Every partition the three nodes registered is in the shared catalog:
+    // any node answers with every row; an execution started on one node is
+    // read, with its results, from another.
+    let reader = start_on_s3(&folders[2], &moto.endpoint);
+    let other = start_on_s3(&folders[0], &moto.endpoint);
+    let expected = vec![vec![
+        Some(rows.len().to_string()),
+        Some(seen.len().to_string()),
+    ]];
+    rt.block_on(async {
+        let id = run_ok(
+            &athena_client(&reader.endpoint),
+            "SELECT count(*), count(DISTINCT id) FROM shared_logs",
+            "default",
+        )
+        .await;
+        let elsewhere = athena_client(&other.endpoint);
+        let execution = elsewhere
+            .get_query_execution()
+            .query_execution_id(&id)
+            .send()
+            .await
+            .expect("the execution is visible from another node")
+            .query_execution
+            .unwrap();
+        assert_eq!(
+            execution.status().unwrap().state(),
+            Some(&aws_sdk_athena::types::QueryExecutionState::Succeeded)
+        );
+        assert_eq!(
+            crate::athena::results(&elsewhere, &id, true).await,
+            expected
+        );
+    });
+    reader.terminate();
+    other.terminate();
+}
