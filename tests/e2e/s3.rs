@@ -1064,3 +1064,68 @@ fn three_nodes_share_a_bucket_and_a_killed_one_loses_and_duplicates_nothing() {
     reader.terminate();
     other.terminate();
 }
+
+#[test]
+fn a_schedule_runs_once_across_nodes() {
+    let moto = Moto::start();
+    moto.create_buckets(&[SYSTEM_BUCKET, "lakehose-warehouse", "athena-results"]);
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    // Every two seconds, on both nodes.
+    std::fs::write(
+        jobs.join("often.sql"),
+        "-- target: curated.often\n-- mode: overwrite\n-- schedule: */2 * * * * *\nSELECT 1 AS n\n",
+    )
+    .unwrap();
+    let jobs_arg = jobs.to_str().unwrap();
+    let env = aws_env(&moto.endpoint);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let flags = [
+        "--storage",
+        "s3",
+        "--system-bucket",
+        SYSTEM_BUCKET,
+        "--etl-jobs",
+        jobs_arg,
+    ];
+    let started = std::time::Instant::now();
+    let nodes: Vec<Server> = (0..2)
+        .map(|i| {
+            let folder = dir.path().join(format!("node{i}"));
+            Server::start_full(&folder, &flags, Stdio::inherit(), &env)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(9));
+    for node in nodes {
+        node.terminate();
+    }
+    let elapsed = started.elapsed().as_secs();
+    let (ok, history, err) = cli_on_s3_then(
+        &moto.endpoint,
+        &dir.path().join("node0"),
+        &["etl", "--jobs", jobs_arg],
+        &["history", "often"],
+    );
+    assert!(ok, "{history}\n{err}");
+    let runs = history.matches("SUCCEEDED").count();
+    eprintln!("two nodes, one schedule every 2 s: {runs} runs in {elapsed} s");
+    assert_eq!(history.matches("FAILED").count(), 0, "{history}");
+    // One run per occurrence (every 2 s), not one per node and occurrence.
+    assert!(
+        (2..=(elapsed as usize / 2 + 1)).contains(&runs),
+        "{runs} runs in {elapsed} s:\n{history}"
+    );
+    let claims = rt().block_on(async {
+        use futures::TryStreamExt;
+        moto.bucket(SYSTEM_BUCKET)
+            .list(Some(&object_store::path::Path::from(
+                "_lakehose/schedule/claims/jobs/often",
+            )))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .len()
+    });
+    assert_eq!(claims, runs, "one claim per run:\n{history}");
+}

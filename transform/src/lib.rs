@@ -18,6 +18,7 @@
 //! - [`delta`]: Delta tables in the catalog.
 //! - [`error`]: how each of these fails.
 
+mod claim;
 mod compact;
 mod delta;
 pub mod dynamodb;

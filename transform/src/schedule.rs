@@ -24,6 +24,7 @@ use lakehose_catalog::schedule::{Schedule, sleep_before};
 use lakehose_catalog::supervise::{catch_panic, spawn_supervised};
 use tokio::task::JoinSet;
 
+use crate::claim::Kind;
 use crate::compact::{CompactOptions, Compactor};
 use crate::job::Job;
 use crate::run::{Etl, NoProgress};
@@ -141,13 +142,18 @@ impl Scheduler {
     }
 }
 
-fn start(etl: &Etl, tasks: &Tasks, job: &Arc<Job>, why: &'static str) {
+/// Starts the run of `job`'s occurrence at `at`, unless it is still
+/// running here or another node sharing the storage claimed it.
+fn start(etl: &Etl, tasks: &Tasks, job: &Arc<Job>, at: DateTime<Utc>, why: &'static str) {
     let job = Arc::clone(job);
     let owned = etl.clone();
     spawn_tracked(etl, tasks, async move {
         let etl = owned;
         if etl.is_running(&job.name) {
             tracing::debug!(job = %job.name, "previous run still going; schedule skipped");
+            return;
+        }
+        if !crate::claim::claim(etl.engine().storage(), Kind::Job, &job.name, at).await {
             return;
         }
         tracing::info!(job = %job.name, "ETL run started ({why})");
@@ -177,6 +183,7 @@ fn start_maintenance(
     jobs: &[Arc<Job>],
     maintenance: &Maintenance,
     busy: &Arc<AtomicBool>,
+    at: DateTime<Utc>,
 ) {
     if busy.swap(true, Ordering::SeqCst) {
         tracing::debug!("previous maintenance still going; schedule skipped");
@@ -191,6 +198,10 @@ fn start_maintenance(
         // Cleared however the round ends (a panic included), so the next
         // round runs.
         let _busy = busy;
+        let storage = etl.engine().storage().clone();
+        if !crate::claim::claim(&storage, Kind::Maintenance, "maintenance", at).await {
+            return;
+        }
         let compactor = Compactor::new(etl.engine().clone());
         let round = catch_panic("maintenance", maintain(&etl, &compactor, &jobs, &options)).await;
         match round {
@@ -259,15 +270,16 @@ async fn tick(
         };
         let missed = match etl.last_run(&job.name).await {
             Ok(Some(run)) => DateTime::from_timestamp_millis(run.started_ms)
-                .is_some_and(|started| schedule.fires_between(started, last)),
-            Ok(None) => false,
+                .filter(|started| schedule.fires_between(*started, last))
+                .and_then(|started| schedule.next_after(started)),
+            Ok(None) => None,
             Err(e) => {
                 tracing::warn!(job = %job.name, error = %e, "could not read the ETL run history");
-                false
+                None
             }
         };
-        if missed {
-            start(&etl, &tasks, job, "missed while the server was down");
+        if let Some(at) = missed {
+            start(&etl, &tasks, job, at, "missed while the server was down");
         }
     }
     loop {
@@ -281,14 +293,16 @@ async fn tick(
         for job in &jobs {
             if let Some(schedule) = &job.schedule
                 && schedule.fires_between(last, now)
+                && let Some(at) = schedule.next_after(last)
             {
-                start(&etl, &tasks, job, "scheduled");
+                start(&etl, &tasks, job, at, "scheduled");
             }
         }
         if let Some(m) = &maintenance
             && m.schedule.fires_between(last, now)
+            && let Some(at) = m.schedule.next_after(last)
         {
-            start_maintenance(&etl, &tasks, &all, m, &busy);
+            start_maintenance(&etl, &tasks, &all, m, &busy, at);
         }
         last = now;
     }
