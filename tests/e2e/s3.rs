@@ -1129,3 +1129,62 @@ fn a_schedule_runs_once_across_nodes() {
     });
     assert_eq!(claims, runs, "one claim per run:\n{history}");
 }
+
+#[test]
+fn requests_naming_unknown_streams_do_not_flood_storage() {
+    let moto = Moto::start();
+    moto.create_buckets(&[SYSTEM_BUCKET, "athena-results"]);
+    let rt = rt();
+    let counter = FaultProxy::start(
+        &rt,
+        &moto.endpoint,
+        Faults {
+            slow_down: 0.0,
+            reset_before: 0.0,
+            reset_after_read: 0.0,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_on_s3(dir.path(), &counter.endpoint);
+    let client = lakehose::commands::demo::firehose_client(&server.endpoint, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = counter.forwarded.load(Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    let refused = rt.block_on(async {
+        let mut refused = 0;
+        for i in 0..300 {
+            let name = match i % 3 {
+                0 => format!("nope-{i}"),
+                1 => "../../_lakehose/catalog".to_string(),
+                _ => "x".repeat(70),
+            };
+            let sent = client
+                .put_record()
+                .delivery_stream_name(name)
+                .record(record(b"{}".to_vec()))
+                .send()
+                .await;
+            if let Err(e) = sent {
+                let code = e.as_service_error().and_then(|e| e.meta().code());
+                assert!(
+                    matches!(
+                        code,
+                        Some("ResourceNotFoundException") | Some("InvalidArgumentException")
+                    ),
+                    "{e:?}"
+                );
+                refused += 1;
+            }
+        }
+        refused
+    });
+    let reads = counter.forwarded.load(Ordering::Relaxed) - before;
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(refused, 300);
+    // At most one look every 200 ms, plus the periodic sync's listings.
+    assert!(
+        (reads as f64) <= seconds / 0.2 + seconds / 10.0 + 3.0,
+        "{reads} storage requests for 300 unknown streams in {seconds:.1} s"
+    );
+    server.terminate();
+}
