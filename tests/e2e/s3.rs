@@ -779,9 +779,19 @@ fn glue_catalog_backs_ingest_crawler_ddl_etl_and_the_glue_api() {
         "athena-results",
     ]);
     let rt = rt();
+    // S3 and Glue calls both cross the faulty proxy.
+    let proxy = FaultProxy::start(
+        &rt,
+        &moto.endpoint,
+        Faults {
+            slow_down: 0.05,
+            reset_before: 0.03,
+            reset_after_read: 0.0,
+        },
+    );
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("node");
-    let env = aws_env(&moto.endpoint);
+    let env = aws_env(&proxy.endpoint);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut flags = vec!["--storage", "s3", "--system-bucket", SYSTEM_BUCKET];
     flags.extend(glue_flags());
@@ -887,7 +897,7 @@ fn glue_catalog_backs_ingest_crawler_ddl_etl_and_the_glue_api() {
     });
     let mut crawl = vec!["crawl", "s3://gluelake/raw/events/", "--database", "raw"];
     crawl.extend(glue_flags());
-    let (ok, out, err) = cli_on_s3(&moto.endpoint, &data, &crawl);
+    let (ok, out, err) = cli_on_s3(&proxy.endpoint, &data, &crawl);
     assert!(ok, "{out}\n{err}");
     let jobs = dir.path().join("jobs");
     std::fs::create_dir_all(&jobs).unwrap();
@@ -898,7 +908,7 @@ fn glue_catalog_backs_ingest_crawler_ddl_etl_and_the_glue_api() {
     .unwrap();
     let mut etl = vec!["etl", "--jobs", jobs.to_str().unwrap()];
     etl.extend(glue_flags());
-    let (ok, out, err) = cli_on_s3_then(&moto.endpoint, &data, &etl, &["run", "--all"]);
+    let (ok, out, err) = cli_on_s3_then(&proxy.endpoint, &data, &etl, &["run", "--all"]);
     assert!(ok, "{out}\n{err}");
     rt.block_on(async {
         for (db, table) in [("raw", "events"), ("curated", "kinds")] {
@@ -912,7 +922,7 @@ fn glue_catalog_backs_ingest_crawler_ddl_etl_and_the_glue_api() {
     });
     let mut query = vec!["query", "SELECT kind, n FROM curated.kinds ORDER BY kind"];
     query.extend(glue_flags());
-    let (ok, out, err) = cli_on_s3(&moto.endpoint, &data, &query);
+    let (ok, out, err) = cli_on_s3(&proxy.endpoint, &data, &query);
     assert!(
         ok && out.contains("click") && out.contains("view"),
         "{out}\n{err}"
@@ -927,6 +937,7 @@ fn glue_catalog_backs_ingest_crawler_ddl_etl_and_the_glue_api() {
             .unwrap()
     });
     assert!(embedded.is_empty(), "{embedded:?}");
+    assert!(proxy.injected.load(Ordering::Relaxed) > 3);
 }
 
 #[test]
