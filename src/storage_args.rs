@@ -108,7 +108,7 @@ impl StorageArgs {
                     AddressingArg::Path => Addressing::Path,
                     AddressingArg::Virtual => Addressing::VirtualHosted,
                 };
-                let storage = Storage::s3(&options)
+                let storage = lakehose_catalog::s3::storage(&options)
                     .await
                     .context("could not set up S3 storage")?;
                 probe(&storage, bucket).await?;

@@ -99,6 +99,15 @@ pub enum S3SetupError {
     Client(#[from] object_store::Error),
 }
 
+/// Real S3 buckets (or an S3-compatible server) as lakehose's storage:
+/// bucket `B` is the bucket `B`, and lakehose's own state lives under
+/// `_lakehose/` in `options.system_bucket`. Region, endpoint and
+/// credentials come from the AWS environment and config files.
+pub async fn storage(options: &S3Options) -> Result<crate::Storage, S3SetupError> {
+    let stores = BucketStores::connect(options).await?;
+    Ok(crate::Storage::from_store(Arc::new(stores)))
+}
+
 /// The resolved AWS settings S3 clients are built from.
 #[derive(Debug, Clone)]
 struct Resolved {

@@ -330,16 +330,7 @@ impl Storage {
         })
     }
 
-    /// Real S3 buckets (or an S3-compatible server): bucket `B` is the
-    /// bucket `B`, and lakehose's own state lives under `_lakehose/` in
-    /// `options.system_bucket`. Region, endpoint and credentials come from
-    /// the AWS environment and config files (see [`crate::s3`]).
-    pub async fn s3(options: &crate::s3::S3Options) -> Result<Self, crate::s3::S3SetupError> {
-        let stores = crate::s3::BucketStores::connect(options).await?;
-        Ok(Self::from_store(Arc::new(stores)))
-    }
-
-    /// Any object store (S3, memory, ...).
+    /// Any object store (S3 through [`crate::s3::storage`], memory, ...).
     pub fn from_store(store: Arc<dyn ObjectStore>) -> Self {
         Self {
             store,
