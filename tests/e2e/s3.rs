@@ -130,6 +130,8 @@ struct FaultProxy {
     endpoint: String,
     injected: Arc<AtomicU64>,
     forwarded: Arc<AtomicU64>,
+    /// Parts of multipart uploads forwarded.
+    parts: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -141,6 +143,7 @@ impl FaultProxy {
         let addr: SocketAddr = listener.local_addr().unwrap();
         let injected = Arc::new(AtomicU64::new(0));
         let forwarded = Arc::new(AtomicU64::new(0));
+        let parts = Arc::new(AtomicU64::new(0));
         let target = target.to_string();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -149,20 +152,24 @@ impl FaultProxy {
         let rng = Arc::new(Mutex::new(
             <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(18),
         ));
-        let (inj, fwd) = (Arc::clone(&injected), Arc::clone(&forwarded));
+        let (inj, fwd, prt) = (
+            Arc::clone(&injected),
+            Arc::clone(&forwarded),
+            Arc::clone(&parts),
+        );
         let task = rt.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let (client, target, rng) = (client.clone(), target.clone(), Arc::clone(&rng));
-                let (inj, fwd) = (Arc::clone(&inj), Arc::clone(&fwd));
+                let counters = [Arc::clone(&inj), Arc::clone(&fwd), Arc::clone(&prt)];
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let (client, target, rng) =
                             (client.clone(), target.clone(), Arc::clone(&rng));
-                        let (inj, fwd) = (Arc::clone(&inj), Arc::clone(&fwd));
-                        async move { proxy(req, client, &target, faults, rng, inj, fwd).await }
+                        let counters = counters.clone();
+                        async move { proxy(req, client, &target, faults, rng, counters).await }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -174,6 +181,7 @@ impl FaultProxy {
             endpoint: format!("http://{addr}"),
             injected,
             forwarded,
+            parts,
             task,
         }
     }
@@ -191,8 +199,7 @@ async fn proxy(
     target: &str,
     faults: Faults,
     rng: Arc<Mutex<rand::rngs::StdRng>>,
-    injected: Arc<AtomicU64>,
-    forwarded: Arc<AtomicU64>,
+    [injected, forwarded, parts]: [Arc<AtomicU64>; 3],
 ) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
     use rand::Rng;
     let (roll, after) = {
@@ -212,7 +219,7 @@ async fn proxy(
         injected.fetch_add(1, Ordering::Relaxed);
         return Err(std::io::Error::other("injected connection reset"));
     }
-    let (parts, body) = req.into_parts();
+    let (head, body) = req.into_parts();
     let body = body
         .collect()
         .await
@@ -220,16 +227,12 @@ async fn proxy(
         .to_bytes();
     let url = format!(
         "{target}{}",
-        parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
+        head.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
     );
-    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap();
+    let method = reqwest::Method::from_bytes(head.method.as_str().as_bytes()).unwrap();
     let is_read = method == reqwest::Method::GET || method == reqwest::Method::HEAD;
     let mut out = client.request(method, url).body(body);
-    for (name, value) in parts.headers.iter() {
+    for (name, value) in head.headers.iter() {
         if name == "host" || name == "content-length" {
             continue;
         }
@@ -237,6 +240,9 @@ async fn proxy(
     }
     let answer = out.send().await.map_err(std::io::Error::other)?;
     forwarded.fetch_add(1, Ordering::Relaxed);
+    if uploads_a_part(&head.uri) {
+        parts.fetch_add(1, Ordering::Relaxed);
+    }
     if is_read && after < faults.reset_after_read {
         injected.fetch_add(1, Ordering::Relaxed);
         return Err(std::io::Error::other("injected reset after the answer"));
@@ -251,6 +257,12 @@ async fn proxy(
     }
     let bytes = answer.bytes().await.map_err(std::io::Error::other)?;
     Ok(response.body(Full::new(bytes)).unwrap())
+}
+
+/// Whether a request uploads one part of a multipart upload.
+fn uploads_a_part(uri: &hyper::Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("partNumber=")))
 }
 
 /// The environment a lakehose process needs to reach S3 at `endpoint`.
@@ -1198,4 +1210,83 @@ fn requests_naming_unknown_streams_do_not_flood_storage() {
         "{reads} storage requests for 300 unknown streams in {seconds:.1} s"
     );
     server.terminate();
+}
+
+#[test]
+fn large_flushes_go_up_as_multipart_uploads() {
+    use base64::Engine;
+    use rand::RngCore;
+    let moto = Moto::start();
+    moto.create_buckets(&[SYSTEM_BUCKET, "bigflush"]);
+    let rt = rt();
+    let counter = FaultProxy::start(
+        &rt,
+        &moto.endpoint,
+        Faults {
+            slow_down: 0.02,
+            reset_before: 0.0,
+            reset_after_read: 0.0,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_on_s3(dir.path(), &counter.endpoint);
+    let client = server.client();
+    // About 48 MiB of incompressible text in one partition, flushed at
+    // shutdown as one Parquet object of over 32 MiB.
+    rt.block_on(async {
+        let dest = lakehose::commands::demo::parquet_destination(
+            "bigflush",
+            "logs/",
+            "errors/",
+            "{service: .service}",
+            900,
+            None,
+        )
+        .unwrap();
+        client
+            .create_delivery_stream()
+            .delivery_stream_name("big")
+            .extended_s3_destination_configuration(dest)
+            .send()
+            .await
+            .unwrap();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+        for batch in 0..16 {
+            let records = (0..48)
+                .map(|i| {
+                    let mut raw = vec![0u8; 48 * 1024];
+                    rng.fill_bytes(&mut raw);
+                    let blob = base64::engine::general_purpose::STANDARD.encode(raw);
+                    let id = batch * 48 + i;
+                    record(json!({"id": id, "service": "big", "blob": blob}).to_string())
+                })
+                .collect();
+            let out = client
+                .put_record_batch()
+                .delivery_stream_name("big")
+                .set_records(Some(records))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(out.failed_put_count(), 0);
+        }
+    });
+    server.terminate();
+    let objects: Vec<_> = rt.block_on(async {
+        use futures::TryStreamExt;
+        moto.bucket("bigflush")
+            .list(Some(&object_store::path::Path::from("logs")))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+    });
+    let largest = objects.iter().map(|m| m.size).max().unwrap_or(0);
+    assert!(largest > 32 << 20, "largest object {largest} bytes");
+    assert!(
+        counter.parts.load(Ordering::Relaxed) >= 2,
+        "{} parts uploaded",
+        counter.parts.load(Ordering::Relaxed)
+    );
+    let rows = rt.block_on(s3_parquet_rows(&moto.bucket("bigflush"), "logs"));
+    assert_eq!(rows.len(), 16 * 48);
 }
