@@ -140,7 +140,10 @@ impl fmt::Debug for GlueOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GlueOptions")
             .field("catalog_id", &self.catalog_id)
-            .field("endpoint", &self.endpoint.as_deref().map(redact_endpoint))
+            .field(
+                "endpoint",
+                &self.endpoint.as_deref().map(crate::endpoint::redact),
+            )
             .field("region", &self.region)
             .field("max_attempts", &self.max_attempts)
             .field("operation_timeout", &self.operation_timeout)
@@ -206,42 +209,12 @@ impl fmt::Display for GlueCatalog {
     }
 }
 
-/// `endpoint` without any user information, for messages.
-fn redact_endpoint(endpoint: &str) -> String {
-    match url::Url::parse(endpoint) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            // Both only fail for URLs that cannot have credentials.
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Ok(_) => endpoint.to_string(),
-        // Shown unless it might hold user information.
-        Err(_) if !endpoint.contains('@') => endpoint.to_string(),
-        Err(_) => "<endpoint with user information>".to_string(),
-    }
-}
-
-/// Checks an endpoint override: an http(s) URL with a host and no
-/// credentials in it.
+/// Checks an endpoint override (see [`crate::endpoint::check`]).
 fn check_endpoint(endpoint: &str) -> std::result::Result<(), GlueSetupError> {
-    let bad = |reason: &str| GlueSetupError::Endpoint {
-        endpoint: redact_endpoint(endpoint),
-        reason: reason.to_string(),
-    };
-    let url = url::Url::parse(endpoint).map_err(|e| bad(&e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("must start with http:// or https://"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad(
-            "must not carry credentials; they come from the AWS credential chain",
-        ));
-    }
-    Ok(())
+    crate::endpoint::check(endpoint).map_err(|reason| GlueSetupError::Endpoint {
+        endpoint: crate::endpoint::redact(endpoint),
+        reason,
+    })
 }
 
 fn check_catalog_id(id: &str) -> std::result::Result<(), GlueSetupError> {
@@ -311,7 +284,7 @@ impl GlueCatalog {
             client: Client::from_conf(config.build()),
             catalog_id: options.catalog_id,
             region: Some(region),
-            endpoint: endpoint.as_deref().map(redact_endpoint),
+            endpoint: endpoint.as_deref().map(crate::endpoint::redact),
             max_pages: MAX_PAGES,
         })
     }

@@ -21,6 +21,7 @@
 pub mod awsjson;
 pub mod catalog;
 pub mod crawler;
+pub mod endpoint;
 pub mod expr;
 pub mod glue;
 pub mod glue_catalog;

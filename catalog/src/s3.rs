@@ -117,6 +117,27 @@ struct Resolved {
     credentials: Arc<SdkCredentials>,
     retry: RetryConfig,
     client: ClientOptions,
+    /// One HTTP client (and connection pool) for every bucket.
+    http: SharedHttp,
+}
+
+/// Hands every bucket's S3 client the same HTTP client.
+#[derive(Debug, Default, Clone)]
+struct SharedHttp(Arc<Mutex<Option<object_store::client::HttpClient>>>);
+
+impl object_store::client::HttpConnector for SharedHttp {
+    fn connect(
+        &self,
+        options: &ClientOptions,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        let mut shared = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = shared.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = object_store::client::ReqwestConnector::default().connect(options)?;
+        *shared = Some(client.clone());
+        Ok(client)
+    }
 }
 
 impl Resolved {
@@ -127,7 +148,8 @@ impl Resolved {
             .with_credentials(self.credentials.clone())
             .with_virtual_hosted_style_request(self.virtual_hosted)
             .with_retry(self.retry.clone())
-            .with_client_options(self.client.clone());
+            .with_client_options(self.client.clone())
+            .with_http_connector(self.http.clone());
         if let Some(endpoint) = &self.endpoint {
             b = b
                 .with_endpoint(endpoint)
@@ -196,13 +218,11 @@ impl BucketStores {
                 .filter(|e| !e.is_empty())
                 .or_else(|| sdk.endpoint_url().map(str::to_string)),
         };
-        if let Some(e) = &endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
-        {
-            return Err(S3SetupError::Endpoint {
-                endpoint: e.clone(),
-                reason: "must start with http:// or https://".into(),
-            });
+        if let Some(e) = &endpoint {
+            crate::endpoint::check(e).map_err(|reason| S3SetupError::Endpoint {
+                endpoint: crate::endpoint::redact(e),
+                reason,
+            })?;
         }
         let region = options
             .region
@@ -235,12 +255,17 @@ impl BucketStores {
             client: ClientOptions::new()
                 .with_timeout(options.request_timeout)
                 .with_connect_timeout(Duration::from_secs(10)),
+            http: SharedHttp::default(),
         };
-        let system: Arc<dyn ObjectStore> =
-            Arc::new(resolved.builder(&options.system_bucket).build()?);
+        Self::with(resolved, &options.system_bucket)
+    }
+
+    /// The stores of `resolved` settings, with `system_bucket`'s client.
+    fn with(resolved: Resolved, system_bucket: &str) -> Result<Self, S3SetupError> {
+        let system: Arc<dyn ObjectStore> = Arc::new(resolved.builder(system_bucket).build()?);
         Ok(Self(Arc::new(Inner {
             resolved,
-            system_bucket: options.system_bucket.clone(),
+            system_bucket: system_bucket.to_string(),
             system,
             buckets: Mutex::new(HashMap::new()),
         })))
@@ -587,5 +612,71 @@ impl object_store::CredentialProvider for SdkCredentials {
         *self.cached.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((Arc::clone(&cred), creds.expiry()));
         Ok(cred)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stores over an endpoint nothing listens on: routing makes no
+    /// request.
+    fn stores() -> BucketStores {
+        let resolved = Resolved {
+            region: "us-east-1".into(),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            virtual_hosted: false,
+            credentials: Arc::new(SdkCredentials {
+                provider: None,
+                cached: Mutex::new(None),
+            }),
+            retry: RetryConfig::default(),
+            client: ClientOptions::new(),
+            http: SharedHttp::default(),
+        };
+        BucketStores::with(resolved, "sys-bucket").unwrap()
+    }
+
+    #[test]
+    fn paths_route_to_their_bucket_and_back() {
+        let s = stores();
+        let r =
+            s.0.route(&ObjectPath::from("_lakehose/catalog/x.json"))
+                .unwrap();
+        assert_eq!(
+            (r.bucket.as_deref(), r.key.as_ref()),
+            (None, "_lakehose/catalog/x.json")
+        );
+        assert_eq!(r.outer(&r.key).as_ref(), "_lakehose/catalog/x.json");
+        let r =
+            s.0.route(&ObjectPath::from("logs-bucket/raw/a.parquet"))
+                .unwrap();
+        assert_eq!(r.bucket.as_deref(), Some("logs-bucket"));
+        assert_eq!(r.key.as_ref(), "raw/a.parquet");
+        assert_eq!(r.outer(&r.key).as_ref(), "logs-bucket/raw/a.parquet");
+        // The system bucket may hold tables, but not as a way into the
+        // state.
+        assert!(
+            s.0.route(&ObjectPath::from("sys-bucket/tables/t.parquet"))
+                .is_ok()
+        );
+        assert!(matches!(
+            s.0.route(&ObjectPath::from("sys-bucket/_lakehose/catalog")),
+            Err(object_store::Error::PermissionDenied { .. })
+        ));
+        // No bucket, or a name S3 refuses.
+        assert!(s.0.route(&ObjectPath::default()).is_err());
+        assert!(s.0.route(&ObjectPath::from("Bad_Bucket/k")).is_err());
+        assert!(s.0.route(&ObjectPath::from("ab/k")).is_err());
+    }
+
+    #[test]
+    fn bucket_clients_are_bounded() {
+        let s = stores();
+        for i in 0..(MAX_BUCKETS + 10) {
+            s.0.route(&ObjectPath::from(format!("bucket-{i}/k")))
+                .unwrap();
+        }
+        assert!(s.0.buckets.lock().unwrap().len() <= MAX_BUCKETS);
     }
 }
