@@ -99,6 +99,9 @@ pub enum Command {
     BareDatafusion(commands::bare_datafusion::Config),
     /// Administer the server's principals: their access keys and policies.
     Admin(commands::admin::Config),
+    /// Run a query worker: stages of the queries of `lakehose serve
+    /// --workers`, over the same storage.
+    Worker(commands::worker::Config),
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -119,6 +122,7 @@ pub fn run() -> ExitCode {
         Command::GenLogs(config) => commands::gen_logs::run(config),
         Command::BareDatafusion(config) => commands::bare_datafusion::run(config),
         Command::Admin(config) => commands::admin::run(config),
+        Command::Worker(config) => commands::worker::run(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -64,6 +64,9 @@ pub struct EngineConfig {
     /// run on, apart from the caller's (see [`crate::executor`]); 0 runs
     /// them on the caller's runtime.
     pub cpu_threads: usize,
+    /// Workers the queries' stages run on (`None`: this process runs them
+    /// all).
+    pub workers: Option<crate::distributed::Workers>,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +82,7 @@ impl Default for EngineConfig {
             warehouse_bucket: "lakehose-warehouse".into(),
             max_held_result_bytes: crate::stream::DEFAULT_MAX_HELD_RESULT_BYTES,
             cpu_threads: 0,
+            workers: None,
         }
     }
 }
@@ -154,7 +158,8 @@ impl QueryEngine {
                 )
             })?),
         };
-        let base = BaseSession::new(config.session_config(), &runtime).map_err(internal)?;
+        let base = BaseSession::new(config.session_config(), &runtime, config.workers.clone())
+            .map_err(internal)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 catalog,
@@ -167,6 +172,11 @@ impl QueryEngine {
                 default_database: tokio::sync::OnceCell::new(),
             }),
         })
+    }
+
+    /// The session every query's starts from.
+    pub(crate) fn base_session(&self) -> &BaseSession {
+        &self.inner.base
     }
 
     /// Makes records acknowledged by ingest but not yet written visible to

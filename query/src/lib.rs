@@ -41,6 +41,7 @@ pub mod ddl;
 pub mod delta;
 mod dialect;
 pub(crate) mod dispatch;
+pub mod distributed;
 mod engine;
 pub mod error;
 pub(crate) mod executor;

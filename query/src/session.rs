@@ -22,6 +22,7 @@ pub(crate) struct BaseSession {
     scalars: Vec<Arc<ScalarUDF>>,
     aggregates: Vec<Arc<AggregateUDF>>,
     windows: Vec<Arc<WindowUDF>>,
+    workers: Option<crate::distributed::Workers>,
 }
 
 impl BaseSession {
@@ -29,6 +30,7 @@ impl BaseSession {
     pub(crate) fn new(
         config: SessionConfig,
         runtime: &Arc<RuntimeEnv>,
+        workers: Option<crate::distributed::Workers>,
     ) -> Result<Self, DataFusionError> {
         let mut builder = SessionStateBuilder::new()
             .with_config(config)
@@ -51,19 +53,55 @@ impl BaseSession {
             }),
             windows: registration_order(state.window_functions(), |f| names(f.name(), f.aliases())),
             state,
+            workers,
         })
+    }
+
+    /// lakehose's scalar functions (with DataFusion's), in registration
+    /// order.
+    pub(crate) fn scalars(&self) -> &[Arc<ScalarUDF>] {
+        &self.scalars
+    }
+
+    /// The aggregate functions, in registration order.
+    pub(crate) fn aggregates(&self) -> &[Arc<AggregateUDF>] {
+        &self.aggregates
+    }
+
+    /// The window functions, in registration order.
+    pub(crate) fn windows(&self) -> &[Arc<WindowUDF>] {
+        &self.windows
+    }
+
+    /// The runtime: memory pool, spill folder and object stores.
+    pub(crate) fn runtime(&self) -> Arc<RuntimeEnv> {
+        self.state.runtime_env().clone()
     }
 
     /// A query's session: the base one with `config` and a catalog list of
     /// its own (the base session's is shared by every query).
     pub(crate) fn state_for(&self, config: SessionConfig) -> SessionState {
+        let Some(workers) = &self.workers else {
+            return self.local(config).build();
+        };
+        match workers.apply(self.local(config.clone())) {
+            Ok(builder) => builder.build(),
+            Err(e) => {
+                // The token was checked when the engine was made.
+                tracing::warn!(error = %e, "query planned without its workers");
+                self.local(config).build()
+            }
+        }
+    }
+
+    /// A query's session planned in this process.
+    fn local(&self, config: SessionConfig) -> SessionStateBuilder {
         SessionStateBuilder::new_from_existing(self.state.clone())
             .with_config(config)
             .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
             .with_scalar_functions(self.scalars.clone())
             .with_aggregate_functions(self.aggregates.clone())
             .with_window_functions(self.windows.clone())
-            .build()
     }
 }
 
@@ -134,7 +172,7 @@ mod tests {
     #[test]
     fn a_query_session_has_the_base_sessions_functions_under_every_name() {
         let runtime = Arc::new(RuntimeEnv::default());
-        let base = BaseSession::new(SessionConfig::new(), &runtime).unwrap();
+        let base = BaseSession::new(SessionConfig::new(), &runtime, None).unwrap();
         let query = base.state_for(SessionConfig::new());
         let kind = |f: &ScalarUDF| {
             let inner: &dyn std::any::Any = f.inner().as_ref();

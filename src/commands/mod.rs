@@ -12,6 +12,7 @@ pub mod optimize;
 pub mod query;
 pub mod serve;
 pub mod tpch;
+pub mod worker;
 
 /// A progress bar over bytes with a message, throughput and ETA, ticking.
 pub(crate) fn bytes_bar() -> indicatif::ProgressBar {

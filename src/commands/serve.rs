@@ -33,6 +33,21 @@ pub struct ServerArgs {
     #[arg(long, env = "LAKEHOSE_NODE_ID")]
     pub node_id: Option<String>,
 
+    /// Query workers (`lakehose worker`) to run queries' stages on, as
+    /// host:port,... Every query path (Athena API, Postgres, ETL, the
+    /// dashboards) is planned here and executed across them; without it
+    /// this process runs every query itself.
+    #[arg(long, env = "LAKEHOSE_WORKERS", value_delimiter = ',')]
+    pub workers: Vec<String>,
+
+    /// The token the workers were started with (LAKEHOSE_WORKER_TOKEN).
+    #[arg(long, env = "LAKEHOSE_WORKER_TOKEN", hide_env_values = true)]
+    pub worker_token: Option<String>,
+
+    /// KiB of files one scan task reads on the workers (fewer, more tasks).
+    #[arg(long, env = "LAKEHOSE_WORKER_TASK_KB", default_value_t = 16 * 1024)]
+    pub worker_task_kb: usize,
+
     /// MiB of acknowledged records not yet delivered, past which ingest
     /// answers ServiceUnavailableException (503) until buffers drain.
     #[arg(long, env = "LAKEHOSE_MAX_BUFFER_MB", default_value_t = 512)]
@@ -343,6 +358,8 @@ impl ServerArgs {
                 cpu_threads: self
                     .query_threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                workers: super::worker::workers(&self.workers, self.worker_token.as_deref())?
+                    .map(|w| w.with_bytes_per_task(self.worker_task_kb.saturating_mul(1024))),
                 ..Default::default()
             },
         })

@@ -1,0 +1,170 @@
+//! Queries spread over workers with `datafusion-distributed`.
+//!
+//! With workers configured ([`Workers`]), the engine plans every query as
+//! usual (catalog, table providers, function library) and the distributed
+//! planner cuts the physical plan into stages at its shuffles; the stages
+//! run on the workers, which read the same object stores. A worker is a
+//! [`datafusion_distributed::Worker`] whose sessions carry lakehose's
+//! function library and object stores ([`worker`]), so any lakehose binary
+//! can be one (`lakehose worker`).
+//!
+//! Workers run whatever plan reaches them, so a coordinator proves itself
+//! with a shared token sent as a header on every call; a worker refuses
+//! calls without it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::common::DataFusionError;
+use datafusion::execution::SessionState;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
+use datafusion_distributed::{
+    DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext, WorkerResolver,
+    WorkerSessionBuilder,
+};
+use url::Url;
+
+/// Bytes of files one scan task reads by default.
+pub const DEFAULT_BYTES_PER_TASK: usize = 16 << 20;
+
+/// The header that carries the workers' shared token.
+pub const TOKEN_HEADER: &str = "x-lakehose-worker-token";
+
+/// The workers of a coordinator and the token they share.
+#[derive(Clone)]
+pub struct Workers {
+    urls: Vec<Url>,
+    token: String,
+    bytes_per_task: usize,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Workers").field("urls", &self.urls).finish()
+    }
+}
+
+impl Workers {
+    /// Workers at `urls` (`http://host:port`), called with `token`.
+    pub fn new(urls: Vec<Url>, token: impl Into<String>) -> Result<Self, String> {
+        let token = token.into();
+        check_token(&token)?;
+        if urls.is_empty() {
+            return Err("name at least one worker".into());
+        }
+        for u in &urls {
+            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                return Err(format!("worker {u} must be an http://host:port URL"));
+            }
+        }
+        Ok(Self {
+            urls,
+            token,
+            bytes_per_task: DEFAULT_BYTES_PER_TASK,
+        })
+    }
+
+    /// Bytes of files one scan task reads (fewer bytes, more tasks).
+    pub fn with_bytes_per_task(mut self, bytes: usize) -> Self {
+        self.bytes_per_task = bytes.max(1);
+        self
+    }
+
+    /// The workers' URLs.
+    pub fn urls(&self) -> &[Url] {
+        &self.urls
+    }
+
+    /// `builder` planning across these workers.
+    pub(crate) fn apply(
+        &self,
+        builder: SessionStateBuilder,
+    ) -> Result<SessionStateBuilder, DataFusionError> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            TOKEN_HEADER,
+            self.token
+                .parse()
+                .map_err(|_| DataFusionError::Configuration("invalid worker token".into()))?,
+        );
+        Ok(builder
+            .with_distributed_worker_resolver(FixedWorkers(self.urls.clone()))
+            .with_distributed_passthrough_headers(headers)?
+            .with_distributed_file_scan_config_bytes_per_partition(self.bytes_per_task)?
+            .with_distributed_planner())
+    }
+}
+
+/// Tokens: 16 to 256 visible ASCII characters.
+fn check_token(token: &str) -> Result<(), String> {
+    if (16..=256).contains(&token.len()) && token.chars().all(|c| c.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err("the worker token must be 16 to 256 visible ASCII characters".into())
+    }
+}
+
+/// A fixed list of workers.
+#[derive(Debug, Clone)]
+struct FixedWorkers(Vec<Url>);
+
+impl WorkerResolver for FixedWorkers {
+    fn get_urls(&self) -> Result<Vec<Url>, DataFusionError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// The sessions a worker runs its tasks in: DataFusion's, plus lakehose's
+/// functions; calls without the token are refused.
+#[derive(Clone)]
+struct WorkerSessions {
+    token: String,
+    scalars: Vec<Arc<ScalarUDF>>,
+    aggregates: Vec<Arc<AggregateUDF>>,
+    windows: Vec<Arc<WindowUDF>>,
+}
+
+#[async_trait]
+impl WorkerSessionBuilder for WorkerSessions {
+    async fn build_session_state(
+        &self,
+        ctx: WorkerQueryContext,
+    ) -> Result<SessionState, DataFusionError> {
+        let sent = ctx
+            .headers
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !constant_time_eq(sent.as_bytes(), self.token.as_bytes()) {
+            return Err(DataFusionError::Execution(
+                "ACCESS_DENIED: this worker runs tasks only for coordinators with its token".into(),
+            ));
+        }
+        Ok(ctx
+            .builder
+            .with_scalar_functions(self.scalars.clone())
+            .with_aggregate_functions(self.aggregates.clone())
+            .with_window_functions(self.windows.clone())
+            .build())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The worker service of `engine`: its tasks read `engine`'s object stores
+/// and call its functions; callers must send `token`.
+pub fn worker(engine: &crate::QueryEngine, token: &str) -> Result<Worker, String> {
+    check_token(token)?;
+    let base = engine.base_session();
+    let sessions = WorkerSessions {
+        token: token.to_string(),
+        scalars: base.scalars().to_vec(),
+        aggregates: base.aggregates().to_vec(),
+        windows: base.windows().to_vec(),
+    };
+    Ok(Worker::from_session_builder(sessions).with_runtime_env(base.runtime()))
+}
