@@ -195,3 +195,28 @@ fn check_answers(server: &Server) {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     });
 }
+
+#[test]
+fn a_worker_outlives_garbage_on_its_port() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut worker = Worker::start(dir.path(), "e2e-worker-token-0123456789");
+    let hostile: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        // An HTTP/2 preface, then a frame claiming a 16 MiB payload.
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\x00\x00\x00\x00\x00\x01",
+        &[0u8; 4096],
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    ];
+    for bytes in hostile {
+        let mut stream = std::net::TcpStream::connect(&worker.address).unwrap();
+        let _ = stream.write_all(bytes);
+        drop(stream);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        worker.child.try_wait().unwrap().is_none(),
+        "the worker died of hostile bytes"
+    );
+    std::net::TcpStream::connect(&worker.address).expect("the worker still accepts connections");
+}
