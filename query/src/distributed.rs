@@ -168,3 +168,34 @@ pub fn worker(engine: &crate::QueryEngine, token: &str) -> Result<Worker, String
     };
     Ok(Worker::from_session_builder(sessions).with_runtime_env(base.runtime()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_settings_refuse_bad_tokens_and_addresses() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let token = "a-token-of-enough-length";
+        assert!(Workers::new(vec![url("http://10.0.0.1:4590")], token).is_ok());
+        for bad in ["short", &"x".repeat(300), "sixteen chars\nwith a newline"] {
+            assert!(
+                Workers::new(vec![url("http://h:1")], bad).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(Workers::new(Vec::new(), token).is_err());
+        for bad in [
+            "file:///etc/passwd",
+            "unix:/run/x.sock",
+            "data:text/plain,x",
+        ] {
+            assert!(Workers::new(vec![url(bad)], token).is_err(), "{bad}");
+        }
+        // The token never shows in debug output.
+        let w = Workers::new(vec![url("http://h:1")], token).unwrap();
+        assert!(!format!("{w:?}").contains(token));
+        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

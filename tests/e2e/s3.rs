@@ -280,14 +280,16 @@ fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
 }
 
 fn start_on_s3(data_dir: &std::path::Path, endpoint: &str) -> Server {
+    start_on_s3_with(data_dir, endpoint, &[])
+}
+
+/// [`start_on_s3`] with `extra` flags.
+fn start_on_s3_with(data_dir: &std::path::Path, endpoint: &str, extra: &[&str]) -> Server {
     let env = aws_env(endpoint);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Server::start_full(
-        data_dir,
-        &["--storage", "s3", "--system-bucket", SYSTEM_BUCKET],
-        Stdio::inherit(),
-        &env,
-    )
+    let mut flags = vec!["--storage", "s3", "--system-bucket", SYSTEM_BUCKET];
+    flags.extend_from_slice(extra);
+    Server::start_full(data_dir, &flags, Stdio::inherit(), &env)
 }
 
 /// Runs the `lakehose` CLI on S3 at `endpoint`: `args`, the storage
@@ -803,11 +805,7 @@ fn glue_catalog_backs_ingest_crawler_ddl_etl_and_the_glue_api() {
     );
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("node");
-    let env = aws_env(&proxy.endpoint);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut flags = vec!["--storage", "s3", "--system-bucket", SYSTEM_BUCKET];
-    flags.extend(glue_flags());
-    let server = Server::start_full(&data, &flags, Stdio::inherit(), &env);
+    let server = start_on_s3_with(&data, &proxy.endpoint, &glue_flags());
     // Straight to the Glue-compatible server, past lakehose.
     let glue = glue_client(&moto.endpoint);
     rt.block_on(async {
@@ -1102,21 +1100,11 @@ fn a_schedule_runs_once_across_nodes() {
     )
     .unwrap();
     let jobs_arg = jobs.to_str().unwrap();
-    let env = aws_env(&moto.endpoint);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let flags = [
-        "--storage",
-        "s3",
-        "--system-bucket",
-        SYSTEM_BUCKET,
-        "--etl-jobs",
-        jobs_arg,
-    ];
     let started = std::time::Instant::now();
     let nodes: Vec<Server> = (0..2)
         .map(|i| {
             let folder = dir.path().join(format!("node{i}"));
-            Server::start_full(&folder, &flags, Stdio::inherit(), &env)
+            start_on_s3_with(&folder, &moto.endpoint, &["--etl-jobs", jobs_arg])
         })
         .collect();
     std::thread::sleep(Duration::from_secs(9));
