@@ -10,6 +10,11 @@
 //! - `direct_parquet`: the same records parsed by arrow-json and written by
 //!   the parquet crate directly: the physical limit of this machine.
 //!
+//! - `e2e_nodes`: the end-to-end figure with one and with two nodes over
+//!   one S3 bucket, records sent round-robin to the nodes; run through
+//!   `scripts/ingest-nodes.sh`, which starts moto in server mode on
+//!   loopback (skipped otherwise).
+//!
 //! It also prints the size of the Parquet output against gzip'd JSON of the
 //! same records. Run with `cargo bench --bench ingest`.
 
@@ -157,33 +162,12 @@ fn e2e(c: &mut Criterion, name: &str, signed: bool) {
         (made.access_key_id, made.secret_access_key)
     });
     let running = rt
-        .block_on(server::start(ServerOptions {
-            data_dir: dir.path().to_path_buf(),
-            storage: Default::default(),
-            node_id: None,
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            wal_dir: None,
-            max_buffer_bytes: 1024 * 1024 * 1024,
-            request_limits: Default::default(),
-            pg_listen: "127.0.0.1:0".parse().expect("addr"),
-            max_concurrent_queries: 4,
-            etl_jobs: None,
-            etl_job_list: Vec::new(),
-            maintenance: None,
-            engine: Default::default(),
-            http_limits: Default::default(),
-            pg: Default::default(),
-            max_executions: lakehose_athena::DEFAULT_MAX_EXECUTIONS,
-            shutdown_timeout: std::time::Duration::from_secs(120),
-            keys_file: signed.then(|| keys_file.clone()),
-            jwt: None,
-            allowed_hosts: Vec::new(),
-            tls: None,
-            principal_caps: Default::default(),
-            etl_principal: "lakehose-etl".into(),
-            dashboard_dirs: Vec::new(),
-            dashboard_list: Vec::new(),
-        }))
+        .block_on(server::start(options(
+            dir.path(),
+            Default::default(),
+            None,
+            signed.then(|| keys_file.clone()),
+        )))
         .expect("server");
     let endpoint = format!("http://{}", running.addr());
     let http = reqwest::Client::new();
@@ -230,21 +214,7 @@ fn e2e(c: &mut Criterion, name: &str, signed: bool) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let mut tasks = Vec::new();
-                    for worker in 0..IN_FLIGHT {
-                        let http = http.clone();
-                        let endpoint = endpoint.clone();
-                        let bodies = Arc::clone(&bodies);
-                        tasks.push(tokio::spawn(async move {
-                            for body in bodies.iter().skip(worker).step_by(IN_FLIGHT) {
-                                let resp = send(&http, &endpoint, body).send().await.expect("put");
-                                assert!(resp.status().is_success(), "{}", resp.status());
-                            }
-                        }));
-                    }
-                    for t in tasks {
-                        t.await.expect("worker");
-                    }
+                    send_all(&http, std::slice::from_ref(&endpoint), &bodies).await;
                     let sent = start.elapsed();
                     running.ingest().flush_all().await;
                     if std::env::var("PHASES").is_ok() {
@@ -257,6 +227,139 @@ fn e2e(c: &mut Criterion, name: &str, signed: bool) {
     });
     group.finish();
     rt.block_on(running.shutdown()).expect("shutdown");
+}
+
+/// A server on loopback over `data_dir` with `storage`.
+fn options(
+    data_dir: &std::path::Path,
+    storage: lakehose::storage_args::StorageArgs,
+    node_id: Option<String>,
+    keys_file: Option<std::path::PathBuf>,
+) -> ServerOptions {
+    ServerOptions {
+        storage,
+        node_id,
+        keys_file,
+        ..ServerOptions::loopback(data_dir)
+    }
+}
+
+/// `PutRecordBatch` bodies sent round-robin over `endpoints`, `IN_FLIGHT`
+/// calls at a time (each worker sticks to one node).
+async fn send_all(http: &reqwest::Client, endpoints: &[String], bodies: &Arc<Vec<Prepared>>) {
+    let mut tasks = Vec::new();
+    for worker in 0..IN_FLIGHT {
+        let http = http.clone();
+        let endpoint = endpoints[worker % endpoints.len()].clone();
+        let bodies = Arc::clone(bodies);
+        tasks.push(tokio::spawn(async move {
+            for body in bodies.iter().skip(worker).step_by(IN_FLIGHT) {
+                let resp = send(&http, &endpoint, body).send().await.expect("put");
+                assert!(resp.status().is_success(), "{}", resp.status());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+}
+
+/// The end-to-end figure with one and with two nodes sharing one S3
+/// bucket and system bucket (moto in server mode on loopback, started by
+/// `scripts/ingest-nodes.sh`, which also sets the AWS environment): each node has its own write-ahead log and
+/// data folder, records go round-robin to the nodes, and an iteration ends
+/// when every node has flushed every record to S3.
+fn e2e_nodes(c: &mut Criterion) {
+    // scripts/ingest-nodes.sh starts moto and sets the AWS environment.
+    let (Ok(endpoint), Ok(_)) = (
+        std::env::var("AWS_ENDPOINT_URL"),
+        std::env::var("LAKEHOSE_BENCH_S3"),
+    ) else {
+        eprintln!("ingest/nodes skipped: run it with scripts/ingest-nodes.sh (S3 on moto)");
+        return;
+    };
+    let rt = server::runtime(None).expect("runtime");
+    let http = reqwest::Client::new();
+    rt.block_on(async {
+        for bucket in ["lakehose-system", "bench"] {
+            let resp = http
+                .put(format!("{endpoint}/{bucket}"))
+                .send()
+                .await
+                .expect("moto");
+            assert!(resp.status().is_success(), "create bucket {bucket}");
+        }
+    });
+    let recs = records(BATCH * BATCHES_PER_ITER);
+    let mut group = c.benchmark_group("ingest");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(30));
+    group.throughput(Throughput::Elements(recs.len() as u64));
+    for nodes in [1usize, 2] {
+        let dirs: Vec<tempfile::TempDir> = (0..nodes)
+            .map(|_| tempfile::tempdir().expect("dir"))
+            .collect();
+        let running: Vec<_> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, dir)| {
+                let storage = lakehose::storage_args::StorageArgs {
+                    storage: lakehose::storage_args::StorageKind::S3,
+                    system_bucket: Some("lakehose-system".into()),
+                    ..Default::default()
+                };
+                rt.block_on(server::start(options(
+                    dir.path(),
+                    storage,
+                    Some(format!("bench{nodes}n{i}")),
+                    None,
+                )))
+                .expect("server")
+            })
+            .collect();
+        let endpoints: Vec<String> = running
+            .iter()
+            .map(|r| format!("http://{}", r.addr()))
+            .collect();
+        let stream = format!("nodes{nodes}");
+        let bodies: Arc<Vec<Prepared>> = Arc::new(
+            batch_bodies(&recs, &stream)
+                .into_iter()
+                .map(|b| prepare(&endpoints[0], "Firehose_20150804.PutRecordBatch", b, None))
+                .collect(),
+        );
+        rt.block_on(async {
+            let create = prepare(
+                &endpoints[0],
+                "Firehose_20150804.CreateDeliveryStream",
+                Bytes::from(create_stream_body(&stream)),
+                None,
+            );
+            let resp = send(&http, &endpoints[0], &create)
+                .send()
+                .await
+                .expect("create");
+            assert!(resp.status().is_success(), "{}", resp.status());
+        });
+        group.bench_function(format!("e2e_http_firehose_to_s3_{nodes}_nodes"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        send_all(&http, &endpoints, &bodies).await;
+                        for node in &running {
+                            node.ingest().flush_all().await;
+                        }
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+        for node in running {
+            rt.block_on(node.shutdown()).expect("shutdown");
+        }
+    }
+    group.finish();
 }
 
 fn direct_parquet(c: &mut Criterion) {
@@ -321,5 +424,5 @@ fn direct_parquet(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, direct_parquet, e2e_http);
+criterion_group!(benches, direct_parquet, e2e_http, e2e_nodes);
 criterion_main!(benches);

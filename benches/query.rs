@@ -138,33 +138,7 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (scale, tables) = tpch_data(dir.path());
     let server = rt
-        .block_on(start(ServerOptions {
-            data_dir: dir.path().to_path_buf(),
-            storage: Default::default(),
-            node_id: None,
-            listen: "127.0.0.1:0".parse().expect("address"),
-            wal_dir: None,
-            max_buffer_bytes: 1 << 30,
-            request_limits: Default::default(),
-            engine: EngineConfig::default(),
-            pg_listen: "127.0.0.1:0".parse().expect("address"),
-            max_concurrent_queries: 4,
-            etl_jobs: None,
-            etl_job_list: Vec::new(),
-            maintenance: None,
-            http_limits: Default::default(),
-            pg: Default::default(),
-            max_executions: lakehose_athena::DEFAULT_MAX_EXECUTIONS,
-            shutdown_timeout: std::time::Duration::from_secs(120),
-            keys_file: None,
-            jwt: None,
-            allowed_hosts: Vec::new(),
-            tls: None,
-            principal_caps: Default::default(),
-            etl_principal: "lakehose-etl".into(),
-            dashboard_dirs: Vec::new(),
-            dashboard_list: Vec::new(),
-        }))
+        .block_on(start(ServerOptions::loopback(dir.path())))
         .expect("server");
     let athena = athena_client(server.addr());
     let ddl = std::fs::read_to_string(root().join("sql/tpch/ddl.sql"))

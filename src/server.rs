@@ -111,6 +111,42 @@ pub struct ServerOptions {
     pub dashboard_list: Vec<lakehose_dashboards::Dashboard>,
 }
 
+impl ServerOptions {
+    /// A server over `data_dir` on loopback ports the system picks, with
+    /// the defaults of `lakehose serve` otherwise except a 1 GiB ingest
+    /// buffer, no schedules and no access keys (benchmarks start these).
+    pub fn loopback(data_dir: impl Into<PathBuf>) -> Self {
+        let any_port: SocketAddr = ([127, 0, 0, 1], 0).into();
+        Self {
+            data_dir: data_dir.into(),
+            storage: Default::default(),
+            node_id: None,
+            listen: any_port,
+            wal_dir: None,
+            max_buffer_bytes: 1 << 30,
+            request_limits: Default::default(),
+            engine: Default::default(),
+            pg_listen: any_port,
+            max_concurrent_queries: 4,
+            etl_jobs: None,
+            etl_job_list: Vec::new(),
+            maintenance: None,
+            http_limits: Default::default(),
+            pg: Default::default(),
+            max_executions: lakehose_athena::DEFAULT_MAX_EXECUTIONS,
+            shutdown_timeout: std::time::Duration::from_secs(120),
+            keys_file: None,
+            jwt: None,
+            allowed_hosts: Vec::new(),
+            tls: None,
+            principal_caps: Default::default(),
+            etl_principal: "lakehose-etl".into(),
+            dashboard_dirs: Vec::new(),
+            dashboard_list: Vec::new(),
+        }
+    }
+}
+
 /// Records acknowledged by ingest but not yet delivered, for queries.
 struct IngestLive(IngestService);
 

@@ -132,14 +132,18 @@ pub(crate) async fn provider(
     storage: &Storage,
     table: &Table,
 ) -> Result<Arc<dyn TableProvider>, String> {
-    provider_as_of(storage, table, &AsOf::Latest).await
+    provider_as_of(storage, table, &AsOf::Latest, false).await
 }
 
-/// A DataFusion table for one version of a Delta table.
+/// A DataFusion table for one version of a Delta table. With `plain_files`
+/// (for queries across workers) a version that needs nothing of the Delta
+/// protocol at read time is read as its list of Parquet files
+/// ([`crate::delta_files::DeltaFiles`]), which workers can be sent.
 pub(crate) async fn provider_as_of(
     storage: &Storage,
     table: &Table,
     as_of: &AsOf,
+    plain_files: bool,
 ) -> Result<Arc<dyn TableProvider>, String> {
     let location = table
         .storage_descriptor
@@ -162,8 +166,23 @@ pub(crate) async fn provider_as_of(
         AsOf::Version(v) => format!("version {v} of the Delta table at {location}: {e}"),
         AsOf::Timestamp(t) => format!("the Delta table at {location} as of {t}: {e}"),
     })?;
-    delta
+    if plain_files {
+        match crate::delta_files::DeltaFiles::new(storage, &location, &delta) {
+            Ok(files) => return Ok(Arc::new(files)),
+            Err(why) => tracing::debug!(
+                %location,
+                reason = %why,
+                "the Delta table is read by deltalake's scan, on the coordinator"
+            ),
+        }
+    }
+    let provider = delta
         .table_provider()
         .await
-        .map_err(|e| format!("could not read the Delta table at {location}: {e}"))
+        .map_err(|e| format!("could not read the Delta table at {location}: {e}"))?;
+    Ok(if plain_files {
+        Arc::new(crate::delta_files::CoordinatorOnly(provider))
+    } else {
+        provider
+    })
 }

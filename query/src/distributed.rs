@@ -13,15 +13,25 @@
 //! calls without it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session;
 use datafusion::common::DataFusionError;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::execution::SessionState;
+use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
+use datafusion::logical_expr::{AggregateUDF, Explain, LogicalPlan, ScalarUDF, WindowUDF};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion_distributed::{
-    DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext, WorkerResolver,
-    WorkerSessionBuilder,
+    DistributedExec, DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext,
+    WorkerResolver, WorkerSessionBuilder, display_plan_ascii,
 };
 use url::Url;
 
@@ -89,12 +99,80 @@ impl Workers {
                 .parse()
                 .map_err(|_| DataFusionError::Configuration("invalid worker token".into()))?,
         );
-        Ok(builder
+        let mut builder = builder
             .with_distributed_worker_resolver(FixedWorkers(self.urls.clone()))
             .with_distributed_passthrough_headers(headers)?
             .with_distributed_file_scan_config_bytes_per_partition(self.bytes_per_task)?
-            .with_distributed_planner())
+            .with_distributed_planner();
+        let Some(distributed) = builder.query_planner().clone() else {
+            return Ok(builder);
+        };
+        Ok(builder.with_query_planner(Arc::new(CoordinatorFallback { distributed })))
     }
+}
+
+/// Plans across the workers unless a scan of the query cannot be sent to
+/// them ([`crate::stats::keep_on_coordinator`]: a Delta table that needs
+/// deltalake's own scan, or pending records too large to ship); such a
+/// query is planned again to run on the coordinator alone.
+#[derive(Debug)]
+struct CoordinatorFallback {
+    distributed: Arc<dyn QueryPlanner + Send + Sync>,
+}
+
+#[async_trait]
+impl QueryPlanner for CoordinatorFallback {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session_state: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        let plan = self
+            .distributed
+            .create_physical_plan(logical_plan, session_state)
+            .await?;
+        let local = session_state
+            .config()
+            .get_extension::<crate::stats::QueryStats>()
+            .is_some_and(|s| s.coordinator_only.load(Ordering::Relaxed));
+        if !local || !plan.exists(|p| Ok(p.is::<DistributedExec>()))? {
+            return Ok(plan);
+        }
+        tracing::debug!("a scan cannot be sent to the workers: the query runs on the coordinator");
+        DefaultPhysicalPlanner::default()
+            .create_physical_plan(logical_plan, session_state)
+            .await
+    }
+}
+
+/// The plan of `explain`'s statement as the workers run it: its stages,
+/// their tasks and the plan of each, or a line saying the coordinator runs
+/// it alone (a plan with nothing to spread, such as `SELECT 1`).
+pub(crate) async fn explain_stages(
+    state: &SessionState,
+    explain: &Explain,
+) -> Result<String, DataFusionError> {
+    let physical = state.create_physical_plan(&explain.plan).await?;
+    Ok(if physical.downcast_ref::<DistributedExec>().is_some() {
+        display_plan_ascii(physical.as_ref(), false)
+    } else {
+        "not distributed: the coordinator runs this plan alone".to_string()
+    })
+}
+
+/// One `EXPLAIN` result row, `distributed_plan` and `text`, in `schema`'s
+/// column types.
+pub(crate) fn explain_row(schema: &SchemaRef, text: &str) -> Result<RecordBatch, DataFusionError> {
+    let columns = [
+        Arc::new(StringArray::from(vec!["distributed_plan"])) as ArrayRef,
+        Arc::new(StringArray::from(vec![text])),
+    ];
+    let columns = columns
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 /// Tokens: 16 to 256 visible ASCII characters.

@@ -373,7 +373,7 @@ impl QueryEngine {
         let task: Arc<TaskContext> = ctx.task_ctx();
         // A streaming front end gets the rows as they come; else they are
         // held, up to a cap.
-        let batches =
+        let mut batches =
             match crate::stream::forward(&plan, Arc::clone(&physical), Arc::clone(&task)).await {
                 Some(sent) => sent.map(|()| Vec::new())?,
                 None => {
@@ -385,6 +385,14 @@ impl QueryEngine {
                     .await?
                 }
             };
+        // DataFusion explains the plan before the distributed planner cuts
+        // it into stages; with workers, the stages are added as a row.
+        if let LogicalPlan::Explain(explain) = &plan
+            && self.inner.config.workers.is_some()
+        {
+            let stages = crate::distributed::explain_stages(&ctx.state(), explain).await?;
+            batches.push(crate::distributed::explain_row(&schema, &stages)?);
+        }
         let bytes = scanned_bytes(&physical) + stats.text_bytes.load(Ordering::Relaxed);
         Ok((schema, batches, bytes))
     }
@@ -723,7 +731,8 @@ impl SchemaProvider for LakeSchema {
             )));
         }
         if crate::delta::is_delta(&table) {
-            return crate::delta::provider_as_of(&inner.storage, &table, &as_of)
+            let plain_files = inner.config.workers.is_some();
+            return crate::delta::provider_as_of(&inner.storage, &table, &as_of, plain_files)
                 .await
                 .map(Some)
                 .map_err(|e| {

@@ -39,6 +39,7 @@ pub(crate) mod catalog_ops;
 pub mod contract;
 pub mod ddl;
 pub mod delta;
+mod delta_files;
 mod dialect;
 pub(crate) mod dispatch;
 pub mod distributed;

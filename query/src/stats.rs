@@ -2,6 +2,7 @@
 //! reachable from table scans through the session config.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion::catalog::Session;
 use datafusion::physical_plan::ExecutionPlan;
@@ -14,6 +15,16 @@ use crate::text::ScanCounter;
 pub struct QueryStats {
     /// Bytes read by text scans.
     pub text_bytes: ScanCounter,
+    /// Set by a scan that workers cannot be sent (see
+    /// [`crate::distributed`]): the query then runs on the coordinator.
+    pub(crate) coordinator_only: AtomicBool,
+}
+
+/// Marks the query planned in `state` as one the coordinator runs alone.
+pub(crate) fn keep_on_coordinator(state: &dyn Session) {
+    if let Some(stats) = state.config().get_extension::<QueryStats>() {
+        stats.coordinator_only.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The query's text-scan byte counter.

@@ -258,11 +258,7 @@ impl LakeTable {
     }
 
     fn is_partition_filter(&self, filter: &Expr) -> bool {
-        let names = self.partition_names();
-        let refs = filter.column_refs();
-        !refs.is_empty()
-            && refs.iter().all(|c| names.contains(&c.name.as_str()))
-            && !filter.is_volatile()
+        is_partition_filter(filter, &self.partition_fields)
     }
 
     /// The table's partitions from the catalog: their values and folders
@@ -326,23 +322,11 @@ impl LakeTable {
                 .collect::<Result<Vec<_>>>()?;
             columns.push(ScalarValue::iter_to_array(values)?);
         }
-        let schema = Arc::new(Schema::new(self.partition_fields.clone()));
-        let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
-        let mut keep = vec![true; candidates.len()];
-        let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
-        for filter in filters.iter().filter(|f| self.is_partition_filter(f)) {
-            let physical = state.create_physical_expr(filter.clone(), &df_schema)?;
-            let result = physical.evaluate(&batch)?.into_array(batch.num_rows())?;
-            let mask = result
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .ok_or_else(|| {
-                    DataFusionError::Plan(format!("partition filter {filter} is not boolean"))
-                })?;
-            for (k, m) in keep.iter_mut().zip(mask.iter()) {
-                *k &= m.unwrap_or(false);
-            }
-        }
+        let filters: Vec<&Expr> = filters
+            .iter()
+            .filter(|f| self.is_partition_filter(f))
+            .collect();
+        let (batch, keep) = passing(state, &self.partition_fields, &filters, columns)?;
         let mut out = Vec::new();
         for (row, (dir, keep)) in candidates.into_iter().zip(keep).enumerate() {
             if !keep {
@@ -550,6 +534,132 @@ impl PartitionDir {
     }
 }
 
+/// Whether `filter` names only partition columns (and can be decided per
+/// partition, from its values).
+pub(crate) fn is_partition_filter(filter: &Expr, partition_fields: &[FieldRef]) -> bool {
+    let refs = filter.column_refs();
+    !refs.is_empty()
+        && !filter.is_volatile()
+        && refs
+            .iter()
+            .all(|c| partition_fields.iter().any(|f| f.name() == &c.name))
+}
+
+/// Filters on partition columns are applied exactly (partitions are
+/// pruned); the others are also handed to the Parquet scan, which prunes
+/// row groups with them.
+pub(crate) fn pushdown(
+    filters: &[&Expr],
+    partition_fields: &[FieldRef],
+) -> Vec<TableProviderFilterPushDown> {
+    filters
+        .iter()
+        .map(|f| {
+            if is_partition_filter(f, partition_fields) {
+                TableProviderFilterPushDown::Exact
+            } else {
+                TableProviderFilterPushDown::Inexact
+            }
+        })
+        .collect()
+}
+
+/// The rows of `columns` (one per partition field, one row per partition)
+/// that pass every one of `filters`, which name only partition columns.
+pub(crate) fn passing(
+    state: &dyn Session,
+    fields: &[FieldRef],
+    filters: &[&Expr],
+    columns: Vec<ArrayRef>,
+) -> Result<(RecordBatch, Vec<bool>)> {
+    let schema = Arc::new(Schema::new(fields.to_vec()));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+    let mut keep = vec![true; batch.num_rows()];
+    let df_schema = DFSchema::try_from(schema)?;
+    for filter in filters {
+        let physical = state.create_physical_expr((*filter).clone(), &df_schema)?;
+        let result = physical.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let mask = result
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!("partition filter {filter} is not boolean"))
+            })?;
+        for (k, m) in keep.iter_mut().zip(mask.iter()) {
+            *k &= m.unwrap_or(false);
+        }
+    }
+    Ok((batch, keep))
+}
+
+/// The columns of a Parquet table: all of them (data columns, then
+/// partition columns), the data columns in the files, and the partition
+/// columns taken from each file's values.
+pub(crate) struct ParquetColumns<'a> {
+    pub(crate) schema: &'a SchemaRef,
+    pub(crate) file_schema: &'a SchemaRef,
+    pub(crate) partition_fields: &'a [FieldRef],
+}
+
+/// DataFusion's Parquet scan of `files` (each with its partition values),
+/// spread over the session's target partitions; `projection` indexes
+/// `columns.schema`.
+pub(crate) async fn parquet_plan(
+    state: &dyn Session,
+    store: Arc<dyn object_store::ObjectStore>,
+    columns: ParquetColumns<'_>,
+    files: Vec<(ObjectMeta, Vec<ScalarValue>)>,
+    projection: Option<&Vec<usize>>,
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let target = state.config().target_partitions();
+    let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+    // Row counts and sizes from the footers (cached across queries by the
+    // runtime's file metadata cache) let the planner put the smaller side of
+    // a join on the build side.
+    let collect = state.config().collect_statistics();
+    let files: Vec<PartitionedFile> = futures::stream::iter(files)
+        .map(|(meta, values)| {
+            let format = &format;
+            let store = &store;
+            let file_schema = Arc::clone(columns.file_schema);
+            async move {
+                let file =
+                    PartitionedFile::new_from_meta(meta.clone()).with_partition_values(values);
+                if !collect {
+                    return Ok::<_, DataFusionError>(file);
+                }
+                let stats = format.infer_stats(state, store, file_schema, &meta).await?;
+                Ok(file.with_statistics(Arc::new(stats)))
+            }
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let groups = balanced_groups(files, target);
+    let (groups, statistics) = datafusion_datasource::compute_all_files_statistics(
+        groups,
+        Arc::clone(columns.schema),
+        collect,
+        true,
+    )?;
+    let table_schema = TableSchema::builder(Arc::clone(columns.file_schema))
+        .with_table_partition_cols(columns.partition_fields.to_vec())
+        .build();
+    let source = format.file_source(table_schema);
+    let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(WAREHOUSE_URL)?, source)
+        .with_file_groups(groups)
+        .with_statistics(statistics)
+        .with_projection_indices(projection.cloned())?
+        .with_limit(limit)
+        .build();
+    format.create_physical_plan(state, config).await
+}
+
+/// Bytes of pending records a scan hands workers inside a plan (a worker
+/// takes plans of up to 4 MiB).
+const MAX_SHIPPED_PENDING_BYTES: usize = 2 << 20;
+
 /// The typed value of a partition value string.
 pub(crate) fn partition_scalar(value: Option<&str>, field: &Field) -> Result<ScalarValue> {
     match value {
@@ -602,16 +712,7 @@ impl TableProvider for LakeTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| {
-                if self.is_partition_filter(f) {
-                    TableProviderFilterPushDown::Exact
-                } else {
-                    TableProviderFilterPushDown::Inexact
-                }
-            })
-            .collect())
+        Ok(pushdown(filters, &self.partition_fields))
     }
 
     async fn scan(
@@ -662,6 +763,15 @@ impl TableProvider for LakeTable {
         let file_plan = self.file_plan(state, projection, limit, files).await?;
         if live_batches.is_empty() {
             return Ok(file_plan.unwrap_or_else(|| Arc::new(EmptyExec::new(projected))));
+        }
+        // Pending records travel inside the plan to the workers: more than
+        // a few MiB of them and the query stays on the coordinator.
+        let pending_bytes: usize = live_batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        if pending_bytes > MAX_SHIPPED_PENDING_BYTES {
+            crate::stats::keep_on_coordinator(state);
         }
         let memory = MemorySourceConfig::try_new_exec(
             &[live_batches],
@@ -762,53 +872,20 @@ impl LakeTable {
         }
         let target = state.config().target_partitions();
         match &self.format {
-            StorageFormat::Parquet => {
-                let format =
-                    ParquetFormat::default().with_options(state.table_options().parquet.clone());
-                // Row counts and sizes from the footers (cached across queries
-                // by the runtime's file metadata cache) let the planner put
-                // the smaller side of a join on the build side.
-                let collect = state.config().collect_statistics();
-                let store = Arc::clone(self.storage.store());
-                let files: Vec<PartitionedFile> = futures::stream::iter(files)
-                    .map(|(meta, values)| {
-                        let format = &format;
-                        let store = &store;
-                        let file_schema = Arc::clone(&self.file_schema);
-                        async move {
-                            let file = PartitionedFile::new_from_meta(meta.clone())
-                                .with_partition_values(values);
-                            if !collect {
-                                return Ok::<_, DataFusionError>(file);
-                            }
-                            let stats =
-                                format.infer_stats(state, store, file_schema, &meta).await?;
-                            Ok(file.with_statistics(Arc::new(stats)))
-                        }
-                    })
-                    .buffered(16)
-                    .try_collect()
-                    .await?;
-                let groups = balanced_groups(files, target);
-                let (groups, statistics) = datafusion_datasource::compute_all_files_statistics(
-                    groups,
-                    Arc::clone(&self.schema),
-                    collect,
-                    true,
-                )?;
-                let table_schema = TableSchema::builder(Arc::clone(&self.file_schema))
-                    .with_table_partition_cols(self.partition_fields.clone())
-                    .build();
-                let source = format.file_source(table_schema);
-                let config =
-                    FileScanConfigBuilder::new(ObjectStoreUrl::parse(WAREHOUSE_URL)?, source)
-                        .with_file_groups(groups)
-                        .with_statistics(statistics)
-                        .with_projection_indices(projection.cloned())?
-                        .with_limit(limit)
-                        .build();
-                format.create_physical_plan(state, config).await.map(Some)
-            }
+            StorageFormat::Parquet => parquet_plan(
+                state,
+                Arc::clone(self.storage.store()),
+                ParquetColumns {
+                    schema: &self.schema,
+                    file_schema: &self.file_schema,
+                    partition_fields: &self.partition_fields,
+                },
+                files,
+                projection,
+                limit,
+            )
+            .await
+            .map(Some),
             StorageFormat::Text(format) => {
                 let scan = TextScan::new(
                     Arc::clone(self.storage.store()),

@@ -12,6 +12,7 @@ mod crash;
 mod dashboards;
 mod deep_sql;
 mod delivery;
+mod distributed;
 mod dynamodb;
 mod etl;
 mod faults;

@@ -427,3 +427,44 @@ pub fn parquet_table_input(
         .build()
         .unwrap()
 }
+
+/// A `lakehose worker` process on a free loopback port.
+pub struct Worker {
+    pub child: std::process::Child,
+    pub address: String,
+}
+
+impl Worker {
+    pub fn start(data_dir: &std::path::Path, token: &str) -> Worker {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lakehose"))
+            .args([
+                "worker",
+                "--listen",
+                "127.0.0.1:0",
+                "--token",
+                token,
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start lakehose worker");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().expect("the worker printed nothing").unwrap();
+        let address = first
+            .strip_prefix("lakehose worker listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
+        std::thread::spawn(move || for _ in lines {});
+        Worker { child, address }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
