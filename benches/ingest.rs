@@ -291,6 +291,12 @@ fn e2e_nodes(c: &mut Criterion) {
         }
     });
     let recs = records(BATCH * BATCHES_PER_ITER);
+    let partitions = recs
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(r).ok())
+        .filter_map(|v| v["service"].as_str().map(str::to_string))
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     let mut group = c.benchmark_group("ingest");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(30));
@@ -341,9 +347,12 @@ fn e2e_nodes(c: &mut Criterion) {
                 .expect("create");
             assert!(resp.status().is_success(), "{}", resp.status());
         });
+        let mut requests = [0u64; 6];
+        let mut iterations = 0u64;
         group.bench_function(format!("e2e_http_firehose_to_s3_{nodes}_nodes"), |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
+                let before = lakehose_catalog::s3::requests_sent();
+                let took = rt.block_on(async {
                     let start = Instant::now();
                     for _ in 0..iters {
                         send_all(&http, &endpoints, &bodies).await;
@@ -352,9 +361,26 @@ fn e2e_nodes(c: &mut Criterion) {
                         }
                     }
                     start.elapsed()
-                })
+                });
+                let after = lakehose_catalog::s3::requests_sent();
+                for (total, (a, b)) in requests.iter_mut().zip(after.iter().zip(before)) {
+                    *total += a - b;
+                }
+                iterations += iters;
+                took
             })
         });
+        let per_iteration: Vec<String> = lakehose_catalog::s3::REQUEST_METHODS
+            .iter()
+            .zip(requests)
+            .filter(|(_, n)| *n > 0)
+            .map(|(m, n)| format!("{m} {:.1}", n as f64 / iterations.max(1) as f64))
+            .collect();
+        println!(
+            "{nodes} node(s): S3 requests per iteration ({} records, {partitions} partitions, then a flush of every node): {}",
+            recs.len(),
+            per_iteration.join(", ")
+        );
         for node in running {
             rt.block_on(node.shutdown()).expect("shutdown");
         }

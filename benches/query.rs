@@ -10,7 +10,9 @@
 //!   2 ms until the query finishes, then every page of GetQueryResults.
 //!
 //! After criterion's report it prints each query's median per mode and the
-//! geometric means of engine/bare and API/bare (the service overhead).
+//! geometric means of engine/bare and API/bare (the service overhead), then
+//! what the coordinator spends planning the queries for 0, 2, 10 and 100
+//! query workers, and how many stages and tasks the plans have.
 //!
 //! The scale factor comes from `LAKEHOSE_BENCH_TPCH_SCALE` (default 0.1,
 //! generated into a temporary folder first). Run with
@@ -214,6 +216,70 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     rt.block_on(server.shutdown()).expect("shutdown");
+    planning(&rt, dir.path());
+}
+
+/// What the coordinator spends planning each query for 0, 2, 10 and 100
+/// workers (planning contacts no worker, so the addresses need not
+/// answer): the median time to a physical plan, cut into stages when there
+/// are workers, and the stages and tasks of that plan. Prints one line per
+/// worker count: the geometric mean of the planning times and the totals
+/// of stages and tasks over the 22 queries.
+fn planning(rt: &tokio::runtime::Runtime, data: &Path) {
+    let storage = lakehose_catalog::Storage::local(data).expect("storage");
+    let catalog: lakehose_catalog::CatalogRef =
+        std::sync::Arc::new(lakehose_catalog::EmbeddedCatalog::new(storage.clone()));
+    println!("\nplanning (median of 20 per query)   geomean ms   stages   tasks");
+    for workers in [0usize, 2, 10, 100] {
+        let mut config = EngineConfig::default();
+        if workers > 0 {
+            let urls = (0..workers)
+                .map(|i| url::Url::parse(&format!("http://10.0.{}.{}:4590", i / 250, i % 250 + 1)))
+                .collect::<Result<Vec<_>, _>>()
+                .expect("urls");
+            config.workers = Some(
+                lakehose_query::distributed::Workers::new(urls, "bench-token-0123456789")
+                    .expect("workers"),
+            );
+        }
+        let engine = QueryEngine::new(std::sync::Arc::clone(&catalog), storage.clone(), config)
+            .expect("engine");
+        let (mut log_sum, mut stages, mut tasks) = (0.0f64, 0usize, 0usize);
+        for (name, sql) in queries() {
+            let mut times = Vec::new();
+            let mut text = String::new();
+            for _ in 0..20 {
+                let started = Instant::now();
+                let plan = rt.block_on(async {
+                    let ctx = engine.context("tpch", Default::default())?;
+                    let logical = lakehose_query::plan::plan_query(&ctx, &sql)
+                        .await
+                        .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
+                    engine.physical(&ctx, &logical).await
+                });
+                let plan = plan.unwrap_or_else(|e| panic!("{name}: {e}"));
+                times.push(started.elapsed());
+                text = datafusion_distributed::display_plan_ascii(plan.as_ref(), false);
+            }
+            log_sum += median(&times).ln();
+            stages += text.matches("── Stage ").count();
+            tasks += text
+                .split("tasks=")
+                .skip(1)
+                .filter_map(|t| {
+                    t.split(|c: char| !c.is_ascii_digit())
+                        .next()?
+                        .parse::<usize>()
+                        .ok()
+                })
+                .sum::<usize>();
+        }
+        let n = queries().len() as f64;
+        println!(
+            "{workers:>3} workers {:>27.2} {stages:>8} {tasks:>7}",
+            (log_sum / n).exp()
+        );
+    }
 }
 
 fn median(times: &[Duration]) -> f64 {

@@ -25,6 +25,7 @@ use lakehose_catalog::{CatalogRef, Location};
 use lakehose_ingest::{IngestConfig, IngestService, firehose};
 use lakehose_query::live::{LiveBuffer, LiveSource};
 use lakehose_query::{EngineConfig, QueryEngine};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -188,13 +189,17 @@ struct AppState {
     registry: Arc<Registry>,
 }
 
-/// The Athena API's figures, set from its execution history at each scrape.
+/// Figures set at each scrape: the Athena API's, from its execution
+/// history, and the S3 requests the process has sent.
 #[derive(Clone, Default)]
 struct AthenaGauges {
     executions: Family<Vec<(String, String)>, Gauge>,
     data_scanned: Gauge,
     engine_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     total_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// S3 requests sent, by method, and the counts already added to it.
+    s3_requests: Family<Vec<(String, String)>, Counter>,
+    s3_seen: Arc<std::sync::Mutex<[u64; 6]>>,
 }
 
 impl AthenaGauges {
@@ -219,9 +224,26 @@ impl AthenaGauges {
             "Time from submission to completion of the finished Athena query executions in the history",
             self.total_seconds.clone(),
         );
+        registry.register(
+            "lakehose_s3_requests",
+            "Requests sent to S3 with --storage s3, retries included, by HTTP method",
+            self.s3_requests.clone(),
+        );
     }
 
     fn update(&self, athena: &AthenaApi) {
+        let sent = lakehose_catalog::s3::requests_sent();
+        let mut seen = self.s3_seen.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, method) in lakehose_catalog::s3::REQUEST_METHODS.iter().enumerate() {
+            let new = sent[i].saturating_sub(seen[i]);
+            if new > 0 || sent[i] > 0 {
+                self.s3_requests
+                    .get_or_create(&vec![("method".to_string(), method.to_string())])
+                    .inc_by(new);
+            }
+            seen[i] = sent[i];
+        }
+        drop(seen);
         let m = athena.metrics();
         for (state, n) in [
             ("QUEUED", m.queued),

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -121,6 +122,38 @@ struct Resolved {
     http: SharedHttp,
 }
 
+/// The HTTP methods S3 requests are counted by ([`requests_sent`]); the
+/// last counts any other.
+pub const REQUEST_METHODS: [&str; 6] = ["GET", "HEAD", "PUT", "POST", "DELETE", "OTHER"];
+
+static SENT: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
+
+/// S3 requests this process has sent, retries included, by HTTP method (in
+/// [`REQUEST_METHODS`] order): what the storage costs, per flush or query.
+pub fn requests_sent() -> [u64; 6] {
+    std::array::from_fn(|i| SENT[i].load(Ordering::Relaxed))
+}
+
+/// The shared HTTP client, counting what it sends.
+#[derive(Debug)]
+struct Counted(object_store::client::HttpClient);
+
+#[async_trait::async_trait]
+impl object_store::client::HttpService for Counted {
+    async fn call(
+        &self,
+        req: object_store::client::HttpRequest,
+    ) -> Result<object_store::client::HttpResponse, object_store::client::HttpError> {
+        let method = req.method().as_str();
+        let i = REQUEST_METHODS
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(REQUEST_METHODS.len() - 1);
+        SENT[i].fetch_add(1, Ordering::Relaxed);
+        self.0.execute(req).await
+    }
+}
+
 /// Hands every bucket's S3 client the same HTTP client.
 #[derive(Debug, Default, Clone)]
 struct SharedHttp(Arc<Mutex<Option<object_store::client::HttpClient>>>);
@@ -134,7 +167,9 @@ impl object_store::client::HttpConnector for SharedHttp {
         if let Some(client) = shared.as_ref() {
             return Ok(client.clone());
         }
-        let client = object_store::client::ReqwestConnector::default().connect(options)?;
+        let client = object_store::client::HttpClient::new(Counted(
+            object_store::client::ReqwestConnector::default().connect(options)?,
+        ));
         *shared = Some(client.clone());
         Ok(client)
     }

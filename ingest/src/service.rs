@@ -683,22 +683,30 @@ impl IngestService {
     }
 
     /// The stream `name`: known here, or (another node may just have
-    /// created it) read from storage, at most once every [`LOOKUP_GAP`].
+    /// created it) read from storage, at most once every [`LOOKUP_GAP`];
+    /// concurrent calls wait for a lookup in flight.
     async fn stream_or_load(&self, name: &str) -> Option<Arc<Stream>> {
         if let Some(s) = self.inner.stream_by_name(name) {
             return Some(s);
         }
         validate_stream_name(name).ok()?;
-        {
+        let may_read = {
             let mut last = lock(&self.inner.looked_up);
-            if last.elapsed() < LOOKUP_GAP {
-                return None;
+            let due = last.elapsed() >= LOOKUP_GAP;
+            if due {
+                *last = Instant::now();
             }
-            *last = Instant::now();
-        }
+            due
+        };
+        // A lookup in flight holds this lock: calls that arrive meanwhile
+        // (the first burst of records for a stream another node just
+        // created) wait for it rather than being refused.
         let _control = self.inner.control.lock().await;
         if let Some(s) = self.inner.stream_by_name(name) {
             return Some(s);
+        }
+        if !may_read {
+            return None;
         }
         let path = self
             .inner

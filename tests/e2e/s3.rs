@@ -1087,6 +1087,36 @@ fn three_nodes_share_a_bucket_and_a_killed_one_loses_and_duplicates_nothing() {
 }
 
 #[test]
+fn a_burst_on_another_node_finds_a_stream_just_created() {
+    let moto = Moto::start();
+    moto.create_buckets(&[SYSTEM_BUCKET, "burst"]);
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_on_s3(&dir.path().join("a"), &moto.endpoint);
+    let b = start_on_s3(&dir.path().join("b"), &moto.endpoint);
+    rt.block_on(async {
+        create_parquet_stream_with_table(&a.client(), "burst", "burst", 60, None).await;
+        // Sixteen calls at once to a node that has not seen the stream
+        // yet: the first looks it up, the others wait for that lookup.
+        let client = b.client();
+        let calls = (0..16).map(|i| {
+            let client = client.clone();
+            async move {
+                client
+                    .put_record()
+                    .delivery_stream_name("burst")
+                    .record(record(format!(r#"{{"service":"s{i}"}}"#).into_bytes()))
+                    .send()
+                    .await
+            }
+        });
+        for sent in futures::future::join_all(calls).await {
+            sent.expect("every call of the burst is accepted");
+        }
+    });
+}
+
+#[test]
 fn a_schedule_runs_once_across_nodes() {
     let moto = Moto::start();
     moto.create_buckets(&[SYSTEM_BUCKET, "lakehose-warehouse", "athena-results"]);
@@ -1258,6 +1288,27 @@ fn large_flushes_go_up_as_multipart_uploads() {
                 .unwrap();
             assert_eq!(out.failed_put_count(), 0);
         }
+    });
+    // /metrics counts every S3 request the server sent, faulted or not:
+    // as many as the proxy saw.
+    let sent = || {
+        let text = rt.block_on(async {
+            reqwest::get(format!("{}/metrics", server.endpoint))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        });
+        text.lines()
+            .filter(|l| l.starts_with("lakehose_s3_requests_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum::<u64>()
+    };
+    wait_until(10, "the S3 request count to match the proxy's", || {
+        let seen =
+            counter.forwarded.load(Ordering::Relaxed) + counter.injected.load(Ordering::Relaxed);
+        sent() == seen && seen > 0
     });
     server.terminate();
     let objects: Vec<_> = rt.block_on(async {
