@@ -625,6 +625,12 @@ impl IngestService {
     /// Loads the stream definitions. Returns whether one could not be read
     /// (it is skipped, with an error naming its file).
     async fn load_streams(&self) -> Result<bool> {
+        self.load_streams_listed(&mut HashSet::new()).await
+    }
+
+    /// [`Self::load_streams`], noting in `listed` the names of every
+    /// definition found.
+    async fn load_streams_listed(&self, listed: &mut HashSet<String>) -> Result<bool> {
         let mut unreadable = false;
         let store = self.inner.storage.store();
         let prefix = self.inner.storage.system_path(STREAMS_DIR);
@@ -637,6 +643,7 @@ impl IngestService {
             let Some(name) = file.strip_suffix(".json") else {
                 continue;
             };
+            listed.insert(name.to_string());
             if self.inner.stream_by_name(name).is_some() {
                 continue;
             }
@@ -668,7 +675,8 @@ impl IngestService {
     }
 
     /// Every `stream_sync`, loads the definitions of streams other nodes
-    /// created since.
+    /// created since, and retires the streams whose definitions other
+    /// nodes deleted (after delivering what this node acknowledged).
     async fn sync_loop(self) {
         loop {
             tokio::time::sleep(self.inner.config.stream_sync).await;
@@ -676,8 +684,27 @@ impl IngestService {
                 break;
             }
             let _control = self.inner.control.lock().await;
-            if let Err(e) = self.load_streams().await {
+            let mut listed = HashSet::new();
+            if let Err(e) = self.load_streams_listed(&mut listed).await {
                 tracing::warn!(error = %e, "Could not look for streams created by other nodes");
+                continue;
+            }
+            let gone: Vec<Arc<Stream>> = self
+                .inner
+                .streams
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .filter(|s| !listed.contains(&s.name))
+                .cloned()
+                .collect();
+            for stream in gone {
+                self.drain(&stream).await;
+                self.forget(&stream);
+                tracing::info!(
+                    stream = %stream.name,
+                    "Delivery stream deleted on another node; retired here."
+                );
             }
         }
     }
@@ -1090,17 +1117,7 @@ impl IngestService {
             .inner
             .stream_by_name(name)
             .ok_or_else(|| not_found(name))?;
-        stream.deleting.store(true, Ordering::SeqCst);
-        // Wait for puts that already passed the lookup.
-        drop(stream.puts.write().await);
-        self.flush_stream(&stream, true).await;
-        loop {
-            let idle = stream.idle.notified();
-            if stream.inflight.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-            idle.await;
-        }
+        self.drain(&stream).await;
         let path = self
             .inner
             .storage
@@ -1108,18 +1125,39 @@ impl IngestService {
         if let Err(e) = self.inner.storage.store().delete(&path).await {
             tracing::warn!(stream = name, error = %e, "Could not delete the stream definition.");
         }
+        self.forget(&stream);
+        tracing::info!(stream = name, "Delivery stream deleted.");
+        Ok(())
+    }
+
+    /// Stops `stream` taking records and delivers every record it has
+    /// acknowledged.
+    async fn drain(&self, stream: &Arc<Stream>) {
+        stream.deleting.store(true, Ordering::SeqCst);
+        // Wait for puts that already passed the lookup.
+        drop(stream.puts.write().await);
+        self.flush_stream(stream, true).await;
+        loop {
+            let idle = stream.idle.notified();
+            if stream.inflight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            idle.await;
+        }
+    }
+
+    /// Removes a drained stream from this node.
+    fn forget(&self, stream: &Stream) {
         self.inner
             .streams
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
+            .remove(&stream.name);
         self.inner
             .by_id
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&stream.id);
-        tracing::info!(stream = name, "Delivery stream deleted.");
-        Ok(())
     }
 
     // ---- data plane ----------------------------------------------------

@@ -1087,7 +1087,7 @@ fn three_nodes_share_a_bucket_and_a_killed_one_loses_and_duplicates_nothing() {
 }
 
 #[test]
-fn a_burst_on_another_node_finds_a_stream_just_created() {
+fn a_stream_created_or_deleted_on_one_node_is_so_on_another() {
     let moto = Moto::start();
     moto.create_buckets(&[SYSTEM_BUCKET, "burst"]);
     let rt = rt();
@@ -1095,7 +1095,7 @@ fn a_burst_on_another_node_finds_a_stream_just_created() {
     let a = start_on_s3(&dir.path().join("a"), &moto.endpoint);
     let b = start_on_s3(&dir.path().join("b"), &moto.endpoint);
     rt.block_on(async {
-        create_parquet_stream_with_table(&a.client(), "burst", "burst", 60, None).await;
+        create_parquet_stream_with_table(&a.client(), "burst", "burst", 900, None).await;
         // Sixteen calls at once to a node that has not seen the stream
         // yet: the first looks it up, the others wait for that lookup.
         let client = b.client();
@@ -1113,6 +1113,43 @@ fn a_burst_on_another_node_finds_a_stream_just_created() {
         for sent in futures::future::join_all(calls).await {
             sent.expect("every call of the burst is accepted");
         }
+        // Deleted on the first node: within a sync (10 s) the second stops
+        // taking records, and delivers the 16 it acknowledged.
+        a.client()
+            .delete_delivery_stream()
+            .delivery_stream_name("burst")
+            .send()
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let sent = client
+                .put_record()
+                .delivery_stream_name("burst")
+                .record(record(br#"{"service":"late"}"#.to_vec()))
+                .send()
+                .await;
+            match sent {
+                Err(e) => {
+                    let code = e.as_service_error().and_then(|e| e.meta().code());
+                    assert_eq!(code, Some("ResourceNotFoundException"), "{e:?}");
+                    break;
+                }
+                Ok(_) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the deleted stream still takes records"
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        let rows = s3_parquet_rows(&moto.bucket("burst"), "logs").await;
+        let early = rows
+            .iter()
+            .filter(|r| r.get("service").and_then(Value::as_str) != Some("late"))
+            .count();
+        assert_eq!(early, 16, "{rows:?}");
     });
 }
 
