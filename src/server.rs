@@ -64,6 +64,9 @@ pub struct ServerOptions {
     pub storage: crate::storage_args::StorageArgs,
     /// This node's name in object names (see [`node_id`]).
     pub node_id: Option<String>,
+    /// How long another node waits after this one's last sign of life
+    /// before reporting its Athena queries failed.
+    pub node_lease: std::time::Duration,
     /// The HTTP address.
     pub listen: SocketAddr,
     /// The write-ahead log folder (default `<data-dir>/_lakehose/wal`).
@@ -122,6 +125,7 @@ impl ServerOptions {
             data_dir: data_dir.into(),
             storage: Default::default(),
             node_id: None,
+            node_lease: std::time::Duration::from_secs(60),
             listen: any_port,
             wal_dir: None,
             max_buffer_bytes: 1 << 30,
@@ -427,6 +431,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
                 .max_executions
                 .max((options.max_concurrent_queries * 16).max(64)),
             node_id: ingest_node.clone(),
+            node_lease: options.node_lease,
             ..Default::default()
         },
     )

@@ -173,9 +173,14 @@ impl Execution {
 
     /// Marks an execution the process stopped during as failed.
     pub fn fail_interrupted(&mut self) {
-        let message =
+        self.fail_retryable(
             "lakehose stopped before the query finished (it was queued or running); run it again"
-                .to_string();
+                .to_string(),
+        );
+    }
+
+    /// Fails the execution with a system error worth retrying.
+    fn fail_retryable(&mut self, message: String) {
         self.finish(
             QueryState::Failed,
             Some(message.clone()),
@@ -186,6 +191,16 @@ impl Execution {
                 error_message: message,
             }),
         );
+    }
+
+    /// Marks an execution whose node stopped saying it is alive as failed
+    /// (as this node reports it; the record stays for that node to settle
+    /// if it comes back).
+    pub fn fail_node_stopped(&mut self, node: &str, lease: std::time::Duration) {
+        self.fail_retryable(format!(
+            "the node {node} that ran this query stopped before it finished (no sign of life for over {} s); run it again",
+            lease.as_secs().max(1)
+        ));
     }
 
     fn wire(&self) -> Value {
@@ -824,7 +839,16 @@ async fn lookup(api: &AthenaApi, id: &str) -> Result<Execution, ApiError> {
         return Ok(e.clone());
     }
     match api.load_execution(id).await {
-        Some(e) => Ok(e),
+        Some(mut e) => {
+            if e.state.is_active()
+                && let Some(node) = e.node.clone()
+                && Some(node.as_str()) != api.node_id()
+                && api.node_stopped(&node).await
+            {
+                e.fail_node_stopped(&node, api.node_lease());
+            }
+            Ok(e)
+        }
         None => known.ok_or_else(|| not_found(id)),
     }
 }

@@ -77,6 +77,11 @@ pub struct AthenaConfig {
     /// finds queued or running at start are marked failed only when they
     /// are its own.
     pub node_id: Option<String>,
+    /// With a node id: this node records that it is alive every quarter
+    /// of this (in the shared history), and other nodes report its queued
+    /// and running executions as failed once its last record is older
+    /// than this (default 60 s).
+    pub node_lease: std::time::Duration,
 }
 
 /// The default of [`AthenaConfig::max_executions`].
@@ -90,6 +95,7 @@ impl Default for AthenaConfig {
             default_output_location: "s3://lakehose-athena-results/".into(),
             max_executions: DEFAULT_MAX_EXECUTIONS,
             node_id: None,
+            node_lease: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -159,6 +165,8 @@ struct State {
 
 const EXECUTIONS_DIR: &str = "athena/executions";
 const WORKGROUPS_DIR: &str = "athena/workgroups";
+/// One record per node: when it last said it was alive.
+const NODES_DIR: &str = "athena/nodes";
 
 /// Now, in epoch milliseconds.
 pub(crate) fn now_ms() -> i64 {
@@ -211,7 +219,73 @@ impl AthenaApi {
         api.load_workgroups().await?;
         api.load_executions().await?;
         api.prune_history().await;
+        api.keep_alive().await;
         Ok(api)
+    }
+
+    /// Records now, and every quarter of the lease while the API lives,
+    /// that this node is alive.
+    async fn keep_alive(&self) {
+        let Some(node) = self.inner.config.node_id.clone() else {
+            return;
+        };
+        let every = (self.inner.config.node_lease / 4).max(std::time::Duration::from_millis(100));
+        let weak = Arc::downgrade(&self.inner);
+        let beat = |inner: Arc<Inner>, node: String| async move {
+            let path = inner
+                .storage
+                .system_path(&format!("{NODES_DIR}/{node}.json"));
+            let body = serde_json::json!({ "node": node, "alive_ms": now_ms() });
+            if let Err(e) = inner
+                .storage
+                .store()
+                .put(&path, body.to_string().into_bytes().into())
+                .await
+            {
+                tracing::warn!(error = %e, "could not record that this node is alive");
+            }
+        };
+        beat(Arc::clone(&self.inner), node.clone()).await;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else {
+                    break;
+                };
+                beat(inner, node.clone()).await;
+            }
+        });
+    }
+
+    /// Whether `node` has not said it is alive within the lease (a node
+    /// with no record at all has stopped too). A record that cannot be read
+    /// counts as alive: only a known silence fails executions.
+    pub(crate) async fn node_stopped(&self, node: &str) -> bool {
+        // Anything but a node id in a record names no path.
+        if lakehose_catalog::storage::validate_node_id(node).is_err() {
+            return false;
+        }
+        let path = self
+            .inner
+            .storage
+            .system_path(&format!("{NODES_DIR}/{node}.json"));
+        let alive_ms = match self.inner.storage.store().get(&path).await {
+            Ok(got) => match got.bytes().await {
+                Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v["alive_ms"].as_i64()),
+                Err(_) => return false,
+            },
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(_) => return false,
+        };
+        let lease = self.inner.config.node_lease.as_millis() as i64;
+        alive_ms.is_none_or(|t| now_ms() - t > lease)
+    }
+
+    /// The node lease, for messages.
+    pub(crate) fn node_lease(&self) -> std::time::Duration {
+        self.inner.config.node_lease
     }
 
     /// The settings it runs with.

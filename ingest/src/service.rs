@@ -135,21 +135,7 @@ impl IngestConfig {
     }
 }
 
-/// Whether `id` is a usable node name: 1 to 32 lowercase letters, digits
-/// and '-'.
-pub fn validate_node_id(id: &str) -> std::result::Result<(), String> {
-    let ok = (1..=32).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "node id {id:?} must be 1 to 32 characters of a-z, 0-9 and '-'"
-        ))
-    }
-}
+pub use lakehose_catalog::storage::validate_node_id;
 
 /// One record waiting in a buffer.
 #[derive(Debug, Clone)]

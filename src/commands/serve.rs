@@ -33,6 +33,13 @@ pub struct ServerArgs {
     #[arg(long, env = "LAKEHOSE_NODE_ID")]
     pub node_id: Option<String>,
 
+    /// With several nodes: this node records in the shared history that it
+    /// is alive every quarter of this many seconds, and the other nodes
+    /// report its queued and running Athena queries as failed once it has
+    /// been silent for longer (it crashed or lost its storage).
+    #[arg(long, env = "LAKEHOSE_NODE_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub node_lease_secs: u64,
+
     /// Query workers (`lakehose worker`) to run queries' stages on, as
     /// host:port,... Every query path (Athena API, Postgres, ETL, the
     /// dashboards) is planned here and executed across them; without it
@@ -285,6 +292,7 @@ impl ServerArgs {
             data_dir: self.data_dir.clone(),
             storage: self.storage.clone(),
             node_id: self.node_id.clone(),
+            node_lease: std::time::Duration::from_secs(self.node_lease_secs),
             listen: self.listen,
             wal_dir: self.wal_dir.clone(),
             max_buffer_bytes: self.max_buffer_mb.max(1) * 1024 * 1024,

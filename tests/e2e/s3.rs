@@ -1154,6 +1154,81 @@ fn a_stream_created_or_deleted_on_one_node_is_so_on_another() {
 }
 
 #[test]
+fn queries_of_a_node_that_stops_are_reported_failed_by_the_others() {
+    use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
+    let moto = Moto::start();
+    moto.create_buckets(&[SYSTEM_BUCKET, "athena-results"]);
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let lease = ["--node-lease-secs", "2"];
+    let a = start_on_s3_with(&dir.path().join("a"), &moto.endpoint, &lease);
+    let b = start_on_s3_with(&dir.path().join("b"), &moto.endpoint, &lease);
+    let state = |athena: aws_sdk_athena::Client, id: String| async move {
+        let status = athena
+            .get_query_execution()
+            .query_execution_id(id)
+            .send()
+            .await
+            .unwrap()
+            .query_execution
+            .unwrap()
+            .status
+            .unwrap();
+        (status.state.unwrap(), status.state_change_reason)
+    };
+    let on_b = athena_client(&b.endpoint);
+    let id = rt.block_on(async {
+        // 10^12 rows: this runs far longer than the test.
+        let id = athena_client(&a.endpoint)
+            .start_query_execution()
+            .query_string(
+                "SELECT count(*) FROM UNNEST(sequence(1, 10000)) AS x(i) \
+                 CROSS JOIN UNNEST(sequence(1, 10000)) AS y(j) \
+                 CROSS JOIN UNNEST(sequence(1, 10000)) AS z(k)",
+            )
+            .query_execution_context(QueryExecutionContext::builder().database("default").build())
+            .result_configuration(
+                ResultConfiguration::builder()
+                    .output_location("s3://athena-results/slow/")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .query_execution_id
+            .unwrap();
+        // The node that runs it is alive: the others report it as it is.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (s, reason) = state(on_b.clone(), id.clone()).await;
+        assert!(
+            matches!(
+                s,
+                QueryExecutionState::Queued | QueryExecutionState::Running
+            ),
+            "{s:?} {reason:?}"
+        );
+        id
+    });
+    a.kill();
+    rt.block_on(async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (s, reason) = state(on_b.clone(), id.clone()).await;
+            if s == QueryExecutionState::Failed {
+                let reason = reason.unwrap_or_default();
+                assert!(reason.contains("stopped before it finished"), "{reason}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still {s:?} on the other node"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+}
+
+#[test]
 fn a_schedule_runs_once_across_nodes() {
     let moto = Moto::start();
     moto.create_buckets(&[SYSTEM_BUCKET, "lakehose-warehouse", "athena-results"]);
