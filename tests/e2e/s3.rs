@@ -1229,6 +1229,98 @@ fn queries_of_a_node_that_stops_are_reported_failed_by_the_others() {
 }
 
 #[test]
+fn maintenance_rounds_split_their_tables_between_nodes() {
+    let moto = Moto::start();
+    moto.create_buckets(&[SYSTEM_BUCKET, "lake"]);
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = dir.path().join("setup");
+    // Four Parquet tables of three small files each.
+    let mut statements = vec!["CREATE DATABASE m".to_string()];
+    for t in 0..4 {
+        statements.push(format!(
+            "CREATE TABLE m.t{t} WITH (format = 'PARQUET', external_location = 's3://lake/t{t}/') \
+             AS SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS v(id, name)"
+        ));
+        for n in 3..5 {
+            statements.push(format!("INSERT INTO m.t{t} VALUES ({n}, 'c')"));
+        }
+    }
+    for statement in &statements {
+        let (ok, out, err) = cli_on_s3(&moto.endpoint, &setup, &["query", statement]);
+        assert!(ok, "{statement}: {out}\n{err}");
+    }
+    let flags = ["--maintenance", "* * * * * *", "--compact-min-age", "0s"];
+    let a = start_on_s3_with(&dir.path().join("a"), &moto.endpoint, &flags);
+    let b = start_on_s3_with(&dir.path().join("b"), &moto.endpoint, &flags);
+    let lake = moto.bucket("lake");
+    let list = |store: &Arc<dyn ObjectStore>, prefix: &str| -> Vec<String> {
+        use futures::TryStreamExt;
+        rt.block_on(
+            store
+                .list(Some(&object_store::path::Path::from(prefix)))
+                .map_ok(|m| m.location.to_string())
+                .try_collect::<Vec<_>>(),
+        )
+        .unwrap()
+    };
+    wait_until(60, "every table compacted", || {
+        (0..4).all(|t| {
+            list(&lake, &format!("t{t}"))
+                .iter()
+                .any(|p| p.contains("/_compacted-"))
+        })
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (pid_a, pid_b) = (a.pid(), b.pid());
+    a.terminate();
+    b.terminate();
+    // Each table was compacted once, into one file, with every row.
+    for t in 0..4 {
+        let files = list(&lake, &format!("t{t}"));
+        let compacted: HashSet<&str> = files
+            .iter()
+            .filter_map(|p| p.split('/').find(|s| s.starts_with("_compacted-")))
+            .collect();
+        assert_eq!(compacted.len(), 1, "t{t}: {files:?}");
+    }
+    let (ok, out, err) = cli_on_s3(
+        &moto.endpoint,
+        &setup,
+        &[
+            "query",
+            "--format",
+            "csv",
+            "SELECT (SELECT count(*) FROM m.t0) + (SELECT count(*) FROM m.t1) + (SELECT count(*) FROM m.t2) + (SELECT count(*) FROM m.t3)",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.trim().ends_with("16"), "{out}");
+    // The rounds were claimed table by table, each claim by one node.
+    let system = moto.bucket(SYSTEM_BUCKET);
+    let claims = list(&system, "_lakehose/schedule/claims/maintenance");
+    let tables: HashSet<&str> = claims.iter().filter_map(|p| p.split('/').nth(4)).collect();
+    assert_eq!(tables.len(), 4, "{claims:?}");
+    let mut by = HashSet::new();
+    for path in &claims {
+        let body = rt.block_on(async {
+            system
+                .get(&object_store::path::Path::from(path.as_str()))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        });
+        let claim: Value = serde_json::from_slice(&body).unwrap();
+        let pid = claim["process"].as_u64().unwrap() as u32;
+        assert!(pid == pid_a || pid == pid_b, "{claim}");
+        by.insert(pid);
+    }
+    eprintln!("{} claims, by {} node(s)", claims.len(), by.len());
+}
+
+#[test]
 fn a_schedule_runs_once_across_nodes() {
     let moto = Moto::start();
     moto.create_buckets(&[SYSTEM_BUCKET, "lakehose-warehouse", "athena-results"]);

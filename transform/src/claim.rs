@@ -1,8 +1,10 @@
 //! Once per schedule across nodes: before a scheduled run, a node claims
 //! that occurrence by creating `_lakehose/schedule/claims/<kind>/<name>/
 //! <occurrence>.json` with a conditional write. Exactly one node creates
-//! it; the others see it exists and leave the run to that node. Claims
-//! older than a day are deleted by the node that makes the next one.
+//! it; the others see it exists and leave the run to that node. A job is
+//! claimed whole; a maintenance round table by table, so nodes split a
+//! round's tables between them. Claims older than a day are deleted by
+//! the node that makes the next one.
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -77,7 +79,7 @@ pub(crate) async fn claim(storage: &Storage, kind: Kind, name: &str, at: DateTim
             true
         }
         Ok(false) => {
-            tracing::info!(name, occurrence = %at, "another node runs this occurrence");
+            tracing::debug!(name, occurrence = %at, "another node runs this occurrence");
             false
         }
         Err(e) => {

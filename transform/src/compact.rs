@@ -219,15 +219,27 @@ impl Compactor {
         skip: &HashSet<String>,
     ) -> Result<Vec<(String, Result<CompactReport>)>> {
         let mut out = Vec::new();
-        for (db, t) in self.all_tables().await? {
-            let name = format!("{db}.{}", t.name);
-            if !compactable(&t) || skip.contains(&name) {
+        for (db, table) in self.compactable_tables().await? {
+            let name = format!("{db}.{table}");
+            if skip.contains(&name) {
                 continue;
             }
-            let result = self.optimize(&db, &t.name, options, progress).await;
+            let result = self.optimize(&db, &table, options, progress).await;
             out.push((name, result));
         }
         Ok(out)
+    }
+
+    /// The (database, table) of every Parquet and Delta table compaction
+    /// applies to.
+    pub async fn compactable_tables(&self) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .all_tables()
+            .await?
+            .into_iter()
+            .filter(|(_, t)| compactable(t))
+            .map(|(db, t)| (db, t.name))
+            .collect())
     }
 
     async fn optimize_delta(

@@ -39,14 +39,19 @@ pub struct Maintenance {
 }
 
 /// Compacts every Parquet and Delta table, and VACUUMs each job's target
-/// with the job's retention. Returns one line per table that changed or
+/// with the job's retention, for the occurrence `at` of the schedule.
+/// Each table is claimed for that occurrence before it is touched, so
+/// nodes sharing the storage split a round's tables between them and no
+/// table is compacted twice. Returns one line per table that changed or
 /// failed.
 pub(crate) async fn maintain(
     etl: &Etl,
     compactor: &Compactor,
     jobs: &[Arc<Job>],
     options: &CompactOptions,
+    at: DateTime<Utc>,
 ) -> Vec<String> {
+    let storage = etl.engine().storage().clone();
     let mut lines = Vec::new();
     let mut targets = HashSet::new();
     for job in jobs {
@@ -57,6 +62,9 @@ pub(crate) async fn maintain(
             continue;
         };
         if etl.last_run(&job.name).await.ok().flatten().is_none() {
+            continue;
+        }
+        if !crate::claim::claim(&storage, Kind::Maintenance, &target, at).await {
             continue;
         }
         match compactor
@@ -84,20 +92,28 @@ pub(crate) async fn maintain(
             Err(e) => lines.push(format!("{target}: VACUUM failed: {e}")),
         }
     }
-    match compactor.optimize_all(options, &NoProgress, &targets).await {
-        Ok(results) => {
-            for (table, result) in results {
-                match result {
-                    Ok(r) if r.files_before > 0 || r.old_files_deleted > 0 => lines.push(format!(
-                        "{table}: {} files compacted into {}, {} replaced files deleted",
-                        r.files_before, r.files_after, r.old_files_deleted
-                    )),
-                    Ok(_) => {}
-                    Err(e) => lines.push(format!("{table}: compaction failed: {e}")),
-                }
-            }
+    let tables = match compactor.compactable_tables().await {
+        Ok(tables) => tables,
+        Err(e) => {
+            lines.push(format!("listing tables failed: {e}"));
+            return lines;
         }
-        Err(e) => lines.push(format!("listing tables failed: {e}")),
+    };
+    for (db, table) in tables {
+        let name = format!("{db}.{table}");
+        if targets.contains(&name)
+            || !crate::claim::claim(&storage, Kind::Maintenance, &name, at).await
+        {
+            continue;
+        }
+        match compactor.optimize(&db, &table, options, &NoProgress).await {
+            Ok(r) if r.files_before > 0 || r.old_files_deleted > 0 => lines.push(format!(
+                "{name}: {} files compacted into {}, {} replaced files deleted",
+                r.files_before, r.files_after, r.old_files_deleted
+            )),
+            Ok(_) => {}
+            Err(e) => lines.push(format!("{name}: compaction failed: {e}")),
+        }
     }
     lines
 }
@@ -198,12 +214,12 @@ fn start_maintenance(
         // Cleared however the round ends (a panic included), so the next
         // round runs.
         let _busy = busy;
-        let storage = etl.engine().storage().clone();
-        if !crate::claim::claim(&storage, Kind::Maintenance, "maintenance", at).await {
-            return;
-        }
         let compactor = Compactor::new(etl.engine().clone());
-        let round = catch_panic("maintenance", maintain(&etl, &compactor, &jobs, &options)).await;
+        let round = catch_panic(
+            "maintenance",
+            maintain(&etl, &compactor, &jobs, &options, at),
+        )
+        .await;
         match round {
             Ok(lines) => {
                 for line in lines {
