@@ -386,6 +386,22 @@ impl Access {
         body: &[u8],
         caller: &Caller,
     ) -> actions::Request {
+        // Athena in REST-JSON: the call's members are in its path and
+        // query string as well as its body.
+        if let Some(Ok((operation, members))) = lakehose_athena::rest::operation(
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query(),
+            body,
+        ) {
+            let lookup = |id: &str| self.athena.as_ref().and_then(|a| a.workgroup_of(id));
+            return actions::athena(
+                &caller.region,
+                operation,
+                &actions::call_fields(&members),
+                &lookup,
+            );
+        }
         let action_only = self.request_from(parts, &serde_json::Value::Null, &caller.region);
         if !self.policies.needs_resources(caller, &action_only.action)
             && !changes_something(&action_only.action)
@@ -644,6 +660,9 @@ fn service_of(request: &Request) -> Option<&'static str> {
     }
     if request.uri().path().starts_with("/accounts/") {
         return Some("quicksight");
+    }
+    if lakehose_athena::rest::is_rest_path(request.uri().path()) {
+        return Some("athena");
     }
     let target = request.headers().get("x-amz-target")?.to_str().ok()?;
     match target.split_once('.')?.0 {

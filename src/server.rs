@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use lakehose_athena::{self as athena, AthenaApi, AthenaConfig};
 use lakehose_catalog::awsjson::AwsError;
 use lakehose_catalog::crawler::service::CrawlerService;
@@ -500,6 +500,13 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let dashboard_scheduler = dashboards.spawn_scheduler();
     let app = Router::new()
         .route("/", post(aws_json))
+        .route("/query-executions", any(athena_rest))
+        .route("/query-executions/{*rest}", any(athena_rest))
+        .route("/batch-get-query-executions", any(athena_rest))
+        .route("/data-catalogs", any(athena_rest))
+        .route("/data-catalogs/{*rest}", any(athena_rest))
+        .route("/workgroups", any(athena_rest))
+        .route("/workgroups/{*rest}", any(athena_rest))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -583,6 +590,25 @@ async fn aws_json(
             athena::handle(&state.athena, operation, &body, access.as_ref()).await
         }
         _ => AwsError::unknown_operation(target).into_response(),
+    }
+}
+
+/// The Athena API in REST-JSON (newer SDKs), answered by the same
+/// handlers as its JSON 1.1 calls.
+async fn athena_rest(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    match athena::rest::operation(method.as_str(), uri.path(), uri.query(), &body) {
+        Some(Ok((operation, body))) => {
+            let access = caller.map(|c| state.access.grants(&c));
+            athena::handle(&state.athena, operation, &body, access.as_ref()).await
+        }
+        Some(Err(message)) => AwsError::client("InvalidRequestException", message).into_response(),
+        None => AwsError::unknown_operation(uri.path()).into_response(),
     }
 }
 

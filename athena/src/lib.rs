@@ -30,6 +30,7 @@ mod error;
 mod executions;
 mod input;
 mod metadata;
+pub mod rest;
 mod results;
 mod workgroups;
 

@@ -378,3 +378,80 @@ fn sql_cli_runs_scripts_locally_and_through_the_api() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("SYNTAX_ERROR"));
 }
+
+/// boto3 as `.ci/run` installs it from PyPI: its botocore speaks the
+/// Athena API in REST-JSON (`GET /query-executions/{id}` and so on; older
+/// ones sent AWS JSON 1.1). Every Athena operation lakehose serves is
+/// called through it, results paged through the query string, and a bad
+/// id comes back as InvalidRequestException.
+#[test]
+fn boto3_calls_every_athena_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let script = r#"
+import os, sys, time, boto3, botocore
+athena = boto3.client("athena", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+    aws_access_key_id="x", aws_secret_access_key="x",
+    config=botocore.config.Config(retries={"max_attempts": 1}))
+print("protocol", athena.meta.service_model.protocol)
+out = {"OutputLocation": "s3://athena-results/py/"}
+def run(sql, wg="primary"):
+    qid = athena.start_query_execution(QueryString=sql, ResultConfiguration=out, WorkGroup=wg)["QueryExecutionId"]
+    for _ in range(600):
+        status = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Status"]
+        if status["State"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            assert status["State"] == "SUCCEEDED", (sql, status)
+            return qid
+        time.sleep(0.05)
+    sys.exit(f"{sql} did not finish")
+run("CREATE DATABASE py")
+run("CREATE TABLE py.t WITH (format = 'PARQUET', external_location = 's3://lake/py/t/') AS SELECT * FROM (VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e')) AS v(id, name)")
+qid = run("SELECT id, name FROM py.t ORDER BY id")
+rows = []
+for page in athena.get_paginator("get_query_results").paginate(QueryExecutionId=qid, PaginationConfig={"PageSize": 2}):
+    rows += [[d.get("VarCharValue") for d in r["Data"]] for r in page["ResultSet"]["Rows"]]
+assert rows == [["id", "name"], ["1", "a"], ["2", "b"], ["3", "c"], ["4", "d"], ["5", "e"]], rows
+assert qid in athena.list_query_executions(MaxResults=50)["QueryExecutionIds"]
+got = athena.batch_get_query_execution(QueryExecutionIds=[qid])["QueryExecutions"]
+assert got[0]["QueryExecutionId"] == qid, got
+athena.stop_query_execution(QueryExecutionId=qid)
+catalogs = [c["CatalogName"] for c in athena.list_data_catalogs()["DataCatalogsSummary"]]
+assert "AwsDataCatalog" in catalogs, catalogs
+assert athena.get_data_catalog(Name="AwsDataCatalog")["DataCatalog"]["Name"] == "AwsDataCatalog"
+dbs = [d["Name"] for d in athena.list_databases(CatalogName="AwsDataCatalog")["DatabaseList"]]
+assert "py" in dbs, dbs
+assert athena.get_database(CatalogName="AwsDataCatalog", DatabaseName="py")["Database"]["Name"] == "py"
+tables = athena.list_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="py")["TableMetadataList"]
+assert [t["Name"] for t in tables] == ["t"], tables
+cols = athena.get_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="py", TableName="t")["TableMetadata"]["Columns"]
+assert [c["Name"] for c in cols] == ["id", "name"], cols
+athena.create_work_group(Name="analysts", Description="py")
+assert athena.get_work_group(WorkGroup="analysts")["WorkGroup"]["Description"] == "py"
+athena.update_work_group(WorkGroup="analysts", Description="changed")
+assert athena.get_work_group(WorkGroup="analysts")["WorkGroup"]["Description"] == "changed"
+assert "analysts" in [w["Name"] for w in athena.list_work_groups()["WorkGroups"]]
+run("SELECT 1", wg="analysts")
+athena.delete_work_group(WorkGroup="analysts", RecursiveDeleteOption=True)
+assert "analysts" not in [w["Name"] for w in athena.list_work_groups()["WorkGroups"]]
+try:
+    athena.get_query_execution(QueryExecutionId="not/an id")
+    sys.exit("a bad id was accepted")
+except botocore.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "InvalidRequestException", e.response
+print("boto3 athena ok")
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("ENDPOINT", &server.endpoint)
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("python3 (with boto3, which .ci/run installs)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "boto3: {text}");
+    assert!(text.contains("boto3 athena ok"), "{text}");
+}
