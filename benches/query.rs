@@ -153,7 +153,10 @@ fn bench(c: &mut Criterion) {
         }
     });
     let bare = rt
-        .block_on(lakehose::commands::bare_datafusion::bare_context(&tables))
+        .block_on(lakehose::commands::bare_datafusion::bare_context(
+            &tables,
+            &EngineConfig::default(),
+        ))
         .expect("bare DataFusion session");
     // A second engine over the same folder: the server's own is not
     // reachable from here, and this one shares nothing with the API path.

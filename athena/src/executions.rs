@@ -597,6 +597,8 @@ async fn run_guarded(api: AthenaApi, id: String, access: Option<Arc<dyn TableAcc
             bytes_scanned_cutoff: e.bytes_scanned_cutoff,
             dialect: lakehose_query::Dialect::Athena,
             access,
+            // The Athena API has no session settings: the server's apply.
+            settings: Vec::new(),
         }
     };
     // RUNNING is not written down: after a restart an execution recorded

@@ -428,6 +428,10 @@ impl Queries {
     fn request(&self, session: &SessionRef, sql: &str) -> QueryRequest {
         let mut request = QueryRequest::new(sql, Self::database(session).as_deref());
         request.dialect = lakehose_query::Dialect::Postgres;
+        request.settings = session
+            .lock()
+            .map(|s| s.query_settings())
+            .unwrap_or_default();
         if let Some(passwords) = self.passwords.as_ref().filter(|p| p.required()) {
             let user = session.lock().map(|s| s.user.clone()).unwrap_or_default();
             request.access = passwords.access(&user);

@@ -87,6 +87,16 @@ impl Session {
         })
     }
 
+    /// The settings this connection's queries run with (`SET
+    /// lakehose.*`).
+    pub(crate) fn query_settings(&self) -> Vec<(String, String)> {
+        self.settings
+            .iter()
+            .filter(|(k, _)| k.starts_with("lakehose."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     fn all_settings(&self) -> BTreeMap<String, String> {
         let mut all: BTreeMap<String, String> = [
             "application_name",
@@ -176,6 +186,17 @@ pub(crate) fn parse(sql: &str) -> Option<Local> {
             "reset" => match rest {
                 [t] if t.is("all") => Some(Local::Reset(None)),
                 [t] => Some(Local::Reset(Some(t.text().to_lowercase()))),
+                // A dotted name (`lakehose.share_subplans`): word, '.', word.
+                [first, more @ ..]
+                    if more.len() % 2 == 0 && more.chunks(2).all(|c| c[0] == Token::Punct('.')) =>
+                {
+                    let mut name = first.text().to_lowercase();
+                    for part in more.chunks(2) {
+                        name.push('.');
+                        name.push_str(&part[1].text().to_lowercase());
+                    }
+                    Some(Local::Reset(Some(name)))
+                }
                 _ => None,
             },
             "use" => match rest {
@@ -419,6 +440,21 @@ fn set(session: &mut Session, name: &str, values: &[String]) -> Result<(), Local
                 ))
             }
         }
+        // lakehose's planner switches, applied to this connection's
+        // queries: checked now, so a typo fails the SET, not later queries.
+        _ if name.starts_with("lakehose.") => {
+            let value = values.join(",");
+            lakehose_query::check_session_setting(name, value.trim()).map_err(|e| {
+                (
+                    "22023",
+                    format!("invalid value for parameter \"{name}\": {e}"),
+                )
+            })?;
+            session
+                .settings
+                .insert(name.to_string(), value.trim().to_string());
+            Ok(())
+        }
         _ => {
             session.settings.insert(name.to_string(), values.join(", "));
             Ok(())
@@ -540,5 +576,37 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn pg_lakehose_settings_are_checked_kept_and_reset() {
+        let mut session = Session::new(None, None, 1);
+        let set = |s: &mut Session, sql: &str| run(&parse(sql).unwrap(), s, "u");
+        set(&mut session, "SET lakehose.share_subplans = false").unwrap();
+        set(&mut session, "SET lakehose.runtime_filters TO 'false'").unwrap();
+        let mut got = session.query_settings();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("lakehose.runtime_filters".to_string(), "false".to_string()),
+                ("lakehose.share_subplans".to_string(), "false".to_string()),
+            ]
+        );
+        // A bad value or an unknown switch fails the SET and changes nothing.
+        let Err(err) = set(&mut session, "SET lakehose.filter_order = sometimes") else {
+            panic!("a bad value was accepted");
+        };
+        assert_eq!(err.0, "22023");
+        assert!(err.1.contains("sometimes"), "{}", err.1);
+        assert!(set(&mut session, "SET lakehose.no_such_rule = true").is_err());
+        assert_eq!(session.query_settings().len(), 2);
+        // Other settings never reach the engine.
+        set(&mut session, "SET application_name = 'x'").unwrap();
+        assert_eq!(session.query_settings().len(), 2);
+        set(&mut session, "RESET lakehose.share_subplans").unwrap();
+        assert_eq!(session.query_settings().len(), 1);
+        set(&mut session, "RESET ALL").unwrap();
+        assert!(session.query_settings().is_empty());
     }
 }

@@ -60,6 +60,11 @@ pub struct QueryRequest {
     pub bytes_scanned_cutoff: Option<u64>,
     /// The SQL dialect the client speaks.
     pub dialect: Dialect,
+    /// Settings of the caller's session, `(key, value)`, applied to its
+    /// `SELECT` and `EXPLAIN` statements over the engine's: lakehose's
+    /// planner switches only (see [`crate::check_session_setting`]);
+    /// others are refused.
+    pub settings: Vec<(String, String)>,
 }
 
 /// The SQL a front end's clients speak. The engine runs Athena's SQL; a

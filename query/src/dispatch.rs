@@ -10,8 +10,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DFStatement;
 
 use crate::contract::{
-    CATALOG_NAME, Dialect, QueryError, QueryOutput, QueryRequest, QueryStream, SqlRunner,
-    StatementType, TableAccess,
+    CATALOG_NAME, Dialect, QueryError, QueryErrorKind, QueryOutput, QueryRequest, QueryStream,
+    SqlRunner, StatementType, TableAccess,
 };
 use crate::engine::QueryEngine;
 use crate::error::{ErrorCode, classify};
@@ -46,6 +46,10 @@ async fn run(engine: QueryEngine, request: QueryRequest) -> Result<QueryOutput, 
             "the query is empty",
         ));
     }
+    for (key, value) in &request.settings {
+        crate::check_session_setting(key, value)
+            .map_err(|e| QueryError::new(QueryErrorKind::Semantic, e))?;
+    }
     let database = current_database(&request);
     if database == "default" {
         engine.ensure_default_database().await?;
@@ -62,7 +66,7 @@ async fn run(engine: QueryEngine, request: QueryRequest) -> Result<QueryOutput, 
         };
         crate::catalog_ops::execute(run, statement).await?
     } else {
-        select(&engine, &database, &sql, access).await?
+        select(&engine, &database, &sql, access, &request.settings).await?
     };
     if let Some(cutoff) = request.bytes_scanned_cutoff
         && output.bytes_scanned > cutoff
@@ -117,12 +121,13 @@ async fn select(
     database: &str,
     sql: &str,
     access: Option<Arc<dyn TableAccess>>,
+    settings: &[(String, String)],
 ) -> Result<QueryOutput, QueryError> {
-    match select_with(engine, database, sql, false, access.clone()).await {
+    match select_with(engine, database, sql, false, access.clone(), settings).await {
         // Hash joins cannot spill; run again with joins that can.
         Err(e) if e.code == ErrorCode::ExceededMemoryLimit => {
             tracing::info!("query ran out of memory; re-running it with spilling sort-merge joins");
-            select_with(engine, database, sql, true, access).await
+            select_with(engine, database, sql, true, access, settings).await
         }
         other => other,
     }
@@ -134,6 +139,7 @@ async fn select_with(
     sql: &str,
     low_memory: bool,
     access: Option<Arc<dyn TableAccess>>,
+    settings: &[(String, String)],
 ) -> Result<QueryOutput, QueryError> {
     let stats = Arc::new(QueryStats::default());
     let ctx = if low_memory {
@@ -142,6 +148,14 @@ async fn select_with(
         engine.context_as(database, Arc::clone(&stats), access)
     }
     .map_err(classify)?;
+    if !settings.is_empty() {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        for (key, value) in settings {
+            options.set(key, value).map_err(classify)?;
+        }
+    }
     let plan = plan_query(&ctx, sql).await?;
     let (statement_type, substatement) = match &plan {
         LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => (StatementType::Utility, "EXPLAIN"),

@@ -67,6 +67,12 @@ pub struct EngineConfig {
     /// Workers the queries' stages run on (`None`: this process runs them
     /// all).
     pub workers: Option<crate::distributed::Workers>,
+    /// Session settings every query starts with, as `(key, value)`:
+    /// DataFusion's (`datafusion.execution.target_partitions`, ...) and
+    /// lakehose's optimizer switches (`lakehose.optimizer.*`, see
+    /// [`crate::optimizer::LakehoseOptions`]). Applied after the fields
+    /// above, so they win.
+    pub settings: Vec<(String, String)>,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +89,7 @@ impl Default for EngineConfig {
             max_held_result_bytes: crate::stream::DEFAULT_MAX_HELD_RESULT_BYTES,
             cpu_threads: 0,
             workers: None,
+            settings: Vec::new(),
         }
     }
 }
@@ -111,16 +118,22 @@ struct Inner {
 
 impl EngineConfig {
     /// The execution settings every query session starts from: parallelism,
-    /// batch size and Parquet filter pushdown (also the baseline
-    /// `lakehose bare-datafusion` measures the service against).
-    pub fn session_config(&self) -> SessionConfig {
+    /// batch size, lakehose's optimizer switches and [`Self::settings`]
+    /// (also the baseline `lakehose bare-datafusion` measures the service
+    /// against). Fails on a setting that names no option or has a value
+    /// of the wrong kind.
+    pub fn session_config(&self) -> Result<SessionConfig, DataFusionError> {
         let mut config = SessionConfig::new()
             .with_target_partitions(self.target_partitions)
-            .with_batch_size(self.batch_size);
+            .with_batch_size(self.batch_size)
+            .with_option_extension(crate::optimizer::LakehoseOptions::default());
         let options = config.options_mut();
-        options.execution.parquet.pushdown_filters = true;
-        options.execution.parquet.reorder_filters = true;
-        config
+        for (key, value) in &self.settings {
+            options.set(key, value).map_err(|e| {
+                DataFusionError::Configuration(format!("the query setting {key}={value}: {e}"))
+            })?;
+        }
+        Ok(config)
     }
 }
 
@@ -158,8 +171,10 @@ impl QueryEngine {
                 )
             })?),
         };
-        let base = BaseSession::new(config.session_config(), &runtime, config.workers.clone())
-            .map_err(internal)?;
+        let session = config
+            .session_config()
+            .map_err(|e| QueryError::new(QueryErrorKind::Semantic, e.to_string()))?;
+        let base = BaseSession::new(session, &runtime, config.workers.clone()).map_err(internal)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 catalog,
@@ -532,7 +547,7 @@ fn context_for(
 ) -> Result<SessionContext, DataFusionError> {
     let mut config = inner
         .config
-        .session_config()
+        .session_config()?
         .with_default_catalog_and_schema(CATALOG_NAME, database)
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(false)

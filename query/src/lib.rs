@@ -50,6 +50,7 @@ mod functions;
 mod glue;
 pub mod live;
 pub mod nesting;
+mod optimizer;
 pub mod plan;
 pub mod postgres;
 mod session;
@@ -67,3 +68,4 @@ pub use contract::{
 };
 pub use engine::{EngineConfig, QueryEngine};
 pub use error::{ErrorCode, QueryError, QueryErrorKind};
+pub use optimizer::{LakehoseOptions, bare_context, check_session_setting};

@@ -36,7 +36,17 @@ impl BaseSession {
             .with_config(config)
             .with_runtime_env(Arc::clone(runtime))
             .with_default_features()
-            .with_analyzer_rule(crate::functions::trino_semantics_rule());
+            .with_analyzer_rule(crate::functions::trino_semantics_rule())
+            .with_query_planner(Arc::new(crate::optimizer::LakehosePlanner::new(
+                workers.is_none(),
+            )))
+            .with_physical_optimizer_rule(Arc::new(crate::optimizer::filter_order::FilterOrder));
+        // Across query workers, plans hold only nodes the workers know.
+        if workers.is_none() {
+            builder = builder.with_physical_optimizer_rule(Arc::new(
+                crate::optimizer::runtime_filter::RuntimeFilters,
+            ));
+        }
         // Planned before DataFusion's own planners, which would take
         // `SUBSTR(...)`/`SUBSTRING(...)` syntax for text only, and plan map
         // subscripts with `get_field`.

@@ -1,8 +1,8 @@
 //! The baseline for lakehose's service overhead: the same SQL files run by a
 //! bare DataFusion `SessionContext` over the same Parquet folders, with the
-//! session settings lakehose's engine uses (target partitions, batch size,
-//! Parquet filter pushdown) but no catalog, no Presto function library, no
-//! API and no result files.
+//! session settings and planner rules lakehose's engine uses (target
+//! partitions, batch size, `lakehose.*` rules) but no catalog, no Presto
+//! function library, no API and no result files.
 //!
 //! ```text
 //! lakehose bare-datafusion --data ./lakehose-data/tpch-data/sf1 --sql sql/tpch --reps 3
@@ -50,6 +50,17 @@ pub struct Config {
     /// engine) to stderr.
     #[arg(long)]
     explain: bool,
+
+    /// Run only these queries (file names without `.sql`, e.g.
+    /// `q06,q15`); all when absent.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+
+    /// A session setting for both sessions, `KEY=VALUE` (repeatable):
+    /// DataFusion's (`datafusion.execution.parquet.pushdown_filters=true`)
+    /// or lakehose's optimizer switches (`lakehose.optimizer.*`).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::commands::parse_setting)]
+    settings: Vec<(String, String)>,
 }
 
 fn sorted_entries(dir: &Path, want_dir: bool, ext: &str) -> Result<Vec<PathBuf>, String> {
@@ -78,8 +89,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 /// A DataFusion session with lakehose's session settings and every
 /// sub-folder of `data` registered as a Parquet table of that name.
-pub async fn bare_context(data: &Path) -> Result<SessionContext, String> {
-    let ctx = SessionContext::new_with_config(EngineConfig::default().session_config());
+pub async fn bare_context(data: &Path, config: &EngineConfig) -> Result<SessionContext, String> {
+    let session = config.session_config().map_err(|e| e.to_string())?;
+    let ctx = lakehose_query::bare_context(session);
     for table in sorted_entries(data, true, "")? {
         let name = table
             .file_name()
@@ -99,18 +111,19 @@ fn round_ms(ms: f64) -> f64 {
 }
 
 async fn run_all(args: Config) -> Result<(), String> {
+    let config = EngineConfig {
+        settings: args.settings.clone(),
+        ..EngineConfig::default()
+    };
     let engine = match &args.engine_data_dir {
         Some(dir) => {
             let storage = Storage::local(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let catalog: CatalogRef = Arc::new(EmbeddedCatalog::new(storage.clone()));
-            Some(
-                QueryEngine::new(catalog, storage, EngineConfig::default())
-                    .map_err(|e| e.to_string())?,
-            )
+            Some(QueryEngine::new(catalog, storage, config.clone()).map_err(|e| e.to_string())?)
         }
         None => None,
     };
-    let ctx = bare_context(&args.data).await?;
+    let ctx = bare_context(&args.data, &config).await?;
     for file in sorted_entries(&args.sql, false, "sql")? {
         let name = file
             .file_stem()
@@ -120,7 +133,7 @@ async fn run_all(args: Config) -> Result<(), String> {
         let numbered = name.len() > 1
             && name.starts_with('q')
             && name[1..].bytes().all(|b| b.is_ascii_digit());
-        if !numbered {
+        if !numbered || !(args.only.is_empty() || args.only.contains(&name)) {
             continue;
         }
         let text =

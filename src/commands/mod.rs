@@ -44,3 +44,16 @@ pub(crate) fn local_engine(
         lakehose_query::EngineConfig::default(),
     )?)
 }
+
+/// A `KEY=VALUE` session setting from the command line (the value may hold
+/// `=`; both sides are trimmed, and neither may be empty).
+pub(crate) fn parse_setting(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    let (key, value) = (key.trim(), value.trim());
+    if key.is_empty() || value.is_empty() {
+        return Err(format!("`{text}` is not KEY=VALUE"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}

@@ -99,6 +99,15 @@ pub struct ServerArgs {
     #[arg(long, env = "LAKEHOSE_SPILL_DIR")]
     pub spill_dir: Option<PathBuf>,
 
+    /// A session setting every query starts with, `KEY=VALUE`
+    /// (repeatable, or comma-separated in the variable): lakehose's
+    /// planner rules (`lakehose.share_subplans=false`,
+    /// `lakehose.runtime_filters=false`) or DataFusion's
+    /// (`datafusion.execution.parquet.pushdown_filters=true`). An unknown
+    /// key or a bad value stops the server at start.
+    #[arg(long = "query-setting", value_name = "KEY=VALUE", env = "LAKEHOSE_QUERY_SETTINGS", value_delimiter = ',', value_parser = crate::commands::parse_setting)]
+    pub query_settings: Vec<(String, String)>,
+
     /// Seconds after which a query fails with a timeout.
     #[arg(long, env = "LAKEHOSE_QUERY_TIMEOUT_SECS", default_value_t = 1800)]
     pub query_timeout_secs: u64,
@@ -368,6 +377,7 @@ impl ServerArgs {
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
                 workers: super::worker::workers(&self.workers, self.worker_token.as_deref())?
                     .map(|w| w.with_bytes_per_task(self.worker_task_kb.saturating_mul(1024))),
+                settings: self.query_settings.clone(),
                 ..Default::default()
             },
         })

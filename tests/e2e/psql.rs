@@ -327,3 +327,69 @@ fn athena_types_are_postgres_types() {
         );
     });
 }
+
+/// `SET lakehose.<rule>` turns a planner rule off for that connection's
+/// queries alone; a bad value fails the `SET`.
+#[test]
+fn a_connection_switches_planner_rules_with_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    rt().block_on(async {
+        let a = server.pg("default").await;
+        let b = server.pg("default").await;
+        a.batch_execute(
+            "CREATE TABLE t WITH (format = 'PARQUET', external_location = 's3://rules/t/') \
+             AS SELECT x AS id, x % 7 AS k FROM unnest(sequence(1, 2000)) AS s(x)",
+        )
+        .await
+        .expect("CTAS");
+        let explain = "EXPLAIN WITH r AS (SELECT k, count(*) AS n FROM t GROUP BY k) \
+                       SELECT k FROM r WHERE n = (SELECT max(n) FROM r)";
+        async fn plan(pg: &tokio_postgres::Client, sql: &str) -> String {
+            pg.simple_query(sql)
+                .await
+                .expect("EXPLAIN")
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(1).map(str::to_string),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        assert!(plan(&a, explain).await.contains("SharedExec"));
+        a.batch_execute("SET lakehose.share_subplans = false")
+            .await
+            .unwrap();
+        assert!(!plan(&a, explain).await.contains("SharedExec"));
+        // The other connection keeps the defaults.
+        assert!(plan(&b, explain).await.contains("SharedExec"));
+        let e = a
+            .batch_execute("SET lakehose.share_subplans = perhaps")
+            .await
+            .unwrap_err();
+        let db = e.as_db_error().expect("an error from the server");
+        assert_eq!(
+            db.code(),
+            &tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE
+        );
+        assert!(db.message().contains("perhaps"), "{db:?}");
+        a.batch_execute("RESET lakehose.share_subplans")
+            .await
+            .unwrap();
+        assert!(plan(&a, explain).await.contains("SharedExec"));
+        // The same answer either way.
+        let sql = "SELECT k, count(*) FROM t GROUP BY k ORDER BY k";
+        async fn counts(pg: &tokio_postgres::Client, sql: &str) -> Vec<(i64, i64)> {
+            let rows = pg.query(sql, &[]).await.unwrap();
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+        }
+        let on = counts(&a, sql).await;
+        b.batch_execute("SET lakehose.runtime_filters = false")
+            .await
+            .unwrap();
+        let off = counts(&b, sql).await;
+        assert_eq!(on, off);
+        assert_eq!(on.len(), 7);
+    });
+}

@@ -509,3 +509,45 @@ async fn string_functions_take_dictionary_encoded_partition_columns() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_requests_settings_switch_planner_rules_for_it_alone() {
+    let lake = Lake::new();
+    lake.write("data/t/a.parquet", &parquet(0..5_000, "x"));
+    lake.run("CREATE EXTERNAL TABLE t (id bigint, path string) STORED AS PARQUET LOCATION 's3://data/t/'").await;
+    let sql = "EXPLAIN WITH r AS (SELECT id % 7 AS k, count(*) AS n FROM t GROUP BY id % 7) \
+               SELECT k FROM r WHERE n = (SELECT max(n) FROM r)";
+    let explain = |settings: Vec<(String, String)>| {
+        let engine = lake.engine.clone();
+        async move {
+            let out = engine
+                .execute(QueryRequest {
+                    sql: sql.into(),
+                    database: Some("default".into()),
+                    settings,
+                    ..Default::default()
+                })
+                .await?;
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(&out.batches)
+                .unwrap()
+                .to_string();
+            Ok::<_, lakehose_query::QueryError>(text)
+        }
+    };
+    let off = || vec![("lakehose.share_subplans".to_string(), "false".to_string())];
+    assert!(explain(vec![]).await.unwrap().contains("SharedExec"));
+    assert!(!explain(off()).await.unwrap().contains("SharedExec"));
+    // The engine's defaults are untouched by another request's settings.
+    assert!(explain(vec![]).await.unwrap().contains("SharedExec"));
+    // Only lakehose's switches, with values of their kind.
+    for (key, value) in [
+        ("datafusion.execution.target_partitions", "1000"),
+        ("lakehose.share_subplans", "perhaps"),
+        ("lakehose.no_such_rule", "true"),
+    ] {
+        let e = explain(vec![(key.to_string(), value.to_string())])
+            .await
+            .unwrap_err();
+        assert!(e.message.contains(key), "{e}");
+    }
+}
