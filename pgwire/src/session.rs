@@ -410,7 +410,16 @@ pub(crate) fn run(
     }
 }
 
+/// Settings one connection may hold (`SET` of new names past it fails).
+const MAX_SETTINGS: usize = 256;
+
 fn set(session: &mut Session, name: &str, values: &[String]) -> Result<(), LocalError> {
+    if !session.settings.contains_key(name) && session.settings.len() >= MAX_SETTINGS {
+        return Err((
+            "53400",
+            format!("a connection may hold at most {MAX_SETTINGS} settings; RESET some first"),
+        ));
+    }
     match name {
         "search_path" => {
             // The first entry that is not a Postgres system schema becomes
@@ -608,5 +617,25 @@ mod tests {
         assert_eq!(session.query_settings().len(), 1);
         set(&mut session, "RESET ALL").unwrap();
         assert!(session.query_settings().is_empty());
+    }
+
+    #[test]
+    fn pg_a_connection_holds_a_bounded_number_of_settings() {
+        let mut session = Session::new(None, None, 1);
+        let mut refused = None;
+        for i in 0..10_000 {
+            let sql = format!("SET app.setting_{i} = {i}");
+            if let Err(e) = run(&parse(&sql).unwrap(), &mut session, "u") {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (at, (code, _)) = refused.expect("refused at some point");
+        assert_eq!(code, "53400");
+        assert!(at <= MAX_SETTINGS, "{at}");
+        // Changing a setting it holds still works; RESET ALL frees them.
+        run(&parse("SET app.setting_0 = 5").unwrap(), &mut session, "u").unwrap();
+        run(&parse("RESET ALL").unwrap(), &mut session, "u").unwrap();
+        run(&parse("SET app.setting_x = 1").unwrap(), &mut session, "u").unwrap();
     }
 }
