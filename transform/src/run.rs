@@ -222,12 +222,23 @@ impl Etl {
     /// Runs a job, retrying failed attempts as its header allows. At most
     /// one run of a job is under way at a time (a second is refused).
     pub async fn run(&self, job: &Job, progress: &dyn RunProgress) -> Result<RunRecord> {
-        let Some(_guard) = self.hold(&job.name) else {
+        let Some(guard) = self.hold(&job.name) else {
             return Err(Error::Busy(format!(
                 "job {} is already running (or its table is being maintained)",
                 job.name
             )));
         };
+        self.run_held(job, guard, progress).await
+    }
+
+    /// [`run`](Self::run) for a caller that already holds `job` (see
+    /// [`hold`](Self::hold)); the hold ends with the run.
+    pub async fn run_held(
+        &self,
+        job: &Job,
+        _held: impl Drop,
+        progress: &dyn RunProgress,
+    ) -> Result<RunRecord> {
         let mut backoff = job.retry_backoff;
         let mut attempt = 1;
         loop {

@@ -165,16 +165,19 @@ fn start(etl: &Etl, tasks: &Tasks, job: &Arc<Job>, at: DateTime<Utc>, why: &'sta
     let owned = etl.clone();
     spawn_tracked(etl, tasks, async move {
         let etl = owned;
-        if etl.is_running(&job.name) {
-            tracing::debug!(job = %job.name, "previous run still going; schedule skipped");
+        // Held before the occurrence is claimed, so a claim is always a
+        // run: a job still running, or whose table is being maintained,
+        // skips the occurrence here, and another node may take it.
+        let Some(held) = etl.hold(&job.name) else {
+            tracing::debug!(job = %job.name, "job busy here (running or maintained); schedule skipped");
             return;
-        }
+        };
         if !crate::claim::claim(etl.engine().storage(), Kind::Job, &job.name, at).await {
             return;
         }
         tracing::info!(job = %job.name, "ETL run started ({why})");
         // A panic fails this run (logged); the schedule goes on.
-        let run = catch_panic("ETL run", etl.run(&job, &NoProgress)).await;
+        let run = catch_panic("ETL run", etl.run_held(&job, held, &NoProgress)).await;
         let Ok(run) = run else {
             tracing::error!(job = %job.name, "ETL run failed: it panicked; the next scheduled run goes ahead");
             return;
