@@ -189,11 +189,6 @@ impl Etl {
         })
     }
 
-    /// Whether a run of `job` is under way in this process.
-    pub fn is_running(&self, job: &str) -> bool {
-        self.running.lock().is_ok_and(|r| r.contains(job))
-    }
-
     fn storage(&self) -> &Storage {
         self.engine.storage()
     }
